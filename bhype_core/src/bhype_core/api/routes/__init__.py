@@ -1,0 +1,1 @@
+"""Routes package of the bHype core."""

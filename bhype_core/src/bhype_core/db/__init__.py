@@ -1,0 +1,1 @@
+"""Db package of the bHype core."""

@@ -1,0 +1,1 @@
+"""Drivers package of the bHype core."""

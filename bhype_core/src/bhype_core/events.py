@@ -1,0 +1,61 @@
+"""Events and the one fan-out that delivers them to every ``bhype_notify`` implementation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pluggy
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something users or monitoring should hear about.
+
+    ``kind`` is a dotted name (``task.failed``, ``vm.crashed``, ``pkg.vulnerable``);
+    ``subject`` names what it is about (``vm:web1``); ``user`` whom it concerns (None: admins).
+    """
+
+    kind: str
+    message: str
+    severity: str = "info"
+    subject: str | None = None
+    user: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {self.severity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["time"] = self.time.isoformat()
+        return body
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """A plugin whose ``bhype_notify`` raised, and what it raised."""
+
+    plugin: str
+    error: str
+
+
+def notify(pm: pluggy.PluginManager, event: Event) -> list[DeliveryFailure]:
+    """Deliver ``event`` to every plugin; each plugin's failure is logged and returned,
+    never raised, so one broken notifier cannot stop the others or the caller."""
+    failures: list[DeliveryFailure] = []
+    for impl in reversed(pm.hook.bhype_notify.get_hookimpls()):
+        try:
+            impl.function(**{arg: event for arg in impl.argnames})
+        except Exception as exc:  # isolation is this function's whole point
+            log.exception("plugin %s failed to deliver event %s", impl.plugin_name, event.kind)
+            failures.append(DeliveryFailure(impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+    return failures

@@ -1,0 +1,1 @@
+"""Queue package of the bHype core."""

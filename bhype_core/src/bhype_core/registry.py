@@ -1,0 +1,227 @@
+"""Typed records that plugins register at start-up, and the registry that collects them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from bhype_core.errors import PluginError
+
+if TYPE_CHECKING:
+    import pluggy
+    from fastapi import APIRouter
+    from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class SettingsSection:
+    """A plugin's TOML table: ``name`` (``zfs`` → ``[zfs]``) validated by ``model``."""
+
+    name: str
+    model: type[BaseModel]
+
+
+@dataclass(frozen=True)
+class DriverEntry:
+    """A hypervisor driver. ``factory(runtime)`` builds it; ``platforms`` it runs on."""
+
+    name: str
+    factory: Callable[[Any], Any]
+    platforms: tuple[str, ...] = ("freebsd", "linux")
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StorageBackendEntry:
+    """A storage backend for VM disks; ``factory(runtime, options)`` builds one datastore."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """A kind of task the worker runs.
+
+    ``run(context, **arguments)`` does the work and returns a JSON-able result.
+    ``locks(arguments)`` names the resources (``vm:<id>``) the task holds while it runs.
+    """
+
+    name: str
+    run: Callable[..., Any]
+    description: str = ""
+    locks: Callable[[dict], list[str]] = field(default=lambda arguments: [])
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """A job run by the worker on a cron-like schedule (huey ``crontab`` fields)."""
+
+    name: str
+    run: Callable[..., Any]
+    minute: str = "*"
+    hour: str = "*"
+    day: str = "*"
+    month: str = "*"
+    day_of_week: str = "*"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RouterEntry:
+    """An API router; mounted at ``prefix`` (default ``/api/v1/<name>``)."""
+
+    name: str
+    router: APIRouter
+    prefix: str | None = None
+
+    @property
+    def mount_prefix(self) -> str:
+        return self.prefix if self.prefix is not None else f"/api/v1/{self.name}"
+
+
+@dataclass(frozen=True)
+class CliCommand:
+    """A ``bhype <name>`` sub-command: ``configure(parser)`` adds arguments, ``run(args)``
+    does the work and returns the exit status."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """A package's database tables (``models``, SQLModel classes) and Alembic ``migrations``
+    directory; ``name`` is the migration branch label."""
+
+    name: str
+    models: tuple[type, ...] = ()
+    migrations: Path | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of ``bhype doctor``: ok or not, what was found, and how to fix it."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class DoctorCheck:
+    """A read-only prerequisite check; ``run(settings)`` returns results."""
+
+    name: str
+    run: Callable[[Any], list[CheckResult]]
+    platforms: tuple[str, ...] = ("freebsd", "linux")
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Registered(Generic[T]):
+    """A record together with the plugin that registered it."""
+
+    plugin: str
+    item: T
+
+
+class Catalog(Generic[T]):
+    """Named records of one kind, each remembering its plugin; a clash is an error."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._entries: dict[str, Registered[T]] = {}
+
+    def add(self, plugin: str, item: T) -> None:
+        name = getattr(item, "name")
+        if name in self._entries:
+            other = self._entries[name].plugin
+            raise PluginError(
+                f"{self.what} {name!r} is registered by both plugin {other!r} and plugin {plugin!r}"
+            )
+        self._entries[name] = Registered(plugin, item)
+
+    def __getitem__(self, name: str) -> T:
+        return self._entries[name].item
+
+    def get(self, name: str) -> T | None:
+        entry = self._entries.get(name)
+        return entry.item if entry else None
+
+    def plugin_of(self, name: str) -> str:
+        return self._entries[name].plugin
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[T]:
+        return (entry.item for entry in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+
+def collect(pm: pluggy.PluginManager, hook_name: str, what: str) -> Catalog[Any]:
+    """Call one ``bhype_register_*`` hook on every plugin, remembering who registered what.
+
+    Each implementation is called with its own ``register`` so a record is attributed to its
+    plugin (and a name clash can name both plugins). Exceptions propagate, naming the plugin.
+    """
+    catalog: Catalog[Any] = Catalog(what)
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):  # registration order
+        plugin_name = impl.plugin_name
+
+        def register(item: Any, _plugin: str = plugin_name) -> None:
+            catalog.add(_plugin, item)
+
+        try:
+            impl.function(**{arg: register for arg in impl.argnames})
+        except PluginError:
+            raise
+        except Exception as exc:  # a plugin bug at start-up: name it
+            raise PluginError(f"plugin {plugin_name!r} failed in {hook_name}: {exc}") from exc
+    return catalog
+
+
+@dataclass
+class Registry:
+    """Everything plugins registered at start-up, by kind."""
+
+    settings: Catalog[SettingsSection]
+    drivers: Catalog[DriverEntry]
+    storage_backends: Catalog[StorageBackendEntry]
+    tasks: Catalog[TaskKind]
+    periodic_jobs: Catalog[PeriodicJob]
+    routers: Catalog[RouterEntry]
+    cli_commands: Catalog[CliCommand]
+    models: Catalog[ModelSet]
+    doctor_checks: Catalog[DoctorCheck]
+
+    @classmethod
+    def from_plugins(cls, pm: pluggy.PluginManager) -> Registry:
+        """Collect every kind of record from the plugins registered in ``pm``."""
+        return cls(
+            settings=collect(pm, "bhype_register_settings", "settings section"),
+            drivers=collect(pm, "bhype_register_drivers", "driver"),
+            storage_backends=collect(pm, "bhype_register_storage_backends", "storage backend"),
+            tasks=collect(pm, "bhype_register_tasks", "task kind"),
+            periodic_jobs=collect(pm, "bhype_register_periodic_jobs", "periodic job"),
+            routers=collect(pm, "bhype_register_routers", "router"),
+            cli_commands=collect(pm, "bhype_register_cli_commands", "CLI command"),
+            models=collect(pm, "bhype_register_models", "model set"),
+            doctor_checks=collect(pm, "bhype_register_doctor_checks", "doctor check"),
+        )

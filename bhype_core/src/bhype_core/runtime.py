@@ -1,0 +1,64 @@
+"""The runtime: settings, plugins and the services built from them, assembled at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from bhype_core.config import Settings, load_settings
+from bhype_core.events import DeliveryFailure, Event, notify
+from bhype_core.plugins import BhypePluginManager, make_plugin_manager
+from bhype_core.registry import Registry
+
+
+@dataclass
+class Runtime:
+    """One process's view of bHype. Built once by :func:`build_runtime`; nothing global.
+
+    Services (database engine, queue, runner) are built on first use, so a process only
+    pays for what it touches.
+    """
+
+    settings: Settings
+    pm: BhypePluginManager
+    registry: Registry
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def engine(self) -> Any:
+        """The SQLAlchemy engine for ``core.database_url``."""
+        from bhype_core.db.engine import make_engine
+
+        return make_engine(self.settings.core.effective_database_url)
+
+    @cached_property
+    def queue(self) -> Any:
+        """The huey instance, with every registered task kind bound to it."""
+        from bhype_core.queue.huey_factory import make_queue
+
+        return make_queue(self.settings, self.registry)
+
+    @cached_property
+    def runner(self) -> Any:
+        """The host command runner (local or SSH, per ``[runner]``)."""
+        from bhype_core.host.runner import make_runner
+
+        return make_runner(self.settings.runner)
+
+    def notify(self, event: Event) -> list[DeliveryFailure]:
+        """Deliver an event to every ``bhype_notify`` implementation (failures isolated)."""
+        return notify(self.pm, event)
+
+
+def build_runtime(
+    settings: Settings | None = None,
+    pm: BhypePluginManager | None = None,
+) -> Runtime:
+    """Assemble a runtime: load settings, build the plugin manager, collect registrations and
+    validate every plugin's settings section."""
+    settings = settings or load_settings()
+    pm = pm or make_plugin_manager(load_entrypoints=True, disabled=settings.core.disabled_plugins)
+    registry = Registry.from_plugins(pm)
+    settings.add_plugin_sections(registry.settings)
+    return Runtime(settings=settings, pm=pm, registry=registry)

@@ -1,0 +1,59 @@
+"""bHype's test kit, a pytest plugin (entry point ``pytest11: bhype``).
+
+Plugin authors get the same fixtures the core's own tests use: an empty plugin manager, a way
+to register fake plugins, settings in a temporary data directory, a runtime, and fixtures for
+the real services (MariaDB, Redis, OpenSSH) bHype talks to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bhype_core.config import Settings, apply_environment
+from bhype_core.plugins import BhypePluginManager, make_plugin_manager
+from bhype_core.runtime import Runtime, build_runtime
+
+
+def make_settings(data_dir: Path, **sections: dict) -> Settings:
+    """Settings for a test: everything under ``data_dir``, plus the given section overrides."""
+    raw: dict = {"core": {"data_dir": str(data_dir)}}
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return Settings(apply_environment(raw, {}), None)
+
+
+@pytest.fixture
+def plugin_manager() -> BhypePluginManager:
+    """An empty plugin manager: no entry points, no built-ins. Register what the test needs."""
+    return make_plugin_manager(load_entrypoints=False)
+
+
+@pytest.fixture
+def register_plugin(plugin_manager: BhypePluginManager) -> Iterator:
+    """``register_plugin(obj, name=None)`` registers a (fake) plugin for this test only."""
+
+    def register(plugin: object, name: str | None = None) -> object:
+        plugin_manager.register_plugin(plugin, name or getattr(plugin, "__name__", repr(plugin)))
+        if plugin_manager.blocked:
+            raise AssertionError(f"plugin blocked: {plugin_manager.blocked}")
+        return plugin
+
+    yield register
+
+
+@pytest.fixture
+def bhype_settings(tmp_path: Path) -> Settings:
+    """Settings with the data directory, SQLite database and SQLite queue under ``tmp_path``."""
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def bhype_runtime(bhype_settings: Settings, plugin_manager: BhypePluginManager) -> Runtime:
+    """A runtime over ``bhype_settings`` and the (initially empty) ``plugin_manager``.
+
+    Register fake plugins with ``register_plugin`` *before* requesting this fixture.
+    """
+    return build_runtime(bhype_settings, plugin_manager)
