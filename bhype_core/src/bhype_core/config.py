@@ -190,4 +190,9 @@ def load_settings(path: Path | str | None = None, environ: Mapping[str, str] = o
     elif explicit:
         raise ConfigError(f"{file}: configuration file not found")
     source = file if file.exists() else None
-    return Settings(apply_environment(raw, environ), source)
+    merged = apply_environment(raw, environ)
+    core = merged.setdefault("core", {})
+    if isinstance(core, dict):
+        # Resolve the default from the same environment the rest was read from.
+        core.setdefault("data_dir", str(default_data_dir(environ)))
+    return Settings(merged, source)
