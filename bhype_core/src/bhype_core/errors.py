@@ -159,3 +159,40 @@ class CommandError(BhypeError):
             duration=round(self.duration, 3),
         )
         return body
+
+
+class TaskFailed(BhypeError):
+    """A queued task ended with an error; carries what the worker reported about it.
+
+    ``error_type`` is the exception's class name, ``kind`` the task kind, ``plugin`` the plugin
+    that registered it, ``log`` the task's log lines up to the failure.
+    """
+
+    code = "task_failed"
+    http_status = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str = "",
+        kind: str = "",
+        plugin: str = "",
+        error_type: str = "",
+        error_code: str = "",
+        log: Sequence[dict] = (),
+        traceback: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.kind = kind
+        self.plugin = plugin
+        self.error_type = error_type
+        self.error_code = error_code
+        self.log = list(log)
+        self.traceback = traceback
+
+    def to_dict(self) -> dict:
+        body = super().to_dict()
+        body["error"].update(task_id=self.task_id, kind=self.kind, plugin=self.plugin, type=self.error_type)
+        return body

@@ -59,7 +59,8 @@ class TaskKind:
 
 @dataclass(frozen=True)
 class PeriodicJob:
-    """A job run by the worker on a cron-like schedule (huey ``crontab`` fields)."""
+    """A job run by the worker on a cron-like schedule (huey ``crontab`` fields, host local
+    time). ``run(context)`` gets a :class:`bhype_core.tasks.TaskContext` (user ``None``)."""
 
     name: str
     run: Callable[..., Any]
@@ -87,7 +88,8 @@ class RouterEntry:
 @dataclass(frozen=True)
 class CliCommand:
     """A ``bhype <name>`` sub-command: ``configure(parser)`` adds arguments, ``run(args)``
-    does the work and returns the exit status."""
+    does the work and returns the exit status. ``args.runtime`` holds the CLI's
+    :class:`~bhype_core.runtime.Runtime` (settings, plugins, runner, queue)."""
 
     name: str
     help: str
@@ -107,12 +109,17 @@ class ModelSet:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One line of ``bhype doctor``: ok or not, what was found, and how to fix it."""
+    """One line of ``bhype doctor``: ok or not, what was found, and how to fix it.
+
+    A failed ``optional`` check is shown (bHype works without it, e.g. KVM on Linux) but does
+    not make ``bhype doctor`` fail.
+    """
 
     name: str
     ok: bool
     detail: str
     fix: str = ""
+    optional: bool = False
 
 
 @dataclass(frozen=True)

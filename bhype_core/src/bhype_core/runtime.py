@@ -37,7 +37,7 @@ class Runtime:
         """The huey instance, with every registered task kind bound to it."""
         from bhype_core.queue.huey_factory import make_queue
 
-        return make_queue(self.settings, self.registry)
+        return make_queue(self.settings, self.registry, runtime=self)
 
     @cached_property
     def runner(self) -> Any:
@@ -48,7 +48,7 @@ class Runtime:
 
     def notify(self, event: Event) -> list[DeliveryFailure]:
         """Deliver an event to every ``bhype_notify`` implementation (failures isolated)."""
-        return notify(self.pm, event)
+        return notify(self.pm, event, runtime=self)
 
 
 def build_runtime(

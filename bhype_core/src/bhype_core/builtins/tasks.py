@@ -1,0 +1,87 @@
+"""Built-in plugin ``core_tasks``: the core's own task kinds (``core.ping``)."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bhype_core.errors import BhypeError, ValidationErrors
+from bhype_core.hookspecs import hookimpl
+from bhype_core.registry import TaskKind
+from bhype_core.tasks import TaskContext
+
+MAX_SLEEP = 600.0  # seconds; ping is a diagnostic, not a way to park a worker for hours
+SLEEP_STEP = 0.1  # seconds between progress reports while sleeping
+
+
+class PingFailed(BhypeError):
+    """``core.ping`` was asked to fail (tests and diagnostics of the error path)."""
+
+    code = "ping_failed"
+
+
+def ping(
+    context: TaskContext, echo: Any = None, sleep: float = 0, fail: str | None = None
+) -> dict[str, Any]:
+    """Answer from the worker: proves a task crossed the queue and ran there.
+
+    :param echo: any JSON value, returned unchanged.
+    :param sleep: seconds to spend before answering (0–600), reporting progress; used to see
+        a task running (locks, cancel, graceful shutdown, crash tests).
+    :param fail: when given, fail with this message instead of answering.
+    :returns: ``pong``, the worker's ``pid`` and ``host``, ``echo``, the ``user`` and
+        ``task_id`` the worker saw.
+    """
+    errors = ValidationErrors()
+    if isinstance(sleep, bool) or not isinstance(sleep, (int, float)) or not (
+        math.isfinite(sleep) and 0 <= sleep <= MAX_SLEEP
+    ):
+        errors.add("sleep", f"must be a number of seconds from 0 to {MAX_SLEEP:g}, not {sleep!r}")
+    if fail is not None and not isinstance(fail, str):
+        errors.add("fail", f"must be a message (string) or null, not {type(fail).__name__}")
+    errors.raise_if_any()
+
+    context.log(f"ping from {context.user or 'system'}")
+    if sleep:
+        context.log(f"sleeping {sleep:g} s")
+        _sleep_with_progress(context, float(sleep))
+    if fail is not None:
+        raise PingFailed(fail)
+    context.progress(100, "pong")
+    return {
+        "pong": True,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "echo": echo,
+        "user": context.user,
+        "task_id": context.task_id,
+    }
+
+
+def _sleep_with_progress(
+    context: TaskContext, seconds: float, clock: Callable[[], float] = time.monotonic
+) -> None:
+    # Short steps keep the task responsive (cancel points in issue 3); progress is reported
+    # only when the whole percentage changes, so a reporter that writes rows is not flooded.
+    start = clock()
+    reported = -1
+    while (elapsed := clock() - start) < seconds:
+        percent = min(99, int(100 * elapsed / seconds))
+        if percent != reported:
+            context.progress(percent, "sleeping")
+            reported = percent
+        time.sleep(min(SLEEP_STEP, seconds - elapsed))
+
+
+@hookimpl
+def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
+    """The core's task kinds."""
+    register(TaskKind(
+        name="core.ping",
+        run=ping,
+        description="answer from the worker (pid, host, echo); optional sleep or failure for diagnostics",
+    ))

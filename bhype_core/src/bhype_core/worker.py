@@ -1,0 +1,170 @@
+"""The worker: runs the huey consumer over the runtime's queue, as a process or a thread."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from huey.consumer import Consumer
+
+from bhype_core.errors import BhypeError, ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bhype_core.runtime import Runtime
+
+log = logging.getLogger("bhype.worker")
+
+# Polling limits for storages that cannot block (SQLite): start at 0.1 s and back off to at
+# most 1 s when idle, so a task queued on an idle embedded queue starts within about a second
+# (huey's default ceiling of 10 s is too slow for interactive VM actions).
+INITIAL_DELAY = 0.1
+MAX_DELAY = 1.0
+BACKOFF = 1.15
+
+
+class BhypeConsumer(Consumer):
+    """huey's consumer; installs signal handlers only where Python allows it (main thread)
+    and logs once it is ready."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # huey restarts itself on SIGHUP by re-executing sys.argv, which for
+        # ``python -m bhype_core.worker`` runs worker.py as a script (bhype_core/ first on
+        # sys.path, where its queue/ can shadow the stdlib's). SIGHUP stops gracefully instead;
+        # the service manager starts the worker again.
+        if hasattr(signal, "SIGHUP"):
+            self._signal_actions[signal.SIGHUP] = (False, True)
+
+    def _set_signal_handlers(self) -> None:
+        # signal.signal() raises outside the main thread; the in-process worker (bhype serve)
+        # runs the consumer in a thread and is stopped through InProcessWorker.stop().
+        if threading.current_thread() is threading.main_thread():
+            super()._set_signal_handlers()
+
+    def start(self) -> None:
+        super().start()
+        log.info("bhype worker ready: %d %s worker(s) on %s", self.workers, self.worker_type, self.huey.name)
+
+
+def build_consumer(runtime: Runtime, workers: int | None = None) -> BhypeConsumer:
+    """The consumer for ``runtime.queue`` with ``workers`` threads (default ``queue.workers``).
+
+    :raises ConfigError: the queue runs tasks immediately (``memory``): there is nothing to consume.
+    """
+    queue = runtime.queue
+    if queue.huey.immediate:
+        raise ConfigError(f"queue.backend {queue.backend!r} runs tasks at once; it needs no worker")
+    count = workers if workers is not None else runtime.settings.queue.workers
+    if count < 1:
+        raise ConfigError(f"queue.workers: must be at least 1, not {count}")
+    return BhypeConsumer(
+        queue.huey,
+        workers=count,
+        worker_type="thread",
+        periodic=True,
+        initial_delay=INITIAL_DELAY,
+        backoff=BACKOFF,
+        max_delay=MAX_DELAY,
+    )
+
+
+def describe(runtime: Runtime) -> list[str]:
+    """Log lines naming the queue, each task kind and each periodic job with its plugin."""
+    queue = runtime.queue
+    registry = runtime.registry
+    lines = [f"queue: {queue.detail}"]
+    lines += [f"task kind {name} (plugin {registry.tasks.plugin_of(name)})" for name in sorted(queue.tasks)]
+    for name in sorted(queue.periodic):
+        job = registry.periodic_jobs[name]
+        schedule = " ".join((job.minute, job.hour, job.day, job.month, job.day_of_week))
+        lines.append(f"periodic job {name} [{schedule}] (plugin {registry.periodic_jobs.plugin_of(name)})")
+    return lines
+
+
+def run_worker(runtime: Runtime, workers: int | None = None) -> None:
+    """Run the consumer in this process until SIGINT or SIGHUP (graceful: running tasks
+    finish) or SIGTERM (immediate: running tasks are abandoned). Call from the main thread so
+    the signal handlers can be installed.
+
+    :param workers: worker threads; default ``queue.workers``.
+    """
+    consumer = build_consumer(runtime, workers)
+    for line in describe(runtime):
+        log.info("%s", line)
+    consumer.run()
+    log.info("bhype worker stopped")
+
+
+class InProcessWorker:
+    """A consumer running in a background thread of this process (``bhype serve`` on the
+    embedded queue). Stop it with :meth:`stop`; signals are the host process's business."""
+
+    def __init__(self, consumer: BhypeConsumer) -> None:
+        self.consumer = consumer
+        self.thread = threading.Thread(target=consumer.run, name="bhype-worker", daemon=True)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the consumer thread is still running."""
+        return self.thread.is_alive()
+
+    def stop(self, timeout: float | None = 30.0) -> bool:
+        """Stop taking tasks and wait up to ``timeout`` seconds for running ones to finish.
+
+        :returns: whether everything stopped in time (worker threads still busy after
+            ``timeout`` are daemon threads and end with the process).
+        """
+        self.consumer.shutdown_timeout = timeout
+        self.consumer.stop(graceful=True)  # sets the stop flag, joins the worker threads
+        self.thread.join(timeout)
+        return not self.alive
+
+
+def start_in_process_worker(runtime: Runtime, workers: int | None = None) -> InProcessWorker:
+    """Start a consumer for ``runtime.queue`` in a background thread and return its handle."""
+    handle = InProcessWorker(build_consumer(runtime, workers))
+    for line in describe(runtime):
+        log.info("in-process %s", line)
+    handle.thread.start()
+    return handle
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level`` (``core.log_level``) unless logging is already set up."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bhype_core.worker [--config PATH] [--workers N]``: load settings, build the
+    runtime with every installed plugin, run the worker until a signal stops it."""
+    from bhype_core.config import load_settings
+    from bhype_core.runtime import build_runtime
+
+    parser = argparse.ArgumentParser(prog="python -m bhype_core.worker", description=main.__doc__)
+    parser.add_argument(
+        "--config", type=Path, help="configuration file (default: BHYPE_CONFIG or the platform default)"
+    )
+    parser.add_argument("--workers", type=int, help="worker threads (default: queue.workers)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        configure_logging(settings.core.log_level)
+        runtime = build_runtime(settings)
+        run_worker(runtime, workers=args.workers)
+    except BhypeError as exc:
+        print(f"bhype worker: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

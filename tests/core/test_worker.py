@@ -1,0 +1,114 @@
+"""The worker as a real separate process (``python -m bhype_core.worker``) on the embedded
+SQLite queue and on the real Redis server: round trips, errors, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import bhype_core.builtins.tasks as core_tasks
+from bhype_core.errors import TaskFailed, ValidationErrors
+from bhype_core.plugins import make_plugin_manager
+from bhype_core.runtime import build_runtime
+from bhype_core.testing.queue import queue_config, settings_from, write_config
+
+pytestmark = pytest.mark.slow
+
+BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+RESULT_TIMEOUT = 60.0  # generous: a loaded 2-core machine; not a timing assertion
+
+
+@pytest.fixture(params=BACKENDS)
+def worker_config(request, tmp_path):
+    """Raw configuration for one backend: data under tmp_path, Redis keys under a unique name."""
+    if request.param == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        return queue_config(tmp_path / "data", "redis", redis_url=redis_url, name=prefix)
+    return queue_config(tmp_path / "data", "sqlite")
+
+
+def client_queue(raw):
+    """The queue as the API process sees it: its own runtime, only the core's task kinds."""
+    pm = make_plugin_manager(load_entrypoints=False, plugins=[("core_tasks", core_tasks)])
+    return build_runtime(settings_from(raw), pm).queue
+
+
+def test_ping_round_trip_and_failure_through_a_worker_process(worker_config, start_worker):
+    worker = start_worker(worker_config)
+    queue = client_queue(worker_config)
+
+    handle = queue.enqueue("core.ping", {"echo": ["round", 1]}, user="alice")
+    outcome = queue.outcome(handle, timeout=RESULT_TIMEOUT)
+    assert outcome.value["pong"] is True
+    assert outcome.value["pid"] == worker.pid != os.getpid()  # it really ran over there
+    assert outcome.value["echo"] == ["round", 1]
+    assert (outcome.value["user"], outcome.value["task_id"]) == ("alice", handle.id)
+    assert [line["message"] for line in outcome.log] == ["ping from alice"]
+
+    failing = queue.enqueue("core.ping", {"fail": "no such pool"}, user="alice")
+    with pytest.raises(TaskFailed) as caught:
+        queue.result(failing, timeout=RESULT_TIMEOUT)
+    assert caught.value.message == "task core.ping (plugin core_tasks) failed: PingFailed: no such pool"
+    assert caught.value.task_id == failing.id
+
+    with pytest.raises(ValidationErrors, match="unknown task kind 'core.nope'"):
+        queue.enqueue("core.nope", {})
+
+    log = worker.log_text()
+    assert "task kind core.ping (plugin core_tasks)" in log  # the worker names what it runs
+    assert f"task core.ping {failing.id} started (user alice)" in log
+
+
+def test_worker_stops_gracefully_on_sigint(worker_config, start_worker):
+    check_graceful_stop(worker_config, start_worker, signal.SIGINT)
+
+
+def test_worker_stops_gracefully_on_sighup(tmp_path, start_worker):
+    # huey would re-exec itself; bHype's worker stops gracefully (see BhypeConsumer).
+    check_graceful_stop(queue_config(tmp_path / "data", "sqlite"), start_worker, signal.SIGHUP)
+
+
+def check_graceful_stop(raw, start_worker, signum):
+    worker = start_worker(raw)
+    queue = client_queue(raw)
+    handle = queue.enqueue("core.ping", {"sleep": 1.5, "echo": "finish me"})
+    worker.wait_for_log(f"task core.ping {handle.id} started")
+
+    worker.send_signal(signum)
+    assert worker.wait(timeout=RESULT_TIMEOUT) == 0
+    # Graceful: the task that was running when the signal arrived still finished and answered.
+    outcome = queue.outcome(handle, timeout=5)
+    assert outcome.value["echo"] == "finish me" and outcome.value["pid"] == worker.pid
+    assert outcome.progress == {"percent": 100.0, "message": "pong"}
+    assert "bhype worker stopped" in worker.log_text()
+
+
+def test_worker_stops_at_once_on_sigterm(tmp_path, start_worker):
+    raw = queue_config(tmp_path / "data", "sqlite")
+    worker = start_worker(raw)
+    queue = client_queue(raw)
+    handle = queue.enqueue("core.ping", {"sleep": 600})
+    worker.wait_for_log(f"task core.ping {handle.id} started")
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=RESULT_TIMEOUT) == 0
+    # Immediate: the running task was abandoned, so it never produced a result.
+    assert queue.huey.result(handle.id, preserve=True) is None
+    assert "Received SIGTERM" in worker.log_text()
+
+
+def test_worker_with_a_bad_configuration_exits_naming_the_key(tmp_path):
+    raw = {"queue": {"backend": "redis"}, "core": {"data_dir": str(tmp_path)}}
+    config = write_config(tmp_path / "bad.toml", raw)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BHYPE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bhype_core.worker", "--config", str(config)],
+        capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert "bhype worker: queue.backend is 'redis' but core.redis_url is empty" in done.stderr
