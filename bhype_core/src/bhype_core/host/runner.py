@@ -1,0 +1,244 @@
+"""The one host command runner: argv lists only, timeouts that kill the process group, audited."""
+
+from __future__ import annotations
+
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from bhype_core.errors import BhypeError, CommandError
+from bhype_core.host.audit import AuditSink, deliver, make_record
+from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, decode, run_process
+
+__all__ = [
+    "DEFAULT_KILL_GRACE", "DEFAULT_TIMEOUT", "ArgvError", "LocalRunner", "Result", "Runner",
+    "decode", "make_runner", "run_process", "validate_argv",
+]
+
+if TYPE_CHECKING:
+    from bhype_core.config import RunnerSettings
+
+DEFAULT_TIMEOUT = 120.0
+
+Input = str | bytes | None
+
+# Portable variable names only (POSIX): anything else could be read as an option or an
+# assignment when the SSH runner passes the overlay through the remote env(1).
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class ArgvError(BhypeError, ValueError):
+    """A runner was asked to run something that is not a non-empty list of strings.
+
+    This is a programming error inside bHype (callers build argv lists), so it is also a
+    ``ValueError``; nothing has run when it is raised.
+    """
+
+    code = "invalid_argv"
+
+
+def validate_argv(argv: object) -> list[str]:
+    """Check that ``argv`` is a non-empty list/tuple of non-empty-program strings without NUL.
+
+    :raises ArgvError: naming the offending item; nothing is run.
+    """
+    if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):
+        raise ArgvError(f"argv must be a list of strings, not {type(argv).__name__} (no shell strings)")
+    if not argv:
+        raise ArgvError("argv must not be empty")
+    for index, item in enumerate(argv):
+        if not isinstance(item, str):
+            raise ArgvError(f"argv[{index}] must be a str, not {type(item).__name__} ({item!r})")
+        if "\0" in item:
+            raise ArgvError(f"argv[{index}] contains a NUL character")
+    if not argv[0]:
+        raise ArgvError("argv[0] (the program) must not be empty")
+    return list(argv)
+
+
+def validate_env(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Check an ``env`` overlay: portable names (``[A-Za-z_][A-Za-z0-9_]*``), str values
+    without NUL."""
+    if env is None:
+        return None
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ArgvError(f"env name {name!r} is not a valid variable name")
+        if not isinstance(value, str) or "\0" in value:
+            raise ArgvError(f"env[{name!r}] must be a str without NUL, not {value!r}")
+    return dict(env)
+
+
+def encode_input(data: Input) -> bytes | None:
+    """Stdin for the command: ``str`` is sent as UTF-8, ``bytes`` as is."""
+    if data is None or isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    raise ArgvError(f"input must be str or bytes, not {type(data).__name__}")
+
+
+class Runner(ABC):
+    """Runs host commands. Subclasses say *where* (:meth:`_execute`); this class validates,
+    applies the default timeout, audits every command and turns failures into errors."""
+
+    def __init__(self, default_timeout: float = DEFAULT_TIMEOUT) -> None:
+        if default_timeout <= 0:
+            raise ArgvError(f"default_timeout must be positive, not {default_timeout!r}")
+        self.default_timeout = float(default_timeout)
+        self._audit_sinks: list[AuditSink] = []
+
+    @property
+    @abstractmethod
+    def target(self) -> str:
+        """Where commands run: ``"local"`` or ``"ssh://user@host:port"`` (audit records)."""
+
+    @abstractmethod
+    def _execute(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        input: bytes | None,
+        env: dict[str, str] | None,
+        cwd: str | None,
+    ) -> Result:
+        """Run validated ``argv``; return its :class:`Result` or raise :class:`CommandError`
+        for failures without an exit status (not found, timed out, connection lost)."""
+
+    def add_audit_sink(self, sink: AuditSink) -> None:
+        """Also deliver every :class:`~bhype_core.host.audit.AuditRecord` to ``sink``."""
+        self._audit_sinks.append(sink)
+
+    def remove_audit_sink(self, sink: AuditSink) -> None:
+        """Stop delivering records to ``sink``."""
+        self._audit_sinks.remove(sink)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        check: bool = True,
+        input: Input = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> Result:
+        """Run one command and wait for it.
+
+        :param argv: program and arguments, a list of ``str`` (never a shell string).
+        :param timeout: seconds before the command's process group is killed; ``None`` means
+            this runner's ``default_timeout`` (from ``[runner] default_timeout``).
+        :param check: raise :class:`CommandError` on a non-zero exit status.
+        :param input: data for stdin (``str`` is sent as UTF-8); stdin is empty when ``None``.
+        :param env: variables added to (not replacing) the inherited environment.
+        :param cwd: working directory for the command.
+        :returns: the :class:`Result`.
+        :raises ArgvError: bad ``argv``/``env``/``input``/``timeout``; nothing ran.
+        :raises CommandError: not found, timed out, or (``check``) non-zero exit status.
+        """
+        argv = validate_argv(argv)
+        env = validate_env(env)
+        data = encode_input(input)
+        timeout = self.default_timeout if timeout is None else timeout
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ArgvError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        directory = None if cwd is None else os.fspath(cwd)
+        try:
+            result = self._execute(argv, timeout=float(timeout), input=data, env=env, cwd=directory)
+        except CommandError as exc:
+            self._audit(argv, exc.returncode, exc.duration, exc.stderr, error=exc.reason or str(exc))
+            raise
+        self._audit(argv, result.returncode, result.duration, result.stderr, dry_run=result.dry_run)
+        if check:
+            result.assert_success()
+        return result
+
+    def _audit(
+        self,
+        argv: list[str],
+        returncode: int | None,
+        duration: float,
+        stderr: str,
+        *,
+        dry_run: bool = False,
+        error: str = "",
+    ) -> None:
+        record = make_record(
+            target=self.target,
+            argv=argv,
+            returncode=returncode,
+            duration=duration,
+            dry_run=dry_run,
+            stderr=stderr,
+            error=error,
+        )
+        deliver(record, self._audit_sinks)
+
+    def close(self) -> None:  # noqa: B027 (optional: most runners hold nothing)
+        """Release resources (SSH control connections). The runner stays usable."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalRunner(Runner):
+    """Runs commands on this machine."""
+
+    def __init__(
+        self, default_timeout: float = DEFAULT_TIMEOUT, kill_grace: float = DEFAULT_KILL_GRACE
+    ) -> None:
+        super().__init__(default_timeout)
+        self.kill_grace = kill_grace
+
+    @property
+    def target(self) -> str:
+        return "local"
+
+    def _execute(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        input: bytes | None,
+        env: dict[str, str] | None,
+        cwd: str | None,
+    ) -> Result:
+        return run_process(argv, timeout=timeout, input=input, env=env, cwd=cwd, kill_grace=self.kill_grace)
+
+    def __repr__(self) -> str:
+        return f"LocalRunner(default_timeout={self.default_timeout:g})"
+
+
+def make_runner(settings: RunnerSettings, *, echo: Callable[[str], object] | None = None) -> Runner:
+    """Build the runner ``[runner]`` describes: ``target = "local"`` or
+    ``"ssh://user@host[:port]"`` (with ``ssh_identity``/``ssh_options``), wrapped in a
+    :class:`~bhype_core.host.dryrun.DryRunRunner` when ``dry_run`` is set.
+
+    :param echo: for dry runs, a callable receiving each would-be command line (e.g. ``print``).
+    :raises ConfigError: ``runner.target`` is neither form.
+    """
+    from bhype_core.host.dryrun import DryRunRunner
+    from bhype_core.host.ssh import SSHRunner, parse_ssh_target
+
+    runner: Runner
+    if settings.target == "local":
+        runner = LocalRunner(default_timeout=settings.default_timeout)
+    else:
+        user, host, port = parse_ssh_target(settings.target)
+        runner = SSHRunner(
+            host,
+            port=port,
+            user=user,
+            identity=settings.ssh_identity,
+            options=tuple(settings.ssh_options),
+            default_timeout=settings.default_timeout,
+        )
+    if settings.dry_run:
+        runner = DryRunRunner(runner, echo=echo)
+    return runner
