@@ -1,0 +1,56 @@
+"""Building the FastAPI application: core routers, plugin routers, one error shape."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from bhype_core import __version__
+from bhype_core.api.errors import install_error_handlers
+from bhype_core.api.routes import health, ping, plugins
+from bhype_core.config import Settings
+from bhype_core.plugins import BhypePluginManager
+from bhype_core.runtime import Runtime, build_runtime
+
+DOCS_URL = "/api/docs"
+OPENAPI_URL = "/api/openapi.json"
+
+# Core routers, in mounting order; each module's ``make_router()`` builds a fresh router.
+CORE_ROUTERS = (health, plugins, ping)
+
+
+def create_app(
+    settings: Settings | None = None,
+    pm: BhypePluginManager | None = None,
+    runtime: Runtime | None = None,
+) -> FastAPI:
+    """Build the bHype API application.
+
+    :param settings: validated settings; loaded from the default file when omitted.
+    :param pm: the plugin manager; built from entry points when omitted (tests pass an empty
+        manager with the fake plugins they registered).
+    :param runtime: an already assembled runtime (wins over ``settings`` and ``pm``), e.g. the
+        one ``bhype serve`` also hands to its in-process worker.
+    :returns: the app, with ``app.state.runtime`` set, core routers under ``/api/v1``, each
+        plugin's routers at their ``mount_prefix`` (``/api/v1/<name>``), Swagger UI at
+        ``/api/docs`` and the schema at ``/api/openapi.json``.
+    """
+    runtime = runtime or build_runtime(settings, pm)
+    app = FastAPI(
+        title="bHype",
+        version=__version__,
+        description="bhyve (FreeBSD) and QEMU (Linux) VM host: REST API",
+        docs_url=DOCS_URL,
+        openapi_url=OPENAPI_URL,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for module in CORE_ROUTERS:
+        app.include_router(module.make_router())
+    for name in runtime.registry.routers.names():
+        entry = runtime.registry.routers[name]
+        plugin = runtime.registry.routers.plugin_of(name)
+        # FastAPI wants "" rather than "/" for a router mounted at the root (the web UI).
+        prefix = entry.mount_prefix.rstrip("/")
+        app.include_router(entry.router, prefix=prefix, tags=[plugin] if not entry.router.tags else None)
+    return app
