@@ -42,9 +42,13 @@ class Runtime:
     @cached_property
     def runner(self) -> Any:
         """The host command runner (local or SSH, per ``[runner]``)."""
+        from bhype_core.db.models import record_host_command
         from bhype_core.host.runner import make_runner
 
-        return make_runner(self.settings.runner)
+        runner = make_runner(self.settings.runner)
+        # The audit trail the API shows: every host command, with the user and task behind it.
+        runner.add_audit_sink(lambda record: record_host_command(self.engine, record))
+        return runner
 
     def notify(self, event: Event) -> list[DeliveryFailure]:
         """Deliver an event to every ``bhype_notify`` implementation (failures isolated)."""

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from bhype_core import __version__
 from bhype_core.api.errors import install_error_handlers
-from bhype_core.api.routes import health, ping, plugins
+from bhype_core.api.routes import audit, health, ping, plugins
 from bhype_core.config import Settings
 from bhype_core.plugins import BhypePluginManager
 from bhype_core.runtime import Runtime, build_runtime
@@ -15,7 +15,7 @@ DOCS_URL = "/api/docs"
 OPENAPI_URL = "/api/openapi.json"
 
 # Core routers, in mounting order; each module's ``make_router()`` builds a fresh router.
-CORE_ROUTERS = (health, plugins, ping)
+CORE_ROUTERS = (health, plugins, ping, audit)
 
 
 def create_app(
