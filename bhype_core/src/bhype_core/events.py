@@ -48,13 +48,17 @@ class DeliveryFailure:
     error: str
 
 
-def notify(pm: pluggy.PluginManager, event: Event) -> list[DeliveryFailure]:
+def notify(pm: pluggy.PluginManager, event: Event, runtime: Any = None) -> list[DeliveryFailure]:
     """Deliver ``event`` to every plugin; each plugin's failure is logged and returned,
-    never raised, so one broken notifier cannot stop the others or the caller."""
+    never raised, so one broken notifier cannot stop the others or the caller.
+
+    ``runtime`` is handed to implementations that ask for it (their settings live there).
+    """
     failures: list[DeliveryFailure] = []
+    arguments = {"event": event, "runtime": runtime}
     for impl in reversed(pm.hook.bhype_notify.get_hookimpls()):
         try:
-            impl.function(**{arg: event for arg in impl.argnames})
+            impl.function(**{arg: arguments[arg] for arg in impl.argnames})
         except Exception as exc:  # isolation is this function's whole point
             log.exception("plugin %s failed to deliver event %s", impl.plugin_name, event.kind)
             failures.append(DeliveryFailure(impl.plugin_name, f"{type(exc).__name__}: {exc}"))

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         StorageBackendEntry,
         TaskKind,
     )
+    from bhype_core.runtime import Runtime
 
 PROJECT_NAME = "bhype"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -235,7 +236,7 @@ def bhype_vm_after_destroy(vm: Any, context: Any) -> None:
 
 
 @hookspec
-def bhype_notify(event: Event) -> None:
+def bhype_notify(event: Event, runtime: Runtime) -> None:
     """Deliver one event (task failed, VM crashed, vulnerabilities found, pool degraded).
 
     Called through :func:`bhype_core.events.notify`, which calls every implementation even when
@@ -245,4 +246,7 @@ def bhype_notify(event: Event) -> None:
 
     :param event: the :class:`~bhype_core.events.Event` (kind, severity, message, subject,
         user, data, time).
+    :param runtime: the delivering process's :class:`~bhype_core.runtime.Runtime`, where a
+        notifier finds its settings section (``runtime.settings.section("snmp")``) and the
+        runner. Like any hook argument it is optional: ``def bhype_notify(event)`` is valid.
     """
