@@ -189,7 +189,7 @@ def collect(pm: pluggy.PluginManager, hook_name: str, what: str) -> Catalog[Any]
     """
     catalog: Catalog[Any] = Catalog(what)
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in reversed(hook.get_hookimpls()):  # pluggy keeps the last registered first
         plugin_name = impl.plugin_name
 
         def register(item: Any, _plugin: str = plugin_name) -> None:

@@ -1,0 +1,162 @@
+"""nox sessions: each package tested alone, everything together, lint, type checks and docs.
+
+``nox -s "tests(package='bhype_zfs')"`` installs only bhype-core (with its ``test`` extra) and
+bhype-zfs into a fresh virtualenv and runs ``tests/zfs``: proof that a plugin installs and works
+without the others. ``nox -s e2e`` installs everything and runs the whole suite.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+CORE = "bhype_core"
+# Sessions a bare ``nox`` runs; e2e is the README's ``./dev test`` in a fresh environment.
+nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
+# Test-run tooling the root pytest configuration uses (``timeout``), not a package dependency.
+PYTEST_TOOLS = ["pytest-timeout>=2.3"]
+
+
+def package_sources() -> dict[str, Path]:
+    """Every distribution in the work tree by package name: the core, then each plugin."""
+    plugins = sorted(path.parent for path in ROOT.glob("plugins/*/pyproject.toml"))
+    return {CORE: ROOT / CORE, **{path.name: path for path in plugins}}
+
+
+def tests_dir(package: str) -> str:
+    """A package's tests: ``bhype_core`` → ``tests/core``, ``bhype_zfs`` → ``tests/zfs``."""
+    return f"tests/{package.removeprefix('bhype_')}"
+
+
+def clean_copy(session: nox.Session, source: Path) -> str:
+    """A copy of a distribution's source in the session's temporary directory.
+
+    pip builds in the source tree, and setuptools keeps ``build/`` between builds: a module
+    deleted from ``src`` would still be packaged from a stale ``build/lib``. Building a fresh
+    copy gives the same wheel a clean checkout would, and leaves the work tree untouched.
+    """
+    target = Path(session.create_tmp()) / "src" / source.name
+    if target.exists():
+        shutil.rmtree(target)
+    ignore = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__")
+    shutil.copytree(source, target, ignore=ignore)
+    return str(target)
+
+
+def install_packages(session: nox.Session, packages: list[str]) -> None:
+    """Install bhype-core[test] and ``packages`` (non-editable, as users get them) in one resolve."""
+    sources = package_sources()
+    requirements = [f"{clean_copy(session, sources[CORE])}[test]"]
+    requirements += [clean_copy(session, sources[name]) for name in packages if name != CORE]
+    session.install(*requirements, *PYTEST_TOOLS)
+
+
+@nox.session
+@nox.parametrize("package", list(package_sources()))
+def tests(session: nox.Session, package: str) -> None:
+    """One package alone (core + ``package`` in a fresh venv), running its tests directory."""
+    install_packages(session, [package])
+    session.run("pytest", tests_dir(package), *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Every package installed together; the whole test suite."""
+    install_packages(session, list(package_sources()))
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole work tree (settings in the root pyproject.toml)."""
+    session.install("ruff>=0.4")
+    session.run("ruff", "check", ".", *session.posargs)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over every package's sources (all packages installed for their dependencies)."""
+    install_packages(session, list(package_sources()))
+    session.install("mypy>=1.10")
+    sources = [str(path / "src" / name) for name, path in package_sources().items()]
+    session.run("mypy", *sources, *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def docs(session: nox.Session) -> None:
+    """Every hook in docs/plugins.md; every relative Markdown link and #anchor resolves."""
+    problems = [f"docs/plugins.md does not mention hook {name}" for name in missing_hooks()]
+    problems += broken_links(markdown_files())
+    if problems:
+        session.error("\n".join(problems))
+    session.log(f"docs ok: {len(hook_names())} hooks in the guide, {len(markdown_files())} Markdown files")
+
+
+# --------------------------------------------------------------------------------------------
+# Documentation checks (plain functions: the docs session needs no virtualenv)
+
+
+def hook_names() -> list[str]:
+    """Hook names declared in hookspecs.py (functions decorated with ``@hookspec``), read
+    without importing bhype_core."""
+    tree = ast.parse((ROOT / CORE / "src" / CORE / "hookspecs.py").read_text())
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(isinstance(d, ast.Name) and d.id == "hookspec" for d in node.decorator_list)
+    ]
+
+
+def missing_hooks() -> list[str]:
+    """Hooks the plugin author's guide never names."""
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    return [name for name in hook_names() if not re.search(rf"\b{name}\b", guide)]
+
+
+def markdown_files() -> list[Path]:
+    """The project's Markdown: top-level, docs/ and each package's README/CHANGELOG."""
+    patterns = ["*.md", "docs/**/*.md", f"{CORE}/*.md", "plugins/*/*.md"]
+    return sorted({path for pattern in patterns for path in ROOT.glob(pattern)})
+
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub-style anchors of a Markdown file's headings (lower case, punctuation dropped,
+    spaces to hyphens; repeated headings get ``-1``, ``-2``)."""
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", _FENCE.sub("", text), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        candidate, n = slug, 0
+        while candidate in anchors:
+            n += 1
+            candidate = f"{slug}-{n}"
+        anchors.add(candidate)
+    return anchors
+
+
+def broken_links(files: list[Path]) -> list[str]:
+    """Relative links whose file does not exist or whose ``#anchor`` is no heading there.
+    External links (``http:``, ``mailto:``) are not fetched: the CI machine has no network."""
+    problems = []
+    for file in files:
+        text = _FENCE.sub("", file.read_text())
+        for target in _LINK.findall(text):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):
+                continue
+            path_part, _, anchor = target.partition("#")
+            linked = (file.parent / path_part).resolve() if path_part else file
+            where = f"{file.relative_to(ROOT)}: link {target!r}"
+            if not linked.exists():
+                problems.append(f"{where}: {path_part} does not exist")
+            elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked.read_text()):
+                problems.append(f"{where}: no heading #{anchor} in {linked.relative_to(ROOT)}")
+    return problems
