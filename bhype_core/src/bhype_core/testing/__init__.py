@@ -15,6 +15,18 @@ import pytest
 from bhype_core.config import Settings, apply_environment
 from bhype_core.plugins import BhypePluginManager, make_plugin_manager
 from bhype_core.runtime import Runtime, build_runtime
+from bhype_core.testing.database import (  # noqa: F401  (fixture export)
+    database_url,
+    db_engine,
+    db_session,
+    fresh_mariadb_url,
+    mariadb_databases,
+    mariadb_url,
+    sqlite_url,
+)
+from bhype_core.testing.queue import redis_prefix, redis_url, start_worker  # noqa: F401  (fixture export)
+from bhype_core.testing.sshd import SshdServer, sshd_server  # noqa: F401  (fixture export)
+from bhype_core.testing.users import LocalUser, LocalUsers, local_user  # noqa: F401  (fixture export)
 
 
 def make_settings(data_dir: Path, **sections: dict) -> Settings:
@@ -57,3 +69,18 @@ def bhype_runtime(bhype_settings: Settings, plugin_manager: BhypePluginManager) 
     Register fake plugins with ``register_plugin`` *before* requesting this fixture.
     """
     return build_runtime(bhype_settings, plugin_manager)
+
+
+MARKERS = {
+    "mariadb": "needs the MariaDB server on 127.0.0.1:3306",
+    "redis": "needs the Redis server on 127.0.0.1:6379",
+    "sshd": "starts a real OpenSSH server on loopback",
+    "slow": "takes more than a few seconds (real processes, venvs, guests)",
+    "guest": "boots a QEMU guest under TCG",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the test kit's markers, so plugin repositories using --strict-markers work."""
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
