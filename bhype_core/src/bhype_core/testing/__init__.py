@@ -15,6 +15,7 @@ import pytest
 from bhype_core.config import Settings, apply_environment
 from bhype_core.plugins import BhypePluginManager, make_plugin_manager
 from bhype_core.runtime import Runtime, build_runtime
+from bhype_core.testing.api_auth import act_as, token_headers  # noqa: F401  (helper export)
 from bhype_core.testing.database import (  # noqa: F401  (fixture export)
     database_url,
     db_engine,
@@ -24,9 +25,11 @@ from bhype_core.testing.database import (  # noqa: F401  (fixture export)
     mariadb_url,
     sqlite_url,
 )
+from bhype_core.testing.guest_image import tiny_guest  # noqa: F401  (fixture export)
 from bhype_core.testing.queue import redis_prefix, redis_url, start_worker  # noqa: F401  (fixture export)
 from bhype_core.testing.sshd import SshdServer, sshd_server  # noqa: F401  (fixture export)
 from bhype_core.testing.users import LocalUser, LocalUsers, local_user  # noqa: F401  (fixture export)
+from bhype_core.testing.zfs_guest import fresh_zfs_host, zfs_host  # noqa: F401  (fixture export)
 
 
 def make_settings(data_dir: Path, **sections: dict) -> Settings:

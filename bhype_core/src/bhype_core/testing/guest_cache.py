@@ -1,0 +1,101 @@
+"""The cache of built test guests outside the repository: location, locking, atomic publishing.
+
+Layout under ``$BHYPE_TEST_CACHE`` (default ``~/.cache/bhype-test``)::
+
+    apt/                 private apt configuration, lists and downloaded .deb files
+    <kind>/<key>/        one finished build (``manifest.json`` written last)
+    <kind>/.tmp-*        a build in progress (renamed into place when complete)
+    locks/<kind>.lock    flock(2) held while checking for and building an entry
+    locks/apt.lock       flock(2) held while using the shared .deb directory
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+
+
+def cache_root() -> Path:
+    """``$BHYPE_TEST_CACHE`` or ``~/.cache/bhype-test`` (created if missing)."""
+    configured = os.environ.get("BHYPE_TEST_CACHE")
+    root = Path(configured) if configured else Path.home() / ".cache" / "bhype-test"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def in_ci() -> bool:
+    """True on CI (``CI=true``), where a guest that cannot be built fails the run, never skips."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def safe_key(*parts: str) -> str:
+    """A directory name from version strings (``1:1.35.0-4`` -> ``1_1.35.0-4``)."""
+    return "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", part) for part in parts)
+
+
+@contextmanager
+def build_lock(root: Path, kind: str) -> Iterator[None]:
+    """Hold an exclusive flock(2) on ``locks/<kind>.lock``: a second test process building the
+    same guest waits here, then finds the first one's result."""
+    locks = root / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / f"{kind}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def find_entry(kind_dir: Path, suffix: str) -> Path | None:
+    """The most recently built complete entry whose name ends with ``suffix`` (a cached guest
+    stays valid for what it was built from, even after Debian has replaced its kernel)."""
+    if not kind_dir.is_dir():
+        return None
+    entries = [
+        path
+        for path in kind_dir.iterdir()
+        if not path.name.startswith(".") and path.name.endswith(suffix) and (path / MANIFEST).is_file()
+    ]
+    return max(entries, key=lambda path: (path / MANIFEST).stat().st_mtime, default=None)
+
+
+def read_manifest(entry: Path) -> dict[str, Any]:
+    """The manifest a build wrote (versions, file names, timings)."""
+    return json.loads((entry / MANIFEST).read_text())
+
+
+@contextmanager
+def staging_dir(kind_dir: Path) -> Iterator[Path]:
+    """A fresh ``.tmp-*`` build directory, removed if the build fails. Call only under
+    :func:`build_lock`; leftovers of crashed builds are removed first."""
+    kind_dir.mkdir(parents=True, exist_ok=True)
+    for stale in kind_dir.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=kind_dir))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def publish(staging: Path, entry: Path, manifest: dict[str, Any]) -> Path:
+    """Write the manifest last and rename ``staging`` to ``entry`` in one step, so readers
+    never see a half-built guest."""
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    staging.chmod(0o755)  # mkdtemp made it private; the finished guest is for every user
+    if entry.exists():
+        shutil.rmtree(entry)  # a rebuild of the same key (BHYPE_TEST_REBUILD)
+    os.rename(staging, entry)
+    return entry
