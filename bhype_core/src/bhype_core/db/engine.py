@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +111,7 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, far fewer fsyncs
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
@@ -121,6 +123,20 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
         connection.exec_driver_sql(connection.get_execution_options().get("sqlite_begin", "BEGIN"))
 
     return engine
+
+
+def _switch_to_wal(cursor: Any, attempts: int = 50) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: when two processes open a new database at once,
+    SQLite answers "database is locked" at once instead of waiting (its deadlock avoidance
+    skips the busy handler while the other connection holds a shared lock)."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 + 0.01 * attempt)
 
 
 def _mysql_engine(url: URL, echo: bool) -> Engine:
