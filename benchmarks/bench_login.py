@@ -18,12 +18,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from report import print_table, summary_ms
+
 from bhype_core.auth.login import login
 from bhype_core.auth.pam import FailureFloor, LoginFailed, pam_check
 from bhype_core.auth.privileged import PrivilegedClient, PrivilegedServer
 from bhype_core.auth.settings import AuthSettings
 from bhype_core.testing.users import LocalUsers
-from report import print_table, summary_ms
 
 
 def timed(action: Callable[[], object], count: int, parallel: int = 1) -> list[float]:

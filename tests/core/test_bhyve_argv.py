@@ -8,6 +8,7 @@ layout documented in bhype_core/drivers/bhyve_argv.py; none is copied from the b
 from __future__ import annotations
 
 import pytest
+
 from bhype_core.drivers.bhyve_argv import (
     BhyveResources,
     bhyve_argv,

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from bhype_core.drivers.qemu_argv import (
     QemuResources,
     disk_serial,

@@ -6,6 +6,7 @@ import random
 import uuid
 
 import pytest
+
 from bhype_core.errors import Conflict, ValidationErrors
 from bhype_core.spec import (
     MAX_INSTANCE_NAME,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from bhype_core.errors import NotFound, ValidationErrors
 from bhype_core.templates import load_templates, parse_template
 

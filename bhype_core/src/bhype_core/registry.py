@@ -150,7 +150,7 @@ class Catalog(Generic[T]):
         self._entries: dict[str, Registered[T]] = {}
 
     def add(self, plugin: str, item: T) -> None:
-        name = getattr(item, "name")
+        name = item.name  # every record type has a name
         if name in self._entries:
             other = self._entries[name].plugin
             raise PluginError(
