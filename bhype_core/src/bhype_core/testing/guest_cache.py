@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -99,3 +99,13 @@ def publish(staging: Path, entry: Path, manifest: dict[str, Any]) -> Path:
         shutil.rmtree(entry)  # a rebuild of the same key (BHYPE_TEST_REBUILD)
     os.rename(staging, entry)
     return entry
+
+
+def cached_entry(root: Path, kind: str, suffix: str, build: Callable[[Path, Path, str], Path]) -> Path:
+    """The cache entry of ``kind`` whose name ends in ``suffix``, built by
+    ``build(root, kind_dir, suffix)`` under the kind's lock when there is none (or when
+    ``BHYPE_TEST_REBUILD`` is set)."""
+    kind_dir = root / kind
+    with build_lock(root, kind):
+        entry = None if os.environ.get("BHYPE_TEST_REBUILD") else find_entry(kind_dir, suffix)
+        return entry if entry is not None else build(root, kind_dir, suffix)

@@ -11,7 +11,6 @@ on the serial port and one on tty1 (the VGA text console seen over VNC).
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -125,6 +124,18 @@ class GuestImage:
     kernel_version: str
     directory: Path
 
+    @classmethod
+    def from_entry(cls, entry: Path, cmdline: str) -> GuestImage:
+        """The image a cache entry holds, as its manifest describes it."""
+        manifest = guest_cache.read_manifest(entry)
+        return cls(
+            kernel=entry / manifest["kernel"],
+            initrd=entry / manifest["initrd"],
+            cmdline=cmdline,
+            kernel_version=manifest["kernel_version"],
+            directory=entry,
+        )
+
     def append(self, *extra: str) -> str:
         """The recommended command line plus ``extra`` words (``bhype.hostname=web1``)."""
         return " ".join((self.cmdline, *extra))
@@ -141,21 +152,8 @@ def tiny_guest_image(root: Path | None = None) -> GuestImage:
 
     Set ``BHYPE_TEST_REBUILD=1`` to ignore the cache and build from the current Debian kernel.
     """
-    root = root or guest_cache.cache_root()
-    kind_dir = root / KIND
-    suffix = f"_{script_digest()}"
-    with guest_cache.build_lock(root, KIND):
-        entry = None if os.environ.get("BHYPE_TEST_REBUILD") else guest_cache.find_entry(kind_dir, suffix)
-        if entry is None:
-            entry = _build(root, kind_dir, suffix)
-    manifest = guest_cache.read_manifest(entry)
-    return GuestImage(
-        kernel=entry / manifest["kernel"],
-        initrd=entry / manifest["initrd"],
-        cmdline=DEFAULT_CMDLINE,
-        kernel_version=manifest["kernel_version"],
-        directory=entry,
-    )
+    entry = guest_cache.cached_entry(root or guest_cache.cache_root(), KIND, f"_{script_digest()}", _build)
+    return GuestImage.from_entry(entry, DEFAULT_CMDLINE)
 
 
 def _build(root: Path, kind_dir: Path, suffix: str) -> Path:

@@ -116,21 +116,8 @@ def zfs_guest_image(root: Path | None = None) -> GuestImage:
 
     Set ``BHYPE_TEST_REBUILD=1`` to build again from the current Debian packages.
     """
-    root = root or guest_cache.cache_root()
-    kind_dir = root / KIND
-    suffix = f"_{script_digest()}"
-    with guest_cache.build_lock(root, KIND):
-        entry = None if os.environ.get("BHYPE_TEST_REBUILD") else guest_cache.find_entry(kind_dir, suffix)
-        if entry is None:
-            entry = build(root, kind_dir, suffix)
-    manifest = guest_cache.read_manifest(entry)
-    return GuestImage(
-        kernel=entry / manifest["kernel"],
-        initrd=entry / manifest["initrd"],
-        cmdline=DEFAULT_CMDLINE,
-        kernel_version=manifest["kernel_version"],
-        directory=entry,
-    )
+    entry = guest_cache.cached_entry(root or guest_cache.cache_root(), KIND, f"_{script_digest()}", build)
+    return GuestImage.from_entry(entry, DEFAULT_CMDLINE)
 
 
 def build(root: Path, kind_dir: Path, suffix: str) -> Path:
