@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from bhype_core.errors import BhypeError
+from bhype_core.events import Event
 from bhype_core.spec import VMSpec
 
 
@@ -24,11 +27,58 @@ class VMState(str, Enum):
 
 @dataclass(frozen=True)
 class Problem:
-    """A preflight finding: what is wrong (``field`` names the spec part) and how to fix it."""
+    """A preflight finding: what is wrong (``field`` names the spec part) and how to fix it.
+
+    ``severity`` ``"error"`` blocks a start; ``"warning"`` is shown but does not (e.g. memory
+    that the ZFS ARC may still give back).
+    """
 
     field: str
     message: str
     fix: str = ""
+    severity: str = "error"
+
+
+def blocking(problems: Sequence[Problem]) -> list[Problem]:
+    """The problems that must stop a start (severity ``error``)."""
+    return [p for p in problems if p.severity == "error"]
+
+
+@dataclass(frozen=True)
+class Attachments:
+    """Host paths the caller (storage, ISO library, switches) resolved for one start.
+
+    :param disk_paths: backing file or device per ``spec.disks`` entry, same order.
+    :param cdrom_path: the ISO file for ``spec.cdrom``.
+    :param cloud_init_iso: a NoCloud seed ISO to attach, if any.
+    :param taps: per NIC a tap interface (bhyve needs one per NIC; QEMU uses user
+        networking for a NIC without one).
+    :param hostfwd: QEMU user networking forwards per NIC index (``tcp:127.0.0.1:2222-:22``).
+    """
+
+    disk_paths: Sequence[str] = ()
+    cdrom_path: str | None = None
+    cloud_init_iso: str | None = None
+    taps: Sequence[str | None] = ()
+    hostfwd: Mapping[int, Sequence[str]] = field(default_factory=dict)
+
+
+class HypervisorFailed(BhypeError):
+    """The hypervisor did not start (or a stop failed): its exit status and the last lines
+    of its stderr are in the message and in ``exit_status``/``detail``."""
+
+    code = "hypervisor_failed"
+    http_status = 500
+
+    def __init__(self, message: str, exit_status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+        self.detail = detail
+
+    def to_dict(self) -> dict:
+        body = super().to_dict()
+        body["error"].update(exit_status=self.exit_status, detail=self.detail)
+        return body
 
 
 @dataclass(frozen=True)
@@ -46,6 +96,10 @@ class VMStatus:
     ``exit_status`` and ``detail`` (last lines of the hypervisor's stderr/console log) explain a
     VM that stopped or crashed; ``consoles`` maps ``vnc``/``serial`` to how to reach them
     (``{"vnc": {"host": "127.0.0.1", "port": 5901}}`` or ``{"vnc": {"unix": "/path"}}``).
+
+    ``restarts`` counts guest reboots the supervisor restarted the hypervisor for,
+    ``history`` holds the recent hypervisor exits (``at``, ``exit_status``, ``meaning``,
+    ``outcome``), ``crash_id`` identifies the crash a ``crashed`` state reports.
     """
 
     state: VMState
@@ -53,6 +107,15 @@ class VMStatus:
     exit_status: int | None = None
     detail: str = ""
     consoles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    supervisor_pid: int | None = None
+    restarts: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    crash_id: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while a hypervisor process exists (starting, running or stopping)."""
+        return self.state in (VMState.STARTING, VMState.RUNNING, VMState.STOPPING)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,7 +124,26 @@ class VMStatus:
             "exit_status": self.exit_status,
             "detail": self.detail,
             "consoles": self.consoles,
+            "supervisor_pid": self.supervisor_pid,
+            "restarts": self.restarts,
+            "history": self.history,
+            "crash_id": self.crash_id,
         }
+
+
+CrashListener = Callable[[str, VMStatus], None]
+
+
+def crash_event(vm_name: str, status: VMStatus) -> Event:
+    """The ``vm.crashed`` event for a crash a driver reported (subject ``vm:<name>``)."""
+    first = status.detail.splitlines()[0] if status.detail else "no detail recorded"
+    return Event(
+        kind="vm.crashed",
+        message=f"VM {vm_name} crashed: {first}",
+        severity="error",
+        subject=f"vm:{vm_name}",
+        data={"exit_status": status.exit_status, "detail": status.detail, "crash_id": status.crash_id},
+    )
 
 
 class HypervisorDriver(ABC):
@@ -74,21 +156,38 @@ class HypervisorDriver(ABC):
 
     name: str = ""
 
-    @abstractmethod
-    def preflight(self, spec: VMSpec, vm_dir: Path) -> list[Problem]:
-        """Check everything that can be checked before a start (disks and ISO present,
-        firmware installed, ports free, memory available, hypervisor usable, not already
-        running). Read-only; an empty list means start may proceed."""
+    @property
+    def crash_listeners(self) -> list[CrashListener]:
+        """The listeners :meth:`add_crash_listener` added (created on first use, so
+        subclasses need not call ``super().__init__()``)."""
+        return self.__dict__.setdefault("_crash_listeners", [])
+
+    def add_crash_listener(self, listener: CrashListener) -> None:
+        """Call ``listener(vm_name, status)`` once per crash this driver observes.
+
+        A crash happens in the supervisor process; the driver notices it when :meth:`status`
+        (or :meth:`stop`, :meth:`start`) reads the state file, and reports each crash exactly
+        once across all processes sharing the host. The lifecycle layer wires this to
+        ``runtime.notify(crash_event(vm_name, status))`` (:func:`crash_event`).
+        """
+        self.crash_listeners.append(listener)
 
     @abstractmethod
-    def plan(self, spec: VMSpec, vm_dir: Path) -> list[HostCommand]:
+    def preflight(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> list[Problem]:
+        """Check everything that can be checked before a start (disks and ISO present,
+        firmware installed, ports free, memory available, hypervisor usable, not already
+        running). Read-only; no problem of severity ``error`` means start may proceed."""
+
+    @abstractmethod
+    def plan(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> list[HostCommand]:
         """Every host command :meth:`start` would run, in order, without running anything."""
 
     @abstractmethod
-    def start(self, spec: VMSpec, vm_dir: Path) -> VMStatus:
+    def start(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> VMStatus:
         """Start the VM under a supervisor that outlives the calling process, and return once
-        the hypervisor process runs. On failure raise :class:`~bhype_core.errors.BhypeError`
-        carrying the exit status and the last lines of its stderr, leaving nothing behind."""
+        the hypervisor process runs. On failure raise :class:`HypervisorFailed` carrying the
+        exit status and the last lines of its stderr, leaving nothing behind. Starting a VM
+        that is already running raises :class:`~bhype_core.errors.Conflict`."""
 
     @abstractmethod
     def stop(self, spec: VMSpec, vm_dir: Path, timeout: float) -> VMStatus:

@@ -1,0 +1,299 @@
+"""The bhyve driver (FreeBSD): the VM spec as bhyve(8) under a supervisor, with the loader step,
+per-VM UEFI NVRAM, nmdm(4) serial console, fbuf VNC on 127.0.0.1, and bhyvectl(8) for forced
+power-off and instance cleanup.
+
+Facts follow reference freebsd-host.md: 1.6 (firmware, NVRAM copy), 1.7 (exit status, SIGTERM
+as ACPI power button, stop sequence), 1.8/3.2 (finding VMs), 2 (loaders), 3 (bhyvectl),
+4.1 (kernel modules), 8.1 (memory sysctls), 9 (console, VNC).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from bhype_core.drivers.base import Attachments, HostCommand, Problem, VMStatus
+from bhype_core.drivers.bhyve_argv import (
+    BHYVE,
+    BHYVECTL,
+    BHYVELOAD,
+    FIRMWARE_DIR,
+    GRUB_BHYVE,
+    BhyveResources,
+    bhyve_argv,
+    bhyve_spec_errors,
+    bhyvectl_argv,
+    bhyveload_argv,
+    grub_bhyve_argv,
+    grub_cfg,
+    grub_device_map,
+)
+from bhype_core.drivers.preflight import already_running, attached_files, memory, vnc_port
+from bhype_core.drivers.supervised import Prepared, SupervisedDriver
+from bhype_core.errors import CommandError
+from bhype_core.spec import INSTANCE_PREFIX, VMSpec
+
+VMM_DIR = "/dev/vmm"
+NVRAM_FILE = "uefi-vars.fd"  # vm-bhyve's name for the per-VM copy (reference 1.6)
+FIRMWARE_PACKAGES = {"uefi": "edk2-bhyve", "uefi-csm": "uefi-edk2-bhyve-csm"}
+
+
+class BhyveDriver(SupervisedDriver):
+    """VMs as bhyve(8) processes (see the module docstring). Program paths and the
+    ``/dev/vmm`` directory are parameters so the supervisor loop can be exercised with a
+    stand-in bhyve on Linux.
+
+    :param start_grace: seconds bhyve must survive to count as running (it fails device and
+        memory setup within a fraction of a second, exit status 4).
+    """
+
+    name = "bhyve"
+
+    def __init__(
+        self,
+        runner: Any,
+        *,
+        run_dir: Path,
+        bhyve: str = BHYVE,
+        bhyvectl: str = BHYVECTL,
+        bhyveload: str = BHYVELOAD,
+        grub_bhyve: str = GRUB_BHYVE,
+        firmware_dir: str = FIRMWARE_DIR,
+        vmm_dir: str = VMM_DIR,
+        start_grace: float = 1.0,
+        start_timeout: float = 120.0,
+        python: str = sys.executable,
+    ) -> None:
+        super().__init__(runner, run_dir=run_dir, python=python, start_timeout=start_timeout)
+        self.bhyve, self.bhyvectl, self.bhyveload, self.grub_bhyve = bhyve, bhyvectl, bhyveload, grub_bhyve
+        self.firmware_dir = Path(firmware_dir)
+        self.vmm_dir = Path(vmm_dir)
+        self.start_grace = start_grace
+
+    @classmethod
+    def from_runtime(cls, runtime: Any) -> BhyveDriver:
+        """Build from ``[bhyve]`` settings and ``<core.data_dir>/run``."""
+        s = runtime.settings.section("bhyve")
+        return cls(
+            runtime.runner, run_dir=runtime.settings.core.data_dir / "run", bhyve=s.bhyve, bhyvectl=s.bhyvectl,
+            bhyveload=s.bhyveload, grub_bhyve=s.grub_bhyve, firmware_dir=s.firmware_dir, vmm_dir=s.vmm_dir,
+            start_grace=s.start_grace, start_timeout=s.start_timeout,
+        )  # fmt: skip
+
+    # -- resources ---------------------------------------------------------------------------
+
+    def firmware(self, mode: str) -> tuple[Path, Path | None]:
+        """(boot ROM, NVRAM template) of edk2-bhyve for ``uefi``/``uefi-csm`` (reference 1.6)."""
+        if mode == "uefi-csm":
+            return self.firmware_dir / "BHYVE_UEFI_CSM.fd", None
+        return self.firmware_dir / "BHYVE_UEFI_CODE.fd", self.firmware_dir / "BHYVE_UEFI_VARS.fd"
+
+    @staticmethod
+    def nmdm_id(instance: str) -> str:
+        """vm-bhyve style ``-<name>.1``: bhyve gets /dev/nmdm-<name>.1A, people the B side."""
+        return f"-{instance}.1"
+
+    def resources(self, spec: VMSpec, vm_dir: Path, attachments: Attachments, vnc_port: int | None) -> BhyveResources:
+        """The host resources bhyve_argv needs for ``spec``."""
+        mode = spec.boot.mode
+        return BhyveResources(
+            disk_paths=list(attachments.disk_paths),
+            taps=[tap or "" for tap in attachments.taps],
+            nmdm_id=self.nmdm_id(spec.instance_name) if spec.serial else None,
+            vnc_port=vnc_port,
+            cdrom_path=attachments.cdrom_path,
+            cloud_init_iso=attachments.cloud_init_iso,
+            firmware_code=str(self.firmware(mode)[0]) if mode in ("uefi", "uefi-csm") else None,
+            firmware_vars=str(vm_dir / NVRAM_FILE) if mode == "uefi" else None,
+            device_map=str(vm_dir / "device.map") if mode == "grub" else None,
+            grub_dir=str(vm_dir) if mode == "grub" and spec.boot.kernel else None,
+        )
+
+    def prepare(
+        self, spec: VMSpec, vm_dir: Path, attachments: Attachments, vnc_port: int | None, *, dry: bool = False
+    ) -> Prepared:
+        instance, mode = spec.instance_name, spec.boot.mode
+        res = self.resources(spec, vm_dir, attachments, vnc_port)
+        argv = bhyve_argv(spec, res)
+        argv[0] = self.bhyve
+        prepared = Prepared(config={})
+        loader: list[str] | None = None
+        if mode == "bhyveload":
+            loader = [self.bhyveload, *bhyveload_argv(spec, res)[1:]]
+        elif mode == "grub":
+            prepared.files[vm_dir / "device.map"] = grub_device_map(spec, res)
+            if spec.boot.kernel:
+                prepared.files[vm_dir / "grub.cfg"] = grub_cfg(spec)
+            loader = [self.grub_bhyve, *grub_bhyve_argv(spec, res)[1:]]
+        if mode == "uefi" and res.firmware_vars and not Path(res.firmware_vars).exists():
+            template = self.firmware(mode)[1]
+            prepared.setup.append(
+                HostCommand(
+                    ["cp", str(template), res.firmware_vars], "create the VM's own UEFI NVRAM (bhyve(8) EXAMPLES)"
+                )
+            )
+            prepared.creates.append(Path(res.firmware_vars))
+        destroy = [self.bhyvectl, *bhyvectl_argv(instance, "destroy")[1:]]
+        if (self.vmm_dir / instance).exists():
+            prepared.supervised.append(HostCommand(destroy, "free the leftover VM instance first (reference 3.2)"))
+        if loader:
+            prepared.supervised.append(HostCommand(loader, "load the guest kernel, before every boot"))
+        prepared.supervised.append(HostCommand(argv, "the VM (started again after each guest reboot, exit status 0)"))
+        prepared.supervised.append(HostCommand(destroy, "free the VM instance after bhyve exits"))
+        consoles: dict[str, dict[str, Any]] = {}
+        if spec.graphics.vnc:
+            consoles["vnc"] = {"host": "127.0.0.1", "port": vnc_port, "password": bool(spec.graphics.password)}
+        if spec.serial:
+            consoles["serial"] = {"device": res.console("B")}
+        prepared.config = {
+            "kind": "bhyve",
+            "instance": instance,
+            "argv": argv,
+            "start_timeout": self.start_timeout,
+            "consoles": consoles,
+            "bhyve": {
+                "bhyvectl": self.bhyvectl,
+                "vmm_dir": str(self.vmm_dir),
+                "loader_argv": loader,
+                "loader_timeout": self.start_timeout,
+                "start_grace": self.start_grace,
+            },
+        }
+        return prepared
+
+    def hypervisor_markers(self, instance: str) -> tuple[str, ...]:
+        # bhyve's setproctitle makes ps show "bhyve: NAME (bhyve)" (reference 1.8).
+        return (instance,)
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _module_loaded(self, module: str) -> Problem | None:
+        # kldstat(8) -q -m: exit 0 when the module is present (reference 4.1).
+        try:
+            result = self.runner.run(["kldstat", "-q", "-m", module], timeout=10, check=False)
+        except CommandError as exc:
+            return Problem(
+                "host", f"cannot check for {module}.ko: {exc.reason or exc}", "run the bhyve driver on FreeBSD"
+            )
+        if result.returncode != 0:
+            return Problem("host", f"{module}.ko is not loaded", f"kldload {module} && sysrc kld_list+={module}")
+        return None
+
+    def _memory(self) -> tuple[int | None, int | None]:
+        # reference 8.1/8.4: physmem; available = (free + inactive) pages x pagesize.
+        argv = ["sysctl", "-n", "hw.physmem", "hw.pagesize", "vm.stats.vm.v_free_count", "vm.stats.vm.v_inactive_count"]
+        try:
+            result = self.runner.run(argv, timeout=10, check=False)
+        except CommandError:
+            return None, None
+        values = result.stdout.split()
+        if result.returncode != 0 or len(values) != 4 or not all(v.isdigit() for v in values):
+            return None, None
+        physmem, pagesize, free, inactive = (int(v) for v in values)
+        return physmem, (free + inactive) * pagesize
+
+    def preflight(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> list[Problem]:
+        vm_dir = Path(vm_dir).absolute()
+        attachments = attachments or Attachments()
+        status = self.status(spec, vm_dir)
+        problems = already_running(spec, status)
+        problems += [Problem(path or "spec", message) for path, message in bhyve_spec_errors(spec)]
+        for module in ("vmm", "nmdm") if spec.serial else ("vmm",):
+            problem = self._module_loaded(module)
+            if problem:
+                problems.append(problem)
+        programs = [(self.bhyve, "bhyve"), (self.bhyvectl, "bhyvectl")]
+        if spec.boot.mode == "bhyveload":
+            programs.append((self.bhyveload, "bhyveload"))
+        for path, what in programs:
+            if not os.path.exists(path):
+                problems.append(
+                    Problem("host", f"{what} not found at {path}", "bhyve is part of the FreeBSD base system (amd64)")
+                )
+        if spec.boot.mode == "grub" and not os.path.exists(self.grub_bhyve):
+            problems.append(
+                Problem("boot.mode", f"grub-bhyve not found at {self.grub_bhyve}", "pkg install grub2-bhyve")
+            )
+        if spec.boot.mode in FIRMWARE_PACKAGES:
+            code, template = self.firmware(spec.boot.mode)
+            nvram = vm_dir / NVRAM_FILE
+            for needed in [code, *([template] if template and not nvram.exists() else [])]:
+                if not needed.is_file():
+                    problems.append(
+                        Problem(
+                            "boot.mode",
+                            f"firmware not found at {needed}",
+                            f"pkg install {FIRMWARE_PACKAGES[spec.boot.mode]}",
+                        )
+                    )
+        for index in range(len(spec.nics)):
+            taps = attachments.taps
+            if index >= len(taps) or not taps[index]:
+                problems.append(
+                    Problem(
+                        f"nics.{index}",
+                        "no tap interface for this NIC",
+                        "attach a tap that is a member of an existing bridge",
+                    )
+                )
+        problems += attached_files(spec, attachments)
+        problems += vnc_port(spec, lambda: self.ports.peek(vm_dir, self.instance_active))
+        total, available = self._memory()
+        problems += memory(spec, total, available, warn_only_available=True)
+        if not status.active and (self.vmm_dir / spec.instance_name).exists():
+            problems.append(
+                Problem(
+                    "name",
+                    f"a leftover VM instance {self.vmm_dir / spec.instance_name} exists",
+                    "none: start destroys it first",
+                    severity="warning",
+                )
+            )
+        return problems
+
+    # -- stop and reconcile ------------------------------------------------------------------
+
+    def read_status(self, instance: str, vm_dir: Path) -> VMStatus:
+        status = super().read_status(instance, vm_dir)
+        leftover = self.vmm_dir / instance
+        if not status.active and leftover.exists():
+            # /dev/vmm/NAME outlives a crashed bhyve (reference 1.8): say so; start destroys it.
+            note = f"leftover VM instance {leftover} (destroyed at the next start)"
+            status.detail = f"{status.detail}\n{note}" if status.detail else note
+        return status
+
+    def request_shutdown(self, instance: str, vm_dir: Path, status: VMStatus) -> None:
+        if status.pid:
+            # bhyve(8) SIGNAL HANDLING: SIGTERM triggers the ACPI power button (reference 1.7).
+            self.runner.run(["kill", "-s", "TERM", str(status.pid)], timeout=10, check=False)
+
+    def power_off(self, instance: str, vm_dir: Path, status: VMStatus) -> None:
+        # bhyvectl(8) --force-poweroff: bhyve then exits 1 and the supervisor destroys the VM.
+        self.runner.run([self.bhyvectl, *bhyvectl_argv(instance, "force-poweroff")[1:]], timeout=30, check=False)
+
+    def after_stop(self, instance: str, vm_dir: Path) -> None:
+        # The supervisor destroys the instance after bhyve exits; when there was none (it was
+        # gone), do it here (reference 1.7: force-poweroff -> wait -> bhyvectl --destroy).
+        if (self.vmm_dir / instance).exists():
+            self.runner.run([self.bhyvectl, *bhyvectl_argv(instance, "destroy")[1:]], timeout=60, check=False)
+
+    def running_instances(self) -> list[str]:
+        names = set(super().running_instances())
+        try:
+            entries = [e for e in os.listdir(self.vmm_dir) if e.startswith(INSTANCE_PREFIX)]
+        except OSError:
+            entries = []
+        for name in entries:
+            if name in names:
+                continue
+            # A /dev/vmm entry alone proves nothing (reference 1.8); a bhyve process with the
+            # title "bhyve: NAME" does (vm-bhyve's pgrep -fx).
+            try:
+                found = self.runner.run(["pgrep", "-f", "-x", f"bhyve: {name}"], timeout=10, check=False)
+            except CommandError:
+                continue
+            if found.returncode == 0:
+                names.add(name)
+        return sorted(names)

@@ -1,0 +1,213 @@
+"""The QEMU driver (Linux development/test host): the VM spec as qemu-system-x86_64 under a
+supervisor, QMP for control, VNC on 127.0.0.1, the serial console on a unix socket.
+
+Two QMP monitors: the supervisor holds ``qmp.sock`` for the whole run (it needs the
+``SHUTDOWN`` event's reason to tell a reboot from a power-off), and the driver talks to
+``qmp-ctl.sock`` (QEMU accepts one client per monitor). Facts: qemu(1) of QEMU 7.2, QEMU's
+``docs/interop/qmp-spec.rst`` and reference linux-test-host.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bhype_core.drivers.base import Attachments, HostCommand, Problem, VMStatus
+from bhype_core.drivers.preflight import already_running, attached_files, linux_memory, memory, vnc_port
+from bhype_core.drivers.qemu_argv import OVMF_CANDIDATES, QEMU, QemuResources, find_ovmf, qemu_argv
+from bhype_core.drivers.qmp import QMPClient, QMPClosed, QMPError
+from bhype_core.drivers.supervised import Prepared, SupervisedDriver
+from bhype_core.spec import VMSpec
+
+SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes (unix(7)); keep a margin
+QMP_TIMEOUT = 5.0
+
+
+class QemuDriver(SupervisedDriver):
+    """VMs as ``qemu-system-x86_64`` processes (see the module docstring).
+
+    :param binary: the QEMU system emulator.
+    :param accel: ``tcg``, ``kvm``, or ``auto`` (probe KVM once, as ``bhype doctor`` does: a
+        nested KVM that hangs is detected by running a probe guest, not by /dev/kvm).
+    :param machine: ``q35`` or ``pc``. :param cpu_model: ``-cpu`` value (QEMU's default if None).
+    """
+
+    name = "qemu"
+
+    def __init__(
+        self,
+        runner: Any,
+        *,
+        run_dir: Path,
+        binary: str = QEMU,
+        accel: str = "auto",
+        machine: str = "q35",
+        cpu_model: str | None = None,
+        python: str = sys.executable,
+        start_timeout: float = 60.0,
+        ovmf: tuple[tuple[str, str], ...] = OVMF_CANDIDATES,
+    ) -> None:
+        super().__init__(runner, run_dir=run_dir, python=python, start_timeout=start_timeout)
+        self.binary = binary
+        self.accel = accel
+        self.machine = machine
+        self.cpu_model = cpu_model
+        self.ovmf = ovmf
+        self._accel_found: str | None = None
+
+    @classmethod
+    def from_runtime(cls, runtime: Any) -> QemuDriver:
+        """Build from ``[qemu]`` settings and ``<core.data_dir>/run``."""
+        settings = runtime.settings.section("qemu")
+        return cls(
+            runtime.runner,
+            run_dir=runtime.settings.core.data_dir / "run",
+            binary=settings.binary,
+            accel=settings.accel,
+            machine=settings.machine,
+            cpu_model=settings.cpu_model,
+            start_timeout=settings.start_timeout,
+        )
+
+    # -- resources ---------------------------------------------------------------------------
+
+    def effective_accel(self) -> str:
+        """``tcg`` or ``kvm``; ``auto`` runs the doctor's KVM probe once per driver."""
+        if self.accel != "auto":
+            return self.accel
+        if self._accel_found is None:
+            from bhype_core.builtins.doctor_linux import check_kvm
+
+            self._accel_found = "kvm" if check_kvm(self.runner, self.binary).ok else "tcg"
+        return self._accel_found
+
+    def socket_dir(self, vm_dir: Path) -> Path:
+        """Where the VM's unix sockets live: ``vm_dir`` when its paths fit ``sun_path``, else a
+        short per-VM directory under the run directory or /tmp."""
+        digest = hashlib.sha256(str(vm_dir).encode()).hexdigest()[:12]
+        for candidate in (vm_dir, self.run_dir / "s" / digest, Path(tempfile.gettempdir()) / "bhype-s" / digest):
+            if len(str(candidate / "qmp-ctl.sock")) <= SOCKET_PATH_MAX:
+                return candidate
+        raise ValueError(f"no short enough directory for the unix sockets of {vm_dir}")
+
+    def ctl_socket(self, vm_dir: Path) -> Path:
+        """The driver's QMP monitor."""
+        return self.socket_dir(vm_dir) / "qmp-ctl.sock"
+
+    def prepare(
+        self, spec: VMSpec, vm_dir: Path, attachments: Attachments, vnc_port: int | None, *, dry: bool = False
+    ) -> Prepared:
+        accel = self.accel if self.accel != "auto" else self._accel_found
+        if accel is None:
+            accel = "tcg" if dry else self.effective_accel()  # plan(): no probe, show the fallback
+        sockets = self.socket_dir(vm_dir)
+        setup: list[HostCommand] = []
+        creates: list[Path] = []
+        code = vars_copy = None
+        if spec.boot.mode == "uefi":
+            found = find_ovmf(self.ovmf)
+            if found is None:
+                raise ValueError("OVMF firmware is not installed (apt-get install ovmf)")
+            code, template = found
+            vars_copy = str(vm_dir / "OVMF_VARS.fd")  # per-VM NVRAM, like bhyve's uefi-vars.fd
+            if not Path(vars_copy).exists():
+                setup.append(HostCommand(["cp", template, vars_copy], "create the VM's own UEFI variable store"))
+                creates.append(Path(vars_copy))
+        if sockets != vm_dir:
+            setup.insert(0, HostCommand(["mkdir", "-p", "-m", "700", str(sockets)], "directory for the VM's sockets"))
+        resources = QemuResources(
+            qmp_socket=str(sockets / "qmp.sock"),
+            disk_paths=list(attachments.disk_paths),
+            taps=list(attachments.taps),
+            hostfwd=dict(attachments.hostfwd),
+            accel=accel,  # type: ignore[arg-type]
+            machine=self.machine,  # type: ignore[arg-type]
+            cpu_model=self.cpu_model,
+            vnc_port=vnc_port,
+            serial_socket=str(sockets / "serial.sock") if spec.serial else None,
+            serial_log=str(vm_dir / "serial.log") if spec.serial else None,
+            cdrom_path=attachments.cdrom_path,
+            cloud_init_iso=attachments.cloud_init_iso,
+            firmware_code=code,
+            firmware_vars=vars_copy,
+            binary=self.binary,
+        )
+        ctl = str(sockets / "qmp-ctl.sock")
+        argv = [*qemu_argv(spec, resources), "-qmp", f"unix:{ctl},server=on,wait=off"]
+        consoles: dict[str, dict[str, Any]] = {}
+        if spec.graphics.vnc:
+            consoles["vnc"] = {"host": "127.0.0.1", "port": vnc_port, "password": bool(spec.graphics.password)}
+        if spec.serial:
+            consoles["serial"] = {"unix": resources.serial_socket, "log": resources.serial_log}
+        config = {
+            "kind": "qemu",
+            "instance": spec.instance_name,
+            "argv": argv,
+            "start_timeout": self.start_timeout,
+            "consoles": consoles,
+            "qemu": {
+                "qmp_socket": resources.qmp_socket,
+                "vnc_password": spec.graphics.password if spec.graphics.vnc else None,
+                "sockets": [resources.qmp_socket, ctl, *([resources.serial_socket] if spec.serial else [])],
+            },
+        }
+        purpose = "the VM (restarted by the supervisor after each guest reboot)"
+        if self.accel == "auto" and self._accel_found is None:
+            purpose += "; -accel kvm instead when the KVM probe finds it usable"
+        supervised = [HostCommand(argv, purpose)]
+        return Prepared(config=config, setup=setup, creates=creates, supervised=supervised)
+
+    def hypervisor_markers(self, instance: str) -> tuple[str, ...]:
+        return (instance,)  # qemu_argv passes "-name <instance>"
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def preflight(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> list[Problem]:
+        vm_dir = Path(vm_dir).absolute()
+        attachments = attachments or Attachments()
+        problems = already_running(spec, self.status(spec, vm_dir))
+        if shutil.which(self.binary) is None:
+            problems.append(Problem("host", f"{self.binary} not found", "apt-get install qemu-system-x86"))
+        if spec.boot.mode == "uefi" and find_ovmf(self.ovmf) is None:
+            problems.append(
+                Problem("boot.mode", f"UEFI firmware not found at {self.ovmf[0][0]}", "apt-get install ovmf")
+            )
+        if self.accel == "kvm" and not Path("/dev/kvm").exists():
+            problems.append(
+                Problem(
+                    "host",
+                    "accel is kvm but /dev/kvm does not exist",
+                    'load kvm_intel/kvm_amd or set [qemu] accel = "tcg"',
+                )
+            )
+        problems += attached_files(spec, attachments)
+        problems += vnc_port(spec, lambda: self.ports.peek(vm_dir, self.instance_active))
+        total, available = linux_memory()
+        problems += memory(spec, total, available, warn_only_available=False)
+        return problems
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def _qmp(self, vm_dir: Path, command: str) -> None:
+        with QMPClient(self.ctl_socket(vm_dir), timeout=QMP_TIMEOUT) as client:
+            try:
+                client.execute(command)
+            except QMPClosed:
+                pass  # quit: QEMU may close the monitor before it answers
+
+    def request_shutdown(self, instance: str, vm_dir: Path, status: VMStatus) -> None:
+        try:
+            self._qmp(vm_dir, "system_powerdown")  # ACPI power button
+        except QMPError as exc:
+            raise OSError(f"QMP system_powerdown: {exc}") from None
+
+    def power_off(self, instance: str, vm_dir: Path, status: VMStatus) -> None:
+        try:
+            self._qmp(vm_dir, "quit")
+        except QMPError:
+            if status.pid:  # the monitor does not answer: end the process
+                self.runner.run(["kill", "-s", "KILL", str(status.pid)], timeout=10, check=False)

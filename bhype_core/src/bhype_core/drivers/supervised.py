@@ -1,0 +1,352 @@
+"""What the bhyve and QEMU drivers share: launching the supervisor, reading state from reality,
+stopping with a timeout then force, crash reports and the list of running instances."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from abc import abstractmethod
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bhype_core.drivers.base import (
+    Attachments,
+    HostCommand,
+    HypervisorDriver,
+    HypervisorFailed,
+    VMState,
+    VMStatus,
+)
+from bhype_core.drivers.ports import PortAllocator
+from bhype_core.drivers.state import (
+    ProcessTable,
+    VMFiles,
+    boot_id,
+    now_iso,
+    read_json,
+    supervisor_markers,
+    write_json,
+)
+from bhype_core.errors import CommandError, Conflict
+from bhype_core.spec import VMSpec
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("starting", "running", "stopping")
+POLL = 0.1  # seconds between state checks while waiting for a stop
+FORCE_TIMEOUT = 15.0  # seconds a forced power-off may take before the process is killed
+
+
+@dataclass
+class Prepared:
+    """What one start needs: the supervisor's config, host commands to run first (``setup``)
+    and the files they create (removed again if the start fails), files to write, and the
+    commands the supervisor will run (for :meth:`plan`)."""
+
+    config: dict[str, Any]
+    setup: list[HostCommand] = field(default_factory=list)
+    creates: list[Path] = field(default_factory=list)
+    files: dict[Path, str] = field(default_factory=dict)
+    supervised: list[HostCommand] = field(default_factory=list)
+
+
+class SupervisedDriver(HypervisorDriver):
+    """A driver whose VMs run under ``python -m bhype_core.drivers.supervisor``.
+
+    :param runner: the host runner (every host command goes through it).
+    :param run_dir: host-wide directory for port claims and the instance list
+        (``<data_dir>/run``).
+    :param python: interpreter that runs the supervisor (this one by default).
+    :param start_timeout: seconds the hypervisor (and loader) may take to get running.
+    """
+
+    name = ""
+
+    def __init__(
+        self, runner: Any, *, run_dir: Path, python: str = sys.executable, start_timeout: float = 120.0
+    ) -> None:
+        self.runner = runner
+        self.run_dir = Path(run_dir)
+        self.python = python
+        self.start_timeout = start_timeout
+        self.procs = ProcessTable(runner)
+        self.ports = PortAllocator(self.run_dir)
+
+    # -- what subclasses provide -----------------------------------------------------------
+
+    @abstractmethod
+    def prepare(
+        self, spec: VMSpec, vm_dir: Path, attachments: Attachments, vnc_port: int | None, *, dry: bool = False
+    ) -> Prepared:
+        """Build argv, loader and supervisor config for one start (pure apart from reads);
+        ``dry`` (for :meth:`plan`) must not run even read-only probes."""
+
+    @abstractmethod
+    def hypervisor_markers(self, instance: str) -> tuple[str, ...]:
+        """What the hypervisor's command line contains (pid-reuse guard)."""
+
+    @abstractmethod
+    def request_shutdown(self, instance: str, vm_dir: Path, status: VMStatus) -> None:
+        """Press the ACPI power button (bhyve: SIGTERM; QEMU: QMP system_powerdown)."""
+
+    @abstractmethod
+    def power_off(self, instance: str, vm_dir: Path, status: VMStatus) -> None:
+        """Power off at once (bhyvectl --force-poweroff; QMP quit)."""
+
+    def after_stop(self, instance: str, vm_dir: Path) -> None:  # noqa: B027 (optional)
+        """Clean up hypervisor state the supervisor could not (bhyvectl --destroy)."""
+
+    # -- start -------------------------------------------------------------------------------
+
+    def supervisor_argv(self, vm_dir: Path) -> list[str]:
+        """The command that launches (daemonizes) the VM's supervisor."""
+        return [self.python, "-m", "bhype_core.drivers.supervisor", str(vm_dir)]
+
+    def plan(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> list[HostCommand]:
+        vm_dir = Path(vm_dir).absolute()
+        port = self.ports.peek(vm_dir, self.instance_active) if spec.graphics.vnc else None
+        prepared = self.prepare(spec, vm_dir, attachments or Attachments(), port or self.ports.base, dry=True)
+        launch = HostCommand(self.supervisor_argv(vm_dir), "start the VM's supervisor (daemon), which runs:")
+        return [*prepared.setup, launch, *prepared.supervised]
+
+    def start(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> VMStatus:
+        vm_dir = Path(vm_dir).absolute()
+        instance = spec.instance_name
+        current = self.status(spec, vm_dir)
+        if current.active:
+            raise Conflict(f"VM {spec.name} is already {current.state.value} (pid {current.pid})")
+        files = VMFiles(vm_dir)
+        created: list[Path] = []
+        lock = self.ports.locked() if spec.graphics.vnc else nullcontext()
+        with lock:
+            try:
+                port = self.ports.allocate(vm_dir, instance, self.instance_active) if spec.graphics.vnc else None
+                try:
+                    prepared = self.prepare(spec, vm_dir, attachments or Attachments(), port)
+                except ValueError as exc:  # resources that do not fit the spec
+                    raise HypervisorFailed(f"cannot build the {self.name} command line: {exc}") from None
+                created.extend(path for path in prepared.creates if not path.exists())
+                for command in prepared.setup:
+                    self.runner.run(command.argv, timeout=120)
+                for path, text in prepared.files.items():
+                    path.write_text(text)
+                files.stop_request.unlink(missing_ok=True)
+                write_json(files.config, prepared.config, mode=0o600)
+                os.chmod(files.config, 0o600)  # it may hold the VNC password
+                self._register(instance, vm_dir, spec.name)
+                result = self._launch(spec, vm_dir)
+            except BaseException:
+                self._undo(vm_dir, created)
+                raise
+            if result.returncode != 0:
+                self._undo(vm_dir, created)
+                raise self._start_error(spec, result)
+        return self.status(spec, vm_dir)
+
+    def _launch(self, spec: VMSpec, vm_dir: Path) -> Any:
+        """Run the supervisor's launcher; it returns once the hypervisor runs or failed.
+
+        Its budget covers a loader and the hypervisor each taking ``start_timeout``. Should
+        even that run out, the daemon (in its own session) may still bring the VM up later:
+        power it off so a failed start leaves nothing running.
+        """
+        try:
+            return self.runner.run(self.supervisor_argv(vm_dir), timeout=2 * self.start_timeout + 30, check=False)
+        except CommandError as exc:
+            try:
+                self.force_stop(spec, vm_dir)
+            except Exception:  # noqa: BLE001 - the launch failure is what the caller must see
+                log.exception("could not stop %s after its launch failed", spec.name)
+            raise HypervisorFailed(f"VM {spec.name} did not start: {exc.reason or exc}") from None
+
+    def _undo(self, vm_dir: Path, created: list[Path]) -> None:
+        self.ports.release(vm_dir)
+        for path in created:
+            path.unlink(missing_ok=True)
+
+    def _start_error(self, spec: VMSpec, result: Any) -> HypervisorFailed:
+        verdict: dict[str, Any] = {}
+        for line in result.stdout.splitlines():
+            try:
+                verdict = json.loads(line)
+            except ValueError:
+                continue
+        message = verdict.get("message") or "the supervisor failed"
+        tail = verdict.get("stderr_tail") or [line for line in result.stderr.splitlines() if line.strip()][-20:]
+        status = verdict.get("exit_status", result.returncode)
+        text = f"VM {spec.name} did not start: {message}"
+        if tail:
+            text += ":\n" + "\n".join(tail)
+        return HypervisorFailed(text, exit_status=status, detail="\n".join(tail))
+
+    def _register(self, instance: str, vm_dir: Path, name: str) -> None:
+        directory = self.run_dir / "instances"
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json(directory / f"{instance}.json", {"driver": self.name, "vm_dir": str(vm_dir), "name": name})
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self, spec: VMSpec, vm_dir: Path) -> VMStatus:
+        vm_dir = Path(vm_dir).absolute()
+        status = self.read_status(spec.instance_name, vm_dir)
+        if status.state is VMState.CRASHED and status.crash_id:
+            self._report_crash(spec.name, vm_dir, status)
+        return status
+
+    def read_status(self, instance: str, vm_dir: Path) -> VMStatus:
+        """The state recorded in ``state.json``, checked against the process table."""
+        files = VMFiles(vm_dir)
+        data = read_json(files.state)
+        if data is None:
+            return VMStatus(VMState.STOPPED, detail="never started")
+        sup_pid, hv_pid = data.get("supervisor_pid"), data.get("hypervisor_pid")
+        supervisor = self.procs.alive(sup_pid, supervisor_markers(vm_dir))
+        hypervisor = self.procs.alive(hv_pid, self.hypervisor_markers(instance)) if hv_pid else False
+        recorded = data.get("state", "unknown")
+        detail, crash_id = str(data.get("detail", "")), data.get("crash_id")
+        stopping = files.stop_request.exists()
+        if supervisor or hypervisor:
+            if recorded in ACTIVE:
+                state = recorded
+            else:  # a final state while a process lives: the supervisor is cleaning up, or
+                state = "running" if hypervisor else "stopping"  # an unsupervised hypervisor
+            if stopping and state == "running":
+                state = "stopping"
+            if not supervisor:
+                detail = (
+                    f"the supervisor (pid {sup_pid}) is gone but the hypervisor still runs unsupervised; "
+                    "stop and start the VM to supervise it again"
+                )
+        elif recorded in ACTIVE:
+            if stopping:
+                state, detail = "stopped", "stopped (its supervisor was gone and could not record the exit)"
+            elif data.get("boot_id") and data.get("boot_id") != boot_id(self.runner):
+                state, detail = "stopped", "the host restarted since the VM was started"
+            else:
+                state = "crashed"
+                detail = f"the supervisor (pid {sup_pid}) ended without recording why; see {files.supervisor_log}"
+                crash_id = f"lost-{sup_pid}-{data.get('started_at', '')}"
+        else:
+            state = recorded
+        return VMStatus(
+            state=VMState(state) if state in VMState._value2member_map_ else VMState.UNKNOWN,
+            pid=hv_pid if hypervisor else None,
+            exit_status=data.get("exit_status"),
+            detail=detail,
+            consoles=dict(data.get("consoles") or {}),
+            supervisor_pid=sup_pid if supervisor else None,
+            restarts=int(data.get("restarts") or 0),
+            history=list(data.get("history") or []),
+            crash_id=crash_id if state == "crashed" else None,
+        )
+
+    def instance_active(self, vm_dir: Path, instance: str) -> bool:
+        """True while a VM's supervisor or hypervisor runs (port claims, reconciliation)."""
+        return self.read_status(instance, Path(vm_dir)).active
+
+    def _report_crash(self, vm_name: str, vm_dir: Path, status: VMStatus) -> None:
+        """Call the crash listeners once per crash, across processes (an O_EXCL ack file)."""
+        if not self.crash_listeners:
+            return
+        ack = VMFiles(vm_dir).crash_ack(str(status.crash_id).replace("/", "_"))
+        try:
+            os.close(os.open(ack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            return
+        for old in vm_dir.glob("crash-*.ack"):
+            if old != ack:
+                old.unlink(missing_ok=True)
+        for listener in self.crash_listeners:
+            try:
+                listener(vm_name, status)
+            except Exception:  # one broken listener must not hide the crash from the others
+                log.exception("crash listener failed for VM %s", vm_name)
+
+    def running_instances(self) -> list[str]:
+        names = set()
+        directory = self.run_dir / "instances"
+        for entry in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            data = read_json(entry) or {}
+            if data.get("driver") != self.name:
+                continue
+            vm_dir = Path(str(data.get("vm_dir", "")))
+            if not vm_dir.is_dir():
+                entry.unlink(missing_ok=True)  # the VM was destroyed
+                continue
+            if self.instance_active(vm_dir, entry.stem):
+                names.add(entry.stem)
+        return sorted(names)
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def _request_stop(self, vm_dir: Path, mode: str, note: str) -> None:
+        write_json(VMFiles(vm_dir).stop_request, {"mode": mode, "note": note, "at": now_iso(), "by": os.getpid()})
+
+    def wait_inactive(self, spec: VMSpec, vm_dir: Path, timeout: float) -> VMStatus | None:
+        """Wait until the VM is neither starting, running nor stopping; None on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(spec, vm_dir)
+            if not status.active:
+                return status
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL)
+
+    def stop(self, spec: VMSpec, vm_dir: Path, timeout: float) -> VMStatus:
+        vm_dir = Path(vm_dir).absolute()
+        status = self.status(spec, vm_dir)
+        if not status.active:
+            return status
+        self._request_stop(vm_dir, "graceful", "ACPI shutdown requested")
+        try:
+            self.request_shutdown(spec.instance_name, vm_dir, status)
+        except (CommandError, OSError) as exc:
+            log.warning("ACPI shutdown request for %s failed: %s", spec.name, exc)
+        final = self.wait_inactive(spec, vm_dir, timeout)
+        if final is not None:
+            return self._settle(spec, vm_dir, final)
+        note = f"the guest did not shut down within {timeout:g}s of the ACPI power button"
+        return self._force(spec, vm_dir, note)
+
+    def force_stop(self, spec: VMSpec, vm_dir: Path) -> VMStatus:
+        vm_dir = Path(vm_dir).absolute()
+        return self._force(spec, vm_dir, "force-stop requested")
+
+    def _force(self, spec: VMSpec, vm_dir: Path, note: str) -> VMStatus:
+        status = self.status(spec, vm_dir)
+        if status.active:
+            self._request_stop(vm_dir, "force", note)
+            try:
+                self.power_off(spec.instance_name, vm_dir, status)
+            except (CommandError, OSError) as exc:
+                log.warning("forced power-off of %s failed: %s", spec.name, exc)
+            final = self.wait_inactive(spec, vm_dir, FORCE_TIMEOUT)
+            if final is None:
+                current = self.status(spec, vm_dir)
+                if current.pid:
+                    self.runner.run(["kill", "-s", "KILL", str(current.pid)], timeout=10, check=False)
+                final = self.wait_inactive(spec, vm_dir, FORCE_TIMEOUT)
+            if final is None:
+                raise HypervisorFailed(f"VM {spec.name} could not be stopped (pid {status.pid} still runs)")
+        return self._settle(spec, vm_dir, self.status(spec, vm_dir))
+
+    def _settle(self, spec: VMSpec, vm_dir: Path, final: VMStatus) -> VMStatus:
+        """After the hypervisor is gone: clean up what a missing supervisor left behind."""
+        files = VMFiles(vm_dir)
+        self.after_stop(spec.instance_name, vm_dir)
+        data = read_json(files.state) or {}
+        if data.get("state") in ACTIVE:  # no supervisor recorded the end: record it ourselves
+            request = read_json(files.stop_request) or {}
+            data.update(state="stopped", hypervisor_pid=None, detail=final.detail, updated_at=now_iso())
+            if request.get("mode") == "force":
+                data["detail"] = f"powered off by force ({request.get('note', '')}) without its supervisor"
+            write_json(files.state, data)
+        files.stop_request.unlink(missing_ok=True)
+        self.ports.release(vm_dir)
+        return self.status(spec, vm_dir)

@@ -1,0 +1,317 @@
+"""The per-VM supervisor: ``python -m bhype_core.drivers.supervisor VM_DIR``.
+
+The driver writes ``VM_DIR/supervisor.json`` and runs this module through the host runner. It
+daemonizes (fork, setsid, fork), so the VM outlives the API and the worker, and the launching
+command returns once the hypervisor runs (exit 0, ``{"ok": true, "pid": N}`` on stdout) or
+fails with the hypervisor's exit status, the reason and the tail of its stderr on stderr.
+
+The daemon loops on the hypervisor's exit status per bhyve(8) EXIT STATUS (reference
+freebsd-host.md 1.7): reboot starts it again, power-off and halt stop, triple fault and
+errors crash. Every step is recorded in ``VM_DIR/state.json``; see ``state.VMFiles``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from bhype_core.drivers.exit_status import Decision, Outcome, decide
+from bhype_core.drivers.state import VMFiles, boot_id, now_iso, read_json, rotate, tail_lines, write_json, write_pid
+from bhype_core.drivers.supervisor_kinds import KINDS, Exit, StartFailed
+from bhype_core.host.runner import LocalRunner, validate_argv
+
+HISTORY = 50  # exits kept in state.json
+EX_SOFTWARE = 70  # sysexits(3): the supervisor itself failed
+
+
+class Supervisor:
+    """Runs one VM's hypervisor until it stops or crashes, recording everything in state.json."""
+
+    def __init__(self, vm_dir: Path, config: dict[str, Any], ready_fd: int | None = None) -> None:
+        self.files = VMFiles(vm_dir)
+        self.config = config
+        self.instance = str(config["instance"])
+        self.ready_fd = ready_fd
+        self.runner = LocalRunner(default_timeout=60)
+        self.runner.add_audit_sink(lambda record: self.log(f"ran {record.argv} -> {record.returncode}"))
+        self.kind = KINDS[config["kind"]](self.instance, config.get(config["kind"], {}), self.runner, self.log)
+        self.stop_signalled = False
+        previous = read_json(self.files.state) or {}
+        self.state: dict[str, Any] = {
+            "driver": config["kind"],
+            "instance": self.instance,
+            "history": list(previous.get("history", []))[-HISTORY:],
+            "consoles": config.get("consoles", {}),
+        }
+        self.restart_times: deque[float] = deque()
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        """One line in supervisor.log (the daemon's stdout)."""
+        print(f"{now_iso()} [{os.getpid()}] {message}", flush=True)
+
+    def update(self, **fields: Any) -> None:
+        """Merge ``fields`` into the state and write state.json atomically."""
+        self.state.update(fields, updated_at=now_iso())
+        write_json(self.files.state, self.state)
+
+    def stop_request(self) -> dict[str, Any] | None:
+        """The driver's (or our SIGTERM handler's) stop request, if any."""
+        if self.stop_signalled and not self.files.stop_request.exists():
+            return {"mode": "graceful", "note": "the supervisor received SIGTERM"}
+        return read_json(self.files.stop_request) if self.files.stop_request.exists() else None
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # Only a flag: the loop forwards the graceful stop outside the handler.
+        self.stop_signalled = True
+
+    def notify_launcher(self, payload: dict[str, Any]) -> None:
+        """Tell the launching command (once) whether the hypervisor got to running."""
+        if self.ready_fd is None:
+            return
+        try:
+            os.write(self.ready_fd, json.dumps(payload).encode() + b"\n")
+        except OSError:
+            pass
+        os.close(self.ready_fd)
+        self.ready_fd = None
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def spawn(self) -> tuple[subprocess.Popen[bytes], int]:
+        """Start the hypervisor; its stdout/stderr go to hypervisor.log. Returns the process
+        and the log offset where its output starts."""
+        argv = validate_argv(self.config["argv"])
+        with self.files.hypervisor_log.open("ab") as log:
+            log.write(f"--- {now_iso()} starting {argv[0]}\n".encode())
+            log.flush()
+            offset = log.tell()
+            # A long-running child whose pid and exit status the supervisor owns, which the
+            # runner's run-to-completion interface cannot give; argv list, no shell. Its own
+            # session: a signal to the supervisor's group must not press the power button.
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True
+            )
+        self.log(f"spawned {argv[0]} pid {proc.pid}")
+        write_pid(self.files.hypervisor_pid, proc.pid)
+        return proc, offset
+
+    def run(self) -> int:
+        """Supervise until the VM stops or crashes; returns the process exit status."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        write_pid(self.files.supervisor_pid, os.getpid())
+        self.update(
+            state="starting", supervisor_pid=os.getpid(), hypervisor_pid=None, started_at=now_iso(),
+            boot_id=boot_id(self.runner), restarts=0, exit_status=None, signal=None, detail="",
+            stderr_tail=[], crash_id=None,
+        )  # fmt: skip
+        try:
+            return self._loop()
+        except Exception as exc:  # the supervisor's own bug: record it, never leave "running"
+            self.log(traceback.format_exc())
+            self.notify_launcher({"ok": False, "message": f"supervisor failed: {exc}", "exit_status": None})
+            self._finish(Decision(Outcome.CRASHED, f"supervisor failed: {exc}"), None, [])
+            return EX_SOFTWARE
+        finally:
+            self.kind.cleanup()
+            self.files.supervisor_pid.unlink(missing_ok=True)
+            self.files.hypervisor_pid.unlink(missing_ok=True)
+            self.files.stop_request.unlink(missing_ok=True)
+
+    def _loop(self) -> int:
+        first = True
+        timeout = float(self.config.get("start_timeout", 120))
+        while True:
+            request = self.stop_request()
+            if request is not None and first:  # stopped while the loader ran
+                self.notify_launcher({"ok": False, "message": "stop requested before the VM ran", "exit_status": None})
+                self._finish(Decision(Outcome.STOPPED, "stopped before it ran"), None, [], request)
+                return 0
+            if request is not None:  # rebooted while a stop was under way: stay stopped
+                self._finish(Decision(Outcome.STOPPED, "guest rebooted"), None, [], request)
+                return 0
+            try:
+                self.kind.before_start(first)
+                proc, offset = self.spawn()
+                running = self.kind.wait_running(proc, time.monotonic() + timeout)
+            except StartFailed as exc:
+                return self._start_failed(first, exc)
+            if running:
+                self.log(f"hypervisor pid {proc.pid} is running")
+                if first:
+                    self.notify_launcher({"ok": True, "pid": proc.pid, "supervisor_pid": os.getpid()})
+                    first = False
+                self.update(state="running", hypervisor_pid=proc.pid)
+                self.kind.watch(proc, lambda: self.stop_signalled)
+            exit = self.kind.exit_of(proc)
+            tail = tail_lines(self.files.hypervisor_log, offset)
+            self.log(f"hypervisor exited: status {exit.status} signal {exit.signal} {exit.note}".rstrip())
+            self.kind.after_exit(exit)
+            if not running and first:
+                return self._start_failed(first, self._early_exit(exit, tail))
+            request = self.stop_request()
+            decision = decide(exit.status, exit.signal, stop_requested=request is not None)
+            if not running and exit.status == 1 and tail:
+                # bhyve(8) usage(1) also exits 1: exit 1 with an error text before the guest
+                # ran is a failed start, not a power-off (reference 1.7 caveat).
+                decision = Decision(Outcome.CRASHED, "hypervisor failed to start after a reboot")
+            self._record(exit, decision)
+            if decision.outcome is Outcome.RESTART and self._restart_allowed():
+                self.update(state="starting", restarts=self.state.get("restarts", 0) + 1, hypervisor_pid=None)
+                self.log("guest rebooted: starting it again")
+                continue
+            if decision.outcome is Outcome.RESTART:
+                limit, window = self._restart_limit()
+                decision = Decision(Outcome.CRASHED, f"reboot loop: more than {limit} restarts within {window:g}s")
+            self._finish(decision, exit, tail, request)
+            return 0
+
+    def _early_exit(self, exit: Exit, tail: list[str]) -> StartFailed:
+        program = Path(self.config["argv"][0]).name
+        how = f"was killed by signal {exit.signal}" if exit.signal else f"exited with status {exit.returncode}"
+        return StartFailed(f"{program} {how} before it was running", exit.returncode, tail)
+
+    def _start_failed(self, first: bool, exc: StartFailed) -> int:
+        detail = "\n".join([exc.message, *exc.tail])
+        self.log(f"start failed: {detail}")
+        if first:
+            self.notify_launcher(
+                {"ok": False, "message": exc.message, "exit_status": exc.returncode, "stderr_tail": exc.tail}
+            )
+            self.update(
+                state="stopped", hypervisor_pid=None, exit_status=exc.returncode, detail=detail, stderr_tail=exc.tail
+            )
+            return 0
+        exit = Exit(exc.returncode, None, exc.returncode)
+        decision = Decision(Outcome.CRASHED, exc.message)
+        self._record(exit, decision)
+        self._finish(decision, exit, exc.tail)
+        return 0
+
+    def _restart_limit(self) -> tuple[int, float]:
+        return int(self.config.get("restart_limit", 10)), float(self.config.get("restart_window", 60))
+
+    def _restart_allowed(self) -> bool:
+        limit, window = self._restart_limit()
+        now = time.monotonic()
+        self.restart_times.append(now)
+        while self.restart_times and now - self.restart_times[0] > window:
+            self.restart_times.popleft()
+        return len(self.restart_times) <= limit
+
+    def _record(self, exit: Exit, decision: Decision) -> None:
+        entry = {
+            "at": now_iso(), "exit_status": exit.status, "signal": exit.signal, "returncode": exit.returncode,
+            "meaning": decision.meaning, "outcome": decision.outcome.value, "note": exit.note,
+        }  # fmt: skip
+        self.state["history"] = [*self.state.get("history", []), entry][-HISTORY:]
+
+    def _finish(
+        self, decision: Decision, exit: Exit | None, tail: list[str], request: dict[str, Any] | None = None
+    ) -> None:
+        detail = decision.meaning
+        if request is not None and request.get("mode") == "force":
+            detail += f"; powered off by force ({request.get('note') or 'force-stop requested'})"
+        elif request is not None:
+            detail += "; stop requested"
+        if decision.outcome is Outcome.CRASHED and tail:
+            detail += "\n" + "\n".join(tail)
+        self.update(
+            state=decision.outcome.value, hypervisor_pid=None, detail=detail, stderr_tail=tail,
+            exit_status=exit.status if exit else None, signal=exit.signal if exit else None,
+            crash_id=uuid.uuid4().hex[:12] if decision.outcome is Outcome.CRASHED else None,
+        )  # fmt: skip
+        self.log(f"finished: {decision.outcome.value}: {detail}")
+
+
+# -- launching ---------------------------------------------------------------------------
+
+
+def _redirect(log: Path) -> None:
+    """Detach stdio from the launcher's pipes (the runner waits for them to close)."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    os.close(out)
+
+
+def launch(vm_dir: Path, config: dict[str, Any]) -> int:
+    """Daemonize a supervisor and wait for its verdict on the first start."""
+    files = VMFiles(vm_dir)
+    for log in (files.supervisor_log, files.hypervisor_log):
+        rotate(log)
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the daemon
+        code = EX_SOFTWARE
+        try:
+            os.close(read_fd)
+            os.setsid()  # leave the runner's session: its timeout kills must not reach the VM
+            if os.fork():
+                os._exit(0)
+            os.chdir("/")
+            _redirect(files.supervisor_log)
+            code = Supervisor(vm_dir, config, ready_fd=write_fd).run()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    os.waitpid(child, 0)
+    data = b""
+    with os.fdopen(read_fd, "rb") as pipe:
+        while b"\n" not in data:
+            chunk = pipe.read1(4096)
+            if not chunk:
+                break
+            data += chunk
+    try:
+        verdict = json.loads(data.split(b"\n", 1)[0])
+    except ValueError:
+        verdict = {"ok": False, "message": f"the supervisor ended before reporting; see {files.supervisor_log}"}
+    print(json.dumps(verdict), flush=True)
+    if verdict.get("ok"):
+        return 0
+    print(verdict.get("message", "start failed"), file=sys.stderr)
+    for line in verdict.get("stderr_tail") or []:
+        print(line, file=sys.stderr)
+    status = verdict.get("exit_status")
+    return status if isinstance(status, int) and 0 < status < 256 else EX_SOFTWARE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry: ``VM_DIR`` (daemonize) or ``--foreground VM_DIR`` (debugging)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bhype_core.drivers.supervisor", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("vm_dir", type=Path)
+    parser.add_argument("--foreground", action="store_true", help="supervise in this process")
+    args = parser.parse_args(argv)
+    vm_dir = args.vm_dir.resolve()
+    config = read_json(VMFiles(vm_dir).config)
+    if config is None or config.get("kind") not in KINDS:
+        print(f"no valid supervisor.json in {vm_dir}", file=sys.stderr)
+        return 2
+    if args.foreground:
+        return Supervisor(vm_dir, config).run()
+    return launch(vm_dir, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
