@@ -8,15 +8,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bhype_core.errors import ValidationErrors
+from bhype_core.errors import BhypeError, ValidationErrors
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from bhype_core.config import Settings
+    from bhype_core.host.audit import Actor
     from bhype_core.runtime import Runtime
 
 log = logging.getLogger("bhype.task")
 
 MAX_LOG_LINE = 4000  # characters; a runaway line must not blow up the log store
+MAX_PROGRESS_MESSAGE = 1000  # characters; the Task row's column size
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class Cancelled(BhypeError):
+    """Raised by :meth:`TaskContext.check_cancelled` when someone cancelled the running task;
+    the worker then ends the task as ``cancelled``. Let it propagate (clean up in ``finally``)."""
+
+    code = "cancelled"
+    http_status = 409
 
 
 class TaskReporter(Protocol):
@@ -32,16 +45,20 @@ class TaskReporter(Protocol):
     def progress(self, context: TaskContext, progress: Progress) -> None:
         """Store ``context``'s task's latest progress."""
 
+    # Optional: ``cancel_requested(context) -> bool`` says whether someone asked to cancel the
+    # task (the Task-row reporter reads it from the row); reporters without it never cancel.
+
 
 @dataclass(frozen=True)
 class LogLine:
-    """One line of a task's log."""
+    """One line of a task's log, with its level (``debug``, ``info``, ``warning``, ``error``)."""
 
     time: datetime
     message: str
+    level: str = "info"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"time": self.time.isoformat(), "message": self.message}
+        return {"time": self.time.isoformat(), "message": self.message, "level": self.level}
 
 
 @dataclass(frozen=True)
@@ -103,13 +120,19 @@ class TaskContext:
         """The host command runner (:class:`bhype_core.host.runner.Runner`)."""
         return self.runtime.runner
 
-    def log(self, message: str) -> None:
-        """Append one line to the task's log (also written to the worker's own log)."""
+    def log(self, message: str, level: str = "info") -> None:
+        """Append one line to the task's log (also written to the worker's own log).
+
+        :param level: ``debug``, ``info`` (default), ``warning`` or ``error``.
+        :raises ValidationErrors: an unknown level.
+        """
+        if level not in LOG_LEVELS:
+            raise ValidationErrors([("level", f"must be one of {', '.join(LOG_LEVELS)}, not {level!r}")])
         text = str(message)
         if len(text) > MAX_LOG_LINE:
             text = text[:MAX_LOG_LINE] + "…"
-        log.info("[%s %s] %s", self.kind, self.task_id, text)
-        self.reporter.log(self, LogLine(datetime.now(UTC), text))
+        log.log(LOG_LEVELS[level], "[%s %s] %s", self.kind, self.task_id, text)
+        self.reporter.log(self, LogLine(datetime.now(UTC), text, level))
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report how far the task is: ``percent`` from 0 to 100, and what it is doing now.
@@ -120,4 +143,35 @@ class TaskContext:
             math.isfinite(percent) and 0 <= percent <= 100
         ):
             raise ValidationErrors([("percent", f"must be a number from 0 to 100, not {percent!r}")])
-        self.reporter.progress(self, Progress(float(percent), str(message)))
+        text = str(message)
+        if len(text) > MAX_PROGRESS_MESSAGE:
+            text = text[: MAX_PROGRESS_MESSAGE - 1] + "…"
+        self.reporter.progress(self, Progress(float(percent), text))
+
+    def cancel_requested(self) -> bool:
+        """Whether someone asked to cancel this task (always false where cancel is unsupported,
+        e.g. periodic jobs and tasks queued directly on huey)."""
+        check = getattr(self.reporter, "cancel_requested", None)
+        return bool(check(self)) if check is not None else False
+
+    def check_cancelled(self) -> None:
+        """A safe point: stop here if the task was cancelled.
+
+        Call it between steps that leave the host consistent (after a disk is fully written,
+        not half way through). Cheap enough to call in a loop: the Task-row reporter reads the
+        flag at most a few times per second.
+
+        :raises Cancelled: a cancel was requested; let it propagate.
+        """
+        if self.cancel_requested():
+            raise Cancelled(f"task {self.task_id} was cancelled")
+
+    def acting_as(self) -> AbstractContextManager[Actor]:
+        """Attribute host commands in the block to this task's user and id.
+
+        The worker already does this around ``run``; use it again in threads a task starts
+        (context variables do not cross into new threads).
+        """
+        from bhype_core.host.audit import acting_as
+
+        return acting_as(user=self.user, task_id=self.task_id)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from bhype_core.runtime import Runtime
+    from bhype_core.taskqueue.scheduler import Scheduler
 
 log = logging.getLogger("bhype.worker")
 
@@ -89,16 +90,22 @@ def describe(runtime: Runtime) -> list[str]:
 
 
 def run_worker(runtime: Runtime, workers: int | None = None) -> None:
-    """Run the consumer in this process until SIGINT or SIGHUP (graceful: running tasks
-    finish) or SIGTERM (immediate: running tasks are abandoned). Call from the main thread so
-    the signal handlers can be installed.
+    """Run the task scheduler and the consumer in this process until SIGINT or SIGHUP
+    (graceful: running tasks finish) or SIGTERM (immediate: running tasks are abandoned and
+    marked interrupted). Call from the main thread so the signal handlers can be installed.
+
+    At start-up the scheduler releases tasks of workers that died (issue 3, crash safety).
 
     :param workers: worker threads; default ``queue.workers``.
     """
     consumer = build_consumer(runtime, workers)
     for line in describe(runtime):
         log.info("%s", line)
-    consumer.run()
+    scheduler = runtime.queue.scheduler.start()
+    try:
+        consumer.run()
+    finally:
+        scheduler.stop()
     log.info("bhype worker stopped")
 
 
@@ -106,8 +113,9 @@ class InProcessWorker:
     """A consumer running in a background thread of this process (``bhype serve`` on the
     embedded queue). Stop it with :meth:`stop`; signals are the host process's business."""
 
-    def __init__(self, consumer: BhypeConsumer) -> None:
+    def __init__(self, consumer: BhypeConsumer, scheduler: Scheduler | None = None) -> None:
         self.consumer = consumer
+        self.scheduler = scheduler
         self.thread = threading.Thread(target=consumer.run, name="bhype-worker", daemon=True)
 
     @property
@@ -124,12 +132,16 @@ class InProcessWorker:
         self.consumer.shutdown_timeout = timeout
         self.consumer.stop(graceful=True)  # sets the stop flag, joins the worker threads
         self.thread.join(timeout)
+        if self.scheduler is not None:
+            self.scheduler.stop()
         return not self.alive
 
 
 def start_in_process_worker(runtime: Runtime, workers: int | None = None) -> InProcessWorker:
-    """Start a consumer for ``runtime.queue`` in a background thread and return its handle."""
-    handle = InProcessWorker(build_consumer(runtime, workers))
+    """Start the task scheduler and a consumer for ``runtime.queue`` in background threads and
+    return their handle."""
+    consumer = build_consumer(runtime, workers)
+    handle = InProcessWorker(consumer, runtime.queue.scheduler.start())
     for line in describe(runtime):
         log.info("in-process %s", line)
     handle.thread.start()

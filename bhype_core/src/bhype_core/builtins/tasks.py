@@ -1,4 +1,5 @@
-"""Built-in plugin ``core_tasks``: the core's own task kinds (``core.ping``)."""
+"""Built-in plugin ``core_tasks``: the core's own task kinds (``core.ping``) and the task
+queue's ``[tasks]`` settings section."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 from bhype_core.errors import BhypeError, ValidationErrors
 from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import TaskKind
+from bhype_core.registry import SettingsSection, TaskKind
+from bhype_core.taskqueue.settings import SECTION, TaskSettings
 from bhype_core.tasks import TaskContext
 
 MAX_SLEEP = 600.0  # seconds; ping is a diagnostic, not a way to park a worker for hours
@@ -25,14 +27,21 @@ class PingFailed(BhypeError):
 
 
 def ping(
-    context: TaskContext, echo: Any = None, sleep: float = 0, fail: str | None = None
+    context: TaskContext,
+    echo: Any = None,
+    sleep: float = 0,
+    fail: str | None = None,
+    locks: list[str] | None = None,
 ) -> dict[str, Any]:
     """Answer from the worker: proves a task crossed the queue and ran there.
 
     :param echo: any JSON value, returned unchanged.
-    :param sleep: seconds to spend before answering (0–600), reporting progress; used to see
-        a task running (locks, cancel, graceful shutdown, crash tests).
+    :param sleep: seconds to spend before answering (0–600), reporting progress and honouring
+        a cancel between steps; used to see a task running (locks, cancel, graceful shutdown,
+        crash tests).
     :param fail: when given, fail with this message instead of answering.
+    :param locks: resources (``vm:3``) to hold while running (see :func:`ping_locks`), to see
+        the scheduler's locks at work.
     :returns: ``pong``, the worker's ``pid`` and ``host``, ``echo``, the ``user`` and
         ``task_id`` the worker saw.
     """
@@ -65,16 +74,28 @@ def ping(
 def _sleep_with_progress(
     context: TaskContext, seconds: float, clock: Callable[[], float] = time.monotonic
 ) -> None:
-    # Short steps keep the task responsive (cancel points in issue 3); progress is reported
-    # only when the whole percentage changes, so a reporter that writes rows is not flooded.
+    # Short steps keep the task responsive: each one is a safe point for a cancel. Progress is
+    # reported only when the whole percentage changes, so the Task row is not flooded.
     start = clock()
     reported = -1
     while (elapsed := clock() - start) < seconds:
+        context.check_cancelled()
         percent = min(99, int(100 * elapsed / seconds))
         if percent != reported:
             context.progress(percent, "sleeping")
             reported = percent
         time.sleep(min(SLEEP_STEP, seconds - elapsed))
+
+
+def ping_locks(arguments: dict[str, Any]) -> list[str]:
+    """The locks ``core.ping`` holds: its ``locks`` argument.
+
+    :raises ValidationErrors: ``locks`` is not a list of strings.
+    """
+    locks = arguments.get("locks") or []
+    if not isinstance(locks, list) or not all(isinstance(lock, str) for lock in locks):
+        raise ValidationErrors([("locks", "must be a list of resource names such as 'vm:3'")])
+    return locks
 
 
 @hookimpl
@@ -83,5 +104,12 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     register(TaskKind(
         name="core.ping",
         run=ping,
-        description="answer from the worker (pid, host, echo); optional sleep or failure for diagnostics",
+        description="answer from the worker (pid, host, echo); optional sleep, locks or failure for diagnostics",
+        locks=ping_locks,
     ))
+
+
+@hookimpl
+def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None:
+    """``[tasks]``: per-user and overall limits and timing of the task queue."""
+    register(SettingsSection(name=SECTION, model=TaskSettings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from huey.exceptions import ResultTimeout, TaskException
 from huey.storage import MemoryStorage, PriorityRedisStorage, SqliteStorage
 
 from bhype_core.errors import ConfigError, TaskFailed
+from bhype_core.queue import scheduled
 from bhype_core.queue.binding import TaskRunFailed, bind_periodic_jobs, bind_tasks, validate_submission
 from bhype_core.queue.serializer import JsonSerializer
 from bhype_core.tasks import MemoryReporter, TaskReporter
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from bhype_core.config import Settings
     from bhype_core.registry import Registry
     from bhype_core.runtime import Runtime
+    from bhype_core.taskqueue.scheduler import Scheduler
 
 log = logging.getLogger("bhype.queue")
 
@@ -84,10 +87,56 @@ class BhypeQueue:
         self.registry = registry
         self.detail = detail
         self.runtime = runtime
-        # Where running tasks' log lines and progress go; issue 3 swaps in a Task-row writer.
+        # Where log lines and progress of tasks queued directly (enqueue) go; scheduled Task
+        # rows report to their row instead (bhype_core.taskqueue.reporter).
         self.reporter_factory: Callable[[], TaskReporter] = MemoryReporter
         self.tasks: dict[str, TaskWrapper] = bind_tasks(self)
         self.periodic: dict[str, TaskWrapper] = bind_periodic_jobs(self)
+        self.scheduled: dict[str, TaskWrapper] = scheduled.bind_scheduled(self)
+        self._scheduler: Scheduler | None = None
+        self._scheduler_lock = threading.Lock()
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """This process's task scheduler (built on first use; :meth:`Scheduler.start` runs it).
+
+        Only a process that consumes the queue needs it: it owns the worker's lease, which
+        proves to other workers that the tasks it runs are alive.
+        """
+        with self._scheduler_lock:
+            if self._scheduler is None:
+                from bhype_core.taskqueue.scheduler import Scheduler
+
+                self._scheduler = Scheduler(self.require_runtime(), self)
+            return self._scheduler
+
+    @property
+    def running_scheduler(self) -> Scheduler | None:
+        """The scheduler if its thread runs in this process, else ``None``."""
+        scheduler = self._scheduler
+        return scheduler if scheduler is not None and scheduler.running else None
+
+    def send_scheduled(self, task_id: str, token: str) -> None:
+        """Hand the started Task row ``task_id`` to a worker thread (raises what the storage
+        raises; the scheduler then gives the claim back)."""
+        scheduled.send(self, scheduled.EXECUTE, task_id, token)
+
+    def nudge(self) -> bool:
+        """Ask the workers' schedulers for a pass now (a task was submitted or cancelled).
+
+        Best effort: the Task row is already stored and schedulers also look on a timer, so a
+        storage failure here is logged, not raised. Returns whether the nudge was sent.
+        """
+        running = self.running_scheduler
+        if running is not None:  # the in-process worker: no round trip needed
+            running.wake()
+            return True
+        try:
+            scheduled.send(self, scheduled.NUDGE)
+        except Exception as exc:  # the row is safe; the scheduler's timer picks it up
+            log.warning("could not nudge the task scheduler: %s: %s", type(exc).__name__, exc)
+            return False
+        return True
 
     def require_runtime(self) -> Runtime:
         """The runtime tasks run with here; an error if this process only enqueues."""

@@ -1,0 +1,134 @@
+"""One scheduler pass in the database: read the queue, ask the planner, claim rows atomically."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import func, inspect, select, text, update
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import col
+
+from bhype_core.db.models import utcnow
+from bhype_core.db.task_models import QUEUED, RUNNING, Task
+from bhype_core.errors import Conflict
+from bhype_core.taskqueue.plan import Limits, QueuedTask, RunningTask, plan
+from bhype_core.taskqueue.store import WorkerIdentity
+
+# A pass reads at most this many queue fronts (oldest first); others wait for a later pass.
+MAX_QUEUED_PER_PASS = 5000
+# Seconds a pass waits for another process's pass on MariaDB before giving up (it retries).
+LOCK_TIMEOUT = 30
+STARTING = "starting"
+
+
+def tables_ready(engine: Engine) -> bool:
+    """Whether ``bhype db upgrade`` has created the task tables."""
+    return inspect(engine).has_table(Task.__tablename__)
+
+
+@contextmanager
+def scheduling_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction no other scheduler pass (in any process) runs alongside.
+
+    Two workers must not both count a user's running tasks, see a free slot and both start one:
+    SQLite takes its write lock up front (``BEGIN IMMEDIATE``), MariaDB serialises passes with
+    a named lock (``GET_LOCK``). Row claims are conditional updates on top of that.
+    """
+    with engine.connect() as connection:
+        mysql = engine.dialect.name in ("mysql", "mariadb")
+        name = f"bhype.tasks.{engine.url.database}"[:64]
+        if mysql:
+            got = connection.execute(text("SELECT GET_LOCK(:name, :timeout)"),
+                                     {"name": name, "timeout": LOCK_TIMEOUT}).scalar()
+            connection.commit()
+            if got != 1:
+                raise Conflict(f"another scheduler pass held the lock for {LOCK_TIMEOUT}s")
+        else:
+            connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            if mysql:
+                try:
+                    connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+                    connection.commit()
+                except Exception:
+                    connection.invalidate()  # a pooled connection must not keep the lock
+
+
+def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tuple[str, str]]:
+    """Start whatever may start now: mark the rows running (claimed by ``me``, each with a new
+    dispatch token) and record why the others wait.
+
+    Only the front of each user's queue is read: no user can start more than
+    ``min(per_user, total)`` tasks in one pass, and one more row tells why the rest waits, so
+    a pass costs the same with 10 or 10,000 queued tasks. Rows further back keep saying
+    "queued" until they move up.
+
+    :returns: ``(task id, dispatch token)`` of each task claimed, in the order to run them;
+        the caller hands each to a worker thread (or gives the claim back).
+    """
+    depth = min(limits.per_user, limits.total) + 1
+    with scheduling_transaction(engine) as connection:
+        rank = func.row_number().over(partition_by=Task.owner, order_by=(col(Task.created), col(Task.id)))
+        front = (
+            select(Task.id, Task.owner, Task.locks, Task.progress_message, Task.created, rank.label("rank"))
+            .where(col(Task.state) == QUEUED)
+            .subquery()
+        )
+        queued_rows = connection.execute(
+            select(front.c.id, front.c.owner, front.c.locks, front.c.progress_message)
+            .where(front.c.rank <= depth)
+            .order_by(front.c.created, front.c.id)
+            .limit(MAX_QUEUED_PER_PASS)
+        ).all()
+        if not queued_rows:
+            return []
+        running = [
+            RunningTask(row.id, row.owner, tuple(row.locks or ()))
+            for row in connection.execute(select(Task.id, Task.owner, Task.locks).where(col(Task.state) == RUNNING))
+        ]
+        owners = sorted({row.owner for row in queued_rows})
+        last_served = dict(connection.execute(
+            select(Task.owner, func.max(Task.started))
+            .where(col(Task.owner).in_(owners), col(Task.started).is_not(None))
+            .group_by(Task.owner)
+        ).all())
+        queued = [QueuedTask(row.id, row.owner, tuple(row.locks or ())) for row in queued_rows]
+        decision = plan(queued, running, limits, last_served)
+
+        claimed = []
+        for task_id in decision.start:
+            token = str(uuid.uuid4())
+            result = connection.execute(
+                update(Task)
+                .where(col(Task.id) == task_id, col(Task.state) == QUEUED)
+                .values(state=RUNNING, started=utcnow(), picked_up=None, dispatch_token=token,
+                        worker_id=me.id, worker_host=me.host, worker_pid=me.pid, progress_message=STARTING)
+            )
+            if result.rowcount == 1:  # else cancelled meanwhile
+                claimed.append((task_id, token))
+        current = {row.id: row.progress_message for row in queued_rows}
+        for task_id, message in decision.waiting.items():
+            if current.get(task_id) != message:
+                connection.execute(
+                    update(Task).where(col(Task.id) == task_id, col(Task.state) == QUEUED)
+                    .values(progress_message=message)
+                )
+    return claimed
+
+
+def release_claim(engine: Engine, task_id: str, token: str) -> bool:
+    """Give back a claim whose queue message could not be sent: the task is queued again."""
+    statement = (
+        update(Task)
+        .where(col(Task.id) == task_id, col(Task.state) == RUNNING, col(Task.dispatch_token) == token,
+               col(Task.picked_up).is_(None))
+        .values(state=QUEUED, started=None, dispatch_token=None, worker_id=None, worker_host=None,
+                worker_pid=None, progress_message="queued again: the queue refused it")
+    )
+    with engine.begin() as connection:
+        return connection.execute(statement).rowcount == 1
