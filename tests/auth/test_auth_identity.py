@@ -77,7 +77,7 @@ def test_identity_round_trip_and_validation():
         ({"pam_service": "../etc/passwd"}, "pam_service"),
         ({"pam_service": ""}, "pam_service"),
         ({"admin_groups": ["bad:name"]}, "admin_groups"),
-        ({"session_idle_timeout": 5}, "session_idle_timeout"),
+        ({"session_idle_timeout": 0}, "session_idle_timeout"),
         ({"throttle": {"account_failures": 0}}, "throttle"),
         ({"unknown_key": 1}, "unknown_key"),
     ],

@@ -87,11 +87,16 @@ class RunnerSettings(Section):
     ssh_options: list[str] = Field(default_factory=list)
 
 
+# [auth] lives beside the identity code; bhype_core/auth/__init__.py imports this module first,
+# so the cycle (auth.settings needs Section above) resolves whichever module is imported first.
+from bhype_core.auth.settings import AuthSettings  # noqa: E402
+
 CORE_SECTIONS: dict[str, type[Section]] = {
     "core": CoreSettings,
     "api": ApiSettings,
     "queue": QueueSettings,
     "runner": RunnerSettings,
+    "auth": AuthSettings,
 }
 
 
@@ -106,6 +111,7 @@ class Settings:
         self.api: ApiSettings = _validate(ApiSettings, "api", raw.get("api", {}), source)
         self.queue: QueueSettings = _validate(QueueSettings, "queue", raw.get("queue", {}), source)
         self.runner: RunnerSettings = _validate(RunnerSettings, "runner", raw.get("runner", {}), source)
+        self.auth: AuthSettings = _validate(AuthSettings, "auth", raw.get("auth", {}), source)
         self._plugins: dict[str, BaseModel] = {}
 
     def add_plugin_sections(self, sections: Iterable[Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -48,14 +49,19 @@ class AuthSettings(Section):
     operator_groups: list[str] = Field(
         default_factory=lambda: ["bhype"], description="local groups whose members are operators"
     )
-    session_idle_timeout: int = Field(
-        default=1800, ge=60, description="seconds without a request before logout"
+    # Floats with no lower bound beyond > 0: tests use second-long sessions; production keeps
+    # the defaults (30 min idle, 12 h absolute).
+    session_idle_timeout: float = Field(
+        default=1800.0, gt=0, description="seconds without a request before a session ends"
     )
-    session_absolute_timeout: int = Field(
-        default=43200, ge=60, description="seconds after login before logout"
+    session_absolute_timeout: float = Field(
+        default=43200.0, gt=0, description="seconds after login before a session ends, used or not"
     )
-    account_recheck_interval: int = Field(
-        default=60, ge=1, description="seconds between re-checks that a session's OS account is still usable"
+    account_recheck_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description="seconds between re-checks that a session's or token's OS account is still usable "
+        "(0 = every request)",
     )
     failure_min_seconds: float = Field(
         default=1.0,
@@ -74,6 +80,22 @@ class AuthSettings(Section):
     privileged_timeout: float = Field(
         default=10.0, gt=0, le=120, description="client timeout per request, seconds"
     )
+    backend: Literal["daemon", "in-process"] = Field(
+        default="daemon",
+        description="how the API checks passwords: the privileged daemon (default, everywhere), or "
+        "in-process PAM (development only: the API process itself must be allowed to run PAM)",
+    )
+    session_store: Literal["auto", "database", "redis"] = Field(
+        default="auto",
+        description="where sessions (and the login throttle) live; auto = redis when core.redis_url is set",
+    )
+    redis_prefix: str = Field(
+        default="bhype:auth:", description="prefix of every Redis key of sessions and the throttle"
+    )
+    cookie_name: str = Field(default="bhype_session", description="name of the session cookie")
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        default="auto", description="Secure cookie flag; auto = when the request came over HTTPS"
+    )
 
     @field_validator("pam_service")
     @classmethod
@@ -89,6 +111,15 @@ class AuthSettings(Section):
         for name in value:
             if not name or ":" in name or "," in name or name != name.strip():
                 raise ValueError(f"{name!r} is not a valid group name")
+        return value
+
+    @field_validator("cookie_name")
+    @classmethod
+    def _cookie_name(cls, value: str) -> str:
+        # RFC 6265 cookie-name is an HTTP token: no separators, spaces or control characters.
+        separators = '()<>@,;:\\"/[]?={} \t'
+        if not value or any(c in separators for c in value) or not (value.isascii() and value.isprintable()):
+            raise ValueError("must be a plain token such as 'bhype_session'")
         return value
 
     @model_validator(mode="after")

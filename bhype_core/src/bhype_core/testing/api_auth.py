@@ -29,7 +29,9 @@ def act_as(app: Any, name: str = "tester", role: str = "admin") -> Principal:
     return principal
 
 
-def token_headers(app: Any, name: str = "tester", role: str = "admin", token_name: str = "test") -> dict[str, str]:
+def token_headers(
+    app: Any, name: str = "tester", role: str = "admin", token_name: str = "test"
+) -> dict[str, str]:
     """A real API token for ``name`` created in the app's (migrated) database; returns the
     ``Authorization`` header. The account is re-checked through the configured authenticator
     only after ``auth.account_recheck_interval`` (60 s by default)."""

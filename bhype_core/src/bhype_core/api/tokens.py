@@ -1,0 +1,126 @@
+"""API tokens for automation: created with a random secret shown once, stored as its SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from bhype_core.api.audit_log import EngineSource, resolve_engine
+from bhype_core.db.auth_models import TOKEN_PREFIX_LENGTH, ApiToken, ApiTokenPublic
+from bhype_core.db.models import utcnow
+
+# Every token starts with this, so secret scanners and people can recognise a leaked one.
+TOKEN_MARK = "bhype_"
+TOKEN_BYTES = 32  # 256 random bits
+# Longest Authorization value worth hashing; anything longer is not one of ours.
+MAX_TOKEN_LENGTH = 200
+
+
+def hash_token(secret: str) -> str:
+    """The stored form of a token: SHA-256 of the whole secret, hex.
+
+    A plain fast hash is enough here, unlike for passwords: the secret is 256 random bits, so
+    there is nothing to guess, and a stolen table of hashes cannot be turned back into tokens.
+    A slow KDF would only add its cost to every API request. The hash is also the lookup key,
+    so checking a token is one indexed query, and no timing comparison of secrets is involved.
+    """
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_token_secret() -> str:
+    """A fresh token: ``bhype_`` and 43 URL-safe characters."""
+    return TOKEN_MARK + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    """A token right after creation: the only moment its secret exists outside the client."""
+
+    token: ApiTokenPublic
+    secret: str
+
+
+class TokenStore:
+    """Tokens in table ``core_api_token``; every method takes the owner, so nobody reaches
+    another user's token through it."""
+
+    def __init__(self, engine: EngineSource) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        """The database engine (resolved on first use, so building the app connects nothing)."""
+        return resolve_engine(self._engine)
+
+    def create(self, username: str, role: str, name: str, expires_in: float | None = None) -> CreatedToken:
+        """Create a token for ``username`` (``role`` as of now), valid ``expires_in`` seconds or
+        until revoked when ``None``."""
+        secret = new_token_secret()
+        now = utcnow()
+        row = ApiToken(
+            name=name,
+            prefix=secret[:TOKEN_PREFIX_LENGTH],
+            created_at=now,
+            expires_at=None if expires_in is None else now + timedelta(seconds=expires_in),
+            token_hash=hash_token(secret),
+            username=username,
+            role=role,
+            checked_at=now,
+        )
+        with Session(self.engine, expire_on_commit=False) as db:
+            db.add(row)
+            db.commit()
+        return CreatedToken(public(row), secret)
+
+    def list(self, username: str) -> list[ApiTokenPublic]:
+        """``username``'s tokens, oldest first."""
+        with Session(self.engine) as db:
+            rows = db.exec(select(ApiToken).where(ApiToken.username == username).order_by(col(ApiToken.id)))
+            return [public(row) for row in rows]
+
+    def delete(self, token_id: int, username: str) -> bool:
+        """Revoke ``username``'s token ``token_id``; ``False`` if no such token of theirs."""
+        with Session(self.engine) as db:
+            row = db.get(ApiToken, token_id)
+            if row is None or row.username != username:
+                return False
+            db.delete(row)
+            db.commit()
+            return True
+
+    def find(self, secret: str) -> ApiToken | None:
+        """The token whose secret this is, or ``None`` (unknown, revoked or malformed)."""
+        if not secret.startswith(TOKEN_MARK) or len(secret) > MAX_TOKEN_LENGTH:
+            return None
+        with Session(self.engine, expire_on_commit=False) as db:
+            return db.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(secret))).first()
+
+    def mark_used(self, token_id: int, when: datetime, *, checked: bool, role: str | None = None) -> None:
+        """Record a use (and a re-check of the account, with its refreshed ``role``)."""
+        values: dict[str, object] = {"last_used_at": when}
+        if checked:
+            values["checked_at"] = when
+        if role is not None:
+            values["role"] = role
+        with Session(self.engine) as db:
+            db.exec(update(ApiToken).where(col(ApiToken.id) == token_id).values(**values))  # type: ignore[call-overload]
+            db.commit()
+
+
+def public(row: ApiToken) -> ApiTokenPublic:
+    """What the owner may see of a token row."""
+    assert row.id is not None
+    return ApiTokenPublic(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+    )
