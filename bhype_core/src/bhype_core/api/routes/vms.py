@@ -1,0 +1,211 @@
+"""``/api/v1/vms``: list, create, show, power actions, edit, destroy and show-command.
+
+Every change is a task (202 + task id) that the worker runs under the lock ``vm:<name>``;
+requests are validated first, so bad input is a 422 naming fields and nothing is queued.
+Operators see and act on their own VMs only (another user's VM is "not found"); admins on all.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.principal import Principal, PrincipalDep
+from bhype_core.errors import Conflict, ValidationErrors
+from bhype_core.vm.context import build_create_spec
+from bhype_core.vm.edit import LIVE_FIELDS, plan_edit
+from bhype_core.vm.plan import show_command
+from bhype_core.vm.public import VMDetail, VMList, summary
+from bhype_core.vm.records import get_vm, list_vms
+from bhype_core.vm.services import open_datastore
+from bhype_core.vm.submit import submit
+
+ACTIVE_STATES = ("starting", "running", "stopping")
+# Spec fields the API reports at the top level of the request (the rest live under "spec").
+TOP_LEVEL = ("name", "template", "owner")
+
+
+class VMCreate(BaseModel):
+    """A new VM: a name, optionally a template, and spec fields (overriding the template's)."""
+
+    name: str
+    template: str | None = Field(None, description="template name (GET /api/v1/templates)")
+    spec: dict[str, Any] = Field(default_factory=dict, description="spec fields; override the template's")
+    datastore: str | None = Field(None, description="datastore; default vm.default_datastore")
+    owner: str | None = Field(None, description="admins only: create the VM for this user")
+
+
+class TaskAccepted(BaseModel):
+    """The task that will do the work: follow it under ``/api/v1/tasks/{task_id}``."""
+
+    task_id: str
+    kind: str
+    vm: str
+
+
+class CommandPlan(BaseModel):
+    """One host command a start would run."""
+
+    argv: list[str]
+    purpose: str
+    line: str
+
+
+class ShowCommand(BaseModel):
+    """Every host command starting the VM would run on ``platform``; nothing was run."""
+
+    name: str
+    platform: str
+    driver: str
+    commands: list[CommandPlan]
+
+
+def _spec_errors(exc: ValidationErrors) -> ValidationErrors:
+    """Spec field paths as the request names them (``spec.disks.0.size``)."""
+    errors = ValidationErrors()
+    for error in exc.errors:
+        root = error.path.split(".", 1)[0]
+        errors.add(error.path if root in (*TOP_LEVEL, "datastore") or not error.path else f"spec.{error.path}",
+                   error.message)
+    return errors
+
+
+def _admin_only(principal: Principal, spec: dict[str, Any], errors: ValidationErrors, prefix: str = "spec") -> None:
+    if not principal.is_admin and spec.get("extra"):
+        errors.add(f"{prefix}.extra", "raw hypervisor options are for admins only")
+
+
+def _accepted(runtime: Any, principal: Principal, kind: str, arguments: dict[str, Any]) -> TaskAccepted:
+    task_id = submit(runtime, principal.name, kind, arguments)
+    return TaskAccepted(task_id=task_id, kind=kind, vm=arguments["name"])
+
+
+def make_router() -> APIRouter:
+    """Build the VMs router (a fresh one per app); mounted at ``/api/v1/vms``."""
+    router = APIRouter(tags=["vms"])
+
+    @router.get("", response_model=VMList)
+    def list_all(runtime: RuntimeDep, principal: PrincipalDep, owner: str | None = None) -> VMList:
+        """VMs you may see (admins: all, optionally one owner's) with their last known state."""
+        with Session(runtime.engine) as db:
+            rows = list_vms(db, principal, owner)
+        return VMList(vms=[summary(row) for row in rows])
+
+    @router.post("", status_code=202, response_model=TaskAccepted)
+    def create(body: VMCreate, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:
+        """Create a VM from a template plus spec overrides (validated now, built by a task)."""
+        errors = ValidationErrors()
+        owner = body.owner or principal.name
+        if owner != principal.name and not principal.is_admin:
+            errors.add("owner", "only admins may create VMs for other users")
+        _admin_only(principal, body.spec, errors)
+        if "name" in body.spec and body.spec["name"] != body.name:
+            errors.add("spec.name", "give the name once, as 'name'")
+        errors.raise_if_any()
+        store = open_datastore(runtime, body.datastore)
+        try:
+            with Session(runtime.engine) as db:
+                build_create_spec(runtime, db, body.template, {**body.spec, "name": body.name}, owner, store)
+        except ValidationErrors as exc:
+            raise _spec_errors(exc) from None
+        arguments = {"name": body.name, "template": body.template, "overrides": body.spec,
+                     "owner": owner, "datastore": body.datastore}
+        return _accepted(runtime, principal, "vm.create", arguments)
+
+    @router.get("/{name}", response_model=VMDetail)
+    def show(name: str, runtime: RuntimeDep, principal: PrincipalDep) -> VMDetail:
+        """One VM: its stored spec and last known state."""
+        with Session(runtime.engine) as db:
+            row = get_vm(db, name, principal)
+        return VMDetail(**summary(row).model_dump(), spec=row.spec, status=row.status or {})
+
+    def action(kind: str, doc: str, with_timeout: bool = False) -> None:
+        def run(name: str, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:
+            with Session(runtime.engine) as db:
+                get_vm(db, name, principal)
+            return _accepted(runtime, principal, kind, {"name": name})
+
+        def run_with_timeout(
+            name: str,
+            runtime: RuntimeDep,
+            principal: PrincipalDep,
+            timeout: Annotated[
+                float | None, Query(gt=0, le=3600, description="seconds; default vm.stop_timeout")
+            ] = None,
+        ) -> TaskAccepted:
+            with Session(runtime.engine) as db:
+                get_vm(db, name, principal)
+            arguments: dict[str, Any] = {"name": name}
+            if timeout is not None:
+                arguments["timeout"] = timeout
+            return _accepted(runtime, principal, kind, arguments)
+
+        route = run_with_timeout if with_timeout else run
+        route.__doc__ = doc
+        route.__name__ = kind.replace(".", "_")
+        path = "/{name}/" + kind.removeprefix("vm.").replace("_", "-")
+        router.post(path, status_code=202, response_model=TaskAccepted)(route)
+
+    action("vm.start", "Start the VM (preflight first: every problem is named with its fix).")
+    action("vm.stop", "Shut the VM down gracefully (ACPI); forced off after `timeout` seconds.", True)
+    action("vm.restart", "Stop the VM gracefully (as stop), then start it again.", True)
+    action("vm.force_stop", "Power the VM off at once (no guest shutdown).")
+
+    @router.patch("/{name}", status_code=202, response_model=TaskAccepted)
+    def edit(
+        name: str,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        changes: Annotated[dict[str, Any], Body(description="JSON merge patch of spec fields (RFC 7396)")],
+        allow_disk_removal: bool = False,
+    ) -> TaskAccepted:
+        """Change spec fields. Only description, tags, autostart and owner may change while the
+        VM runs; everything else needs it stopped."""
+        errors = ValidationErrors()
+        _admin_only(principal, changes, errors, prefix="changes")
+        with Session(runtime.engine) as db:
+            row = get_vm(db, name, principal)
+            if "owner" in changes and changes["owner"] != row.owner and not principal.is_admin:
+                errors.add("owner", "only admins may give a VM to another user")
+            errors.raise_if_any()
+            try:
+                _, changed = plan_edit(runtime, db, row, changes)
+            except ValidationErrors as exc:
+                raise ValidationErrors([(f"changes.{e.path}" if e.path else "changes", e.message)
+                                        for e in exc.errors]) from None
+        offline = [field for field in changed if field not in LIVE_FIELDS]
+        if offline and row.state in ACTIVE_STATES:
+            raise Conflict(
+                f"VM {name} is {row.state}; changing {', '.join(offline)} needs it stopped "
+                f"(only {', '.join(LIVE_FIELDS)} can change while it runs)"
+            )
+        arguments = {"name": name, "changes": changes, "allow_disk_removal": allow_disk_removal}
+        return _accepted(runtime, principal, "vm.edit", arguments)
+
+    @router.delete("/{name}", status_code=202, response_model=TaskAccepted)
+    def destroy(name: str, runtime: RuntimeDep, principal: PrincipalDep, keep_disks: bool = False) -> TaskAccepted:
+        """Destroy the stopped VM: disks (unless `keep_disks`), files and record."""
+        with Session(runtime.engine) as db:
+            row = get_vm(db, name, principal)
+        if row.state in ACTIVE_STATES:
+            raise Conflict(f"VM {name} is {row.state}: stop it before destroying it")
+        return _accepted(runtime, principal, "vm.destroy", {"name": name, "keep_disks": keep_disks})
+
+    @router.get("/{name}/show-command", response_model=ShowCommand)
+    def show_commands(
+        name: str,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        platform: Literal["freebsd", "linux"] | None = None,
+    ) -> ShowCommand:
+        """Every host command starting the VM would run on `platform` (default: this host's),
+        without running anything: loader, tap/bridge set-up, the hypervisor's full argv."""
+        with Session(runtime.engine) as db:
+            row = get_vm(db, name, principal)
+        return ShowCommand(**show_command(runtime, row, platform))
+
+    return router

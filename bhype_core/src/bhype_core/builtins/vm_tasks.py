@@ -1,0 +1,68 @@
+"""Built-in plugin ``core_vms``: VM lifecycle task kinds, the ``[vm]`` section, the VM and
+template API routers and the ``bhype vm`` / ``bhype template`` commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bhype_core.hookspecs import hookimpl
+from bhype_core.registry import CliCommand, PeriodicJob, RouterEntry, SettingsSection, TaskKind
+from bhype_core.vm.create import create_vm
+from bhype_core.vm.destroy import destroy_vm
+from bhype_core.vm.edit import edit_vm
+from bhype_core.vm.power import force_stop_vm, restart_vm, start_vm, stop_vm
+from bhype_core.vm.reconcile import reconcile
+from bhype_core.vm.settings import SECTION, VmSettings
+from bhype_core.vm.submit import vm_lock
+
+KINDS: dict[str, tuple[Callable[..., Any], str]] = {
+    "vm.create": (create_vm, "create a VM from a template plus overrides (rolled back on any failure)"),
+    "vm.start": (start_vm, "preflight, then start the VM under its supervisor"),
+    "vm.stop": (stop_vm, "graceful ACPI shutdown; forced off after the timeout"),
+    "vm.restart": (restart_vm, "graceful stop, then start"),
+    "vm.force_stop": (force_stop_vm, "power the VM off at once"),
+    "vm.edit": (edit_vm, "change spec fields (offline fields need the VM stopped)"),
+    "vm.destroy": (destroy_vm, "remove a stopped VM: disks (unless kept), files, record"),
+}
+
+
+@hookimpl
+def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None:
+    """The ``[vm]`` section: datastores, admin templates, stop timeout."""
+    register(SettingsSection(name=SECTION, model=VmSettings))
+
+
+@hookimpl
+def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
+    """``vm.*`` task kinds, each holding the lock ``vm:<name>``; ``vm.reconcile`` holds none
+    (it only reads the hypervisor and rewrites the state cache)."""
+    for name, (run, description) in KINDS.items():
+        register(TaskKind(name=name, run=run, description=description, locks=vm_lock))
+    register(TaskKind(name="vm.reconcile", run=reconcile,
+                      description="refresh the cached state of your VMs (admins: all) from the hypervisor"))
+
+
+@hookimpl
+def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
+    """Reconcile VM states every minute."""
+    register(PeriodicJob(name="vm.reconcile-states", run=reconcile,
+                         description="refresh every VM's cached state from the hypervisor"))
+
+
+@hookimpl
+def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
+    """``/api/v1/vms`` and ``/api/v1/templates``."""
+    from bhype_core.api.routes import templates, vms
+
+    register(RouterEntry(name="vms", router=vms.make_router()))
+    register(RouterEntry(name="templates", router=templates.make_router()))
+
+
+@hookimpl
+def bhype_register_cli_commands(register: Callable[[CliCommand], None]) -> None:
+    """``bhype vm …`` and ``bhype template …``."""
+    from bhype_core.commands import template, vm
+
+    register(vm.command())
+    register(template.command())

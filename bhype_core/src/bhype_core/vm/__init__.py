@@ -1,0 +1,1 @@
+"""Virtual machines on this host: records, datastores, specs in context, lifecycle tasks."""

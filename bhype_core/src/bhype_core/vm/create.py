@@ -1,0 +1,147 @@
+"""Task ``vm.create``: template + overrides → validated spec → directory, disks, NVRAM, row.
+
+Every step registers its reversal; any failure (a plugin's veto, a disk that cannot be
+created, a missing firmware template, a clash on insert, an ``after_create`` plugin raising,
+a cancel) rolls back everything done so far, newest first: no orphan disk, directory, NVRAM
+file or database row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bhype_core.db.session import session
+from bhype_core.errors import BhypeError, ValidationErrors
+from bhype_core.units import human_size
+from bhype_core.vm.access import check_create_rights
+from bhype_core.vm.context import build_create_spec
+from bhype_core.vm.firmware import create_nvram
+from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.models import VM, VMRef
+from bhype_core.vm.services import active_platform, open_datastore
+from bhype_core.vm.settings import vm_settings
+from bhype_core.vm.undo import Undo
+
+
+def checkpoint(context: Any) -> None:
+    """A safe point to honour a cancel request (the task queue's ``check_cancelled``)."""
+    check = getattr(context, "check_cancelled", None)
+    if check is not None:
+        check()
+
+
+def create_vm(
+    context: Any,
+    name: str,
+    template: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    owner: str | None = None,
+    datastore: str | None = None,
+) -> dict[str, Any]:
+    """Create VM ``name`` from ``template`` plus ``overrides`` in ``datastore``.
+
+    :param name: the VM's name (also in the lock ``vm:<name>``).
+    :param owner: who owns it (default: the submitting user).
+    :returns: ``name``, ``id``, ``uuid``, ``datastore``, ``vm_dir`` and the disk paths.
+    :raises ValidationErrors: bad spec or a plugin's veto (nothing created).
+    """
+    runtime = context.runtime
+    owner = owner or context.user
+    if not owner:
+        raise ValidationErrors([("owner", "a VM needs an owner (no user submitted this task)")])
+    check_create_rights(context, owner, overrides or {})
+    datastore = datastore or vm_settings(runtime).default_datastore
+    store = open_datastore(runtime, datastore)
+    context.progress(5, "validating")
+    data = dict(overrides or {})
+    data["name"] = name
+    with Session(runtime.engine) as db:
+        spec = build_create_spec(runtime, db, template, data, owner, store)
+    context.log(f"creating VM {spec.name} ({spec.cpus.count} vCPU, {human_size(spec.memory)}) in {datastore}")
+
+    undo = Undo(context)
+    try:
+        vm_dir = store.vm_dir(spec.name)
+        ref = VMRef(spec.name, str(spec.uuid), owner, datastore, spec, vm_dir)
+        context.progress(10, "asking plugins")
+        call_vm_hook(runtime.pm, "bhype_vm_before_create", ref, context)
+        checkpoint(context)
+
+        context.progress(20, "creating the VM directory")
+        store.create_vm_dir(spec.name)
+        undo.push(f"VM directory {vm_dir}", lambda: store.remove_vm_dir(spec.name))
+
+        disks = []
+        for index, disk in enumerate(spec.disks):
+            checkpoint(context)
+            context.progress(20 + 60 * index / max(1, len(spec.disks)), f"creating disk {disk.volume}")
+            name = disk.volume or f"disk{index}"  # validate_spec names every disk
+            volume = store.create_volume(spec.name, name, disk.size)
+            undo.push(f"disk {volume.path}", _deleter(store, spec.name, name))
+            context.log(f"disk {name}: {human_size(disk.size)} sparse at {volume.path}")
+            disks.append(str(volume.path))
+
+        checkpoint(context)
+        context.progress(85, "creating the UEFI variable store")
+        nvram = create_nvram(spec, vm_dir, active_platform(runtime))
+        if nvram is not None:
+            undo.push(f"NVRAM copy {nvram}", lambda: nvram.unlink(missing_ok=True))
+            context.log(f"UEFI variable store copied to {nvram}")
+
+        context.progress(90, "recording the VM")
+        row = _insert(runtime, spec, owner, datastore)
+        undo.push(f"database row of {spec.name}", lambda: _delete(runtime, row.id))
+        ref = VMRef.of(row, vm_dir)
+
+        context.progress(95, "telling plugins")
+        call_vm_hook(runtime.pm, "bhype_vm_after_create", ref, context)
+    except BaseException as exc:
+        failures = undo.rollback()
+        if failures:
+            raise BhypeError(
+                f"creating VM {spec.name} failed ({exc}) and could not be fully rolled back: "
+                + "; ".join(failures)
+            ) from exc
+        raise
+    undo.discard()
+    context.progress(100, "created")
+    return {
+        "name": row.name,
+        "id": row.id,
+        "uuid": row.uuid,
+        "datastore": datastore,
+        "vm_dir": str(vm_dir),
+        "disks": disks,
+    }
+
+
+def _deleter(store: Any, vm_name: str, volume: str) -> Any:
+    return lambda: store.delete_volume(vm_name, volume)
+
+
+def _insert(runtime: Any, spec: Any, owner: str, datastore: str) -> VM:
+    row = VM(
+        name=spec.name,
+        uuid=str(spec.uuid),
+        owner=owner,
+        datastore=datastore,
+        spec=spec.to_data(),
+    )
+    try:
+        with session(runtime) as db:
+            db.add(row)
+    except IntegrityError:
+        # Another create with the same name or UUID committed first (the API and the lock
+        # make this rare; the unique constraints make it impossible to miss).
+        raise ValidationErrors([("name", f"a VM named {spec.name!r} already exists")]) from None
+    return row
+
+
+def _delete(runtime: Any, vm_id: int | None) -> None:
+    with session(runtime) as db:
+        row = db.exec(select(VM).where(VM.id == vm_id)).first()
+        if row is not None:
+            db.delete(row)

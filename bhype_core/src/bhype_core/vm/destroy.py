@@ -1,0 +1,113 @@
+"""Task ``vm.destroy``: remove a stopped VM's disks (unless kept), files and database row.
+
+Deleting data cannot be undone, so destroy is made safe the other way round: vetoes and
+checks come first (nothing changed yet), the row is deleted last, and every removal treats
+"already gone" as done. A destroy that fails part-way leaves the row in place, marked, still
+owning whatever remains; running it again finishes the job. No disk, NVRAM file or directory
+is ever left without a row that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlmodel import select
+
+from bhype_core.db.session import session
+from bhype_core.errors import BhypeError, Conflict, NotFound
+from bhype_core.storage.directory import IMAGE_SUFFIX
+from bhype_core.vm.access import check_vm_access
+from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.models import VM, VMRef
+from bhype_core.vm.records import get_vm, set_state
+from bhype_core.vm.services import active_driver, open_datastore
+
+
+def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, Any]:
+    """Destroy stopped VM ``name``.
+
+    :param keep_disks: keep the disk images (left in the VM's directory, listed in the result);
+        everything else (NVRAM copy, logs, sockets, the row) is removed.
+    :raises Conflict: the VM is running (stop it first).
+    :returns: ``name``, ``removed`` (paths) and ``kept`` (disk paths).
+    """
+    runtime = context.runtime
+    with session(runtime) as db:
+        row = get_vm(db, name)
+    check_vm_access(context, name, row.owner)
+    store = open_datastore(runtime, row.datastore)
+    ref = VMRef.of(row, store.vm_dir(row.name))
+    context.progress(5, "checking the current state")
+    status = active_driver(runtime).status(ref.spec, ref.vm_dir)
+    if status.active:
+        raise Conflict(f"VM {name} is {status.state.value}: stop it before destroying it")
+    call_vm_hook(runtime.pm, "bhype_vm_before_destroy", ref, context)
+    context.check_cancelled()
+
+    removed: list[str] = []
+    kept: list[str] = []
+    try:
+        for index, disk in enumerate(ref.spec.disks):
+            volume = disk.volume or ""
+            context.progress(10 + 60 * index / max(1, len(ref.spec.disks)), f"disk {volume}")
+            if keep_disks:
+                try:
+                    kept.append(str(store.volume(name, volume).path))
+                except NotFound:
+                    pass
+                continue
+            try:
+                path = store.volume(name, volume).path
+                store.delete_volume(name, volume)
+                removed.append(str(path))
+                context.log(f"deleted disk {path}")
+            except NotFound:
+                context.log(f"disk {volume} was already gone")
+        context.progress(75, "removing the VM directory")
+        vm_dir = store.vm_dir(name)
+        if keep_disks:
+            removed += _remove_all_but(vm_dir, {os.path.basename(p) for p in kept})
+        elif os.path.lexists(vm_dir):
+            store.remove_vm_dir(name)
+            removed.append(str(vm_dir))
+        context.progress(90, "removing the database row")
+        with session(runtime) as db:
+            stored = db.exec(select(VM).where(VM.id == row.id)).first()
+            if stored is not None:
+                db.delete(stored)
+    except BaseException as exc:
+        _mark_incomplete(runtime, name, exc)
+        raise
+    context.log(f"VM {name} destroyed" + (f"; kept {', '.join(kept)}" if kept else ""))
+    call_vm_hook(runtime.pm, "bhype_vm_after_destroy", ref, context)
+    context.progress(100, "destroyed")
+    return {"name": name, "removed": removed, "kept": kept}
+
+
+def _remove_all_but(vm_dir: Any, keep: set[str]) -> list[str]:
+    """Remove every entry of ``vm_dir`` except the kept disk images (never following links)."""
+    import shutil
+
+    removed: list[str] = []
+    if not os.path.isdir(vm_dir) or os.path.islink(vm_dir):
+        return removed
+    for entry in os.scandir(vm_dir):
+        if entry.name in keep and entry.name.endswith(IMAGE_SUFFIX):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+        removed.append(entry.path)
+    return removed
+
+
+def _mark_incomplete(runtime: Any, name: str, exc: BaseException) -> None:
+    reason = exc.message if isinstance(exc, BhypeError) else f"{type(exc).__name__}: {exc}"
+    try:
+        with session(runtime) as db:
+            row = get_vm(db, name)
+            set_state(db, row, "error", f"destroy incomplete (run it again to finish): {reason}")
+    except NotFound:
+        pass

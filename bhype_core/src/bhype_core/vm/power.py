@@ -1,0 +1,193 @@
+"""Tasks ``vm.start``, ``vm.stop``, ``vm.restart``, ``vm.force_stop``: preflight, hooks, driver.
+
+A start that cannot work fails before anything runs, naming every problem and its fix; a
+hypervisor that still fails makes the task fail with its exit status and stderr tail (the
+driver's :class:`~bhype_core.drivers.base.HypervisorFailed`). Each step updates the row's
+state cache from what the driver reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from bhype_core.db.session import session
+from bhype_core.drivers.base import Problem, VMStatus, blocking
+from bhype_core.errors import BhypeError, Conflict
+from bhype_core.vm.access import check_vm_access
+from bhype_core.vm.attach import attachments
+from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.models import VM, VMRef
+from bhype_core.vm.network import create_taps, placeholder, release_taps
+from bhype_core.vm.records import get_vm, set_state
+from bhype_core.vm.services import active_driver, active_platform, open_datastore
+from bhype_core.vm.settings import vm_settings
+
+
+class PreflightFailed(BhypeError):
+    """A start was refused before anything ran; ``problems`` says what and how to fix it."""
+
+    code = "preflight_failed"
+    http_status = 409
+
+    def __init__(self, vm: str, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = [f"{p.field}: {p.message}" + (f" (fix: {p.fix})" if p.fix else "") for p in problems]
+        super().__init__(f"VM {vm} cannot start: " + "; ".join(lines))
+
+    def to_dict(self) -> dict:
+        body = super().to_dict()
+        body["error"]["problems"] = [
+            {"field": p.field, "message": p.message, "fix": p.fix, "severity": p.severity} for p in self.problems
+        ]
+        return body
+
+
+def _load(context: Any, name: str) -> tuple[VM, VMRef, Any]:
+    runtime = context.runtime
+    with session(runtime) as db:
+        row = get_vm(db, name)
+    check_vm_access(context, name, row.owner)
+    store = open_datastore(runtime, row.datastore)
+    return row, VMRef.of(row, store.vm_dir(row.name)), store
+
+
+def status_detail(status: VMStatus) -> str:
+    """One line for the list: the driver's detail, with the exit status when there is one."""
+    if status.exit_status:
+        return f"exit status {status.exit_status}: {status.detail}"
+    return status.detail
+
+
+def cached_status(status: VMStatus) -> dict[str, Any]:
+    """What the row keeps of a driver answer: everything, with only the last 5 exits."""
+    data = status.to_dict()
+    data["history"] = data.get("history", [])[-5:]
+    return data
+
+
+def record_status(runtime: Any, name: str, status: VMStatus) -> None:
+    """Write the driver's answer into the row's state cache (the list shows it)."""
+    with session(runtime) as db:
+        row = get_vm(db, name)
+        set_state(db, row, status.state.value, status_detail(status), cached_status(status))
+
+
+def _release_network(context: Any, ref: VMRef) -> None:
+    if active_platform(context.runtime) == "freebsd":
+        for tap in release_taps(context.runner, ref.vm_dir):
+            context.log(f"destroyed {tap}")
+
+
+def start_vm(context: Any, name: str) -> dict[str, Any]:
+    """Start VM ``name``: preflight, ``before_start`` hooks, driver start, ``after_start``.
+
+    :raises Conflict: it is already running.
+    :raises PreflightFailed: something a start needs is missing (each problem with its fix).
+    :raises HypervisorFailed: the hypervisor exited; its status and stderr tail are included.
+    """
+    runtime = context.runtime
+    row, ref, store = _load(context, name)
+    driver = active_driver(runtime)
+    context.progress(5, "checking the current state")
+    current = driver.status(ref.spec, ref.vm_dir)
+    if current.active:
+        record_status(runtime, name, current)
+        raise Conflict(f"VM {name} is already {current.state.value}")
+    attached = attachments(store, ref.spec, planned=True)
+    context.progress(15, "preflight")
+    checked = attached
+    if active_platform(runtime) == "freebsd" and ref.spec.nics:
+        checked = replace(attached, taps=[placeholder(i) for i in range(len(ref.spec.nics))])
+    problems = driver.preflight(ref.spec, ref.vm_dir, checked)
+    for problem in problems:
+        hint = f" (fix: {problem.fix})" if problem.fix else ""
+        context.log(f"preflight {problem.severity}: {problem.field}: {problem.message}{hint}",
+                    "error" if problem.severity == "error" else "warning")
+    if blocking(problems):
+        raise PreflightFailed(name, blocking(problems))
+    context.check_cancelled()
+    context.progress(30, "asking plugins")
+    call_vm_hook(runtime.pm, "bhype_vm_before_start", ref, context)
+    context.progress(40, "starting the hypervisor")
+    freebsd_nics = active_platform(runtime) == "freebsd" and bool(ref.spec.nics)
+    try:
+        if freebsd_nics:
+            taps = create_taps(context.runner, ref.spec, ref.vm_dir)
+            attached = replace(attached, taps=taps)
+            context.log(f"NICs attached through {', '.join(taps)}")
+        status = driver.start(ref.spec, ref.vm_dir, attached)
+    except BaseException as exc:
+        if freebsd_nics:
+            release_taps(context.runner, ref.vm_dir)
+        record_status(runtime, name, driver.status(ref.spec, ref.vm_dir))
+        context.log(f"start failed: {exc.message if isinstance(exc, BhypeError) else exc}", "error")
+        raise
+    record_status(runtime, name, status)
+    context.log(f"VM {name} is {status.state.value} (pid {status.pid})")
+    call_vm_hook(runtime.pm, "bhype_vm_after_start", ref, context)
+    context.progress(100, status.state.value)
+    return status.to_dict()
+
+
+def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, Any]:
+    """Stop VM ``name`` gracefully (ACPI), forcing it off after ``timeout`` seconds
+    (default ``vm.stop_timeout``). A stopped VM stays stopped (nothing to do)."""
+    runtime = context.runtime
+    row, ref, _ = _load(context, name)
+    driver = active_driver(runtime)
+    timeout = float(timeout) if timeout is not None else vm_settings(runtime).stop_timeout
+    current = driver.status(ref.spec, ref.vm_dir)
+    if not current.active:
+        record_status(runtime, name, current)
+        context.log(f"VM {name} is already {current.state.value}")
+        context.progress(100, current.state.value)
+        return current.to_dict()
+    call_vm_hook(runtime.pm, "bhype_vm_before_stop", ref, context)
+    context.progress(10, f"asking the guest to shut down (up to {timeout:g} s)")
+    status = driver.stop(ref.spec, ref.vm_dir, timeout)
+    _release_network(context, ref)
+    record_status(runtime, name, status)
+    context.log(f"VM {name} is {status.state.value}")
+    call_vm_hook(runtime.pm, "bhype_vm_after_stop", ref, context)
+    context.progress(100, status.state.value)
+    return status.to_dict()
+
+
+def force_stop_vm(context: Any, name: str) -> dict[str, Any]:
+    """Power VM ``name`` off at once. ``before_stop`` vetoes are logged, not obeyed."""
+    runtime = context.runtime
+    row, ref, _ = _load(context, name)
+    driver = active_driver(runtime)
+    try:
+        call_vm_hook(runtime.pm, "bhype_vm_before_stop", ref, context)
+    except BhypeError as exc:
+        context.log(f"ignored for a forced stop: {exc.message}", "warning")
+    context.progress(20, "powering off")
+    status = driver.force_stop(ref.spec, ref.vm_dir)
+    _release_network(context, ref)
+    record_status(runtime, name, status)
+    context.log(f"VM {name} is {status.state.value}")
+    call_vm_hook(runtime.pm, "bhype_vm_after_stop", ref, context)
+    context.progress(100, status.state.value)
+    return status.to_dict()
+
+
+class _Part:
+    """The task context with progress mapped into ``[low, high]`` (one part of a bigger task)."""
+
+    def __init__(self, context: Any, low: float, high: float) -> None:
+        self._context, self._low, self._high = context, low, high
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def progress(self, percent: float, message: str = "") -> None:
+        self._context.progress(self._low + (self._high - self._low) * percent / 100, message)
+
+
+def restart_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, Any]:
+    """Stop VM ``name`` gracefully (see :func:`stop_vm`), then start it again."""
+    stopped = stop_vm(_Part(context, 0, 50), name, timeout)
+    context.log(f"stopped ({stopped['state']}); starting again")
+    return start_vm(_Part(context, 50, 100), name)

@@ -1,0 +1,82 @@
+"""Reconciliation: refresh every VM's cached state from what the hypervisor really runs.
+
+Runs as the periodic job ``vm.reconcile`` (every minute) and as a task an admin may submit,
+so the list is right again after a worker restart, a guest that powered itself off, or a crash
+while no worker was looking. VMs keep running through all of that: their supervisors are not
+children of the worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import select
+
+from bhype_core.db.session import session
+from bhype_core.events import Event
+from bhype_core.spec import instance_name
+from bhype_core.vm.access import is_admin_user
+from bhype_core.vm.models import VM
+from bhype_core.vm.power import cached_status, status_detail
+from bhype_core.vm.records import set_state
+from bhype_core.vm.services import active_driver, open_datastore
+
+
+def reconcile(context: Any) -> dict[str, Any]:
+    """Ask the driver about every VM the task's user may see (the periodic job: all) and store
+    the answers.
+
+    :returns: ``checked`` (count), ``changed`` (``{name: "old -> new"}``) and, for admins and
+        the periodic job, ``unknown`` (bHype instance names the hypervisor runs that no VM row
+        claims).
+    """
+    runtime = context.runtime
+    everything = is_admin_user(runtime, context.user)
+    driver = active_driver(runtime)
+    changed: dict[str, str] = {}
+    with session(runtime) as db:
+        query = select(VM) if everything else select(VM).where(VM.owner == context.user)
+        rows = list(db.exec(query))
+        for row in rows:
+            try:
+                store = open_datastore(runtime, row.datastore)
+                status = driver.status(row.spec_model(), store.vm_dir(row.name))
+            except Exception as exc:  # one broken VM must not stop the others being checked
+                context.log(f"{row.name}: cannot read its state: {type(exc).__name__}: {exc}", "warning")
+                continue
+            state, detail, data = status.state.value, status_detail(status), cached_status(status)
+            if (row.state, row.state_detail) != (state, detail):
+                changed[row.name] = f"{row.state} -> {state}"
+            if (row.state, row.state_detail, row.status) != (state, detail, data):
+                set_state(db, row, state, detail, data)
+    known = {instance_name(row.name) for row in rows}
+    unknown = sorted(set(driver.running_instances()) - known) if everything else []
+    for name, change in changed.items():
+        context.log(f"{name}: {change}")
+    for name in unknown:
+        context.log(f"hypervisor instance {name} belongs to no VM record", "warning")
+    return {"checked": len(rows), "changed": changed, "unknown": unknown}
+
+
+def crash_listener(runtime: Any) -> Any:
+    """A driver crash listener that emits ``vm.crashed`` to the VM's owner (and admins)."""
+
+    def on_crash(instance: str, status: Any) -> None:
+        with session(runtime) as db:
+            rows = list(db.exec(select(VM.name, VM.owner)))
+        owner = None
+        name = instance
+        for vm_name, vm_owner in rows:
+            if instance_name(vm_name) == instance:
+                name, owner = vm_name, vm_owner
+                break
+        runtime.notify(Event(
+            kind="vm.crashed",
+            message=f"VM {name} crashed: {status.detail or 'exit status ' + str(status.exit_status)}",
+            severity="error",
+            subject=f"vm:{name}",
+            user=owner,
+            data={"exit_status": status.exit_status, "detail": status.detail, "crash_id": status.crash_id},
+        ))
+
+    return on_crash

@@ -1,0 +1,53 @@
+"""vm.start / vm.stop / vm.restart with the real QEMU driver: a hypervisor that fails says why
+(exit status and stderr tail), and the power tasks keep the state cache in step."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from bhype_core.drivers.base import HypervisorFailed
+from bhype_core.errors import Conflict, NotFound
+from bhype_core.vm.create import create_vm
+from bhype_core.vm.models import VM
+from bhype_core.vm.power import force_stop_vm, restart_vm, start_vm, stop_vm
+
+pytestmark = pytest.mark.guest
+
+
+def cached(runtime, name):
+    with Session(runtime.engine) as db:
+        return db.exec(select(VM).where(VM.name == name)).one()
+
+
+def test_a_failing_hypervisor_reports_exit_status_and_stderr(vm_runtime, task_context):
+    # An admin's raw QEMU option that QEMU refuses: the process exits at once.
+    create_vm(task_context(vm_runtime, "vm.create", user=None), "bad", overrides={
+        "boot": "grub", "owner": "root", "extra": {"qemu": ["-no-such-option"]}}, owner="root")
+    context = task_context(vm_runtime, "vm.start", user=None)
+    with pytest.raises(HypervisorFailed) as raised:
+        start_vm(context, "bad")
+    assert raised.value.exit_status not in (None, 0)
+    assert "no-such-option" in raised.value.detail and "no-such-option" in raised.value.message
+    row = cached(vm_runtime, "bad")
+    assert row.state == "stopped"
+    assert "start failed" in context.reporter.text()
+
+
+def test_power_cycle_keeps_the_cache_in_step(vm_runtime, task_context):
+    create_vm(task_context(vm_runtime, "vm.create"), "p1", overrides={"boot": "grub", "memory": "64M"})
+    started = start_vm(task_context(vm_runtime, "vm.start"), "p1")
+    try:
+        assert started["state"] == "running" and cached(vm_runtime, "p1").status["pid"] == started["pid"]
+        with pytest.raises(Conflict, match="already running"):
+            start_vm(task_context(vm_runtime, "vm.start"), "p1")
+        with pytest.raises(NotFound):  # another operator's task reaching alice's VM
+            stop_vm(task_context(vm_runtime, "vm.stop", user="mallory"), "p1")
+        # No OS in the guest to answer ACPI: the graceful stop forces it off after the timeout.
+        stopped = stop_vm(task_context(vm_runtime, "vm.stop"), "p1", timeout=2)
+        assert stopped["state"] == "stopped" and cached(vm_runtime, "p1").state == "stopped"
+        again = restart_vm(task_context(vm_runtime, "vm.restart"), "p1", timeout=2)
+        assert again["state"] == "running" and again["pid"] != started["pid"]
+    finally:
+        force_stop_vm(task_context(vm_runtime, "vm.force_stop"), "p1")
+    assert cached(vm_runtime, "p1").state == "stopped"

@@ -1,0 +1,76 @@
+"""vm.reconcile (state cache from reality) and the crash listener that turns a driver's crash
+report into a ``vm.crashed`` event for the VM's owner."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from bhype_core.drivers.base import VMState, VMStatus
+from bhype_core.hookspecs import hookimpl
+from bhype_core.spec import instance_name
+from bhype_core.vm.create import create_vm
+from bhype_core.vm.models import VM
+from bhype_core.vm.reconcile import reconcile
+from bhype_core.vm.services import active_driver
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.events = []
+
+    @hookimpl
+    def bhype_notify(self, event):
+        self.events.append(event)
+
+
+def set_cached(runtime, name: str, state: str) -> None:
+    with Session(runtime.engine) as db:
+        row = db.exec(select(VM).where(VM.name == name)).one()
+        row.state = state
+        db.add(row)
+        db.commit()
+
+
+def states(runtime) -> dict[str, str]:
+    with Session(runtime.engine) as db:
+        return {row.name: row.state for row in db.exec(select(VM))}
+
+
+@pytest.fixture
+def two_vms(vm_runtime, task_context):
+    create_vm(task_context(vm_runtime, "vm.create", user="alice"), "a1", overrides={"boot": "grub"})
+    create_vm(task_context(vm_runtime, "vm.create", user="bob"), "b1", overrides={"boot": "grub"})
+    return vm_runtime
+
+
+def test_reconcile_corrects_a_stale_cache_from_the_driver(two_vms, task_context):
+    runtime = two_vms
+    set_cached(runtime, "a1", "running")  # e.g. the guest powered off while no worker ran
+    set_cached(runtime, "b1", "running")
+    result = reconcile(task_context(runtime, "vm.reconcile", user=None))  # the periodic job
+    assert result == {"checked": 2, "changed": {"a1": "running -> stopped", "b1": "running -> stopped"},
+                      "unknown": []}
+    assert states(runtime) == {"a1": "stopped", "b1": "stopped"}
+
+
+def test_an_operator_reconciles_only_their_own_vms(two_vms, task_context):
+    runtime = two_vms
+    set_cached(runtime, "a1", "running")
+    set_cached(runtime, "b1", "running")
+    result = reconcile(task_context(runtime, "vm.reconcile", user="alice"))
+    assert result["checked"] == 1 and result["changed"] == {"a1": "running -> stopped"}
+    assert states(runtime) == {"a1": "stopped", "b1": "running"}
+
+
+def test_a_crash_the_driver_reports_becomes_an_event_for_the_owner(make_vm_runtime, task_context):
+    inbox = Inbox()
+    runtime = make_vm_runtime(("inbox", inbox))
+    create_vm(task_context(runtime, "vm.create"), "web1", overrides={"boot": "grub"})
+    driver = active_driver(runtime)
+    status = VMStatus(VMState.CRASHED, exit_status=3, detail="guest triple fault", crash_id="c-1")
+    for listener in driver._crash_listeners:  # what the driver calls once per crash
+        listener(instance_name("web1"), status)
+    [event] = inbox.events
+    assert (event.kind, event.severity, event.subject, event.user) == ("vm.crashed", "error", "vm:web1", "alice")
+    assert "guest triple fault" in event.message and event.data["exit_status"] == 3
