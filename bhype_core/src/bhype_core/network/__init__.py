@@ -1,0 +1,1 @@
+"""Virtual switches: bridges, uplinks, VLANs, taps for VM NICs and NAT (issue 5)."""
