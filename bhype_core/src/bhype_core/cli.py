@@ -96,6 +96,10 @@ def _core_commands(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=cmd_config_show)
 
+    from bhype_core.commands.login import configure as configure_login
+
+    configure_login(sub)  # bhype login / bhype logout
+
 
 def _plugin_commands(sub: argparse._SubParsersAction, runtime: Runtime) -> None:
     catalog = runtime.registry.cli_commands

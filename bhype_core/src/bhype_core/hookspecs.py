@@ -146,7 +146,8 @@ def bhype_register_doctor_checks(register: Callable[[DoctorCheck], None]) -> Non
 
 
 # --------------------------------------------------------------------------------------------
-# VM lifecycle: ``vm`` is the VM record as the task sees it, ``context`` the running task's
+# VM lifecycle: ``vm`` is the VM record as the task sees it (a :class:`bhype_core.vm.models.VMRef`:
+# name, uuid, owner, datastore, validated spec, vm_dir, id), ``context`` the running task's
 # :class:`bhype_core.tasks.TaskContext` (runner, settings, log, progress).
 
 
@@ -165,6 +166,9 @@ def bhype_vm_before_create(vm: Any, context: Any) -> None:
 @hookspec
 def bhype_vm_after_create(vm: Any, context: Any) -> None:
     """Called in the worker after a VM was created and committed. Observe only.
+
+    If it raises, ``vm.create`` still fails as a whole: the row, disks, NVRAM copy and
+    directory are rolled back and the task names the plugin.
 
     :param vm: the created VM record.
     :param context: the task context.

@@ -44,6 +44,9 @@ ISO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}$")
 OWNER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
 GRUB_ROOT_RE = re.compile(r"^(host|(hd|cd)\d{1,2}(,(msdos|gpt)\d{1,3})?)$")
+SSH_KEY_RE = re.compile(
+    r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*( [^\x00-\x1f]*)?$"
+)
 LOADER_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
 
 # bhyve(8) "Framebuffer device backends": minimum 640x480, maximum 3840x2160 (1920x1200 on older
@@ -293,11 +296,15 @@ class GraphicsSpec(SpecModel):
 
 
 class AutostartSpec(SpecModel):
-    """Start with the host: lower ``order`` first, then wait ``delay`` seconds."""
+    """Start with the host: lower ``order`` first, then wait ``delay`` seconds; stopped in
+    reverse order at host shutdown, forced off after ``stop_timeout`` seconds."""
 
     enabled: bool = False
     order: int = Field(default=100, ge=0, le=9999)
     delay: int = Field(default=0, ge=0, le=3600)
+    # Host shutdown: seconds to wait for the guest's ACPI shutdown before forcing it off
+    # (None: vm.stop_timeout). Guests that ignore ACPI (Windows without tools) need it short.
+    stop_timeout: int | None = Field(default=None, ge=1, le=3600)
 
     @model_validator(mode="before")
     @classmethod
@@ -311,6 +318,16 @@ class CloudInitSpec(SpecModel):
     user_data: Annotated[str, AfterValidator(text_check(65536))] = ""
     meta_data: dict[str, Annotated[str, AfterValidator(text_check(1024))]] = Field(default_factory=dict)
     network_config: Annotated[str, AfterValidator(text_check(65536))] | None = None
+    ssh_keys: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("ssh_keys")
+    @classmethod
+    def _ssh_keys(cls, value: list[str]) -> list[str]:
+        # One authorized_keys line each (sshd(8) AUTHORIZED_KEYS FILE FORMAT): type, base64, comment.
+        for index, key in enumerate(value):
+            if not SSH_KEY_RE.match(key) or len(key) > 16384:
+                raise ValueError(f"key {index} must be one 'ssh-ed25519 AAAA... comment' line")
+        return value
 
     @field_validator("user_data")
     @classmethod

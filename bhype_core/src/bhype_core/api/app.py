@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from bhype_core import __version__
+from bhype_core.api.api_runtime import api_runtime
+from bhype_core.api.auth_setup import install_auth
 from bhype_core.api.errors import install_error_handlers
-from bhype_core.api.routes import audit, health, ping, plugins
+from bhype_core.api.routes import audit, auth, health, ping, plugins, tasks
+from bhype_core.api.security import authenticate_request
 from bhype_core.config import Settings
 from bhype_core.plugins import BhypePluginManager
 from bhype_core.runtime import Runtime, build_runtime
@@ -15,7 +18,7 @@ DOCS_URL = "/api/docs"
 OPENAPI_URL = "/api/openapi.json"
 
 # Core routers, in mounting order; each module's ``make_router()`` builds a fresh router.
-CORE_ROUTERS = (health, plugins, ping, audit)
+CORE_ROUTERS = (health, auth, plugins, ping, audit, tasks)
 
 
 def create_app(
@@ -42,9 +45,14 @@ def create_app(
         docs_url=DOCS_URL,
         openapi_url=OPENAPI_URL,
         redoc_url=None,
+        # The one authentication guard, on every route of every router (core and plugins): a
+        # route answers anonymously only if it declares ``dependencies=[PUBLIC]``.
+        dependencies=[Depends(authenticate_request)],
     )
-    app.state.runtime = runtime
+    # Request handlers get a runtime whose runner refuses host commands (the worker runs them).
+    app.state.runtime = api_runtime(runtime)
     install_error_handlers(app)
+    install_auth(app, runtime)
     for module in CORE_ROUTERS:
         app.include_router(module.make_router())
     for name in runtime.registry.routers.names():

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bhype_core import __version__
 from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.security import PUBLIC
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def make_router() -> APIRouter:
         "/api/v1/health",
         response_model=Health,
         response_model_exclude_none=True,
+        dependencies=[PUBLIC],  # load balancers probe it without credentials
         responses={503: {"model": Health, "description": "a dependency is unavailable"}},
     )
     def health(runtime: RuntimeDep, response: Response) -> Health:
