@@ -1,10 +1,12 @@
-"""Backup plugin fixtures: a runtime with only the backup plugin."""
+"""Backup plugin fixtures: a runtime with only the backup plugin (and one over a migrated database)."""
 
 from __future__ import annotations
 
 import pytest
 
 import bhype_backup.plugin
+import bhype_core.builtins.models as core_models
+from bhype_core.db.migrate import upgrade
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
 
@@ -18,3 +20,21 @@ def backup_runtime(tmp_path, plugin_manager, register_plugin):
         return build_runtime(make_settings(tmp_path / "data", backup=backup), plugin_manager)
 
     return build
+
+
+@pytest.fixture
+def backup_db_runtime(backup_runtime, register_plugin):
+    """``backup_db_runtime(**backup_section)`` → like ``backup_runtime``, over a migrated database
+    (the core's tables: ``core_fact`` for the probe, ``core_task`` for refreshes)."""
+    register_plugin(core_models, "core_models")
+    built = []
+
+    def build(**backup):
+        runtime = backup_runtime(**backup)
+        upgrade(runtime)
+        built.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in built:
+        runtime.engine.dispose()

@@ -18,7 +18,7 @@ from bhype_core.errors import NotFound, ValidationErrors
 from bhype_core.hookspecs import hookimpl
 from bhype_core.registry import RouterEntry
 from bhype_core.runtime import build_runtime
-from bhype_core.testing import make_settings
+from bhype_core.testing import act_as, make_settings
 
 SECRET = "secret detail from /etc/shadow"
 
@@ -71,7 +71,9 @@ class FakePlugin:
 @pytest.fixture
 def client(register_plugin, bhype_settings, plugin_manager):
     register_plugin(FakePlugin(), "fake")
-    with TestClient(create_app(bhype_settings, plugin_manager)) as test_client:
+    app = create_app(bhype_settings, plugin_manager)
+    act_as(app, "alice", "operator")  # the subject here is routing and errors, not authentication
+    with TestClient(app) as test_client:
         yield test_client
 
 
@@ -190,7 +192,9 @@ def test_ping_enqueues_and_the_worker_runs_it(register_plugin, bhype_settings, p
 
     register_plugin(core_tasks, "core_tasks")
     runtime = build_runtime(bhype_settings, plugin_manager)
-    client = TestClient(create_app(runtime=runtime))
+    app = create_app(runtime=runtime)
+    act_as(app, "alice", "operator")
+    client = TestClient(app)
     response = client.post("/api/v1/tasks/ping")
     assert response.status_code == 202
     task_id = response.json()["task_id"]

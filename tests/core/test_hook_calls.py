@@ -26,7 +26,7 @@ from bhype_core.registry import (
     StorageBackendEntry,
 )
 from bhype_core.runtime import build_runtime
-from bhype_core.testing import make_settings
+from bhype_core.testing import act_as, make_settings
 
 # --------------------------------------------------------------------------------------------
 # bhype_register_settings and bhype_register_routers
@@ -62,7 +62,9 @@ class GreeterPlugin:
 
 
 def greeter_client(tmp_path, pm, **greeter) -> TestClient:
-    return TestClient(create_app(runtime=build_runtime(make_settings(tmp_path, greeter=greeter), pm)))
+    app = create_app(runtime=build_runtime(make_settings(tmp_path, greeter=greeter), pm))
+    act_as(app, "alice", "operator")  # the subject is the plugin's settings, not authentication
+    return TestClient(app)
 
 
 def test_registered_settings_reach_the_registered_router(tmp_path, plugin_manager, register_plugin):

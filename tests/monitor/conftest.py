@@ -1,10 +1,12 @@
-"""Monitor plugin fixtures: a runtime with only the monitor plugin."""
+"""Monitor plugin fixtures: a runtime with only the monitor plugin (and one over a migrated database)."""
 
 from __future__ import annotations
 
 import pytest
 
+import bhype_core.builtins.models as core_models
 import bhype_monitor.plugin
+from bhype_core.db.migrate import upgrade
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
 
@@ -21,3 +23,21 @@ def monitor_runtime(tmp_path, plugin_manager, register_plugin):
         return build_runtime(make_settings(tmp_path / "data", **sections), plugin_manager)
 
     return build
+
+
+@pytest.fixture
+def monitor_db_runtime(monitor_runtime, register_plugin):
+    """``monitor_db_runtime(runner=None, **monitor_section)`` → like ``monitor_runtime``, over a
+    migrated database (the core's tables: ``core_fact`` for the probe, ``core_task`` for refreshes)."""
+    register_plugin(core_models, "core_models")
+    built = []
+
+    def build(runner=None, **monitor):
+        runtime = monitor_runtime(runner, **monitor)
+        upgrade(runtime)
+        built.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in built:
+        runtime.engine.dispose()

@@ -5,10 +5,13 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from bhype_core.api.app import create_app
+from bhype_core.testing import act_as
 
 
 def get_status(runtime) -> tuple[dict, str]:
-    with TestClient(create_app(runtime=runtime)) as client:
+    app = create_app(runtime=runtime)
+    act_as(app, "admin", "admin")
+    with TestClient(app) as client:
         response = client.get("/api/v1/snmp/status")
     assert response.status_code == 200, response.text
     return response.json(), response.text

@@ -50,6 +50,13 @@ class Runtime:
         runner.add_audit_sink(lambda record: record_host_command(self.engine, record))
         return runner
 
+    @cached_property
+    def facts(self) -> Any:
+        """The host facts the worker probed (:class:`bhype_core.facts.FactStore` on :attr:`engine`)."""
+        from bhype_core.facts import FactStore
+
+        return FactStore(self.engine)
+
     def notify(self, event: Event) -> list[DeliveryFailure]:
         """Deliver an event to every ``bhype_notify`` implementation (failures isolated)."""
         return notify(self.pm, event, runtime=self)

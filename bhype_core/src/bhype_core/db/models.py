@@ -1,4 +1,4 @@
-"""The core's own tables (``core_`` prefix): the host command audit trail and audit events."""
+"""The core's own tables (``core_`` prefix): the host command audit trail, audit events, host facts."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ TASK_ID_LENGTH = 64
 TARGET_LENGTH = 255
 ACTION_LENGTH = 64
 REMOTE_ADDR_LENGTH = 64
+FACT_KEY_LENGTH = 128
 STDERR_TAIL_LENGTH = 8000  # characters; the runner keeps only the last lines anyway
 
 
@@ -81,7 +82,20 @@ class AuditEventPublic(AuditEventBase):
     id: int
 
 
-CORE_MODELS: tuple[type[SQLModel], ...] = (HostCommand, AuditEvent)
+class FactRecord(SQLModel, table=True):
+    """Table ``core_fact``: the latest value of one host fact the worker probed (``zfs.status``),
+    one row per key, replaced on every probe. Read and written through
+    :class:`bhype_core.facts.FactStore`."""
+
+    __tablename__ = "core_fact"  # type: ignore[assignment]
+    __table_args__ = dict(TABLE_OPTIONS)
+
+    key: str = Field(primary_key=True, max_length=FACT_KEY_LENGTH)
+    value: dict[str, Any] = Field(default_factory=dict, sa_type=JSONText)
+    updated: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+CORE_MODELS: tuple[type[SQLModel], ...] = (HostCommand, AuditEvent, FactRecord)
 
 
 def _field(record: Any, name: str, default: Any = None) -> Any:

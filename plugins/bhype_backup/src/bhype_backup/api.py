@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 
-from bhype_backup.settings import BackupSettings
-from bhype_backup.status import BackupStatus, backup_status
+from bhype_backup.status import PROBE_KIND, BackupStatus, backup_status
 from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.principal import AdminDep, PrincipalDep
+from bhype_core.taskqueue import service
+
+
+class TaskAccepted(BaseModel):
+    """The queued task: follow it under ``/api/v1/tasks/{task_id}``."""
+
+    task_id: str
+    kind: str
 
 
 def make_router() -> APIRouter:
     """Build the plugin's router (a fresh one per app: no import-time globals)."""
     router = APIRouter(tags=["backup"])
 
-    # A plain ``def``: FastAPI runs it in a worker thread, so the host command does not block the loop.
     @router.get("/status", response_model=BackupStatus)
-    def status(runtime: RuntimeDep) -> BackupStatus:
-        """rsync availability on the host and the configured backup targets."""
-        settings: BackupSettings = runtime.settings.section("backup")
-        return backup_status(runtime.runner, settings)
+    def status(runtime: RuntimeDep, principal: PrincipalDep) -> BackupStatus:
+        """rsync on the host as the worker last probed it (``probed_at``, ``age_seconds``), and
+        the configured backup targets; the API process runs no host command."""
+        return backup_status(runtime)
+
+    @router.post("/status/refresh", status_code=202, response_model=TaskAccepted)
+    def refresh_status(runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
+        """Queue ``backup.probe``: the worker probes the host's rsync now and stores the result."""
+        task = service.submit(runtime, principal.name, PROBE_KIND, {})
+        return TaskAccepted(task_id=task.id, kind=PROBE_KIND)
 
     return router

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bhype_backup import status
 from bhype_backup.api import make_router
 from bhype_backup.settings import BackupSettings
 from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import RouterEntry, SettingsSection
+from bhype_core.registry import PeriodicJob, RouterEntry, SettingsSection, TaskKind
 
 
 @hookimpl
@@ -20,3 +21,17 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
     """Mount ``/api/v1/backup``."""
     register(RouterEntry(name="backup", router=make_router()))
+
+
+@hookimpl
+def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
+    """``backup.probe``: probe rsync now (``POST /api/v1/backup/status/refresh``)."""
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe,
+                      description="probe rsync on the host; store it for GET /api/v1/backup/status"))
+
+
+@hookimpl
+def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
+    """``backup.probe`` every 5 minutes, so the status route has something recent to show."""
+    register(PeriodicJob(name=status.PROBE_KIND, run=status.probe, minute="*/5",
+                         description="probe rsync on the host for GET /api/v1/backup/status"))

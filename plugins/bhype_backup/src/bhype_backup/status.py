@@ -1,4 +1,9 @@
-"""Whether rsync runs on the host, and what the configured targets are."""
+"""Whether rsync runs on the host, and what the configured targets are.
+
+The API process runs no host commands (issue 3): the worker's ``backup.probe`` (periodic job
+and task kind) runs ``rsync --version`` and stores the fact ``backup.status``; the status route
+reads it and adds the targets from the settings.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,14 @@ from pydantic import BaseModel
 
 from bhype_backup.settings import BackupSettings, TargetKind
 from bhype_core.errors import CommandError
+from bhype_core.facts import ProbeState, read_probe
 
 # rsync(1) --version, first line: "rsync  version 3.2.7  protocol version 31" (some builds print "v3.2.7").
 _VERSION_LINE = re.compile(r"^rsync\s+version\s+v?(?P<version>\S+)\s+protocol version\s+(?P<protocol>\d+)")
+
+FACT_KEY = "backup.status"
+PROBE_KIND = "backup.probe"
+REFRESH_ROUTE = "POST /api/v1/backup/status/refresh"
 
 
 class RsyncStatus(BaseModel):
@@ -32,10 +42,17 @@ class TargetSummary(BaseModel):
     keep: int
 
 
-class BackupStatus(BaseModel):
-    """``GET /api/v1/backup/status``."""
+class BackupProbe(BaseModel):
+    """What the worker found on the host (the fact ``backup.status``)."""
 
     rsync: RsyncStatus
+
+
+class BackupStatus(ProbeState):
+    """``GET /api/v1/backup/status``: rsync as the worker last probed it (``None`` and a
+    ``message`` while ``probed`` is false) and the configured targets."""
+
+    rsync: RsyncStatus | None = None
     targets_count: int
     targets: list[TargetSummary]
 
@@ -72,10 +89,27 @@ def rsync_status(runner: Any, settings: BackupSettings) -> RsyncStatus:
     return RsyncStatus(found=True, version=version, protocol=protocol)
 
 
-def backup_status(runner: Any, settings: BackupSettings) -> BackupStatus:
-    """Everything ``GET /api/v1/backup/status`` reports."""
+def probe(context: Any) -> dict[str, Any]:
+    """Task kind and periodic job ``backup.probe`` (worker only): run :func:`rsync_status` with
+    the worker's runner and store it as the fact ``backup.status``; returns what was stored."""
+    found = BackupProbe(rsync=rsync_status(context.runner, context.settings.section("backup")))
+    value = found.model_dump(mode="json")
+    context.runtime.facts.put(FACT_KEY, value)
+    rsync = found.rsync
+    context.log(f"probed: rsync {rsync.version} (protocol {rsync.protocol})" if rsync.found
+                else f"probed: rsync not usable: {rsync.error}")
+    return value
+
+
+def backup_status(runtime: Any) -> BackupStatus:
+    """Everything ``GET /api/v1/backup/status`` reports: the stored probe (no host command) and
+    the targets from the settings."""
+    settings: BackupSettings = runtime.settings.section("backup")
     targets = [
         TargetSummary(name=t.name, kind=t.kind, destination=t.destination, keep=t.keep)
         for t in settings.targets
     ]
-    return BackupStatus(rsync=rsync_status(runner, settings), targets_count=len(targets), targets=targets)
+    found, state = read_probe(runtime.facts, FACT_KEY, BackupProbe, what="the host's rsync", refresh=REFRESH_ROUTE)
+    return BackupStatus(
+        **state.model_dump(), rsync=found.rsync if found else None, targets_count=len(targets), targets=targets
+    )

@@ -6,39 +6,33 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from bhype_core.api.deps import RuntimeDep
-from bhype_core.errors import CommandError
-from bhype_monitor.hostinfo import HostSample, read_host
-from bhype_monitor.settings import MonitorSettings
+from bhype_core.api.principal import AdminDep, PrincipalDep
+from bhype_core.taskqueue import service
+from bhype_monitor.status import PROBE_KIND, MonitorStatus, monitor_status
 
 
-class MonitorStatus(BaseModel):
-    """``GET /api/v1/monitor/status``."""
+class TaskAccepted(BaseModel):
+    """The queued task: follow it under ``/api/v1/tasks/{task_id}``."""
 
-    host: HostSample | None
-    error: str | None = None
-    history_retention_days: int
-    sample_interval_seconds: int
+    task_id: str
+    kind: str
 
 
 def make_router() -> APIRouter:
     """Build the plugin's router (a fresh one per app: no import-time globals)."""
     router = APIRouter(tags=["monitor"])
 
-    # A plain ``def``: FastAPI runs it in a worker thread, so the host commands do not block the loop.
     @router.get("/status", response_model=MonitorStatus)
-    def status(runtime: RuntimeDep) -> MonitorStatus:
-        """The host's current load average and memory, and the configured history retention."""
-        settings: MonitorSettings = runtime.settings.section("monitor")
-        host, error = None, None
-        try:
-            host = read_host(runtime.runner, settings.command_timeout)
-        except (CommandError, ValueError) as exc:  # report an unreadable host, keep answering
-            error = str(exc)
-        return MonitorStatus(
-            host=host,
-            error=error,
-            history_retention_days=settings.history_retention_days,
-            sample_interval_seconds=settings.sample_interval_seconds,
-        )
+    def status(runtime: RuntimeDep, principal: PrincipalDep) -> MonitorStatus:
+        """The host's load average and memory as the worker last read them (``probed_at``,
+        ``age_seconds``), and the configured history retention; the API process runs no host
+        command."""
+        return monitor_status(runtime)
+
+    @router.post("/status/refresh", status_code=202, response_model=TaskAccepted)
+    def refresh_status(runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
+        """Queue ``monitor.probe``: the worker reads the host's load and memory now."""
+        task = service.submit(runtime, principal.name, PROBE_KIND, {})
+        return TaskAccepted(task_id=task.id, kind=PROBE_KIND)
 
     return router

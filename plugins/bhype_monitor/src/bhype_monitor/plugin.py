@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import RouterEntry, SettingsSection
+from bhype_core.registry import PeriodicJob, RouterEntry, SettingsSection, TaskKind
+from bhype_monitor import status
 from bhype_monitor.api import make_router
 from bhype_monitor.settings import MonitorSettings
 
@@ -20,3 +21,17 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
     """Mount ``/api/v1/monitor``."""
     register(RouterEntry(name="monitor", router=make_router()))
+
+
+@hookimpl
+def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
+    """``monitor.probe``: read the host now (``POST /api/v1/monitor/status/refresh``)."""
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe,
+                      description="read the host's load and memory; store it for GET /api/v1/monitor/status"))
+
+
+@hookimpl
+def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
+    """``monitor.probe`` every 5 minutes, so the status route has something recent to show."""
+    register(PeriodicJob(name=status.PROBE_KIND, run=status.probe, minute="*/5",
+                         description="read the host's load and memory for GET /api/v1/monitor/status"))
