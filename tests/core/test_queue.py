@@ -270,3 +270,29 @@ def test_periodic_job_with_a_bad_schedule_names_job_and_plugin(tmp_path):
 
     with pytest.raises(PluginError, match="periodic job 'test.bad' of plugin 'bad' has a bad schedule"):
         _ = runtime_for(tmp_path, "sqlite", ("bad", BadSchedule())).queue
+
+
+class StartupJobs:
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+
+    @hookimpl
+    def bhype_register_periodic_jobs(self, register):
+        register(PeriodicJob(name="test.at-start", run=self.record, minute="0", hour="3", run_at_start=True))
+        register(PeriodicJob(name="test.scheduled-only", run=self.record, minute="0", hour="3"))
+
+    def record(self, context: TaskContext) -> None:
+        self.runs.append(context.kind)
+
+
+def test_jobs_flagged_run_at_start_are_queued_once_when_a_worker_starts(tmp_path):
+    from bhype_core.worker import enqueue_start_jobs
+
+    plugin = StartupJobs()
+    runtime = runtime_for(tmp_path, "sqlite", ("startup", plugin))
+    assert enqueue_start_jobs(runtime) == ["test.at-start"]
+    queue = runtime.queue
+    (queued,) = [queue.huey.dequeue() for _ in range(queue.huey.pending_count())]
+    assert queued.name == "test.at-start"
+    queue.huey.execute(queued)
+    assert plugin.runs == ["test.at-start"]

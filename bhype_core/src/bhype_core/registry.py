@@ -60,7 +60,11 @@ class TaskKind:
 @dataclass(frozen=True)
 class PeriodicJob:
     """A job run by the worker on a cron-like schedule (huey ``crontab`` fields, host local
-    time). ``run(context)`` gets a :class:`bhype_core.tasks.TaskContext` (user ``None``)."""
+    time). ``run(context)`` gets a :class:`bhype_core.tasks.TaskContext` (user ``None``).
+
+    ``run_at_start`` also runs it once when a worker starts, for jobs whose answer must not wait
+    for the schedule (reconciling VM states after a restart, probing the host).
+    """
 
     name: str
     run: Callable[..., Any]
@@ -70,6 +74,7 @@ class PeriodicJob:
     month: str = "*"
     day_of_week: str = "*"
     description: str = ""
+    run_at_start: bool = False
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,14 @@ def describe(runtime: Runtime) -> list[str]:
     return lines
 
 
+def enqueue_start_jobs(runtime: Runtime) -> list[str]:
+    """Queue one run of every periodic job registered with ``run_at_start``; returns their names."""
+    names = [job.name for job in runtime.registry.periodic_jobs if job.run_at_start]
+    for name in names:
+        runtime.queue.periodic[name]()  # calling a huey periodic task enqueues one run now
+    return names
+
+
 def run_worker(runtime: Runtime, workers: int | None = None) -> None:
     """Run the task scheduler and the consumer in this process until SIGINT or SIGHUP
     (graceful: running tasks finish) or SIGTERM (immediate: running tasks are abandoned and
@@ -102,6 +110,7 @@ def run_worker(runtime: Runtime, workers: int | None = None) -> None:
     for line in describe(runtime):
         log.info("%s", line)
     scheduler = runtime.queue.scheduler.start()
+    enqueue_start_jobs(runtime)
     try:
         consumer.run()
     finally:
@@ -144,6 +153,7 @@ def start_in_process_worker(runtime: Runtime, workers: int | None = None) -> InP
     handle = InProcessWorker(consumer, runtime.queue.scheduler.start())
     for line in describe(runtime):
         log.info("in-process %s", line)
+    enqueue_start_jobs(runtime)
     handle.thread.start()
     return handle
 

@@ -45,8 +45,9 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 
 @hookimpl
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
-    """Reconcile VM states every minute."""
-    register(PeriodicJob(name="vm.reconcile-states", run=reconcile,
+    """Reconcile VM states every minute, and at once when a worker starts (issue 4: state is
+    reconciled from reality at start-up)."""
+    register(PeriodicJob(name="vm.reconcile-states", run=reconcile, run_at_start=True,
                          description="refresh every VM's cached state from the hypervisor"))
 
 
