@@ -15,8 +15,10 @@ import pytest
 
 from bhype_core import __version__
 from bhype_core.config import load_settings
+from bhype_core.api.app import create_app
 from bhype_core.db.migrate import pending
 from bhype_core.runtime import build_runtime
+from bhype_core.testing.api_auth import token_headers
 
 BHYPE = Path(sys.executable).parent / "bhype"
 START_DEADLINE = 90.0  # seconds; generous for a loaded 2-core CI machine
@@ -62,6 +64,17 @@ def wait_healthy(process: subprocess.Popen, base: str, log: Path) -> dict:
     pytest.fail(f"bhype serve not healthy after {START_DEADLINE}s:\n{log.read_text()}")
 
 
+def wait_finished(url: str, headers: dict[str, str]) -> dict:
+    """Poll a task until it leaves queued/running."""
+    deadline = time.monotonic() + START_DEADLINE
+    while time.monotonic() < deadline:
+        task = httpx.get(url, headers=headers, timeout=10).json()
+        if task["state"] not in ("queued", "running"):
+            return task
+        time.sleep(0.2)
+    pytest.fail(f"task still {task['state']} after {START_DEADLINE}s")
+
+
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
@@ -84,11 +97,14 @@ def test_serve_embedded_default(tmp_path, signum):
         runtime = build_runtime(load_settings(config))
         assert pending(runtime) == []
 
-        # The API only queues; the in-process worker of the serve process runs the task.
-        accepted = httpx.post(f"{base}/api/v1/tasks/ping", timeout=10)
-        assert accepted.status_code == 202
-        result = runtime.queue.result(accepted.json()["task_id"], timeout=60)
-        assert result["pong"] is True and result["pid"] == process.pid
+        # The API only queues; the in-process worker of the serve process runs the task. A real
+        # API token in the serve process's database stands for a logged-in admin.
+        headers = token_headers(create_app(runtime=runtime), "tester", "admin")
+        accepted = httpx.post(f"{base}/api/v1/tasks", json={"kind": "core.ping"}, headers=headers, timeout=10)
+        assert accepted.status_code == 202, accepted.text
+        task = wait_finished(f"{base}/api/v1/tasks/{accepted.json()['id']}", headers)
+        assert task["state"] == "succeeded", task
+        assert task["result"]["pong"] is True and task["result"]["pid"] == process.pid
 
         process.send_signal(signum)
         assert process.wait(timeout=60) == 0, log.read_text()

@@ -31,9 +31,12 @@ from bhype_core.api.app import create_app
 from bhype_core.config import load_settings
 from bhype_core.events import Event
 from bhype_core.runtime import build_runtime
+from bhype_core.testing.api_auth import act_as
 
 runtime = build_runtime(load_settings(sys.argv[1], environ={}))  # plugins from entry points
-with TestClient(create_app(runtime=runtime)) as client:
+app = create_app(runtime=runtime)
+act_as(app, "alice", "operator")  # past the authentication guard, as any logged-in user
+with TestClient(app) as client:
     response = client.get("/api/v1/example/hello")
 failures = runtime.notify(Event(kind="vm.crashed", message="web1 exited", subject="vm:web1"))
 print(json.dumps({

@@ -8,7 +8,7 @@ from bhype_core import __version__
 from bhype_core.api.api_runtime import api_runtime
 from bhype_core.api.auth_setup import install_auth
 from bhype_core.api.errors import install_error_handlers
-from bhype_core.api.routes import audit, auth, health, ping, plugins, tasks
+from bhype_core.api.routes import audit, auth, health, plugins, tasks
 from bhype_core.api.security import authenticate_request
 from bhype_core.config import Settings
 from bhype_core.plugins import BhypePluginManager
@@ -18,7 +18,7 @@ DOCS_URL = "/api/docs"
 OPENAPI_URL = "/api/openapi.json"
 
 # Core routers, in mounting order; each module's ``make_router()`` builds a fresh router.
-CORE_ROUTERS = (health, auth, plugins, ping, audit, tasks)
+CORE_ROUTERS = (health, auth, plugins, audit, tasks)
 
 
 def create_app(
