@@ -5,19 +5,25 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from bhype_core.api.app import create_app
+from bhype_core.testing import act_as
 from bhype_webui.settings import BUNDLED_ASSETS
 
 
 def status(runtime) -> dict:
-    with TestClient(create_app(runtime=runtime)) as client:
+    app = create_app(runtime=runtime)
+    act_as(app, "alice", "operator")
+    with TestClient(app) as client:
         response = client.get("/api/v1/webui/status")
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def test_only_the_webui_router_is_mounted(webui_runtime):
+def test_only_the_webui_routers_are_mounted(webui_runtime):
     runtime = webui_runtime()
-    assert runtime.registry.routers.names() == ["webui"]
+    # The API router (/api/v1/webui) and the plugin's page routers: all of them its own.
+    names = runtime.registry.routers.names()
+    assert "webui" in names
+    assert {runtime.registry.routers.plugin_of(name) for name in names} == {"webui"}
     assert "/api/v1/webui/status" in create_app(runtime=runtime).openapi()["paths"]
 
 
@@ -32,6 +38,7 @@ def test_assets_dir_with_pages(webui_runtime, tmp_path):
         "assets_dir": str(assets),
         "assets_dir_exists": True,
         "index_present": True,
+        "vendor": {},  # no npm manifest in this assets directory
     }
 
 

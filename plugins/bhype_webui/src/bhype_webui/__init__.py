@@ -1,3 +1,3 @@
 """bHype webui plugin: the browser interface."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

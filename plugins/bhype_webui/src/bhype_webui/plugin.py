@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
+from bhype_core.events import Event
 from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import RouterEntry, SettingsSection
+from bhype_core.registry import ModelSet, RouterEntry, SettingsSection
 from bhype_webui.api import make_router
+from bhype_webui.pages import make_pages_router
 from bhype_webui.settings import WebuiSettings
+
+log = logging.getLogger("bhype.webui")
 
 
 @hookimpl
@@ -18,5 +24,33 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 
 @hookimpl
 def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
-    """Mount ``/api/v1/webui``."""
+    """Mount ``/api/v1/webui`` (status, console tickets and WebSockets, notifications, live VM
+    states), ``/ui`` (console pages and assets; the other pages) and ``/`` (to the dashboard)."""
+    from bhype_webui.views import PageKit, make_root_router, make_views_router
+
     register(RouterEntry(name="webui", router=make_router()))
+    register(RouterEntry(name="webui_pages", router=make_pages_router(), prefix="/ui"))
+    kit = PageKit()
+    register(RouterEntry(name="webui_views", router=make_views_router(kit), prefix="/ui"))
+    register(RouterEntry(name="webui_root", router=make_root_router(kit), prefix="/"))
+
+
+@hookimpl
+def bhype_register_models(register: Callable[[ModelSet], None]) -> None:
+    """Tables ``webui_notification`` and ``webui_notification_seen`` (branch ``webui``)."""
+    from bhype_webui.notify_models import MIGRATIONS, WEBUI_MODELS
+
+    register(ModelSet(name="webui", models=WEBUI_MODELS, migrations=MIGRATIONS))
+
+
+@hookimpl
+def bhype_notify(event: Event, runtime: Any) -> None:
+    """Keep the event for its user (``None``: every admin); open pages show it as a popup."""
+    if runtime is None:
+        # Delivered without a runtime (a bare notify call): there is no database to write to.
+        log.warning("event %s not kept for the web UI: no runtime given", event.kind)
+        return
+    from bhype_webui.notify_store import store_event
+
+    keep = runtime.settings.section("webui").notification_keep_days
+    store_event(runtime.engine, event, keep_days=keep)

@@ -1,0 +1,119 @@
+"""Who may open a VM's console, whether they still may, and where the console is.
+
+Access follows the VM visibility rule of the core (owner or admin, ``bhype_core.vm.records``)
+and the life of the credential behind the ticket: a logged-out or expired session, a revoked
+or expired token, a VM given to someone else, all end an open console at the next re-check.
+Every function here blocks (database, driver state files): call it from a thread.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from bhype_core.api.principal import Principal
+from bhype_core.db.auth_models import ApiToken
+from bhype_core.errors import Conflict, NotFound
+from bhype_core.vm.records import find_vm, get_vm, may_see
+from bhype_core.vm.services import open_datastore
+from bhype_webui.tickets import ConsoleGrant, ConsoleKind
+from bhype_webui.upstream import Endpoint, EndpointError
+
+STATUS_DRIVER = "webui.status_driver"
+
+
+def make_grant(runtime: Any, authenticated: Any, vm: str, kind: ConsoleKind) -> ConsoleGrant:
+    """The grant for the caller of an API request (``Authenticated`` from the core's guard).
+
+    :raises NotFound: no such VM, or not the caller's (same answer, as in ``/api/v1/vms``).
+    :raises Conflict: the VM is not running. :raises NotFound: it has no such console.
+    """
+    principal = authenticated.principal
+    with Session(runtime.engine) as db:
+        get_vm(db, vm, principal)
+    locate(runtime, vm, kind)  # refuse now rather than after the page connected
+    session = getattr(authenticated, "session", None)
+    return ConsoleGrant(
+        user=principal.name,
+        role=principal.role,
+        vm=vm,
+        kind=kind,
+        method=authenticated.method,
+        session_key=session.key if session is not None else None,
+        token_id=getattr(authenticated, "token_id", None),
+    )
+
+
+def check_access(runtime: Any, auth: Any, grant: ConsoleGrant) -> str | None:
+    """``None`` while ``grant`` still holds, else why it no longer does.
+
+    :param auth: the app's ``AuthService`` (sessions, settings, clock).
+    """
+    role = grant.role
+    if grant.method == "session":
+        record = auth.sessions.get(grant.session_key) if grant.session_key else None
+        if record is None:
+            return "the session has ended"
+        if auth.clock() - record.created_at >= auth.settings.session_absolute_timeout:
+            return "the session has expired"
+        role = record.role
+    else:
+        with Session(runtime.engine) as db:
+            token = db.get(ApiToken, grant.token_id) if grant.token_id is not None else None
+        if token is None:
+            return "the API token was revoked"
+        expires = token.expires_at
+        if expires is not None and (
+            expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+        ) <= datetime.now(UTC):
+            return "the API token has expired"
+        role = token.role
+    with Session(runtime.engine) as db:
+        vm = find_vm(db, grant.vm)
+        if vm is None:
+            return "the VM no longer exists"
+        if not may_see(Principal(grant.user, role), vm):  # type: ignore[arg-type]
+            return "you no longer have access to this VM"
+    return None
+
+
+def status_driver(runtime: Any) -> Any:
+    """A driver of this host's kind, for reading VM status only.
+
+    Its own instance, not the worker's (``vm.services.active_driver``): the API process's
+    runtime refuses host commands, and a driver built with that runner must never be the one
+    an in-process worker picks up from the shared ``runtime.extras``.
+    """
+    driver = runtime.extras.get(STATUS_DRIVER)
+    if driver is None:
+        from bhype_core.drivers.select import select_driver
+
+        driver = runtime.extras.setdefault(STATUS_DRIVER, select_driver(runtime))
+    return driver
+
+
+def locate(runtime: Any, vm_name: str, kind: ConsoleKind) -> tuple[Endpoint, str | None]:
+    """Where VM ``vm_name``'s ``kind`` console listens now, and the VNC password if any.
+
+    :raises NotFound: no such VM, or no such console. :raises Conflict: the VM is not running.
+    """
+    with Session(runtime.engine) as db:
+        row = find_vm(db, vm_name)
+    if row is None:
+        raise NotFound(f"no VM named {vm_name!r}")
+    spec = row.spec_model()
+    vm_dir = open_datastore(runtime, row.datastore).vm_dir(row.name)
+    status = status_driver(runtime).status(spec, vm_dir)
+    if not status.active:
+        raise Conflict(f"VM {vm_name} is {status.state.value}; start it to use its console")
+    console = status.consoles.get(kind)
+    if not console:
+        raise NotFound(f"VM {vm_name} has no {kind} console (see its spec: graphics.vnc, serial)")
+    try:
+        endpoint = Endpoint.from_console(console)
+    except EndpointError as exc:
+        raise Conflict(str(exc)) from None
+    password = spec.graphics.password if kind == "vnc" else None
+    return endpoint, password

@@ -1,0 +1,187 @@
+"""Opening a VM's console endpoint as an async byte stream: loopback TCP, unix socket, or tty.
+
+Endpoints come from the driver's ``VMStatus.consoles`` (``{"host", "port"}``, ``{"unix"}`` or,
+for bhyve's serial console, ``{"device"}`` = the B side of an nmdm(4) pair). A TCP endpoint
+must be a loopback address: consoles are never reached beyond this host. The tty is opened as
+FreeBSD reference 9.1 says: ``O_RDWR | O_NOCTTY | O_NONBLOCK``, raw mode through termios(4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import os
+import termios
+import tty
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+CONNECT_TIMEOUT = 10.0
+READ_SIZE = 65536
+
+
+class EndpointError(Exception):
+    """The console endpoint is malformed, not on loopback, or cannot be opened."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a console listens: exactly one of ``unix``, ``device`` or ``host``+``port``."""
+
+    host: str | None = None
+    port: int | None = None
+    unix: str | None = None
+    device: str | None = None
+
+    @classmethod
+    def from_console(cls, console: dict[str, Any]) -> Endpoint:
+        """Validate one entry of ``VMStatus.consoles``.
+
+        :raises EndpointError: none or several kinds of address, or a non-loopback host.
+        """
+        if console.get("unix"):
+            return cls(unix=str(console["unix"]))
+        if console.get("device"):
+            return cls(device=str(console["device"]))
+        host, port = console.get("host"), console.get("port")
+        if not host or not isinstance(port, int) or not 0 < port < 65536:
+            raise EndpointError(f"console endpoint has no usable address: {console!r}")
+        try:
+            loopback = ipaddress.ip_address(str(host)).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise EndpointError(f"console endpoint {host}:{port} is not a numeric loopback address")
+        return cls(host=str(host), port=port)
+
+    def describe(self) -> str:
+        """For logs and error messages."""
+        return self.unix or self.device or f"{self.host}:{self.port}"
+
+
+class ByteStream(ABC):
+    """The little of a stream the bridges need."""
+
+    @abstractmethod
+    async def read(self, size: int = READ_SIZE) -> bytes:
+        """Some bytes; ``b""`` at end of stream."""
+
+    @abstractmethod
+    async def readexactly(self, size: int) -> bytes:
+        """Exactly ``size`` bytes (raises ``asyncio.IncompleteReadError`` at end of stream)."""
+
+    @abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Write all of ``data``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection or device."""
+
+
+class SocketStream(ByteStream):
+    """An asyncio stream pair (TCP or unix socket)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def read(self, size: int = READ_SIZE) -> bytes:
+        return await self.reader.read(size)
+
+    async def readexactly(self, size: int) -> bytes:
+        return await self.reader.readexactly(size)
+
+    async def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class TtyStream(ByteStream):
+    """A terminal device in raw mode, read and written without blocking the event loop."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.loop = asyncio.get_running_loop()
+        self.buffer = bytearray()
+        self.closed = False
+
+    @classmethod
+    def open(cls, path: str) -> TtyStream:
+        """Open ``path`` (the nmdm B side) the way reference 9.1 prescribes."""
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            tty.setraw(fd, termios.TCSANOW)  # cfmakeraw: no echo, no line editing, 8 bits
+        except termios.error:
+            os.close(fd)
+            raise
+        return cls(fd)
+
+    async def _wait(self, add: Any, remove: Any) -> None:
+        ready = self.loop.create_future()
+        add(self.fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            remove(self.fd)
+
+    async def read(self, size: int = READ_SIZE) -> bytes:
+        if self.buffer:
+            data, self.buffer = bytes(self.buffer[:size]), self.buffer[size:]
+            return data
+        while not self.closed:
+            try:
+                return os.read(self.fd, size)
+            except BlockingIOError:
+                await self._wait(self.loop.add_reader, self.loop.remove_reader)
+            except OSError as exc:
+                # EIO: the other side of a pty (or nmdm A side) is closed: end of stream.
+                if exc.errno == errno.EIO:
+                    return b""
+                raise
+        return b""
+
+    async def readexactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            chunk = await self.read(READ_SIZE)
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(self.buffer), size)
+            self.buffer += chunk
+        data, self.buffer = bytes(self.buffer[:size]), self.buffer[size:]
+        return data
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except BlockingIOError:
+                await self._wait(self.loop.add_writer, self.loop.remove_writer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+
+async def open_endpoint(endpoint: Endpoint) -> ByteStream:
+    """Connect to ``endpoint``.
+
+    :raises EndpointError: it refused, timed out, or does not exist.
+    """
+    try:
+        if endpoint.device:
+            return TtyStream.open(endpoint.device)
+        if endpoint.unix:
+            connect = asyncio.open_unix_connection(endpoint.unix, limit=4 * READ_SIZE)
+        else:
+            connect = asyncio.open_connection(endpoint.host, endpoint.port, limit=4 * READ_SIZE)
+        reader, writer = await asyncio.wait_for(connect, CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, termios.error) as exc:
+        raise EndpointError(f"cannot open the console at {endpoint.describe()}: {exc}") from None
+    return SocketStream(reader, writer)

@@ -1,0 +1,76 @@
+"""The VM list (server-side filter, sort and pages; live states) and a VM's page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.principal import PrincipalDep
+from bhype_core.db.task_models import Task
+from bhype_core.isos import list_isos
+from bhype_core.vm.edit import LIVE_FIELDS
+from bhype_core.vm.public import summary
+from bhype_core.vm.records import get_vm
+from bhype_core.vm.services import open_datastore
+from bhype_webui import vm_query
+from bhype_webui.views.dashboard import ordered_states
+from bhype_webui.views.kit import PageKit, is_htmx
+
+ACTIVE_STATES = ("starting", "running", "stopping")
+TASK_HISTORY = 20
+
+
+def iso_names(runtime: Any, datastore: str | None) -> list[str]:
+    """The ISO library of ``datastore`` (empty when it cannot be read: a page must still open)."""
+    try:
+        return [info.name for info in list_isos(open_datastore(runtime, datastore))]
+    except Exception:  # noqa: BLE001 - a broken datastore shows as "no ISOs", the API says why
+        return []
+
+
+def vm_tasks(db: Session, principal: Any, name: str) -> list[Task]:
+    """The latest tasks on VM ``name`` that ``principal`` may see (``taskqueue.service.can_see``)."""
+    query = select(Task).where(col(Task.target) == f"vm:{name}")
+    if not principal.is_admin:
+        query = query.where(col(Task.owner) == principal.name)
+    query = query.order_by(col(Task.created).desc()).limit(TASK_HISTORY)
+    return list(db.execute(query).scalars())
+
+
+def add_routes(router: APIRouter, kit: PageKit) -> None:
+    """``/ui/vms`` and ``/ui/vms/{name}``."""
+
+    @router.get("/vms", response_class=HTMLResponse)
+    def vm_list(request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> HTMLResponse:
+        """The VM list; htmx asks for the table alone when the filter changes."""
+        page_size = runtime.settings.section("webui").vm_page_size
+        flt = vm_query.VmFilter.from_query(request.query_params, page_size)
+        with Session(runtime.engine) as db:
+            page = vm_query.vm_page(db, principal, flt)
+            since = vm_query.latest_change(db, principal)
+            if is_htmx(request) and request.headers.get("hx-target") == "vm-table":
+                return kit.render(request, "_vm_table.html", "vms", page=page, since=since)
+            counts = vm_query.state_counts(db, principal)
+            owners = vm_query.owners(db, principal) if principal.is_admin else []
+        return kit.render(request, "vms.html", "vms", page=page, since=since, owners=owners,
+                          states=ordered_states(counts))
+
+    @router.get("/vms/{name}", response_class=HTMLResponse)
+    def vm_detail(name: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> HTMLResponse:
+        """One VM: configuration, disks, NICs, consoles, task history, edit and destroy."""
+        with Session(runtime.engine) as db:
+            row = get_vm(db, name, principal)  # another user's VM is "not found", as in the API
+            history = vm_tasks(db, principal, name)
+            since = vm_query.latest_change(db, principal)
+        spec: dict[str, Any] = row.spec or {}
+        return kit.render(
+            request, "vm_detail.html", "vms",
+            vm=summary(row), spec=spec, status=row.status or {}, tasks=history, since=since,
+            active=row.state in ACTIVE_STATES, live_fields=LIVE_FIELDS,
+            isos=iso_names(runtime, row.datastore),
+        )
