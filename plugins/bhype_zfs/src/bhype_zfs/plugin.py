@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import RouterEntry, SettingsSection
-from bhype_zfs.api import make_router
+from bhype_core.registry import (
+    CliCommand,
+    ModelSet,
+    PeriodicJob,
+    RouterEntry,
+    SettingsSection,
+    StorageBackendEntry,
+    TaskKind,
+)
 from bhype_zfs.settings import ZfsSettings
 
 
@@ -17,6 +25,88 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 
 
 @hookimpl
+def bhype_register_storage_backends(register: Callable[[StorageBackendEntry], None]) -> None:
+    """The ``zfs`` backend: a dataset per VM, zvol (or file) disks."""
+    from bhype_zfs.storage import zfs_backend
+
+    register(StorageBackendEntry(name="zfs", factory=zfs_backend,
+                                 description="a ZFS dataset per VM; disks as zvols (volmode=dev) or files"))
+
+
+@hookimpl
+def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
+    """The ``zfs.*`` task kinds (pool init, snapshots, rollback, holds, clones, import, and
+    ``zfs.probe``: refresh the status the API shows)."""
+    from bhype_zfs import status
+    from bhype_zfs.tasks import KINDS
+
+    for name, (run, locks, description) in KINDS.items():
+        register(TaskKind(name=name, run=run, description=description, locks=locks))
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe,
+                      description="probe OpenZFS and the configured pool; store it for GET /api/v1/zfs/status"))
+
+
+@hookimpl
+def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
+    """Scheduled snapshots every minute (each schedule decides what is due); pool health
+    and capacity every 5 minutes; the status probe (``zfs.probe``) every 5 minutes."""
+    from bhype_zfs import health, schedules, status
+
+    register(PeriodicJob(name="zfs.snapshot-schedules", run=schedules.periodic_job,
+                         description="take due scheduled snapshots and prune by retention"))
+    register(PeriodicJob(name="zfs.health", run=health.periodic_job, minute="*/5",
+                         description="pool health and capacity; notify changes"))
+    register(PeriodicJob(name=status.PROBE_KIND, run=status.probe, minute="*/5",
+                         description="probe OpenZFS and the configured pool for GET /api/v1/zfs/status"))
+
+
+@hookimpl
 def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
     """Mount ``/api/v1/zfs``."""
+    from bhype_zfs.api import make_router
+
     register(RouterEntry(name="zfs", router=make_router()))
+
+
+@hookimpl
+def bhype_register_cli_commands(register: Callable[[CliCommand], None]) -> None:
+    """``bhype zfs …``."""
+    from bhype_zfs.cli import command
+
+    register(command())
+
+
+@hookimpl
+def bhype_register_models(register: Callable[[ModelSet], None]) -> None:
+    """Tables ``zfs_schedule``, ``zfs_schedule_state``, ``zfs_health_state`` (branch ``zfs``)."""
+    from bhype_zfs.models import MIGRATIONS, ZFS_MODELS
+
+    register(ModelSet(name="zfs", models=ZFS_MODELS, migrations=MIGRATIONS))
+
+
+def _zfs_store(vm: Any, context: Any) -> Any:
+    from bhype_core.vm.services import open_datastore
+    from bhype_zfs.storage import ZfsStorage
+
+    store = open_datastore(context.runtime, vm.datastore)
+    return store if isinstance(store, ZfsStorage) else None
+
+
+@hookimpl
+def bhype_vm_after_create(vm: Any, context: Any) -> None:
+    """Record the new VM's identity and spec as user properties on its dataset (for
+    ``bhype zfs import-vms`` on another host)."""
+    store = _zfs_store(vm, context)
+    if store is not None:
+        store.tag_vm(vm.name, str(vm.uuid), vm.owner, vm.spec.to_data())
+
+
+@hookimpl
+def bhype_vm_before_destroy(vm: Any, context: Any) -> None:
+    """Veto destroying a VM whose snapshots are held or are the origin of clones (before any
+    disk is removed), with what to do about it."""
+    store = _zfs_store(vm, context)
+    if store is not None and store.host.exists(store.vm_dataset(vm.name)):
+        from bhype_zfs.dependents import refuse_if_dependents
+
+        refuse_if_dependents(store.host, store.vm_dataset(vm.name), f"VM {vm.name}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -14,6 +15,7 @@ _POOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
 # Reserved by zpool(8): the vdev type words, and names beginning with c<digit> (device names).
 _RESERVED_PREFIXES = ("mirror", "raidz", "draid", "spare")
 _RESERVED_NAMES = ("log",)
+_ROOT_PART = re.compile(r"[A-Za-z0-9_.:][A-Za-z0-9_.:-]*")
 
 
 def check_pool_name(name: str) -> str:
@@ -34,11 +36,36 @@ class ZfsSettings(Section):
     """``[zfs]``: where bHype keeps VM datasets and how it reaches the ZFS tools."""
 
     pool: str = Field("", description="pool holding VM datasets; empty = ZFS storage not configured")
+    root: str = Field("bhype", description="bHype's dataset under the pool: <pool>/<root>/{vms,isos,templates}")
     zfs_command: str = Field("zfs", min_length=1, description="zfs executable (name or absolute path)")
     zpool_command: str = Field("zpool", min_length=1, description="zpool executable (name or absolute path)")
+    platform: Literal["auto", "freebsd", "linux"] = Field(
+        "auto", description="platform of the host the runner reaches (auto: core.platform / this machine)"
+    )
     command_timeout: float = Field(10.0, gt=0, le=300, description="seconds allowed per status command")
+    task_timeout: float = Field(
+        600.0, gt=0, le=86400, description="seconds allowed per command inside a task (zpool create, send)"
+    )
+    copy_max_bytes: int = Field(
+        1024**3, ge=0, description="largest full copy (zfs send | zfs receive) done through the runner, in bytes"
+    )
+    capacity_warning: int = Field(80, ge=1, le=100, description="pool capacity (%) that raises a warning event")
+    capacity_critical: int = Field(95, ge=1, le=100, description="pool capacity (%) that raises a critical event")
 
     @field_validator("pool")
     @classmethod
     def _valid_pool(cls, value: str) -> str:
         return check_pool_name(value)
+
+    @field_validator("root")
+    @classmethod
+    def _valid_root(cls, value: str) -> str:
+        parts = value.split("/")
+        if not value or any(part in (".", "..") or not _ROOT_PART.fullmatch(part) for part in parts):
+            raise ValueError("must be a dataset path below the pool such as 'bhype' or 'vm/bhype'")
+        return value
+
+    @property
+    def root_dataset(self) -> str:
+        """``<pool>/<root>`` (empty when no pool is configured)."""
+        return f"{self.pool}/{self.root}" if self.pool else ""

@@ -7,10 +7,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from bhype_core.errors import CommandError
+from bhype_core.facts import ProbeState, read_probe
 from bhype_zfs.settings import ZfsSettings
 
 # zpool-list(8): -H tab-separated without header, -p exact numbers (cap without "%").
 POOL_PROPERTIES = ("name", "size", "alloc", "free", "cap", "health")
+
+# The API process runs no host commands (issue 3): the worker probes (task kind and periodic
+# job ``zfs.probe``) and stores the result as the fact ``zfs.status``, which the route reads.
+FACT_KEY = "zfs.status"
+PROBE_KIND = "zfs.probe"
+REFRESH_ROUTE = "POST /api/v1/zfs/status/refresh"
 
 
 class ToolStatus(BaseModel):
@@ -132,3 +139,31 @@ def zfs_status(runner: Any, settings: ZfsSettings) -> ZfsStatus:
     if status.pool_status is None:
         status.pool_error = f"zpool list did not report pool {settings.pool!r}"
     return status
+
+
+class ZfsStatusReport(ProbeState):
+    """``GET /api/v1/zfs/status``: :class:`ZfsStatus` as the worker last probed it (empty fields
+    and a ``message`` while ``probed`` is false)."""
+
+    tools: ToolStatus | None = None
+    pool: str | None = None
+    pool_status: PoolStatus | None = None
+    pool_error: str | None = None
+
+
+def probe(context: Any) -> dict[str, Any]:
+    """Task kind and periodic job ``zfs.probe`` (worker only): run :func:`zfs_status` with the
+    worker's runner and store it as the fact ``zfs.status``; returns what was stored."""
+    status = zfs_status(context.runner, context.settings.section("zfs"))
+    value = status.model_dump(mode="json")
+    context.runtime.facts.put(FACT_KEY, value)
+    tools = f"OpenZFS {status.tools.version}" if status.tools.found else f"no zfs ({status.tools.error})"
+    health = status.pool_status.health if status.pool_status else (status.pool_error or "not queried")
+    context.log(f"probed: {tools}" + (f"; pool {status.pool}: {health}" if status.pool else ""))
+    return value
+
+
+def status_report(runtime: Any) -> ZfsStatusReport:
+    """The status route's answer, read from the stored fact (no host command)."""
+    value, state = read_probe(runtime.facts, FACT_KEY, ZfsStatus, what="the host's ZFS", refresh=REFRESH_ROUTE)
+    return ZfsStatusReport(**state.model_dump(), **(value.model_dump() if value else {}))

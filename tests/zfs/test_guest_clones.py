@@ -1,0 +1,138 @@
+"""Clones on real OpenZFS: linked (zfs-clone(8)), full (zfs-send(8) | zfs-receive(8)) and promoted
+(zfs-promote(8)) copies of a VM with a new identity, and the refusal to destroy an origin."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session
+
+from bhype_core.errors import Conflict, PluginError, ValidationErrors
+from bhype_core.vm.create import create_vm
+from bhype_core.vm.destroy import destroy_vm
+from bhype_core.vm.records import find_vm
+from bhype_core.vm.services import open_datastore
+from bhype_zfs import replicate
+from bhype_zfs.tasks import clone, snapshot
+from bhype_zfs.tool import zfs_host
+
+from .helpers import task_context
+
+pytestmark = [pytest.mark.guest, pytest.mark.slow]
+
+
+def make(runtime, name: str) -> dict:
+    overrides = {"boot": {"mode": "bhyveload"}, "disks": [{"size": "16M"}, {"size": "8M"}], "nics": [{}],
+                 "graphics": {"vnc": True}, "cloud_init": {"meta_data": {"instance-id": f"i-{name}",
+                                                                        "local-hostname": name}}}
+    return create_vm(task_context(runtime, "vm.create"), name, overrides=overrides)
+
+
+def get(host, prop: str, dataset: str) -> str:
+    return host.shared_runner.run(["zfs", "get", "-Hp", "-o", "value", prop, dataset]).stdout.strip()
+
+
+def digest(host, device: str) -> str:
+    # A test probe (not bHype code): hash the first MiB of a disk.
+    return host.shared_runner.run(["sh", "-c", 'head -c 1048576 "$0" | sha256sum', device]).stdout
+
+
+def row(runtime, name: str):
+    with Session(runtime.engine) as db:
+        return find_vm(db, name)
+
+
+def test_linked_clone_gets_a_new_identity_and_protects_its_origin(tank, guest_runtime):
+    runtime = guest_runtime()
+    source = make(runtime, "src1")
+    dev = "/dev/zvol/tank/bhype/vms/src1/disk0"
+    tank.shared_runner.run(["dd", "if=/dev/urandom", f"of={dev}", "bs=64k", "count=16", "conv=fsync"])
+
+    result = clone(task_context(runtime, "zfs.clone"), "src1", "lnk1")
+    assert result["mode"] == "linked" and result["registered"] is True
+    assert result["datasets"] == ["tank/bhype/vms/lnk1", "tank/bhype/vms/lnk1/disk0", "tank/bhype/vms/lnk1/disk1"]
+    origin = get(tank, "origin", "tank/bhype/vms/lnk1/disk0")
+    assert origin == f"tank/bhype/vms/src1/disk0@{result['snapshot']}"
+    assert get(tank, "volmode", "tank/bhype/vms/lnk1/disk0") == "dev"
+    assert digest(tank, dev) == digest(tank, "/dev/zvol/tank/bhype/vms/lnk1/disk0")
+
+    old, new = row(runtime, "src1"), row(runtime, "lnk1")
+    assert new.uuid != old.uuid == source["uuid"]
+    assert new.spec["nics"][0]["mac"] != old.spec["nics"][0]["mac"]
+    assert new.spec["graphics"]["password"] != old.spec["graphics"]["password"]
+    assert new.spec["cloud_init"]["meta_data"] == {"local-hostname": "lnk1"}
+    assert new.spec["disks"] == old.spec["disks"]
+    assert get(tank, "org.bhype:uuid", "tank/bhype/vms/lnk1") == new.uuid
+    assert get(tank, "org.bhype:name", "tank/bhype/vms/lnk1") == "lnk1"
+
+    # The origin cannot go while the clone depends on it: refused before any disk is touched.
+    with pytest.raises(PluginError, match="is the origin of clone"):
+        destroy_vm(task_context(runtime, "vm.destroy"), "src1")
+    store = open_datastore(runtime, "zfs")
+    with pytest.raises(Conflict, match=r"destroy those clones first, or run `zfs promote`"):
+        store.remove_vm_dir("src1")
+    assert store.volume("src1", "disk0").size == 16 * 2**20
+    assert row(runtime, "src1") is not None
+
+    with pytest.raises(ValidationErrors, match="already exists"):
+        clone(task_context(runtime, "zfs.clone"), "src1", "lnk1")
+    store.remove_vm_dir("lnk1")
+    store.remove_vm_dir("src1")  # no dependents left
+    assert tank.shared_runner.run(["zfs", "list", "tank/bhype/vms/src1"], check=False).returncode == 1
+
+
+def test_full_clone_is_independent_and_leaves_no_snapshot(tank, guest_runtime):
+    runtime = guest_runtime()
+    make(runtime, "src2")
+    dev = "/dev/zvol/tank/bhype/vms/src2/disk1"
+    tank.shared_runner.run(["dd", "if=/dev/urandom", f"of={dev}", "bs=64k", "count=8", "conv=fsync"])
+    result = clone(task_context(runtime, "zfs.clone"), "src2", "full2", mode="full")
+    assert get(tank, "origin", "tank/bhype/vms/full2/disk1") == "-"
+    assert get(tank, "volmode", "tank/bhype/vms/full2/disk1") == "dev"
+    assert digest(tank, dev) == digest(tank, "/dev/zvol/tank/bhype/vms/full2/disk1")
+    listed = tank.shared_runner.run(["zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-r",
+                                     "tank/bhype/vms/src2", "tank/bhype/vms/full2"]).stdout
+    assert listed == "", f"temporary snapshot {result['snapshot']} left behind"
+    open_datastore(runtime, "zfs").remove_vm_dir("src2")
+    assert open_datastore(runtime, "zfs").volume("full2", "disk1").size == 8 * 2**20
+
+
+def test_promoted_clone_from_an_existing_snapshot(tank, guest_runtime):
+    runtime = guest_runtime()
+    make(runtime, "src3")
+    snapshot(task_context(runtime), "golden", vm="src3")
+    result = clone(task_context(runtime, "zfs.clone"), "src3", "prom3", snapshot="golden", mode="promote")
+    assert result["snapshot"] == "golden"
+    # zfs-promote(8): the clone now owns the snapshot; the source depends on it.
+    assert get(tank, "origin", "tank/bhype/vms/prom3/disk0") == "-"
+    assert get(tank, "origin", "tank/bhype/vms/src3/disk0") == "tank/bhype/vms/prom3/disk0@golden"
+    with pytest.raises(Conflict, match="origin of clone"):
+        open_datastore(runtime, "zfs").remove_vm_dir("prom3")
+
+
+def test_clone_of_a_disk_added_after_the_snapshot_is_refused(tank, guest_runtime):
+    runtime = guest_runtime()
+    make(runtime, "src4")
+    snapshot(task_context(runtime), "old", vm="src4")
+    open_datastore(runtime, "zfs").create_volume("src4", "disk9", 2**20)
+    with pytest.raises(Conflict, match="did not exist at @old"):
+        clone(task_context(runtime, "zfs.clone"), "src4", "c4", snapshot="old")
+    assert tank.shared_runner.run(["zfs", "list", "tank/bhype/vms/c4"], check=False).returncode == 1
+
+
+def test_send_receive_replicates_a_tree_with_user_properties(tank, guest_runtime):
+    runtime = guest_runtime()
+    make(runtime, "src5")
+    host = zfs_host(runtime)
+    snapshot(task_context(runtime), "r1", vm="src5")
+    size = replicate.send_receive(host, "tank/bhype/vms/src5@r1", "tank/bhype/templates/src5", 2**30,
+                                  replicate=True)
+    assert size > 0
+    assert get(tank, "org.bhype:name", "tank/bhype/templates/src5") == "src5"
+    assert get(tank, "type", "tank/bhype/templates/src5/disk0") == "volume"
+    assert "tank/bhype/templates/src5/disk0@r1" in tank.shared_runner.run(
+        ["zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-r", "tank/bhype/templates/src5"]).stdout.split()
+    with pytest.raises(Conflict, match="already exists"):
+        replicate.send_receive(host, "tank/bhype/vms/src5@r1", "tank/bhype/templates/src5", 2**30)
+    with pytest.raises(Conflict, match="copy_max_bytes"):
+        replicate.send_receive(host, "tank/bhype/vms/src5@r1", "tank/bhype/templates/other", 1024, replicate=True)
+    assert tank.shared_runner.run(["zfs", "list", "tank/bhype/templates/other"], check=False).returncode == 1
