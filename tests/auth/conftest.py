@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
 from bhype_core.auth.pam import FailureFloor
 from bhype_core.auth.privileged import PrivilegedClient
 from bhype_core.auth.settings import AuthSettings
 from bhype_core.db.models import AuditEvent
 from bhype_core.errors import BhypeError
 from bhype_core.testing.users import LocalGroup, LocalUser, LocalUsers, require_user_tools
-from fastapi.testclient import TestClient
-from sqlmodel import Session, select
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from bhype_core.auth.identity import (
     Identity,
     NotInBhypeGroup,
@@ -11,7 +13,6 @@ from bhype_core.auth.identity import (
     shadow_refusal,
 )
 from bhype_core.auth.settings import AuthSettings, default_admin_groups
-from pydantic import ValidationError
 
 # Lines in the shadow(5) format, as written by useradd/chpasswd/usermod on Debian 12.
 SHADOW_ACTIVE = "alice:$y$j9T$Q0q1cFqvFnGJ$8bU1:19700:0:99999:7:::\n"

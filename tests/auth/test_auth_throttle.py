@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from bhype_core.auth.settings import ThrottleSettings
 from bhype_core.auth.throttle import MemoryThrottle, Throttle, TooManyAttempts
 

@@ -6,6 +6,7 @@ import asyncio
 import pwd
 
 import pytest
+
 from bhype_core.auth import pam
 from bhype_core.auth.identity import NotInBhypeGroup, account_usable, groups_of
 from bhype_core.auth.login import login, login_async

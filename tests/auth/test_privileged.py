@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from bhype_core.auth.pam import FailureFloor
 from bhype_core.auth.peercred import parse_xucred, peer_credentials
 from bhype_core.auth.privileged import PrivilegedClient, PrivilegedServer

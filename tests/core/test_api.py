@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import logging
 import socket
+import time
 import uuid
 
 import pytest

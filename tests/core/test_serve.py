@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from bhype_core import __version__
-from bhype_core.config import load_settings
 from bhype_core.api.app import create_app
+from bhype_core.config import load_settings
 from bhype_core.db.migrate import pending
 from bhype_core.runtime import build_runtime
 from bhype_core.testing.api_auth import token_headers

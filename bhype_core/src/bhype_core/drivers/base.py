@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from bhype_core.events import Event
 from bhype_core.spec import VMSpec
 
 
-class VMState(str, Enum):
+class VMState(StrEnum):
     """Where a VM is in its life, as the host sees it."""
 
     STOPPED = "stopped"
