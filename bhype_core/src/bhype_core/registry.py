@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bhype_core.errors import PluginError
 
@@ -136,7 +136,14 @@ class DoctorCheck:
     platforms: tuple[str, ...] = ("freebsd", "linux")
 
 
-T = TypeVar("T")
+class Named(Protocol):
+    """Any record with a ``name`` (read-only, so frozen dataclasses match)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,7 @@ class Catalog(Generic[T]):
         self._entries: dict[str, Registered[T]] = {}
 
     def add(self, plugin: str, item: T) -> None:
-        name = item.name  # every record type has a name
+        name = item.name
         if name in self._entries:
             other = self._entries[name].plugin
             raise PluginError(

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bhype_core.api.audit_log import EngineSource, resolve_engine
 from bhype_core.db.auth_models import AuthSession
@@ -106,8 +106,8 @@ class DatabaseSessionStore(SessionStore):
             db.exec(  # type: ignore[call-overload]
                 delete(AuthSession).where(
                     or_(
-                        AuthSession.last_seen_at < _dt(record.created_at - self.idle_timeout),
-                        AuthSession.created_at < _dt(record.created_at - self.absolute_timeout),
+                        col(AuthSession.last_seen_at) < _dt(record.created_at - self.idle_timeout),
+                        col(AuthSession.created_at) < _dt(record.created_at - self.absolute_timeout),
                     )
                 )
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine
@@ -73,9 +74,10 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tu
     """
     depth = min(limits.per_user, limits.total) + 1
     with scheduling_transaction(engine) as connection:
-        rank = func.row_number().over(partition_by=Task.owner, order_by=(col(Task.created), col(Task.id)))
+        rank = func.row_number().over(partition_by=col(Task.owner), order_by=(col(Task.created), col(Task.id)))
         front = (
-            select(Task.id, Task.owner, Task.locks, Task.progress_message, Task.created, rank.label("rank"))
+            select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.progress_message), col(Task.created),
+                   rank.label("rank"))
             .where(col(Task.state) == QUEUED)
             .subquery()
         )
@@ -89,13 +91,15 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tu
             return []
         running = [
             RunningTask(row.id, row.owner, tuple(row.locks or ()))
-            for row in connection.execute(select(Task.id, Task.owner, Task.locks).where(col(Task.state) == RUNNING))
+            for row in connection.execute(
+                select(col(Task.id), col(Task.owner), col(Task.locks)).where(col(Task.state) == RUNNING)
+            )
         ]
         owners = sorted({row.owner for row in queued_rows})
-        last_served = dict(connection.execute(
-            select(Task.owner, func.max(Task.started))
+        last_served: dict[str, datetime | None] = dict(connection.execute(
+            select(col(Task.owner), func.max(col(Task.started)))
             .where(col(Task.owner).in_(owners), col(Task.started).is_not(None))
-            .group_by(Task.owner)
+            .group_by(col(Task.owner))
         ).all())
         queued = [QueuedTask(row.id, row.owner, tuple(row.locks or ())) for row in queued_rows]
         decision = plan(queued, running, limits, last_served)

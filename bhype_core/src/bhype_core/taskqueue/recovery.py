@@ -54,7 +54,8 @@ def recover(engine: Engine, directory: Path, me: WorkerIdentity, *, also_own: bo
     outcome = Recovery()
     with engine.connect() as connection:
         rows = connection.execute(
-            select(Task.id, Task.worker_id, Task.worker_host, Task.picked_up, Task.dispatch_token)
+            select(col(Task.id), col(Task.worker_id), col(Task.worker_host), col(Task.picked_up),
+                   col(Task.dispatch_token))
             .where(col(Task.state) == RUNNING)
         ).all()
     for task_id, worker_id, host, picked_up, token in rows:

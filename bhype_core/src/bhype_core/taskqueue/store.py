@@ -83,18 +83,18 @@ def list_tasks(
     """Tasks, newest first, optionally of one owner, state and kind."""
     query = select(Task).order_by(col(Task.created).desc(), col(Task.id).desc())
     if owner is not None:
-        query = query.where(Task.owner == owner)
+        query = query.where(col(Task.owner) == owner)
     if state is not None:
-        query = query.where(Task.state == state)
+        query = query.where(col(Task.state) == state)
     if kind is not None:
-        query = query.where(Task.kind == kind)
+        query = query.where(col(Task.kind) == kind)
     with Session(engine, expire_on_commit=False) as session:
         return list(session.scalars(query.limit(limit).offset(offset)))
 
 
 def read_log(engine: Engine, task_id: str, after: int = 0, limit: int | None = None) -> list[TaskLog]:
     """Log lines of ``task_id`` with ``seq > after``, oldest first."""
-    query = select(TaskLog).where(TaskLog.task_id == task_id, col(TaskLog.seq) > after)
+    query = select(TaskLog).where(col(TaskLog.task_id) == task_id, col(TaskLog.seq) > after)
     query = query.order_by(col(TaskLog.seq))
     if limit is not None:
         query = query.limit(limit)
@@ -118,7 +118,7 @@ def append_log(
             with engine.connect() as connection:
                 connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
                 with connection.begin():
-                    connection.execute(select(Task.id).where(col(Task.id) == task_id).with_for_update())
+                    connection.execute(select(col(Task.id)).where(col(Task.id) == task_id).with_for_update())
                     last = connection.execute(
                         select(func.coalesce(func.max(table.c.seq), 0)).where(table.c.task_id == task_id)
                     ).scalar()
@@ -143,7 +143,7 @@ def set_progress(engine: Engine, task_id: str, token: str | None, percent: float
 def is_cancel_requested(engine: Engine, task_id: str) -> bool:
     """Whether someone asked to cancel ``task_id``."""
     with engine.connect() as connection:
-        value = connection.execute(select(Task.cancel_requested).where(col(Task.id) == task_id)).scalar()
+        value = connection.execute(select(col(Task.cancel_requested)).where(col(Task.id) == task_id)).scalar()
     return bool(value)
 
 

@@ -51,7 +51,8 @@ def register_plugin(plugin_manager: BhypePluginManager) -> Iterator:
     """``register_plugin(obj, name=None)`` registers a (fake) plugin for this test only."""
 
     def register(plugin: object, name: str | None = None) -> object:
-        plugin_manager.register_plugin(plugin, name or getattr(plugin, "__name__", repr(plugin)))
+        label: str = name or getattr(plugin, "__name__", None) or repr(plugin)
+        plugin_manager.register_plugin(plugin, label)
         if plugin_manager.blocked:
             raise AssertionError(f"plugin blocked: {plugin_manager.blocked}")
         return plugin

@@ -110,7 +110,7 @@ def spec_cpus(spec: dict[str, Any]) -> int:
 
 def host_summary(runtime: Any, principal: Any) -> HostSummary:
     """The summary for ``principal``: host figures, plus what their active VMs (admins: all) use."""
-    query = select(VM.spec).where(col(VM.state).in_(ACTIVE))
+    query = select(col(VM.spec)).where(col(VM.state).in_(ACTIVE))
     if not is_admin(principal):
         query = query.where(col(VM.owner) == principal.name)
     vm_memory = vm_cpus = 0

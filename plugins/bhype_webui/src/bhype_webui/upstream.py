@@ -123,8 +123,13 @@ class TtyStream(ByteStream):
         return cls(fd)
 
     async def _wait(self, add: Any, remove: Any) -> None:
-        ready = self.loop.create_future()
-        add(self.fd, lambda: ready.done() or ready.set_result(None))
+        ready: asyncio.Future[None] = self.loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():  # the reader may fire again before the waiter runs
+                ready.set_result(None)
+
+        add(self.fd, wake)
         try:
             await ready
         finally:

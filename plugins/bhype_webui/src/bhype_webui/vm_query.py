@@ -104,7 +104,7 @@ def vm_page(db: Session, principal: Any, flt: VmFilter) -> VmPage:
 
 def state_counts(db: Session, principal: Any) -> dict[str, int]:
     """How many visible VMs are in each state."""
-    query = select(VM.state, func.count()).where(and_(true(), *_visible(principal))).group_by(VM.state)
+    query = select(col(VM.state), func.count()).where(and_(true(), *_visible(principal))).group_by(col(VM.state))
     return {state: int(count) for state, count in db.execute(query).all()}
 
 
@@ -112,7 +112,7 @@ def owners(db: Session, principal: Any) -> list[str]:
     """Every VM owner (admins filter by owner); an operator gets only themself."""
     if not is_admin(principal):
         return [principal.name]
-    return [name for (name,) in db.execute(select(VM.owner).distinct().order_by(VM.owner)).all()]
+    return [name for (name,) in db.execute(select(col(VM.owner)).distinct().order_by(col(VM.owner))).all()]
 
 
 def latest_change(db: Session, principal: Any) -> datetime | None:
@@ -127,7 +127,7 @@ def changes_since(db: Session, principal: Any, since: datetime | None, name: str
         conditions.append(col(VM.updated) > since)
     if name:
         conditions.append(col(VM.name) == name)
-    query = (select(VM.id, VM.name, VM.state, VM.state_detail, VM.updated)
+    query = (select(col(VM.id), col(VM.name), col(VM.state), col(VM.state_detail), col(VM.updated))
              .where(and_(true(), *conditions)).order_by(col(VM.updated)).limit(1000))
     return [{"id": vm_id, "name": vm_name, "state": state, "state_detail": detail, "updated": updated}
             for vm_id, vm_name, state, detail, updated in db.execute(query).all()]

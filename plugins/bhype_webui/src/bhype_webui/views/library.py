@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import PrincipalDep
@@ -27,7 +27,7 @@ def switch_users(db: Session) -> dict[str, list[str]]:
     from bhype_core.vm.models import VM
 
     users: dict[str, list[str]] = {}
-    for name, spec in db.execute(select(VM.name, VM.spec).order_by(VM.name)).all():
+    for name, spec in db.execute(select(col(VM.name), col(VM.spec)).order_by(col(VM.name))).all():
         for switch in {nic.get("switch") for nic in (spec or {}).get("nics", []) if isinstance(nic, dict)}:
             if switch:
                 users.setdefault(switch, []).append(name)

@@ -58,10 +58,10 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             return await run_in_threadpool(form, request, next_path=target, message=message,
                                            username=username, status_code=422)
         except TooManyAttempts as exc:
-            response = await run_in_threadpool(form, request, next_path=target, message=exc.message,
-                                               username=username, status_code=429)
-            response.headers["Retry-After"] = str(exc.retry_after)
-            return response
+            page = await run_in_threadpool(form, request, next_path=target, message=exc.message,
+                                           username=username, status_code=429)
+            page.headers["Retry-After"] = str(exc.retry_after)
+            return page
         except BhypeError as exc:
             # One generic message for wrong name or password (the core's); a clear one for an
             # account without a bHype group or an unreachable authentication service.
