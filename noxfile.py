@@ -19,7 +19,9 @@ CORE = "bhype_core"
 # Sessions a bare ``nox`` runs; e2e is the README's ``./dev test`` in a fresh environment.
 nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 # Test-run tooling the root pytest configuration uses (``timeout``), not a package dependency.
-PYTEST_TOOLS = ["pytest-timeout>=2.3"]
+# What the root pytest configuration and the browser tests need beyond each package's [test]
+# extra (playwright is only the Python API: the tests drive Debian's chromium, never a download).
+PYTEST_TOOLS = ["pytest-timeout>=2.3", "playwright>=1.40"]
 
 
 def package_sources() -> dict[str, Path]:
