@@ -110,6 +110,17 @@ def test_windows_uefi_with_ahci_e1000_tap_and_tcp_vnc():
     assert has_run(argv, ["-vnc", "127.0.0.1:7,password=on"])
 
 
+def test_cloud_init_seed_is_a_virtio_scsi_cd_at_the_bhyve_seed_slot():
+    spec = validate_spec({"name": "c", "boot": "uefi-csm", "cloud_init": {}, "disks": [{"size": "1G"}]})
+    argv = qemu_argv(spec, QemuResources(qmp_socket="/q", disk_paths=["/d"], cloud_init_iso="/vm/c/cidata.iso"))
+    # A CD to the guest (scsi-cd) on virtio-scsi at slot 2 (bhyve's seed slot): cloud kernels
+    # without AHCI read it, and the first virtio-blk disk stays the guest's first disk.
+    assert has_run(argv, ["-drive", "if=none,id=seed,media=cdrom,readonly=on,format=raw,file=/vm/c/cidata.iso",
+                          "-device", "virtio-scsi-pci,id=seedscsi,addr=0x2",
+                          "-device", "scsi-cd,bus=seedscsi.0,drive=seed"])  # fmt: skip
+    assert "bootindex" not in "".join(a for a in argv if "seed" in a)  # never a boot device
+
+
 def test_nvme_and_virtio_disks_carry_serial_and_block_size():
     spec = validate_spec(
         {

@@ -1,16 +1,13 @@
 """Helpers for the switch tests: every bridge, tap, veth and guest lives inside network
-namespaces the test creates (``ip netns add``) and deletes; nothing touches the root namespace's
-links or sends traffic from it."""
+namespaces the test creates (``ip netns add``) and deletes (the namespace helpers live in the
+core's test kit, :mod:`bhype_core.testing.netns`); nothing touches the root namespace's links
+or sends traffic from it."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,76 +17,18 @@ import bhype_core.builtins.storage as core_storage
 import bhype_core.builtins.tasks as core_tasks
 import bhype_core.builtins.vm_tasks as core_vms
 from bhype_core.db.migrate import upgrade
-from bhype_core.host.process import Result
-from bhype_core.host.runner import LocalRunner
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import Runtime, build_runtime
 from bhype_core.tasks import MemoryReporter, TaskContext
 from bhype_core.testing import make_settings
-
-
-class NetnsRunner(LocalRunner):
-    """The host runner, with every command run inside network namespace ``netns``."""
-
-    def __init__(self, netns: str) -> None:
-        super().__init__(default_timeout=60)
-        self.netns = netns
-
-    def _execute(self, argv: list[str], **options: Any) -> Result:
-        return super()._execute(["ip", "netns", "exec", self.netns, *argv], **options)
-
-
-def in_ns(netns: str, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run a test-side command inside ``netns``."""
-    return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True,
-                          check=check, timeout=timeout)
-
-
-def links(netns: str, master: str | None = None) -> set[str]:
-    """Link names in ``netns`` (only those enslaved to ``master`` when given)."""
-    import json
-
-    argv = ["ip", "-j", "link", "show"] + (["master", master] if master else [])
-    return {link["ifname"] for link in json.loads(in_ns(netns, *argv).stdout or "[]")}
-
-
-@pytest.fixture
-def netns() -> Iterator[Any]:
-    """``netns(tag)`` creates a fresh namespace ``bht-<hex>-<tag>`` (with ``lo`` up) and returns
-    its name; all are deleted after the test, with everything in them."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("network namespace tests need root and iproute2")
-    made: list[str] = []
-    run_id = secrets.token_hex(3)
-
-    def create(tag: str) -> str:
-        name = f"bht-{run_id}-{tag}"
-        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-        made.append(name)
-        in_ns(name, "ip", "link", "set", "lo", "up")
-        return name
-
-    yield create
-    for name in reversed(made):
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-
-
-def veth_into(host_ns: str, host_end: str, other_ns: str, address: str | None) -> None:
-    """A veth pair: ``host_end`` stays in ``host_ns``, its peer ``eth0`` goes to ``other_ns``
-    (with ``address``) and both are up."""
-    in_ns(host_ns, "ip", "link", "add", host_end, "type", "veth", "peer", "name", f"{host_end}p")
-    in_ns(host_ns, "ip", "link", "set", f"{host_end}p", "netns", other_ns)
-    in_ns(other_ns, "ip", "link", "set", f"{host_end}p", "name", "eth0")
-    if address:
-        in_ns(other_ns, "ip", "addr", "add", address, "dev", "eth0")
-    in_ns(other_ns, "ip", "link", "set", "eth0", "up")
-    in_ns(host_ns, "ip", "link", "set", host_end, "up")
-
-
-def pings(netns: str, address: str, count: int = 2) -> bool:
-    """Whether ``address`` answers pings sent from inside ``netns``."""
-    # busybox ping (busybox-static is installed on our machines; iputils-ping is not).
-    return in_ns(netns, "busybox", "ping", "-c", str(count), "-W", "2", address, check=False).returncode == 0
+from bhype_core.testing.netns import (  # noqa: F401  (the switch tests import these from here)
+    NetnsRunner,
+    in_ns,
+    links,
+    netns,
+    pings,
+    veth_into,
+)
 
 
 @pytest.fixture

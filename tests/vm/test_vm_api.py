@@ -11,13 +11,16 @@ from sqlmodel import Session, select
 
 from bhype_core.api.app import create_app
 from bhype_core.db.task_models import Task
+from bhype_core.network.models import linux_tap_name, row_from, validate_switch
 from bhype_core.testing.api_auth import token_headers
 from bhype_core.vm.models import VM
+from bhype_core.vm.services import open_datastore
 from bhype_core.worker import start_in_process_worker
 
 VMS = "/api/v1/vms"
 WAIT = 120.0  # seconds; generous for a loaded machine, not a timing assertion
 SMALL = {"memory": "256M", "disks": [{"size": "1G"}]}
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHvPqH8wVbd3o0h3W7lG4pN2Uo1e9yqAqQp3f2c5e1Zx alice@laptop"
 
 
 @pytest.fixture
@@ -185,27 +188,47 @@ def test_edit_validates_and_refuses_offline_fields_while_running(client, users, 
 
 
 def test_show_command_for_both_platforms_runs_nothing(client, users, runtime):
-    add_vm(runtime, "web1", "alice", spec={"boot": "uefi", "disks": [{"size": "1G"}], "nics": [{}],
-                                           "graphics": {"vnc": True}})
+    with Session(runtime.engine) as db:  # a switch record; show-command touches no host
+        db.add(row_from(validate_switch({"name": "lan"})))
+        db.commit()
+    add_vm(runtime, "web1", "alice", spec={"boot": "uefi", "disks": [{"size": "1G"}], "nics": [{"switch": "lan"}, {}],
+                                           "graphics": {"vnc": True}, "cloud_init": {"ssh_keys": [KEY]}})
+    with Session(runtime.engine) as db:
+        uuid = db.exec(select(VM.uuid).where(VM.name == "web1")).one()
+    tap = linux_tap_name(uuid, 0)
     linux = client.get(f"{VMS}/web1/show-command", params={"platform": "linux"}, headers=users["alice"])
     assert linux.status_code == 200, linux.text
     plan = linux.json()
     assert plan["driver"] == "qemu" and plan["platform"] == "linux"
+    # nics.0 gets a tap on the switch's bridge first; nics.1 (no switch) stays on user networking.
+    assert [c["line"] for c in plan["commands"][:2]] == [
+        f"ip tuntap add dev {tap} mode tap", f"ip link set dev {tap} alias vmnet/web1/0/lan master vm-lan up"]
     qemu = next(c for c in plan["commands"] if c["argv"][0].endswith("qemu-system-x86_64"))
     assert "bhype-web1" in qemu["argv"] and any("disk0.img" in arg for arg in qemu["argv"])
+    assert f"tap,id=net0,ifname={tap},script=no,downscript=no" in qemu["argv"] and "user,id=net1" in qemu["argv"]
+    vm_dir = open_datastore(runtime).vm_dir("web1")
+    assert any(arg.endswith(f"file={vm_dir}/cidata.iso") for arg in qemu["argv"])  # the seed each start rebuilds
+
     freebsd = client.get(f"{VMS}/web1/show-command", params={"platform": "freebsd"}, headers=users["alice"]).json()
     bhyve = next(c for c in freebsd["commands"] if c["argv"][0] == "/usr/sbin/bhyve")
     assert bhyve["argv"][-1] == "bhype-web1" and any(a.startswith("29,fbuf,tcp=127.0.0.1:") for a in bhyve["argv"])
     assert freebsd["driver"] == "bhyve"
     lines = [c["line"] for c in freebsd["commands"]]
-    assert lines[:3] == ["/sbin/ifconfig tap create",
-                         "/sbin/ifconfig '<tap of nics.0>' description bhype/web1/0 up",
-                         "/sbin/ifconfig bridge0 addm '<tap of nics.0>'"]
-    assert "virtio-net,<tap of nics.0>,mac=" in " ".join(bhyve["argv"])
+    # ifconfig(8): "tap create" prints the kernel's name, shown as a placeholder per NIC; a NIC
+    # without a switch still gets a tap (bhyve needs one), on no bridge.
+    assert lines[:5] == ["/sbin/ifconfig tap create",
+                         "/sbin/ifconfig '<tap of nics.0>' descr vmnet/web1/0/lan group vm-port up",
+                         "/sbin/ifconfig vm-lan addm '<tap of nics.0>'",
+                         "/sbin/ifconfig tap create",
+                         "/sbin/ifconfig '<tap of nics.1>' descr vmnet/web1/1/none group vm-port up"]
+    argv = " ".join(bhyve["argv"])
+    assert "virtio-net,<tap of nics.0>,mac=" in argv and "virtio-net,<tap of nics.1>,mac=" in argv
+    assert f"2,ahci-cd,{vm_dir}/cidata.iso,ro" in argv  # the seed at slot 2
     bad = client.get(f"{VMS}/web1/show-command", params={"platform": "solaris"}, headers=users["alice"])
     assert bad.status_code == 422
-    # Nothing was run or created: no task, no VM directory.
+    # Nothing was run or created: no task, no VM directory, no seed.
     assert tasks(runtime) == []
+    assert not vm_dir.exists()
 
 
 def test_show_command_names_what_bhyve_refuses(client, users, runtime):

@@ -156,6 +156,18 @@ def _cd(drive_id: str, slot: int, path: str, bootindex: int | None) -> list[str]
     ]  # fmt: skip
 
 
+def _seed(path: str) -> list[str]:
+    # A CD-ROM to the guest (/dev/sr0, as bhyve's ahci-cd at the same slot), on a virtio-scsi
+    # controller rather than AHCI: cloud images' kernels may lack AHCI (Debian's cloud kernel
+    # has CONFIG_SATA_AHCI unset) but have virtio_scsi and sr_mod, and NoCloud finds the seed
+    # by its cidata label on any block device.
+    return [
+        "-drive", f"if=none,id=seed,media=cdrom,readonly=on,format=raw,file={_opt(path)}",
+        "-device", f"virtio-scsi-pci,id=seedscsi,{_addr(SLOT_SEED)}",
+        "-device", "scsi-cd,bus=seedscsi.0,drive=seed",
+    ]  # fmt: skip
+
+
 def _disks(spec: VMSpec, res: QemuResources) -> list[str]:
     argv: list[str] = []
     for index, (disk, path) in enumerate(zip(spec.disks, res.disk_paths, strict=True)):
@@ -262,7 +274,7 @@ def qemu_argv(spec: VMSpec, resources: QemuResources) -> list[str]:
     argv += ["-qmp", f"unix:{_opt(resources.qmp_socket)},server=on,wait=off"]
     argv += _boot(spec, resources)
     if resources.cloud_init_iso:
-        argv += _cd("seed", SLOT_SEED, resources.cloud_init_iso, None)
+        argv += _seed(resources.cloud_init_iso)
     if spec.cdrom is not None:
         argv += _cd("cd0", SLOT_CDROM, resources.cdrom_path or "", 1)
     argv += _disks(spec, resources)

@@ -96,7 +96,7 @@ def create_switch(context: Any, name: str, **fields: Any) -> dict[str, Any]:
     context.progress(20, f"creating bridge {config.bridge}")
     created = host.ensure_switch(config)
     try:
-        with session(runtime) as db:
+        with session(runtime, write=True) as db:
             check_new(db, config)  # a racing create of the same name under another lock key
             db.add(row_from(config))
     except Exception:
@@ -119,7 +119,7 @@ def destroy_switch(context: Any, name: str) -> dict[str, Any]:
             raise Conflict(f"switch {name} is used by VM(s) {', '.join(users)}: move their NICs first")
         config = row.config()
     switch_host(runtime, context.log).destroy_switch(config)
-    with session(runtime) as db:
+    with session(runtime, write=True) as db:
         db.delete(get_switch(db, name))
     context.progress(100, f"switch {name} removed")
     return {"name": name}
@@ -135,7 +135,7 @@ def set_uplink(context: Any, name: str, uplink: str | None = None, vlan: int | N
     data.update(uplink=uplink, vlan=vlan if uplink is not None else old.vlan)
     new = validate_switch(data)
     switch_host(runtime, context.log).set_uplink(old, new)
-    with session(runtime) as db:
+    with session(runtime, write=True) as db:
         row = get_switch(db, name)
         row.uplink, row.vlan = new.uplink, new.vlan
         db.add(row)

@@ -109,7 +109,7 @@ def unplug_nics(runtime: Any, spec: VMSpec, vm_dir: Path, log: Any = None,
         plugged = json.loads(record.read_text())
     except (FileNotFoundError, ValueError):
         return []
-    # A bare list of names is what the VM layer's interim FreeBSD tap code (vm/network.py) wrote.
+    # A bare list of names: what the VM layer's earlier interim FreeBSD tap code wrote.
     plugged = [{"tap": entry} if isinstance(entry, str) else entry for entry in plugged]
     if switches is None:
         from bhype_core.network.service import switch_configs
@@ -127,22 +127,31 @@ def _unplug(runtime: Any, host: SwitchHost, plugged: list[dict[str, Any]], switc
             host.unplug(entry["tap"], switch, entry.get("vlan"))
 
 
+def planned_taps(spec: VMSpec, platform: str) -> list[str | None]:
+    """What a plan (show-command, preflight) calls each NIC's tap: on Linux its stable name, or
+    ``None`` for a NIC without a switch (user networking); on FreeBSD ``<tap of nics.N>``,
+    standing for the name ``ifconfig tap create`` will print."""
+    if platform == "freebsd":
+        return [f"<tap of nics.{index}>" for index in range(len(spec.nics))]
+    return [linux_tap_name(str(spec.uuid), index) if nic.switch else None for index, nic in enumerate(spec.nics)]
+
+
 def plan_nics(spec: VMSpec, platform: str, switches: dict[str, SwitchConfig]) -> list[tuple[list[str], str]]:
-    """The host commands a start runs for the NICs, as ``(argv, purpose)`` (show-command).
-    On FreeBSD the kernel names the tap, shown as ``tapN``."""
+    """The host commands a start runs for the NICs, as ``(argv, purpose)`` (show-command), with
+    the taps named as :func:`planned_taps` names them."""
     from bhype_core.network import freebsd, linux
 
     argv = freebsd if platform == "freebsd" else linux
     steps: list[tuple[list[str], str]] = []
-    for index, nic in enumerate(spec.nics):
-        if nic.switch is None and platform == "linux":
+    for index, (nic, tap) in enumerate(zip(spec.nics, planned_taps(spec, platform), strict=True)):
+        if tap is None:
             continue
         switch = switches.get(nic.switch or "")
-        hint = linux_tap_name(str(spec.uuid), index)
-        tap = "tapN" if platform == "freebsd" else hint
         bridge = switch.segment_bridge(nic.vlan) if switch else None
-        steps.append((argv.create_tap(hint), f"tap for nics.{index}"))
+        where = bridge or (f"switch {nic.switch}, which does not exist" if nic.switch else "no switch")
+        named = f"; it prints the name shown as {tap}" if platform == "freebsd" else ""
+        steps.append((argv.create_tap(linux_tap_name(str(spec.uuid), index)), f"tap for nics.{index}{named}"))
         description = nic_description(spec.name, index, nic.switch or "none")
         for command in argv.configure_tap(tap, description, bridge, switch.mtu if switch else None):
-            steps.append((command, f"nics.{index} on {bridge or 'no switch'}"))
+            steps.append((command, f"nics.{index} on {where}"))
     return steps

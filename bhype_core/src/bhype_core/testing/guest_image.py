@@ -27,7 +27,8 @@ KIND = "tiny-guest"
 READY_MARKER = "BHYPE-GUEST-READY"
 # "console=ttyS0 console=tty0": kernel messages on both; the last console= gets /dev/console.
 DEFAULT_CMDLINE = "console=ttyS0 console=tty0"
-# Power button (button, evdev for acpid), disks/NICs/serial on virtio, a cidata CD on PIIX IDE.
+# Power button (button, evdev for acpid), disks/NICs/serial on virtio, a cidata CD on PIIX IDE
+# or virtio-scsi (where the QEMU driver attaches the seed).
 TINY_MODULES = (
     "button",
     "evdev",
@@ -35,6 +36,7 @@ TINY_MODULES = (
     "virtio_blk",
     "virtio_net",
     "virtio_console",
+    "virtio_scsi",
     "sr_mod",
     "ata_piix",
     "isofs",

@@ -1,4 +1,5 @@
-"""Validating VM specs against this host: names and MACs in use, templates, ISOs, host RAM/CPUs."""
+"""Validating VM specs against this host: names and MACs in use, templates, ISOs, switches,
+host RAM/CPUs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from sqlmodel import Session
 
 from bhype_core.errors import ValidationErrors
+from bhype_core.network.service import list_switches
 from bhype_core.spec import SpecContext, VMSpec, validate_spec
 from bhype_core.templates import TemplateCatalog
 from bhype_core.vm.records import existing_macs, existing_names
@@ -56,6 +58,7 @@ def spec_context(
         existing_macs=existing_macs(db, exclude_id),
         known_templates=catalog.names(),
         known_isos=isos,
+        known_switches=[switch.name for switch in list_switches(db)],
         checks=platform_checks(runtime),
         rng=rng,
     )

@@ -141,7 +141,7 @@ def _insert(runtime: Any, spec: Any, owner: str, datastore: str) -> VM:
 
 
 def _delete(runtime: Any, vm_id: int | None) -> None:
-    with session(runtime) as db:
+    with session(runtime, write=True) as db:
         row = db.exec(select(VM).where(VM.id == vm_id)).first()
         if row is not None:
             db.delete(row)

@@ -3,8 +3,8 @@
 Deleting data cannot be undone, so destroy is made safe the other way round: vetoes and
 checks come first (nothing changed yet), the row is deleted last, and every removal treats
 "already gone" as done. A destroy that fails part-way leaves the row in place, marked, still
-owning whatever remains; running it again finishes the job. No disk, NVRAM file or directory
-is ever left without a row that names it.
+owning whatever remains; running it again finishes the job. No disk, NVRAM file, tap or
+directory is ever left without a row that names it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from bhype_core.storage.directory import IMAGE_SUFFIX
 from bhype_core.vm.access import check_vm_access
 from bhype_core.vm.hooks import call_vm_hook
 from bhype_core.vm.models import VM, VMRef
+from bhype_core.vm.nics import release_nics
 from bhype_core.vm.records import get_vm, set_state
 from bhype_core.vm.services import active_driver, open_datastore
 
@@ -39,11 +40,13 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
     store = open_datastore(runtime, row.datastore)
     ref = VMRef.of(row, store.vm_dir(row.name))
     context.progress(5, "checking the current state")
-    status = active_driver(runtime).status(ref.spec, ref.vm_dir)
+    driver = active_driver(runtime)
+    status = driver.status(ref.spec, ref.vm_dir)
     if status.active:
         raise Conflict(f"VM {name} is {status.state.value}: stop it before destroying it")
     call_vm_hook(runtime.pm, "bhype_vm_before_destroy", ref, context)
     context.check_cancelled()
+    release_nics(runtime, driver, ref.spec, ref.vm_dir, context.log)  # taps a crash left plugged
 
     removed: list[str] = []
     kept: list[str] = []
@@ -72,7 +75,7 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
             store.remove_vm_dir(name)
             removed.append(str(vm_dir))
         context.progress(90, "removing the database row")
-        with session(runtime) as db:
+        with session(runtime, write=True) as db:
             stored = db.exec(select(VM).where(VM.id == row.id)).first()
             if stored is not None:
                 db.delete(stored)
@@ -106,7 +109,7 @@ def _remove_all_but(vm_dir: Any, keep: set[str]) -> list[str]:
 def _mark_incomplete(runtime: Any, name: str, exc: BaseException) -> None:
     reason = exc.message if isinstance(exc, BhypeError) else f"{type(exc).__name__}: {exc}"
     try:
-        with session(runtime) as db:
+        with session(runtime, write=True) as db:
             row = get_vm(db, name)
             set_state(db, row, "error", f"destroy incomplete (run it again to finish): {reason}")
     except NotFound:

@@ -157,7 +157,7 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
         ensure_nvram(new, vm_dir, platform)
         if not had_nvram and nvram.exists():
             undo.push(f"NVRAM copy {nvram}", lambda: nvram.unlink(missing_ok=True))
-        with session(runtime) as db:
+        with session(runtime, write=True) as db:
             stored = get_vm(db, name)
             stored.spec = new.to_data()
             stored.owner = new.owner or stored.owner

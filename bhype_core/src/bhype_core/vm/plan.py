@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from bhype_core.cloudinit import SEED_FILE, wants_seed
+from bhype_core.drivers.base import HostCommand
+from bhype_core.network.service import switch_configs
+from bhype_core.network.taps import plan_nics, planned_taps
 from bhype_core.vm.attach import attachments
 from bhype_core.vm.models import VM
-from bhype_core.vm.network import placeholder, tap_plan
 from bhype_core.vm.services import active_platform, driver_for, open_datastore
 
 
 def show_command(runtime: Any, vm: VM, platform: str | None = None) -> dict[str, Any]:
-    """The driver's plan for starting ``vm`` on ``platform`` (default: this host's).
+    """The plan for starting ``vm`` on ``platform`` (default: this host's): the NICs' tap
+    commands, then the driver's.
 
     Paths are this host's datastore paths; resources a start allocates (tap, nmdm console,
-    VNC port) appear as the driver plans them. Nothing is run, nothing is allocated.
+    VNC port) appear as the driver and the switch code plan them, and the cloud-init seed
+    (written by bHype itself at each start) at the path it will have. Nothing is run, nothing
+    is allocated.
 
     :raises ValidationErrors: unknown platform, or a spec that platform's hypervisor refuses
         (e.g. bhyve's VNC framebuffer without UEFI), with field paths.
@@ -27,12 +34,12 @@ def show_command(runtime: Any, vm: VM, platform: str | None = None) -> dict[str,
     driver = driver_for(runtime, platform)
     store = open_datastore(runtime, vm.datastore)
     spec = vm.spec_model()
-    attached = attachments(store, spec, planned=True)
-    network: list = []
-    if platform == "freebsd" and spec.nics:
-        attached = replace(attached, taps=[placeholder(i) for i in range(len(spec.nics))])
-        network = tap_plan(spec)
-    planned = network + driver.plan(spec, store.vm_dir(vm.name), attached)
+    vm_dir = store.vm_dir(vm.name)
+    seed = str(Path(vm_dir) / SEED_FILE) if wants_seed(spec) else None
+    attached = replace(attachments(store, spec, planned=True), taps=planned_taps(spec, platform), cloud_init_iso=seed)
+    switches = switch_configs(runtime) if any(nic.switch for nic in spec.nics) else {}
+    network = [HostCommand(argv, purpose) for argv, purpose in plan_nics(spec, platform, switches)]
+    planned = network + driver.plan(spec, vm_dir, attached)
     return {
         "name": vm.name,
         "platform": platform,

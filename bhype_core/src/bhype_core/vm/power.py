@@ -2,8 +2,10 @@
 
 A start that cannot work fails before anything runs, naming every problem and its fix; a
 hypervisor that still fails makes the task fail with its exit status and stderr tail (the
-driver's :class:`~bhype_core.drivers.base.HypervisorFailed`). Each step updates the row's
-state cache from what the driver reports.
+driver's :class:`~bhype_core.drivers.base.HypervisorFailed`). Each start rebuilds the VM's
+cloud-init seed from its spec and plugs its NICs into their switches; each stop unplugs them
+(:mod:`bhype_core.vm.nics`). Each step updates the row's state cache from what the driver
+reports.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from bhype_core.cloudinit import prepare_seed
 from bhype_core.db.session import session
 from bhype_core.drivers.base import Problem, VMStatus, blocking
 from bhype_core.errors import BhypeError, Conflict
+from bhype_core.network.taps import planned_taps
 from bhype_core.vm.access import check_vm_access
 from bhype_core.vm.attach import attachments
 from bhype_core.vm.hooks import call_vm_hook
 from bhype_core.vm.models import VM, VMRef
-from bhype_core.vm.network import create_taps, placeholder, release_taps
+from bhype_core.vm.nics import nic_guard, nic_problems, plug, release_nics, unplug
 from bhype_core.vm.records import get_vm, set_state
 from bhype_core.vm.services import active_driver, active_platform, open_datastore
 from bhype_core.vm.settings import vm_settings
@@ -68,15 +72,16 @@ def cached_status(status: VMStatus) -> dict[str, Any]:
 
 def record_status(runtime: Any, name: str, status: VMStatus) -> None:
     """Write the driver's answer into the row's state cache (the list shows it)."""
-    with session(runtime) as db:
+    with session(runtime, write=True) as db:
         row = get_vm(db, name)
         set_state(db, row, status.state.value, status_detail(status), cached_status(status))
 
 
-def _release_network(context: Any, ref: VMRef) -> None:
-    if active_platform(context.runtime) == "freebsd":
-        for tap in release_taps(context.runner, ref.vm_dir):
-            context.log(f"destroyed {tap}")
+def _undo_plug(context: Any, ref: VMRef) -> None:
+    try:
+        unplug(context.runtime, ref.spec, ref.vm_dir, context.log)
+    except Exception as exc:  # noqa: BLE001 - the start's own failure is what the task reports
+        context.log(f"could not remove the taps of the failed start: {exc}", "warning")
 
 
 def start_vm(context: Any, name: str) -> dict[str, Any]:
@@ -96,10 +101,8 @@ def start_vm(context: Any, name: str) -> dict[str, Any]:
         raise Conflict(f"VM {name} is already {current.state.value}")
     attached = attachments(store, ref.spec, planned=True)
     context.progress(15, "preflight")
-    checked = attached
-    if active_platform(runtime) == "freebsd" and ref.spec.nics:
-        checked = replace(attached, taps=[placeholder(i) for i in range(len(ref.spec.nics))])
-    problems = driver.preflight(ref.spec, ref.vm_dir, checked)
+    planned = replace(attached, taps=planned_taps(ref.spec, active_platform(runtime)))
+    problems = driver.preflight(ref.spec, ref.vm_dir, planned) + nic_problems(runtime, ref.spec)
     for problem in problems:
         hint = f" (fix: {problem.fix})" if problem.fix else ""
         context.log(f"preflight {problem.severity}: {problem.field}: {problem.message}{hint}",
@@ -109,20 +112,19 @@ def start_vm(context: Any, name: str) -> dict[str, Any]:
     context.check_cancelled()
     context.progress(30, "asking plugins")
     call_vm_hook(runtime.pm, "bhype_vm_before_start", ref, context)
+    seed = prepare_seed(ref.spec, ref.vm_dir)  # from the spec at every start: edits take effect
+    if seed:
+        context.log(f"cloud-init seed written to {seed}")
     context.progress(40, "starting the hypervisor")
-    freebsd_nics = active_platform(runtime) == "freebsd" and bool(ref.spec.nics)
-    try:
-        if freebsd_nics:
-            taps = create_taps(context.runner, ref.spec, ref.vm_dir)
-            attached = replace(attached, taps=taps)
-            context.log(f"NICs attached through {', '.join(taps)}")
-        status = driver.start(ref.spec, ref.vm_dir, attached)
-    except BaseException as exc:
-        if freebsd_nics:
-            release_taps(context.runner, ref.vm_dir)
-        record_status(runtime, name, driver.status(ref.spec, ref.vm_dir))
-        context.log(f"start failed: {exc.message if isinstance(exc, BhypeError) else exc}", "error")
-        raise
+    with nic_guard(ref.vm_dir):
+        try:
+            taps = plug(context, ref.spec, ref.vm_dir)
+            status = driver.start(ref.spec, ref.vm_dir, replace(attached, cloud_init_iso=seed, taps=taps))
+        except BaseException as exc:
+            _undo_plug(context, ref)
+            record_status(runtime, name, driver.status(ref.spec, ref.vm_dir))
+            context.log(f"start failed: {exc.message if isinstance(exc, BhypeError) else exc}", "error")
+            raise
     record_status(runtime, name, status)
     context.log(f"VM {name} is {status.state.value} (pid {status.pid})")
     call_vm_hook(runtime.pm, "bhype_vm_after_start", ref, context)
@@ -139,6 +141,7 @@ def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, 
     timeout = float(timeout) if timeout is not None else vm_settings(runtime).stop_timeout
     current = driver.status(ref.spec, ref.vm_dir)
     if not current.active:
+        release_nics(runtime, driver, ref.spec, ref.vm_dir, context.log)  # left by a crash
         record_status(runtime, name, current)
         context.log(f"VM {name} is already {current.state.value}")
         context.progress(100, current.state.value)
@@ -146,7 +149,7 @@ def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, 
     call_vm_hook(runtime.pm, "bhype_vm_before_stop", ref, context)
     context.progress(10, f"asking the guest to shut down (up to {timeout:g} s)")
     status = driver.stop(ref.spec, ref.vm_dir, timeout)
-    _release_network(context, ref)
+    release_nics(runtime, driver, ref.spec, ref.vm_dir, context.log)
     record_status(runtime, name, status)
     context.log(f"VM {name} is {status.state.value}")
     call_vm_hook(runtime.pm, "bhype_vm_after_stop", ref, context)
@@ -165,7 +168,7 @@ def force_stop_vm(context: Any, name: str) -> dict[str, Any]:
         context.log(f"ignored for a forced stop: {exc.message}", "warning")
     context.progress(20, "powering off")
     status = driver.force_stop(ref.spec, ref.vm_dir)
-    _release_network(context, ref)
+    release_nics(runtime, driver, ref.spec, ref.vm_dir, context.log)
     record_status(runtime, name, status)
     context.log(f"VM {name} is {status.state.value}")
     call_vm_hook(runtime.pm, "bhype_vm_after_stop", ref, context)

@@ -1,4 +1,5 @@
-"""Reconciliation: refresh every VM's cached state from what the hypervisor really runs.
+"""Reconciliation: refresh every VM's cached state from what the hypervisor really runs, and
+unplug the taps of VMs that stopped without a stop task (a crash, a guest power-off).
 
 Runs as the periodic job ``vm.reconcile`` (every minute) and as a task an admin may submit,
 so the list is right again after a worker restart, a guest that powered itself off, or a crash
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bhype_core.db.session import session
 from bhype_core.events import Event
 from bhype_core.spec import instance_name
 from bhype_core.vm.access import is_admin_user
 from bhype_core.vm.models import VM
+from bhype_core.vm.nics import release_nics
 from bhype_core.vm.power import cached_status, status_detail
 from bhype_core.vm.records import set_state
 from bhype_core.vm.services import active_driver, open_datastore
@@ -34,21 +36,37 @@ def reconcile(context: Any) -> dict[str, Any]:
     everything = is_admin_user(runtime, context.user)
     driver = active_driver(runtime)
     changed: dict[str, str] = {}
+    answers: dict[int, tuple[Any, str, str, dict[str, Any]]] = {}  # row id -> (updated, new cache)
+    down: list[tuple[str, Any, Any]] = []  # VMs not running, whose taps (if any) must go
     with session(runtime) as db:
         query = select(VM) if everything else select(VM).where(VM.owner == context.user)
         rows = list(db.exec(query))
-        for row in rows:
-            try:
-                store = open_datastore(runtime, row.datastore)
-                status = driver.status(row.spec_model(), store.vm_dir(row.name))
-            except Exception as exc:  # one broken VM must not stop the others being checked
-                context.log(f"{row.name}: cannot read its state: {type(exc).__name__}: {exc}", "warning")
-                continue
-            state, detail, data = status.state.value, status_detail(status), cached_status(status)
-            if (row.state, row.state_detail) != (state, detail):
-                changed[row.name] = f"{row.state} -> {state}"
-            if (row.state, row.state_detail, row.status) != (state, detail, data):
-                set_state(db, row, state, detail, data)
+    # Ask the driver with no transaction open: a crash it reports is notified (written) meanwhile.
+    for row in rows:
+        try:
+            store, spec = open_datastore(runtime, row.datastore), row.spec_model()
+            status = driver.status(spec, store.vm_dir(row.name))
+        except Exception as exc:  # one broken VM must not stop the others being checked
+            context.log(f"{row.name}: cannot read its state: {type(exc).__name__}: {exc}", "warning")
+            continue
+        if not status.active:
+            down.append((row.name, spec, store.vm_dir(row.name)))
+        state, detail, data = status.state.value, status_detail(status), cached_status(status)
+        if (row.state, row.state_detail) != (state, detail):
+            changed[row.name] = f"{row.state} -> {state}"
+        if row.id is not None and (row.state, row.state_detail, row.status) != (state, detail, data):
+            answers[row.id] = (row.updated, state, detail, data)
+    if answers:
+        with session(runtime, write=True) as db:
+            for stored in db.exec(select(VM).where(col(VM.id).in_(list(answers)))):
+                seen, state, detail, data = answers[stored.id or 0]  # a stored row always has an id
+                if stored.updated == seen:  # else a task recorded a newer answer meanwhile
+                    set_state(db, stored, state, detail, data)
+    for name, spec, vm_dir in down:  # a crash or a guest power-off left its taps plugged
+        try:
+            release_nics(runtime, driver, spec, vm_dir, lambda line, name=name: context.log(f"{name}: {line}"))
+        except Exception as exc:  # one VM's host trouble must not stop the others' clean-up
+            context.log(f"{name}: cannot remove its taps: {type(exc).__name__}: {exc}", "warning")
     known = {instance_name(row.name) for row in rows}
     unknown = sorted(set(driver.running_instances()) - known) if everything else []
     for name, change in changed.items():
