@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -183,3 +184,12 @@ def test_make_runner_reaches_the_real_server(sshd_server: SshdServer) -> None:
     with make_runner(settings) as runner:
         assert isinstance(runner, SSHRunner)
         assert runner.run(["echo", "via settings"]).stdout == "via settings\n"
+
+
+def test_control_socket_fits_even_under_a_deep_temporary_directory(sshd_server, tmp_path, monkeypatch):
+    # nox and CI set TMPDIR deep inside the work tree; the ControlPath socket must still fit.
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    runner = sshd_server.runner()
+    assert runner.run(["echo", "fits"]).stdout == "fits\n"

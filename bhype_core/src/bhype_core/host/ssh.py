@@ -71,6 +71,18 @@ def remote_command(argv: Sequence[str], env: dict[str, str] | None = None, cwd: 
     return command
 
 
+# sun_path holds 104 bytes on FreeBSD (108 on Linux). ssh adds "/%C" (41) and, while it sets
+# the master up, a ".XXXXXXXXXXXXXXXX" suffix (17); the directory itself is "bhype-ssh-" + 8.
+MAX_CONTROL_BASE = 104 - 41 - 17 - 19
+
+
+def control_base() -> str:
+    """Where the private ControlPath directory goes: the temporary directory, unless its path
+    is too long for a socket (nox, pytest and CI often set a deep ``TMPDIR``), then ``/tmp``."""
+    base = tempfile.gettempdir()
+    return base if len(base) <= MAX_CONTROL_BASE else "/tmp"
+
+
 def _close_master(ssh_argv: list[str], control_dir: str) -> None:
     """Ask the control master to exit and remove its private directory (also run at exit)."""
     try:
@@ -164,7 +176,7 @@ class SSHRunner(Runner):
         with self._lock:
             if self._control_dir is None:
                 # Private (0700) directory: whoever can reach the socket can run commands.
-                self._control_dir = tempfile.mkdtemp(prefix="bhype-ssh-")
+                self._control_dir = tempfile.mkdtemp(prefix="bhype-ssh-", dir=control_base())
                 exit_argv = [self.ssh_program, *self._user_options(), "-p", str(self.port)]
                 exit_argv += [*self._control_path_options(), "-O", "exit", self.destination]
                 self._finalizer = weakref.finalize(self, _close_master, exit_argv, self._control_dir)
