@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError as AlembicCommandError
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
-from bhype_core.errors import Conflict, PluginError
+from bhype_core.db.locks import exclusive_transaction
+from bhype_core.errors import PluginError
 from bhype_core.registry import ModelSet
 
 # env.py and script.py.mako live here; the core's own revisions are in versions/ beneath it.
@@ -115,32 +115,9 @@ def script_directory(registry: Any) -> ScriptDirectory:
     return script
 
 
-@contextmanager
-def _exclusive(engine: Engine) -> Iterator[Connection]:
+def _exclusive(engine: Engine) -> AbstractContextManager[Connection]:
     """One connection in one transaction, holding a lock so two upgraders never interleave."""
-    with engine.connect() as connection:
-        mysql = engine.dialect.name in ("mysql", "mariadb")
-        lock = f"bhype.migrate.{engine.url.database}"[:64]
-        if mysql:
-            got = connection.execute(text("SELECT GET_LOCK(:name, :timeout)"),
-                                     {"name": lock, "timeout": LOCK_TIMEOUT}).scalar()
-            connection.commit()
-            if got != 1:
-                raise Conflict(f"another database upgrade has held the lock for {LOCK_TIMEOUT}s")
-        else:
-            # SQLite: take the write lock before reading the version table.
-            connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        try:
-            with connection.begin():
-                yield connection
-        finally:
-            if mysql:
-                try:
-                    connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
-                    connection.commit()
-                except Exception:
-                    # A pooled connection must not keep the lock: drop it instead.
-                    connection.invalidate()
+    return exclusive_transaction(engine, "migrate", LOCK_TIMEOUT, "another database upgrade")
 
 
 def upgrade(runtime: Any) -> list[str]:

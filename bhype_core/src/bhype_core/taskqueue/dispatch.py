@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 
-from sqlalchemy import func, inspect, select, text, update
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col
 
+from bhype_core.db.locks import exclusive_transaction
 from bhype_core.db.models import utcnow
 from bhype_core.db.task_models import QUEUED, RUNNING, Task
-from bhype_core.errors import Conflict
 from bhype_core.taskqueue.plan import Limits, QueuedTask, RunningTask, plan
 from bhype_core.taskqueue.store import WorkerIdentity
 
@@ -29,35 +28,13 @@ def tables_ready(engine: Engine) -> bool:
     return inspect(engine).has_table(Task.__tablename__)
 
 
-@contextmanager
-def scheduling_transaction(engine: Engine) -> Iterator[Connection]:
+def scheduling_transaction(engine: Engine) -> AbstractContextManager[Connection]:
     """A transaction no other scheduler pass (in any process) runs alongside.
 
-    Two workers must not both count a user's running tasks, see a free slot and both start one:
-    SQLite takes its write lock up front (``BEGIN IMMEDIATE``), MariaDB serialises passes with
-    a named lock (``GET_LOCK``). Row claims are conditional updates on top of that.
+    Two workers must not both count a user's running tasks, see a free slot and both start one.
+    Row claims are conditional updates on top of that.
     """
-    with engine.connect() as connection:
-        mysql = engine.dialect.name in ("mysql", "mariadb")
-        name = f"bhype.tasks.{engine.url.database}"[:64]
-        if mysql:
-            got = connection.execute(text("SELECT GET_LOCK(:name, :timeout)"),
-                                     {"name": name, "timeout": LOCK_TIMEOUT}).scalar()
-            connection.commit()
-            if got != 1:
-                raise Conflict(f"another scheduler pass held the lock for {LOCK_TIMEOUT}s")
-        else:
-            connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        try:
-            with connection.begin():
-                yield connection
-        finally:
-            if mysql:
-                try:
-                    connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-                    connection.commit()
-                except Exception:
-                    connection.invalidate()  # a pooled connection must not keep the lock
+    return exclusive_transaction(engine, "tasks", LOCK_TIMEOUT, "another scheduler pass")
 
 
 def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tuple[str, str]]:
