@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bhype_core.builtins import drivers as core_drivers
-from bhype_core.drivers.base import Attachments, HypervisorFailed, VMState
+from bhype_core.drivers.base import Attachments, HypervisorFailed, VMState, blocking
 from bhype_core.drivers.bhyve import BhyveDriver
 from bhype_core.drivers.exit_status import Outcome, decide
 from bhype_core.drivers.ports import NoFreePort, PortAllocator
@@ -152,6 +152,17 @@ def test_qemu_preflight_names_each_problem_with_a_fix(tmp_path):
         and "64 TiB requested but the host has only" in memory[0].message
         and memory[0].severity == "error"
     )
+
+
+def test_qemu_says_it_cannot_wait_for_a_viewer_without_blocking_the_start(tmp_path):
+    driver = qemu_driver(tmp_path)
+    (tmp_path / "q3").mkdir()
+    waiting = validate_spec({"name": "q3", "graphics": {"vnc": True, "wait": True}})
+    (problem,) = [p for p in driver.preflight(waiting, tmp_path / "q3") if p.field == "graphics.wait"]
+    assert problem.severity == "warning" and "cannot wait for a VNC viewer" in problem.message
+    assert not blocking([problem])
+    plain = validate_spec({"name": "q3", "graphics": {"vnc": True}})
+    assert not [p for p in driver.preflight(plain, tmp_path / "q3") if p.field == "graphics.wait"]
 
 
 def test_qemu_plan_keeps_sockets_short_and_the_password_off_the_command_line(tmp_path):

@@ -184,6 +184,16 @@ class QemuDriver(SupervisedDriver):
                     'load kvm_intel/kvm_amd or set [qemu] accel = "tcg"',
                 )
             )
+        if spec.graphics.vnc and spec.graphics.wait:
+            # bhyve's fbuf "wait" holds the guest until a viewer connects; QEMU has no such option.
+            problems.append(
+                Problem(
+                    "graphics.wait",
+                    "the QEMU driver cannot wait for a VNC viewer: the guest starts at once",
+                    "open the console right after starting, or use bhyve on FreeBSD",
+                    severity="warning",
+                )
+            )
         problems += attached_files(spec, attachments)
         problems += vnc_port(spec, lambda: self.ports.peek(vm_dir, self.instance_active))
         total, available = linux_memory()
