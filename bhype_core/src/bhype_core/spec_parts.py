@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from bhype_core.disk_images import is_image_name
 from bhype_core.macs import normalize_mac
 from bhype_core.units import MIB, TIB, format_size, parse_size
 
@@ -218,6 +219,9 @@ class DiskSpec(SpecModel):
     bus: DiskBus = "virtio-blk"
     volume: Name | None = None
     sectorsize: Literal[512, 4096] | None = None
+    # A cloud image in the ISO library (.qcow2/.raw/.img) copied onto the disk at create time
+    # (bhype_core.disk_images); the stored spec drops it once the disk is written.
+    source: str | None = None
 
     @field_validator("size")
     @classmethod
@@ -226,6 +230,18 @@ class DiskSpec(SpecModel):
             raise ValueError("must be a whole number of MiB, at least 1M")
         if value > MAX_DISK_SIZE:
             raise ValueError(f"must be at most {format_size(MAX_DISK_SIZE)}")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not ISO_RE.match(value) or not is_image_name(value):
+            raise ValueError("must be the file name of a .qcow2, .raw or .img image in the ISO library")
+        known = context_of(info).known_isos
+        if known is not None and value not in known:
+            raise ValueError(f"no disk image named {value!r} in the ISO library")
         return value
 
 

@@ -8,12 +8,14 @@ file or database row.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bhype_core.db.session import session
+from bhype_core.disk_images import ImageInfo, convert_image, inspect_image
 from bhype_core.errors import BhypeError, ValidationErrors
 from bhype_core.units import human_size
 from bhype_core.vm.access import check_create_rights
@@ -61,6 +63,7 @@ def create_vm(
     with Session(runtime.engine) as db:
         spec = build_create_spec(runtime, db, template, data, owner, store)
     context.log(f"creating VM {spec.name} ({spec.cpus.count} vCPU, {human_size(spec.memory)}) in {datastore}")
+    images = inspect_sources(context, spec, store)
 
     undo = Undo(context)
     try:
@@ -82,6 +85,12 @@ def create_vm(
             volume = store.create_volume(spec.name, name, disk.size)
             undo.push(f"disk {volume.path}", _deleter(store, spec.name, name))
             context.log(f"disk {name}: {human_size(disk.size)} sparse at {volume.path}")
+            if index in images:
+                source, info = images[index]
+                context.progress(20 + 60 * index / max(1, len(spec.disks)), f"writing image {disk.source}")
+                convert_image(context.runner, source, info, volume.path)
+                context.log(f"disk {name}: image {disk.source} ({info.format}, "
+                            f"{human_size(info.virtual_size)}) written as raw")
             disks.append(str(volume.path))
 
         checkpoint(context)
@@ -118,6 +127,36 @@ def create_vm(
     }
 
 
+def inspect_sources(context: Any, spec: Any, store: Any) -> dict[int, tuple[Path, ImageInfo]]:
+    """``qemu-img info`` of every disk's source image, by disk index, before anything is
+    created: a disk smaller than its image's virtual size is refused at ``disks.N.size``.
+
+    :raises ValidationErrors: a disk too small for its image (nothing created yet).
+    """
+    images: dict[int, tuple[Path, ImageInfo]] = {}
+    errors = ValidationErrors()
+    for index, disk in enumerate(spec.disks):
+        if disk.source is None:
+            continue
+        path = store.iso_path(disk.source)
+        info = inspect_image(context.runner, path, disk.source)
+        if info.virtual_size > disk.size:
+            errors.add(f"disks.{index}.size", f"must be at least {human_size(info.virtual_size)}, "
+                                              f"the virtual size of image {disk.source}")
+        images[index] = (path, info)
+    errors.raise_if_any()
+    return images
+
+
+def stored_spec(spec: Any) -> dict[str, Any]:
+    """The spec as the VM row keeps it: a disk's ``source`` only matters while creating it
+    (an edit must not depend on the image still being in the library)."""
+    data = spec.to_data()
+    for disk in data.get("disks", []):
+        disk.pop("source", None)
+    return data
+
+
 def _deleter(store: Any, vm_name: str, volume: str) -> Any:
     return lambda: store.delete_volume(vm_name, volume)
 
@@ -128,7 +167,7 @@ def _insert(runtime: Any, spec: Any, owner: str, datastore: str) -> VM:
         uuid=str(spec.uuid),
         owner=owner,
         datastore=datastore,
-        spec=spec.to_data(),
+        spec=stored_spec(spec),
     )
     try:
         with session(runtime) as db:

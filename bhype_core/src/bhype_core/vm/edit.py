@@ -93,6 +93,10 @@ def disk_changes(old: VMSpec, new: VMSpec) -> tuple[list[Any], list[tuple[Any, i
                        "shrinking would destroy data and is refused")
         elif previous is not None and disk.size > previous.size:
             grown.append((disk, previous.size))
+        if getattr(disk, "source", None):
+            # An image is written into a disk only when the VM is created; an edit would
+            # silently add an empty disk instead.
+            errors.add(f"disks.{index}.source", "a disk image can only be the source of a disk at VM creation")
     errors.raise_if_any()
     added = [disk for volume, disk in after.items() if volume not in before]
     removed = [disk for volume, disk in before.items() if volume not in after]
