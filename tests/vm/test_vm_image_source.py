@@ -137,3 +137,11 @@ def test_an_edit_cannot_add_a_disk_from_an_image():
     with pytest.raises(ValidationErrors) as caught:
         disk_changes(old, with_source)
     assert [e.path for e in caught.value.errors] == ["disks.1.source"]
+
+
+def test_a_spec_without_image_sources_serialises_without_the_key():
+    # Stored specs (create, edit, clone) must all have one shape: no "source": None anywhere.
+    from bhype_core.spec import validate_spec
+
+    data = validate_spec({"name": "shape1", "disks": [{"size": "8M"}]}).to_data()
+    assert "source" not in data["disks"][0]

@@ -220,8 +220,9 @@ class DiskSpec(SpecModel):
     volume: Name | None = None
     sectorsize: Literal[512, 4096] | None = None
     # A cloud image in the ISO library (.qcow2/.raw/.img) copied onto the disk at create time
-    # (bhype_core.disk_images); the stored spec drops it once the disk is written.
-    source: str | None = None
+    # (bhype_core.disk_images); the stored spec drops it once the disk is written. Left out of
+    # the serialised spec when unset, so every stored spec has the same shape.
+    source: str | None = Field(None, exclude_if=lambda value: value is None)
 
     @field_validator("size")
     @classmethod
