@@ -4,37 +4,27 @@ real API tokens and an in-process worker: tables, JSON, live following, one-line
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
 from bhype_core import cli
-from bhype_core.api.app import create_app
 from bhype_core.commands.task_follow import parse_events
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.taskqueue import service, store
 from bhype_core.testing.api_auth import token_headers
+from bhype_core.testing.api_server import served_api
 from bhype_core.testing.queue import queue_config, settings_from
-from bhype_core.worker import start_in_process_worker
 
 pytestmark = pytest.mark.slow
 
 WAIT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -46,29 +36,17 @@ def server(tmp_path: Path, monkeypatch) -> Iterator[dict]:
     plugins = [("core_models", core_models), ("core_tasks", core_tasks)]
     runtime = build_runtime(settings_from(raw), make_plugin_manager(load_entrypoints=False, plugins=plugins))
     upgrade(runtime)
-    app = create_app(runtime=runtime)
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    worker = start_in_process_worker(runtime)
-    config = tmp_path / "cli.toml"
-    config.write_text(f'[core]\ndata_dir = "{tmp_path / "cli-data"}"\n')
-    monkeypatch.setenv("BHYPE_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    tokens = {name: token_headers(app, name, role)["Authorization"].removeprefix("Bearer ")
-              for name, role in (("alice", "operator"), ("bob", "operator"), ("root", "admin"))}
-    monkeypatch.setenv("BHYPE_TOKEN", tokens["alice"])
     try:
-        yield {"config": config, "tokens": tokens, "runtime": runtime}
+        with served_api(runtime) as (app, url):
+            config = tmp_path / "cli.toml"
+            config.write_text(f'[core]\ndata_dir = "{tmp_path / "cli-data"}"\n')
+            monkeypatch.setenv("BHYPE_URL", url)
+            monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+            tokens = {name: token_headers(app, name, role)["Authorization"].removeprefix("Bearer ")
+                      for name, role in (("alice", "operator"), ("bob", "operator"), ("root", "admin"))}
+            monkeypatch.setenv("BHYPE_TOKEN", tokens["alice"])
+            yield {"config": config, "tokens": tokens, "runtime": runtime}
     finally:
-        worker.stop(timeout=60)
-        uv.should_exit = True
-        thread.join(timeout=10)
         runtime.engine.dispose()
 
 

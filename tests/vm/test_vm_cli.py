@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from bhype_core import cli
-from bhype_core.api.app import create_app
 from bhype_core.testing.api_auth import token_headers
-from bhype_core.worker import start_in_process_worker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bhype_core.testing.api_server import served_api
 
 
 @pytest.fixture
@@ -31,29 +20,15 @@ def server(make_vm_runtime, short_dir, monkeypatch) -> Iterator[dict]:
     """The API served by uvicorn in a thread, a worker thread, and a CLI configuration; the
     CLI authenticates as operator alice through $BHYPE_TOKEN."""
     runtime = make_vm_runtime(queue={"backend": "sqlite"}, tasks={"poll_interval": 0.2})
-    app = create_app(runtime=runtime)
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    worker = start_in_process_worker(runtime)
-    config = short_dir / "cli.toml"
-    config.write_text(f'[core]\ndata_dir = "{short_dir / "cli-data"}"\n')
-    monkeypatch.setenv("BHYPE_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(short_dir / "xdg"))
-    tokens = {name: token_headers(app, name, role)["Authorization"].removeprefix("Bearer ")
-              for name, role in (("alice", "operator"), ("bob", "operator"))}
-    monkeypatch.setenv("BHYPE_TOKEN", tokens["alice"])
-    try:
+    with served_api(runtime) as (app, url):
+        config = short_dir / "cli.toml"
+        config.write_text(f'[core]\ndata_dir = "{short_dir / "cli-data"}"\n')
+        monkeypatch.setenv("BHYPE_URL", url)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(short_dir / "xdg"))
+        tokens = {name: token_headers(app, name, role)["Authorization"].removeprefix("Bearer ")
+                  for name, role in (("alice", "operator"), ("bob", "operator"))}
+        monkeypatch.setenv("BHYPE_TOKEN", tokens["alice"])
         yield {"config": config, "tokens": tokens, "runtime": runtime}
-    finally:
-        worker.stop(timeout=60)
-        uv.should_exit = True
-        thread.join(timeout=10)
 
 
 def bhype(server, capsys, *args: str, stdin: str = "") -> tuple[int, str, str]:

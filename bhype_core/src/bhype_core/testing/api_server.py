@@ -1,0 +1,47 @@
+"""The API served for real (uvicorn on a free loopback port, in a thread) with an in-process
+worker: what CLI tests talk to over HTTP."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from bhype_core.api.app import create_app
+from bhype_core.worker import start_in_process_worker
+
+START_DEADLINE = 20.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def served_api(runtime: Any) -> Iterator[tuple[Any, str]]:
+    """Serve ``create_app(runtime)`` and run a worker for ``runtime``; yields ``(app, base_url)``
+    and stops both (worker first, so running tasks finish) on exit."""
+    app = create_app(runtime=runtime)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_DEADLINE
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    worker = start_in_process_worker(runtime)
+    try:
+        yield app, f"http://127.0.0.1:{port}"
+    finally:
+        worker.stop(timeout=60)
+        server.should_exit = True
+        thread.join(timeout=10)
