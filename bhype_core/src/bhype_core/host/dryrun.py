@@ -6,6 +6,7 @@ import logging
 import shlex
 from collections.abc import Callable
 
+from bhype_core.host.pipeline import LineCallback, PipeResult
 from bhype_core.host.runner import Result, Runner
 
 log = logging.getLogger("bhype.host.dryrun")
@@ -46,19 +47,39 @@ class DryRunRunner(Runner):
         log.info("dry run on %s: would run %s", self.target, line)
         if self.echo is not None:
             self.echo(f"would run: {line}")
-        return Result(
-            argv=list(argv),
-            returncode=0,
-            stdout="",
-            stderr="",
-            stdout_bytes=b"",
-            stderr_bytes=b"",
-            duration=0.0,
-            dry_run=True,
-        )
+        return _nothing_ran(argv)
+
+    def _pipe(
+        self,
+        producer: list[str],
+        sink: Runner,
+        consumer: list[str],
+        timeout: float,
+        on_producer_line: LineCallback | None,
+    ) -> PipeResult:
+        where = "" if sink is self or sink.target == self.target else f" (on {sink.target})"
+        line = f"{shlex.join(producer)} | {shlex.join(consumer)}{where}"
+        log.info("dry run on %s: would run %s", self.target, line)
+        if self.echo is not None:
+            self.echo(f"would run: {line}")
+        return PipeResult(_nothing_ran(producer), _nothing_ran(consumer), 0.0)
 
     def close(self) -> None:
         self.inner.close()
 
     def __repr__(self) -> str:
         return f"DryRunRunner({self.inner!r})"
+
+
+def _nothing_ran(argv: list[str]) -> Result:
+    """The empty successful result a dry run answers with."""
+    return Result(
+        argv=list(argv),
+        returncode=0,
+        stdout="",
+        stderr="",
+        stdout_bytes=b"",
+        stderr_bytes=b"",
+        duration=0.0,
+        dry_run=True,
+    )

@@ -213,16 +213,23 @@ class SSHRunner(Runner):
             kill_grace=self.kill_grace,
             display_argv=argv,
         )
+        self._check_side(result)
+        return result
+
+    def local_argv(self, argv: list[str]) -> list[str]:
+        """``ssh … -- <argv quoted once>``: one side of a pipeline runs on the host."""
+        return self.ssh_argv(remote_command(argv))
+
+    def _check_side(self, result: Result) -> None:
         if result.returncode == SSH_ERROR_STATUS:
             raise CommandError(
-                argv,
+                result.argv,
                 SSH_ERROR_STATUS,
                 result.stderr,
                 result.duration,
                 reason=f"ssh connection failed ({self.target})",
                 stdout=result.stdout,
             )
-        return result
 
     def close(self) -> None:
         """Stop the shared control connection, if one was opened; later commands open a new one."""
