@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+
+from bhype_core.errors import NotFound, ValidationErrors
 
 ProgressCallback = Callable[[int, str], None]
 
@@ -34,8 +38,11 @@ class StorageBackend(ABC):
         """Create the VM's directory (or dataset); refuses if it already exists."""
 
     @abstractmethod
-    def remove_vm_dir(self, vm_name: str) -> None:
-        """Remove the VM's directory and everything left in it."""
+    def remove_vm_dir(self, vm_name: str) -> bool:
+        """Remove the VM's directory and everything left in it; absent is fine.
+
+        :returns: whether there was anything to remove.
+        """
 
     @abstractmethod
     def create_volume(self, vm_name: str, volume: str, size: int) -> Volume:
@@ -54,6 +61,10 @@ class StorageBackend(ABC):
         """An existing disk; :class:`~bhype_core.errors.NotFound` if it is absent."""
 
     @abstractmethod
+    def volume_path(self, vm_name: str, volume: str) -> Path:
+        """Where disk ``volume`` is or would be (a plan shows a disk not created yet)."""
+
+    @abstractmethod
     def copy_volume(
         self, src_vm: str, volume: str, dst_vm: str, dst_volume: str, progress: ProgressCallback | None = None
     ) -> Volume:
@@ -62,3 +73,55 @@ class StorageBackend(ABC):
     @abstractmethod
     def iso_path(self, iso: str) -> Path:
         """Where ISO ``iso`` lives in the datastore's ISO folder (confined, may not exist)."""
+
+    # ---------------------------------------------------------------------------------------
+    # Files in the VM's directory (the UEFI variable store). The directory belongs to the
+    # backend: it may be on the host the runner reaches, not on this machine. These default
+    # implementations use this machine's file system; a backend whose directories live on
+    # the runner's host (ZFS over SSH) overrides them with host commands.
+
+    def vm_file_exists(self, vm_name: str, filename: str) -> bool:
+        """Whether ``filename`` exists in the VM's directory."""
+        return os.path.lexists(Path(self.vm_dir(vm_name)) / check_filename(filename))
+
+    def install_vm_file(self, vm_name: str, source: Path, filename: str, mode: int = 0o600) -> Path:
+        """Copy host file ``source`` into the VM's directory as ``filename`` (replacing it)
+        with permissions ``mode``; returns the copy's path.
+
+        :raises NotFound: ``source`` is not a regular file on the host.
+        """
+        if not Path(source).is_file():
+            raise NotFound(f"{source} does not exist")
+        target = Path(self.vm_dir(vm_name)) / check_filename(filename)
+        shutil.copyfile(source, target)
+        target.chmod(mode)
+        return target
+
+    def remove_vm_file(self, vm_name: str, filename: str) -> None:
+        """Remove ``filename`` from the VM's directory; absent is fine."""
+        (Path(self.vm_dir(vm_name)) / check_filename(filename)).unlink(missing_ok=True)
+
+    def clear_vm_dir(self, vm_name: str, keep_volumes: Collection[str] = ()) -> list[str]:
+        """Remove every entry of the VM's directory except the files of ``keep_volumes`` (never
+        following links); returns the removed paths. The directory itself stays."""
+        vm_dir = Path(self.vm_dir(vm_name))
+        keep = {self.volume_path(vm_name, volume) for volume in keep_volumes}
+        removed: list[str] = []
+        if not vm_dir.is_dir() or vm_dir.is_symlink():
+            return removed
+        for entry in os.scandir(vm_dir):
+            if Path(entry.path) in keep:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.path)
+        return removed
+
+
+def check_filename(filename: str) -> str:
+    """A plain file name (no directory part, not ``.``/``..``), else :class:`ValidationErrors`."""
+    if not filename or "/" in filename or "\0" in filename or filename in (".", ".."):
+        raise ValidationErrors([("filename", f"{filename!r} is not a plain file name")])
+    return filename

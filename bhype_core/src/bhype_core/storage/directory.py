@@ -108,6 +108,10 @@ class DirectoryStorage(StorageBackend):
         check_name(volume, "volume")
         return self.confined(VMS_DIR, vm_name, volume + IMAGE_SUFFIX)
 
+    def volume_path(self, vm_name: str, volume: str) -> Path:
+        """``<root>/vms/<vm>/<volume>.img`` (whether it exists or not)."""
+        return self._image(vm_name, volume)
+
     def _ensure_dir(self, *parts: str) -> Path:
         path = self.root
         if not path.is_dir():
@@ -137,7 +141,7 @@ class DirectoryStorage(StorageBackend):
             raise Conflict(f"the VM directory {path} already exists in datastore {self.datastore}") from None
         return path
 
-    def remove_vm_dir(self, vm_name: str) -> None:
+    def remove_vm_dir(self, vm_name: str) -> bool:
         """Remove the VM's directory and everything in it; nothing happens when it is absent.
 
         A symlink in its place is removed as a link: its target is never touched.
@@ -149,12 +153,13 @@ class DirectoryStorage(StorageBackend):
         try:
             info = os.lstat(path)
         except FileNotFoundError:
-            return
+            return False
         if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
             os.unlink(path)
-            return
+            return True
         # rmtree removes symlinks inside as links and refuses to follow a symlinked root.
         shutil.rmtree(path)
+        return True
 
     # ---------------------------------------------------------------------------------------
     # Volumes

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from bhype_core.drivers.base import Attachments
 from bhype_core.errors import NotFound
 from bhype_core.spec import VMSpec
-from bhype_core.storage.directory import IMAGE_SUFFIX
 
 
 def attachments(store: Any, spec: VMSpec, *, planned: bool = False) -> Attachments:
@@ -27,6 +25,6 @@ def attachments(store: Any, spec: VMSpec, *, planned: bool = False) -> Attachmen
         except NotFound:
             if not planned:
                 raise
-            disks.append(str(Path(store.vm_dir(spec.name)) / (volume + IMAGE_SUFFIX)))
+            disks.append(str(store.volume_path(spec.name, volume)))
     cdrom = str(store.iso_path(spec.cdrom)) if spec.cdrom is not None else None
     return Attachments(disk_paths=disks, cdrom_path=cdrom)

@@ -20,7 +20,7 @@ from bhype_core.errors import BhypeError, ValidationErrors
 from bhype_core.units import human_size
 from bhype_core.vm.access import check_create_rights
 from bhype_core.vm.context import build_create_spec
-from bhype_core.vm.firmware import create_nvram
+from bhype_core.vm.firmware import create_nvram, nvram_name
 from bhype_core.vm.hooks import call_vm_hook
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.services import active_platform, open_datastore
@@ -95,9 +95,10 @@ def create_vm(
 
         checkpoint(context)
         context.progress(85, "creating the UEFI variable store")
-        nvram = create_nvram(spec, vm_dir, active_platform(runtime))
+        platform = active_platform(runtime)
+        nvram = create_nvram(spec, store, platform)
         if nvram is not None:
-            undo.push(f"NVRAM copy {nvram}", lambda: nvram.unlink(missing_ok=True))
+            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(spec.name, nvram_name(platform)))
             context.log(f"UEFI variable store copied to {nvram}")
 
         context.progress(90, "recording the VM")

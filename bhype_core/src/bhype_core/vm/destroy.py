@@ -9,14 +9,12 @@ directory is ever left without a row that names it.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from sqlmodel import select
 
 from bhype_core.db.session import session
 from bhype_core.errors import BhypeError, Conflict, NotFound
-from bhype_core.storage.directory import IMAGE_SUFFIX
 from bhype_core.vm.access import check_vm_access
 from bhype_core.vm.hooks import call_vm_hook
 from bhype_core.vm.models import VM, VMRef
@@ -68,12 +66,11 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
             except NotFound:
                 context.log(f"disk {volume} was already gone")
         context.progress(75, "removing the VM directory")
-        vm_dir = store.vm_dir(name)
+        # Through the backend: the directory may be a dataset on the host the runner reaches.
         if keep_disks:
-            removed += _remove_all_but(vm_dir, {os.path.basename(p) for p in kept})
-        elif os.path.lexists(vm_dir):
-            store.remove_vm_dir(name)
-            removed.append(str(vm_dir))
+            removed += store.clear_vm_dir(name, [disk.volume or "" for disk in ref.spec.disks])
+        elif store.remove_vm_dir(name):
+            removed.append(str(store.vm_dir(name)))
         context.progress(90, "removing the database row")
         with session(runtime, write=True) as db:
             stored = db.exec(select(VM).where(VM.id == row.id)).first()
@@ -86,24 +83,6 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
     call_vm_hook(runtime.pm, "bhype_vm_after_destroy", ref, context)
     context.progress(100, "destroyed")
     return {"name": name, "removed": removed, "kept": kept}
-
-
-def _remove_all_but(vm_dir: Any, keep: set[str]) -> list[str]:
-    """Remove every entry of ``vm_dir`` except the kept disk images (never following links)."""
-    import shutil
-
-    removed: list[str] = []
-    if not os.path.isdir(vm_dir) or os.path.islink(vm_dir):
-        return removed
-    for entry in os.scandir(vm_dir):
-        if entry.name in keep and entry.name.endswith(IMAGE_SUFFIX):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path)
-        else:
-            os.unlink(entry.path)
-        removed.append(entry.path)
-    return removed
 
 
 def _mark_incomplete(runtime: Any, name: str, exc: BaseException) -> None:

@@ -22,7 +22,7 @@ from bhype_core.spec import VMSpec, validate_spec
 from bhype_core.units import human_size
 from bhype_core.vm.access import check_vm_access, is_admin_user
 from bhype_core.vm.context import spec_context
-from bhype_core.vm.firmware import ensure_nvram, nvram_path
+from bhype_core.vm.firmware import ensure_nvram, nvram_name
 from bhype_core.vm.models import VM
 from bhype_core.vm.records import get_vm
 from bhype_core.vm.services import active_driver, active_platform, open_datastore
@@ -156,11 +156,9 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
             store.grow_volume(name, disk.volume, disk.size)
             context.log(f"grew disk {disk.volume} from {human_size(size)} to {human_size(disk.size)}")
         platform = active_platform(runtime)
-        nvram = nvram_path(vm_dir, platform)
-        had_nvram = nvram.exists()
-        ensure_nvram(new, vm_dir, platform)
-        if not had_nvram and nvram.exists():
-            undo.push(f"NVRAM copy {nvram}", lambda: nvram.unlink(missing_ok=True))
+        nvram = ensure_nvram(new, store, platform)
+        if nvram is not None:
+            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(name, nvram_name(platform)))
         with session(runtime, write=True) as db:
             stored = get_vm(db, name)
             stored.spec = new.to_data()

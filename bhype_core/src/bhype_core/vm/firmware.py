@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+from typing import Any
 
-from bhype_core.errors import BhypeError
+from bhype_core.errors import BhypeError, NotFound
 from bhype_core.spec import VMSpec
 
 # The per-VM copy's name in the VM directory, as each driver looks for it: bhyve uses
@@ -38,9 +38,14 @@ def nvram_template(platform: str) -> tuple[Path, str]:
     return Path(found[1] if found else OVMF_CANDIDATES[0][1]), "apt-get install ovmf"
 
 
+def nvram_name(platform: str) -> str:
+    """The file name of the VM's own UEFI variable store on ``platform``."""
+    return NVRAM_FILES["freebsd" if platform == "freebsd" else "linux"]
+
+
 def nvram_path(vm_dir: Path, platform: str) -> Path:
     """Where the VM's own UEFI variable store lives on ``platform``."""
-    return vm_dir / NVRAM_FILES["freebsd" if platform == "freebsd" else "linux"]
+    return Path(vm_dir) / nvram_name(platform)
 
 
 def needs_nvram(spec: VMSpec) -> bool:
@@ -48,29 +53,27 @@ def needs_nvram(spec: VMSpec) -> bool:
     return spec.boot.mode == "uefi"
 
 
-def create_nvram(spec: VMSpec, vm_dir: Path, platform: str) -> Path | None:
-    """Copy the vars template into the VM's directory (never share the template itself:
-    bhyve(8) EXAMPLES) and return the copy, or ``None`` when the boot mode has no NVRAM.
+def create_nvram(spec: VMSpec, store: Any, platform: str) -> Path | None:
+    """Copy the vars template into the VM's directory through its storage backend (the
+    directory may be on the host the runner reaches) and return the copy, or ``None`` when the
+    boot mode has no NVRAM. Never share the template itself: bhyve(8) EXAMPLES.
 
-    :raises FirmwareMissing: the template is not installed (names the package).
+    :raises FirmwareMissing: the template is not installed on the host (names the package).
     """
     if not needs_nvram(spec):
         return None
     template, install = nvram_template(platform)
-    if not template.is_file():
+    try:
+        return store.install_vm_file(spec.name, template, nvram_name(platform), 0o600)  # type: ignore[no-any-return]
+    except NotFound:
         raise FirmwareMissing(
-            f"UEFI variable store template {template} is not installed ({install}); "
-            "needed for boot mode uefi"
-        )
-    target = nvram_path(vm_dir, platform)
-    shutil.copyfile(template, target)
-    target.chmod(0o600)
-    return target
+            f"UEFI variable store template {template} is not installed ({install}); needed for boot mode uefi"
+        ) from None
 
 
-def ensure_nvram(spec: VMSpec, vm_dir: Path, platform: str) -> Path | None:
-    """:func:`create_nvram` unless the VM already has its copy (boot mode changed to uefi)."""
-    target = nvram_path(vm_dir, platform)
-    if needs_nvram(spec) and target.exists():
-        return target
-    return create_nvram(spec, vm_dir, platform)
+def ensure_nvram(spec: VMSpec, store: Any, platform: str) -> Path | None:
+    """:func:`create_nvram` unless the VM already has its copy (boot mode changed to uefi);
+    returns the copy only when it was made now (so the caller can undo it)."""
+    if not needs_nvram(spec) or store.vm_file_exists(spec.name, nvram_name(platform)):
+        return None
+    return create_nvram(spec, store, platform)
