@@ -22,6 +22,15 @@ def already_running(spec: VMSpec, status: VMStatus) -> list[Problem]:
     return [Problem("name", f"VM {spec.name} is already {status.state.value} (pid {status.pid})", "stop it first")]
 
 
+def local_runner(target: str) -> list[Problem]:
+    """The hypervisor, its supervisor and the VM's sockets run on this machine (the worker's):
+    with a remote runner target the disks and VM directory are on another host."""
+    if target == "local":
+        return []
+    return [Problem("name", f"VMs run where the worker runs, but runner.target is {target}: the VM's disks and "
+                            "directory are on that host", 'run the worker on the VM host with runner.target = "local"')]
+
+
 def attached_files(spec: VMSpec, attachments: Attachments) -> list[Problem]:
     """Disk images, ISO, seed ISO and a host kernel/initrd exist where the start will look."""
     problems: list[Problem] = []

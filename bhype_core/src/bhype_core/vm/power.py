@@ -16,6 +16,7 @@ from typing import Any
 from bhype_core.cloudinit import prepare_seed
 from bhype_core.db.session import session
 from bhype_core.drivers.base import Problem, VMStatus, blocking
+from bhype_core.drivers.preflight import local_runner
 from bhype_core.errors import BhypeError, Conflict
 from bhype_core.network.taps import planned_taps
 from bhype_core.vm.access import check_vm_access
@@ -102,7 +103,8 @@ def start_vm(context: Any, name: str) -> dict[str, Any]:
     attached = attachments(store, ref.spec, planned=True)
     context.progress(15, "preflight")
     planned = replace(attached, taps=planned_taps(ref.spec, active_platform(runtime)))
-    problems = driver.preflight(ref.spec, ref.vm_dir, planned) + nic_problems(runtime, ref.spec)
+    problems = local_runner(runtime.runner.target)
+    problems += driver.preflight(ref.spec, ref.vm_dir, planned) + nic_problems(runtime, ref.spec)
     for problem in problems:
         hint = f" (fix: {problem.fix})" if problem.fix else ""
         context.log(f"preflight {problem.severity}: {problem.field}: {problem.message}{hint}",
