@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bhype_core.builtins import drivers as core_drivers
-from bhype_core.drivers.base import Attachments, HypervisorFailed, VMState, blocking
+from bhype_core.drivers.base import Attachments, VMState, blocking
 from bhype_core.drivers.bhyve import BhyveDriver
 from bhype_core.drivers.exit_status import Outcome, decide
 from bhype_core.drivers.ports import NoFreePort, PortAllocator
@@ -21,6 +21,7 @@ from bhype_core.host.runner import LocalRunner
 from bhype_core.runtime import build_runtime
 from bhype_core.spec import validate_spec
 from bhype_core.testing import make_settings
+from bhype_core.vm.firmware import FirmwareMissing
 
 
 def runtime_with(tmp_path: Path, plugin_manager, register_plugin, **sections: dict):
@@ -145,6 +146,8 @@ def test_qemu_preflight_names_each_problem_with_a_fix(tmp_path):
 
     assert problems[("host", "qemu-bhype-missing not found")].fix == "apt-get install qemu-system-x86"
     assert problems[("boot.mode", f"UEFI firmware not found at {missing}/CODE.fd")].fix == "apt-get install ovmf"
+    with pytest.raises(FirmwareMissing, match=r"not found at .*/CODE.fd \(apt-get install ovmf\)"):
+        driver.plan(spec, tmp_path / "q1", Attachments(["/nonexistent.img"]))  # show-command: a 409, not a 500
     assert ("disks.0", "disk image not found at /nonexistent.img") in problems
     memory = [p for (field, _), p in problems.items() if field == "memory"]
     assert (
@@ -193,7 +196,7 @@ def test_qemu_start_without_firmware_fails_and_leaves_nothing(tmp_path):
     vm_dir = tmp_path / "q3"
     vm_dir.mkdir()
 
-    with pytest.raises(HypervisorFailed, match=r"apt-get install ovmf"):
+    with pytest.raises(FirmwareMissing, match=r"apt-get install ovmf"):
         driver.start(spec, vm_dir)
 
     assert list(vm_dir.iterdir()) == []

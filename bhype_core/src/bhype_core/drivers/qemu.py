@@ -22,6 +22,7 @@ from bhype_core.drivers.qemu_argv import OVMF_CANDIDATES, QEMU, QemuResources, f
 from bhype_core.drivers.qmp import QMPClient, QMPClosed, QMPError
 from bhype_core.drivers.supervised import Prepared, SupervisedDriver
 from bhype_core.spec import VMSpec
+from bhype_core.vm.firmware import FirmwareMissing
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes (unix(7)); keep a margin
 QMP_TIMEOUT = 5.0
@@ -111,7 +112,8 @@ class QemuDriver(SupervisedDriver):
         if spec.boot.mode == "uefi":
             found = find_ovmf(self.ovmf)
             if found is None:
-                raise ValueError("OVMF firmware is not installed (apt-get install ovmf)")
+                raise FirmwareMissing(f"UEFI firmware not found at {self.ovmf[0][0]} (apt-get install ovmf); "
+                                      "needed for boot mode uefi")
             code, template = found
             vars_copy = str(vm_dir / "OVMF_VARS.fd")  # per-VM NVRAM, like bhyve's uefi-vars.fd
             if not Path(vars_copy).exists():
