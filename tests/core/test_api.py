@@ -188,6 +188,20 @@ def test_openapi_and_docs_served(client):
     assert docs.status_code == 200 and "/api/openapi.json" in docs.text
 
 
+def test_large_answers_are_compressed_when_the_client_accepts_gzip(client):
+    import json
+
+    raw = client.get("/api/openapi.json", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in raw.headers
+    packed = client.get("/api/openapi.json", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip" and packed.headers["vary"] == "Accept-Encoding"
+    # httpx inflates transparently; the bytes on the wire are the compressed ones.
+    assert json.loads(packed.content) == raw.json()
+    assert int(packed.headers["content-length"]) < len(raw.content) / 3
+    small = client.get("/api/v1/health", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers  # under the minimum size: sent as it is
+
+
 def test_the_api_only_queues_and_the_worker_runs_the_task(register_plugin, bhype_settings, plugin_manager):
     from bhype_core.builtins import models as core_models
     from bhype_core.db.migrate import upgrade

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 
 from bhype_core import __version__
 from bhype_core.api.api_runtime import api_runtime
@@ -16,6 +17,8 @@ from bhype_core.runtime import Runtime, build_runtime
 
 DOCS_URL = "/api/docs"
 OPENAPI_URL = "/api/openapi.json"
+# Responses smaller than this go out as they are: compressing them saves less than it costs.
+GZIP_MINIMUM_SIZE = 1024
 
 # Core routers, in mounting order; each module's ``make_router()`` builds a fresh router.
 CORE_ROUTERS = (health, auth, plugins, audit, tasks)
@@ -53,6 +56,10 @@ def create_app(
     app.state.runtime = api_runtime(runtime)
     install_error_handlers(app)
     install_auth(app, runtime)
+    # Pages, JSON lists and the consoles' scripts compress 4-5x; Starlette leaves event streams
+    # (task logs, live VM state) uncompressed so every event is flushed as it happens, and
+    # WebSockets (consoles) never pass through HTTP middleware.
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE)
     for module in CORE_ROUTERS:
         app.include_router(module.make_router())
     for name in runtime.registry.routers.names():
