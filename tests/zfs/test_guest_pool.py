@@ -163,31 +163,3 @@ def test_degraded_pool_and_low_space_raise_events_once(fresh_zfs_host, guest_run
     (space,) = health.check_health(runtime)
     assert (space.kind, space.severity, space.data["level"]) == ("zfs.pool_capacity", "warning", "warning")
     assert [e.kind for e in collector.events] == ["zfs.pool_health", "zfs.pool_health", "zfs.pool_capacity"]
-
-
-def test_cli_init_shows_the_commands_first_and_runs_them_with_yes(fresh_zfs_host, guest_runtime, capsys):
-    import argparse
-
-    from bhype_zfs.cli import configure, run
-
-    host = fresh_zfs_host
-    runtime = guest_runtime()
-    parser = argparse.ArgumentParser(prog="bhype zfs")
-    configure(parser)
-
-    def bhype_zfs(*words: str) -> int:
-        args = parser.parse_args(list(words))
-        args.runtime = runtime
-        return run(args)
-
-    device = disks(host, 3)[0]
-    assert bhype_zfs("init", "cli", device, "--layout", "single", "--dry-run") == 0
-    shown = capsys.readouterr().out
-    assert f"zpool create -o ashift=12 -O compression=lz4 -O atime=off cli {device}" in shown
-    assert "zfs create -o recordsize=1M cli/bhype/isos" in shown
-    assert host.shared_runner.run(["zpool", "list", "-H", "-o", "name"]).stdout.split() == []  # nothing ran
-    assert bhype_zfs("init", "cli", device, "--layout", "single") == 1  # no terminal to ask, no --yes
-    assert bhype_zfs("init", "cli", device, "--layout", "single", "--yes") == 0
-    out = capsys.readouterr().out
-    assert 'dataset = "cli/bhype"' in out
-    assert host.shared_runner.run(["zpool", "list", "-H", "-o", "name"]).stdout.split() == ["cli"]

@@ -1,49 +1,47 @@
-"""``bhype zfs status|init|import-vms|snapshots|snapshot``: the host administrator's ZFS commands.
+"""``bhype zfs …``: the plugin's commands, clients of ``/api/v1/zfs`` like ``bhype vm``.
 
-These run on the VM host itself (as root, like ``bhype db upgrade``): ``init`` always prints
-the exact commands first and runs them only after confirmation (``--yes``), through the same
-code as the ``zfs.*`` task kinds, with every host command audited under the local user.
+Every sub-command talks to the API with the token ``bhype login`` stored (or ``--token`` /
+``$BHYPE_TOKEN``) at ``--url`` / ``$BHYPE_URL``, so it needs neither root nor the database and
+gets the API's rules (pool work for admins, operators only on their own VMs). Host work is a
+task the command follows to its end: the task's log lines on stderr, then the result on
+stdout. Handlers: :mod:`bhype_zfs.cli_commands` (status, init, import) and
+:mod:`bhype_zfs.cli_snapshots` (snapshots, clones, schedules).
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
-import sys
-from typing import Any
+from collections.abc import Callable
 
+from bhype_core.commands.template import connection_options
 from bhype_core.registry import CliCommand
-from bhype_core.tasks import LogLine, Progress, TaskContext
+from bhype_zfs import cli_commands as pools
+from bhype_zfs import cli_snapshots as snaps
+
+LAYOUTS = ("single", "mirror", "raidz1", "raidz2", "raidz3")
+Handler = Callable[[argparse.Namespace], int]
 
 
-class PrintReporter:
-    """Task log lines and progress messages printed as they happen."""
-
-    def log(self, context: TaskContext, line: LogLine) -> None:
-        print(line.message, flush=True)
-
-    def progress(self, context: TaskContext, progress: Progress) -> None:
-        pass  # every step also logs its command: printing both would repeat it
-
-
-def local_context(runtime: Any, kind: str) -> TaskContext:
-    """A task context for running a ``zfs.*`` task's code in this process."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = None
-    return TaskContext(runtime, task_id=f"cli-{kind}", kind=kind, user=user, reporter=PrintReporter())
+def _command(sub: argparse._SubParsersAction, name: str, handler: Handler, help: str, *,
+             json_out: bool = False, yes: bool = False) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help)
+    if json_out:
+        parser.add_argument("--json", action="store_true", help="print JSON")
+    if yes:
+        parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    connection_options(parser)
+    parser.set_defaults(zfs_handler=handler)
+    return parser
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    """The ``bhype zfs`` sub-commands."""
-    sub = parser.add_subparsers(dest="zfs_command", required=True)
-    sub.add_parser("status", help="OpenZFS version and the configured pool's health")
-    init = sub.add_parser("init", help="create (or adopt) a pool with bHype's dataset layout")
+def _pool_commands(sub: argparse._SubParsersAction) -> None:
+    status = _command(sub, "status", pools.zfs_status, "OpenZFS and the configured pool, as last probed", json_out=True)
+    status.add_argument("--refresh", action="store_true", help="probe the host now (admins), then show it")
+    init = _command(sub, "init", pools.zfs_init, "create (or adopt) a pool with bHype's dataset layout (admins)",
+                    yes=True)
     init.add_argument("pool")
     init.add_argument("disks", nargs="*", help="device paths (none with --adopt)")
-    init.add_argument("--layout", default="mirror", choices=["single", "mirror", "raidz1", "raidz2", "raidz3"])
+    init.add_argument("--layout", default="mirror", choices=LAYOUTS)
     init.add_argument("--adopt", action="store_true", help="use an existing pool (imported or importable)")
     init.add_argument("--force", action="store_true",
                       help="overwrite old partition tables, file systems and exported pools' labels")
@@ -51,75 +49,68 @@ def configure(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--ashift", type=int, default=12)
     init.add_argument("--mountpoint", default=None)
     init.add_argument("--dry-run", action="store_true", help="only print the commands")
-    init.add_argument("--yes", action="store_true", help="run without asking")
-    found = sub.add_parser("import-vms", help="register VMs found on a pool by their user properties")
-    found.add_argument("--datastore", default=None)
+    found = _command(sub, "import-vms", pools.zfs_import_vms, "register VMs found on a pool by their user "
+                     "properties (admins)", json_out=True)
+    found.add_argument("--datastore", default=None, help="a zfs datastore (default vm.default_datastore)")
     found.add_argument("--list", action="store_true", help="only list what would be registered")
-    listing = sub.add_parser("snapshots", help="list a VM's snapshots")
-    listing.add_argument("vm")
-    take = sub.add_parser("snapshot", help="snapshot every disk of a VM at once")
+
+
+def _snapshot_commands(sub: argparse._SubParsersAction) -> None:
+    def vm_and_name(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("vm")
+        parser.add_argument("name", help="the snapshot")
+        return parser
+
+    _command(sub, "snapshots", snaps.zfs_snapshots, "list a VM's snapshots", json_out=True).add_argument("vm")
+    vm_and_name(_command(sub, "holds", snaps.zfs_holds, "list the holds on a snapshot", json_out=True))
+    take = _command(sub, "snapshot", snaps.zfs_snapshot, "snapshot every disk of a VM at once")
     take.add_argument("vm")
-    take.add_argument("name", nargs="?")
+    take.add_argument("name", nargs="?", help="default manual-<UTC time>")
+    rollback = vm_and_name(_command(sub, "rollback", snaps.zfs_rollback, "roll a stopped VM back to a snapshot",
+                                    yes=True))
+    rollback.add_argument("--destroy-newer", action="store_true", help="destroy snapshots taken after it")
+    vm_and_name(_command(sub, "destroy-snapshot", snaps.zfs_destroy_snapshot,
+                         "destroy a snapshot (refused while held or cloned)", yes=True))
+    for verb, help in (("hold", "protect a snapshot with a hold tag"), ("release", "drop a snapshot's hold tag")):
+        vm_and_name(_command(sub, verb, snaps.zfs_hold, help)).add_argument("tag")
+    clone = _command(sub, "clone", snaps.zfs_clone, "a new VM from a snapshot of another")
+    clone.add_argument("source")
+    clone.add_argument("target")
+    clone.add_argument("--snapshot", help="an existing snapshot (default: a new one)")
+    clone.add_argument("--mode", default="linked", choices=["linked", "full", "promote"])
+
+
+def _schedule_commands(sub: argparse._SubParsersAction) -> None:
+    schedules = sub.add_parser("schedules", help="snapshot schedules (admins)")
+    inner = schedules.add_subparsers(dest="schedules_command", metavar="COMMAND", required=True)
+    _command(inner, "list", snaps.zfs_schedules_list, "every schedule", json_out=True)
+    create = _command(inner, "create", snaps.zfs_schedules_create, "add a schedule")
+    create.add_argument("name")
+    target = create.add_mutually_exclusive_group(required=True)
+    target.add_argument("--vm", help="snapshot this VM's disks")
+    target.add_argument("--dataset", help="snapshot this dataset tree")
+    for period in snaps.PERIODS:
+        create.add_argument(f"--{period}", type=int, default=0, metavar="N", help=f"keep N {period} snapshots")
+    create.add_argument("--frequent-minutes", type=int, default=15, metavar="M", help="minutes between frequent ones")
+    create.add_argument("--no-recursive", action="store_true", help="only the dataset itself, not its children")
+    create.add_argument("--disabled", action="store_true", help="store it without running it")
+    _command(inner, "delete", snaps.zfs_schedules_delete, "remove a schedule (its snapshots stay)").add_argument("name")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The ``bhype zfs`` sub-commands."""
+    sub = parser.add_subparsers(dest="zfs_command", metavar="COMMAND", required=True)
+    _pool_commands(sub)
+    _snapshot_commands(sub)
+    _schedule_commands(sub)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch ``bhype zfs <command>``; returns the exit status."""
-    runtime = args.runtime
-    command = args.zfs_command
-    if command == "status":
-        from bhype_zfs.status import zfs_status
-
-        print(json.dumps(zfs_status(runtime.runner, runtime.settings.section("zfs")).model_dump(), indent=2))
-        return 0
-    if command == "init":
-        return _init(runtime, args)
-    if command == "import-vms":
-        from bhype_zfs.tasks import import_vms_task
-
-        result = import_vms_task(local_context(runtime, "zfs.import_vms"), args.datastore, register=not args.list)
-        print(json.dumps(result, indent=2))
-        return 0
-    from bhype_zfs import snapshots
-    from bhype_zfs.vms import host_for, resolve
-
-    target = resolve(runtime, vm=args.vm)
-    host = host_for(runtime, target)
-    if command == "snapshots":
-        for group in snapshots.list_snapshots(host, target.dataset):
-            print(f"{group.name}\t{group.created.isoformat()}\t{group.used}\t{group.holds}")
-        return 0
-    from bhype_zfs.tasks import snapshot
-
-    print(json.dumps(snapshot(local_context(runtime, "zfs.snapshot"), args.name, vm=args.vm), indent=2))
-    return 0
-
-
-def _init(runtime: Any, args: argparse.Namespace) -> int:
-    from bhype_zfs import pool_init
-    from bhype_zfs.tool import zfs_host, zfs_settings
-
-    host = zfs_host(runtime)
-    plan = pool_init.plan_init(host, args.pool, disks=args.disks, layout=args.layout, adopt=args.adopt,
-                               force=args.force, root=args.root or zfs_settings(runtime).root,
-                               ashift=args.ashift, mountpoint=args.mountpoint)
-    print(f"bhype zfs init will run on {runtime.runner.target}:")
-    for step in plan.steps:
-        print(f"  {' '.join(step.argv)}    # {step.purpose}")
-    if args.dry_run:
-        return 0
-    if not args.yes:
-        if not sys.stdin.isatty():
-            print("not running without --yes (no terminal to ask)", file=sys.stderr)
-            return 1
-        if input("Run these commands? [y/N] ").strip().lower() not in ("y", "yes"):
-            return 1
-    context = local_context(runtime, "zfs.init_pool")
-    with context.acting_as():
-        pool_init.apply_plan(host, plan, context)
-    print("\nDone. Add this to the configuration:\n\n" + plan.settings)
-    return 0
+    """Run the chosen sub-command; errors are bHype errors (one line, no traceback)."""
+    handler: Handler = args.zfs_handler
+    return handler(args)
 
 
 def command() -> CliCommand:
     """The ``bhype zfs`` command record."""
-    return CliCommand(name="zfs", help="ZFS pools, VM snapshots and re-registration", configure=configure, run=run)
+    return CliCommand(name="zfs", help="ZFS pools, VM snapshots, clones and schedules", configure=configure, run=run)
