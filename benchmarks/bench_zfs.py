@@ -4,12 +4,14 @@ and pruning 1,000 snapshots (the pure decision, and destroying them on the pool)
 
 Run: ``./dev bench zfs`` or ``.venv/bin/python benchmarks/bench_zfs.py [-n N] [--groups G]``.
 Boots its own guest (the image is cached after the first build). Every figure includes the
-SSH round trips of the runner (~0.1 s per command), as bHype pays them on a remote host.
+SSH round trips of the runner (~0.1 s per command), as bHype pays them on a remote host. Full
+copies also report how much this process's peak memory grew (the stream must not pass through it).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -55,8 +57,27 @@ def clone_rows(store: ZfsStorage, host: ZfsHost, count: int) -> list[dict[str, s
             lambda i, s=source, v=vm: clones.clone_tree(host, s, f"{store.vms_dataset}/{v}-e{i}", snapshot="golden"),
             count))})
     rows.append({"case": "full copy (send | receive), 1 GiB zvol, 32 MiB written", **summary_ms(timed(
-        lambda i: clones.clone_tree(host, store.vm_dataset("c1g"), f"{store.vms_dataset}/c1g-f{i}", mode="full",
-                                    max_bytes=GIB), max(1, count // 2)))})
+        lambda i: clones.clone_tree(host, store.vm_dataset("c1g"), f"{store.vms_dataset}/c1g-f{i}", mode="full"),
+        max(1, count // 2)))})
+    return rows
+
+
+def copy_rows(store: ZfsStorage, host: ZfsHost) -> list[dict[str, str]]:
+    """Full copies stream through an OS pipe on the host: this process's peak memory must not
+    grow with the amount copied (it grew by the stream size when the stream passed through it)."""
+    rows = []
+    for mib in (16, 128):
+        vm = f"copy{mib}"
+        store.create_vm_dir(vm)
+        volume = store.create_volume(vm, "disk0", GIB)
+        host.run(["dd", "if=/dev/urandom", f"of={volume.path}", "bs=1M", f"count={mib}", "conv=fsync"], timeout=600)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        clones.clone_tree(host, store.vm_dataset(vm), f"{store.vms_dataset}/{vm}-full", mode="full")
+        seconds = time.perf_counter() - started
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        rows.append({"case": f"full copy, {mib} MiB of random data", "seconds": f"{seconds:.1f}",
+                     "MiB/s": f"{mib / seconds:.1f}", "peak RSS growth (KiB)": str(grown)})
     return rows
 
 
@@ -131,8 +152,9 @@ def main(argv_: list[str] | None = None) -> int:
             for dataset in ("tank/bhype", "tank/bhype/vms"):
                 runner.run(["zfs", "create", dataset])
             host = ZfsHost(runner, Tools(platform="linux"), 600)
-            store = ZfsStorage(host, "tank/bhype", ZfsDatastoreOptions(name="bench"), GIB)
+            store = ZfsStorage(host, "tank/bhype", ZfsDatastoreOptions(name="bench"))
             print_table("clones (must not grow with disk size)", clone_rows(store, host, args.n))
+            print_table("full copies (zfs send | zfs receive through a pipe on the host)", copy_rows(store, host))
             print_table("snapshots", snapshot_rows(store, host, args.n * 2))
             print_table("pruning", prune_rows(store, host, args.groups, args.n * 4))
         finally:

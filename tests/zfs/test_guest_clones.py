@@ -124,15 +124,25 @@ def test_send_receive_replicates_a_tree_with_user_properties(tank, guest_runtime
     make(runtime, "src5")
     host = zfs_host(runtime)
     snapshot(task_context(runtime), "r1", vm="src5")
-    size = replicate.send_receive(host, "tank/bhype/vms/src5@r1", "tank/bhype/templates/src5", 2**30,
-                                  replicate=True)
+    reported: list[tuple[int, str]] = []
+    size = replicate.send_receive(host, "tank/bhype/vms/src5@r1", "tank/bhype/templates/src5", replicate=True,
+                                  progress=lambda percent, message: reported.append((percent, message)))
     assert size > 0
+    assert reported[0][0] == 0 and reported[0][1].startswith("sending tank/bhype/vms/src5@r1")
+    assert reported[-1] == (100, "received tank/bhype/templates/src5")
+    assert [p for p, _ in reported] == sorted(p for p, _ in reported)
     assert get(tank, "org.bhype:name", "tank/bhype/templates/src5") == "src5"
     assert get(tank, "type", "tank/bhype/templates/src5/disk0") == "volume"
     assert "tank/bhype/templates/src5/disk0@r1" in tank.shared_runner.run(
         ["zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-r", "tank/bhype/templates/src5"]).stdout.split()
     with pytest.raises(Conflict, match="already exists"):
-        replicate.send_receive(host, "tank/bhype/vms/src5@r1", "tank/bhype/templates/src5", 2**30)
-    with pytest.raises(Conflict, match="copy_max_bytes"):
-        replicate.send_receive(host, "tank/bhype/vms/src5@r1", "tank/bhype/templates/other", 1024, replicate=True)
-    assert tank.shared_runner.run(["zfs", "list", "tank/bhype/templates/other"], check=False).returncode == 1
+        replicate.send_receive(host, "tank/bhype/vms/src5@r1", "tank/bhype/templates/src5")
+
+    # A copy that cannot fit is refused before anything is sent (here: a 1 MiB quota).
+    tank.shared_runner.run(["zfs", "create", "-o", "quota=1M", "tank/bhype/templates/small"])
+    tank.shared_runner.run(["dd", "if=/dev/urandom", "of=/dev/zvol/tank/bhype/vms/src5/disk0", "bs=1M", "count=4",
+                            "conv=fsync"])
+    snapshot(task_context(runtime), "r2", vm="src5")
+    with pytest.raises(Conflict, match=r"only .* is free at tank/bhype/templates/small"):
+        replicate.send_receive(host, "tank/bhype/vms/src5@r2", "tank/bhype/templates/small/other", replicate=True)
+    assert not host.exists("tank/bhype/templates/small/other")

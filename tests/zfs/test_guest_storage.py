@@ -169,3 +169,43 @@ def test_import_vms_without_vm_records_returns_what_it_found(tank, guest_runtime
     by_name = {vm.name: vm for vm in with_records}
     assert by_name["bare"].status == "skipped" and "org.bhype:uuid" in by_name["bare"].detail
     assert by_name["imp2"].status == "already registered"
+
+
+def test_uefi_vm_keeps_its_nvram_in_the_dataset_on_the_runners_host(tank, guest_runtime, tmp_path):
+    """The VM directory is the dataset's mountpoint on the guest, not on this machine: the
+    UEFI variable store is copied there, and destroy removes what is there."""
+    from bhype_core.vm.destroy import destroy_vm
+    from bhype_core.vm.firmware import FirmwareMissing, nvram_template
+    from bhype_core.vm.power import PreflightFailed, start_vm
+
+    runtime = guest_runtime()
+    run = tank.shared_runner.run
+    template, _ = nvram_template("linux")
+    run(["rm", "-f", str(template)])
+    with pytest.raises(FirmwareMissing, match=str(template)):
+        create(runtime, "uefi0", boot={"mode": "uefi"})
+    assert run(["zfs", "list", "tank/bhype/vms/uefi0"], check=False).returncode == 1  # rolled back
+
+    vars_image = bytes(range(256)) * 2048  # stands in for the host's OVMF vars template
+    run(["mkdir", "-p", str(template.parent)])
+    run(["dd", f"of={template}", "status=none"], input=vars_image)
+    create(runtime, "uefi1", boot={"mode": "uefi"})
+    create(runtime, "uefi2", boot={"mode": "uefi"})
+    nvram = "/tank/bhype/vms/uefi1/OVMF_VARS.fd"
+    assert run(["stat", "-c", "%a %s", nvram]).stdout.split() == ["600", str(len(vars_image))]
+    assert run(["cmp", str(template), nvram], check=False).returncode == 0
+    assert not (tmp_path / "tank").exists()  # nothing was written on this machine
+
+    with pytest.raises(PreflightFailed, match="runner.target is ssh://"):  # the hypervisor would run here
+        start_vm(task_context(runtime, "vm.start"), "uefi1")
+
+    kept = destroy_vm(task_context(runtime, "vm.destroy"), "uefi1", keep_disks=True)
+    assert kept["kept"] == ["/dev/zvol/tank/bhype/vms/uefi1/disk0", "/dev/zvol/tank/bhype/vms/uefi1/disk1"]
+    assert kept["removed"] == [nvram]
+    assert run(["ls", "-A", "/tank/bhype/vms/uefi1"]).stdout == ""
+    assert zfs_get(tank, "type", "tank/bhype/vms/uefi1/disk0") == "volume"  # the disks stay
+
+    gone = destroy_vm(task_context(runtime, "vm.destroy"), "uefi2")
+    assert "/tank/bhype/vms/uefi2" in gone["removed"]
+    assert run(["zfs", "list", "tank/bhype/vms/uefi2"], check=False).returncode == 1
+    run(["rm", "-f", str(template)])

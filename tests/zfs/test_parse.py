@@ -22,6 +22,7 @@ from bhype_zfs.parse import (
     parse_destroy_dry_run,
     parse_holds,
     parse_send_estimate,
+    parse_send_progress,
     parse_snapshots,
     parse_zfs_get,
     parse_zpool_list,
@@ -121,6 +122,15 @@ def test_send_estimate_and_destroy_dry_run():
         parse_send_estimate("total estimated size is 50.0M\n")
     dry_run = "destroy\ttank/a@s1\ndestroy\ttank/a@s2\nreclaim\t4096\n"
     assert parse_destroy_dry_run(dry_run) == ["tank/a@s1", "tank/a@s2"]
+
+
+def test_send_progress_lines_from_a_real_send():
+    lines = linux("zfs_send_progress.txt").splitlines()
+    assert parse_send_estimate("\n".join(lines)) == 170084968  # -v -P also prints the total first
+    assert [parse_send_progress(line) for line in lines] == [
+        None, None, 5627488, 12556328, 18483408, 161701696, 167862520]
+    assert parse_send_progress("07:16:30\t5.4M\ttank/vol@s1") is None  # without -P: not a number
+    assert parse_send_progress("") is None
 
 
 def test_zdb_labels():

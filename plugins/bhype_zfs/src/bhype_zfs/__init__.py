@@ -1,3 +1,3 @@
 """bHype ZFS plugin: pools, datasets and zvols as VM storage."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

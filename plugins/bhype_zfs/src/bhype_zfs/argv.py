@@ -286,12 +286,14 @@ def send(
     properties: bool = False,
     compressed: bool = True,
     estimate: bool = False,
+    verbose: bool = False,
 ) -> list[str]:
-    """``zfs send [-R] [-p] [-c] [-i|-I from] [-n -v -P] ds@snap`` (zfs-send(8)).
+    """``zfs send [-R] [-p] [-c] [-i|-I from] [-n] [-v -P] ds@snap`` (zfs-send(8)).
 
     ``replicate`` (``-R``) sends descendants, properties (user properties included) and
     snapshots; ``compressed`` (``-c``) keeps blocks as stored; ``estimate`` prints the
-    parsable size (``size<TAB>bytes``) and sends nothing.
+    parsable size (``size<TAB>bytes``) and sends nothing; ``verbose`` (``-v -P``) reports the
+    bytes sent every second on stderr while the stream goes out.
     """
     check_full_snapshot(snapshot_name)
     argv = [tools.zfs, "send"]
@@ -306,6 +308,8 @@ def send(
         argv += ["-I" if include_intermediate else "-i", base]
     if estimate:
         argv += ["-n", "-v", "-P"]
+    elif verbose:
+        argv += ["-v", "-P"]
     return argv + [snapshot_name]
 
 

@@ -39,7 +39,7 @@ def clone_tree(
     snapshot: str | None = None,
     mode: str = "linked",
     identity: dict[str, str] | None = None,
-    max_bytes: int = 1024**3,
+    copy_timeout: float | None = None,
     context: Any = None,
 ) -> dict[str, Any]:
     """Clone dataset tree ``source`` to ``target`` (which must not exist).
@@ -50,6 +50,7 @@ def clone_tree(
         send/receive; the temporary snapshot is removed) or ``promote`` (linked, then
         ``zfs promote``: the source then depends on the clone, zfs-promote(8)).
     :param identity: user properties set on the new root (``org.bhype:name`` etc.).
+    :param copy_timeout: seconds allowed per dataset copied in ``full`` mode.
     :returns: ``source``, ``target``, ``snapshot``, ``mode`` and the created ``datasets``.
     :raises Conflict: ``target`` exists. :raises NotFound: no such snapshot.
     """
@@ -83,7 +84,8 @@ def clone_tree(
             if context is not None:
                 context.progress(10 + 80 * index / len(kinds), f"{mode} copy of {dataset}@{snapshot}")
             if mode == "full":
-                copy_dataset(host, f"{dataset}@{snapshot}", new, max_bytes, properties=props)
+                copy_dataset(host, f"{dataset}@{snapshot}", new, _share(context, index, len(kinds)),
+                             properties=props, timeout=copy_timeout)
             else:
                 host.run(argv.clone(tools, f"{dataset}@{snapshot}", new, props))
             created.append(new)
@@ -103,6 +105,13 @@ def clone_tree(
     if mode == "full" and taken is not None:
         _drop_snapshot(host, source, taken)
     return {"source": source, "target": target, "snapshot": snapshot, "mode": mode, "datasets": created}
+
+
+def _share(context: Any, index: int, count: int) -> Callable[[int, str], Any] | None:
+    """Progress of copying dataset ``index`` of ``count``, mapped into the task's 10-90 %."""
+    if context is None:
+        return None
+    return lambda percent, message: context.progress(10 + 80 * (index + percent / 100) / count, message)
 
 
 def _drop_snapshot(host: ZfsHost, dataset: str, name: str) -> None:

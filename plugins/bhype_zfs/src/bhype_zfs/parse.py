@@ -287,6 +287,22 @@ def parse_send_estimate(text: str) -> int:
     raise ParseError(f"zfs send -nvP: no 'size' line in {text[:200]!r}")
 
 
+_CLOCK = re.compile(r"\d\d:\d\d:\d\d\Z")
+
+
+def parse_send_progress(line: str) -> int | None:
+    """Bytes sent so far from one ``zfs send -v -P`` progress line on stderr, else ``None``.
+
+    Every second the sender prints ``HH:MM:SS<TAB>bytes<TAB>dataset@snapshot`` (libzfs
+    ``send_progress_thread``; the header lines ``full``/``incremental``/``size`` are not
+    progress). Bytes count from the start of the current snapshot's stream.
+    """
+    parts = line.strip().split("\t")
+    if len(parts) >= 3 and _CLOCK.match(parts[0]) and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
 def parse_destroy_dry_run(text: str) -> list[str]:
     """Dataset names a ``zfs destroy -n -v -p`` would destroy (``destroy<TAB>name`` lines)."""
     return [line.split("\t")[1] for line in text.splitlines() if line.startswith("destroy\t")]

@@ -1,23 +1,28 @@
-"""Full copies of a dataset: ``zfs send`` of a snapshot received as a new dataset (zfs-send(8), zfs-receive(8)).
+"""Full copies of a dataset: ``zfs send`` of a snapshot piped into ``zfs receive`` (zfs-send(8), zfs-receive(8)).
 
-The host runner runs one argv at a time and has no pipe between two commands, so the stream
-passes through this process: ``zfs send`` first, its output then fed to ``zfs receive``. The
-size is estimated beforehand (``zfs send -n -v -P``) and a copy larger than
-``zfs.copy_max_bytes`` is refused before anything is sent. Linked clones (``zfs clone``) do not
-copy data and have no such limit.
+The stream goes from one command to the other through an OS pipe on the host
+(:meth:`Runner.pipe <bhype_core.host.runner.Runner.pipe>`), never through bHype's memory, so a
+copy may be as large as the pool allows. Before anything is sent the stream size is estimated
+(``zfs send -n -v -P``) and compared with the space left where the copy goes (``zfs list -Hp -o
+avail``): a copy that cannot fit is refused instead of failing half-way. While it runs, ``zfs
+send -v -P`` reports the bytes sent every second on stderr; those lines become task progress.
+A receive that fails leaves nothing behind (zfs-receive(8) discards a partial non-resumable
+receive). Linked clones (``zfs clone``) copy no data and need none of this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bhype_core.errors import Conflict
 from bhype_core.units import human_size
 from bhype_zfs import argv
 from bhype_zfs.names import check_full_snapshot
-from bhype_zfs.parse import parse_send_estimate
+from bhype_zfs.parse import parse_send_estimate, parse_send_progress, to_int
 from bhype_zfs.tool import ZfsHost
+
+ProgressCallback = Callable[[int, str], Any]
 
 
 def estimate(host: ZfsHost, snapshot: str, **send_options: Any) -> int:
@@ -26,55 +31,77 @@ def estimate(host: ZfsHost, snapshot: str, **send_options: Any) -> int:
     return parse_send_estimate(text)
 
 
+def available(host: ZfsHost, dataset: str) -> int | None:
+    """Bytes that can still be written below ``dataset`` (``zfs list -Hp -o avail``, zfs-list(8));
+    ``None`` when the tool printed no number."""
+    text = host.text(argv.list_datasets(host.tools, ["avail"], [dataset], types=("filesystem", "volume")))
+    return to_int(text.strip())
+
+
 def send_receive(
     host: ZfsHost,
     snapshot: str,
     target: str,
-    max_bytes: int,
     *,
     properties: Mapping[str, str] | None = None,
     replicate: bool = False,
-    progress: Any = None,
+    progress: ProgressCallback | None = None,
+    timeout: float | None = None,
 ) -> int:
-    """Send ``snapshot`` and receive it as ``target`` (unmounted); returns the stream size.
+    """Send ``snapshot`` and receive it as ``target`` (unmounted); returns the estimated stream size.
 
-    :raises Conflict: the estimate exceeds ``max_bytes``, or ``target`` exists.
+    :param replicate: ``-R``: descendants, snapshots and properties come along.
+    :param progress: called with ``(percent, message)`` as the stream goes (0-100 of this copy).
+    :param timeout: seconds for the whole copy (default the host's task timeout).
+    :raises Conflict: ``target`` exists, or the stream is larger than the space left at
+        ``target``'s parent (nothing sent).
+    :raises CommandError: the send or the receive failed (the receive's own words first).
     """
     check_full_snapshot(snapshot)
-    size = estimate(host, snapshot, replicate=replicate)
-    if size > max_bytes:
-        raise Conflict(
-            f"copying {snapshot} needs a {human_size(size)} send stream, more than zfs.copy_max_bytes "
-            f"({human_size(max_bytes)}) allows through the runner; use a linked clone instead, or raise the limit"
-        )
     if host.exists(target):
         raise Conflict(f"{target} already exists")
+    size = estimate(host, snapshot, replicate=replicate)
+    parent = target.rsplit("/", 1)[0]
+    room = available(host, parent)
+    if room is not None and size > room:
+        raise Conflict(
+            f"copying {snapshot} needs about {human_size(size)}, but only {human_size(room)} is free at "
+            f"{parent}; free some space or use a linked clone (which copies nothing)"
+        )
     if progress is not None:
-        progress(10, f"sending {snapshot} ({human_size(size)})")
-    stream = host.run(argv.send(host.tools, snapshot, replicate=replicate)).stdout_bytes
+        progress(0, f"sending {snapshot} to {target} ({human_size(size)})")
+
+    def report(line: str) -> None:
+        sent = parse_send_progress(line)
+        if sent is not None and progress is not None and size:
+            progress(min(99, int(100 * sent / size)), f"sent {human_size(sent)} of {human_size(size)}")
+
+    host.pipe(
+        argv.send(host.tools, snapshot, replicate=replicate, verbose=True),
+        argv.receive(host.tools, target, properties=properties),
+        timeout=timeout,
+        on_producer_line=report,
+    )
     if progress is not None:
-        progress(60, f"receiving {target}")
-    host.run(argv.receive(host.tools, target, properties=properties), input=stream)
-    return len(stream)
+        progress(100, f"received {target}")
+    return size
 
 
 def copy_dataset(
     host: ZfsHost,
     snapshot: str,
     target: str,
-    max_bytes: int,
-    progress: Any = None,
+    progress: ProgressCallback | None = None,
     properties: Mapping[str, str] | None = None,
+    timeout: float | None = None,
 ) -> None:
     """An independent copy of one dataset at ``snapshot`` as ``target``; the snapshot that
     arrives with the stream is destroyed, so the copy shares nothing with the source."""
     props = dict(properties or {})
     if _is_volume(host, snapshot):
         props.setdefault("volmode", "dev")
-    send_receive(host, snapshot, target, max_bytes, properties=props, progress=progress)
+    send_receive(host, snapshot, target, properties=props, progress=progress, timeout=timeout)
     host.run(argv.destroy_snapshots(host.tools, target, [snapshot.split("@")[1]]))
-    if progress is not None:
-        progress(100, f"copied to {target}")
 
 
 def _is_volume(host: ZfsHost, snapshot: str) -> bool:

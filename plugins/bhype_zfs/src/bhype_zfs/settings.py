@@ -46,8 +46,8 @@ class ZfsSettings(Section):
     task_timeout: float = Field(
         600.0, gt=0, le=86400, description="seconds allowed per command inside a task (zpool create, send)"
     )
-    copy_max_bytes: int = Field(
-        1024**3, ge=0, description="largest full copy (zfs send | zfs receive) done through the runner, in bytes"
+    copy_timeout: float = Field(
+        86400.0, gt=0, le=7 * 86400, description="seconds allowed per full copy (zfs send | zfs receive) of a disk"
     )
     capacity_warning: int = Field(80, ge=1, le=100, description="pool capacity (%) that raises a warning event")
     capacity_critical: int = Field(95, ge=1, le=100, description="pool capacity (%) that raises a critical event")

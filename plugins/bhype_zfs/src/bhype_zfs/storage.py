@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bhype_core.errors import BhypeError, ConfigError, Conflict, NotFound, ValidationErrors
 from bhype_core.spec_parts import NAME_RE
-from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume
+from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume, check_filename
 from bhype_core.units import human_size, parse_size
 from bhype_zfs import argv
 from bhype_zfs.dependents import refuse_if_dependents
@@ -75,13 +75,13 @@ class ZfsStorage(StorageBackend):
     name = "zfs"
 
     def __init__(
-        self, host: ZfsHost, dataset: str, options: ZfsDatastoreOptions, copy_max_bytes: int = 1024**3
+        self, host: ZfsHost, dataset: str, options: ZfsDatastoreOptions, copy_timeout: float | None = None
     ) -> None:
         self.host = host
         self.dataset = check_dataset(dataset, "dataset")
         self.options = options
         self.datastore = options.name
-        self.copy_max_bytes = copy_max_bytes
+        self.copy_timeout = copy_timeout
         self._mountpoints: dict[str, Path] = {}
 
     def __repr__(self) -> str:
@@ -140,7 +140,7 @@ class ZfsStorage(StorageBackend):
             raise NotFound(f"{self.vms_dataset} does not exist: run `bhype zfs init` (or adopt) first") from None
         return self.vm_dir(vm_name)
 
-    def remove_vm_dir(self, vm_name: str) -> None:
+    def remove_vm_dir(self, vm_name: str) -> bool:
         """Destroy the VM's dataset with its disks and snapshots; absent is fine.
 
         :raises Conflict: another dataset is a clone of one of its snapshots, or a snapshot
@@ -148,9 +148,45 @@ class ZfsStorage(StorageBackend):
         """
         dataset = self.vm_dataset(vm_name)
         if not self.host.exists(dataset):
-            return
+            return False
         refuse_if_dependents(self.host, dataset, f"VM {vm_name}")
         self.host.run(argv.destroy(self.host.tools, dataset, recursive=True))
+        return True
+
+    # The VM dataset's files (NVRAM copy) live on the host the runner reaches: handled with
+    # host commands (test(1), cp(1), chmod(1), rm(1), ls(1); the same options on FreeBSD
+    # and Linux), never with this process's file system.
+
+    def vm_file_exists(self, vm_name: str, filename: str) -> bool:
+        return self.host.probe(["test", "-e", self._vm_file(vm_name, filename)]).returncode == 0
+
+    def install_vm_file(self, vm_name: str, source: Path, filename: str, mode: int = 0o600) -> Path:
+        if self.host.probe(["test", "-f", str(source)]).returncode != 0:
+            raise NotFound(f"{source} does not exist on {self.host.runner.target}")
+        target = self._vm_file(vm_name, filename)
+        self.host.run(["cp", "--", str(source), target])
+        self.host.run(["chmod", format(mode, "o"), target])
+        return Path(target)
+
+    def remove_vm_file(self, vm_name: str, filename: str) -> None:
+        self.host.run(["rm", "-f", "--", self._vm_file(vm_name, filename)])
+
+    def clear_vm_dir(self, vm_name: str, keep_volumes: Collection[str] = ()) -> list[str]:
+        """Remove the files in the VM's mountpoint except kept file disks (zvols are datasets,
+        not files: they stay whatever happens here)."""
+        vm_dir = self.vm_dir(vm_name)
+        keep = {str(self.volume_path(vm_name, volume)) for volume in keep_volumes}
+        listing = self.host.probe(["ls", "-A", "--", str(vm_dir)])
+        if listing.returncode != 0:
+            return []
+        doomed = [str(vm_dir / name) for name in listing.stdout.splitlines() if name]
+        doomed = [path for path in doomed if path not in keep]
+        if doomed:
+            self.host.run(["rm", "-rf", "--", *doomed])
+        return doomed
+
+    def _vm_file(self, vm_name: str, filename: str) -> str:
+        return str(self.vm_dir(vm_name) / check_filename(filename))
 
     def tag_vm(self, vm_name: str, uuid: str, owner: str, spec: Mapping[str, Any] | None = None) -> None:
         """Record the VM's identity as user properties on its dataset, so a pool imported on
@@ -168,6 +204,12 @@ class ZfsStorage(StorageBackend):
 
     def _file(self, vm_name: str, volume: str) -> str:
         return str(self.vm_dir(vm_name) / (_check(volume, "volume") + IMAGE_SUFFIX))
+
+    def volume_path(self, vm_name: str, volume: str) -> Path:
+        """The zvol's device node, or the image file in the VM's dataset (disk_type ``file``)."""
+        if self.options.disk_type == "file":
+            return Path(self._file(vm_name, volume))
+        return Path(argv.zvol_device(self.host.tools, self.volume_dataset(vm_name, volume)))
 
     def create_volume(self, vm_name: str, volume: str, size: int) -> Volume:
         _check_size(size)
@@ -279,7 +321,7 @@ class ZfsStorage(StorageBackend):
         snap = f"bhype-copy-{secrets.token_hex(4)}"
         self.host.run(argv.snapshot(self.host.tools, [f"{src}@{snap}"]))
         try:
-            copy_dataset(self.host, f"{src}@{snap}", dst, self.copy_max_bytes, progress)
+            copy_dataset(self.host, f"{src}@{snap}", dst, progress, timeout=self.copy_timeout)
         finally:
             self.host.run(argv.destroy_snapshots(self.host.tools, src, [snap]))
         self.wait_for_device(argv.zvol_device(self.host.tools, dst))
@@ -339,4 +381,4 @@ def zfs_backend(runtime: Any, options: Mapping[str, Any]) -> ZfsStorage:
         check_dataset(dataset)
     except ValidationErrors as exc:
         raise ConfigError(f"vm.datastores.{name}.dataset: {exc.message}") from None
-    return ZfsStorage(zfs_host(runtime), dataset, parsed, settings.copy_max_bytes)
+    return ZfsStorage(zfs_host(runtime), dataset, parsed, settings.copy_timeout)

@@ -162,7 +162,7 @@ def clone(context: Any, source: str, target: str, snapshot: str | None = None, m
         raise ValidationErrors([("target", f"a VM named {target!r} already exists")])
     identity = {NAME_PROPERTY: target, OWNER_PROPERTY: owner}
     result = clones.clone_tree(store.host, src.dataset, store.vm_dataset(target), snapshot=snapshot, mode=mode,
-                               identity=identity, max_bytes=store.copy_max_bytes, context=context)
+                               identity=identity, copy_timeout=store.copy_timeout, context=context)
     if row is not None and vm_records_available(runtime) is None:
         try:
             new = insert_vm(runtime, store, cloned_spec_data(row.spec, target), owner)

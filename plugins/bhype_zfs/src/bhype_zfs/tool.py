@@ -61,6 +61,23 @@ class ZfsHost:
         except CommandError as exc:
             raise classify(exc) from exc
 
+    def pipe(
+        self,
+        producer: Sequence[str],
+        consumer: Sequence[str],
+        *,
+        timeout: float | None = None,
+        on_producer_line: Any = None,
+    ) -> Any:
+        """Run ``producer | consumer`` on the host (the stream never passes through bHype);
+        errors translated as in :meth:`run` (the consumer's first: ``zfs receive`` explains
+        more than a ``zfs send`` killed by the broken pipe)."""
+        try:
+            return self.runner.pipe(list(producer), list(consumer), timeout=timeout or self.timeout,
+                                    on_producer_line=on_producer_line)
+        except CommandError as exc:
+            raise classify(exc) from exc
+
     def probe(self, argv: Sequence[str], *, timeout: float | None = None) -> Any:
         """Run a read-only ``argv`` whose non-zero exit is an answer, not a failure
         (``zdb -l`` exits 2 on a blank disk); returns the result whatever its status."""
