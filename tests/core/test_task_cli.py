@@ -18,8 +18,7 @@ from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.taskqueue import service, store
-from bhype_core.testing.api_auth import token_headers
-from bhype_core.testing.api_server import served_api
+from bhype_core.testing.api_server import served_cli
 from bhype_core.testing.queue import queue_config, settings_from
 
 pytestmark = pytest.mark.slow
@@ -37,15 +36,9 @@ def server(tmp_path: Path, monkeypatch) -> Iterator[dict]:
     runtime = build_runtime(settings_from(raw), make_plugin_manager(load_entrypoints=False, plugins=plugins))
     upgrade(runtime)
     try:
-        with served_api(runtime) as (app, url):
-            config = tmp_path / "cli.toml"
-            config.write_text(f'[core]\ndata_dir = "{tmp_path / "cli-data"}"\n')
-            monkeypatch.setenv("BHYPE_URL", url)
-            monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-            tokens = {name: token_headers(app, name, role)["Authorization"].removeprefix("Bearer ")
-                      for name, role in (("alice", "operator"), ("bob", "operator"), ("root", "admin"))}
-            monkeypatch.setenv("BHYPE_TOKEN", tokens["alice"])
-            yield {"config": config, "tokens": tokens, "runtime": runtime}
+        users = (("alice", "operator"), ("bob", "operator"), ("root", "admin"))
+        with served_cli(runtime, tmp_path, monkeypatch, users, as_user="alice") as server:
+            yield server
     finally:
         runtime.engine.dispose()
 

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from bhype_core import cli
-from bhype_core.testing.api_auth import token_headers
-from bhype_core.testing.api_server import served_api
+from bhype_core.testing.api_server import served_cli
 
 
 @pytest.fixture
@@ -20,15 +19,9 @@ def server(make_vm_runtime, short_dir, monkeypatch) -> Iterator[dict]:
     """The API served by uvicorn in a thread, a worker thread, and a CLI configuration; the
     CLI authenticates as operator alice through $BHYPE_TOKEN."""
     runtime = make_vm_runtime(queue={"backend": "sqlite"}, tasks={"poll_interval": 0.2})
-    with served_api(runtime) as (app, url):
-        config = short_dir / "cli.toml"
-        config.write_text(f'[core]\ndata_dir = "{short_dir / "cli-data"}"\n')
-        monkeypatch.setenv("BHYPE_URL", url)
-        monkeypatch.setenv("XDG_CONFIG_HOME", str(short_dir / "xdg"))
-        tokens = {name: token_headers(app, name, role)["Authorization"].removeprefix("Bearer ")
-                  for name, role in (("alice", "operator"), ("bob", "operator"))}
-        monkeypatch.setenv("BHYPE_TOKEN", tokens["alice"])
-        yield {"config": config, "tokens": tokens, "runtime": runtime}
+    users = (("alice", "operator"), ("bob", "operator"))
+    with served_cli(runtime, short_dir, monkeypatch, users, as_user="alice") as server:
+        yield server
 
 
 def bhype(server, capsys, *args: str, stdin: str = "") -> tuple[int, str, str]:

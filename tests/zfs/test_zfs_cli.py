@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from bhype_core import cli
-from bhype_core.testing.api_auth import token_headers
-from bhype_core.testing.api_server import served_api
+from bhype_core.testing.api_server import served_cli
 from bhype_core.vm.create import create_vm
 
 from .helpers import task_context
@@ -27,15 +26,9 @@ def server(guest_runtime, tmp_path, monkeypatch) -> Iterator[dict]:
     """The API and a worker for a guest runtime; a CLI configuration; tokens for admin ``root``
     and operators ``alice`` and ``bob`` (``$BHYPE_TOKEN`` starts as root's)."""
     runtime = guest_runtime(queue={"backend": "sqlite"})
-    with served_api(runtime) as (app, url):
-        config = tmp_path / "cli.toml"
-        config.write_text(f'[core]\ndata_dir = "{tmp_path / "cli-data"}"\n')
-        monkeypatch.setenv("BHYPE_URL", url)
-        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-        tokens = {name: token_headers(app, name, role)["Authorization"].removeprefix("Bearer ")
-                  for name, role in (("root", "admin"), ("alice", "operator"), ("bob", "operator"))}
-        monkeypatch.setenv("BHYPE_TOKEN", tokens["root"])
-        yield {"config": config, "tokens": tokens, "runtime": runtime, "url": url}
+    users = (("root", "admin"), ("alice", "operator"), ("bob", "operator"))
+    with served_cli(runtime, tmp_path, monkeypatch, users, as_user="root") as server:
+        yield server
 
 
 @pytest.fixture

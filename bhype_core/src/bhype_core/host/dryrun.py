@@ -44,9 +44,7 @@ class DryRunRunner(Runner):
             line = shlex.join([f"{name}={value}" for name, value in env.items()]) + " " + line
         if cwd is not None:
             line = f"(in {cwd}) {line}"
-        log.info("dry run on %s: would run %s", self.target, line)
-        if self.echo is not None:
-            self.echo(f"would run: {line}")
+        self._show(line)
         return _nothing_ran(argv)
 
     def _pipe(
@@ -58,11 +56,14 @@ class DryRunRunner(Runner):
         on_producer_line: LineCallback | None,
     ) -> PipeResult:
         where = "" if sink is self or sink.target == self.target else f" (on {sink.target})"
-        line = f"{shlex.join(producer)} | {shlex.join(consumer)}{where}"
+        self._show(f"{shlex.join(producer)} | {shlex.join(consumer)}{where}")
+        return PipeResult(_nothing_ran(producer), _nothing_ran(consumer), 0.0)
+
+    def _show(self, line: str) -> None:
+        """Log the would-be command line and hand it to ``echo``."""
         log.info("dry run on %s: would run %s", self.target, line)
         if self.echo is not None:
             self.echo(f"would run: {line}")
-        return PipeResult(_nothing_ran(producer), _nothing_ran(consumer), 0.0)
 
     def close(self) -> None:
         self.inner.close()

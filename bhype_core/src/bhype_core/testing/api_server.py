@@ -6,8 +6,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -45,3 +46,26 @@ def served_api(runtime: Any) -> Iterator[tuple[Any, str]]:
         worker.stop(timeout=60)
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def served_cli(
+    runtime: Any, directory: Path, monkeypatch: Any, users: Sequence[tuple[str, str]], as_user: str
+) -> Iterator[dict[str, Any]]:
+    """:func:`served_api` plus what a ``bhype`` CLI run needs to talk to it: ``$BHYPE_URL``, a
+    private ``$XDG_CONFIG_HOME``, a config file (``cli.toml`` in ``directory``), an API token per
+    ``(name, role)`` in ``users``, and ``$BHYPE_TOKEN`` set to ``as_user``'s.
+
+    Yields ``{"config", "tokens", "runtime", "url", "app"}``.
+    """
+    from bhype_core.testing.api_auth import token_headers
+
+    with served_api(runtime) as (app, url):
+        config = directory / "cli.toml"
+        config.write_text(f'[core]\ndata_dir = "{directory / "cli-data"}"\n')
+        monkeypatch.setenv("BHYPE_URL", url)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(directory / "xdg"))
+        tokens = {name: token_headers(app, name, role)["Authorization"].removeprefix("Bearer ")
+                  for name, role in users}
+        monkeypatch.setenv("BHYPE_TOKEN", tokens[as_user])
+        yield {"config": config, "tokens": tokens, "runtime": runtime, "url": url, "app": app}
