@@ -101,10 +101,11 @@ def test_both_sides_are_audited(runner: LocalRunner) -> None:
     records: list[AuditRecord] = []
     runner.add_audit_sink(records.append)
     runner.pipe(["echo", "hello"], ["cat"])
+    failing = ["sh", "-c", "cat >/dev/null; exit 1"]  # reads it all first: echo never meets a closed pipe
     with pytest.raises(CommandError):
-        runner.pipe(["echo", "hello"], ["false"])
+        runner.pipe(["echo", "hello"], failing)
     assert [(r.argv, r.returncode) for r in records] == [
-        (["echo", "hello"], 0), (["cat"], 0), (["echo", "hello"], 0), (["false"], 1)]
+        (["echo", "hello"], 0), (["cat"], 0), (["echo", "hello"], 0), (failing, 1)]
 
 
 def test_dry_run_shows_the_pipeline_and_runs_nothing(runner: LocalRunner, tmp_path: Path) -> None:
@@ -132,7 +133,8 @@ def test_both_sides_on_the_ssh_host(sshd_server) -> None:
         assert result.consumer.argv == [PY, "-c", SHA256_STDIN]  # the command, not its ssh wrapper
         assert {r.target for r in records} == {ssh.target}
         with pytest.raises(CommandError) as caught:
-            ssh.pipe(["echo", "x"], [PY, "-c", "import sys; print('no space', file=sys.stderr); sys.exit(1)"])
+            ssh.pipe(["echo", "x"], [PY, "-c", "import sys; sys.stdin.read(); print('no space', file=sys.stderr); "
+                                         "sys.exit(1)"])
         assert caught.value.returncode == 1 and caught.value.stderr_tail == "no space"
     finally:
         ssh.close()
