@@ -85,6 +85,9 @@ class Runner(ABC):
     """Runs host commands. Subclasses say *where* (:meth:`_execute`); this class validates,
     applies the default timeout, audits every command and turns failures into errors."""
 
+    #: Seconds between SIGTERM and SIGKILL when a command times out.
+    kill_grace: float = DEFAULT_KILL_GRACE
+
     def __init__(self, default_timeout: float = DEFAULT_TIMEOUT) -> None:
         if default_timeout <= 0:
             raise ArgvError(f"default_timeout must be positive, not {default_timeout!r}")
@@ -210,12 +213,11 @@ class Runner(ABC):
         on_producer_line: LineCallback | None,
     ) -> PipeResult:
         """Run the pipeline locally, each side as the argv :meth:`local_argv` gives."""
-        kill_grace = max(getattr(self, "kill_grace", DEFAULT_KILL_GRACE), getattr(sink, "kill_grace", 0.0))
         result = run_pipeline(
             self.local_argv(producer),
             sink.local_argv(consumer),
             timeout=timeout,
-            kill_grace=kill_grace,
+            kill_grace=max(self.kill_grace, sink.kill_grace),
             shown=(producer, consumer),
             on_producer_line=on_producer_line,
         )
