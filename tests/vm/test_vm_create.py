@@ -18,7 +18,7 @@ from bhype_core.storage.sparse import allocated_bytes
 from bhype_core.tasks import Cancelled
 from bhype_core.units import GIB, MIB
 from bhype_core.vm.create import create_vm
-from bhype_core.vm.firmware import FirmwareMissing, nvram_path
+from bhype_core.vm.firmware import FirmwareMissing, nvram_name
 from bhype_core.vm.models import VM
 from bhype_core.vm.services import open_datastore
 
@@ -68,7 +68,7 @@ def test_create_makes_directory_sparse_disks_nvram_and_row(vm_runtime, task_cont
     assert result["disks"] == [str(vm_dir / "disk0.img"), str(vm_dir / "disk1.img")]
     assert os.stat(vm_dir / "disk0.img").st_size == GIB and os.stat(vm_dir / "disk1.img").st_size == 2 * GIB
     assert allocated_bytes(vm_dir / "disk1.img") < MIB
-    nvram = nvram_path(vm_dir, "linux")
+    nvram = vm_dir / nvram_name("linux")
     assert nvram.is_file() and nvram.stat().st_size > 0  # debian boots UEFI
     [row] = rows(vm_runtime)
     assert (row.name, row.owner, row.datastore, row.state) == ("web1", "alice", "default", "stopped")

@@ -13,7 +13,7 @@ from bhype_core.units import GIB
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.destroy import destroy_vm
 from bhype_core.vm.edit import LIVE_FIELDS, OFFLINE_FIELDS, edit_vm, merge_patch
-from bhype_core.vm.firmware import nvram_path
+from bhype_core.vm.firmware import nvram_name
 from bhype_core.vm.models import VM
 from bhype_core.vm.power import force_stop_vm, start_vm
 from bhype_core.vm.services import open_datastore
@@ -152,4 +152,4 @@ def test_edit_to_uefi_creates_the_nvram_copy(vm_runtime, task_context):
     create_vm(task_context(vm_runtime, "vm.create"), "k1", overrides={"boot": "grub"})
     vm_dir = open_datastore(vm_runtime).vm_dir("k1")
     edit_vm(task_context(vm_runtime, "vm.edit"), "k1", {"boot": {"mode": "uefi"}})
-    assert nvram_path(vm_dir, "linux").is_file()
+    assert (vm_dir / nvram_name("linux")).is_file()

@@ -43,11 +43,6 @@ def nvram_name(platform: str) -> str:
     return NVRAM_FILES["freebsd" if platform == "freebsd" else "linux"]
 
 
-def nvram_path(vm_dir: Path, platform: str) -> Path:
-    """Where the VM's own UEFI variable store lives on ``platform``."""
-    return Path(vm_dir) / nvram_name(platform)
-
-
 def needs_nvram(spec: VMSpec) -> bool:
     """Only boot mode ``uefi`` keeps variables (bhyve's CSM ROM and SeaBIOS have none)."""
     return spec.boot.mode == "uefi"
