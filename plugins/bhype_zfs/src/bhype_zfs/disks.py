@@ -76,7 +76,7 @@ class DiskReport:
 def probe_disk(host: ZfsHost, device: str) -> DiskReport:
     """Look at ``device`` through the runner without changing anything (see
     :func:`~bhype_zfs.pool_argv.disk_probe_commands` for the commands per platform)."""
-    if host.probe(["test", "-e", device]).returncode != 0:
+    if not host.has_path(device):
         return DiskReport(device, exists=False)
     if host.tools.platform == "freebsd":
         return _probe_freebsd(host, device)

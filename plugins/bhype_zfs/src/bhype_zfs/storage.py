@@ -158,10 +158,10 @@ class ZfsStorage(StorageBackend):
     # and Linux), never with this process's file system.
 
     def vm_file_exists(self, vm_name: str, filename: str) -> bool:
-        return self.host.probe(["test", "-e", self._vm_file(vm_name, filename)]).returncode == 0
+        return self.host.has_path(self._vm_file(vm_name, filename))
 
     def install_vm_file(self, vm_name: str, source: Path, filename: str, mode: int = 0o600) -> Path:
-        if self.host.probe(["test", "-f", str(source)]).returncode != 0:
+        if not self.host.has_path(source, regular_file=True):
             raise NotFound(f"{source} does not exist on {self.host.runner.target}")
         target = self._vm_file(vm_name, filename)
         self.host.run(["cp", "--", str(source), target])
@@ -218,7 +218,7 @@ class ZfsStorage(StorageBackend):
             raise NotFound(f"VM dataset {self.vm_dataset(vm_name)} does not exist in datastore {self.datastore}")
         if self.options.disk_type == "file":
             path = self._file(vm_name, volume)
-            if self.host.probe(["test", "-e", path]).returncode == 0:
+            if self.host.has_path(path):
                 raise Conflict(f"disk {volume} of VM {vm_name} already exists ({path})")
             self.host.run(argv.create_file(tools, path, size))
             return Volume(volume, Path(path), size)
@@ -246,7 +246,7 @@ class ZfsStorage(StorageBackend):
         while True:
             for command in argv.settle_devices(self.host.tools):
                 self.host.probe(command)
-            if self.host.probe(["test", "-e", device]).returncode == 0:
+            if self.host.has_path(device):
                 return
             if time.monotonic() > deadline:
                 raise BhypeError(f"zvol device {device} did not appear within {timeout:g}s")
@@ -312,7 +312,7 @@ class ZfsStorage(StorageBackend):
         source = self.volume(src_vm, volume)
         if self.options.disk_type == "file":
             target = self._file(dst_vm, dst_volume)
-            if self.host.probe(["test", "-e", target]).returncode == 0:
+            if self.host.has_path(target):
                 raise Conflict(f"disk {dst_volume} of VM {dst_vm} already exists ({target})")
             self.host.run(["cp", "--", str(source.path), target])
             return Volume(dst_volume, Path(target), source.size)

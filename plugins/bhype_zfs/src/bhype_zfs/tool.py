@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bhype_core.errors import BhypeError, CommandError, Conflict, NotFound
@@ -86,6 +87,10 @@ class ZfsHost:
     def text(self, argv: Sequence[str], *, timeout: float | None = None) -> str:
         """Run ``argv`` (errors translated) and return its stdout."""
         return self.run(argv, timeout=timeout).stdout
+
+    def has_path(self, path: str | Path, *, regular_file: bool = False) -> bool:
+        """Whether ``path`` exists on the host (test(1) ``-e``; ``-f`` with ``regular_file``)."""
+        return self.probe(["test", "-f" if regular_file else "-e", str(path)]).returncode == 0
 
     def exists(self, dataset: str) -> bool:
         """Whether ``dataset`` (filesystem, volume or snapshot) exists (zfs-list(8))."""
