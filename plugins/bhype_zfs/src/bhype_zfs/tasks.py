@@ -21,43 +21,28 @@ from bhype_zfs.tool import zfs_host, zfs_settings
 from bhype_zfs.vms import datastore_of, find_vm_row, host_for, require_stopped, resolve
 
 
-def init_pool(
-    context: Any,
-    pool: str,
-    disks: list[str] | None = None,
-    layout: str = "mirror",
-    adopt: bool = False,
-    force: bool = False,
-    root: str | None = None,
-    ashift: int | None = 12,
-    mountpoint: str | None = None,
-) -> dict[str, Any]:
-    """``zfs.init_pool``: create (or adopt) ``pool`` with bHype's layout; see :mod:`bhype_zfs.pool_init`."""
+def _plan(context: Any, pool: str, disks: list[str] | None, options: dict[str, Any]) -> tuple[Any, pool_init.InitPlan]:
+    """The host and the plan for ``zfs.init_pool``/``zfs.plan_init`` arguments (the API's
+    ``PoolInit``: ``pool``, ``disks``, ``layout``, ``adopt``, ``force``, ``root``, ``ashift``,
+    ``mountpoint``; :func:`bhype_zfs.pool_init.plan_init` names what each means)."""
     host = zfs_host(context.runtime)
+    root = options.pop("root", None) or zfs_settings(context.runtime).root
+    return host, pool_init.plan_init(host, pool, disks=disks, root=root, **options)
+
+
+def init_pool(context: Any, pool: str, disks: list[str] | None = None, **options: Any) -> dict[str, Any]:
+    """``zfs.init_pool``: create (or adopt) ``pool`` with bHype's layout; see :mod:`bhype_zfs.pool_init`."""
     context.progress(2, "probing disks")
-    plan = pool_init.plan_init(host, pool, disks=disks, layout=layout, adopt=adopt, force=force,
-                               root=root or zfs_settings(context.runtime).root, ashift=ashift, mountpoint=mountpoint)
+    host, plan = _plan(context, pool, disks, options)
     ran = pool_init.apply_plan(host, plan, context)
     context.log("add this to the configuration to use the pool:\n" + plan.settings)
     context.progress(100, "initialised")
     return {**plan.to_dict(), "ran": ran}
 
 
-def plan_init_task(
-    context: Any,
-    pool: str,
-    disks: list[str] | None = None,
-    layout: str = "mirror",
-    adopt: bool = False,
-    force: bool = False,
-    root: str | None = None,
-    ashift: int | None = 12,
-    mountpoint: str | None = None,
-) -> dict[str, Any]:
+def plan_init_task(context: Any, pool: str, disks: list[str] | None = None, **options: Any) -> dict[str, Any]:
     """``zfs.plan_init``: the exact commands ``zfs.init_pool`` would run (disks checked; nothing changes)."""
-    host = zfs_host(context.runtime)
-    plan = pool_init.plan_init(host, pool, disks=disks, layout=layout, adopt=adopt, force=force,
-                               root=root or zfs_settings(context.runtime).root, ashift=ashift, mountpoint=mountpoint)
+    _, plan = _plan(context, pool, disks, options)
     for step in plan.steps:
         context.log(f"would run: {' '.join(step.argv)}  ({step.purpose})")
     return plan.to_dict()
