@@ -39,32 +39,6 @@ BOOT_WAIT = 240.0  # seconds; TCG on a loaded 2-core machine, not a timing asser
 TASK_WAIT = 240.0
 
 
-def template_toml(guest: GuestImage) -> str:
-    """An admin template for the tiny guest: grub boot mode with a host kernel (QEMU -kernel,
-    grub-bhyve -r host on FreeBSD), VNC, serial, one NIC on user networking, no disk."""
-    return f"""\
-title = "bHype tiny test guest"
-os_type = "linux"
-notes = "busybox initramfs; prints {READY_MARKER} on the serial port"
-
-[spec]
-cpus = 1
-memory = "256M"
-disks = []
-nics = [{{}}]
-
-[spec.boot]
-mode = "grub"
-kernel = "{guest.kernel}"
-initrd = "{guest.initrd}"
-cmdline = "{guest.cmdline}"
-
-[spec.graphics]
-vnc = true
-resolution = "800x600"
-"""
-
-
 def config_toml(root: Path) -> str:
     return f"""\
 [core]
@@ -229,7 +203,7 @@ def rfb_banner(vnc: dict[str, Any]) -> bytes:
 def host(tiny_guest: GuestImage) -> Iterator[Host]:
     root = Path(tempfile.mkdtemp(prefix="bh-e2e-", dir="/tmp"))  # unix socket paths stay short
     (root / "templates").mkdir()
-    (root / "templates" / "tiny.toml").write_text(template_toml(tiny_guest))
+    (root / "templates" / "tiny.toml").write_text(tiny_guest.template_toml())
     config = root / "bhype.toml"
     config.write_text(config_toml(root))
     runtime = build_runtime(load_settings(config, environ={}))

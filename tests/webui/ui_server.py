@@ -21,31 +21,6 @@ from typing import Any
 MISSING_KERNEL = "/nonexistent/bhype-test/vmlinuz-missing"
 
 
-def template_toml(kernel: str, initrd: str, cmdline: str, title: str) -> str:
-    """An admin template booting a host kernel (grub mode: QEMU -kernel), VNC and serial, no disk."""
-    return f"""\
-title = "{title}"
-os_type = "linux"
-notes = "busybox initramfs used by the web UI tests"
-
-[spec]
-cpus = 1
-memory = "256M"
-disks = []
-nics = [{{}}]
-
-[spec.boot]
-mode = "grub"
-kernel = "{kernel}"
-initrd = "{initrd}"
-cmdline = "{cmdline}"
-
-[spec.graphics]
-vnc = true
-resolution = "800x600"
-"""
-
-
 def free_port() -> int:
     """A loopback port nobody listens on right now (the server retries if it is taken meanwhile)."""
     with socket.socket() as sock:
@@ -61,9 +36,9 @@ class BhypeServer:
         templates = self.root / "templates"
         templates.mkdir()
         (templates / "tiny.toml").write_text(
-            template_toml(str(guest.kernel), str(guest.initrd), guest.cmdline, "bHype tiny test guest"))
+            guest.template_toml())
         (templates / "broken.toml").write_text(
-            template_toml(MISSING_KERNEL, str(guest.initrd), guest.cmdline, "Kernel missing (fails to start)"))
+            guest.template_toml("Kernel missing (fails to start)", kernel=MISSING_KERNEL))
         self.config = self.root / "bhype.toml"
         self.config.write_text(f"""\
 [core]

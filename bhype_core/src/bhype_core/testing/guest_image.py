@@ -142,6 +142,32 @@ class GuestImage:
         """The recommended command line plus ``extra`` words (``bhype.hostname=web1``)."""
         return " ".join((self.cmdline, *extra))
 
+    def template_toml(self, title: str = "bHype tiny test guest", kernel: str | None = None) -> str:
+        """An admin VM template booting this image: grub mode with a host kernel (QEMU
+        ``-kernel``; grub-bhyve ``-r host`` on FreeBSD), VNC and serial, one NIC on user
+        networking, no disk. ``kernel`` replaces the image's (a missing one: a VM that fails)."""
+        return f"""\
+title = "{title}"
+os_type = "linux"
+notes = "busybox initramfs; prints {READY_MARKER} on the serial port"
+
+[spec]
+cpus = 1
+memory = "256M"
+disks = []
+nics = [{{}}]
+
+[spec.boot]
+mode = "grub"
+kernel = "{kernel or self.kernel}"
+initrd = "{self.initrd}"
+cmdline = "{self.cmdline}"
+
+[spec.graphics]
+vnc = true
+resolution = "800x600"
+"""
+
 
 def script_digest() -> str:
     """A hash of everything the initramfs takes from this module (part of the cache key)."""
