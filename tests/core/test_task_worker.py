@@ -177,8 +177,10 @@ def test_cancel_queued_and_running_tasks(backend, start_worker):
     running = service.submit(runtime, "alice", "core.ping", {"sleep": 600, "locks": ["vm:2"]})
     queued = service.submit(runtime, "alice", "core.ping", {"locks": ["vm:2"]})
     wait_for(lambda: logged(runtime, running, "sleeping 600 s"), "the sleeper to run")
-    assert store.get_task(runtime.engine, queued.id).progress_message == \
-        f"waiting for lock vm:2 held by task {running.id}"
+    # The dispatcher notes the wait on its next pass, which may come just after the sleeper starts.
+    waiting = f"waiting for lock vm:2 held by task {running.id}"
+    wait_for(lambda: store.get_task(runtime.engine, queued.id).progress_message == waiting, "the waiting note")
+    assert store.get_task(runtime.engine, queued.id).state == "queued"
 
     assert service.cancel(runtime, ALICE, queued.id).state == "cancelled"
     assert service.cancel(runtime, ALICE, running.id).cancel_requested
