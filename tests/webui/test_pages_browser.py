@@ -117,6 +117,14 @@ def wait_task(page: Any, task_id: str, expect: str = "succeeded") -> dict[str, A
     return task
 
 
+def follow_task_page(page: Any, expect: str = "succeeded") -> None:
+    """Wait on a task's page until the server has rendered it final: while the task runs the page
+    follows it live and reloads itself when it ends, so anything read before the reload may be
+    read from a page that is about to go away."""
+    page.wait_for_url(re.compile(r"/ui/tasks/[0-9a-f-]+$"))
+    page.locator(f'#task[data-final="true"] .task-state.task-{expect}').wait_for(timeout=WAIT)
+
+
 def wait_booted(server: BhypeServer, vm: str) -> None:
     deadline = time.monotonic() + BOOT_WAIT
     while READY_MARKER not in server.serial_log(vm):
@@ -161,8 +169,7 @@ def test_create_start_stop_destroy_in_the_browser(world: World, browser: Any) ->
         page.get_by_label("Name", exact=True).fill(vm)
         page.get_by_label("Memory").fill("256M")
         page.get_by_role("button", name="Create VM").click()
-        page.wait_for_url(re.compile(r"/ui/tasks/[0-9a-f-]+$"))
-        page.locator(".task-state.task-succeeded").wait_for(timeout=WAIT)  # the page follows the task
+        follow_task_page(page)  # the page follows the task
         assert page.locator("#task-progress").get_attribute("value") == "100"
         shot(page, "task")
 
@@ -198,8 +205,7 @@ def test_create_start_stop_destroy_in_the_browser(world: World, browser: Any) ->
         page.locator('[data-error-for="memory"]').wait_for(state="visible")
         page.get_by_label("Memory").fill("320M")
         page.get_by_role("button", name="Save changes").click()
-        page.wait_for_url(re.compile(r"/ui/tasks/[0-9a-f-]+$"))
-        page.locator(".task-state.task-succeeded").wait_for(timeout=WAIT)
+        follow_task_page(page)
         page.get_by_role("link", name=f"vm:{vm}").click()
         assert page.get_by_label("Memory").input_value() == "320M"
 
@@ -209,8 +215,7 @@ def test_create_start_stop_destroy_in_the_browser(world: World, browser: Any) ->
         assert dialog.get_by_role("button", name="Destroy VM").is_disabled()
         dialog.get_by_label(re.compile("Type")).fill(vm)
         dialog.get_by_role("button", name="Destroy VM").click()
-        page.wait_for_url(re.compile(r"/ui/tasks/[0-9a-f-]+$"))
-        page.locator(".task-state.task-succeeded").wait_for(timeout=WAIT)
+        follow_task_page(page)
         page.goto(server.url + "/ui/vms")
         assert page.locator(f'tr[data-vm-name="{vm}"]').count() == 0
     finally:
@@ -239,12 +244,11 @@ def test_a_failing_task_pops_up(world: World, browser: Any) -> None:
         page.locator("#vm-tasks .task-state.task-failed").wait_for(timeout=WAIT)  # the history follows too
         shot(page, "failure-popup")
         popup.get_by_role("link", name="Details").click()
-        page.wait_for_url(re.compile(r"/ui/tasks/[0-9a-f-]+$"))
-        assert page.locator(".task-state.task-failed").is_visible()
+        follow_task_page(page, "failed")
         failed_url = page.url
         page.get_by_role("button", name="Retry").click()  # a new task, followed on its own page
         page.wait_for_url(lambda url: url != failed_url and "/ui/tasks/" in url)
-        page.locator(".task-state.task-failed").wait_for(timeout=WAIT)
+        follow_task_page(page, "failed")
         assert page.locator("dd", has_text=failed_url.rsplit("/", 1)[1]).count() == 1  # "Retry of"
 
         page.goto(server.url + "/ui/notifications")
@@ -328,10 +332,9 @@ def test_iso_upload_shows_progress_and_a_new_token_is_shown_once(world: World, b
         page.get_by_label("File").set_input_files(str(image))
         assert page.get_by_label("Name in the library").first.input_value() == "upload-test.iso"
         page.get_by_role("button", name="Upload", exact=True).click()
-        page.wait_for_url(re.compile(r"/ui/tasks/[0-9a-f-]+$"))
+        follow_task_page(page)
         seen = page.evaluate("() => JSON.parse(sessionStorage.getItem('progress') || '[]')")
         assert seen and seen[-1] == [100, False]  # the bar was shown and reached 100 %
-        page.locator(".task-state.task-succeeded").wait_for(timeout=WAIT)
         page.goto(server.url + "/ui/isos")
         row = page.locator("tr", has_text="upload-test.iso")
         assert "3 MiB" in row.inner_text() and world.alice.name in row.inner_text()
