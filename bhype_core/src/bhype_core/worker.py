@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from huey.consumer import Consumer
 
 from bhype_core.errors import BhypeError, ConfigError
+from bhype_core.queue.periodic_slots import SlotClaimingScheduler
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,8 +32,11 @@ BACKOFF = 1.15
 
 
 class BhypeConsumer(Consumer):
-    """huey's consumer; installs signal handlers only where Python allows it (main thread)
+    """huey's consumer; installs signal handlers only where Python allows it (main thread),
+    enqueues each periodic run in one worker only (:mod:`bhype_core.queue.periodic_slots`)
     and logs once it is ready."""
+
+    scheduler_class = SlotClaimingScheduler
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
