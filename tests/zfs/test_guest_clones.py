@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlmodel import Session
 
 from bhype_core.errors import Conflict, PluginError, ValidationErrors
+from bhype_core.units import human_size
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.destroy import destroy_vm
 from bhype_core.vm.records import find_vm
@@ -146,3 +149,31 @@ def test_send_receive_replicates_a_tree_with_user_properties(tank, guest_runtime
     with pytest.raises(Conflict, match=r"only .* is free at tank/bhype/templates/small"):
         replicate.send_receive(host, "tank/bhype/vms/src5@r2", "tank/bhype/templates/small/other", replicate=True)
     assert not host.exists("tank/bhype/templates/small/other")
+
+
+def test_full_copy_of_a_thick_volume_keeps_its_reservation(tank, guest_runtime):
+    # A stream sent without -p carries no properties: the copy of a thick zvol would come out
+    # sparse, losing the space guarantee its VM had.
+    host = zfs_host(guest_runtime())
+    run = tank.shared_runner.run
+    run(["zfs", "create", "-p", "tank/bhype/templates/thick"])
+    run(["zfs", "create", "-V", "8M", "tank/bhype/templates/thick/disk0"])  # no -s: thick
+    run(["zfs", "create", "-s", "-V", "8M", "tank/bhype/templates/thick/disk1"])
+    run(["zfs", "snapshot", "-r", "tank/bhype/templates/thick@t1"])
+    reserved = int(get(tank, "refreservation", "tank/bhype/templates/thick/disk0"))
+    assert reserved >= 8 * 2**20
+    run(["zfs", "create", "tank/bhype/templates/copies"])
+    replicate.copy_dataset(host, "tank/bhype/templates/thick/disk0@t1", "tank/bhype/templates/copies/disk0")
+    replicate.copy_dataset(host, "tank/bhype/templates/thick/disk1@t1", "tank/bhype/templates/copies/disk1")
+    assert int(get(tank, "refreservation", "tank/bhype/templates/copies/disk0")) == reserved
+    assert int(get(tank, "refreservation", "tank/bhype/templates/copies/disk1")) == 0  # sparse stays sparse
+    assert get(tank, "volmode", "tank/bhype/templates/copies/disk0") == "dev"
+
+    # The reservation, not the few bytes in the stream, decides whether the copy fits.
+    run(["zfs", "create", "-o", "quota=4M", "tank/bhype/templates/tight"])
+    refused = rf"needs about {re.escape(human_size(reserved))}, but only .* is free at tank/bhype/templates/tight"
+    with pytest.raises(Conflict, match=refused):
+        replicate.copy_dataset(host, "tank/bhype/templates/thick/disk0@t1", "tank/bhype/templates/tight/disk0")
+    assert not host.exists("tank/bhype/templates/tight/disk0")
+    replicate.copy_dataset(host, "tank/bhype/templates/thick/disk1@t1", "tank/bhype/templates/tight/disk1")
+    run(["zfs", "destroy", "-r", "tank/bhype/templates/thick"])

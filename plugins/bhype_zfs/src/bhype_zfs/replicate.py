@@ -61,11 +61,14 @@ def send_receive(
     if host.exists(target):
         raise Conflict(f"{target} already exists")
     size = estimate(host, snapshot, replicate=replicate)
+    # A thick volume's copy reserves its whole refreservation at once, however little is written.
+    reservation = (properties or {}).get("refreservation", "")
+    needed = max(size, int(reservation) if reservation.isdigit() else 0)
     parent = target.rsplit("/", 1)[0]
     room = available(host, parent)
-    if room is not None and size > room:
+    if room is not None and needed > room:
         raise Conflict(
-            f"copying {snapshot} needs about {human_size(size)}, but only {human_size(room)} is free at "
+            f"copying {snapshot} needs about {human_size(needed)}, but only {human_size(room)} is free at "
             f"{parent}; free some space or use a linked clone (which copies nothing)"
         )
     if progress is not None:
@@ -96,15 +99,25 @@ def copy_dataset(
     timeout: float | None = None,
 ) -> None:
     """An independent copy of one dataset at ``snapshot`` as ``target``; the snapshot that
-    arrives with the stream is destroyed, so the copy shares nothing with the source."""
+    arrives with the stream is destroyed, so the copy shares nothing with the source.
+
+    A volume's copy gets ``volmode=dev``; a thick (non-sparse) volume's copy keeps its
+    ``refreservation``, which a stream sent without ``-p`` would not carry (zfs-send(8)), so a
+    copy of a VM whose space was guaranteed is guaranteed too.
+    """
     props = dict(properties or {})
-    if _is_volume(host, snapshot):
+    kind, reservation = _type_and_reservation(host, snapshot.split("@")[0])
+    if kind == "volume":
         props.setdefault("volmode", "dev")
+        if reservation:
+            props.setdefault("refreservation", str(reservation))
     send_receive(host, snapshot, target, properties=props, progress=progress, timeout=timeout)
     host.run(argv.destroy_snapshots(host.tools, target, [snapshot.split("@")[1]]))
 
 
-def _is_volume(host: ZfsHost, snapshot: str) -> bool:
-    dataset = snapshot.split("@")[0]
-    text = host.text(argv.list_datasets(host.tools, ["type"], [dataset], types=("filesystem", "volume")))
-    return text.strip() == "volume"
+def _type_and_reservation(host: ZfsHost, dataset: str) -> tuple[str, int]:
+    """``(filesystem|volume, refreservation in bytes)`` of ``dataset`` (zfs-list(8) ``-Hp``)."""
+    text = host.text(argv.list_datasets(host.tools, ["type", "refreservation"], [dataset],
+                                        types=("filesystem", "volume")))
+    kind, _, reservation = text.strip().partition("\t")
+    return kind, int(reservation) if reservation.isdigit() else 0
