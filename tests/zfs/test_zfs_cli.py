@@ -74,6 +74,7 @@ def test_init_prints_the_plan_and_runs_it_only_when_confirmed(fresh_zfs_host, bh
     assert status == 0, err
     assert "create single pool cli from 1 disk(s): zpool create -o ashift=12" in err  # the task's log, live
     assert out.endswith('[vm.datastores.zfs]\nbackend = "zfs"\ndataset = "cli/bhype"\nmountpoint = "/cli/bhype"\n')
+    assert "pool cli is ready" in err and "[vm.datastores.zfs]" not in err  # the snippet once, on stdout
     assert pools(host) == ["cli"]
     assert "zfs.init_pool" in task_kinds(bhype)
 

@@ -35,7 +35,9 @@ def init_pool(context: Any, pool: str, disks: list[str] | None = None, **options
     context.progress(2, "probing disks")
     host, plan = _plan(context, pool, disks, options)
     ran = pool_init.apply_plan(host, plan, context)
-    context.log("add this to the configuration to use the pool:\n" + plan.settings)
+    # The snippet itself is in the result (the CLI prints it, the task page shows it): the log
+    # only points there, so a followed task does not print it twice.
+    context.log(f"pool {plan.pool} is ready; its [zfs] settings and datastore are in this task's result")
     context.progress(100, "initialised")
     return {**plan.to_dict(), "ran": ran}
 
