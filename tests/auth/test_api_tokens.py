@@ -4,11 +4,14 @@ owner only, expiring, re-checked against the OS account, every use audited."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 
 from sqlmodel import Session, select
 
+from bhype_core.api.tokens import TokenStore
 from bhype_core.db.auth_models import ApiToken
+from bhype_core.db.engine import make_engine
 
 
 def session_with_csrf(api, user):
@@ -178,3 +181,34 @@ def test_token_request_validation_names_fields(make_api, daemon_world):
     assert response.status_code == 422
     assert {f["path"] for f in response.json()["error"]["fields"]} == {"body.name", "body.expires_in"}
     assert api.client.get("/api/v1/auth/tokens").json() == {"tokens": []}
+
+
+def test_two_processes_revoking_tokens_at_once_on_sqlite_wait_for_each_other(db_engine):
+    # Revoking reads the token row, then deletes it. In a deferred SQLite transaction the delete
+    # fails at once with "database is locked" whenever the other process committed after the read
+    # (WAL snapshot rule); a write session takes the lock up front, so the other waits.
+    other = make_engine(db_engine.url.render_as_string(hide_password=False))
+    stores = [TokenStore(db_engine), TokenStore(other)]  # two engines on one file
+    mine = [[store.create(f"user{n}", "operator", f"t{i}").token.id for i in range(60)]
+            for n, store in enumerate(stores)]
+    barrier = threading.Barrier(len(stores))
+    revoked: list[bool] = []
+    errors: list[BaseException] = []
+
+    def revoke(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for token_id in mine[n]:
+                revoked.append(stores[n].delete(token_id, f"user{n}"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=revoke, args=(n,)) for n in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    other.dispose()
+    assert [str(exc).splitlines()[0] for exc in errors] == []
+    assert revoked == [True] * 120
+    assert stores[0].list("user0") == stores[0].list("user1") == []

@@ -3,17 +3,20 @@ models, and schedule state that a second process (a restarted worker) reads back
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import inspect
+from sqlmodel import select
 
 from bhype_core.builtins import models
 from bhype_core.db import migrate
+from bhype_core.db.session import session
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
 from bhype_zfs import schedules
-from bhype_zfs.models import ZfsScheduleBase
+from bhype_zfs.models import ZfsScheduleBase, ZfsScheduleState
 
 
 @pytest.fixture
@@ -59,6 +62,50 @@ def test_schedule_state_survives_a_restart(runtime_on):
     schedules.delete_schedule(second, "n1")
     assert schedules.list_schedules(second) == []
     second.engine.dispose()
+
+
+RUNS = 60
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_workers_recording_runs_of_one_schedule_at_once_wait_for_each_other(runtime_on):
+    # record_run reads the state rows, then writes them. In a deferred SQLite transaction the
+    # write fails at once with "database is locked" whenever the other worker committed after the
+    # read (WAL snapshot rule); a write session takes the lock up front, so the other waits.
+    first = runtime_on()
+    migrate.upgrade(first)
+    row = schedules.create_schedule(first, ZfsScheduleBase(name="busy", dataset="tank/bhype/vms/a", hourly=2))
+    workers = [first, runtime_on()]  # two engines on one file, as two worker processes
+    start = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
+    barrier = threading.Barrier(len(workers))
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for i in range(RUNS):
+                when = start + timedelta(minutes=i, microseconds=n)
+                schedules.record_run(workers[n], row, {"hourly": f"snap_{n}_{i}"}, f"worker {n} run {i}", when)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [str(exc).splitlines()[0] for exc in errors] == []
+    with session(first) as db:
+        states = schedules.states_of(db, row.id or 0)
+        rows = db.exec(select(ZfsScheduleState)).all()
+    assert len(rows) == 2 == len(states)  # one row per period, never a duplicate
+    run = states[schedules.RUN_ROW]
+    assert states["hourly"].last_taken == run.last_taken  # both rows from the same (last) run
+    last = run.last_taken.microsecond  # which worker committed last: its final run
+    assert run.last_taken == start + timedelta(minutes=RUNS - 1, microseconds=last)
+    assert run.last_error == f"worker {last} run {RUNS - 1}"
+    for runtime in workers:
+        runtime.engine.dispose()
 
 
 def test_a_schedule_with_nothing_due_runs_no_host_command():

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from bhype_core.api.audit_log import EngineSource, resolve_engine
 from bhype_core.db.auth_models import TOKEN_PREFIX_LENGTH, ApiToken, ApiTokenPublic
 from bhype_core.db.models import utcnow
+from bhype_core.db.session import session
 
 # Every token starts with this, so secret scanners and people can recognise a leaked one.
 TOKEN_MARK = "bhype_"
@@ -86,13 +87,12 @@ class TokenStore:
 
     def delete(self, token_id: int, username: str) -> bool:
         """Revoke ``username``'s token ``token_id``; ``False`` if no such token of theirs."""
-        with Session(self.engine) as db:
+        with session(self.engine, write=True) as db:
             row = db.get(ApiToken, token_id)
             if row is None or row.username != username:
                 return False
             db.delete(row)
-            db.commit()
-            return True
+        return True
 
     def find(self, secret: str) -> ApiToken | None:
         """The token whose secret this is, or ``None`` (unknown, revoked or malformed)."""

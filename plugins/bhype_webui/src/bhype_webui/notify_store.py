@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from bhype_core.db.session import session
 from bhype_core.events import Event
 from bhype_webui.notify_models import WebuiNotification, WebuiNotificationSeen
 
@@ -127,7 +128,7 @@ def mark_read(engine: Engine, viewer: Viewer, up_to: int | None = None) -> int:
     """Move the viewer's read marker to ``up_to`` (default: their newest notification); it never
     moves back. Returns the marker."""
     target = latest_id(engine, viewer) if up_to is None else max(0, up_to)
-    with Session(engine, expire_on_commit=False) as db:
+    with session(engine, write=True) as db:
         seen = db.get(WebuiNotificationSeen, viewer.name)
         if seen is None:
             seen = WebuiNotificationSeen(username=viewer.name, last_read_id=target)
@@ -135,8 +136,7 @@ def mark_read(engine: Engine, viewer: Viewer, up_to: int | None = None) -> int:
             seen.last_read_id = target
             seen.updated = datetime.now(UTC)
         db.add(seen)
-        db.commit()
-        return seen.last_read_id
+    return seen.last_read_id
 
 
 def public(row: WebuiNotification) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def check_health(runtime: Any, host: ZfsHost | None = None) -> list[Event]:
     host = host or zfs_host(runtime, settings.command_timeout)
     pools = parse_zpool_list(host.text(pool_argv.list_pools(host.tools)))
     raised: list[Event] = []
-    with session(runtime) as db:
+    with session(runtime, write=True) as db:
         known = {row.pool: row for row in db.exec(select(ZfsHealthState)).all()}
         for pool in pools:
             row = known.get(pool.name)

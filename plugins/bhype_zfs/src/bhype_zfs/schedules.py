@@ -66,7 +66,7 @@ def create_schedule(runtime: Any, data: ZfsScheduleBase) -> ZfsSchedule:
     except ValidationErrors as exc:
         errors.extend(exc)
     errors.raise_if_any()
-    with session(runtime) as db:
+    with session(runtime, write=True) as db:
         if db.exec(select(ZfsSchedule).where(ZfsSchedule.name == data.name)).first() is not None:
             raise Conflict(f"a schedule named {data.name!r} already exists")
         row = ZfsSchedule.model_validate(data.model_dump())
@@ -85,7 +85,7 @@ def delete_schedule(runtime: Any, name: str) -> None:
 
     :raises NotFound: no such schedule.
     """
-    with session(runtime) as db:
+    with session(runtime, write=True) as db:
         row = db.exec(select(ZfsSchedule).where(ZfsSchedule.name == name)).first()
         if row is None:
             raise NotFound(f"no schedule named {name!r}")
@@ -182,7 +182,7 @@ def run_due(runtime: Any, now: datetime | None = None, host: ZfsHost | None = No
 
 def record_run(runtime: Any, schedule: ZfsSchedule, taken: dict[str, str], error: str, now: datetime) -> None:
     """Remember when each period was taken, and the run's outcome in the ``_run`` row."""
-    with session(runtime) as db:
+    with session(runtime, write=True) as db:
         states = states_of(db, schedule.id or 0)
         for period in [*taken, RUN_ROW]:
             state = states.get(period) or ZfsScheduleState(schedule_id=schedule.id or 0, period=period)
