@@ -4,7 +4,6 @@ owner only, expiring, re-checked against the OS account, every use audited."""
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 
 from sqlmodel import Session, select
@@ -12,6 +11,7 @@ from sqlmodel import Session, select
 from bhype_core.api.tokens import TokenStore
 from bhype_core.db.auth_models import ApiToken
 from bhype_core.db.engine import make_engine
+from bhype_core.testing.concurrency import run_together
 
 
 def session_with_csrf(api, user):
@@ -191,24 +191,14 @@ def test_two_processes_revoking_tokens_at_once_on_sqlite_wait_for_each_other(db_
     stores = [TokenStore(db_engine), TokenStore(other)]  # two engines on one file
     mine = [[store.create(f"user{n}", "operator", f"t{i}").token.id for i in range(60)]
             for n, store in enumerate(stores)]
-    barrier = threading.Barrier(len(stores))
     revoked: list[bool] = []
-    errors: list[BaseException] = []
 
     def revoke(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for token_id in mine[n]:
-                revoked.append(stores[n].delete(token_id, f"user{n}"))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for token_id in mine[n]:
+            revoked.append(stores[n].delete(token_id, f"user{n}"))
 
-    threads = [threading.Thread(target=revoke, args=(n,)) for n in range(len(stores))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    errors = run_together(revoke, len(stores))
     other.dispose()
-    assert [str(exc).splitlines()[0] for exc in errors] == []
+    assert errors == []
     assert revoked == [True] * 120
     assert stores[0].list("user0") == stores[0].list("user1") == []

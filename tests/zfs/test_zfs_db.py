@@ -3,7 +3,6 @@ models, and schedule state that a second process (a restarted worker) reads back
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from bhype_core.db import migrate
 from bhype_core.db.session import session
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
+from bhype_core.testing.concurrency import run_together
 from bhype_zfs import schedules
 from bhype_zfs.models import ZfsScheduleBase, ZfsScheduleState
 
@@ -77,24 +77,13 @@ def test_workers_recording_runs_of_one_schedule_at_once_wait_for_each_other(runt
     row = schedules.create_schedule(first, ZfsScheduleBase(name="busy", dataset="tank/bhype/vms/a", hourly=2))
     workers = [first, runtime_on()]  # two engines on one file, as two worker processes
     start = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
-    barrier = threading.Barrier(len(workers))
-    errors: list[BaseException] = []
 
     def work(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for i in range(RUNS):
-                when = start + timedelta(minutes=i, microseconds=n)
-                schedules.record_run(workers[n], row, {"hourly": f"snap_{n}_{i}"}, f"worker {n} run {i}", when)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for i in range(RUNS):
+            when = start + timedelta(minutes=i, microseconds=n)
+            schedules.record_run(workers[n], row, {"hourly": f"snap_{n}_{i}"}, f"worker {n} run {i}", when)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(workers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert [str(exc).splitlines()[0] for exc in errors] == []
+    assert run_together(work, len(workers)) == []
     with session(first) as db:
         states = schedules.states_of(db, row.id or 0)
         rows = db.exec(select(ZfsScheduleState)).all()
