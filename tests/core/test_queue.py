@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,43 @@ def test_jobs_flagged_run_at_start_are_queued_once_when_a_worker_starts(tmp_path
     assert queued.name == "test.at-start"
     queue.huey.execute(queued)
     assert plugin.runs == ["test.at-start"]
+
+
+class SlowJob:
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.runs = 0
+        self.fail_next = False
+
+    @hookimpl
+    def bhype_register_periodic_jobs(self, register):
+        register(PeriodicJob(name="test.slow", run=self.run))
+
+    def run(self, context: TaskContext) -> None:
+        self.runs += 1
+        self.started.set()
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("pool busy")
+        assert self.release.wait(30), "never released"
+
+
+def test_a_periodic_run_still_going_makes_the_next_one_skip(tmp_path, caplog):
+    plugin = SlowJob()
+    queue = runtime_for(tmp_path, "sqlite", ("slow", plugin)).queue
+    due = lambda minute: queue.huey.read_periodic(datetime.datetime(2024, 5, 1, 2, minute))[0]  # noqa: E731
+    first = threading.Thread(target=queue.huey.execute, args=(due(0),))
+    first.start()
+    assert plugin.started.wait(30)
+    queue.huey.execute(due(1))  # the next minute's run, in another worker thread: returns at once
+    assert plugin.runs == 1
+    assert "periodic job test.slow" in caplog.text and "skipped: its previous run is still going" in caplog.text
+    plugin.release.set()
+    first.join(30)
+
+    plugin.fail_next = True  # a failing run frees the job too
+    queue.huey.execute(due(2))  # huey logs the failure; periodic runs keep no result
+    assert "RuntimeError: pool busy" in caplog.text
+    queue.huey.execute(due(3))
+    assert plugin.runs == 3

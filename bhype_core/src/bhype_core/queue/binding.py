@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from huey import crontab
@@ -120,10 +121,20 @@ def _task_function(queue: BhypeQueue, kind: TaskKind, plugin: str) -> Callable[.
 
 
 def _periodic_function(queue: BhypeQueue, job: PeriodicJob, plugin: str) -> Callable[..., Any]:
+    # A run that outlasts its period (a slow pool, a thousand snapshots to prune) must not be
+    # joined by the next one in another worker thread of this process: that one is skipped.
+    running = threading.Lock()
+
     def run_job(task: Any = None) -> None:
-        context = TaskContext(queue.require_runtime(), task.id, job.name, None, queue.reporter_factory())
-        log.info("periodic job %s %s started", job.name, task.id)
-        _run(context, plugin, lambda: job.run(context))
+        if not running.acquire(blocking=False):
+            log.warning("periodic job %s %s skipped: its previous run is still going", job.name, task.id)
+            return
+        try:
+            context = TaskContext(queue.require_runtime(), task.id, job.name, None, queue.reporter_factory())
+            log.info("periodic job %s %s started", job.name, task.id)
+            _run(context, plugin, lambda: job.run(context))
+        finally:
+            running.release()
 
     return run_job
 
