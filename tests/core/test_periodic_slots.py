@@ -83,7 +83,7 @@ def test_claims_are_deleted_by_their_owner_once_old(raw_config):
     assert storage.has_data_for_key(slot_key("test.every-minute", AT(2026, 3, 2, 10, 31)))
 
 
-def test_a_slot_not_claimed_is_queued_again_after_a_restart(raw_config):
+def test_a_worker_restarted_within_the_minute_does_not_queue_that_minute_again(raw_config):
     # A worker restarted within the minute it had already queued finds its claim and skips.
     scheduler_of(worker_queue(raw_config)).enqueue_periodic_tasks(AT(2026, 3, 2, 10, 30, 1))
     restarted = worker_queue(raw_config)
