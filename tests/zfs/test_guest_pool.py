@@ -128,6 +128,30 @@ def test_a_failed_init_leaves_nothing_behind(fresh_zfs_host, guest_runtime):
     assert host.shared_runner.run(["zpool", "list", "-H", "-o", "name"]).stdout.split() == []
 
 
+def test_init_runs_only_the_commands_that_were_confirmed(fresh_zfs_host, guest_runtime):
+    host = fresh_zfs_host
+    run = host.shared_runner.run
+    runtime = guest_runtime()
+    context = task_context(runtime, "zfs.init_pool", "root")
+    run(["zpool", "create", "-m", "/tank", "tank", *disks(host, 0)])
+    run(["zpool", "export", "tank"])
+    shown = pool_init.plan_init(zfs_host(runtime), "tank", adopt=True).to_dict()
+    assert shown["commands"][0] == "zpool import tank"
+    # Someone imports the pool before the confirmation arrives: the plan is not the one shown.
+    run(["zpool", "import", "tank"])
+    with pytest.raises(Conflict, match=r"the plan for pool tank changed since it was shown \(command 1 is now "):
+        init_pool(context, "tank", adopt=True, initialised_at=shown["initialised_at"],
+                  confirm_commands=shown["commands"])
+    assert run(["zfs", "list", "-H", "-o", "name", "-r", "tank"]).stdout.split() == ["tank"]  # nothing ran
+
+    # Unchanged: exactly the confirmed commands run, the mark included.
+    run(["zpool", "export", "tank"])
+    shown = pool_init.plan_init(zfs_host(runtime), "tank", adopt=True).to_dict()
+    result = init_pool(context, "tank", adopt=True, initialised_at=shown["initialised_at"],
+                       confirm_commands=shown["commands"])
+    assert result["commands"] == shown["commands"] and len(result["ran"]) == len(shown["commands"])
+    assert prop(host, "org.bhype:initialised", "tank/bhype") == shown["initialised_at"]
+
 class Collector:
     """A notifier plugin: remembers every event delivered through bhype_notify."""
 

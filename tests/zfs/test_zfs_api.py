@@ -111,6 +111,7 @@ def test_pool_routes_are_for_admins_and_queue_tasks(api_runtime):
     ({"pool": "1tank", "disks": []}, "pool", "begin with a letter"),
     ({"pool": "tank", "disks": ["/dev/a", "/dev/b"], "layout": "raid5"}, "layout", "must be one of"),
     ({"pool": "tank", "adopt": True, "root": "a//b"}, "root", "no empty"),
+    ({"pool": "tank", "adopt": True, "initialised_at": "yesterday"}, "body.initialised_at", "should match pattern"),
 ])
 def test_bad_init_requests_name_the_field_and_queue_nothing(api_runtime, body, field, message):
     runtime = api_runtime()

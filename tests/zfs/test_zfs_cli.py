@@ -75,6 +75,9 @@ def test_init_prints_the_plan_and_runs_it_only_when_confirmed(fresh_zfs_host, bh
     assert "create single pool cli from 1 disk(s): zpool create -o ashift=12" in err  # the task's log, live
     assert out.endswith('[vm.datastores.zfs]\nbackend = "zfs"\ndataset = "cli/bhype"\nmountpoint = "/cli/bhype"\n')
     assert "pool cli is ready" in err and "[vm.datastores.zfs]" not in err  # the snippet once, on stdout
+    shown_mark = next(word for word in out.split() if word.startswith("org.bhype:initialised="))
+    marked = host.shared_runner.run(["zfs", "get", "-H", "-o", "value", "org.bhype:initialised", "cli/bhype"])
+    assert shown_mark == f"org.bhype:initialised={marked.stdout.strip()}"  # what ran is what was shown
     assert pools(host) == ["cli"]
     assert "zfs.init_pool" in task_kinds(bhype)
 

@@ -18,6 +18,7 @@ from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import AdminDep, Principal, PrincipalDep
 from bhype_zfs import health, pool_argv
 from bhype_zfs.names import check_dataset
+from bhype_zfs.pool_init import INITIALISED_PATTERN
 from bhype_zfs.status import PROBE_KIND, ZfsStatusReport, status_report
 from bhype_zfs.tool import zfs_settings
 
@@ -50,6 +51,14 @@ class PoolInit(BaseModel):
     root: str | None = Field(None, description="bHype's dataset under the pool (default zfs.root)")
     ashift: int | None = 12
     mountpoint: str | None = None
+    initialised_at: str | None = Field(
+        None, pattern=INITIALISED_PATTERN, examples=["2026-11-27T09:00:00Z"],
+        description="the initialised_at of a plan shown before, so the same commands come out again",
+    )
+    confirm_commands: list[str] | None = Field(
+        None, description="the commands of the plan shown and confirmed: /init refuses (the task fails, "
+                          "nothing runs) when the plan worked out now differs",
+    )
 
     def checked(self, runtime: Any) -> dict[str, Any]:
         """The task arguments, after every check that needs no host command (layout, disk

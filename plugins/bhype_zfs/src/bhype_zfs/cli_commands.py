@@ -53,8 +53,9 @@ def init_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def zfs_init(args: argparse.Namespace) -> int:
-    """``init``: print the plan's exact commands; with confirmation queue ``zfs.init_pool``,
-    follow it and print the configuration that makes bHype use the pool."""
+    """``init``: print the plan's exact commands; with confirmation queue ``zfs.init_pool`` to run
+    exactly those (refused if the host changed meanwhile), follow it and print the configuration
+    that makes bHype use the pool."""
     api = api_from(args)
     body = init_body(args)
     plan = run_task(api, api.request("POST", f"{ZFS}/init/plan", body), log=False)
@@ -65,7 +66,9 @@ def zfs_init(args: argparse.Namespace) -> int:
         return 0
     if not confirm(args, "Run these commands?", "initialising a pool"):
         return 1
-    result = run_task(api, api.request("POST", f"{ZFS}/init", body))
+    # What runs is what was shown: the same mark, and the task refuses if the plan changed.
+    confirmed = {**body, "initialised_at": plan["initialised_at"], "confirm_commands": plan["commands"]}
+    result = run_task(api, api.request("POST", f"{ZFS}/init", confirmed))
     print(f"\nDone: pool {result['pool']} is ready. Add this to the configuration:\n\n{result['settings']}", end="")
     return 0
 

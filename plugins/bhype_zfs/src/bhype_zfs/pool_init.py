@@ -30,6 +30,8 @@ ROOT_PROPERTIES = {"compression": "lz4", "atime": "off"}
 ROLE_PROPERTY = "org.bhype:role"
 HOST_PROPERTY = "org.bhype:host"
 INITIALISED_PROPERTY = "org.bhype:initialised"
+INITIALISED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+INITIALISED_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class InitPlan:
     mode: str
     steps: list[Step] = field(default_factory=list)
     settings: str = ""
+    initialised_at: str = ""  # the org.bhype:initialised mark its commands set
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "commands": [shlex.join(step.argv) for step in self.steps]}
@@ -77,12 +80,15 @@ def plan_init(
     ashift: int | None = 12,
     mountpoint: str | None = None,
     owner_host: str | None = None,
+    initialised_at: str | None = None,
 ) -> InitPlan:
     """Work out the commands that create (or adopt) ``pool`` and bHype's layout on it.
 
     :param disks: device paths for a new pool (``adopt`` takes none).
     :param force: use disks that hold an old partition table, file system or an exported
         pool's label (never mounted, swap or imported-pool disks).
+    :param initialised_at: the ``org.bhype:initialised`` mark (default now, UTC); a plan shown
+        earlier passes its own so the same inputs give the same commands.
     :raises ValidationErrors: bad arguments, or disks that are not blank (``disks.N``, one
         entry per reason).
     :raises Conflict: creating a pool that exists, or adopting one that cannot be found.
@@ -90,7 +96,9 @@ def plan_init(
     tools = host.tools
     pool_argv.check_pool(pool)
     root_dataset = check_dataset(f"{pool}/{root}", "root")
-    plan = InitPlan(pool, root_dataset, "adopt" if adopt else "create", settings=settings_snippet(pool, root))
+    stamp = initialised_at or datetime.now(UTC).strftime(INITIALISED_FORMAT)
+    plan = InitPlan(pool, root_dataset, "adopt" if adopt else "create", settings=settings_snippet(pool, root),
+                    initialised_at=stamp)
     pools = imported_pools(host)
     if adopt:
         if disks:
@@ -160,8 +168,7 @@ def _plan_layout(host: ZfsHost, plan: InitPlan, existing: set[str] | None, owner
     when unknown (a pool the plan imports): then ``zfs create -p`` (a no-op for a dataset
     that exists, zfs-create(8)) and no undo, which could destroy a dataset bHype did not make."""
     tools = host.tools
-    marks = {ROLE_PROPERTY: "root", HOST_PROPERTY: owner_host,
-             INITIALISED_PROPERTY: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    marks = {ROLE_PROPERTY: "root", HOST_PROPERTY: owner_host, INITIALISED_PROPERTY: plan.initialised_at}
     unknown = existing is None
     known = existing or set()
     if plan.root in known or unknown:
@@ -214,3 +221,22 @@ def apply_plan(host: ZfsHost, plan: InitPlan, context: Any = None) -> list[str]:
 
 def _runner(host: ZfsHost, command: list[str]) -> Callable[[], Any]:
     return lambda: host.run(command)
+
+
+def check_confirmed(plan: InitPlan, confirmed: list[str]) -> None:
+    """Refuse to run ``plan`` unless its commands are exactly the ``confirmed`` ones (the plan
+    shown to whoever asked): disks or pools that changed in between must be looked at again.
+
+    :raises Conflict: names the first command that differs; nothing has run.
+    """
+    commands = plan.to_dict()["commands"]
+    if commands == confirmed:
+        return
+    for index, (now, shown) in enumerate(zip(commands, confirmed, strict=False)):
+        if now != shown:
+            difference = f"command {index + 1} is now `{now}`, not `{shown}`"
+            break
+    else:
+        difference = f"it has {len(commands)} commands now, not {len(confirmed)}"
+    raise Conflict(f"the plan for pool {plan.pool} changed since it was shown ({difference}); nothing ran: "
+                   "look at the new plan and confirm it")

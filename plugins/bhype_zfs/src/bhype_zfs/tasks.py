@@ -30,10 +30,19 @@ def _plan(context: Any, pool: str, disks: list[str] | None, options: dict[str, A
     return host, pool_init.plan_init(host, pool, disks=disks, root=root, **options)
 
 
-def init_pool(context: Any, pool: str, disks: list[str] | None = None, **options: Any) -> dict[str, Any]:
-    """``zfs.init_pool``: create (or adopt) ``pool`` with bHype's layout; see :mod:`bhype_zfs.pool_init`."""
+def init_pool(
+    context: Any, pool: str, disks: list[str] | None = None, confirm_commands: list[str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """``zfs.init_pool``: create (or adopt) ``pool`` with bHype's layout; see :mod:`bhype_zfs.pool_init`.
+
+    :param confirm_commands: the commands of the plan shown before (``zfs.plan_init``, passed
+        with its ``initialised_at``): refused unless the plan worked out now is the same.
+    """
     context.progress(2, "probing disks")
     host, plan = _plan(context, pool, disks, options)
+    if confirm_commands is not None:
+        pool_init.check_confirmed(plan, confirm_commands)
     ran = pool_init.apply_plan(host, plan, context)
     # The snippet itself is in the result (the CLI prints it, the task page shows it): the log
     # only points there, so a followed task does not print it twice.
@@ -42,8 +51,13 @@ def init_pool(context: Any, pool: str, disks: list[str] | None = None, **options
     return {**plan.to_dict(), "ran": ran}
 
 
-def plan_init_task(context: Any, pool: str, disks: list[str] | None = None, **options: Any) -> dict[str, Any]:
-    """``zfs.plan_init``: the exact commands ``zfs.init_pool`` would run (disks checked; nothing changes)."""
+def plan_init_task(
+    context: Any, pool: str, disks: list[str] | None = None, confirm_commands: list[str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """``zfs.plan_init``: the exact commands ``zfs.init_pool`` would run (disks checked; nothing
+    changes). Its ``commands`` and ``initialised_at`` go back as ``confirm_commands`` and
+    ``initialised_at`` of the ``zfs.init_pool`` that runs them (``confirm_commands`` is ignored here)."""
     _, plan = _plan(context, pool, disks, options)
     for step in plan.steps:
         context.log(f"would run: {' '.join(step.argv)}  ({step.purpose})")
