@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -326,3 +327,28 @@ def test_two_vms_reboot_worker_restart_and_reconcile(host: Host) -> None:
     assert not any((host.root / "ds" / "vms").iterdir())
 
 
+
+
+def test_a_killed_hypervisor_is_noticed_from_its_state_file(host: Host) -> None:
+    from bhype_core.drivers.state import VMFiles, read_json
+    from bhype_core.vm.watch import StateFileWatch
+
+    host.create("victim")
+    host.act("victim", "start")
+    pid = host.vm("victim")["status"]["pid"]
+    state_file = VMFiles(host.root / "ds" / "vms" / "victim").state
+    watch = StateFileWatch(host.runtime)
+    assert watch() == []  # the first look only remembers
+
+    os.kill(pid, signal.SIGKILL)  # the hypervisor dies; its supervisor records a crash
+    wait_for(lambda: (read_json(state_file) or {}).get("state") == "crashed", "the supervisor to record the crash", 60)
+    assert watch() == ["victim"]
+    vm = host.vm("victim")
+    assert vm["state"] == "crashed" and vm["status"]["pid"] is None
+    assert "signal 9" in vm["state_detail"] or "killed" in vm["state_detail"].lower(), vm["state_detail"]
+    assert watch() == []  # nothing new since
+
+    # The worker process watches the same files: no reconcile task was asked for any of this.
+    host.workers[0].wait_for_log("watcher vm.state-files every 2s (plugin core_vms)")
+    kinds = [task["kind"] for task in host.client.get("/api/v1/tasks").json()["tasks"]]
+    assert "vm.reconcile" not in kinds

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         SettingsSection,
         StorageBackendEntry,
         TaskKind,
+        Watcher,
     )
     from bhype_core.runtime import Runtime
 
@@ -100,6 +101,19 @@ def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> Non
     Called once in the worker at start-up.
 
     :param register: call with a :class:`~bhype_core.registry.PeriodicJob` per job.
+    """
+
+
+@hookspec
+def bhype_register_watchers(register: Callable[[Watcher], None]) -> None:
+    """Offer checks the worker runs every few seconds in a thread of its own, for news that must
+    not wait for a minutely periodic job (a VM's supervisor recording a crash).
+
+    Called once in the worker at start-up. A watcher runs in every worker process, never
+    through the queue; each tick must be cheap (file stats, not host commands) and do real
+    work only when something changed.
+
+    :param register: call with a :class:`~bhype_core.registry.Watcher` per watcher.
     """
 
 

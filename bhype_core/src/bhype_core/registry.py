@@ -78,6 +78,21 @@ class PeriodicJob:
 
 
 @dataclass(frozen=True)
+class Watcher:
+    """A check the worker runs every ``interval`` seconds in its own thread.
+
+    ``start(runtime)`` is called once when the worker starts and returns the tick function
+    (which keeps whatever it needs between ticks). A tick that raises is logged and the
+    watcher goes on.
+    """
+
+    name: str
+    start: Callable[[Any], Callable[[], Any]]
+    interval: float = 2.0
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class RouterEntry:
     """An API router; mounted at ``prefix`` (default ``/api/v1/<name>``)."""
 
@@ -225,6 +240,7 @@ class Registry:
     storage_backends: Catalog[StorageBackendEntry]
     tasks: Catalog[TaskKind]
     periodic_jobs: Catalog[PeriodicJob]
+    watchers: Catalog[Watcher]
     routers: Catalog[RouterEntry]
     cli_commands: Catalog[CliCommand]
     models: Catalog[ModelSet]
@@ -239,6 +255,7 @@ class Registry:
             storage_backends=collect(pm, "bhype_register_storage_backends", "storage backend"),
             tasks=collect(pm, "bhype_register_tasks", "task kind"),
             periodic_jobs=collect(pm, "bhype_register_periodic_jobs", "periodic job"),
+            watchers=collect(pm, "bhype_register_watchers", "watcher"),
             routers=collect(pm, "bhype_register_routers", "router"),
             cli_commands=collect(pm, "bhype_register_cli_commands", "CLI command"),
             models=collect(pm, "bhype_register_models", "model set"),

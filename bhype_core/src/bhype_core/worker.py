@@ -14,6 +14,7 @@ from huey.consumer import Consumer
 
 from bhype_core.errors import BhypeError, ConfigError
 from bhype_core.queue.periodic_slots import SlotClaimingScheduler
+from bhype_core.watchers import WatcherThreads
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -115,9 +116,11 @@ def run_worker(runtime: Runtime, workers: int | None = None) -> None:
         log.info("%s", line)
     scheduler = runtime.queue.scheduler.start()
     enqueue_start_jobs(runtime)
+    watchers = WatcherThreads(runtime).start()
     try:
         consumer.run()
     finally:
+        watchers.stop()
         scheduler.stop()
     log.info("bhype worker stopped")
 
@@ -126,9 +129,12 @@ class InProcessWorker:
     """A consumer running in a background thread of this process (``bhype serve`` on the
     embedded queue). Stop it with :meth:`stop`; signals are the host process's business."""
 
-    def __init__(self, consumer: BhypeConsumer, scheduler: Scheduler | None = None) -> None:
+    def __init__(
+        self, consumer: BhypeConsumer, scheduler: Scheduler | None = None, watchers: WatcherThreads | None = None
+    ) -> None:
         self.consumer = consumer
         self.scheduler = scheduler
+        self.watchers = watchers
         self.thread = threading.Thread(target=consumer.run, name="bhype-worker", daemon=True)
 
     @property
@@ -145,6 +151,8 @@ class InProcessWorker:
         self.consumer.shutdown_timeout = timeout
         self.consumer.stop(graceful=True)  # sets the stop flag, joins the worker threads
         self.thread.join(timeout)
+        if self.watchers is not None:
+            self.watchers.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         return not self.alive
@@ -159,6 +167,7 @@ def start_in_process_worker(runtime: Runtime, workers: int | None = None) -> InP
         log.info("in-process %s", line)
     enqueue_start_jobs(runtime)
     handle.thread.start()
+    handle.watchers = WatcherThreads(runtime).start()
     return handle
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import CliCommand, PeriodicJob, RouterEntry, SettingsSection, TaskKind
+from bhype_core.registry import CliCommand, PeriodicJob, RouterEntry, SettingsSection, TaskKind, Watcher
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.destroy import destroy_vm
 from bhype_core.vm.edit import edit_vm
@@ -15,6 +15,7 @@ from bhype_core.vm.power import force_stop_vm, restart_vm, start_vm, stop_vm
 from bhype_core.vm.reconcile import reconcile
 from bhype_core.vm.settings import SECTION, VmSettings
 from bhype_core.vm.submit import vm_lock
+from bhype_core.vm.watch import INTERVAL, StateFileWatch
 
 KINDS: dict[str, tuple[Callable[..., Any], str]] = {
     "vm.create": (create_vm, "create a VM from a template plus overrides (rolled back on any failure)"),
@@ -49,6 +50,14 @@ def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> Non
     reconciled from reality at start-up)."""
     register(PeriodicJob(name="vm.reconcile-states", run=reconcile, run_at_start=True,
                          description="refresh every VM's cached state from the hypervisor"))
+
+
+@hookimpl
+def bhype_register_watchers(register: Callable[[Watcher], None]) -> None:
+    """Every VM supervisor's state file, so a crash is noticed within seconds, not at the next
+    minutely reconcile."""
+    register(Watcher(name="vm.state-files", start=StateFileWatch, interval=INTERVAL,
+                     description="refresh a VM's state as soon as its supervisor records a change"))
 
 
 @hookimpl

@@ -9,6 +9,7 @@ children of the worker.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlmodel import col, select
@@ -32,14 +33,34 @@ def reconcile(context: Any) -> dict[str, Any]:
         the periodic job, ``unknown`` (bHype instance names the hypervisor runs that no VM row
         claims).
     """
-    runtime = context.runtime
-    everything = is_admin_user(runtime, context.user)
+    everything = is_admin_user(context.runtime, context.user)
+    return refresh_states(context.runtime, context.log, owner=None if everything else context.user,
+                          list_unknown=everything)
+
+
+def refresh_states(
+    runtime: Any,
+    log: Callable[..., Any],
+    *,
+    owner: str | None = None,
+    names: Collection[str] | None = None,
+    list_unknown: bool = False,
+) -> dict[str, Any]:
+    """Ask the driver about the VMs of ``owner`` (``None``: everyone's), or only those in
+    ``names``, store the answers and unplug the taps of those that are down.
+
+    :param log: ``log(message, level="info")``, e.g. a task context's.
+    :param list_unknown: also name hypervisor instances that no VM row claims.
+    :returns: as :func:`reconcile`.
+    """
     driver = active_driver(runtime)
     changed: dict[str, str] = {}
     answers: dict[int, tuple[Any, str, str, dict[str, Any]]] = {}  # row id -> (updated, new cache)
     down: list[tuple[str, Any, Any]] = []  # VMs not running, whose taps (if any) must go
     with session(runtime) as db:
-        query = select(VM) if everything else select(VM).where(VM.owner == context.user)
+        query = select(VM) if owner is None else select(VM).where(VM.owner == owner)
+        if names is not None:
+            query = query.where(col(VM.name).in_(list(names)))
         rows = list(db.exec(query))
     # Ask the driver with no transaction open: a crash it reports is notified (written) meanwhile.
     for row in rows:
@@ -47,7 +68,7 @@ def reconcile(context: Any) -> dict[str, Any]:
             store, spec = open_datastore(runtime, row.datastore), row.spec_model()
             status = driver.status(spec, store.vm_dir(row.name))
         except Exception as exc:  # one broken VM must not stop the others being checked
-            context.log(f"{row.name}: cannot read its state: {type(exc).__name__}: {exc}", "warning")
+            log(f"{row.name}: cannot read its state: {type(exc).__name__}: {exc}", "warning")
             continue
         if not status.active:
             down.append((row.name, spec, store.vm_dir(row.name)))
@@ -64,15 +85,15 @@ def reconcile(context: Any) -> dict[str, Any]:
                     set_state(db, stored, state, detail, data)
     for name, spec, vm_dir in down:  # a crash or a guest power-off left its taps plugged
         try:
-            release_nics(runtime, driver, spec, vm_dir, lambda line, name=name: context.log(f"{name}: {line}"))
+            release_nics(runtime, driver, spec, vm_dir, lambda line, name=name: log(f"{name}: {line}"))
         except Exception as exc:  # one VM's host trouble must not stop the others' clean-up
-            context.log(f"{name}: cannot remove its taps: {type(exc).__name__}: {exc}", "warning")
+            log(f"{name}: cannot remove its taps: {type(exc).__name__}: {exc}", "warning")
     known = {instance_name(row.name) for row in rows}
-    unknown = sorted(set(driver.running_instances()) - known) if everything else []
+    unknown = sorted(set(driver.running_instances()) - known) if list_unknown else []
     for name, change in changed.items():
-        context.log(f"{name}: {change}")
+        log(f"{name}: {change}")
     for name in unknown:
-        context.log(f"hypervisor instance {name} belongs to no VM record", "warning")
+        log(f"hypervisor instance {name} belongs to no VM record", "warning")
     return {"checked": len(rows), "changed": changed, "unknown": unknown}
 
 

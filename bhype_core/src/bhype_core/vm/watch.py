@@ -1,0 +1,69 @@
+"""VM crashes and power-offs noticed within seconds: the worker watches the supervisors' state files.
+
+Each VM's supervisor rewrites ``<vm_dir>/state.json`` (atomically, so as a new file) whenever
+its VM changes state: running, rebooted, powered off, crashed. The minutely
+``vm.reconcile-states`` job asks the driver about every VM; between its runs the watcher
+``vm.state-files`` stats every VM's state file every few seconds and, for the VMs whose file
+changed, asks the driver at once (:func:`~bhype_core.vm.reconcile.refresh_states`). A crash
+becomes a ``vm.crashed`` event (the driver's crash listener, once per crash however many
+processes look), the cached state is corrected and the taps are unplugged, seconds after
+the supervisor wrote it. A tick costs one database query and one ``stat`` per VM.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlmodel import select
+
+from bhype_core.db.session import session
+from bhype_core.drivers.state import VMFiles
+from bhype_core.vm.models import VM
+from bhype_core.vm.reconcile import refresh_states
+from bhype_core.vm.services import open_datastore
+
+log = logging.getLogger("bhype.vm")
+
+INTERVAL = 2.0  # seconds between ticks
+
+Signature = tuple[int, int] | None  # (mtime in ns, inode) of a state file; None: none yet
+
+
+class StateFileWatch:
+    """The tick of the ``vm.state-files`` watcher for one runtime; call it to check once."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.seen: dict[str, Signature] = {}
+
+    def __call__(self) -> list[str]:
+        """Refresh the VMs whose state file changed since the last call (the first call only
+        looks); returns their names."""
+        current = self.signatures()
+        changed = sorted(name for name, signature in current.items()
+                         if name in self.seen and self.seen[name] != signature)
+        self.seen = current
+        if changed:
+            refresh_states(self.runtime, _log, names=changed)
+        return changed
+
+    def signatures(self) -> dict[str, Signature]:
+        """Every VM's state-file signature."""
+        with session(self.runtime) as db:
+            rows = db.exec(select(VM.name, VM.datastore)).all()
+        stores: dict[str, Any] = {}
+        signatures: dict[str, Signature] = {}
+        for name, datastore in rows:
+            try:
+                store = stores.get(datastore) or stores.setdefault(datastore, open_datastore(self.runtime, datastore))
+                stat = VMFiles(store.vm_dir(name)).state.stat()
+            except Exception:  # no file yet, or a datastore that is gone: nothing to compare
+                signatures[name] = None
+                continue
+            signatures[name] = (stat.st_mtime_ns, stat.st_ino)
+        return signatures
+
+
+def _log(message: str, level: str = "info") -> None:
+    log.log(logging.getLevelName(level.upper()), "state files: %s", message)
