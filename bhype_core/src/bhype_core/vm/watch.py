@@ -13,6 +13,7 @@ the supervisor wrote it. A tick costs one database query and one ``stat`` per VM
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import select
@@ -36,6 +37,9 @@ class StateFileWatch:
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
         self.seen: dict[str, Signature] = {}
+        # A VM's state file does not move while it exists; working the path out again (the
+        # datastore confines it with realpath) would be most of a tick's cost.
+        self.paths: dict[tuple[str, str], Path] = {}
 
     def __call__(self) -> list[str]:
         """Refresh the VMs whose state file changed since the last call (the first call only
@@ -51,18 +55,24 @@ class StateFileWatch:
     def signatures(self) -> dict[str, Signature]:
         """Every VM's state-file signature."""
         with session(self.runtime) as db:
-            rows = db.exec(select(VM.name, VM.datastore)).all()
-        stores: dict[str, Any] = {}
+            rows = [(name, datastore) for name, datastore in db.exec(select(VM.name, VM.datastore)).all()]
+        present = set(rows)
+        self.paths = {key: path for key, path in self.paths.items() if key in present}  # forget destroyed VMs
         signatures: dict[str, Signature] = {}
         for name, datastore in rows:
             try:
-                store = stores.get(datastore) or stores.setdefault(datastore, open_datastore(self.runtime, datastore))
-                stat = VMFiles(store.vm_dir(name)).state.stat()
+                path = self.paths.get((name, datastore)) or self._state_file(name, datastore)
+                stat = path.stat()
             except Exception:  # no file yet, or a datastore that is gone: nothing to compare
                 signatures[name] = None
                 continue
             signatures[name] = (stat.st_mtime_ns, stat.st_ino)
         return signatures
+
+    def _state_file(self, name: str, datastore: str) -> Path:
+        path = VMFiles(open_datastore(self.runtime, datastore).vm_dir(name)).state
+        self.paths[(name, datastore)] = path
+        return path
 
 
 def _log(message: str, level: str = "info") -> None:
