@@ -10,7 +10,7 @@ import re
 import shutil
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from bhype_backup.status import FACT_KEY, PROBE_KIND, parse_rsync_version, probe
 from bhype_core.api.app import create_app
@@ -18,6 +18,7 @@ from bhype_core.db.models import HostCommand
 from bhype_core.taskqueue import store
 from bhype_core.tasks import TaskContext
 from bhype_core.testing import act_as
+from bhype_core.testing.routes import get_route, host_command_count
 from bhype_core.worker import start_in_process_worker
 
 # rsync 3.2.7 as packaged by FreeBSD ports (net/rsync), first two lines of `rsync --version`.
@@ -26,18 +27,8 @@ Copyright (C) 1996-2022 by Andrew Tridgell, Wayne Davison, and others.
 """
 
 
-def host_commands(runtime) -> int:
-    with Session(runtime.engine) as session:
-        return session.exec(select(func.count()).select_from(HostCommand)).one()
-
-
 def get_status(runtime) -> dict:
-    app = create_app(runtime=runtime)
-    act_as(app, "alice", "operator")  # any user may read the status
-    with TestClient(app) as client:
-        response = client.get("/api/v1/backup/status")
-    assert response.status_code == 200, response.text
-    return response.json()
+    return get_route(runtime, "/api/v1/backup/status").json()  # any user may read the status
 
 
 def status(runtime) -> dict:
@@ -45,10 +36,10 @@ def status(runtime) -> dict:
     not run a single host command."""
     stored = probe(TaskContext(runtime, "probe-task", PROBE_KIND))
     assert runtime.facts.get(FACT_KEY).value == stored
-    ran = host_commands(runtime)
+    ran = host_command_count(runtime)
     assert ran == 1  # rsync --version, through the runner and its audit trail
     body = get_status(runtime)
-    assert host_commands(runtime) == ran
+    assert host_command_count(runtime) == ran
     assert body["probed"] is True and body["message"] is None and body["age_seconds"] >= 0
     assert body["rsync"] == stored["rsync"]
     return body
@@ -111,7 +102,7 @@ def test_before_the_first_probe_the_route_says_so_and_lists_the_targets(backup_d
     assert "POST /api/v1/backup/status/refresh" in body["message"]
     # The targets are configuration, not host facts: shown at once.
     assert body["targets"] == [{"name": "usb", "kind": "local", "destination": "/mnt/usb/bhype", "keep": 7}]
-    assert host_commands(runtime) == 0
+    assert host_command_count(runtime) == 0
 
 
 def test_the_probe_is_a_periodic_job_and_a_task_kind(backup_runtime):
@@ -143,7 +134,7 @@ def test_refresh_queues_the_probe_and_the_worker_runs_it(backup_db_runtime):
         assert response.json()["kind"] == PROBE_KIND
         queued = store.get_task(runtime.engine, task_id)
         assert (queued.kind, queued.owner, queued.state) == (PROBE_KIND, "root-admin", "queued")
-        assert host_commands(runtime) == 0  # the API process only queued it
+        assert host_command_count(runtime) == 0  # the API process only queued it
 
         # The worker (here in-process, as `bhype serve` runs it, with the real runner).
         worker = start_in_process_worker(runtime)

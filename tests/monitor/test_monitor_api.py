@@ -13,31 +13,22 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from bhype_core.api.app import create_app
 from bhype_core.db.models import HostCommand
 from bhype_core.taskqueue import store
 from bhype_core.tasks import TaskContext
 from bhype_core.testing import act_as
+from bhype_core.testing.routes import get_route, host_command_count
 from bhype_monitor.hostinfo import parse_freebsd_sysctls, parse_proc_loadavg, parse_proc_meminfo
 from bhype_monitor.status import FACT_KEY, PROBE_KIND, probe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def host_commands(runtime) -> int:
-    with Session(runtime.engine) as session:
-        return session.exec(select(func.count()).select_from(HostCommand)).one()
-
-
 def get_status(runtime) -> dict:
-    app = create_app(runtime=runtime)
-    act_as(app, "alice", "operator")  # any user may read the status
-    with TestClient(app) as client:
-        response = client.get("/api/v1/monitor/status")
-    assert response.status_code == 200, response.text
-    return response.json()
+    return get_route(runtime, "/api/v1/monitor/status").json()  # any user may read the status
 
 
 def status(runtime) -> dict:
@@ -45,10 +36,10 @@ def status(runtime) -> dict:
     not run a single host command."""
     stored = probe(TaskContext(runtime, "probe-task", PROBE_KIND))
     assert runtime.facts.get(FACT_KEY).value == stored
-    ran = host_commands(runtime)
+    ran = host_command_count(runtime)
     assert ran >= 1  # uname at least, through the runner and its audit trail
     body = get_status(runtime)
-    assert host_commands(runtime) == ran
+    assert host_command_count(runtime) == ran
     assert body["probed"] is True and body["message"] is None and body["age_seconds"] >= 0
     assert (body["host"], body["error"]) == (stored["host"], stored["error"])
     return body
@@ -114,7 +105,7 @@ def test_before_the_first_probe_the_route_says_so(monitor_db_runtime):
     assert "worker has not probed the host's load and memory yet" in body["message"]
     assert "POST /api/v1/monitor/status/refresh" in body["message"]
     assert body["sample_interval_seconds"] == 120  # settings need no probe
-    assert host_commands(runtime) == 0
+    assert host_command_count(runtime) == 0
 
 
 def test_the_periodic_job_reads_this_host_in_the_worker(monitor_db_runtime):
@@ -147,4 +138,4 @@ def test_refresh_queues_a_probe_task_for_admins_only(monitor_db_runtime):
     assert response.status_code == 202, response.text
     task = store.get_task(runtime.engine, response.json()["task_id"])
     assert (task.kind, task.owner, task.state) == (PROBE_KIND, "root-admin", "queued")
-    assert host_commands(runtime) == 0 and runtime.facts.get(FACT_KEY) is None
+    assert host_command_count(runtime) == 0 and runtime.facts.get(FACT_KEY) is None

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
-
 from bhype_core.api.app import create_app
-from bhype_core.testing import act_as
+from bhype_core.testing.routes import get_route
 
 
 def get_status(runtime) -> tuple[dict, str]:
-    app = create_app(runtime=runtime)
-    act_as(app, "admin", "admin")
-    with TestClient(app) as client:
-        response = client.get("/api/v1/snmp/status")
-    assert response.status_code == 200, response.text
+    response = get_route(runtime, "/api/v1/snmp/status", "admin", "admin")
     return response.json(), response.text
 
 
