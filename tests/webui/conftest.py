@@ -15,6 +15,7 @@ from bhype_core.testing import make_settings
 from bhype_core.testing.guest_image import READY_MARKER, GuestImage
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helpers beside the tests (console_lab, rfb_client)
+from browser_kit import launch_chromium  # noqa: E402
 from console_lab import ConsoleLab  # noqa: E402
 
 BOOT_TIMEOUT = 180
@@ -33,6 +34,12 @@ def webui_runtime(tmp_path, plugin_manager, register_plugin):
         return build_runtime(make_settings(tmp_path / "data", **sections), plugin_manager)
 
     return build
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Debian chromium under Playwright, one per test module."""
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="session")

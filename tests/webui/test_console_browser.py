@@ -9,30 +9,14 @@ go to test-artifacts/ for reviewers (not committed).
 from __future__ import annotations
 
 import secrets
-import shutil
-from pathlib import Path
 
 import pytest
-
-from bhype_webui.api import vendor_packages
-from bhype_webui.settings import BUNDLED_ASSETS
+from browser_kit import ARTIFACTS
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-# Reference linux-test-host.md, "noVNC and the WebSocket bridge".
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Predicates are functions, not expressions: the pages' CSP forbids eval, which Playwright
 # would need to evaluate a bare expression string.
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
 CANVAS_COLOURS = """() => {
   const canvas = document.querySelector('#screen canvas');
   if (!canvas || !canvas.width) return 0;
@@ -49,23 +33,6 @@ TERMINAL_TEXT = """() => {
   for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
   return lines.join('\\n');
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not vendor_packages(BUNDLED_ASSETS):
-        pytest.fail(
-            "web UI assets not built: run ./dev setup (npm ci + build in plugins/bhype_webui/frontend)"
-        )
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail("Debian's chromium is not installed (tools/install-test-deps)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_novnc_and_xterm_consoles_in_chromium(lab, browser):

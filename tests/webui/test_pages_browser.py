@@ -13,28 +13,19 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_kit import ARTIFACTS
 from ui_server import BhypeServer
 
 from bhype_core.testing.guest_image import READY_MARKER
 from bhype_core.testing.users import LocalUsers, require_user_tools
-from bhype_webui.api import vendor_packages
-from bhype_webui.settings import BUNDLED_ASSETS
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-# Reference linux-test-host.md, "noVNC and the WebSocket bridge"; Playwright adds a fresh
-# temporary user-data dir to every launch.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WAIT = 120_000  # ms; TCG guests on a loaded 2-core machine (a bound, not a timing assertion)
 BOOT_WAIT = 240.0  # s
 
@@ -47,21 +38,6 @@ API = """async ([method, url, body, csrf]) => {
   const response = await fetch(url, {method, headers, body: body === null ? undefined : JSON.stringify(body)});
   return {status: response.status, body: await response.json().catch(() => null)};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not vendor_packages(BUNDLED_ASSETS):
-        pytest.fail("web UI assets not built: run ./dev setup (npm ci + build in plugins/bhype_webui/frontend)")
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail("Debian's chromium is not installed (tools/install-test-deps)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 class World:

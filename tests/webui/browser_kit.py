@@ -1,0 +1,38 @@
+"""Debian's chromium driven by Playwright for Python (headless, never a downloaded browser), for
+the browser tests of the pages and the consoles. Screenshots go to test-artifacts/ for reviewers
+(not committed)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bhype_webui.api import vendor_packages
+from bhype_webui.settings import BUNDLED_ASSETS
+
+CHROMIUM = "/usr/bin/chromium"
+# Reference linux-test-host.md, "noVNC and the WebSocket bridge"; Playwright adds a fresh
+# temporary user-data dir to every launch.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def launch_chromium() -> Iterator[Any]:
+    """Yield a launched headless chromium; fails (never skips) when the assets or the browser
+    are missing, since ``./dev test`` installs both."""
+    if not vendor_packages(BUNDLED_ASSETS):
+        pytest.fail("web UI assets not built: run ./dev setup (npm ci + build in plugins/bhype_webui/frontend)")
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail("Debian's chromium is not installed (tools/install-test-deps)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
