@@ -111,3 +111,17 @@ def test_two_worker_processes_queue_the_minutely_reconcile_once(raw_config, star
     assert len(queued) == len(set(queued)), f"a slot queued twice: {queued}"
     assert set(skipped) <= set(queued)
     assert len(queued) + len(skipped) >= 2  # both workers checked
+
+
+def test_a_claimed_run_that_cannot_be_queued_is_given_up_for_another_worker(raw_config, monkeypatch):
+    first, second = worker_queue(raw_config), worker_queue(raw_config)
+    due = AT(2026, 3, 2, 10, 31)
+
+    def broken_enqueue(task):
+        raise ConnectionError("queue unreachable")
+
+    monkeypatch.setattr(first.huey, "enqueue", broken_enqueue)  # this worker's link to the queue fails
+    scheduler_of(first).enqueue_periodic_tasks(due)
+    assert not first.huey.storage.has_data_for_key(slot_key("test.every-minute", due))
+    scheduler_of(second).enqueue_periodic_tasks(due)  # checking the same minute a little later
+    assert queued_names(second) == ["test.every-minute"]

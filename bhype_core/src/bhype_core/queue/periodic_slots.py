@@ -55,12 +55,20 @@ class SlotClaimingScheduler(Scheduler):
             if not claimed:
                 log.info("periodic job %s: the %s run was queued by another worker", task.name, f"{due_at:%H:%M}")
                 continue
-            self._claims.append((time.monotonic(), key))
             log.info("periodic job %s: queueing its %s run", task.name, f"{due_at:%H:%M}")
             try:
                 self.huey.enqueue(task)
             except Exception:
                 log.exception("periodic job %s: queueing its %s run failed", task.name, f"{due_at:%H:%M}")
+                self._give_up(key)  # another worker checking this minute may still queue it
+                continue
+            self._claims.append((time.monotonic(), key))
+
+    def _give_up(self, key: str) -> None:
+        try:
+            self.huey.storage.delete_data(key)
+        except Exception:
+            log.warning("periodic slot claim %s could not be given up", key, exc_info=True)
 
     def forget_old_claims(self, keep: float = CLAIM_KEEP_SECONDS) -> None:
         """Delete this worker's claims older than ``keep`` seconds from the store."""
