@@ -120,4 +120,4 @@ def _type_and_reservation(host: ZfsHost, dataset: str) -> tuple[str, int]:
     text = host.text(argv.list_datasets(host.tools, ["type", "refreservation"], [dataset],
                                         types=("filesystem", "volume")))
     kind, _, reservation = text.strip().partition("\t")
-    return kind, int(reservation) if reservation.isdigit() else 0
+    return kind, to_int(reservation) or 0  # -p prints a number; anything else is a parse error
