@@ -27,6 +27,7 @@ from bhype_core.testing.netns import (  # noqa: F401  (the switch tests import t
     links,
     netns,
     pings,
+    reaches,
     veth_into,
 )
 

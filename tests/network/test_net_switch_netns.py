@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _netkit import NetnsRunner, in_ns, links, pings, task_context, veth_into
+from _netkit import NetnsRunner, in_ns, links, pings, reaches, task_context, veth_into
 
 from bhype_core.db.session import session
 from bhype_core.errors import Conflict, ValidationErrors
@@ -42,7 +42,7 @@ def test_switch_tasks_build_uplink_bridges_that_carry_traffic(netns, network_run
     assert not pings(a, "10.61.0.2")
     remove_uplink(task_context(network_runtime, "switch.remove_uplink"), name="lan2")
     in_ns(host_ns, "ip", "link", "set", "dev", "up0", "master", "vm-lan")  # by hand: both on vm-lan
-    assert pings(a, "10.61.0.2")
+    assert reaches(a, "10.61.0.2")
 
     destroy_switch(task_context(network_runtime, "switch.destroy"), name="lan")
     destroy_switch(task_context(network_runtime, "switch.destroy"), name="lan2")
@@ -74,7 +74,7 @@ def test_nic_vlans_get_separate_bridges_and_are_isolated(netns, network_runtime)
         in_ns(host_ns, "ip", "link", "set", "dev", f"p{index}", "master", bridges[tag])
     assert bridges["x10"] == bridges["y10"] == vlan_bridge_name("priv", 10)
     assert bridges["z20"] == vlan_bridge_name("priv", 20)
-    assert pings(ends["x10"], "10.62.0.2")  # same VLAN
+    assert reaches(ends["x10"], "10.62.0.2")  # same VLAN
     assert not pings(ends["x10"], "10.62.0.3")  # other VLAN
     host.destroy_switch(private)
     assert not {bridges["x10"], bridges["z20"]} & links(host_ns)
@@ -125,8 +125,8 @@ def test_nat_switch_masquerades_its_subnet_out_of_the_host(netns, network_runtim
     veth_into(host_ns, "g0", vm, "10.63.0.5/24")
     in_ns(host_ns, "ip", "link", "set", "dev", "g0", "master", "vm-natnet")
     in_ns(vm, "ip", "route", "add", "default", "via", "10.63.0.1")
-    assert pings(vm, "10.63.0.1")  # the host's leg on the switch
-    assert pings(vm, "10.64.0.1")  # only possible through the masquerade
+    assert reaches(vm, "10.63.0.1")  # the host's leg on the switch
+    assert reaches(vm, "10.64.0.1")  # only possible through the masquerade
     assert "bhype_vm_natnet" in in_ns(host_ns, "nft", "list", "tables").stdout
     in_ns(host_ns, "nft", "delete", "table", "ip", "bhype_vm_natnet")
     assert not pings(vm, "10.64.0.1")  # proof that the table did it
@@ -134,7 +134,7 @@ def test_nat_switch_masquerades_its_subnet_out_of_the_host(netns, network_runtim
     config = validate_switch({"name": "natnet", "address": "10.63.0.1/24", "nat": True})
     host.apply_nat(config)
     host.apply_nat(config)  # re-applying replaces the table
-    assert pings(vm, "10.64.0.1")
+    assert reaches(vm, "10.64.0.1")
 
     in_ns(host_ns, "ip", "link", "set", "dev", "g0", "nomaster")
     destroy_switch(task_context(network_runtime, "switch.destroy"), name="natnet")

@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,6 +77,29 @@ def veth_into(host_ns: str, host_end: str, other_ns: str, address: str | None) -
 
 
 def pings(netns: str, address: str, count: int = 2) -> bool:
-    """Whether ``address`` answers pings sent from inside ``netns``."""
+    """Whether ``address`` answers pings sent from inside ``netns`` right now (``count`` tries
+    a second apart). For proving isolation: ``assert not pings(...)``."""
     # busybox ping (busybox-static is installed on our machines; iputils-ping is not).
     return in_ns(netns, "busybox", "ping", "-c", str(count), "-W", "2", address, check=False).returncode == 0
+
+
+def reaches(netns: str, address: str, within: float = 20.0) -> bool:
+    """Whether ``address`` answers a ping from inside ``netns`` within ``within`` seconds, for
+    proving a path exists: ``assert reaches(...)``.
+
+    A path that was just made can take a moment to carry traffic (a neighbour entry left
+    FAILED by an earlier, expected failure is re-resolved on the next packet; a loaded machine
+    delays ARP), so one lost ping proves nothing; busybox ping also exits at the first send
+    error. When the deadline passes, the namespace's links and neighbours are printed (pytest
+    shows them beside the failed assertion)."""
+    deadline = time.monotonic() + within
+    while True:
+        if in_ns(netns, "busybox", "ping", "-c", "1", "-W", "2", address, check=False).returncode == 0:
+            return True
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    for argv in (["ip", "-br", "link"], ["ip", "-br", "addr"], ["ip", "neigh"], ["ip", "route"]):
+        shown = in_ns(netns, *argv, check=False)
+        print(f"[{netns}] {' '.join(argv)}:\n{shown.stdout}{shown.stderr}")
+    return False
