@@ -22,6 +22,8 @@ nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 # What the root pytest configuration and the browser tests need beyond each package's [test]
 # extra (playwright is only the Python API: the tests drive Debian's chromium, never a download).
 PYTEST_TOOLS = ["pytest-timeout>=2.3", "playwright>=1.40"]
+# The versions the suite last passed with (see the file's header; ./dev lock refreshes it).
+CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
 
 
 def package_sources() -> dict[str, Path]:
@@ -55,7 +57,7 @@ def install_packages(session: nox.Session, packages: list[str]) -> None:
     sources = package_sources()
     requirements = [f"{clean_copy(session, sources[CORE])}[test]"]
     requirements += [clean_copy(session, sources[name]) for name in packages if name != CORE]
-    session.install(*requirements, *PYTEST_TOOLS)
+    session.install(*CONSTRAINTS, *requirements, *PYTEST_TOOLS)
 
 
 @nox.session
@@ -76,7 +78,7 @@ def e2e(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the whole work tree (settings in the root pyproject.toml)."""
-    session.install("ruff>=0.4")
+    session.install(*CONSTRAINTS, "ruff>=0.4")
     session.run("ruff", "check", ".", *session.posargs)
 
 
@@ -84,7 +86,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy over every package's sources (all packages installed for their dependencies)."""
     install_packages(session, list(package_sources()))
-    session.install("mypy>=1.10")
+    session.install(*CONSTRAINTS, "mypy>=1.10")
     sources = [str(path / "src" / name) for name, path in package_sources().items()]
     session.run("mypy", *sources, *session.posargs)
 
