@@ -151,10 +151,11 @@ class Supervisor:
                 return self._start_failed(first, exc)
             if running:
                 self.log(f"hypervisor pid {proc.pid} is running")
+                # state.json first: the launcher's caller reads it as soon as it hears "ok".
+                self.update(state="running", hypervisor_pid=proc.pid)
                 if first:
                     self.notify_launcher({"ok": True, "pid": proc.pid, "supervisor_pid": os.getpid()})
                     first = False
-                self.update(state="running", hypervisor_pid=proc.pid)
                 self.kind.watch(proc, lambda: self.stop_signalled)
             exit = self.kind.exit_of(proc)
             tail = tail_lines(self.files.hypervisor_log, offset)
