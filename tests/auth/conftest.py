@@ -173,6 +173,19 @@ def daemon_world() -> Iterator[DaemonWorld]:
 
 
 @dataclass
+class FrozenClock:
+    """An epoch-seconds clock that only moves when told."""
+
+    now: float
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
 class Api:
     """One app on a migrated SQLite (or given) database, with a client and audit helpers."""
 
@@ -192,6 +205,14 @@ class Api:
     def csrf(self, response) -> dict[str, str]:
         """The ``X-CSRF-Token`` header for the session a login response opened."""
         return {"X-CSRF-Token": response.json()["csrf_token"]}
+
+    def frozen_clock(self) -> FrozenClock:
+        """Stop the app's session and token clock at the real time of now; the test moves it on
+        with ``advance()`` instead of sleeping (timeouts then do not depend on how fast a loaded
+        machine answers the requests in between)."""
+        clock = FrozenClock(time.time())
+        self.app.state.auth.clock = clock
+        return clock
 
     def audit(self, action: str | None = None) -> list[AuditEvent]:
         """Audit events, oldest first, optionally of one action."""

@@ -15,11 +15,15 @@ from bhype_core.db.auth_models import AuthSession
 
 
 def test_idle_timeout_ends_an_unused_session(make_api, daemon_world):
-    api = make_api(auth={"session_idle_timeout": 1.5, "account_recheck_interval": 3600})
+    api = make_api(auth={"session_idle_timeout": 60, "account_recheck_interval": 3600})
+    clock = api.frozen_clock()
     user = daemon_world.users(groups=[daemon_world.operators])
     assert api.login(user).status_code == 200
+    clock.advance(59)
+    assert api.client.get("/api/v1/auth/me").status_code == 200  # used: the idle clock restarts
+    clock.advance(59)
     assert api.client.get("/api/v1/auth/me").status_code == 200
-    time.sleep(1.7)
+    clock.advance(60)
     response = api.client.get("/api/v1/auth/me")
     assert response.status_code == 401
     assert response.json()["error"] == {
@@ -32,14 +36,15 @@ def test_idle_timeout_ends_an_unused_session(make_api, daemon_world):
 
 def test_absolute_timeout_ends_even_a_busy_session(make_api, daemon_world):
     api = make_api(
-        auth={"session_idle_timeout": 1.5, "session_absolute_timeout": 1.5, "account_recheck_interval": 3600}
+        auth={"session_idle_timeout": 60, "session_absolute_timeout": 100, "account_recheck_interval": 3600}
     )
+    clock = api.frozen_clock()
     user = daemon_world.users(groups=[daemon_world.operators])
     assert api.login(user).status_code == 200
-    time.sleep(0.8)
+    clock.advance(50)
     assert api.client.get("/api/v1/auth/me").status_code == 200  # keeps the idle clock fresh
-    time.sleep(0.8)
-    # Only 0.8 s idle, but 1.6 s since login.
+    clock.advance(50)
+    # Only 50 s idle, but 100 s since login.
     response = api.client.get("/api/v1/auth/me")
     assert response.status_code == 401 and "absolute timeout" in response.json()["error"]["message"]
     assert api.audit("auth.session_ended")[0].detail["reason"] == "absolute timeout"
@@ -112,13 +117,13 @@ def test_redis_session_idle_timeout(make_api, daemon_world, redis_url, redis_pre
         core={"redis_url": redis_url},
         auth={
             "redis_prefix": f"{redis_prefix}:",
-            "session_idle_timeout": 1.0,
+            "session_idle_timeout": 3.0,  # Redis expires the key itself: real time, no clock to move
             "account_recheck_interval": 3600,
         },
     )
     assert api.login(daemon_world.users(groups=[daemon_world.operators])).status_code == 200
     assert api.client.get("/api/v1/auth/me").status_code == 200
-    time.sleep(1.2)
+    time.sleep(3.3)
     assert api.client.get("/api/v1/auth/me").json()["error"]["code"] == "session_ended"
 
 
