@@ -202,6 +202,8 @@ def test_kill_9_mid_task_then_restart_interrupts_it_and_frees_its_lock(backend, 
     failing = service.submit(runtime, "carol", "core.ping", {"fail": "disk full"})
     wait_for(lambda: logged(runtime, victim, "sleeping 600 s"), "the victim to run")
     wait_for(lambda: store.get_task(runtime.engine, failing.id).state == "failed", "the failure")
+    # The worker sends a task's event just after it records the task final.
+    wait_for(lambda: events_file.exists() and '"task.failed"' in events_file.read_text(), "the failure's event")
 
     first.send_signal(signal.SIGKILL)
     first.wait()

@@ -173,7 +173,7 @@ def test_a_stream_tells_the_page_when_its_session_ends(served):
 
 def test_a_stream_ends_when_its_session_times_out(tmp_path):
     env = PagesEnv(tmp_path, webui={"stream_poll_seconds": 0.05},
-                   auth={"session_idle_timeout": 1.5, "session_absolute_timeout": 1.5})
+                   auth={"session_idle_timeout": 4, "session_absolute_timeout": 4})
     server = ServerThread(env.app).start()
     try:
         alice = session_client(env, server, "alice")

@@ -124,7 +124,7 @@ def test_create_start_stop_destroy_in_the_browser(world: World, browser: Any) ->
         page.get_by_label("User name").fill(world.alice.name)
         page.get_by_label("Password").fill("wrong-" + secrets.token_hex(4))
         page.get_by_role("button", name="Log in").click()
-        assert page.locator("#login-error").is_visible()
+        page.locator("#login-error").wait_for(state="visible", timeout=WAIT)  # after the ≥1 s failure floor
         page.get_by_label("Password").fill(world.alice.password)
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url(re.compile(r"/ui/vms$"))
@@ -227,7 +227,12 @@ def test_a_failing_task_pops_up(world: World, browser: Any) -> None:
         follow_task_page(page, "failed")
         assert page.locator("dd", has_text=failed_url.rsplit("/", 1)[1]).count() == 1  # "Retry of"
 
+        # The worker stores a task's notification just after it records the task final.
         page.goto(server.url + "/ui/notifications")
+        deadline = time.monotonic() + WAIT / 1000
+        while page.locator(".note.unread.sev-error").count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            page.reload()
         assert page.locator(".note.unread.sev-error").count() == 2  # the start, then its retry
         shot(page, "notifications")
         with page.expect_navigation():  # marking reloads the list
