@@ -69,9 +69,7 @@ def test_guest_ignoring_acpi_keeps_running_until_quit(boot) -> None:
     time.sleep(3)  # a guest with acpid powers off well within this (previous test)
 
     # Still alive: its serial shell answers, and QEMU reports it running.
-    offset = len(guest.serial_text())
-    guest.send_serial("echo still-$((40 + 2))\n")
-    guest.wait_for_serial(r"still-42", timeout=60, start=offset)
+    guest.type_until("echo still-$((40 + 2))\n", r"still-42", timeout=60)
     assert guest.process.poll() is None
     assert guest.qmp.execute("query-status")["status"] == "running"
     assert "BHYPE-GUEST-ACPI-POWEROFF" not in guest.serial_text()

@@ -132,6 +132,5 @@ def test_tiny_guest_takes_its_hostname_from_the_seed(tiny_guest: GuestImage, tmp
             assert match.group(1) == "from-the-seed"
             # Type only once the serial shell is there: input sent before it reads is lost.
             guest.wait_for_serial(r"# ", timeout=60, start=match.end())
-            guest.send_serial("ls /run/cidata; cat /run/cidata/user-data\n")
-            guest.wait_for_serial(r"network-config", timeout=60, start=match.end())
+            guest.type_until("ls /run/cidata; cat /run/cidata/user-data\n", r"network-config", timeout=90)
             guest.wait_for_serial(r'"hostname": "from-the-seed"', timeout=60, start=match.end())

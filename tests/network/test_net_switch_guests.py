@@ -60,8 +60,8 @@ def test_guests_on_one_switch_reach_each_other_and_not_another_switch(
                 guest = guests[name]
                 ready = guest.wait_for_serial(rf"BHYPE-GUEST-READY hostname={name}", timeout=BOOT_TIMEOUT)
                 guest.wait_for_serial(r"# ", timeout=60, start=ready.end())  # the serial shell's prompt
-                guest.send_serial(f"ip addr add {address}/24 dev eth0 && ip link set eth0 up && echo IP-$((6*7))\n")
-                guest.wait_for_serial(r"IP-42\r?\n", timeout=60, start=ready.end())
+                guest.type_until(f"ip addr replace {address}/24 dev eth0 && ip link set eth0 up && echo IP-$((6*7))\n",
+                                 r"IP-42\r?\n", timeout=90)
 
             assert guest_ping(guests["g1"], "10.70.0.2", "same", tries=10)
             assert guest_ping(guests["g2"], "10.70.0.100", "uplink", tries=10)

@@ -164,14 +164,38 @@ class QemuGuest:
                 raise AssertionError(f"{pattern!r} not on the serial port after {timeout:g}s: {text[-2000:]}")
             time.sleep(0.1)
 
-    def send_serial(self, text: str) -> None:
-        """Type ``text`` on the guest's serial port (its shell reads it)."""
+    def send_serial(self, text: str, echo_timeout: float = 10.0) -> None:
+        """Type ``text`` on the guest's serial port (its shell reads it).
+
+        QEMU drops what the guest's UART has not taken yet when the connection closes, and a
+        guest slowed down by emulation takes a long line slowly: the connection stays open until
+        the shell has echoed the end of the text (or ``echo_timeout`` passed, for input nothing
+        echoes)."""
+        start = len(self.serial_text())
+        tail = text.rstrip("\r\n")[-12:]
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(10)
             sock.connect(os.fspath(self.files.serial_socket))
             sock.sendall(text.encode())
-            # Give QEMU a moment to hand the bytes over before the connection closes.
             time.sleep(0.2)
+            deadline = time.monotonic() + echo_timeout
+            while tail and tail not in self.serial_text()[start:] and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+    def type_until(self, text: str, pattern: str, timeout: float = 120.0, every: float = 20.0) -> re.Match[str]:
+        """Type ``text`` (a command line, so it must be safe to run twice) until ``pattern``
+        appears after it on the serial port: a shell that was still starting, or busy answering
+        its own terminal query, swallows what is typed at it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            start = len(self.serial_text())
+            self.send_serial(text)
+            try:
+                return self.wait_for_serial(pattern, timeout=min(every, max(1.0, deadline - time.monotonic())),
+                                            start=start)
+            except AssertionError:
+                if self.process.poll() is not None or time.monotonic() >= deadline:
+                    raise
 
     def wait_exit(self, timeout: float) -> int:
         """Wait for QEMU to exit; return its exit status (raises ``TimeoutExpired``)."""
