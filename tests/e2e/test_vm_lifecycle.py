@@ -153,39 +153,61 @@ def type_on_serial(path: str, command: str) -> None:
         time.sleep(1)
 
 
-def console_session(runtime: Any, vm: dict[str, Any], keys: list[bytes]) -> str:
-    """Run ``bhype vm console``'s attach on pipes, type ``keys`` (a pause after each), detach
+def power_off_on_serial(path: str, pid: int) -> None:
+    """Type ``poweroff`` until the hypervisor process ``pid`` is gone: a guest slowed down by
+    emulation may still be in its cursor query and swallow the first try."""
+    deadline = time.monotonic() + 240
+    while pid_alive(pid):
+        assert time.monotonic() < deadline, "the guest did not power off when told on its serial console"
+        type_on_serial(path, "poweroff")
+        for _ in range(100):  # up to 20 s for this try
+            if not pid_alive(pid):
+                return
+            time.sleep(0.2)
+
+
+def console_session(runtime: Any, vm: dict[str, Any], keys: list[bytes], until: str) -> str:
+    """Run ``bhype vm console``'s attach on pipes, type ``keys`` (a pause after each) until the
+    console shows ``until`` (typed again every 15 s, for a guest that swallowed them), detach
     with ``~.`` and return what the console showed."""
     from bhype_core.commands.console import attach_console
 
     stdin_r, stdin_w = os.pipe()
     stdout_r, stdout_w = os.pipe()
     saved = sys.stdin, sys.stdout
-    sys.stdin, sys.stdout = os.fdopen(stdin_r, "rb", buffering=0), os.fdopen(stdout_w, "wb", buffering=0)
+    console_in, console_out = os.fdopen(stdin_r, "rb", buffering=0), os.fdopen(stdout_w, "wb", buffering=0)
+    sys.stdin, sys.stdout = console_in, console_out
     result: list[int] = []
+    shown = bytearray()
+
+    def read_console() -> None:
+        while chunk := os.read(stdout_r, 65536):
+            shown.extend(chunk)
+
     thread = threading.Thread(target=lambda: result.append(attach_console(runtime, vm)))
+    reader = threading.Thread(target=read_console, daemon=True)
     try:
         thread.start()
-        for key in [*keys, b"\r~."]:
-            os.write(stdin_w, key)
-            time.sleep(2)
+        reader.start()
+        deadline = time.monotonic() + 120
+        while until.encode() not in shown and time.monotonic() < deadline:
+            for key in keys:
+                os.write(stdin_w, key)
+                time.sleep(1)
+            typed = time.monotonic()
+            while until.encode() not in shown and time.monotonic() < min(typed + 15, deadline):
+                time.sleep(0.2)
+        os.write(stdin_w, b"\r~.")
         thread.join(timeout=30)
     finally:
         sys.stdin, sys.stdout = saved
+        os.close(stdin_w)
     assert result == [0] and not thread.is_alive()
-    os.set_blocking(stdout_r, False)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(stdout_r, 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    for fd in (stdin_w, stdout_r):
-        os.close(fd)
-    return shown.decode(errors="replace")
+    console_in.close()
+    console_out.close()  # the reader sees the end of what attach wrote
+    reader.join(timeout=10)
+    os.close(stdout_r)
+    return bytes(shown).decode(errors="replace")
 
 
 def rfb_banner(vnc: dict[str, Any]) -> bytes:
@@ -253,7 +275,7 @@ def test_create_start_console_vnc_stop_force_stop_destroy(host: Host) -> None:
     assert ready
     banner = rfb_banner(vm["status"]["consoles"]["vnc"])
     assert banner.startswith(b"RFB 003.") and banner.endswith(b"\n")
-    shown = console_session(host.runtime, vm, [b"\r", b"echo console-$((6 * 7))\r"])
+    shown = console_session(host.runtime, vm, [b"\r", b"echo console-$((6 * 7))\r"], until="console-42")
     assert "console-42" in shown  # typed through the console, answered by the guest's shell
 
     host.act("e2e1", "stop", timeout=90)
@@ -306,8 +328,7 @@ def test_two_vms_reboot_worker_restart_and_reconcile(host: Host) -> None:
     assert pid_alive(steady_pid)
 
     # With no worker, steady's guest powers itself off (typed on its serial console).
-    type_on_serial(host.vm("steady")["status"]["consoles"]["serial"]["unix"], "poweroff")
-    wait_for(lambda: not pid_alive(steady_pid), "steady to power off")
+    power_off_on_serial(host.vm("steady")["status"]["consoles"]["serial"]["unix"], steady_pid)
     assert host.vm("steady")["state"] == "running"  # the cache cannot know yet
 
     host.start_worker()
@@ -316,8 +337,9 @@ def test_two_vms_reboot_worker_restart_and_reconcile(host: Host) -> None:
     assert result["changed"].get("steady") in ("running -> stopped", None)
     steady = host.vm("steady")
     assert steady["state"] == "stopped" and steady["status"]["pid"] is None
-    reboots = host.vm("reboots")
-    assert reboots["state"] == "running" and pid_alive(reboots["status"]["pid"])
+    # reboots restarts itself every few seconds: wait for a moment it is up, not in between.
+    wait_for(lambda: (vm := host.vm("reboots"))["state"] == "running" and pid_alive(vm["status"]["pid"]),
+             "reboots to be running")
 
     host.act("reboots", "force-stop")
     for name in ("reboots", "steady"):
