@@ -5,43 +5,23 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import stat
 import sys
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from bhype_core import cli
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bhype_core.testing.api_server import free_port, served_app
 
 
 @pytest.fixture
 def served(make_api) -> Iterator[tuple[object, str]]:
     """An app served by uvicorn in a thread of this process; yields ``(api, url)``."""
     api = make_api()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(api.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield api, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served_app(api.app) as url:
+        yield api, url
 
 
 @pytest.fixture

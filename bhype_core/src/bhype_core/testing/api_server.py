@@ -27,25 +27,40 @@ def free_port() -> int:
 
 
 @contextmanager
+def served_app(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread of this process; yields its base URL.
+
+    The listening socket is bound here, before uvicorn starts, so no other process can take the
+    port between choosing it and listening on it (a port picked free and bound later can be)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + START_DEADLINE
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+
+
+@contextmanager
 def served_api(runtime: Any) -> Iterator[tuple[Any, str]]:
     """Serve ``create_app(runtime)`` and run a worker for ``runtime``; yields ``(app, base_url)``
     and stops both (worker first, so running tasks finish) on exit."""
     app = create_app(runtime=runtime)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_DEADLINE
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    worker = start_in_process_worker(runtime)
-    try:
-        yield app, f"http://127.0.0.1:{port}"
-    finally:
-        worker.stop(timeout=60)
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served_app(app) as url:
+        worker = start_in_process_worker(runtime)
+        try:
+            yield app, url
+        finally:
+            worker.stop(timeout=60)
 
 
 @contextmanager
