@@ -145,6 +145,7 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
         self.account_check = account_check
         self._slots = threading.BoundedSemaphore(max_connections)
         self._bound_inode: int | None = None  # set once our socket is in place; only that is removed
+        self._temporary = self.socket_path  # the name bound before listen(); set by server_bind
         super().__init__(str(self.socket_path), _Handler, bind_and_activate=True)
 
     @classmethod
@@ -175,16 +176,27 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
         temporary.unlink(missing_ok=True)
         self.socket.bind(str(temporary))
+        self._temporary = temporary
         try:
             if self.socket_gid is not None:
                 os.chown(temporary, -1, self.socket_gid)
             os.chmod(temporary, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP)  # 0660
-            os.rename(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        self._bound_inode = path.stat().st_ino
         self.server_address = str(path)
+
+    def server_activate(self) -> None:
+        # listen(2) first, then the rename puts the socket in place: a client that finds the
+        # path can connect at once (a path that exists before listen() refuses connections).
+        temporary = self._temporary
+        try:
+            super().server_activate()
+            os.rename(temporary, self.socket_path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        self._bound_inode = self.socket_path.stat().st_ino
 
     def server_close(self) -> None:
         super().server_close()
