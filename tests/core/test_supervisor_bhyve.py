@@ -189,7 +189,7 @@ def test_triple_fault_is_a_crash_reported_once(host: FakeHost) -> None:
 
 
 def test_error_exit_4_fails_the_start_with_stderr_and_leaves_nothing(host: FakeHost) -> None:
-    driver = host.driver()
+    driver = host.driver(start_grace=5.0)  # a failing bhyve must exit within it, even on a loaded machine
     spec = make_spec("web4", graphics={"vnc": True})
     vm_dir = host.vm_dir("web4")
     host.script(spec, f"fail 4 {ROM_FAILURE}")
@@ -209,7 +209,7 @@ def test_error_exit_4_fails_the_start_with_stderr_and_leaves_nothing(host: FakeH
 
 def test_exit_1_before_running_is_a_failed_start_not_a_poweroff(host: FakeHost) -> None:
     # bhyve(8) usage(1) exits 1, the same number as "powered off" (reference 1.7 caveat).
-    driver, spec = host.driver(), make_spec("web5")
+    driver, spec = host.driver(start_grace=5.0), make_spec("web5")
     host.script(spec, "fail 1 Usage: bhyve [-AaCDeHhPSuWwxY]")
 
     with pytest.raises(HypervisorFailed) as failure:

@@ -157,7 +157,7 @@ def test_fairness_another_users_first_task_waits_at_most_one_slot(backend, start
     raw = with_limits(backend, workers=2, per_user=2)
     runtime = client_runtime(raw)
     start_worker(raw)
-    alice = [service.submit(runtime, "alice", "core.ping", {"echo": n, "sleep": 0.3}) for n in range(12)]
+    alice = [service.submit(runtime, "alice", "core.ping", {"echo": n, "sleep": 1.0}) for n in range(12)]
     wait_for(lambda: sum(task.state == "running" for task in rows(runtime, alice)) == 2, "alice holding both slots")
     bob = service.submit(runtime, "bob", "core.ping", {"echo": "first"})
     visible = utcnow()  # committed: every later pass sees bob's task
