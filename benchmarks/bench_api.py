@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,13 +23,8 @@ from pathlib import Path
 import httpx
 from report import print_table, summary_ms
 
+from bhype_core.testing.ports import free_port
 from bhype_core.testing.users import LocalUsers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def toml_table(name: str, values: dict) -> str:

@@ -33,16 +33,12 @@ from pathlib import Path
 from fastapi import WebSocket  # at module level: the route's annotation is resolved from here
 from report import print_table
 
+from bhype_core.testing.ports import free_port
+
 HERE = Path(__file__).resolve().parent
 WIDTH, HEIGHT, BPP = 1024, 768, 4
 FRAME = WIDTH * HEIGHT * BPP
 CHUNK = 64 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_port(port: int, process: subprocess.Popen | None = None, timeout: float = 30) -> None:

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bhype_core import cli
-from bhype_core.testing.api_server import free_port, served_app
+from bhype_core.testing.api_server import served_app
+from bhype_core.testing.ports import free_port
 
 
 @pytest.fixture

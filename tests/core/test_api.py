@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import uuid
 
@@ -20,6 +19,7 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.registry import RouterEntry
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import act_as, make_settings
+from bhype_core.testing.ports import free_port
 
 SECRET = "secret detail from /etc/shadow"
 
@@ -76,12 +76,6 @@ def client(register_plugin, bhype_settings, plugin_manager):
     act_as(app, "alice", "operator")  # the subject here is routing and errors, not authentication
     with TestClient(app) as test_client:
         yield test_client
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_health_on_embedded_default(client):

@@ -161,9 +161,9 @@ def test_local_producer_remote_consumer(sshd_server, tmp_path: Path) -> None:
 @pytest.mark.sshd
 def test_an_unreachable_consumer_host_is_an_ssh_failure(sshd_server) -> None:
     from bhype_core.host.ssh import SSHRunner
-    from bhype_core.testing.sshd import _free_port
+    from bhype_core.testing.ports import free_port
 
-    nowhere = SSHRunner("127.0.0.1", port=_free_port("127.0.0.1"), identity=sshd_server.identity,
+    nowhere = SSHRunner("127.0.0.1", port=free_port(), identity=sshd_server.identity,
                         options=sshd_server.ssh_options, control_master=False)
     with pytest.raises(CommandError) as caught:
         LocalRunner().pipe(["echo", "x"], ["cat"], to=nowhere, check=False)

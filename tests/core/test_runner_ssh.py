@@ -16,7 +16,8 @@ from bhype_core.errors import CommandError
 from bhype_core.host.audit import AuditRecord, acting_as
 from bhype_core.host.runner import LocalRunner, make_runner
 from bhype_core.host.ssh import SSHRunner
-from bhype_core.testing.sshd import SshdServer, _free_port
+from bhype_core.testing.ports import free_port
+from bhype_core.testing.sshd import SshdServer
 
 pytestmark = pytest.mark.sshd
 
@@ -107,7 +108,7 @@ def test_audit_names_the_ssh_target_and_the_actor(ssh: SSHRunner, sshd_server: S
 
 
 def test_connection_refused_is_an_ssh_failure(sshd_server: SshdServer) -> None:
-    runner = SSHRunner("127.0.0.1", port=_free_port("127.0.0.1"), identity=sshd_server.identity,
+    runner = SSHRunner("127.0.0.1", port=free_port(), identity=sshd_server.identity,
                        options=sshd_server.ssh_options, control_master=False)
     records: list[AuditRecord] = []
     runner.add_audit_sink(records.append)

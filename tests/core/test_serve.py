@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ from bhype_core.config import load_settings
 from bhype_core.db.migrate import pending
 from bhype_core.runtime import build_runtime
 from bhype_core.testing.api_auth import token_headers
+from bhype_core.testing.ports import free_port
 
 BHYPE = Path(sys.executable).parent / "bhype"
 START_DEADLINE = 90.0  # seconds; generous for a loaded 2-core CI machine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_serve(tmp_path: Path) -> tuple[subprocess.Popen, Path, str, Path]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,14 +17,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bhype_core.testing.ports import free_port
+
 MISSING_KERNEL = "/nonexistent/bhype-test/vmlinuz-missing"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the server retries if it is taken meanwhile)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class BhypeServer:

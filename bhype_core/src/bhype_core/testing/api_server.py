@@ -19,13 +19,6 @@ from bhype_core.worker import start_in_process_worker
 START_DEADLINE = 20.0
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def served_app(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread of this process; yields its base URL.

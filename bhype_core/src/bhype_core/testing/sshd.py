@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -20,6 +19,7 @@ import pytest
 from bhype_core.errors import CommandError
 from bhype_core.host.runner import LocalRunner
 from bhype_core.host.ssh import SSHRunner
+from bhype_core.testing.ports import free_port
 
 SSHD_PROGRAM = "/usr/sbin/sshd"
 START_TIMEOUT = 15.0
@@ -143,12 +143,6 @@ def _marked(token: str) -> list[int]:
     return found
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def _write_config(
     directory: Path, host: str, port: int, user: str, host_key: Path, authorized: Path, token: str
 ) -> Path:
@@ -218,7 +212,7 @@ def start_sshd(directory: Path, user: str | None = None, host: str = "127.0.0.1"
     token = uuid.uuid4().hex
     server: SshdServer | None = None
     for attempt in range(5):
-        port = _free_port(host)
+        port = free_port(host)
         config = _write_config(directory, host, port, user, host_key, authorized, token)
         log_path = directory / f"sshd-{attempt}.log"
         with log_path.open("wb") as log_file:

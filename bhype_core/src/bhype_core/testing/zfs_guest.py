@@ -10,7 +10,6 @@ foundation's :class:`~bhype_core.host.ssh.SSHRunner` with a throwaway key.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from bhype_core.errors import CommandError
 from bhype_core.host.runner import LocalRunner
 from bhype_core.host.ssh import SSHRunner
 from bhype_core.testing.guest_image import GuestImage, unavailable
+from bhype_core.testing.ports import free_port
 from bhype_core.testing.qemu_guest import GuestFiles, QemuGuest, qemu_argv, short_workdir
 from bhype_core.testing.zfs_image import READY_MARKER, zfs_guest_image
 
@@ -99,13 +99,6 @@ class ZfsHost:
             self._runner.close()
             self._runner = None
         self.guest.stop()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_key(directory: Path) -> tuple[Path, str]:
