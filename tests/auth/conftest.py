@@ -210,7 +210,7 @@ class Api:
         """Stop the app's session and token clock at the real time of now; the test moves it on
         with ``advance()`` instead of sleeping (timeouts then do not depend on how fast a loaded
         machine answers the requests in between)."""
-        clock = FrozenClock(time.time())
+        clock = FrozenClock(float(int(time.time())))  # whole seconds: the sums below stay exact
         self.app.state.auth.clock = clock
         return clock
 
