@@ -112,6 +112,12 @@ def qemu_argv(
     return argv
 
 
+def _unwrapped(text: str) -> str:
+    """``text`` without line breaks: the shell's echo of a long line breaks it where the
+    terminal would wrap (busybox ash writes CR CR LF at column 80)."""
+    return text.replace("\r", "").replace("\n", "")
+
+
 @dataclass
 class QemuGuest:
     """A running QEMU process started by a test, with helpers to wait on what it prints."""
@@ -172,14 +178,14 @@ class QemuGuest:
         the shell has echoed the end of the text (or ``echo_timeout`` passed, for input nothing
         echoes)."""
         start = len(self.serial_text())
-        tail = text.rstrip("\r\n")[-12:]
+        tail = _unwrapped(text)[-12:]
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(10)
             sock.connect(os.fspath(self.files.serial_socket))
             sock.sendall(text.encode())
             time.sleep(0.2)
             deadline = time.monotonic() + echo_timeout
-            while tail and tail not in self.serial_text()[start:] and time.monotonic() < deadline:
+            while tail and tail not in _unwrapped(self.serial_text()[start:]) and time.monotonic() < deadline:
                 time.sleep(0.1)
 
     def type_until(self, text: str, pattern: str, timeout: float = 120.0, every: float = 20.0) -> re.Match[str]:
