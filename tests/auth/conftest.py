@@ -210,7 +210,9 @@ class Api:
         """Stop the app's session and token clock at the real time of now; the test moves it on
         with ``advance()`` instead of sleeping (timeouts then do not depend on how fast a loaded
         machine answers the requests in between)."""
-        clock = FrozenClock(float(int(time.time())))  # whole seconds: the sums below stay exact
+        # A whole second: the database store keeps times to the microsecond, so a fractional
+        # start would come back rounded (60 s idle could read as 59.999999 s).
+        clock = FrozenClock(float(int(time.time())))
         self.app.state.auth.clock = clock
         return clock
 
