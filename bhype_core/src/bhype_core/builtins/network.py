@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bhype_core.hookspecs import hookimpl
+from bhype_core.iso_access import may_delete_iso
 from bhype_core.iso_fetch import fetch_iso
 from bhype_core.isos import SECTION, IsoSettings, delete_iso_task, import_upload, iso_lock
 from bhype_core.network.service import (
@@ -41,13 +42,17 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``switch.*`` (lock ``switch:<name>``), ``switch.apply`` and ``iso.*`` (lock ``iso:<name>``)."""
+    """``switch.*`` (lock ``switch:<name>``) and ``switch.apply``: the host's network, for
+    admins only. ``iso.*`` (lock ``iso:<name>``): the shared ISO library, for operators too;
+    ``iso.delete`` only for admins and whoever added the ISO."""
     for name, (run, description) in SWITCH_KINDS.items():
-        register(TaskKind(name=name, run=run, description=description, locks=switch_lock))
-    register(TaskKind(name="switch.apply", run=apply_switches,
+        register(TaskKind(name=name, run=run, description=description, locks=switch_lock, role="admin"))
+    register(TaskKind(name="switch.apply", run=apply_switches, role="admin", system=True,
                       description="(re)create every stored switch on the host, e.g. after a reboot"))
     for name, (run, description) in ISO_KINDS.items():
-        register(TaskKind(name=name, run=run, description=description, locks=iso_lock))
+        authorize = may_delete_iso if name == "iso.delete" else None
+        register(TaskKind(name=name, run=run, description=description, locks=iso_lock,
+                          role="operator", authorize=authorize))
 
 
 @hookimpl

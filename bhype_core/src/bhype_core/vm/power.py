@@ -19,7 +19,6 @@ from bhype_core.drivers.base import Problem, VMStatus, blocking
 from bhype_core.drivers.preflight import local_runner
 from bhype_core.errors import BhypeError, Conflict
 from bhype_core.network.taps import planned_taps
-from bhype_core.vm.access import check_vm_access
 from bhype_core.vm.attach import attachments
 from bhype_core.vm.hooks import call_vm_hook
 from bhype_core.vm.models import VM, VMRef
@@ -51,8 +50,7 @@ class PreflightFailed(BhypeError):
 def _load(context: Any, name: str) -> tuple[VM, VMRef, Any]:
     runtime = context.runtime
     with session(runtime) as db:
-        row = get_vm(db, name)
-    check_vm_access(context, name, row.owner)
+        row = get_vm(db, name)  # who may: TaskKind.authorize (vm.access.owns_vm)
     store = open_datastore(runtime, row.datastore)
     return row, VMRef.of(row, store.vm_dir(row.name)), store
 

@@ -31,7 +31,7 @@ def make_router() -> APIRouter:
     @router.post("/status/refresh", status_code=202, response_model=TaskAccepted)
     def refresh_status(runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
         """Queue ``backup.probe``: the worker probes the host's rsync now and stores the result."""
-        task = service.submit(runtime, principal.name, PROBE_KIND, {})
+        task = service.submit(runtime, principal, PROBE_KIND, {})
         return TaskAccepted(task_id=task.id, kind=PROBE_KIND)
 
     return router

@@ -32,7 +32,7 @@ def make_router() -> APIRouter:
     @router.post("/status/refresh", status_code=202, response_model=TaskAccepted)
     def refresh_status(runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
         """Queue ``monitor.probe``: the worker reads the host's load and memory now."""
-        task = service.submit(runtime, principal.name, PROBE_KIND, {})
+        task = service.submit(runtime, principal, PROBE_KIND, {})
         return TaskAccepted(task_id=task.id, kind=PROBE_KIND)
 
     return router

@@ -33,10 +33,11 @@ class TaskAccepted(BaseModel):
 
 
 def submit(runtime: Any, principal: Principal, kind: str, arguments: dict[str, Any]) -> TaskAccepted:
-    """Queue ``kind`` for the caller (the per-user task queue)."""
+    """Queue ``kind`` for the caller (the per-user task queue, which checks the kind's role and
+    object check for them: :mod:`bhype_zfs.access`)."""
     from bhype_core.taskqueue import service
 
-    task = service.submit(runtime, principal.name, kind, arguments)
+    task = service.submit(runtime, principal, kind, arguments)
     return TaskAccepted(task_id=task.id, kind=kind)
 
 

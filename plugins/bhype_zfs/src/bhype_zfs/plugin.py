@@ -17,6 +17,12 @@ from bhype_core.registry import (
 )
 from bhype_zfs.settings import ZfsSettings
 
+# Kinds operators may run on their own VMs (the vm target; a dataset target is for admins).
+OPERATOR_SNAPSHOT_KINDS = ("zfs.list_snapshots", "zfs.list_holds", "zfs.snapshot", "zfs.rollback",
+                           "zfs.destroy_snapshot", "zfs.hold", "zfs.release")
+# Kinds the periodic jobs stand for, which bHype may submit itself (TaskKind.system).
+SYSTEM_KINDS = ("zfs.check", "zfs.run_schedules")
+
 
 @hookimpl
 def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None:
@@ -36,13 +42,21 @@ def bhype_register_storage_backends(register: Callable[[StorageBackendEntry], No
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     """The ``zfs.*`` task kinds (pool init, snapshots, rollback, holds, clones, import, and
-    ``zfs.probe``: refresh the status the API shows)."""
+    ``zfs.probe``: refresh the status the API shows). Who may run each: :mod:`bhype_zfs.access`."""
     from bhype_zfs import status
+    from bhype_zfs.access import may_clone, owns_target
     from bhype_zfs.tasks import KINDS
 
+    # Operators act on their own VMs' snapshots and clones; everything about pools, datasets
+    # and the host is for admins (the default role). bHype itself runs the checks, the
+    # schedules and the probe (periodic jobs).
+    operator_checks = {name: owns_target for name in OPERATOR_SNAPSHOT_KINDS} | {"zfs.clone": may_clone}
     for name, (run, locks, description) in KINDS.items():
-        register(TaskKind(name=name, run=run, description=description, locks=locks))
-    register(TaskKind(name=status.PROBE_KIND, run=status.probe,
+        authorize = operator_checks.get(name)
+        register(TaskKind(name=name, run=run, description=description, locks=locks,
+                          role="operator" if authorize else "admin", authorize=authorize,
+                          system=name in SYSTEM_KINDS))
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin", system=True,
                       description="probe OpenZFS and the configured pool; store it for GET /api/v1/zfs/status"))
 
 

@@ -80,7 +80,7 @@ def _admin_only(principal: Principal, spec: dict[str, Any], errors: ValidationEr
 
 
 def _accepted(runtime: Any, principal: Principal, kind: str, arguments: dict[str, Any]) -> TaskAccepted:
-    task_id = submit(runtime, principal.name, kind, arguments)
+    task_id = submit(runtime, principal, kind, arguments)
     return TaskAccepted(task_id=task_id, kind=kind, vm=arguments["name"])
 
 
