@@ -34,9 +34,18 @@ class ExtraTasks:
 
     @hookimpl
     def bhype_register_tasks(self, register):
-        register(TaskKind(name="test.add", run=lambda context, a, b=1: a + b))
-        register(TaskKind(name="test.actor", run=actor_task))
-        register(TaskKind(name="test.unjsonable", run=lambda context: object()))
+        # Anyone may run them, the system too: what is tested here is the queue, not who may.
+        register(TaskKind(name="test.add", run=lambda context, a, b=1: a + b, role="operator", system=True))
+        register(TaskKind(name="test.actor", run=actor_task, role="operator", system=True))
+        register(TaskKind(name="test.unjsonable", run=lambda context: object(), role="operator", system=True))
+        register(TaskKind(name="test.admin", run=ran_admin_task))  # declares nothing: admins only
+
+
+ADMIN_RUNS: list[str | None] = []
+
+
+def ran_admin_task(context: TaskContext) -> None:
+    ADMIN_RUNS.append(context.user)
 
 
 def actor_task(context: TaskContext) -> dict:
@@ -156,6 +165,18 @@ def test_validation_error_inside_a_task_names_the_field(tmp_path):
     queue = runtime_for(tmp_path, "memory").queue
     with pytest.raises(TaskFailed, match=r"ValidationErrors: sleep: must be a number of seconds"):
         queue.result(queue.enqueue("core.ping", {"sleep": -1}))
+
+
+def test_a_message_queued_behind_the_task_queues_back_is_checked_like_a_row(tmp_path):
+    # The direct huey path: a message naming an admin kind for a user who is no admin now
+    # (no such account here) fails as forbidden and runs nothing; so does one for the system
+    # (no user) of a kind the system does not submit.
+    queue = runtime_for(tmp_path, "memory", ("extra", ExtraTasks())).queue
+    with pytest.raises(TaskFailed, match="task kind test.admin is for admins only; 'bht_nobody' is operator"):
+        queue.result(queue.enqueue("test.admin", user="bht_nobody"))
+    with pytest.raises(TaskFailed, match="Forbidden: task kind test.admin is not one bHype submits itself"):
+        queue.result(queue.enqueue("test.admin"))
+    assert ADMIN_RUNS == []
 
 
 def test_a_result_that_is_not_json_fails_the_task(tmp_path):

@@ -182,7 +182,7 @@ def test_system_rows_run_only_kinds_the_system_submits(world):
     with pytest.raises(Forbidden, match="switch.create is not one bHype submits itself"):
         service.submit(world.runtime, SYSTEM, "switch.create", {"name": "x"})
     system_kinds = sorted(kind.name for kind in world.runtime.registry.tasks if kind.system)
-    assert {"vm.reconcile", "monitor.probe", "backup.probe", "zfs.probe", "zfs.check", "zfs.run_schedules",
+    assert {"core.ping", "vm.reconcile", "monitor.probe", "backup.probe", "zfs.probe", "zfs.check", "zfs.run_schedules",
             "switch.apply"} == set(system_kinds)
     forged = store.insert_task(engine, store.new_task(owner="@system", kind="switch.create",
                                                       arguments={"name": "x"}, locks=[], retry_of=None))

@@ -106,10 +106,20 @@ def _task_function(queue: BhypeQueue, kind: TaskKind, plugin: str) -> Callable[.
     # Closes over the queue (and through it the runtime of the process that runs the task):
     # no module-level state, so two queues in one process stay independent.
     def run_task(arguments: dict[str, Any], user: str | None = None, task: Any = None) -> dict[str, Any]:
+        from bhype_core.taskqueue.authz import check_run
+
         reporter = queue.reporter_factory()
-        context = TaskContext(queue.require_runtime(), task.id, kind.name, user, reporter)
+        runtime = queue.require_runtime()
+        context = TaskContext(runtime, task.id, kind.name, user, reporter)
         log.info("task %s %s started (user %s)", kind.name, task.id, user)
-        value = _run(context, plugin, lambda: kind.run(context, **arguments))
+
+        def checked_run() -> Any:
+            # Whoever wrote this message to the queue is trusted no more than a Task row's
+            # writer: the task queue worker's check (user None is the system itself).
+            check_run(runtime, kind, plugin, user, arguments)
+            return kind.run(context, **arguments)
+
+        value = _run(context, plugin, checked_run)
         try:
             check_json(value, f"the result of task {kind.name}")
         except TypeError as exc:
