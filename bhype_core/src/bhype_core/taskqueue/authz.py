@@ -101,14 +101,9 @@ def check_run(runtime: Runtime, kind: TaskKind, plugin: str, owner: str | None, 
     return principal
 
 
-def operator_kind(kind: TaskKind) -> bool:
-    """Whether operators may submit ``kind`` at all (before its object check)."""
-    return kind.role == "operator"
-
-
 def admin_kinds(runtime: Runtime) -> list[str]:
     """Names of every registered kind that only admins may submit."""
-    return [kind.name for kind in runtime.registry.tasks if not operator_kind(kind)]
+    return [kind.name for kind in runtime.registry.tasks if kind.role == "admin"]
 
 
 __all__ = [
