@@ -66,6 +66,9 @@ class SupervisedDriver(HypervisorDriver):
     """
 
     name = ""
+    # Whether VNC listens on a loopback TCP port (allocated per VM). bhyve's fbuf only speaks
+    # TCP; QEMU serves VNC on a unix socket in the VM's private directory instead (issue 11).
+    vnc_over_tcp = True
 
     def __init__(
         self, runner: Any, *, run_dir: Path, python: str = sys.executable, start_timeout: float = 120.0
@@ -109,8 +112,9 @@ class SupervisedDriver(HypervisorDriver):
 
     def plan(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> list[HostCommand]:
         vm_dir = Path(vm_dir).absolute()
-        port = self.ports.peek(vm_dir, self.instance_active) if spec.graphics.vnc else None
-        prepared = self.prepare(spec, vm_dir, attachments or Attachments(), port or self.ports.base, dry=True)
+        tcp = spec.graphics.vnc and self.vnc_over_tcp
+        port = (self.ports.peek(vm_dir, self.instance_active) or self.ports.base) if tcp else None
+        prepared = self.prepare(spec, vm_dir, attachments or Attachments(), port, dry=True)
         launch = HostCommand(self.supervisor_argv(vm_dir), "start the VM's supervisor (daemon), which runs:")
         return [*prepared.setup, launch, *prepared.supervised]
 
@@ -122,10 +126,11 @@ class SupervisedDriver(HypervisorDriver):
             raise Conflict(f"VM {spec.name} is already {current.state.value} (pid {current.pid})")
         files = VMFiles(vm_dir)
         created: list[Path] = []
-        lock = self.ports.locked() if spec.graphics.vnc else nullcontext()
+        tcp = spec.graphics.vnc and self.vnc_over_tcp
+        lock = self.ports.locked() if tcp else nullcontext()
         with lock:
             try:
-                port = self.ports.allocate(vm_dir, instance, self.instance_active) if spec.graphics.vnc else None
+                port = self.ports.allocate(vm_dir, instance, self.instance_active) if tcp else None
                 try:
                     prepared = self.prepare(spec, vm_dir, attachments or Attachments(), port)
                 except ValueError as exc:  # resources that do not fit the spec
