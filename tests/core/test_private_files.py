@@ -17,6 +17,7 @@ import pytest
 import bhype_core.builtins.doctor as core_doctor
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
+from bhype_core.builtins.doctor_files import run_file_modes
 from bhype_core.commands.doctor import doctor
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
@@ -104,3 +105,17 @@ def test_a_symlinked_database_file_is_refused(tmp_path) -> None:
     with pytest.raises(UnsafeFile, match="is not a regular file"):
         ensure_private_sqlite(tmp_path / "data" / "bhype.sqlite3")
     assert mode(secret) == 0o644
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the check guards a root worker; chown needs root")
+def test_doctor_flags_a_datastore_under_a_directory_the_api_user_owns(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    settings = make_settings(data)
+    (_, stores) = run_file_modes(settings)
+    assert stores.name == "datastore directories" and stores.ok, stores
+
+    os.chown(data, 4242424, 4242424)  # the data directory as production hands it to the API user
+    (_, stores) = run_file_modes(settings)
+    assert not stores.ok
+    assert f"{data} is owned by uid 4242424" in stores.detail and "vm.datastores" in stores.fix

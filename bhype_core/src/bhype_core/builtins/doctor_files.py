@@ -3,12 +3,15 @@
 The SQLite database holds sessions and VNC passwords, the queue task messages (issue 11):
 the data directory must be 0700 and each file (with its ``-wal``/``-shm``/``-journal``) 0600.
 ``bhype serve`` and ``bhype worker`` tighten them at start-up; this check names what is loose
-and the command that fixes it now.
+and the command that fixes it now. It also checks that directory datastores lie where only
+root writes (the data directory belongs to the API user).
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -49,5 +52,50 @@ def check_file_modes(data_dir: Path, files: list[Path]) -> CheckResult:
 
 
 def run_file_modes(settings: Any) -> list[CheckResult]:
-    """The ``file-modes`` doctor check."""
-    return [check_file_modes(Path(settings.core.data_dir), sqlite_files(settings))]
+    """The ``file-modes`` doctor check: private files, and datastores only root writes."""
+    return [check_file_modes(Path(settings.core.data_dir), sqlite_files(settings)), check_datastore_roots(settings)]
+
+
+def plantable_ancestor(path: Path) -> tuple[Path, str] | None:
+    """The first of ``path`` and its parents that a non-root account could swap or fill (owned
+    by another uid, or writable by group/others without the sticky bit), with why; ``None``
+    when root alone controls the whole chain. Absent parts are skipped."""
+    for candidate in (path, *path.parents):
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        if info.st_uid != 0:
+            return candidate, f"owned by uid {info.st_uid}"
+        if mode & 0o022 and not mode & stat.S_ISVTX:
+            return candidate, f"mode {mode:04o} lets others write"
+    return None
+
+
+def check_datastore_roots(settings: Any) -> CheckResult:
+    """Directory datastores (disks, ISO library) lie where only root writes: the root worker
+    attaches their files to VMs, so a directory the API user owns (the data directory) must not
+    hold them. Checked only when bHype runs as root (unprivileged, nothing crosses a line)."""
+    name = "datastore directories"
+    if os.geteuid() != 0:
+        return CheckResult(name, True, "bHype runs unprivileged here: no privilege line to guard")
+    try:
+        datastores = settings.section("vm").datastores
+    except Exception:  # the VM built-in is not loaded: its defaults still describe the host
+        from bhype_core.vm.settings import VmSettings
+
+        datastores = VmSettings.model_validate({}).datastores
+    problems = []
+    for store, options in sorted(datastores.items()):
+        if options.backend != "directory":
+            continue
+        root = Path(options.path or Path(settings.core.data_dir) / "datastore")
+        found = plantable_ancestor(root)
+        if found:
+            problems.append(f"datastore {store} ({root}): {found[0]} is {found[1]}")
+    if not problems:
+        return CheckResult(name, True, "every directory datastore is under directories only root writes")
+    return CheckResult(name, False, "; ".join(problems),
+                       "set vm.datastores.<name>.path to a directory owned by root (not under the "
+                       "data directory, which belongs to the API user), or use a ZFS datastore")
