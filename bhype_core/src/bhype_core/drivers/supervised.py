@@ -33,6 +33,7 @@ from bhype_core.drivers.state import (
     write_json,
 )
 from bhype_core.errors import CommandError, Conflict
+from bhype_core.safe_files import open_regular
 from bhype_core.spec import VMSpec
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class SupervisedDriver(HypervisorDriver):
                 for command in prepared.setup:
                     self.runner.run(command.argv, timeout=120)
                 for path, text in prepared.files.items():
-                    path.write_text(text)
+                    _write_private(path, text)
                 files.stop_request.unlink(missing_ok=True)
                 write_json(files.config, prepared.config, mode=0o600)
                 os.chmod(files.config, 0o600)  # it may hold the VNC password
@@ -355,3 +356,11 @@ class SupervisedDriver(HypervisorDriver):
         files.stop_request.unlink(missing_ok=True)
         self.ports.release(vm_dir)
         return self.status(spec, vm_dir)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a driver file (grub device map, bhyve secrets) 0600, never through a symlink."""
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode=0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o600)  # a file left by an older version may be looser
+        handle.write(text)
