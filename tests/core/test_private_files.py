@@ -118,4 +118,5 @@ def test_doctor_flags_a_datastore_under_a_directory_the_api_user_owns(tmp_path) 
     os.chown(data, 4242424, 4242424)  # the data directory as production hands it to the API user
     (_, stores) = run_file_modes(settings)
     assert not stores.ok
-    assert f"{data} is owned by uid 4242424" in stores.detail and "vm.datastores" in stores.fix
+    assert f"datastore default ({data / 'datastore'}): {data} is owned by uid 4242424" in stores.detail
+    assert f"templates_dir ({data / 'templates'})" in stores.detail and "vm.datastores" in stores.fix

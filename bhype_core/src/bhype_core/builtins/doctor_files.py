@@ -74,28 +74,31 @@ def plantable_ancestor(path: Path) -> tuple[Path, str] | None:
 
 
 def check_datastore_roots(settings: Any) -> CheckResult:
-    """Directory datastores (disks, ISO library) lie where only root writes: the root worker
-    attaches their files to VMs, so a directory the API user owns (the data directory) must not
-    hold them. Checked only when bHype runs as root (unprivileged, nothing crosses a line)."""
+    """Directory datastores (disks, ISO library) and admin templates lie where only root
+    writes: the root worker attaches datastore files to VMs and builds VMs from templates (whose
+    ``extra`` options reach the hypervisor), so a directory the API user owns (the data
+    directory) must hold neither. Checked only when bHype runs as root (unprivileged, nothing
+    crosses a privilege line)."""
     name = "datastore directories"
     if os.geteuid() != 0:
         return CheckResult(name, True, "bHype runs unprivileged here: no privilege line to guard")
     try:
-        datastores = settings.section("vm").datastores
+        vm = settings.section("vm")
     except Exception:  # the VM built-in is not loaded: its defaults still describe the host
         from bhype_core.vm.settings import VmSettings
 
-        datastores = VmSettings.model_validate({}).datastores
+        vm = VmSettings.model_validate({})
+    data_dir = Path(settings.core.data_dir)
+    places = [(f"datastore {store}", Path(options.path or data_dir / "datastore"))
+              for store, options in sorted(vm.datastores.items()) if options.backend == "directory"]
+    places.append(("templates_dir", Path(vm.templates_dir or data_dir / "templates")))
     problems = []
-    for store, options in sorted(datastores.items()):
-        if options.backend != "directory":
-            continue
-        root = Path(options.path or Path(settings.core.data_dir) / "datastore")
+    for what, root in places:
         found = plantable_ancestor(root)
         if found:
-            problems.append(f"datastore {store} ({root}): {found[0]} is {found[1]}")
+            problems.append(f"{what} ({root}): {found[0]} is {found[1]}")
     if not problems:
-        return CheckResult(name, True, "every directory datastore is under directories only root writes")
+        return CheckResult(name, True, "directory datastores and templates are under directories only root writes")
     return CheckResult(name, False, "; ".join(problems),
-                       "set vm.datastores.<name>.path to a directory owned by root (not under the "
-                       "data directory, which belongs to the API user), or use a ZFS datastore")
+                       "set vm.datastores.<name>.path and vm.templates_dir to directories owned by root (not "
+                       "under the data directory, which belongs to the API user), or use a ZFS datastore")
