@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,13 +43,13 @@ def loose_umask() -> Iterator[None]:
         os.umask(old)
 
 
-def start(data_dir: Path):
+def start(data_dir: Path, **sections: dict):
     """What ``bhype serve``/``bhype worker`` do at start: the database (migrated) and the queue,
     with a message written to it."""
     pm = make_plugin_manager(load_entrypoints=False, plugins=[
         ("core_models", core_models), ("core_tasks", core_tasks), ("core_doctor", core_doctor),
     ])
-    runtime = build_runtime(make_settings(data_dir, queue={"backend": "sqlite"}), pm)
+    runtime = build_runtime(make_settings(data_dir, queue={"backend": "sqlite"}, **sections), pm)
     upgrade(runtime)
     runtime.queue.huey.storage.enqueue(b"message", 0)
     return runtime
@@ -120,3 +122,70 @@ def test_doctor_flags_a_datastore_under_a_directory_the_api_user_owns(tmp_path) 
     assert not stores.ok
     assert f"datastore default ({data / 'datastore'}): {data} is owned by uid 4242424" in stores.detail
     assert f"templates_dir ({data / 'templates'})" in stores.detail and "vm.datastores" in stores.fix
+
+
+@pytest.fixture
+def reachable_dir() -> Iterator[Path]:
+    """A directory another account can pass through (pytest's own tmp_path is root's 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="bhype-pf-", dir="/tmp"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def as_account(uid: int, gid: int, action) -> int:
+    """Run ``action()`` in a child process switched to ``uid``/``gid``; its exit status."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 99
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            code = action()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the shared layout is made by a root worker")
+def test_shared_layout_lets_the_api_user_in_and_nobody_swap_roots_entries(reachable_dir, local_user) -> None:
+    api = local_user()
+    data = reachable_dir / "data"
+    runtime = start(data, auth={"api_user": api.name})
+    runtime.engine.dispose()
+    info = os.lstat(data)
+    assert (info.st_uid, info.st_gid, mode(data)) == (0, api.gid, 0o1770)
+    db = os.lstat(data / "bhype.sqlite3")
+    assert (db.st_uid, mode(data / "bhype.sqlite3")) == (api.uid, 0o600)
+    for name in ("run", "workers", "datastore", "templates"):
+        assert os.lstat(data / name).st_uid == 0 and (data / name).is_dir() and not (data / name).is_symlink()
+
+    def api_side() -> int:
+        import sqlite3
+
+        with sqlite3.connect(data / "bhype.sqlite3") as db:  # the API user opens and writes it
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE probe (x)")
+        try:
+            os.rename(data / "run", data / "elsewhere")  # swap root's entry for a symlink
+        except PermissionError:
+            return 0
+        return 1
+
+    assert as_account(api.uid, api.gid, api_side) == 0
+    text, _ = doctor(runtime, as_json=True)
+    (private,) = [c for c in json.loads(text)["checks"] if c["name"] == "private files"]
+    assert private["ok"], private
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the shared layout is made by a root worker")
+def test_shared_layout_refuses_a_planted_root_entry(tmp_path, local_user) -> None:
+    api = local_user()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "run").symlink_to(tmp_path)
+    with pytest.raises(UnsafeFile, match="run is not a directory owned by root"):
+        start(data, auth={"api_user": api.name})

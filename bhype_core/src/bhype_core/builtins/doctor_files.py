@@ -15,29 +15,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
-from bhype_core.private_files import loose_paths
+from bhype_core.private_files import loose_paths, sqlite_files
 from bhype_core.registry import CheckResult
 
 NAME = "private files"
-
-
-def sqlite_files(settings: Any) -> list[Path]:
-    """The SQLite files bHype would open with ``settings``: the embedded database (unless
-    ``core.database_url`` names a server) and the embedded queue (unless it is Redis)."""
-    files: list[Path] = []
-    try:
-        url = make_url(settings.core.effective_database_url)
-    except Exception:  # a malformed URL is the database check's business
-        url = None
-    if url is not None and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
-            and not url.database.startswith("file:"):
-        files.append(Path(url.database).expanduser())
-    backend = settings.queue.backend
-    if backend == "sqlite" or (backend == "auto" and not settings.core.redis_url):
-        files.append(Path(settings.queue.sqlite_path or Path(settings.core.data_dir) / "queue.sqlite3"))
-    return files
 
 
 def check_file_modes(data_dir: Path, files: list[Path]) -> CheckResult:
@@ -76,9 +57,9 @@ def plantable_ancestor(path: Path) -> tuple[Path, str] | None:
 def check_datastore_roots(settings: Any) -> CheckResult:
     """Directory datastores (disks, ISO library) and admin templates lie where only root
     writes: the root worker attaches datastore files to VMs and builds VMs from templates (whose
-    ``extra`` options reach the hypervisor), so a directory the API user owns (the data
-    directory) must hold neither. Checked only when bHype runs as root (unprivileged, nothing
-    crosses a privilege line)."""
+    ``extra`` options reach the hypervisor), so no directory the API user could swap (one it
+    owns, or may write without the sticky bit) may lie above either. Checked only when bHype
+    runs as root (unprivileged, nothing crosses a privilege line)."""
     name = "datastore directories"
     if os.geteuid() != 0:
         return CheckResult(name, True, "bHype runs unprivileged here: no privilege line to guard")
@@ -100,5 +81,5 @@ def check_datastore_roots(settings: Any) -> CheckResult:
     if not problems:
         return CheckResult(name, True, "directory datastores and templates are under directories only root writes")
     return CheckResult(name, False, "; ".join(problems),
-                       "set vm.datastores.<name>.path and vm.templates_dir to directories owned by root (not "
-                       "under the data directory, which belongs to the API user), or use a ZFS datastore")
+                       "make each directory named root's and not writable by others (or sticky), or set "
+                       "vm.datastores.<name>.path and vm.templates_dir to such directories, or use a ZFS datastore")
