@@ -223,11 +223,13 @@ class Supervisor:
     def _finish(
         self, decision: Decision, exit: Exit | None, tail: list[str], request: dict[str, Any] | None = None
     ) -> None:
+        # A stop somebody asked for reads as that, not as an exit to explain: the hypervisor's
+        # own meaning (bhyve exits 1 on power-off) follows in brackets.
         detail = decision.meaning
         if request is not None and request.get("mode") == "force":
-            detail += f"; powered off by force ({request.get('note') or 'force-stop requested'})"
+            detail = f"stopped on request, powered off by force: {request.get('note') or 'force-stop requested'}"
         elif request is not None:
-            detail += "; stop requested"
+            detail = f"stopped on request ({decision.meaning})"
         if decision.outcome is Outcome.CRASHED and tail:
             detail += "\n" + "\n".join(tail)
         self.update(
