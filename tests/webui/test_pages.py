@@ -7,9 +7,9 @@ filter and pages, htmx fragments, security headers, and CSRF on the API the page
 from __future__ import annotations
 
 import html
-from html.parser import HTMLParser
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 
 import pytest
 from pages_env import HTML, PagesEnv
