@@ -23,7 +23,7 @@ from bhype_core.cloudinit import account_keys
 from bhype_core.db.task_models import FAILED, SUCCEEDED
 from bhype_core.iso_fetch import download
 from bhype_core.isos import partial_path, uploads_dir
-from bhype_core.safe_files import UnsafeFile, adopt, chmod_regular, read_bytes
+from bhype_core.safe_files import UnsafeFile, adopt, chmod_regular, open_regular, read_bytes
 from bhype_core.taskqueue import store
 from bhype_core.testing import act_as
 from bhype_core.vm.services import open_datastore
@@ -168,3 +168,12 @@ def test_primitives_refuse_links_fifos_and_foreign_owners(tmp_path, secret) -> N
     with pytest.raises(UnsafeFile, match="belongs to uid"):
         adopt(secret, target_dir / "x", mode=0o644, owners=[os.getuid() + 1])
     assert untouched(secret) and os.listdir(target_dir) == []
+
+
+def test_a_refused_file_is_never_truncated(tmp_path, secret) -> None:
+    # O_TRUNC is applied after the checks: a hard link of someone else's file stays whole.
+    link = tmp_path / "link"
+    plant("hardlink", link, secret)
+    with pytest.raises(UnsafeFile, match="hard links"):
+        open_regular(link, os.O_WRONLY | os.O_TRUNC, single_link=True)
+    assert untouched(secret)

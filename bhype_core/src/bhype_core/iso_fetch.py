@@ -85,15 +85,16 @@ class _Partial:
 
     def truncate(self) -> None:
         """Empty (or create) the partial file, never through a symlink."""
-        os.close(open_regular(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+        os.close(open_regular(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, single_link=True))
 
     def append(self) -> BinaryIO:
         """The partial file open for appending (regular file only, not followed)."""
-        return os.fdopen(open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
+        return os.fdopen(open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, single_link=True), "ab")
 
     def save(self) -> None:
         meta = json.dumps({"url": self.url, "validator": self.validator, "total": self.total})
-        with os.fdopen(open_regular(self.meta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w") as handle:
+        fd = open_regular(self.meta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, single_link=True)
+        with os.fdopen(fd, "w") as handle:
             handle.write(meta)
 
     def discard(self) -> None:

@@ -137,7 +137,7 @@ def write_record(path: Path, sha256: str, source: str | None, user: str | None) 
     """Record ``path``'s checksum and origin beside it."""
     size, added = path.stat().st_size, datetime.now(UTC).isoformat(timespec="seconds")
     info = {"size": size, "sha256": sha256, "source": source, "added": added, "added_by": user}
-    fd = open_regular(record_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode=0o644)
+    fd = open_regular(record_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode=0o644, single_link=True)
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps(info))
     return IsoInfo(path.name, "", size, sha256, source, added, user)

@@ -49,9 +49,10 @@ def open_regular(
 ) -> int:
     """Open ``path`` without following a symlink and return the descriptor of a regular file.
 
-    :param flags: ``os.O_*`` access flags (``O_CREAT``/``O_EXCL`` allowed); ``O_NOFOLLOW``,
-        ``O_NONBLOCK`` and ``O_CLOEXEC`` are always added, ``O_NONBLOCK`` is cleared again once
-        the file is known to be regular.
+    :param flags: ``os.O_*`` access flags (``O_CREAT``/``O_EXCL``/``O_TRUNC`` allowed);
+        ``O_NOFOLLOW``, ``O_NONBLOCK`` and ``O_CLOEXEC`` are always added, ``O_NONBLOCK`` is
+        cleared again once the file is known to be regular. ``O_TRUNC`` is applied only after
+        the checks (``ftruncate``), so a refused file is never emptied.
     :param mode: permissions of a file created by ``O_CREAT``.
     :param owners: uids the file may belong to (``None``: anyone).
     :param single_link: refuse a file with more than one hard link (a hard link to someone
@@ -63,6 +64,8 @@ def open_regular(
     :raises FileNotFoundError: nothing there (and no ``O_CREAT``).
     """
     label = path if label is None else label
+    truncate = bool(flags & os.O_TRUNC)
+    flags &= ~os.O_TRUNC
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     except OSError as exc:
@@ -74,6 +77,8 @@ def open_regular(
     try:
         check_regular(fd, label, owners=owners, single_link=single_link)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        if truncate:
+            os.ftruncate(fd, 0)
     except BaseException:
         os.close(fd)
         raise
