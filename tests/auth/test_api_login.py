@@ -117,17 +117,19 @@ def test_every_failed_login_is_the_same_401(make_api, daemon_world):
     assert api.client.get("/api/v1/auth/me").status_code == 401
 
 
-def test_right_password_without_a_bhype_group_is_403(make_api, daemon_world):
+def test_right_password_without_a_bhype_group_is_the_same_401_as_a_wrong_one(make_api, daemon_world):
+    """Issue 11: same status, body and failure floor as a wrong password, and counted by the
+    throttle alike, so the answer tells nothing about the password of a non-bHype account."""
     api = make_api()
     user = daemon_world.users()  # only its own primary group
-    response = api.login(user)
-    assert response.status_code == 403
-    error = response.json()["error"]
-    assert error["code"] == "no_bhype_role"
-    assert daemon_world.admins.name in error["message"] and daemon_world.operators.name in error["message"]
-    assert "set-cookie" not in response.headers
-    (event,) = api.audit("auth.login_refused")
-    assert event.user == user.name
+    right = api.login(user)
+    wrong = api.login(user, "not-" + user.password)
+    for response in (right, wrong):
+        assert response.status_code == 401
+        assert response.json() == {"error": {"code": "login_failed", "message": pam.GENERIC_FAILURE}}
+        assert "set-cookie" not in response.headers
+    assert [e.user for e in api.audit("auth.login_failed")] == [user.name, user.name]
+    assert api.audit("auth.login_refused") == []
 
 
 @pytest.mark.parametrize("change", ["delete", "lock"])
