@@ -237,6 +237,19 @@ def test_login_is_throttled_per_address(make_api, daemon_world):
     assert response.status_code == 429 and int(response.headers["retry-after"]) > 0
 
 
+def test_an_attacker_cannot_lock_the_owner_out_from_another_address(make_api, daemon_world):
+    """Issue 11: failures count per (account, address) pair first; the account-wide ceiling is
+    far higher, so one attacking address cannot lock the real owner out."""
+    api = make_api(auth={"throttle": {"pair_failures": 3, "account_failures": 10, "window_seconds": 600}})
+    owner = daemon_world.users(groups=[daemon_world.operators])
+    attacker = TestClient(api.app, client=("198.51.100.66", 40000))
+    home = TestClient(api.app, client=("192.0.2.10", 40000))
+    for _ in range(3):
+        assert api.login(owner, "guess", client=attacker).status_code == 401
+    assert api.login(owner, client=attacker).status_code == 429  # even the right password
+    assert api.login(owner, client=home).status_code == 200
+
+
 def test_unreachable_daemon_is_503(make_api, tmp_path):
     api = make_api(auth={"privileged_socket": str(tmp_path / "nobody-listens.sock")})
     response = api.client.post("/api/v1/auth/login", json={"username": "someone", "password": "x"})
