@@ -359,3 +359,27 @@ def test_websocket_with_a_session_needs_the_csrf_token(make_api, daemon_world, p
     token = login.json()["csrf_token"]
     with api.client.websocket_connect(f"/api/v1/live/live?csrf={token}") as ws:
         assert ws.receive_text() == f"hello {user.name}"
+
+
+def test_the_daemon_throttles_guesses_itself(make_api, daemon_world, strict_daemon):
+    """Issue 11: a compromised API process talks to the daemon directly, past the API's own
+    throttle; the daemon's per-account limit still stops it (here 3 failures per 10 minutes)."""
+    from bhype_core.auth.privileged import PrivilegedClient
+    from bhype_core.auth.throttle import TooManyAttempts
+
+    victim = daemon_world.users(groups=[daemon_world.operators])
+    other = daemon_world.users(groups=[daemon_world.operators])
+    rogue = PrivilegedClient(strict_daemon, timeout=10)
+    for guess in range(3):
+        with pytest.raises(pam.LoginFailed):
+            rogue.authenticate(victim.name, f"guess-{guess}")
+    with pytest.raises(TooManyAttempts) as caught:
+        rogue.authenticate(victim.name, victim.password)  # even the right one, now
+    assert 590 <= caught.value.retry_after <= 600
+    assert rogue.authenticate(other.name, other.password).username == other.name
+    # Through the API (whose own limits are far higher) the daemon's refusal is a 429 too.
+    api = make_api(auth={"privileged_socket": str(strict_daemon)})
+    response = api.login(victim)
+    assert response.status_code == 429 and int(response.headers["retry-after"]) >= 590
+    (event,) = api.audit("auth.login_throttled")
+    assert event.user == victim.name and event.detail["by"] == "daemon"

@@ -119,6 +119,11 @@ class AuthService:
             raise
         try:
             identity = self.authenticator.authenticate(username, password)
+        except TooManyAttempts as exc:  # the privileged daemon's own limit
+            self.audit.record(
+                LOGIN_THROTTLED, user=username, remote_addr=address, retry_after=exc.retry_after, by="daemon"
+            )
+            raise
         except LoginFailed:
             self.throttle.record_failure(username, address)
             self.audit.record(LOGIN_FAILED, user=username, remote_addr=address)
