@@ -7,12 +7,13 @@ forgets a bound or an error answer fails here."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, routing
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
@@ -48,6 +49,12 @@ def real_app(tmp_path) -> Iterator[Any]:
 def client(real_app) -> Iterator[TestClient]:
     with TestClient(real_app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+def route_contexts(app: Any) -> Iterator[Any]:
+    """Every route the app serves, whichever way this FastAPI version nests included routers."""
+    walk = getattr(routing, "iter_route_contexts", None)
+    yield from (walk(app.routes) if walk else app.routes)
 
 
 def openapi(app: Any) -> dict:
@@ -108,6 +115,23 @@ class SloppyBody(BaseModel):
     count: int
 
 
+def test_hidden_routes_bound_their_integers_too(real_app):
+    """Pages (``include_in_schema=False``) take query parameters as well: document every route
+    in a throw-away schema and walk it the same way."""
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.routing import APIRoute
+
+    hidden = []
+    for context in route_contexts(real_app):
+        route = getattr(context, "original_route", context)
+        if isinstance(route, APIRoute) and not route.include_in_schema:
+            hidden.append(copy.copy(route))
+            hidden[-1].include_in_schema = True
+    assert hidden, "no hidden routes found: the walk is broken"
+    document = get_openapi(title="all", version="0", routes=hidden)
+    assert unbounded_integers(document) == []
+
+
 def test_the_meta_test_catches_an_unbounded_plugin_integer(tmp_path, plugin_manager):
     class SloppyPlugin:
         @hookimpl
@@ -144,6 +168,19 @@ def test_integers_beyond_64_bits_are_a_422_naming_the_field(client, method, path
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert field in {f["path"] for f in error["fields"]}
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_numbers_json_cannot_carry_are_a_422(client, number):
+    body = '{"kind": "core.ping", "arguments": {"x": ' + number + "}}"
+    response = client.post("/api/v1/tasks", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["fields"] == [{"path": "body.arguments.x", "message": "must be a finite number"}]
+
+
+def test_a_query_integer_of_thousands_of_digits_is_a_422(client):
+    response = client.get("/api/v1/tasks?offset=" + "9" * 5000)
+    assert response.status_code == 422 and response.json()["error"]["fields"][0]["path"] == "query.offset"
 
 
 def test_the_largest_64_bit_integer_is_still_accepted(client):

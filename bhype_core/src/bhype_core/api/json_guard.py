@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.message
 import json
+import math
 import re
 from array import array
 from collections.abc import Iterator
@@ -65,7 +66,8 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 def check_json(body: bytes) -> None:
     """Raise :class:`ValidationErrors` naming the problem when ``body`` nests deeper than
-    :data:`MAX_DEPTH` or holds an integer outside the signed 64-bit range; invalid JSON is left
+    :data:`MAX_DEPTH`, holds an integer outside the signed 64-bit range or a number that is not
+    finite (``NaN``, ``Infinity``, ``1e999``); invalid JSON is left
     to FastAPI, which answers it with its own 422."""
     if json_depth(body) > MAX_DEPTH:
         raise ValidationErrors([("body", f"JSON nested deeper than {MAX_DEPTH} levels")])
@@ -80,6 +82,10 @@ def check_json(body: bytes) -> None:
     for path, item in _walk(document, "body"):
         if isinstance(item, int) and not isinstance(item, bool) and not in_int64(item):
             errors.add(path, f"must be an integer from {INT64_MIN} to {INT64_MAX}")
+        elif isinstance(item, float) and not math.isfinite(item):
+            # NaN, Infinity and 1e999 decode to floats that JSON cannot carry back out (MariaDB's
+            # JSON columns refuse them).
+            errors.add(path, "must be a finite number")
     errors.raise_if_any()
 
 
