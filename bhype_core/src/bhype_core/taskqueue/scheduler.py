@@ -7,7 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from bhype_core.taskqueue import dispatch, liveness, recovery
+from bhype_core.taskqueue import dispatch, liveness, recovery, subtasks
 from bhype_core.taskqueue.plan import Limits
 from bhype_core.taskqueue.settings import task_settings, total_slots
 
@@ -139,10 +139,13 @@ class Scheduler:
         return started
 
     def _release(self, also_own: bool) -> None:
-        outcome = recovery.recover(self.runtime.engine, self.lease.directory, self.identity, also_own=also_own)
+        resumable = {kind.name for kind in self.runtime.registry.tasks if kind.resumable}
+        outcome = recovery.recover(self.runtime.engine, self.lease.directory, self.identity, also_own=also_own,
+                                   resumable=resumable)
         for task in outcome.interrupted:
             self.runtime.notify(recovery.interrupted_event(task))
-        if outcome.requeued or outcome.interrupted:
+        orphans = subtasks.cancel_orphans(self.runtime)
+        if outcome.requeued or outcome.interrupted or orphans:
             self._wake.set()
 
     def _loop(self) -> None:
