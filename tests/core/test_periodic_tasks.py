@@ -1,18 +1,23 @@
 """Periodic jobs as Task rows, in one process on SQLite and MariaDB: schedules checked at
 start-up, due jobs, runs submitted as ``@system`` with the kind's locks, a run still going
-making the next one skip, and the runs at worker start. (One worker per minute:
+making the next one skip, the runs at worker start, and pruning old system tasks. (One worker per minute:
 test_periodic_slots.py; a scheduled run in a real worker: test_task_flows.py.)"""
 
 from __future__ import annotations
 
 import datetime
 import logging
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
+from sqlmodel import col
 
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
 from bhype_core.db.migrate import upgrade
+from bhype_core.db.models import utcnow
+from bhype_core.db.task_models import Task
 from bhype_core.errors import PluginError
 from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
@@ -20,7 +25,8 @@ from bhype_core.registry import PeriodicJob
 from bhype_core.runtime import build_runtime
 from bhype_core.taskqueue import store
 from bhype_core.taskqueue.periodic import due_jobs, submit_run
-from bhype_core.taskqueue.system import SYSTEM_OWNER
+from bhype_core.taskqueue.retention import prune_system_tasks
+from bhype_core.taskqueue.system import SYSTEM_OWNER, submit_as_system
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.testing.tasks import run_queued
 from bhype_core.worker import describe, enqueue_start_jobs
@@ -110,3 +116,17 @@ def test_runs_at_start_are_submitted_once_while_one_is_still_going(runtime):
     assert enqueue_start_jobs(runtime) == []  # a second worker starting meanwhile: skipped
     (task,) = store.list_tasks(runtime.engine, owner=SYSTEM_OWNER)
     assert task.arguments == {"echo": "start"}
+
+
+def test_old_succeeded_system_tasks_are_pruned_with_their_logs(runtime):
+    old = submit_as_system(runtime, "core.ping", {"echo": "old"})
+    failed = submit_as_system(runtime, "core.ping", {"fail": "old and failed"})
+    recent = submit_as_system(runtime, "core.ping", {"echo": "recent"})
+    mine = store.insert_task(runtime.engine, store.new_task(owner="alice", kind="core.ping", arguments={}, locks=[]))
+    run_queued(runtime)
+    with runtime.engine.begin() as connection:
+        connection.execute(update(Task).where(col(Task.id).in_([old.id, failed.id, mine.id]))
+                           .values(finished=utcnow() - timedelta(days=8)))
+    assert prune_system_tasks(runtime.engine, keep_days=7) == 1
+    assert store.get_task(runtime.engine, old.id) is None and store.read_log(runtime.engine, old.id) == []
+    assert all(store.get_task(runtime.engine, task.id) is not None for task in (failed, recent, mine))

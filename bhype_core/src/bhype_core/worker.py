@@ -110,8 +110,9 @@ def enqueue_start_jobs(runtime: Runtime) -> list[str]:
         try:
             if submit_run(runtime, job, "the run at start") is not None:
                 submitted.append(job.name)
-        except Exception:
-            log.exception("periodic job %s: could not submit its run at start", job.name)
+        except Exception as exc:  # e.g. no task tables before `bhype db upgrade`: the schedule still runs
+            log.warning("periodic job %s: could not submit its run at start: %s: %s", job.name,
+                        type(exc).__name__, exc)
     return submitted
 
 
