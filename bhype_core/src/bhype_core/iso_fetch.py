@@ -17,10 +17,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bhype_core.errors import BhypeError, ValidationErrors
+from bhype_core.fetch_guard import guarded_opener
 from bhype_core.isos import (
     CHUNK,
     IsoInfo,
@@ -88,14 +90,16 @@ class _Partial:
         self.meta_path.unlink(missing_ok=True)
 
 
-def _request(url: str, partial: _Partial, timeout: float) -> http.client.HTTPResponse:
+def _request(
+    url: str, partial: _Partial, timeout: float, opener: urllib.request.OpenerDirector
+) -> http.client.HTTPResponse:
     headers = {"User-Agent": USER_AGENT}
     if partial.size:
         headers["Range"] = f"bytes={partial.size}-"
         if partial.validator:
             headers["If-Range"] = partial.validator
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and partial.total is not None and partial.size == partial.total:
             raise _Complete() from None  # we already have every byte
@@ -148,17 +152,25 @@ def _progress(context: Any, done: int, total: int | None) -> None:
         context.progress(5, f"{done >> 20} MiB")
 
 
-def download(context: Any, url: str, target: Path, limit: int, attempts: int, timeout: float) -> Path:
+def download(
+    context: Any, url: str, target: Path, limit: int, attempts: int, timeout: float, allow: Sequence[str] = ()
+) -> Path:
     """Fetch ``url`` into ``target``'s partial file, resuming after dropped connections;
     returns the partial's path once every byte is there.
 
+    Only global addresses are fetched from, plus the networks in ``allow``
+    (:mod:`bhype_core.fetch_guard`: each host resolved once per connection and checked, every
+    redirect hop too).
+
     :raises FetchFailed: an HTTP error, a file over ``limit``, or ``attempts`` connections
         that all dropped (the partial stays for a retry).
+    :raises ~bhype_core.fetch_guard.TargetRefused: a host or redirect the guard refuses.
     """
+    opener = guarded_opener(allow)
     partial = _Partial(partial_path(target), url)
     for attempt in range(1, attempts + 1):
         try:
-            with _request(url, partial, timeout) as answer:
+            with _request(url, partial, timeout, opener) as answer:
                 if partial.size:
                     context.log(f"resuming at byte {partial.size} (attempt {attempt}, HTTP {answer.status})")
                 _receive(answer, partial, limit, context)
@@ -187,7 +199,8 @@ def fetch_iso(
     store = open_datastore(runtime, datastore)
     target = iso_dir(store, name)
     context.progress(1, f"downloading {url}")
-    path = download(context, url, target, settings.max_size, settings.fetch_attempts, settings.fetch_timeout)
+    path = download(context, url, target, settings.max_size, settings.fetch_attempts, settings.fetch_timeout,
+                    settings.fetch_allow)
     context.progress(90, "verifying the checksum")
     actual = sha256_file(path)
     if expected and actual != expected:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlmodel import select
 
 from bhype_core.config import Section
@@ -37,6 +37,19 @@ class IsoSettings(Section):
     max_size: int = Field(16 << 30, gt=0, description="largest ISO accepted (upload or fetch), bytes")
     fetch_timeout: float = Field(30.0, gt=0, le=600, description="seconds without data before a fetch retries")
     fetch_attempts: int = Field(5, ge=1, le=50, description="connections a fetch tries before it fails")
+    fetch_allow: list[str] = Field(
+        default_factory=list,
+        description="networks iso.fetch may reach although not global (loopback, private, link-local, "
+        "…), e.g. [\"192.168.10.0/24\"] for a local mirror; everything else non-global is refused",
+    )
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from bhype_core.fetch_guard import parse_networks
+
+        parse_networks(value)  # ValueError names the bad entry
+        return value
 
 
 def iso_settings(runtime: Any) -> IsoSettings:
