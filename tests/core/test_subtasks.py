@@ -34,6 +34,7 @@ class Kinds:
         register(TaskKind(name="test.nested", run=self.nested, locks=lambda arguments: ["vm:n"]))
         register(TaskKind(name="test.checkpointed", run=self.checkpointed, resumable=True))
         register(TaskKind(name="test.plain", run=self.checkpointed))
+        register(TaskKind(name="test.impatient", run=self.impatient))
 
     def forgetful(self, context) -> str:
         context.submit("core.ping", {"echo": "never waited for"})
@@ -49,6 +50,10 @@ class Kinds:
             return ["leaf", context.user]
         (outcome,) = context.wait([context.submit("test.nested", {"depth": depth - 1})])
         return [depth, outcome.state, outcome.result]
+
+    def impatient(self, context) -> list:
+        (outcome,) = context.wait([context.submit("core.ping", {"locks": ["vm:held"]})], timeout=0.2)
+        return [outcome.state, outcome.ok]
 
     def checkpointed(self, context) -> dict:
         context.checkpoint("copied", {"files": 3})
@@ -155,3 +160,17 @@ def test_recovery_requeues_a_resumable_task_with_its_checkpoint_and_interrupts_o
     assert done.result == {"resume_state": {"step": "copied", "data": {"files": 3}}}
     assert store.read_log(runtime.engine, resumable.id)[-1].message == (
         "resuming from step 'copied' after its worker stopped")
+
+
+def test_a_wait_with_a_timeout_tells_where_a_blocked_child_is(runtime):
+    holder = service.submit(runtime, "bob", "core.ping", {"locks": ["vm:held"]})
+    dispatch.dispatch_pass(runtime.engine, Limits(5, 5), WorkerIdentity("e" * 32, "elsewhere", 1))
+    assert row(runtime, holder.id).state == "running"  # another host's worker holds vm:held
+    scheduler = runtime.queue.scheduler
+    scheduler.settings = scheduler.settings.model_copy(update={"max_running": 2})  # a slot besides bob's
+    parent = service.submit(runtime, "alice", "test.impatient", {})
+    run_queued(runtime)
+    done = row(runtime, parent.id)
+    assert (done.state, done.result) == (SUCCEEDED, ["queued", False])
+    (child,) = store.children_of(runtime.engine, parent.id)
+    assert row(runtime, child.id).state == CANCELLED  # left behind when the parent ended
