@@ -23,10 +23,11 @@ from bhype_core.db.task_models import FAILED, SUCCEEDED, Task
 from bhype_core.errors import Forbidden, NotFound, PluginError, ValidationErrors
 from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
-from bhype_core.registry import TaskKind
+from bhype_core.registry import Registry, TaskKind
 from bhype_core.runtime import build_runtime
 from bhype_core.taskqueue import authz, service, store
 from bhype_core.testing import LocalUser, LocalUsers, make_settings
+from bhype_core.testing.tasks import run_queued
 from bhype_core.vm.models import VM
 
 TASKS = "/api/v1/tasks"
@@ -76,10 +77,8 @@ class World:
             db.commit()
 
     def run_queued(self) -> None:
-        """One scheduler pass and every message it sent, in this thread (as a worker would)."""
-        self.runtime.queue.scheduler.run_pass()
-        while (message := self.runtime.queue.huey.dequeue()) is not None:
-            self.runtime.queue.huey.execute(message)
+        """Run every queued task in this thread, as a worker would (the kit's helper)."""
+        run_queued(self.runtime)
 
 
 @pytest.fixture
@@ -102,12 +101,13 @@ def world(tmp_path: Path, local_user: LocalUsers) -> Iterator[World]:
 
 def test_a_kind_that_declares_nothing_is_admin_only():
     kind = TaskKind(name="careless.work", run=lambda context: None)
+    registry = Registry.from_plugins(make_plugin_manager(load_entrypoints=False))
     assert (kind.role, kind.authorize, kind.system) == ("admin", None, False)
     with pytest.raises(Forbidden, match="careless.work is for admins only; 'alice' is operator"):
-        authz.check_role(kind, Principal("alice", "operator"))
-    authz.check_role(kind, Principal("root", "admin"))
+        authz.check_role(registry, kind, Principal("alice", "operator"))
+    authz.check_role(registry, kind, Principal("root", "admin"))
     with pytest.raises(Forbidden, match="not one bHype submits itself"):
-        authz.check_role(kind, SYSTEM)  # the system is an admin, but only for its own kinds
+        authz.check_role(registry, kind, SYSTEM)  # the system is an admin, but only for its own kinds
     with pytest.raises(PluginError, match="role must be 'admin' or 'operator', not 'guest'"):
         TaskKind(name="careless.work", run=lambda context: None, role="guest")
 
@@ -181,9 +181,11 @@ def test_system_rows_run_only_kinds_the_system_submits(world):
     engine = world.runtime.engine
     with pytest.raises(Forbidden, match="switch.create is not one bHype submits itself"):
         service.submit(world.runtime, SYSTEM, "switch.create", {"name": "x"})
-    system_kinds = sorted(kind.name for kind in world.runtime.registry.tasks if kind.system)
-    assert {"core.ping", "vm.reconcile", "monitor.probe", "backup.probe", "zfs.probe", "zfs.check", "zfs.run_schedules",
-            "switch.apply"} == set(system_kinds)
+    registry = world.runtime.registry
+    system_kinds = {kind.name for kind in registry.tasks if authz.submitted_by_system(registry, kind)}
+    # The kinds of the periodic jobs, and core.ping (declared: harmless, the system may ping itself).
+    assert system_kinds == {job.kind for job in registry.periodic_jobs} | {"core.ping"}
+    assert {"vm.reconcile", "monitor.probe", "backup.probe", "zfs.probe", "zfs.run_schedules"} <= system_kinds
     forged = store.insert_task(engine, store.new_task(owner="@system", kind="switch.create",
                                                       arguments={"name": "x"}, locks=[], retry_of=None))
     reconcile = service.submit(world.runtime, SYSTEM, "vm.reconcile", {})

@@ -47,7 +47,7 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     ``iso.delete`` only for admins and whoever added the ISO."""
     for name, (run, description) in SWITCH_KINDS.items():
         register(TaskKind(name=name, run=run, description=description, locks=switch_lock, role="admin"))
-    register(TaskKind(name="switch.apply", run=apply_switches, role="admin", system=True,
+    register(TaskKind(name="switch.apply", run=apply_switches, role="admin",
                       description="(re)create every stored switch on the host, e.g. after a reboot"))
     for name, (run, description) in ISO_KINDS.items():
         authorize = may_delete_iso if name == "iso.delete" else None

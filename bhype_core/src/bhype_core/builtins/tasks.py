@@ -106,7 +106,7 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
         name="core.ping",
         run=ping,
         role="operator",
-        system=True,  # a liveness check bHype may run on itself
+        system=True,  # harmless (no host command): the system may ping itself too
         description="answer from the worker (pid, host, echo); optional sleep, locks or failure for diagnostics",
         locks=ping_locks,
     ))

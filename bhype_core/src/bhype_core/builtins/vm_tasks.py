@@ -40,11 +40,11 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     """``vm.*`` task kinds for operators on their own VMs (admins: any), each holding the lock
     ``vm:<name>``; ``vm.reconcile`` holds none (it only reads the hypervisor and rewrites the
-    state cache of the submitter's VMs) and is one bHype submits itself."""
+    state cache of the submitter's VMs; bHype submits it itself through its periodic job)."""
     for name, (run, authorize, description) in KINDS.items():
         register(TaskKind(name=name, run=run, description=description, locks=vm_lock,
                           role="operator", authorize=authorize))
-    register(TaskKind(name="vm.reconcile", run=reconcile, role="operator", system=True,
+    register(TaskKind(name="vm.reconcile", run=reconcile, role="operator",
                       description="refresh the cached state of your VMs (admins: all) from the hypervisor"))
 
 
@@ -52,7 +52,7 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
     """Reconcile VM states every minute, and at once when a worker starts (issue 4: state is
     reconciled from reality at start-up)."""
-    register(PeriodicJob(name="vm.reconcile-states", run=reconcile, run_at_start=True,
+    register(PeriodicJob(name="vm.reconcile-states", kind="vm.reconcile", run_at_start=True,
                          description="refresh every VM's cached state from the hypervisor"))
 
 

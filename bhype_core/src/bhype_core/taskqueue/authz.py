@@ -17,7 +17,7 @@ from bhype_core.auth.principal import SYSTEM, SYSTEM_NAME, Principal
 from bhype_core.errors import BhypeError, Forbidden, PluginError, ValidationErrors
 
 if TYPE_CHECKING:
-    from bhype_core.registry import TaskKind
+    from bhype_core.registry import Registry, TaskKind
     from bhype_core.runtime import Runtime
 
 
@@ -45,13 +45,18 @@ def owner_principal(runtime: Runtime, owner: str | None) -> Principal:
     return Principal(owner, "admin" if role_now(runtime, owner) == "admin" else "operator")
 
 
-def check_role(kind: TaskKind, principal: Principal) -> None:
+def submitted_by_system(registry: Registry, kind: TaskKind) -> bool:
+    """Whether bHype itself submits ``kind``: it declares ``system``, or a periodic job runs it."""
+    return kind.system or any(job.kind == kind.name for job in registry.periodic_jobs)
+
+
+def check_role(registry: Registry, kind: TaskKind, principal: Principal) -> None:
     """Refuse ``principal`` for ``kind`` by role alone (no object check).
 
     :raises Forbidden: an operator asked for an admin kind, or :data:`SYSTEM` for a kind that
-        does not declare ``system``.
+        bHype does not submit itself (:func:`submitted_by_system`).
     """
-    if principal.is_system and not kind.system:
+    if principal.is_system and not submitted_by_system(registry, kind):
         raise Forbidden(f"task kind {kind.name} is not one bHype submits itself; it needs a user")
     if kind.role == "admin" and not principal.is_admin:
         raise Forbidden(f"task kind {kind.name} is for admins only; {principal.name!r} is {principal.role}")
@@ -84,7 +89,7 @@ def check_submission(runtime: Runtime, principal: Principal, kind_name: str, arg
     kind's role, then its object check. ``kind_name`` must be registered."""
     catalog = runtime.registry.tasks
     kind = catalog[kind_name]
-    check_role(kind, principal)
+    check_role(runtime.registry, kind, principal)
     check_object(runtime, kind, catalog.plugin_of(kind_name), principal, arguments)
 
 
@@ -96,7 +101,7 @@ def check_run(runtime: Runtime, kind: TaskKind, plugin: str, owner: str | None, 
     :raises Forbidden: (or NotFound, ValidationErrors) as :func:`check_role` and :func:`check_object`.
     """
     principal = owner_principal(runtime, owner)
-    check_role(kind, principal)
+    check_role(runtime.registry, kind, principal)
     check_object(runtime, kind, plugin, principal, arguments if isinstance(arguments, dict) else {})
     return principal
 
@@ -115,4 +120,5 @@ __all__ = [
     "check_submission",
     "owner_principal",
     "role_now",
+    "submitted_by_system",
 ]

@@ -68,7 +68,8 @@ def task_locks(runtime: Runtime, kind: str, arguments: dict[str, Any]) -> list[s
 
 
 def submit(
-    runtime: Runtime, principal: Principal, kind: str, arguments: Any, *, retry_of: str | None = None
+    runtime: Runtime, principal: Principal, kind: str, arguments: Any, *, retry_of: str | None = None,
+    parent: str | None = None,
 ) -> Task:
     """Queue a task of ``kind`` for ``principal``: check who asks, validate, store the row,
     nudge the scheduler. The one way in for every entry point (the generic and dedicated API
@@ -76,6 +77,9 @@ def submit(
     :data:`~bhype_core.auth.principal.SYSTEM`); the worker checks the same again before it
     runs the task (:mod:`bhype_core.taskqueue.authz`).
 
+    :param parent: the id of the running task submitting this one as a sub-task: the new task
+        is linked to it, and only that task runs it (in its own slot, see ``TaskContext.wait``),
+        never the scheduler.
     :raises ValidationErrors: unknown kind (``kind``), arguments its ``run`` would refuse
         (``arguments.<name>``), or not JSON data; nothing is stored then.
     :raises Forbidden: the kind needs a higher role than ``principal`` has (an operator asking
@@ -87,14 +91,15 @@ def submit(
         raise TypeError(f"submit() needs a Principal (bhype_core.auth.principal), not {principal!r}")
     if kind in runtime.registry.tasks:
         # Who asks comes first: an operator learns nothing about an admin kind's arguments.
-        authz.check_role(runtime.registry.tasks[kind], principal)
-    validate_submission(runtime.queue, kind, arguments, principal.name, None)
+        authz.check_role(runtime.registry, runtime.registry.tasks[kind], principal)
+    validate_submission(runtime.registry, kind, arguments, principal.name)
     authz.check_submission(runtime, principal, kind, arguments)
     locks = task_locks(runtime, kind, arguments)
     task = store.insert_task(runtime.engine, store.new_task(
-        owner=principal.name, kind=kind, arguments=arguments, locks=locks, retry_of=retry_of,
+        owner=principal.name, kind=kind, arguments=arguments, locks=locks, retry_of=retry_of, parent_id=parent,
     ))
-    runtime.queue.nudge()
+    if parent is None:  # a sub-task is run by its parent: nothing for the scheduler to do
+        runtime.queue.nudge()
     return task
 
 
@@ -143,6 +148,7 @@ def cancel(runtime: Runtime, principal: Principal, task_id: str) -> Task:
     """
     task = visible_task(runtime, principal, task_id)
     engine = runtime.engine
+    cancel_children(runtime, task_id, principal.name)
     if store.cancel_queued(engine, task_id, f"cancelled by {principal.name} before it started"):
         store.append_log(engine, task_id, f"cancelled by {principal.name} before it started", "warning")
         runtime.queue.nudge()  # it may have held up the owner's later tasks
@@ -153,6 +159,21 @@ def cancel(runtime: Runtime, principal: Principal, task_id: str) -> Task:
         if task.state in FINAL_STATES:
             raise Conflict(f"task {task_id} has already ended ({task.state})")
     return visible_task(runtime, principal, task_id)
+
+
+def cancel_children(runtime: Runtime, task_id: str, by: str) -> None:
+    """Cancel every sub-task of ``task_id`` that has not ended (and theirs): queued ones never
+    start, running ones are asked to stop at their next safe point."""
+    engine = runtime.engine
+    for child in store.children_of(engine, task_id):
+        if child.state in FINAL_STATES:
+            continue
+        cancel_children(runtime, child.id, by)
+        message = f"cancelled by {by} with its parent task {task_id}"
+        if store.cancel_queued(engine, child.id, message):
+            store.append_log(engine, child.id, message, "warning")
+        elif store.request_cancel(engine, child.id):
+            store.append_log(engine, child.id, f"cancel requested by {by} with its parent task {task_id}", "warning")
 
 
 def retry(runtime: Runtime, principal: Principal, task_id: str) -> Task:

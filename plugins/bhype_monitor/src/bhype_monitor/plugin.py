@@ -26,13 +26,14 @@ def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     """``monitor.probe``: read the host now (``POST /api/v1/monitor/status/refresh``); for
-    admins, and run by bHype itself every 5 minutes."""
-    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin", system=True,
+    admins, and submitted by bHype itself every 5 minutes
+    (its periodic job)."""
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin",
                       description="read the host's load and memory; store it for GET /api/v1/monitor/status"))
 
 
 @hookimpl
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
     """``monitor.probe`` every 5 minutes, so the status route has something recent to show."""
-    register(PeriodicJob(name=status.PROBE_KIND, run=status.probe, minute="*/5", run_at_start=True,
+    register(PeriodicJob(name=status.PROBE_KIND, kind=status.PROBE_KIND, minute="*/5", run_at_start=True,
                          description="read the host's load and memory for GET /api/v1/monitor/status"))

@@ -20,8 +20,6 @@ from bhype_zfs.settings import ZfsSettings
 # Kinds operators may run on their own VMs (the vm target; a dataset target is for admins).
 OPERATOR_SNAPSHOT_KINDS = ("zfs.list_snapshots", "zfs.list_holds", "zfs.snapshot", "zfs.rollback",
                            "zfs.destroy_snapshot", "zfs.hold", "zfs.release")
-# Kinds the periodic jobs stand for, which bHype may submit itself (TaskKind.system).
-SYSTEM_KINDS = ("zfs.check", "zfs.run_schedules")
 
 
 @hookimpl
@@ -48,29 +46,29 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     from bhype_zfs.tasks import KINDS
 
     # Operators act on their own VMs' snapshots and clones; everything about pools, datasets
-    # and the host is for admins (the default role). bHype itself runs the checks, the
-    # schedules and the probe (periodic jobs).
+    # and the host is for admins (the default role). bHype itself submits the kinds of its
+    # periodic jobs (health, schedules, probe) as @system.
     operator_checks = {name: owns_target for name in OPERATOR_SNAPSHOT_KINDS} | {"zfs.clone": may_clone}
     for name, (run, locks, description) in KINDS.items():
         authorize = operator_checks.get(name)
         register(TaskKind(name=name, run=run, description=description, locks=locks,
-                          role="operator" if authorize else "admin", authorize=authorize,
-                          system=name in SYSTEM_KINDS))
-    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin", system=True,
+                          role="operator" if authorize else "admin", authorize=authorize))
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin",
                       description="probe OpenZFS and the configured pool; store it for GET /api/v1/zfs/status"))
 
 
 @hookimpl
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
-    """Scheduled snapshots every minute (each schedule decides what is due); pool health
-    and capacity every 5 minutes; the status probe (``zfs.probe``) every 5 minutes."""
-    from bhype_zfs import health, schedules, status
+    """Scheduled snapshots every minute (task ``zfs.run_schedules``: each schedule decides
+    what is due, and runs as a sub-task holding its dataset's and VMs' locks); pool health and
+    capacity every 5 minutes; the status probe (``zfs.probe``) every 5 minutes."""
+    from bhype_zfs import status
 
-    register(PeriodicJob(name="zfs.snapshot-schedules", run=schedules.periodic_job,
+    register(PeriodicJob(name="zfs.snapshot-schedules", kind="zfs.run_schedules",
                          description="take due scheduled snapshots and prune by retention"))
-    register(PeriodicJob(name="zfs.health", run=health.periodic_job, minute="*/5",
+    register(PeriodicJob(name="zfs.health", kind="zfs.health", minute="*/5",
                          description="pool health and capacity; notify changes"))
-    register(PeriodicJob(name=status.PROBE_KIND, run=status.probe, minute="*/5",
+    register(PeriodicJob(name=status.PROBE_KIND, kind=status.PROBE_KIND, minute="*/5",
                          description="probe OpenZFS and the configured pool for GET /api/v1/zfs/status"))
 
 
