@@ -22,6 +22,10 @@ OPERATOR_SNAPSHOT_KINDS = ("zfs.list_snapshots", "zfs.list_holds", "zfs.snapshot
                            "zfs.destroy_snapshot", "zfs.hold", "zfs.release")
 
 
+# Kinds bHype submits itself other than as a periodic job: sub-tasks of the periodic ones.
+SYSTEM_SUBTASKS = ("zfs.run_schedule",)
+
+
 @hookimpl
 def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None:
     """Declare the ``[zfs]`` section."""
@@ -47,12 +51,14 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 
     # Operators act on their own VMs' snapshots and clones; everything about pools, datasets
     # and the host is for admins (the default role). bHype itself submits the kinds of its
-    # periodic jobs (health, schedules, probe) as @system.
+    # periodic jobs (health, schedules, probe) as @system, and zfs.run_schedule, the sub-task
+    # zfs.run_schedules submits per schedule (declared: system).
     operator_checks = {name: owns_target for name in OPERATOR_SNAPSHOT_KINDS} | {"zfs.clone": may_clone}
     for name, (run, locks, description) in KINDS.items():
         authorize = operator_checks.get(name)
         register(TaskKind(name=name, run=run, description=description, locks=locks,
-                          role="operator" if authorize else "admin", authorize=authorize))
+                          role="operator" if authorize else "admin", authorize=authorize,
+                          system=name in SYSTEM_SUBTASKS))
     register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin",
                       description="probe OpenZFS and the configured pool; store it for GET /api/v1/zfs/status"))
 
