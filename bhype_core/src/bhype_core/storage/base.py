@@ -112,8 +112,9 @@ class StorageBackend(ABC):
         self.require(StorageCapability.SNAPSHOT)
         raise NotImplementedError
 
-    def export_stream(self, point: ConsistentPoint, volume: str) -> ExportStream:
-        """The producer argv that streams disk ``volume`` of ``point`` (``zfs send``).
+    def export_stream(self, point: ConsistentPoint, volume: str | None = None) -> ExportStream:
+        """The producer argv that streams disk ``volume`` of ``point`` (``zfs send``); ``None``
+        streams the VM's own directory (NVRAM, file disks).
 
         :raises NotSupported: the backend has no ``export-stream`` capability.
         """
