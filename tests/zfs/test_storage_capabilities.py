@@ -54,7 +54,8 @@ def test_release_destroys_the_point_only_when_nobody_else_holds_it() -> None:
     point = ConsistentPoint("zfs", "web1", POINT, "bhype-backup", {"disk0": f"{VM}/disk0@{POINT}"})
     release = ("zfs", "release", "-r", "bhype-backup", f"{VM}@{POINT}")
     holds = ("zfs", "holds", "-Hp", "-r", f"{VM}@{POINT}")
-    zfs, runner = store({release: (0, "", ""), holds: (0, "", ""), ("zfs", "destroy", "-r", f"{VM}@{POINT}"): (0, "", "")})
+    destroy = ("zfs", "destroy", "-r", f"{VM}@{POINT}")
+    zfs, runner = store({release: (0, "", ""), holds: (0, "", ""), destroy: (0, "", "")})
     zfs.release(point)
     assert runner.calls[-1] == ["zfs", "destroy", "-r", f"{VM}@{POINT}"]
 
