@@ -109,6 +109,16 @@ def test_a_page_on_the_web_uis_own_paths_is_refused_naming_the_plugin(tmp_path):
         env.close()
 
 
+def test_a_plugin_with_web_ui_hooks_loads_without_the_web_ui():
+    """``optionalhook`` implementations: a host without the web UI (disabled here) still loads
+    the plugin; the web UI's hooks are simply never called."""
+    from bhype_core.plugins import make_plugin_manager
+
+    pm = make_plugin_manager(load_entrypoints=True, disabled=["webui"], plugins=(("acme_ui", AcmeUi()),))
+    assert pm.has_plugin("acme_ui") and not pm.has_plugin("webui")
+    assert not hasattr(pm.hook, "bhype_webui_register_pages") or not pm.hook.bhype_webui_register_pages.has_spec()
+
+
 def test_the_web_ui_hooks_are_documented_where_declared():
     """The web UI's hookspecs follow the core's rules (the core's meta-test covers only
     ``bhype_core.hookspecs``): documented, every parameter described, named by this test."""

@@ -4,17 +4,20 @@ panels, navigation entries and asset directories without editing this plugin.
 Like datasette's ``register_routes``/``menu_links``/``extra_template_vars``, but in bHype's
 start-up grammar: each hook is ``bhype_webui_register_<things>(register)`` and the plugin calls
 ``register`` with a typed record from :mod:`bhype_webui.extensions`. The web UI adds these
-specs to the plugin manager itself (``bhype_add_hookspecs``), so a plugin implementing them
-needs the web UI installed to be useful, but loads (and is checked) either way.
+specs to the plugin manager itself (``bhype_add_hookspecs``). Mark implementations
+``@hookimpl(optionalhook=True)`` (pluggy's own flag): a host without the web UI (not installed,
+or disabled) then still loads the plugin, its web UI hooks simply never called; without the
+flag the plugin manager refuses a hook nobody declared.
 
 Records are collected once per process, when the first page is rendered
 (``extensions.ui_extensions``); two plugins registering the same name, or a page on one of the
-web UI's own paths, is then an error naming the plugin (every page answers it until fixed). Templates a record names are Jinja2 templates
-looked up first in the web UI's own ``templates/`` and then, as ``<assets name>/<file>``, in
-the ``template_dir`` of an :class:`~bhype_webui.extensions.Assets` record; they may extend
-``base.html`` (pages) and use the macros of ``macros.html``. Everything a record's ``context``
-function returns is autoescaped in the template; it runs in a worker thread with the caller's
-principal and must apply the same visibility rules the API applies.
+web UI's own paths, is then an error naming the plugin (every page answers it until fixed).
+Templates a record names are Jinja2 templates looked up first in the web UI's own ``templates/``
+and then, as ``<assets name>/<file>``, in the ``template_dir`` of an
+:class:`~bhype_webui.extensions.Assets` record; they may extend ``base.html`` (pages) and use
+the macros of ``macros.html``. Everything a record's ``context`` function returns is autoescaped
+in the template; it runs in a worker thread with the caller's principal and must apply the same
+visibility rules the API applies.
 """
 
 from __future__ import annotations
