@@ -46,17 +46,26 @@ def test_rctl_usage_by_key() -> None:
     assert parse_rctl_usage("rctl: RACCT/RCTL present, but disabled\n") == {}
 
 
-def test_proc_of_this_process_matches_getrusage() -> None:
-    """Read this very process's proc(5) files through the runner: CPU time and RSS agree with
-    what the kernel tells getrusage(2) (CPU time only ever grows between the two reads)."""
+def read_own_proc() -> str:
+    return LocalRunner().run(["cat", f"/proc/{os.getpid()}/stat", f"/proc/{os.getpid()}/status"]).stdout
+
+
+def test_proc_of_this_process_matches_getrusage_and_sees_memory_grow() -> None:
+    """Read this very process's proc(5) files through the runner: CPU time lies between what
+    getrusage(2) said just before and just after, and touching 64 MiB more shows in the RSS."""
+    ticks = os.sysconf("SC_CLK_TCK")
     before = resource.getrusage(resource.RUSAGE_SELF)
-    text = LocalRunner().run(["cat", f"/proc/{os.getpid()}/stat", f"/proc/{os.getpid()}/status"]).stdout
+    cpu, rss = parse_proc(read_own_proc(), ticks)
     after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu, rss = parse_proc(text, os.sysconf("SC_CLK_TCK"))
-    tick = 1 / os.sysconf("SC_CLK_TCK")
+    tick = 1 / ticks
     assert cpu is not None and before.ru_utime + before.ru_stime - 2 * tick <= cpu
     assert cpu <= after.ru_utime + after.ru_stime + 2 * tick
-    assert rss is not None and 0 < rss <= after.ru_maxrss * 1024
+    block = bytearray(64 * 2**20)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1  # touch every page so the kernel backs it
+    _, grown = parse_proc(read_own_proc(), ticks)
+    assert rss is not None and grown is not None and grown - rss >= 60 * 2**20
+    del block
 
 
 def test_proc_command_names_with_parentheses_and_spaces() -> None:

@@ -332,7 +332,9 @@ class BhyveDriver(SupervisedDriver):
             raise Conflict(f"VM {spec.name} is {status.state.value}: no statistics without a running bhyve")
         answer = self.runner.run(bhyvectl_stats_argv(self.bhyvectl, spec.instance_name), timeout=30)
         counters = parse_bhyvectl_stats(answer.stdout)
-        extra = {key: counters[name] for name, key in BHYVECTL_COUNTERS.items() if name in counters}
+        extra: dict[str, int | float] = {
+            key: counters[name] for name, key in BHYVECTL_COUNTERS.items() if name in counters
+        }
         try:
             usage = self.runner.run(rctl_usage_argv(self.rctl, status.pid), timeout=10, check=False)
             racct = parse_rctl_usage(usage.stdout) if usage.returncode == 0 else {}
@@ -342,6 +344,6 @@ class BhyveDriver(SupervisedDriver):
         return VMStats(
             pid=status.pid,
             cpu_seconds=float(cpu) if cpu is not None else None,
-            rss_bytes=extra.get("resident_bytes", racct.get("memoryuse")),
+            rss_bytes=counters.get("Resident memory", racct.get("memoryuse")),
             extra=extra,
         )

@@ -31,7 +31,7 @@ from bhype_zfs.dependents import refuse_if_dependents
 from bhype_zfs.names import check_dataset
 from bhype_zfs.parse import parse_zfs_get
 from bhype_zfs.replicate import copy_dataset
-from bhype_zfs.storage_points import ZfsCapabilities
+from bhype_zfs.storage_points import ZfsCapabilities, zfs_capabilities
 from bhype_zfs.tool import ZfsHost, zfs_host, zfs_settings
 
 IMAGE_SUFFIX = ".img"
@@ -82,6 +82,7 @@ class ZfsStorage(ZfsCapabilities, StorageBackend):
         self.host = host
         self.dataset = check_dataset(dataset, "dataset")
         self.options = options
+        self.capabilities = zfs_capabilities(options.disk_type)
         self.datastore = options.name
         self.copy_timeout = copy_timeout
         self._mountpoints: dict[str, Path] = {}

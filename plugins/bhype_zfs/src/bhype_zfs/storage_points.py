@@ -32,6 +32,15 @@ from bhype_zfs.parse import parse_holds, parse_rows, parse_zfs_get, to_int
 POINT_PREFIX = "bhype-point-"
 
 
+def zfs_capabilities(disk_type: str) -> frozenset[StorageCapability]:
+    """Snapshot, send stream and stats always; a file list only with ``disk_type = "file"`` (a
+    zvol is a device, not a file rsync can read)."""
+    found = {StorageCapability.SNAPSHOT, StorageCapability.EXPORT_STREAM, StorageCapability.STATS}
+    if disk_type == "file":
+        found.add(StorageCapability.EXPORT_FILES)
+    return frozenset(found)
+
+
 class ZfsCapabilities:
     """Mixed into :class:`~bhype_zfs.storage.ZfsStorage` (which supplies ``host``, ``options``,
     ``dataset``, ``vm_dataset``, ``volume_dataset``, ``vm_dir``, ``mountpoint``, ``volume``)."""
@@ -48,15 +57,6 @@ class ZfsCapabilities:
         def vm_dir(self, vm_name: str) -> Path: ...
         def volume(self, vm_name: str, volume: str) -> Any: ...
         def require(self, capability: StorageCapability, path: str = "datastore") -> None: ...
-
-    @property
-    def capabilities(self) -> frozenset[StorageCapability]:  # type: ignore[override]
-        """Snapshot, send stream and stats always; a file list only with ``disk_type = "file"``
-        (a zvol is a device, not a file rsync can read)."""
-        found = {StorageCapability.SNAPSHOT, StorageCapability.EXPORT_STREAM, StorageCapability.STATS}
-        if self.options.disk_type == "file":
-            found.add(StorageCapability.EXPORT_FILES)
-        return frozenset(found)
 
     def snapshot(
         self, vm_name: str, volumes: Collection[str], tag: str, name: str | None = None
