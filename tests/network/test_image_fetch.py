@@ -179,3 +179,26 @@ def test_api_queues_once_then_answers_already_there(network_runtime, mirror):
         failed = client.post("/api/v1/templates/freebsd-uefi/image")
         run_queued(network_runtime)
         assert store.get_task(network_runtime.engine, failed.json()["task_id"]).state == FAILED
+
+
+def test_iso_fetch_verifies_sha512_too_and_keeps_sha256_working(network_runtime, mirror):
+    from bhype_core.iso_fetch import fetch_iso
+
+    url = mirror_url(f"https://cloud.debian.org/images/cloud/trixie/latest/{DEBIAN}",
+                     network_runtime.settings.section("images").mirrors)
+    with pytest.raises(ValidationErrors) as caught:
+        fetch_iso(task_context(network_runtime, "iso.fetch"), url, "bad.qcow2", sha512="0" * 128)
+    assert caught.value.errors[0].path == "sha512"
+    folder = open_datastore(network_runtime).iso_path("bad.qcow2").parent
+    assert list(folder.iterdir()) == []
+    both = fetch_iso(task_context(network_runtime, "iso.fetch"), url, "good.qcow2",
+                     sha256=hashlib.sha256(IMAGE).hexdigest(), sha512=sha512(IMAGE).upper())
+    assert both["sha256"] == hashlib.sha256(IMAGE).hexdigest()
+
+    app = create_app(runtime=network_runtime)
+    with TestClient(app) as client:
+        act_as(app, "alice", "operator")
+        refused = client.post("/api/v1/isos/fetch", json={"url": "https://example.org/a.iso", "name": "a.iso",
+                                                          "sha512": "abc"})
+        assert refused.status_code == 422
+        assert [f["path"] for f in refused.json()["error"]["fields"]] == ["sha512"]
