@@ -20,6 +20,7 @@ sits beside. Only SHA-256 and SHA-512 are accepted: MD5 and SHA-1 prove nothing 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -157,9 +158,11 @@ def check_digest(value: object, algorithm: str, field: str) -> str | None:
 def file_digests(path: Path, algorithms: Iterable[str] = ("sha256",),
                  progress: Callable[[int], None] | None = None) -> dict[str, str]:
     """The hex digests of ``path`` for each of ``algorithms``, in one read of the file."""
+    from bhype_core.safe_files import open_regular
+
     digests = {name: hashlib.new(name) for name in algorithms}
     done = 0
-    with open(path, "rb") as handle:
+    with os.fdopen(open_regular(path), "rb") as handle:  # never a planted link or FIFO
         while chunk := handle.read(CHUNK):
             for digest in digests.values():
                 digest.update(chunk)

@@ -188,10 +188,13 @@ def download_text(url: str, allow: list[str], timeout: float, limit: int = CHECK
 def unpack_xz(source: Path, target: Path, limit: int, context: Any) -> None:
     """Decompress ``source`` into ``target`` (created 0644, never followed), at most ``limit`` bytes."""
     from bhype_core.iso_fetch import FetchFailed
+    from bhype_core.safe_files import open_regular
 
     done = 0
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with lzma.open(source, "rb") as compressed, os.fdopen(fd, "wb") as out:
+    # Both through descriptors: never a planted link, FIFO or hard link (issue 11).
+    fd = open_regular(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode=0o644, single_link=True)
+    packed = os.fdopen(open_regular(source), "rb")
+    with lzma.open(packed, "rb") as compressed, packed, os.fdopen(fd, "wb") as out:
         while chunk := compressed.read(1 << 20):
             done += len(chunk)
             if done > limit:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import time
 import urllib.error
@@ -19,7 +20,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bhype_core.errors import BhypeError, ValidationErrors
 from bhype_core.fetch_guard import guarded_opener
@@ -34,7 +35,9 @@ from bhype_core.isos import (
     partial_path,
     write_record,
 )
+from bhype_core.safe_files import UnsafeFile, chmod_regular, open_regular, read_bytes
 
+META_LIMIT = 64 << 10  # the partial's JSON note: a URL and two headers
 USER_AGENT = "bhype-iso-fetch"
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -68,21 +71,32 @@ class _Partial:
         self.path, self.url = path, url
         self.meta_path = path.with_name(path.name + ".json")
         try:
-            meta = json.loads(self.meta_path.read_text())
-        except (OSError, ValueError):
+            meta = json.loads(read_bytes(self.meta_path, META_LIMIT))
+        except (OSError, ValueError, UnsafeFile):
             meta = {}
         same = meta.get("url") == url and path.exists()
         self.validator: str | None = meta.get("validator") if same else None
         self.total: int | None = meta.get("total") if same else None
         if not same:
-            path.write_bytes(b"")
+            self.truncate()
 
     @property
     def size(self) -> int:
-        return self.path.stat().st_size
+        return os.lstat(self.path).st_size
+
+    def truncate(self) -> None:
+        """Empty (or create) the partial file, never through a symlink."""
+        os.close(open_regular(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, single_link=True))
+
+    def append(self) -> BinaryIO:
+        """The partial file open for appending (regular file only, not followed)."""
+        return os.fdopen(open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, single_link=True), "ab")
 
     def save(self) -> None:
-        self.meta_path.write_text(json.dumps({"url": self.url, "validator": self.validator, "total": self.total}))
+        meta = json.dumps({"url": self.url, "validator": self.validator, "total": self.total})
+        fd = open_regular(self.meta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, single_link=True)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(meta)
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -122,13 +136,13 @@ def _receive(answer: http.client.HTTPResponse, partial: _Partial, limit: int, co
         length = answer.headers.get("Content-Length")
         partial.total = int(length) if length and length.isdigit() else None
         partial.validator = answer.headers.get("ETag") or answer.headers.get("Last-Modified")
-        partial.path.write_bytes(b"")
+        partial.truncate()
     partial.save()
     if partial.total is not None and partial.total > limit:
         partial.discard()
         raise FetchFailed(f"the ISO is {partial.total} bytes, more than isos.max_size ({limit})")
     last = time.monotonic()
-    with open(partial.path, "ab") as handle:
+    with partial.append() as handle:
         while chunk := answer.read(CHUNK):
             handle.write(chunk)
             offset += len(chunk)
@@ -215,9 +229,9 @@ def fetch_iso(
         context.log(f"no checksum given; the download's SHA-256 is {actual}", "warning")
     if target.exists():
         raise ValidationErrors([("name", f"ISO {name!r} appeared while downloading; delete it first")])
+    chmod_regular(path, 0o644)  # through a descriptor: never the target of a planted link
     path.replace(target)
     path.with_name(path.name + ".json").unlink(missing_ok=True)
-    target.chmod(0o644)
     info = write_record(target, actual, url, context.user)
     context.progress(100, f"{name}: {info.size} bytes, sha256 {actual}")
     return IsoInfo(name, datastore_of(store), info.size, actual, url, info.added, context.user).to_dict()
