@@ -322,6 +322,9 @@ def test_readme_first_vm_commands_work_as_written(walkthrough):
         assert handle.read(len(PATTERN)) == PATTERN
     serial = (host.root / "ds" / "vms" / "first" / "serial.log").read_text(errors="replace")
     assert f"{READY_MARKER} hostname=first" in serial
+    # The seed the guest read: the --ssh-key for the image's user, and DHCP on the VM's NIC.
+    seed = (host.root / "ds" / "vms" / "first" / "cidata.iso").read_bytes()
+    assert KEY.encode() in seed and b'"dhcp4": true' in seed
 
     # The README's promise: a second fetch is a no-op that says so.
     again = host.bhype(["image", "fetch", "debian"]).stdout
