@@ -299,6 +299,8 @@ def test_readme_first_vm_commands_work_as_written(walkthrough):
         words = shlex.split(line)
         assert words[0] == ".venv/bin/bhype", line
         words = [alice.name if word == "alice" else word for word in words[1:]]
+        if words[:2] == ["image", "fetch"]:  # only Debian's folder is mirrored: never the internet
+            assert words[2:] == ["debian"], line
         if words[:2] == ["vm", "console"]:
             shown = console(host, words, "\r", "first#")
             outputs.append(shown)
