@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bhype_core import iso_staging
 from bhype_core.hookspecs import hookimpl
 from bhype_core.iso_fetch import fetch_iso
 from bhype_core.isos import SECTION, IsoSettings, delete_iso_task, import_upload, iso_lock
+from bhype_core.network import intents as switch_intents
 from bhype_core.network.service import (
     add_uplink,
     apply_switches,
@@ -18,7 +20,7 @@ from bhype_core.network.service import (
     remove_uplink,
     switch_lock,
 )
-from bhype_core.registry import CliCommand, RouterEntry, SettingsSection, TaskKind
+from bhype_core.registry import CliCommand, PeriodicJob, RouterEntry, SettingsSection, TaskKind, UndoAction
 
 SWITCH_KINDS: dict[str, tuple[Callable[..., Any], str]] = {
     "switch.create": (create_switch, "create a virtual switch (bridge, uplink, VLAN, address, NAT)"),
@@ -48,6 +50,23 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
                       description="(re)create every stored switch on the host, e.g. after a reboot"))
     for name, (run, description) in ISO_KINDS.items():
         register(TaskKind(name=name, run=run, description=description, locks=iso_lock))
+
+
+@hookimpl
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """Recovery of an interrupted ``switch.create`` (remove the half-built switch from the host)
+    and ``iso.import`` (remove the ``.partial-`` file or unrecorded ISO it left)."""
+    for action in (*switch_intents.UNDO_ACTIONS, *iso_staging.UNDO_ACTIONS):
+        register(action)
+
+
+@hookimpl
+def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
+    """``iso.clean-uploads`` hourly and at worker start: staged uploads older than
+    ``isos.staged_max_age`` that no pending ``iso.import`` names (an API killed mid-upload,
+    an import that never ran)."""
+    register(PeriodicJob(name="iso.clean-uploads", run=iso_staging.clean_uploads_job, minute="17",
+                         run_at_start=True, description="remove stale staged ISO uploads"))
 
 
 @hookimpl

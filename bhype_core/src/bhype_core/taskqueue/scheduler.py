@@ -7,7 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from bhype_core.taskqueue import dispatch, liveness, recovery
+from bhype_core.taskqueue import dispatch, intents, liveness, recovery
 from bhype_core.taskqueue.plan import Limits
 from bhype_core.taskqueue.settings import task_settings, total_slots
 
@@ -142,8 +142,23 @@ class Scheduler:
         outcome = recovery.recover(self.runtime.engine, self.lease.directory, self.identity, also_own=also_own)
         for task in outcome.interrupted:
             self.runtime.notify(recovery.interrupted_event(task))
+        if not also_own:
+            # Undo what interrupted tasks made (issue 11). Not while this worker stops: its own
+            # abandoned threads may still be running them; the next start settles those.
+            self._settle()
         if outcome.requeued or outcome.interrupted:
             self._wake.set()
+
+    def _settle(self) -> None:
+        try:
+            replays = intents.settle(self.runtime, self.identity.host)
+        except Exception:
+            log.exception("could not replay the undo journals of interrupted tasks")
+            return
+        for replay in replays:
+            task = recovery.get_task(self.runtime.engine, replay.task_id)
+            if task is not None:
+                self.runtime.notify(intents.cleaned_up_event(task, replay))
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
