@@ -266,3 +266,34 @@ def test_kill_9_after_the_row_is_committed_removes_row_disk_and_directory(tmp_pa
     assert vm_names(runtime) == [] and vm_files(backend) == []
     assert task.error["detail"]["undone"][0] == "database row of VM paused"
     assert task.error["detail"]["undo_failed"] == []
+
+
+@pytest.mark.guest
+def test_a_vm_outlives_its_killed_worker(tmp_path, plugin_env, start_worker):
+    # Host commands die with the worker; VMs must not (their supervisor gives the signal up).
+    short = Path(tempfile.mkdtemp(prefix="bhc-", dir="/tmp"))
+    try:
+        raw = queue_config(short / "data", "sqlite")
+        raw["tasks"] = {"poll_interval": 0.5, "sweep_interval": 2.0}
+        raw["vm"] = {"datastores": {"default": {"path": str(short / "ds")}}}
+        raw["core"]["disabled_plugins"] = sorted(
+            {ep.name for ep in metadata.entry_points(group="bhype") if not ep.name.startswith("core_")})
+        runtime = client_runtime(raw)
+        first = start_worker(toml_tables(raw), env=plugin_env)
+        tasks = [submit(runtime, "alice", "vm.create", {"name": "lives", "overrides": {"boot": "grub",
+                                                                                      "memory": "64M"}}),
+                 submit(runtime, "alice", "vm.start", {"name": "lives"})]
+        ended = wait_for(lambda: all(store.get_task(runtime.engine, t.id).state in ("succeeded", "failed")
+                                     for t in tasks) and [store.get_task(runtime.engine, t.id) for t in tasks],
+                         "create and start")
+        assert [t.state for t in ended] == ["succeeded", "succeeded"], [messages(runtime, t.id) for t in tasks]
+        hypervisor = ended[1].result["pid"]
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert running(hypervisor)  # the kill reached the worker only
+        start_worker(toml_tables(raw), env=plugin_env)
+        stop = submit(runtime, "alice", "vm.force_stop", {"name": "lives"})
+        wait_for(lambda: store.get_task(runtime.engine, stop.id).state == "succeeded", "the force stop")
+        wait_for(lambda: not running(hypervisor), "the VM to be off", timeout=30)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
