@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Double, Text
+from sqlalchemy import Double, Text, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
 
@@ -163,14 +163,19 @@ def record_host_command(engine: Engine, record: Any) -> int:
         decides whether a lost audit row fails the command.
     """
     row = host_command_from_record(record)
+    if row.command_id and row.state != "running":
+        # The end of a command whose start was recorded: complete that row. One UPDATE, not a
+        # read then a write: SQLite refuses to upgrade a reading transaction while another
+        # connection writes ("database is locked") instead of waiting for it.
+        values = {name: getattr(row, name) for name in ("returncode", "duration", "dry_run", "stderr_tail", "state")}
+        with engine.begin() as connection:
+            changed = connection.execute(update(HostCommand).where(
+                col(HostCommand.command_id) == row.command_id).values(**values)).rowcount
+        if changed:
+            with engine.connect() as connection:
+                return int(connection.execute(select(col(HostCommand.id)).where(
+                    col(HostCommand.command_id) == row.command_id)).scalar_one())
     with Session(engine) as session:
-        if row.command_id and row.state != "running":
-            # The end of a command whose start was recorded: complete that row.
-            started = session.exec(select(HostCommand).where(HostCommand.command_id == row.command_id)).first()
-            if started is not None:
-                for name in ("returncode", "duration", "dry_run", "stderr_tail", "state"):
-                    setattr(started, name, getattr(row, name))
-                row = started
         session.add(row)
         session.commit()
         assert row.id is not None
@@ -196,11 +201,6 @@ class HostCommandSink:
 def mark_commands_interrupted(engine: Engine, task_id: str) -> int:
     """Mark the ``running`` commands of ``task_id`` as ``interrupted`` (recovery: the worker
     running them died); returns how many."""
-    with Session(engine) as session:
-        rows = list(session.exec(select(HostCommand).where(
-            HostCommand.task_id == task_id, HostCommand.state == "running")).all())
-        for row in rows:
-            row.state = "interrupted"
-            session.add(row)
-        session.commit()
-    return len(rows)
+    with engine.begin() as connection:  # one UPDATE (see record_host_command)
+        statement = update(HostCommand).where(col(HostCommand.task_id) == task_id, col(HostCommand.state) == "running")
+        return int(connection.execute(statement.values(state="interrupted")).rowcount)
