@@ -50,6 +50,8 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
                       description="(re)create every stored switch on the host, e.g. after a reboot"))
     for name, (run, description) in ISO_KINDS.items():
         register(TaskKind(name=name, run=run, description=description, locks=iso_lock))
+    register(TaskKind(name="iso.clean_uploads", run=iso_staging.clean_uploads_job,
+                      description="remove staged ISO uploads older than isos.staged_max_age no import names"))
 
 
 @hookimpl
@@ -65,7 +67,7 @@ def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> Non
     """``iso.clean-uploads`` hourly and at worker start: staged uploads older than
     ``isos.staged_max_age`` that no pending ``iso.import`` names (an API killed mid-upload,
     an import that never ran)."""
-    register(PeriodicJob(name="iso.clean-uploads", run=iso_staging.clean_uploads_job, minute="17",
+    register(PeriodicJob(name="iso.clean-uploads", kind="iso.clean_uploads", minute="17",
                          run_at_start=True, description="remove stale staged ISO uploads"))
 
 

@@ -52,6 +52,8 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
         register(TaskKind(name=name, run=run, description=description, locks=vm_lock))
     register(TaskKind(name="vm.reconcile", run=reconcile,
                       description="refresh the cached state of your VMs (admins: all) from the hypervisor"))
+    register(TaskKind(name="vm.sweep_orphans", run=sweep_job,
+                      description="remove VM directories (and, if enabled, taps/bridges) no record owns"))
 
 
 @hookimpl
@@ -66,10 +68,10 @@ def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
     """Reconcile VM states every minute, and at once when a worker starts (issue 4: state is
     reconciled from reality at start-up); sweep orphans hourly and at start (issue 11)."""
-    register(PeriodicJob(name="vm.reconcile-states", run=reconcile, run_at_start=True,
+    register(PeriodicJob(name="vm.reconcile-states", kind="vm.reconcile", run_at_start=True,
                          description="refresh every VM's cached state from the hypervisor"))
     # Issue 11: what older crashes left (VM directories, taps, bridges no record owns).
-    register(PeriodicJob(name="vm.sweep-orphans", run=sweep_job, minute="41", run_at_start=True,
+    register(PeriodicJob(name="vm.sweep-orphans", kind="vm.sweep_orphans", minute="41", run_at_start=True,
                          description="remove VM directories (and, if enabled, taps/bridges) no record owns"))
 
 

@@ -1,7 +1,7 @@
 """Crash safety (issue 11): core_task_intent (the undo journal) and host commands recorded at start.
 
-Revision ID: core_0007
-Revises: core_0006
+Revision ID: core_0008
+Revises: core_0007
 Create Date: 2026-12-07
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "core_0007"
-down_revision: str | Sequence[str] | None = "core_0006"
+revision: str = "core_0008"
+down_revision: str | Sequence[str] | None = "core_0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
