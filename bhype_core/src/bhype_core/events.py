@@ -9,16 +9,19 @@ from typing import Any
 
 import pluggy
 
+from bhype_core.event_kinds import SEVERITIES, check_kind
+
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("info", "warning", "error", "critical")
+__all__ = ["SEVERITIES", "DeliveryFailure", "Event", "notify"]
 
 
 @dataclass(frozen=True)
 class Event:
     """Something users or monitoring should hear about.
 
-    ``kind`` is a dotted name (``task.failed``, ``vm.crashed``, ``pkg.vulnerable``);
+    ``kind`` is a dotted name (``task.failed``, ``vm.crashed``, ``pkg.vulnerable``) registered
+    as an :class:`~bhype_core.event_kinds.EventKind` (the catalog says its fields and meaning);
     ``subject`` names what it is about (``vm:web1``); ``user`` whom it concerns (None: admins).
     """
 
@@ -52,8 +55,13 @@ def notify(pm: pluggy.PluginManager, event: Event, runtime: Any = None) -> list[
     """Deliver ``event`` to every plugin; each plugin's failure is logged and returned,
     never raised, so one broken notifier cannot stop the others or the caller.
 
-    ``runtime`` is handed to implementations that ask for it (their settings live there).
+    ``runtime`` is handed to implementations that ask for it (their settings live there); with
+    a runtime, an event whose kind is not in its registry's catalog warns
+    (:class:`~bhype_core.event_kinds.UnknownEventKindWarning`) and is still delivered.
     """
+    registry = getattr(runtime, "registry", None)
+    if registry is not None:
+        check_kind(registry.event_kinds, event.kind)
     failures: list[DeliveryFailure] = []
     arguments = {"event": event, "runtime": runtime}
     for impl in reversed(pm.hook.bhype_notify.get_hookimpls()):
