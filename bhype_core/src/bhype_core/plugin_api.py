@@ -27,6 +27,10 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`unregister_vm` (fire the ``bhype_vm_*_register`` hooks), :func:`open_datastore`,
   :func:`active_driver`, :func:`status_driver`, :class:`VM` (read-only rows),
   :class:`VMRef`, :class:`VMSpec`, :class:`VMSummary`/:func:`summary`, :data:`LIVE_FIELDS`.
+* **Lifecycle hooks** — a plugin whose task changes a VM (snapshot, rollback, clone, backup …)
+  fires the matching pair through :func:`vm_before` (a veto propagates) and :func:`vm_after`
+  (failures recorded, returned as :class:`HookFailure`; :func:`hook_errors` puts them in a
+  task result), never through ``pm.hook`` by hand.
 * **Storage** — :class:`StorageBackend`, :class:`Volume`, :data:`ProgressCallback`,
   :func:`check_filename`, :data:`NAME_RE`, :data:`ISO_RE`; :class:`Undo` (reverse steps).
 * **Database** — :func:`session`; column types and helpers for a plugin's own tables.
@@ -110,7 +114,7 @@ from bhype_core.taskqueue.service import show as show_task
 from bhype_core.tasks import Cancelled, TaskContext
 from bhype_core.units import human_size, parse_size
 from bhype_core.vm.edit import LIVE_FIELDS
-from bhype_core.vm.hooks import HookFailure
+from bhype_core.vm.hooks import HookFailure, VMVerb, hook_errors, vm_after, vm_before
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.public import VMSummary, summary
 from bhype_core.vm.registration import register_vm, unregister_vm, vm_records_available
@@ -136,12 +140,12 @@ __all__ = [
     "ProbeState", "ProgressCallback", "RouterEntry", "Runtime", "RuntimeDep", "Section", "SessionEnded",
     "SettingsSection", "StorageBackend", "StorageBackendEntry", "StreamEvent", "SwitchPublic", "Task",
     "TaskAccepted", "TaskContext", "TaskFailed", "TaskKind", "TooManyAttempts", "UTCDateTime", "Unauthorized",
-    "Undo", "VMRef", "VMSpec", "VMSummary", "ValidationErrors", "VmApi", "Volume", "Watcher",
+    "Undo", "VMRef", "VMSpec", "VMSummary", "VMVerb", "ValidationErrors", "VmApi", "Volume", "Watcher",
     "accept_task", "active_driver", "api_from", "api_token_role", "check_filename", "client_address",
-    "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds",
-    "find_vm", "follow", "format_table", "get_vm", "hookimpl", "human_size", "is_admin", "is_running",
+    "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds", "find_vm",
+    "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
     "iso_settings", "list_isos", "list_switches", "list_tasks", "list_vms", "may_see", "open_datastore",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
-    "sse", "status_driver", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_records_available",
-    "vm_ref", "vm_settings",
+    "sse", "status_driver", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_after", "vm_before",
+    "vm_records_available", "vm_ref", "vm_settings",
 ]  # fmt: skip

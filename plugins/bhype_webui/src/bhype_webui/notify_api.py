@@ -10,8 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import Principal, PrincipalDep
+from bhype_core.plugin_api import Principal, PrincipalDep, RuntimeDep
 from bhype_webui import notify_store
 from bhype_webui.live import live_response, sse
 

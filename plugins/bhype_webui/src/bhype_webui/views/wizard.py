@@ -10,12 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.errors import NotFound
-from bhype_core.network.service import list_switches
-from bhype_core.vm.services import template_catalog
-from bhype_core.vm.settings import vm_settings
+from bhype_core.plugin_api import NotFound, PrincipalDep, RuntimeDep, list_switches, template_catalog, vm_settings
 from bhype_webui.host_summary import spec_cpus
 from bhype_webui.views.kit import PageKit
 from bhype_webui.views.vms import iso_names
