@@ -99,16 +99,25 @@ def vm_after(pm: pluggy.PluginManager, verb: VMVerb, vm: VMRef, context: TaskCon
 
 def failing_plugin(pm: pluggy.PluginManager, hook_name: str, exc: BaseException) -> str | None:
     """The plugin whose implementation of ``hook_name`` raised ``exc``: the innermost frame of
-    the traceback that runs one of the hook's implementations (``None`` if there is none)."""
-    owners: dict[CodeType, str] = {
-        impl.function.__code__: impl.plugin_name
-        for impl in getattr(pm.hook, hook_name).get_hookimpls()
-        if hasattr(impl.function, "__code__")
-    }
+    the traceback that runs one of the hook's implementations (``None`` if there is none).
+
+    Frames are matched by code object; two plugins sharing one function (two instances of one
+    class) are told apart by the frame's ``self``.
+    """
+    owners: dict[CodeType, list[tuple[str, object]]] = {}
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        code = getattr(impl.function, "__code__", None)
+        if code is not None:
+            owners.setdefault(code, []).append((impl.plugin_name, getattr(impl.function, "__self__", None)))
     found = None
     tb: TracebackType | None = exc.__traceback__
     while tb is not None:
-        found = owners.get(tb.tb_frame.f_code, found)
+        candidates = owners.get(tb.tb_frame.f_code, [])
+        if len(candidates) == 1:
+            found = candidates[0][0]
+        elif candidates:
+            instance = tb.tb_frame.f_locals.get("self")
+            found = next((name for name, owner in candidates if owner is instance), found)
         tb = tb.tb_next
     return found
 
