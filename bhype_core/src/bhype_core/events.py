@@ -10,6 +10,7 @@ from typing import Any
 import pluggy
 
 from bhype_core.event_kinds import SEVERITIES, check_kind
+from bhype_core.hookcall import call_isolated
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,9 @@ def notify(pm: pluggy.PluginManager, event: Event, runtime: Any = None) -> list[
     if registry is not None:
         check_kind(registry.event_kinds, event.kind)
     failures: list[DeliveryFailure] = []
-    arguments = {"event": event, "runtime": runtime}
-    for impl in reversed(pm.hook.bhype_notify.get_hookimpls()):
-        try:
-            impl.function(**{arg: arguments[arg] for arg in impl.argnames})
-        except Exception as exc:  # isolation is this function's whole point
-            log.exception("plugin %s failed to deliver event %s", impl.plugin_name, event.kind)
-            failures.append(DeliveryFailure(impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+    for raised in call_isolated(pm, "bhype_notify", event=event, runtime=runtime):
+        error = raised.error
+        log.error("plugin %s failed to deliver event %s", raised.plugin, event.kind,
+                  exc_info=(type(error), error, error.__traceback__))
+        failures.append(DeliveryFailure(raised.plugin, f"{type(error).__name__}: {error}"))
     return failures
