@@ -7,6 +7,8 @@ layout documented in bhype_core/drivers/bhyve_argv.py; none is copied from the b
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bhype_core.drivers.bhyve_argv import (
@@ -16,6 +18,7 @@ from bhype_core.drivers.bhyve_argv import (
     bhyvectl_argv,
     bhyvectl_destroy_argv,
     bhyveload_argv,
+    fbuf_secrets,
     grub_bhyve_argv,
     grub_cfg,
     grub_device_map,
@@ -167,9 +170,10 @@ def test_grub_boot_from_disk(catalog):
     res = BhyveResources(
         disk_paths=[DISK0], taps=["tap12"], nmdm_id="-web1.1", device_map="/vm/web1/device.map"
     )
-    # ref 2.2 example: grub-bhyve -m <map> -r hd0,msdos1 -M 1024M -c /dev/nmdm-deb1.1A deb1
+    # ref 2.2 example: grub-bhyve -m <map> -r hd0,msdos1 -M 1024M -c /dev/nmdm-deb1.1A deb1, with
+    # the root vm-bhyve uses (hd0,1), which exists on GPT disks too (test_grub_root.py).
     assert grub_bhyve_argv(spec, res) == [
-        "/usr/local/sbin/grub-bhyve", "-m", "/vm/web1/device.map", "-r", "hd0,msdos1",
+        "/usr/local/sbin/grub-bhyve", "-m", "/vm/web1/device.map", "-r", "hd0,1",
         "-M", "2048M", "-c", "/dev/nmdm-web1.1A", "bhype-web1",
     ]  # fmt: skip
     assert grub_device_map(spec, res) == f"(hd0) {DISK0}\n"
@@ -352,3 +356,14 @@ def test_long_vm_names_get_a_short_bhyve_name():
     name = bhyve_argv(spec, BhyveResources(nmdm_id="1", firmware_vars=VARS))[-1]
     # ref 1.2: keep bhyve VM names to 31 characters on 13/14.
     assert len(name) <= 31 and name.startswith("bhype-a-very-long")
+
+
+def test_vnc_password_goes_to_a_secrets_file_not_the_command_line(catalog):
+    # Issue 11: a password in bhyve's argv is readable by every local account through ps(1).
+    spec = build(catalog, "openbsd", graphics={"vnc": True, "password": "pw"})
+    argv = bhyve_argv(spec, replace(RES, secrets_file="/vm/web1/vnc.conf"))
+    assert argv[argv.index("-k") + 1] == "/vm/web1/vnc.conf" and argv.index("-k") < argv.index("-s")
+    assert not any("pw" in arg.split(",") or "password=" in arg for arg in argv)
+    assert fbuf_secrets(spec) == "pci.0.29.0.password=pw\n"  # bhyve_config(5) node of slot 29
+    without = build(catalog, "openbsd", graphics={"vnc": True, "password": ""})
+    assert "-k" not in bhyve_argv(without, replace(RES, secrets_file="/vm/web1/vnc.conf"))

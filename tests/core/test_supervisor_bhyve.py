@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -218,6 +219,34 @@ def test_exit_1_before_running_is_a_failed_start_not_a_poweroff(host: FakeHost) 
     assert failure.value.exit_status == 1 and "Usage: bhyve" in str(failure.value)
 
 
+def test_a_guest_rebooting_at_once_is_a_started_vm_restarted(host: FakeHost) -> None:
+    # Exit 0 within the start grace: the guest ran and rebooted (bhyve(8) EXIT STATUS), which no
+    # failed start does. The start succeeds and the supervisor boots the guest again.
+    driver, spec = host.driver(start_grace=5.0), make_spec("web9")
+    vm_dir = host.vm_dir("web9")
+    host.script(spec, "fail 0", "run acpi")
+
+    started = driver.start(spec, vm_dir)
+
+    assert started.state is VMState.RUNNING
+    assert [h["outcome"] for h in started.history] == ["restart"] and started.restarts == 1
+    assert host.programs()[:2] == ["bhyve", "bhyve"]
+    driver.force_stop(spec, vm_dir)
+
+
+def test_a_guest_powering_off_at_once_started_and_stopped(host: FakeHost) -> None:
+    # A quiet exit 1 within the start grace is a power-off, not a failed start.
+    driver, spec = host.driver(start_grace=5.0), make_spec("web10")
+    vm_dir = host.vm_dir("web10")
+    host.script(spec, "fail 1")
+
+    started = driver.start(spec, vm_dir)
+
+    assert started.state is VMState.STOPPED and started.exit_status == 1
+    assert "powered off" in started.detail
+    assert not (vm_dir / "supervisor.pid").exists() and driver.running_instances() == []
+
+
 def test_error_after_a_reboot_is_a_crash_with_the_stderr_tail(host: FakeHost) -> None:
     driver, spec = host.driver(), make_spec("web6")
     vm_dir = host.vm_dir("web6")
@@ -358,3 +387,17 @@ def test_leftover_instance_is_reported_and_destroyed_before_the_next_start(host:
     driver.force_stop(spec, vm_dir)
 
     assert host.programs()[:2] == ["bhyvectl --destroy", "bhyve"]
+
+
+def test_vnc_password_is_in_a_0600_file_never_in_bhyves_arguments(host: FakeHost) -> None:
+    driver, spec = host.driver(), make_spec("web12", graphics={"vnc": True, "password": "s3cret8x"})
+    vm_dir = host.vm_dir("web12")
+    driver.start(spec, vm_dir)
+    try:
+        (call,) = host.calls("bhyve")
+        assert not any("s3cret8x" in arg for arg in call)  # ps(1) shows every argument
+        secrets = Path(call[call.index("-k") + 1])
+        assert secrets == vm_dir / "vnc.conf" and secrets.read_text() == "pci.0.29.0.password=s3cret8x\n"
+        assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
+    finally:
+        driver.force_stop(spec, vm_dir)

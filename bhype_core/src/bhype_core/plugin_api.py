@@ -35,7 +35,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`check_filename`, :data:`NAME_RE`, :data:`ISO_RE`; :class:`Undo` (reverse steps).
 * **Database** — :func:`session`; column types and helpers for a plugin's own tables.
 * **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts).
-* **Units** — :func:`human_size`, :func:`parse_size`.
+* **Units and bounds** — :func:`human_size`, :func:`parse_size`; bounded integers for request
+  models and columns (:data:`Int64`, :data:`NonNegativeInt64`, :data:`PositiveInt64`,
+  :data:`INT64_MIN`/:data:`INT64_MAX`) and :func:`event_id` (a ``Last-Event-ID`` header).
 * **Browser sessions** (for web front ends) — :func:`read_login_form`,
   :func:`password_login`, :class:`BrowserLogin`, :func:`end_browser_session`,
   :func:`csrf_cookie`, :func:`api_token_role`, :func:`sse`, :class:`SessionEnded`,
@@ -58,6 +60,7 @@ from bhype_core.api.browser import (
     sse,
 )
 from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.limits import INT64_MAX, INT64_MIN, Int64, NonNegativeInt64, PositiveInt64, event_id
 from bhype_core.api.principal import AdminDep, Principal, PrincipalDep
 from bhype_core.api.security import PUBLIC, AuthenticatedDep, AuthServiceDep, client_address
 from bhype_core.auth.throttle import TooManyAttempts
@@ -132,6 +135,7 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 
 __all__ = [
+    "INT64_MAX", "INT64_MIN", "Int64", "NonNegativeInt64", "PositiveInt64", "event_id",
     "FINAL_STATES", "ID", "ISO_RE", "LIVE_FIELDS", "NAME_RE", "PUBLIC", "RETRYABLE_STATES", "SEVERITIES",
     "TABLE_OPTIONS", "TASK_STATES", "USER_LENGTH", "VM", "AdminDep", "AuthServiceDep", "AuthenticatedDep",
     "BhypeError", "BrowserLogin", "Cancelled", "CheckResult", "CliCommand", "CommandError", "ConfigError",

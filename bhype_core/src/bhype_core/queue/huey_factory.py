@@ -14,6 +14,7 @@ from huey.exceptions import ResultTimeout, TaskException
 from huey.storage import MemoryStorage, PriorityRedisStorage, SqliteStorage
 
 from bhype_core.errors import ConfigError, TaskFailed
+from bhype_core.private_files import ensure_private_sqlite
 from bhype_core.queue import scheduled
 from bhype_core.queue.binding import TaskRunFailed, bind_periodic_jobs, bind_tasks, validate_submission
 from bhype_core.queue.serializer import JsonSerializer
@@ -262,12 +263,13 @@ def make_queue(settings: Settings, registry: Registry, runtime: Runtime | None =
 
 
 def sqlite_path(settings: Settings) -> Path:
-    """Where the SQLite queue lives; its directory is created."""
+    """Where the SQLite queue lives; its directory is created and the file made 0600 before
+    SQLite opens it (task messages carry arguments; see :mod:`bhype_core.private_files`)."""
     path = settings.queue.sqlite_path or settings.core.data_dir / "queue.sqlite3"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_sqlite(path)
     except OSError as exc:
-        raise ConfigError(f"queue.sqlite_path: cannot create {path.parent}: {exc.strerror}") from None
+        raise ConfigError(f"queue.sqlite_path: cannot create {path}: {exc.strerror}") from None
     return path
 
 

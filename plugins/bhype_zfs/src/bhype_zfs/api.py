@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from bhype_core.plugin_api import AdminDep, Principal, PrincipalDep, RuntimeDep, TaskAccepted, accept_task
+from bhype_core.plugin_api import AdminDep, Int64, Principal, PrincipalDep, RuntimeDep, TaskAccepted, accept_task
 from bhype_zfs import health, pool_argv
 from bhype_zfs.names import check_dataset
 from bhype_zfs.pool_init import INITIALISED_PATTERN
@@ -38,7 +38,7 @@ class PoolInit(BaseModel):
     adopt: bool = Field(False, description="use an existing (imported or importable) pool instead")
     force: bool = Field(False, description="overwrite old partition tables, file systems and exported pools' labels")
     root: str | None = Field(None, description="bHype's dataset under the pool (default zfs.root)")
-    ashift: int | None = 12
+    ashift: Int64 | None = 12  # the range (9-16) is checked with the other fields
     mountpoint: str | None = None
     initialised_at: str | None = Field(
         None, pattern=INITIALISED_PATTERN, examples=["2026-11-27T09:00:00Z"],
