@@ -12,9 +12,11 @@ What is here, by purpose (``__all__`` is the authoritative list):
   (each hook's docstring is its reference).
 * **Registry records** — :class:`SettingsSection`, :class:`DriverEntry`,
   :class:`StorageBackendEntry`, :class:`TaskKind`, :class:`PeriodicJob`, :class:`Watcher`,
+  :class:`Sampler`,
   :class:`RouterEntry`, :class:`CliCommand`, :class:`ModelSet`, :class:`DoctorCheck` (+
   :class:`CheckResult`), :class:`EventKind`; settings sections subclass :class:`Section`.
-* **Runtime and tasks** — :class:`Runtime`, :class:`TaskContext`, :class:`Cancelled`;
+* **Runtime and tasks** — :class:`Runtime`, :class:`TaskContext` (``context.submit`` /
+  ``context.wait`` run sub-tasks: :class:`SubTask`, :class:`SubTaskOutcome`), :class:`Cancelled`;
   :func:`accept_task` submits a task for the caller and builds the ``202``
   :class:`TaskAccepted`; :func:`list_tasks`/:func:`show_task` read tasks as a user may see them.
 * **API dependencies** — :data:`RuntimeDep`, :data:`PrincipalDep`, :data:`AdminDep`,
@@ -103,6 +105,7 @@ from bhype_core.registry import (
     ModelSet,
     PeriodicJob,
     RouterEntry,
+    Sampler,
     SettingsSection,
     StorageBackendEntry,
     TaskKind,
@@ -114,7 +117,7 @@ from bhype_core.spec_parts import ISO_RE, NAME_RE
 from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume, check_filename
 from bhype_core.taskqueue.service import list_visible as list_tasks
 from bhype_core.taskqueue.service import show as show_task
-from bhype_core.tasks import Cancelled, TaskContext
+from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
 from bhype_core.units import human_size, parse_size
 from bhype_core.vm.edit import LIVE_FIELDS
 from bhype_core.vm.hooks import HookFailure, VMVerb, hook_errors, vm_after, vm_before
@@ -135,6 +138,7 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 
 __all__ = [
+    "Sampler", "SubTask", "SubTaskOutcome",
     "INT64_MAX", "INT64_MIN", "Int64", "NonNegativeInt64", "PositiveInt64", "event_id",
     "FINAL_STATES", "ID", "ISO_RE", "LIVE_FIELDS", "NAME_RE", "PUBLIC", "RETRYABLE_STATES", "SEVERITIES",
     "TABLE_OPTIONS", "TASK_STATES", "USER_LENGTH", "VM", "AdminDep", "AuthServiceDep", "AuthenticatedDep",
