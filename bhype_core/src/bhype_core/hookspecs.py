@@ -514,6 +514,27 @@ def bhype_vm_after_unregister(vm: VMRef, context: TaskContext) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Plugins that declare hooks of their own
+
+
+@hookspec(historic=True)
+def bhype_add_hookspecs(pm: pluggy.PluginManager) -> None:
+    """Add a plugin's own hook specifications to the plugin manager (like pytest's
+    ``pytest_addhooks``), so other plugins can implement them: the web UI declares
+    ``bhype_webui_register_pages`` and its siblings this way (:mod:`bhype_webui.hookspecs`).
+
+    Historic: called once for every plugin as it is registered, whatever the order, so a
+    plugin implementing the new hooks may be registered before the plugin that declares them
+    (pluggy keeps its implementations pending until the specs arrive; the plugin manager's
+    final check fails only for hooks nobody declared). Call ``pm.add_hookspecs(module)`` and
+    nothing else; hooks declared this way follow the same rules (prefixed, documented where
+    declared, a test naming each).
+
+    :param pm: the :class:`~bhype_core.plugins.BhypePluginManager` being built.
+    """
+
+
+# --------------------------------------------------------------------------------------------
 # Notifications
 
 

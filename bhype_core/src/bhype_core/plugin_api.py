@@ -34,7 +34,16 @@ What is here, by purpose (``__all__`` is the authoritative list):
   (failures recorded, returned as :class:`HookFailure`; :func:`hook_errors` puts them in a
   task result), never through ``pm.hook`` by hand.
 * **Storage** — :class:`StorageBackend`, :class:`Volume`, :data:`ProgressCallback`,
-  :func:`check_filename`, :data:`NAME_RE`, :data:`ISO_RE`; :class:`Undo` (reverse steps).
+  :func:`check_filename`, :data:`NAME_RE`, :data:`ISO_RE`; :class:`Undo` (reverse steps); the
+  capabilities a backend declares and their records (:class:`StorageCapability`,
+  :class:`ConsistentPoint`, :class:`ExportStream`, :class:`ExportFiles`, :class:`SpaceStats`,
+  :class:`VolumeStats`).
+* **Drivers** — :class:`HypervisorDriver`, :class:`VMStatus`, :class:`VMState`,
+  :class:`Problem`, :class:`Attachments`, and what a driver declares: :class:`DriverCapability`,
+  :class:`FirmwareRules`, :data:`SpecCheck`, :class:`VMStats`, :class:`DiskStats`.
+* **A plugin's own hooks** (the web UI's extension hooks) — :class:`Catalog` and :func:`collect`
+  gather records registered through them, attributed to their plugin, as the core's registry
+  does.
 * **Database** — :func:`session`; column types and helpers for a plugin's own tables.
 * **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts).
 * **Units and bounds** — :func:`human_size`, :func:`parse_size`; bounded integers for request
@@ -76,6 +85,9 @@ from bhype_core.db.session import session
 from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, Task
 from bhype_core.db.task_models import STATES as TASK_STATES
 from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
+from bhype_core.drivers.base import Attachments, HypervisorDriver, Problem, VMState, VMStatus
+from bhype_core.drivers.capabilities import Capability as DriverCapability
+from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, SpecCheck, VMStats
 from bhype_core.errors import (
     BhypeError,
     CommandError,
@@ -98,6 +110,7 @@ from bhype_core.isos import iso_settings, list_isos
 from bhype_core.network.models import SwitchPublic
 from bhype_core.network.service import list_switches
 from bhype_core.registry import (
+    Catalog,
     CheckResult,
     CliCommand,
     DoctorCheck,
@@ -110,11 +123,20 @@ from bhype_core.registry import (
     StorageBackendEntry,
     TaskKind,
     Watcher,
+    collect,
 )
 from bhype_core.runtime import Runtime
 from bhype_core.spec import VMSpec
 from bhype_core.spec_parts import ISO_RE, NAME_RE
 from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume, check_filename
+from bhype_core.storage.capabilities import (
+    ConsistentPoint,
+    ExportFiles,
+    ExportStream,
+    SpaceStats,
+    StorageCapability,
+    VolumeStats,
+)
 from bhype_core.taskqueue.service import list_visible as list_tasks
 from bhype_core.taskqueue.service import show as show_task
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
@@ -138,6 +160,9 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 
 __all__ = [
+    "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
+    "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",
+    "VMStats", "VMStatus", "VolumeStats", "collect",
     "Sampler", "SubTask", "SubTaskOutcome",
     "INT64_MAX", "INT64_MIN", "Int64", "NonNegativeInt64", "PositiveInt64", "event_id",
     "FINAL_STATES", "ID", "ISO_RE", "LIVE_FIELDS", "NAME_RE", "PUBLIC", "RETRYABLE_STATES", "SEVERITIES",

@@ -15,7 +15,7 @@ from bhype_core.network.service import list_switches
 from bhype_core.spec import SpecContext, VMSpec, validate_spec
 from bhype_core.templates import TemplateCatalog
 from bhype_core.vm.records import existing_macs, existing_names, existing_uuids
-from bhype_core.vm.services import active_platform, template_catalog
+from bhype_core.vm.services import active_driver, template_catalog
 
 
 def host_memory() -> int | None:
@@ -27,12 +27,9 @@ def host_memory() -> int | None:
 
 
 def platform_checks(runtime: Any) -> list[Any]:
-    """Spec rules of the platform's hypervisor (bhyve's VNC-needs-UEFI, slot clashes, ...)."""
-    if active_platform(runtime) == "freebsd":
-        from bhype_core.drivers.bhyve_argv import bhyve_spec_errors
-
-        return [bhyve_spec_errors]
-    return []
+    """Spec rules of this host's hypervisor driver (what it cannot do, bhyve's VNC-needs-UEFI,
+    slot clashes, ...): the driver supplies them, so a third-party driver brings its own."""
+    return list(active_driver(runtime).spec_checks())
 
 
 def spec_context(
