@@ -1,5 +1,7 @@
 """Built-in plugin ``core_isos``: the ISO library (issue 5): its task kinds (``iso.fetch``,
-``iso.import``, ``iso.delete``), the ``[isos]`` section, ``/api/v1/isos`` and ``bhype iso``.
+``iso.import``, ``iso.delete``), the ``[isos]`` section, ``/api/v1/isos`` and ``bhype iso``;
+templates' cloud images in that library (issue 14): ``image.fetch``, the ``[images]`` section,
+``/api/v1/templates/{name}/image`` and ``bhype image``.
 
 Registered under its own name (issue 12) so ``bhype plugins`` shows the library apart from the
 virtual switches (``core_network``) and a deployment can disable one without the other.
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bhype_core.cloud_images import SECTION as IMAGES_SECTION
+from bhype_core.cloud_images import ImageSettings, fetch_image, image_lock
 from bhype_core.hookspecs import hookimpl
 from bhype_core.iso_fetch import fetch_iso
 from bhype_core.isos import SECTION, IsoSettings, delete_iso_task, import_upload, iso_lock
@@ -24,28 +28,33 @@ ISO_KINDS: dict[str, tuple[Callable[..., Any], str]] = {
 
 @hookimpl
 def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None:
-    """The ``[isos]`` section: size limit and fetch retries."""
+    """The ``[isos]`` section: size limit and fetch retries; ``[images]``: mirrors."""
     register(SettingsSection(name=SECTION, model=IsoSettings))
+    register(SettingsSection(name=IMAGES_SECTION, model=ImageSettings))
 
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``iso.*`` (lock ``iso:<name>``)."""
+    """``iso.*`` (lock ``iso:<name>``) and ``image.fetch``."""
     for name, (run, description) in ISO_KINDS.items():
         register(TaskKind(name=name, run=run, description=description, locks=iso_lock))
+    register(TaskKind(name="image.fetch", run=fetch_image, locks=image_lock,
+                      description="fetch a template's cloud image into the library once (checksum file verified)"))
 
 
 @hookimpl
 def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
-    """``/api/v1/isos``."""
-    from bhype_core.api.routes import isos
+    """``/api/v1/isos`` and ``/api/v1/templates/{name}/image``."""
+    from bhype_core.api.routes import isos, template_images
 
     register(RouterEntry(name="isos", router=isos.make_router()))
+    register(RouterEntry(name="template-images", router=template_images.make_router(), prefix="/api/v1/templates"))
 
 
 @hookimpl
 def bhype_register_cli_commands(register: Callable[[CliCommand], None]) -> None:
-    """``bhype iso …``."""
-    from bhype_core.commands import iso
+    """``bhype iso …`` and ``bhype image …``."""
+    from bhype_core.commands import image, iso
 
     register(iso.command())
+    register(image.command())
