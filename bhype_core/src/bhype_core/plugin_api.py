@@ -46,6 +46,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   does.
 * **Database** — :func:`session`; column types and helpers for a plugin's own tables.
 * **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts).
+* **Templates and images** — :func:`template_catalog`, :func:`cloud_image_status` (a
+  template's cloud image and whether the library has it), :func:`list_isos`, :func:`iso_settings`.
 * **Units and bounds** — :func:`human_size`, :func:`parse_size`; bounded integers for request
   models and columns (:data:`Int64`, :data:`NonNegativeInt64`, :data:`PositiveInt64`,
   :data:`INT64_MIN`/:data:`INT64_MAX`) and :func:`event_id` (a ``Last-Event-ID`` header).
@@ -75,6 +77,7 @@ from bhype_core.api.limits import INT64_MAX, INT64_MIN, Int64, NonNegativeInt64,
 from bhype_core.api.principal import AdminDep, Principal, PrincipalDep
 from bhype_core.api.security import PUBLIC, AuthenticatedDep, AuthServiceDep, client_address
 from bhype_core.auth.throttle import TooManyAttempts
+from bhype_core.cloud_images import image_status as cloud_image_status
 from bhype_core.commands.plugins import format_table
 from bhype_core.commands.task_follow import StreamEvent, follow
 from bhype_core.commands.template import connection_options
@@ -160,6 +163,7 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 
 __all__ = [
+    "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
     "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",
     "VMStats", "VMStatus", "VolumeStats", "collect",

@@ -40,8 +40,8 @@ def template_fields(defaults: dict[str, Any]) -> dict[str, Any]:
 def cloud_image_status(runtime: Any, template: str, datastore: str | None = None) -> dict[str, Any] | None:
     """The template's cloud image and whether the library has it; ``None`` when it names none
     or the datastore cannot be read (the page then offers no cloud image rather than failing)."""
-    from bhype_core.cloud_images import image_status
-    from bhype_core.errors import BhypeError
+    from bhype_core.plugin_api import BhypeError
+    from bhype_core.plugin_api import cloud_image_status as image_status
 
     try:
         return image_status(runtime, template, datastore)
