@@ -27,16 +27,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bhype_core.templates import load_templates
+from bhype_core.testing.file_server import FileServer
 from bhype_core.testing.guest_image import READY_MARKER, GuestImage
 from bhype_core.testing.ports import free_port
 from bhype_core.testing.users import LocalUsers, require_user_tools
@@ -108,31 +107,12 @@ class Mirror:
             "SHA512SUMS": f"{hashlib.sha512(b'json').hexdigest()}  debian-13-genericcloud-amd64.json\n"
                           f"{digest}  {shipped.file}\n".encode(),
         }
-        self.requests: list[str] = []
-        mirror = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                mirror.requests.append(self.path)
-                body = mirror.files.get(self.path.rsplit("/", 1)[-1])
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/debian-cloud/"
+        self.server = FileServer(self.files, by_name=True)
+        self.requests = self.server.requests
+        self.url = f"{self.server.url}/debian-cloud/"
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
 
 class Host:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import lzma
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +22,7 @@ from bhype_core.errors import NotFound, ValidationErrors
 from bhype_core.isos import read_info
 from bhype_core.taskqueue import store
 from bhype_core.testing import act_as
+from bhype_core.testing.file_server import FileServer
 from bhype_core.vm.services import open_datastore
 
 DEBIAN = "debian-13-genericcloud-amd64.qcow2"
@@ -46,8 +46,6 @@ def mirror(network_runtime) -> Iterator[Mirror]:
     """A loopback HTTP server with the files of a Debian and a FreeBSD mirror; the runtime is
     configured to fetch templates' images from it. Yields the served files, which a test may
     change."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     files = Mirror({
         f"/debian/trixie/latest/{DEBIAN}": IMAGE,
         "/debian/trixie/latest/SHA512SUMS": (
@@ -56,38 +54,17 @@ def mirror(network_runtime) -> Iterator[Mirror]:
         "/freebsd/releases/VM-IMAGES/15.1-RELEASE/amd64/Latest/CHECKSUM.SHA512": (
             f"SHA512 ({FREEBSD}.xz) = {sha512(PACKED)}\nSHA512 (other.raw.xz) = {sha512(b'x')}\n").encode(),
     })
-    files.requests = requests = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            requests.append(self.path)
-            body = files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    server = FileServer(files)
+    files.requests = server.requests
+    base = server.url
     # The guard refuses loopback unless allowed (issue 11); the mirrors map the official URLs.
     network_runtime.settings.section("isos").fetch_allow = ["127.0.0.1/32"]
     network_runtime.settings.section("images").mirrors = {
         "https://cloud.debian.org/images/cloud/": f"{base}/debian/",
         "https://download.freebsd.org/": f"{base}/freebsd/",
     }
-    try:
+    with server:
         yield files
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_mirror_url_takes_the_longest_prefix():

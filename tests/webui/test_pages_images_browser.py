@@ -10,16 +10,15 @@ import json
 import re
 import secrets
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from browser_kit import ARTIFACTS
 from ui_server import BhypeServer
 
+from bhype_core.testing.file_server import FileServer
 from bhype_core.testing.users import LocalUsers, require_user_tools
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow]
@@ -43,27 +42,11 @@ class Mirror:
         data = image.read_bytes()
         files = {IMAGE_NAME: data, "SHA512SUMS": f"{hashlib.sha512(data).hexdigest()}  {IMAGE_NAME}\n".encode()}
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                body = files.get(self.path.rsplit("/", 1)[-1])
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cloud/"
+        self.server = FileServer(files, by_name=True)
+        self.url = f"{self.server.url}/cloud/"
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ What is here, by purpose (``__all__`` is the authoritative list):
   (each hook's docstring is its reference).
 * **Registry records** — :class:`SettingsSection`, :class:`DriverEntry`,
   :class:`StorageBackendEntry`, :class:`TaskKind`, :class:`PeriodicJob`, :class:`Watcher`,
-  :class:`Sampler`,
+  :class:`Sampler`, :class:`UndoAction` (what recovery runs for a ``context.intent``),
   :class:`RouterEntry`, :class:`CliCommand`, :class:`ModelSet`, :class:`DoctorCheck` (+
   :class:`CheckResult`), :class:`EventKind`; settings sections subclass :class:`Section`.
 * **Runtime and tasks** — :class:`Runtime`, :class:`TaskContext` (``context.submit`` /
@@ -125,6 +125,7 @@ from bhype_core.registry import (
     SettingsSection,
     StorageBackendEntry,
     TaskKind,
+    UndoAction,
     Watcher,
     collect,
 )
@@ -163,6 +164,7 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 
 __all__ = [
+    "UndoAction",
     "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
     "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",

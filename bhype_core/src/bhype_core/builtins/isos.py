@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bhype_core import iso_staging
 from bhype_core.cloud_images import SECTION as IMAGES_SECTION
 from bhype_core.cloud_images import ImageSettings, fetch_image, image_lock
 from bhype_core.hookspecs import hookimpl
 from bhype_core.iso_fetch import fetch_iso
 from bhype_core.isos import SECTION, IsoSettings, delete_iso_task, import_upload, iso_lock
-from bhype_core.registry import CliCommand, RouterEntry, SettingsSection, TaskKind
+from bhype_core.registry import CliCommand, PeriodicJob, RouterEntry, SettingsSection, TaskKind, UndoAction
 
 ISO_KINDS: dict[str, tuple[Callable[..., Any], str]] = {
     "iso.fetch": (fetch_iso, "download an ISO from a URL (resumable, checksum verified)"),
@@ -40,6 +41,25 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
         register(TaskKind(name=name, run=run, description=description, locks=iso_lock))
     register(TaskKind(name="image.fetch", run=fetch_image, locks=image_lock,
                       description="fetch a template's cloud image into the library once (checksum file verified)"))
+    register(TaskKind(name="iso.clean_uploads", run=iso_staging.clean_uploads_job,
+                      description="remove staged ISO uploads older than isos.staged_max_age no import names"))
+
+
+@hookimpl
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """Recovery of an interrupted ``iso.import``: remove the ``.partial-`` file or the
+    unrecorded ISO it left (issue 11)."""
+    for action in iso_staging.UNDO_ACTIONS:
+        register(action)
+
+
+@hookimpl
+def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
+    """``iso.clean-uploads`` hourly and at worker start: staged uploads older than
+    ``isos.staged_max_age`` that no pending ``iso.import`` names (an API killed mid-upload,
+    an import that never ran)."""
+    register(PeriodicJob(name="iso.clean-uploads", kind="iso.clean_uploads", minute="17",
+                         run_at_start=True, description="remove stale staged ISO uploads"))
 
 
 @hookimpl
