@@ -145,6 +145,7 @@ from bhype_core.taskqueue.service import list_visible as list_tasks
 from bhype_core.taskqueue.service import show as show_task
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
 from bhype_core.units import human_size, parse_size
+from bhype_core.vm.access import owns_vm
 from bhype_core.vm.edit import LIVE_FIELDS
 from bhype_core.vm.hooks import HookFailure, VMVerb, hook_errors, vm_after, vm_before
 from bhype_core.vm.models import VM, VMRef
@@ -183,7 +184,7 @@ __all__ = [
     "accept_task", "active_driver", "api_from", "api_token_role", "check_filename", "client_address",
     "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds", "find_vm",
     "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
-    "iso_settings", "list_isos", "list_switches", "list_tasks", "list_vms", "may_see", "open_datastore",
+    "iso_settings", "list_isos", "list_switches", "list_tasks", "list_vms", "may_see", "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
     "sse", "status_driver", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",

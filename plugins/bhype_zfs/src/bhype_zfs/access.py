@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bhype_core.errors import Forbidden, ValidationErrors
+from bhype_core.plugin_api import Forbidden, ValidationErrors, owns_vm
 
 
 def _owns(principal: Any, runtime: Any, vm: Any, field: str) -> None:
-    from bhype_core.vm.access import owns_vm
-
     owns_vm(principal, {field: vm}, runtime, key=field)
 
 
