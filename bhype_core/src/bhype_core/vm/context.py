@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlmodel import Session
 
-from bhype_core.errors import ValidationErrors
+from bhype_core.errors import ConfigError, ValidationErrors
 from bhype_core.network.service import list_switches
 from bhype_core.spec import SpecContext, VMSpec, validate_spec
 from bhype_core.templates import TemplateCatalog
 from bhype_core.vm.records import existing_macs, existing_names, existing_uuids
-from bhype_core.vm.services import active_platform, template_catalog
+from bhype_core.vm.services import active_driver, active_platform, template_catalog
 
 
 def host_memory() -> int | None:
@@ -33,6 +33,23 @@ def platform_checks(runtime: Any) -> list[Any]:
 
         return [bhyve_spec_errors]
     return []
+
+
+def vnc_needs_password(runtime: Any) -> bool:
+    """Whether this host's driver guards VNC with a password, so a new spec gets one.
+
+    bhyve's fbuf listens on loopback TCP, which every local account can reach: it needs the
+    VM's password. QEMU serves VNC on a unix socket only root can connect to and sets none, so
+    a password generated for it would be a secret stored for nothing (issue 11). Read from the
+    driver's ``vnc_over_tcp`` until the driver capabilities of issue 12 land (then: the driver
+    declares ``VNC_TCP``). No usable driver (a runtime without the driver plugin): generate one,
+    the safe side.
+    """
+    try:
+        driver = active_driver(runtime)
+    except ConfigError:
+        return True
+    return bool(getattr(driver, "vnc_over_tcp", True))
 
 
 def spec_context(
@@ -61,6 +78,7 @@ def spec_context(
         known_isos=isos,
         known_switches=[switch.name for switch in list_switches(db)],
         checks=platform_checks(runtime),
+        vnc_password=vnc_needs_password(runtime),
         rng=rng,
     )
 
