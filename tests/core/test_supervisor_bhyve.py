@@ -401,6 +401,32 @@ def test_leftover_instance_is_reported_and_destroyed_before_the_next_start(host:
     assert host.programs()[:2] == ["bhyvectl --destroy", "bhyve"]
 
 
+def test_stats_read_bhyvectl_and_rctl_of_the_running_vm(host: FakeHost) -> None:
+    """Issue 12: ``stats`` parses ``bhyvectl --get-stats`` (recorded sample, reference 3.3) and
+    ``rctl -u process:PID`` (reference 4.4) of the bhyve the supervisor runs; without RACCT
+    (rctl exits 1) CPU time is unknown but the bhyvectl counters still count."""
+    samples = Path(__file__).resolve().parent / "samples"
+    (host.fake / "get-stats").write_text((samples / "bhyvectl-get-stats.txt").read_text())
+    driver, spec = host.driver(), make_spec("stats1")
+    driver.rctl = str(FAKE / "rctl")
+    vm_dir = host.vm_dir("stats1")
+    with pytest.raises(Conflict, match="no statistics"):
+        driver.stats(spec, vm_dir)
+    started = driver.start(spec, vm_dir)
+
+    without_racct = driver.stats(spec, vm_dir)
+    (host.fake / "rctl-usage").write_text((samples / "rctl-usage.txt").read_text())
+    stats = driver.stats(spec, vm_dir)
+    driver.force_stop(spec, vm_dir)
+
+    assert without_racct.cpu_seconds is None and without_racct.rss_bytes == 3221225472
+    assert (stats.pid, stats.cpu_seconds, stats.rss_bytes) == (started.pid, 1523.0, 3221225472)
+    assert stats.extra == {"vm_exits": 58823301, "hlt_exits": 20331872, "vcpu_runtime_tsc": 912233810571,
+                           "resident_bytes": 3221225472, "wired_bytes": 0}
+    assert ["bhyvectl", f"--vm={spec.instance_name}", "--get-stats", "--cpu=0"] in host.calls("bhyvectl")
+    assert ["rctl", "-u", f"process:{started.pid}"] in host.calls("rctl")
+
+
 def test_vnc_password_is_in_a_0600_file_never_in_bhyves_arguments(host: FakeHost) -> None:
     driver, spec = host.driver(), make_spec("web12", graphics={"vnc": True, "password": "s3cret8x"})
     vm_dir = host.vm_dir("web12")

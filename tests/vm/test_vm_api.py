@@ -173,6 +173,22 @@ def test_detail_and_actions(client, users, runtime):
     assert all(t.locks == ["vm:web1"] for t in tasks(runtime))
 
 
+def test_each_power_action_is_its_own_documented_operation(app):
+    """Issue 12: the four power actions are explicit routes (not paths built from kind strings),
+    each with its own operation id and OpenAPI text; only stop and restart take a timeout."""
+    paths = app.openapi()["paths"]
+    expected = {"start": "vm_start", "stop": "vm_stop", "restart": "vm_restart", "force-stop": "vm_force_stop"}
+    for action, function in expected.items():
+        operation = paths[f"{VMS}/{{name}}/{action}"]["post"]
+        assert operation["operationId"].startswith(function + "_"), operation["operationId"]
+        assert operation["description"].strip() and operation["summary"]
+        assert "202" in operation["responses"]
+        params = {param["name"] for param in operation.get("parameters", [])}
+        assert ("timeout" in params) == (action in ("stop", "restart")), (action, params)
+    descriptions = {paths[f"{VMS}/{{name}}/{action}"]["post"]["description"] for action in expected}
+    assert len(descriptions) == 4
+
+
 def test_edit_validates_and_refuses_offline_fields_while_running(client, users, runtime):
     add_vm(runtime, "web1", "alice", state="running")
     response = client.patch(f"{VMS}/web1", json={"memory": "2G"}, headers=users["alice"])

@@ -20,7 +20,7 @@ from bhype_core.units import GIB, MIB
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.firmware import FirmwareMissing, nvram_name
 from bhype_core.vm.models import VM
-from bhype_core.vm.services import open_datastore
+from bhype_core.vm.services import active_driver, open_datastore
 
 SMALL = {"disks": [{"size": "1G"}, {"size": "2G"}], "memory": "256M", "cpus": 1}
 
@@ -68,7 +68,7 @@ def test_create_makes_directory_sparse_disks_nvram_and_row(vm_runtime, task_cont
     assert result["disks"] == [str(vm_dir / "disk0.img"), str(vm_dir / "disk1.img")]
     assert os.stat(vm_dir / "disk0.img").st_size == GIB and os.stat(vm_dir / "disk1.img").st_size == 2 * GIB
     assert allocated_bytes(vm_dir / "disk1.img") < MIB
-    nvram = vm_dir / nvram_name("linux")
+    nvram = vm_dir / nvram_name(active_driver(vm_runtime))
     assert nvram.is_file() and nvram.stat().st_size > 0  # debian boots UEFI
     [row] = rows(vm_runtime)
     assert (row.name, row.owner, row.datastore, row.state) == ("web1", "alice", "default", "stopped")
@@ -148,7 +148,7 @@ def test_a_firmware_copy_the_os_refuses_rolls_everything_back(vm_runtime, task_c
 def test_missing_firmware_is_named_and_rolled_back(vm_runtime, task_context, monkeypatch, tmp_path):
     # The firmware lookup is host state we cannot uninstall in a test: point it at a missing file.
     monkeypatch.setattr("bhype_core.vm.firmware.nvram_template",
-                        lambda platform: (tmp_path / "OVMF_VARS_4M.fd", "apt-get install ovmf"))
+                        lambda driver: (tmp_path / "OVMF_VARS_4M.fd", "apt-get install ovmf"))
     with pytest.raises(FirmwareMissing, match="apt-get install ovmf"):
         create_vm(task_context(vm_runtime, "vm.create"), "web1", template="debian", overrides=SMALL)
     assert_nothing_left(vm_runtime)

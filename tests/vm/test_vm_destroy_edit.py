@@ -16,7 +16,7 @@ from bhype_core.vm.edit import LIVE_FIELDS, OFFLINE_FIELDS, edit_vm, merge_patch
 from bhype_core.vm.firmware import nvram_name
 from bhype_core.vm.models import VM
 from bhype_core.vm.power import force_stop_vm, start_vm
-from bhype_core.vm.services import open_datastore
+from bhype_core.vm.services import active_driver, open_datastore
 
 SPEC = {"disks": [{"size": "1G"}], "memory": "256M"}
 
@@ -152,4 +152,4 @@ def test_edit_to_uefi_creates_the_nvram_copy(vm_runtime, task_context):
     create_vm(task_context(vm_runtime, "vm.create"), "k1", overrides={"boot": "grub"})
     vm_dir = open_datastore(vm_runtime).vm_dir("k1")
     edit_vm(task_context(vm_runtime, "vm.edit"), "k1", {"boot": {"mode": "uefi"}})
-    assert (vm_dir / nvram_name("linux")).is_file()
+    assert (vm_dir / nvram_name(active_driver(vm_runtime))).is_file()

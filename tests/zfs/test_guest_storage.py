@@ -177,10 +177,11 @@ def test_uefi_vm_keeps_its_nvram_in_the_dataset_on_the_runners_host(tank, guest_
     from bhype_core.vm.destroy import destroy_vm
     from bhype_core.vm.firmware import FirmwareMissing, nvram_template
     from bhype_core.vm.power import PreflightFailed, start_vm
+    from bhype_core.vm.services import active_driver
 
     runtime = guest_runtime()
     run = tank.shared_runner.run
-    template, _ = nvram_template("linux")
+    template, _ = nvram_template(active_driver(runtime))
     run(["rm", "-f", str(template)])
     with pytest.raises(FirmwareMissing, match=str(template)):
         create(runtime, "uefi0", boot={"mode": "uefi"})

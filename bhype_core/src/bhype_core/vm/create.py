@@ -23,7 +23,7 @@ from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.firmware import create_nvram, nvram_name
 from bhype_core.vm.hooks import call_vm_hook
 from bhype_core.vm.models import VM, VMRef
-from bhype_core.vm.services import active_platform, open_datastore
+from bhype_core.vm.services import active_driver, open_datastore
 from bhype_core.vm.settings import vm_settings
 from bhype_core.vm.undo import Undo
 
@@ -95,10 +95,10 @@ def create_vm(
 
         checkpoint(context)
         context.progress(85, "creating the UEFI variable store")
-        platform = active_platform(runtime)
-        nvram = create_nvram(spec, store, platform)
+        driver = active_driver(runtime)
+        nvram = create_nvram(spec, store, driver)
         if nvram is not None:
-            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(spec.name, nvram_name(platform)))
+            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(spec.name, nvram_name(driver)))
             context.log(f"UEFI variable store copied to {nvram}")
 
         context.progress(90, "recording the VM")

@@ -25,7 +25,7 @@ from bhype_core.vm.context import spec_context
 from bhype_core.vm.firmware import ensure_nvram, nvram_name
 from bhype_core.vm.models import VM
 from bhype_core.vm.records import get_vm
-from bhype_core.vm.services import active_driver, active_platform, open_datastore
+from bhype_core.vm.services import active_driver, open_datastore
 from bhype_core.vm.undo import Undo
 
 FIXED_FIELDS = ("name", "uuid", "template")
@@ -155,10 +155,10 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
             # Growing is not undone on a later failure: the guest sees unused space, no data is lost.
             store.grow_volume(name, disk.volume, disk.size)
             context.log(f"grew disk {disk.volume} from {human_size(size)} to {human_size(disk.size)}")
-        platform = active_platform(runtime)
-        nvram = ensure_nvram(new, store, platform)
+        driver = active_driver(runtime)
+        nvram = ensure_nvram(new, store, driver)
         if nvram is not None:
-            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(name, nvram_name(platform)))
+            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(name, nvram_name(driver)))
         with session(runtime, write=True) as db:
             stored = get_vm(db, name)
             stored.spec = new.to_data()

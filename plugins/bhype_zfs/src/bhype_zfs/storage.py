@@ -31,6 +31,7 @@ from bhype_zfs.dependents import refuse_if_dependents
 from bhype_zfs.names import check_dataset
 from bhype_zfs.parse import parse_zfs_get
 from bhype_zfs.replicate import copy_dataset
+from bhype_zfs.storage_points import ZfsCapabilities, zfs_capabilities
 from bhype_zfs.tool import ZfsHost, zfs_host, zfs_settings
 
 IMAGE_SUFFIX = ".img"
@@ -69,8 +70,9 @@ def _check(name: str, field: str) -> str:
     return name
 
 
-class ZfsStorage(StorageBackend):
-    """A datastore on ZFS; see the module docstring for its layout."""
+class ZfsStorage(ZfsCapabilities, StorageBackend):
+    """A datastore on ZFS; see the module docstring for its layout. Snapshot/release, export
+    and space come from :class:`~bhype_zfs.storage_points.ZfsCapabilities` (issue 12)."""
 
     name = "zfs"
 
@@ -80,6 +82,7 @@ class ZfsStorage(StorageBackend):
         self.host = host
         self.dataset = check_dataset(dataset, "dataset")
         self.options = options
+        self.capabilities = zfs_capabilities(options.disk_type)
         self.datastore = options.name
         self.copy_timeout = copy_timeout
         self._mountpoints: dict[str, Path] = {}

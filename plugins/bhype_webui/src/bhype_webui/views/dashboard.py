@@ -1,4 +1,5 @@
-"""The dashboard: host summary, VM counts by state, my recent tasks, latest notifications."""
+"""The dashboard: panels (the host cards and other plugins'), VM counts by state, my recent tasks,
+latest notifications."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import PrincipalDep
 from bhype_core.taskqueue import service as tasks
 from bhype_webui import notify_store, vm_query
-from bhype_webui.host_summary import host_summary
 from bhype_webui.views.account import notification_link
+from bhype_webui.views.extension_views import render_panels
 from bhype_webui.views.kit import PageKit
 from bhype_webui.views.tasks import target_link
 
@@ -43,6 +44,7 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
         notes, marker = notify_store.list_notifications(runtime.engine, viewer, limit=6)
         return kit.render(
             request, "dashboard.html", "dashboard",
-            host=host_summary(runtime, principal), states=ordered_states(counts), total=sum(counts.values()),
+            panels=render_panels(kit, request, runtime, principal), states=ordered_states(counts),
+            total=sum(counts.values()),
             tasks=recent, notifications=notes, last_read=marker, link=notification_link, task_link=target_link,
         )
