@@ -4,6 +4,8 @@ real root worker, kit users and a guest, is tests/webui/test_console_privsep.py)
 from __future__ import annotations
 
 import os
+import select
+import socket
 import stat
 
 import pytest
@@ -67,3 +69,25 @@ def test_a_planted_file_is_replaced_and_the_socket_removed_at_stop(vm_runtime, s
     path.mkdir()
     with pytest.raises(OSError, match="directory"):
         ConsoleBroker(path, vm_runtime, select_driver(vm_runtime), [os.getuid()])
+
+
+def test_open_console_reaches_a_tty_and_loopback_tcp_and_nothing_else():
+    from bhype_core.consoles.locate import open_console
+
+    # bhyve's serial console is the nmdm(4) B side; a pty stands in for it on Linux.
+    master, slave = os.openpty()
+    fd = open_console({"device": os.ttyname(slave)})
+    try:
+        os.write(master, b"ping\r")
+        assert select.select([fd], [], [], 30)[0]  # opened non-blocking: wait for the bytes
+        assert os.read(fd, 100) == b"ping\r"  # raw mode: no CR-to-NL translation
+    finally:
+        for each in (fd, master, slave):
+            os.close(each)
+    # bhyve's fbuf: loopback TCP only.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        fd = open_console({"host": "127.0.0.1", "port": listener.getsockname()[1], "password": True})
+        os.close(fd)
+    for bad in ({"host": "192.0.2.1", "port": 5900}, {"device": "/tmp/nmdm0B"}, {"unix": "relative.sock"}):
+        with pytest.raises(ValueError):
+            open_console(bad)
