@@ -165,7 +165,8 @@ class ConsoleBroker(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         fd: int | None = None
         try:
             op = request.get("op")
-            args = request.get("args") if isinstance(request.get("args"), dict) else {}
+            raw = request.get("args")
+            args: dict[str, Any] = raw if isinstance(raw, dict) else {}
             if op not in OPERATIONS:
                 reply = _error("bad_request", f"op: must be one of {', '.join(OPERATIONS)}")
             else:

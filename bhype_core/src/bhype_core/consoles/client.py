@@ -88,23 +88,26 @@ class ConsoleBrokerClient:
                         raise ProtocolError("the broker closed the connection without answering")
                     data += chunk
         except (OSError, ProtocolError) as exc:
-            for fd in fds:
-                os.close(fd)
+            for received_fd in fds:
+                os.close(received_fd)
             raise ConsoleBrokerUnavailable(
                 f"the console broker at {self.socket_path} is unreachable ({exc}); is `bhype worker` running as root?"
             ) from None
         try:
-            answer = json.loads(data[_HEADER:].decode())
+            decoded = json.loads(data[_HEADER:].decode())
         except ValueError:
-            answer = {}
+            decoded = None
+        answer: dict[str, Any] = decoded if isinstance(decoded, dict) else {}
         fd = fds[0] if fds else None
         for extra in fds[1:]:
             os.close(extra)
-        if answer.get("ok") is True and isinstance(answer.get("result", {}).get("console"), dict):
-            return answer["result"]["console"], fd
+        result = answer.get("result")
+        if answer.get("ok") is True and isinstance(result, dict) and isinstance(result.get("console"), dict):
+            return result["console"], fd
         if fd is not None:
             os.close(fd)
-        error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
+        raw_error = answer.get("error")
+        error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
         code, message = str(error.get("code", "")), str(error.get("message", "malformed answer"))
         if code == NotFound.code:
             raise NotFound(message)
