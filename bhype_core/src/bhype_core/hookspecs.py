@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         SettingsSection,
         StorageBackendEntry,
         TaskKind,
+        UndoAction,
         Watcher,
     )
     from bhype_core.runtime import Runtime
@@ -117,6 +118,22 @@ def bhype_register_watchers(register: Callable[[Watcher], None]) -> None:
     work only when something changed.
 
     :param register: call with a :class:`~bhype_core.registry.Watcher` per watcher.
+    """
+
+
+@hookspec
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """Offer the steps recovery may run to undo what an interrupted task made (issue 11).
+
+    A task writes an intent before each side effect (``context.intent("vm.remove_dir",
+    "VM directory /…", datastore="default", name="web1")``), naming one of these actions and its
+    JSON arguments; when the worker running the task dies, recovery calls the action with the
+    task's context (log lines go to the interrupted task), newest intent first. An action must
+    be idempotent and must cope with the thing never having been made (the intent comes
+    *before* the effect): treat "already gone" as done.
+
+    :param register: call with a :class:`~bhype_core.registry.UndoAction` per action; its name
+        is global: prefix it with the plugin's section name (``zfs.destroy_clone``).
     """
 
 

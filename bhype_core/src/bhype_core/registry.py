@@ -62,6 +62,22 @@ class TaskKind:
 
 
 @dataclass(frozen=True)
+class UndoAction:
+    """A step recovery runs to undo what an interrupted task made (see
+    :mod:`bhype_core.taskqueue.intents`).
+
+    ``run(context, **arguments)`` gets the interrupted task's
+    :class:`~bhype_core.tasks.TaskContext` and the JSON arguments of the intent; it returns a
+    line saying what it removed (or ``None`` when there was nothing to remove). It must be
+    idempotent and treat "already gone" as done.
+    """
+
+    name: str
+    run: Callable[..., str | None]
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class PeriodicJob:
     """A task submitted on a cron-like schedule (huey ``crontab`` fields, host local time).
 
@@ -272,6 +288,7 @@ class Registry:
     cli_commands: Catalog[CliCommand]
     models: Catalog[ModelSet]
     doctor_checks: Catalog[DoctorCheck]
+    undo_actions: Catalog[UndoAction] = field(default_factory=lambda: Catalog("undo action"))
 
     @classmethod
     def from_plugins(cls, pm: pluggy.PluginManager) -> Registry:
@@ -288,4 +305,5 @@ class Registry:
             cli_commands=collect(pm, "bhype_register_cli_commands", "CLI command"),
             models=collect(pm, "bhype_register_models", "model set"),
             doctor_checks=collect(pm, "bhype_register_doctor_checks", "doctor check"),
+            undo_actions=collect(pm, "bhype_register_undo_actions", "undo action"),
         )

@@ -4,6 +4,10 @@ Every step registers its reversal; any failure (a plugin's veto, a disk that can
 created, a missing firmware template, a clash on insert, an ``after_create`` plugin raising,
 a cancel) rolls back everything done so far, newest first: no orphan disk, directory, NVRAM
 file or database row.
+
+A crash of the worker cannot run that rollback, so each step is also written to the task's
+undo journal *before* it runs (``context.intent``, :mod:`bhype_core.vm.intents`): recovery of
+the interrupted task removes what it made, and the name can be used again (issue 11).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bhype_core.vm.access import check_create_rights
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.firmware import create_nvram, nvram_name
 from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.intents import REMOVE_DIR, REMOVE_ROW, REMOVE_VOLUME
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.services import active_driver, open_datastore
 from bhype_core.vm.settings import vm_settings
@@ -74,6 +79,7 @@ def create_vm(
         checkpoint(context)
 
         context.progress(20, "creating the VM directory")
+        context.intent(REMOVE_DIR, f"VM directory {vm_dir}", datastore=datastore, name=spec.name)
         store.create_vm_dir(spec.name)
         undo.push(f"VM directory {vm_dir}", lambda: store.remove_vm_dir(spec.name))
 
@@ -82,6 +88,8 @@ def create_vm(
             checkpoint(context)
             context.progress(20 + 60 * index / max(1, len(spec.disks)), f"creating disk {disk.volume}")
             name = disk.volume or f"disk{index}"  # validate_spec names every disk
+            context.intent(REMOVE_VOLUME, f"disk {name} of VM {spec.name}", datastore=datastore,
+                           name=spec.name, volume=name)
             volume = store.create_volume(spec.name, name, disk.size)
             undo.push(f"disk {volume.path}", _deleter(store, spec.name, name))
             context.log(f"disk {name}: {human_size(disk.size)} sparse at {volume.path}")
@@ -102,6 +110,7 @@ def create_vm(
             context.log(f"UEFI variable store copied to {nvram}")
 
         context.progress(90, "recording the VM")
+        context.intent(REMOVE_ROW, f"database row of VM {spec.name}", uuid=str(spec.uuid), name=spec.name)
         row = _insert(runtime, spec, owner, datastore)
         undo.push(f"database row of {spec.name}", lambda: _delete(runtime, row.id))
         ref = VMRef.of(row, vm_dir)

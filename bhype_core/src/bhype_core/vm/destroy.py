@@ -4,7 +4,9 @@ Deleting data cannot be undone, so destroy is made safe the other way round: vet
 checks come first (nothing changed yet), the row is deleted last, and every removal treats
 "already gone" as done. A destroy that fails part-way leaves the row in place, marked, still
 owning whatever remains; running it again finishes the job. No disk, NVRAM file, tap or
-directory is ever left without a row that names it.
+directory is ever left without a row that names it. A destroy cut off by a crash of the worker
+is finished by recovery (its intent is written just before the first removal,
+:mod:`bhype_core.vm.intents`), so the name is free again after a restart (issue 11).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from bhype_core.db.session import session
 from bhype_core.errors import BhypeError, Conflict, NotFound
 from bhype_core.vm.access import check_vm_access
 from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.intents import FINISH_DESTROY
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.nics import release_nics
 from bhype_core.vm.records import get_vm, set_state
@@ -48,6 +51,8 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
 
     removed: list[str] = []
     kept: list[str] = []
+    context.intent(FINISH_DESTROY, f"destroy of VM {name}", datastore=row.datastore, name=name, uuid=row.uuid,
+                   volumes=[disk.volume or "" for disk in ref.spec.disks], keep_disks=keep_disks)
     try:
         for index, disk in enumerate(ref.spec.disks):
             volume = disk.volume or ""

@@ -14,6 +14,7 @@ from bhype_core.registry import (
     SettingsSection,
     StorageBackendEntry,
     TaskKind,
+    UndoAction,
 )
 from bhype_zfs.settings import ZfsSettings
 
@@ -44,6 +45,15 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
         register(TaskKind(name=name, run=run, description=description, locks=locks))
     register(TaskKind(name=status.PROBE_KIND, run=status.probe,
                       description="probe OpenZFS and the configured pool; store it for GET /api/v1/zfs/status"))
+
+
+@hookimpl
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """``zfs.undo_clone``: what recovery runs for an interrupted ``zfs.clone``."""
+    from bhype_zfs.clone_undo import UNDO_ACTIONS
+
+    for action in UNDO_ACTIONS:
+        register(action)
 
 
 @hookimpl

@@ -15,6 +15,7 @@ from typing import Any
 
 from bhype_core.errors import ValidationErrors
 from bhype_zfs import clones, health, import_vms, pool_init, schedules, snapshots
+from bhype_zfs.clone_undo import UNDO_CLONE
 from bhype_zfs.records import cloned_spec_data, insert_vm, vm_records_available
 from bhype_zfs.storage import NAME_PROPERTY, OWNER_PROPERTY
 from bhype_zfs.tool import zfs_host, zfs_settings
@@ -162,8 +163,15 @@ def clone(context: Any, source: str, target: str, snapshot: str | None = None, m
     if find_vm_row(runtime, target) is not None:
         raise ValidationErrors([("target", f"a VM named {target!r} already exists")])
     identity = {NAME_PROPERTY: target, OWNER_PROPERTY: owner}
+
+    def intend(taken: str | None) -> None:
+        # Before the first change: recovery destroys a half-made clone (issue 11).
+        context.intent(UNDO_CLONE, f"clone {target} of {source}", datastore=store.datastore, name=target,
+                       dataset=store.vm_dataset(target), source=src.dataset, snapshot=taken)
+
     result = clones.clone_tree(store.host, src.dataset, store.vm_dataset(target), snapshot=snapshot, mode=mode,
-                               identity=identity, copy_timeout=store.copy_timeout, context=context)
+                               identity=identity, copy_timeout=store.copy_timeout, context=context,
+                               before_changes=intend)
     if row is not None and vm_records_available(runtime) is None:
         try:
             new = insert_vm(runtime, store, cloned_spec_data(row.spec, target), owner)

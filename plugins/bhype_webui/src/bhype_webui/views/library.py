@@ -1,5 +1,6 @@
-"""The ISO library (upload with progress, fetch from a URL), the OS templates and the virtual
-switches. Changes go to the API (``/api/v1/isos``, ``/api/v1/switches``) from the page."""
+"""The ISO library (upload with progress, fetch from a URL), the OS templates (with their cloud
+images: in the library, or a button that fetches them) and the virtual switches. Changes go to
+the API (``/api/v1/isos``, ``/api/v1/switches``, ``/api/v1/templates/{name}/image``) from the page."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from bhype_core.network.service import list_switches
 from bhype_core.vm.services import open_datastore, template_catalog
 from bhype_core.vm.settings import vm_settings
 from bhype_webui.views.kit import PageKit
-from bhype_webui.views.wizard import template_fields
+from bhype_webui.views.wizard import cloud_image_status, template_fields
 
 
 def switch_users(db: Session) -> dict[str, list[str]]:
@@ -57,7 +58,8 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
     def templates(request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> HTMLResponse:
         """Every OS template a VM can be created from."""
         catalog = template_catalog(runtime)
-        rows = [{**t.summary(), "fields": template_fields(t.summary()["defaults"])} for t in catalog.list()]
+        rows = [{**t.summary(), "fields": template_fields(t.summary()["defaults"]),
+                 "image_status": cloud_image_status(runtime, t.name) if t.image else None} for t in catalog.list()]
         return kit.render(request, "templates.html", "templates", templates=rows,
                           errors=catalog.errors if principal.is_admin else {})
 
