@@ -55,6 +55,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`password_login`, :class:`BrowserLogin`, :func:`end_browser_session`,
   :func:`csrf_cookie`, :func:`api_token_role`, :func:`sse`, :class:`SessionEnded`,
   :class:`TooManyAttempts`.
+* **Consoles** (for web front ends) — :func:`broker_path` says whether the root worker's console
+  broker must open a VM's console for this process (an unprivileged API); :class:`ConsoleBrokerClient`
+  asks it, :class:`ConsoleBrokerUnavailable` when it is not running.
 * **CLI** — :func:`connection_options`, :func:`api_from`, :class:`VmApi`, :func:`follow`,
   :class:`StreamEvent`, :func:`format_table`.
 """
@@ -83,6 +86,7 @@ from bhype_core.commands.task_follow import StreamEvent, follow
 from bhype_core.commands.template import connection_options
 from bhype_core.commands.vm_client import VmApi, api_from
 from bhype_core.config import Section
+from bhype_core.consoles.client import ConsoleBrokerClient, ConsoleBrokerUnavailable, broker_path
 from bhype_core.db.models import USER_LENGTH, utcnow
 from bhype_core.db.session import session
 from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, Task
@@ -166,6 +170,7 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 __all__ = [
     "UndoAction",
+    "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path",
     "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
     "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",
