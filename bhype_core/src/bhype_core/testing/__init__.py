@@ -2,7 +2,10 @@
 
 Plugin authors get the same fixtures the core's own tests use: an empty plugin manager, a way
 to register fake plugins, settings in a temporary data directory, a runtime, and fixtures for
-the real services (MariaDB, Redis, OpenSSH) bHype talks to.
+the real services (MariaDB, Redis, OpenSSH) bHype talks to. A service or guest the machine
+lacks fails the test unless the run leaves it out by name (``--without PART``,
+``--no-guests``: :mod:`bhype_core.testing.parts`). The guest images themselves are built by the
+dev/test-only distribution ``bhype-testimages``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pytest
 from bhype_core.config import Settings, apply_environment
 from bhype_core.plugins import BhypePluginManager, make_plugin_manager
 from bhype_core.runtime import Runtime, build_runtime
+from bhype_core.testing import parts
 from bhype_core.testing.api_auth import act_as, token_headers  # noqa: F401  (helper export)
 from bhype_core.testing.database import (  # noqa: F401  (fixture export)
     database_url,
@@ -26,6 +30,12 @@ from bhype_core.testing.database import (  # noqa: F401  (fixture export)
     sqlite_url,
 )
 from bhype_core.testing.guest_image import tiny_guest  # noqa: F401  (fixture export)
+from bhype_core.testing.parts import (  # noqa: F401  (hook export: --without PART, the "NOT TESTED" line)
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_deselected,
+    pytest_terminal_summary,
+)
 from bhype_core.testing.queue import redis_prefix, redis_url, start_worker  # noqa: F401  (fixture export)
 from bhype_core.testing.sshd import SshdServer, sshd_server  # noqa: F401  (fixture export)
 from bhype_core.testing.users import LocalUser, LocalUsers, local_user  # noqa: F401  (fixture export)
@@ -85,6 +95,8 @@ MARKERS = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the test kit's markers, so plugin repositories using --strict-markers work."""
+    """Declare the test kit's markers, so plugin repositories using --strict-markers work, and
+    read ``--without``/``--no-guests`` (:mod:`bhype_core.testing.parts`)."""
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
+    parts.configure(config)
