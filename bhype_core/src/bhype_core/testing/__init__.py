@@ -19,6 +19,7 @@ from bhype_core.config import Settings, apply_environment
 from bhype_core.plugins import BhypePluginManager, make_plugin_manager
 from bhype_core.runtime import Runtime, build_runtime
 from bhype_core.testing import parts
+from bhype_core.testing.accounts import NO_ROLE_GROUPS, Roles, bhype_roles  # noqa: F401  (fixture export)
 from bhype_core.testing.api_auth import act_as, token_headers  # noqa: F401  (helper export)
 from bhype_core.testing.database import (  # noqa: F401  (fixture export)
     database_url,
@@ -43,8 +44,12 @@ from bhype_core.testing.zfs_guest import fresh_zfs_host, zfs_host  # noqa: F401 
 
 
 def make_settings(data_dir: Path, **sections: dict) -> Settings:
-    """Settings for a test: everything under ``data_dir``, plus the given section overrides."""
-    raw: dict = {"core": {"data_dir": str(data_dir)}}
+    """Settings for a test: everything under ``data_dir``, plus the given section overrides.
+
+    The roles map to groups no host has (:data:`~bhype_core.testing.accounts.NO_ROLE_GROUPS`),
+    so the machine's own accounts never have a role in a test; give ``auth=`` (for example
+    ``bhype_roles.auth_section()``) to a test that needs real admins or operators."""
+    raw: dict = {"core": {"data_dir": str(data_dir)}, "auth": dict(NO_ROLE_GROUPS)}
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return Settings(apply_environment(raw, {}), None)
