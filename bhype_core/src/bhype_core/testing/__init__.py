@@ -95,7 +95,7 @@ MARKERS = {
     "redis": "needs the Redis server on 127.0.0.1:6379",
     "sshd": "starts a real OpenSSH server on loopback",
     "slow": "takes more than a few seconds (real processes, venvs, guests)",
-    "guest": "boots a QEMU guest under TCG",
+    "guest": "boots a QEMU guest under TCG or builds a guest image (--no-guests leaves them out)",
 }
 
 
