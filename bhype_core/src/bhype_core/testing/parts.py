@@ -91,7 +91,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
-    """Count deselected tests per part (``-m "not guest"``) for the summary line."""
+    """Count deselected tests per part (``-m "not guest"``, ``-k``) for the summary line."""
     for item in items:
         for marker, part in MARKER_PARTS.items():
             if item.get_closest_marker(marker) is not None:
@@ -103,7 +103,7 @@ def not_tested_line(skipped_reasons: list[str]) -> str | None:
     """The summary's one line: what this run left out, by part, with test counts."""
     left_out = Counter(match.group(1) for reason in skipped_reasons for match in [_REASON.search(reason)] if match)
     parts = [f"{part} ({count} skipped)" for part, count in sorted(left_out.items())]
-    parts += [f"{part} ({count} deselected by -m)" for part, count in sorted(_deselected.items())]
+    parts += [f"{part} ({count} deselected)" for part, count in sorted(_deselected.items())]
     parts += [f"{part} (no test needed it)" for part in sorted(_excluded - set(left_out))]
     return "NOT TESTED: " + ", ".join(parts) if parts else None
 
