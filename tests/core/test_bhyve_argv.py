@@ -167,9 +167,10 @@ def test_grub_boot_from_disk(catalog):
     res = BhyveResources(
         disk_paths=[DISK0], taps=["tap12"], nmdm_id="-web1.1", device_map="/vm/web1/device.map"
     )
-    # ref 2.2 example: grub-bhyve -m <map> -r hd0,msdos1 -M 1024M -c /dev/nmdm-deb1.1A deb1
+    # ref 2.2 example: grub-bhyve -m <map> -r hd0,msdos1 -M 1024M -c /dev/nmdm-deb1.1A deb1, with
+    # the root vm-bhyve uses (hd0,1), which exists on GPT disks too (test_grub_root.py).
     assert grub_bhyve_argv(spec, res) == [
-        "/usr/local/sbin/grub-bhyve", "-m", "/vm/web1/device.map", "-r", "hd0,msdos1",
+        "/usr/local/sbin/grub-bhyve", "-m", "/vm/web1/device.map", "-r", "hd0,1",
         "-M", "2048M", "-c", "/dev/nmdm-web1.1A", "bhype-web1",
     ]  # fmt: skip
     assert grub_device_map(spec, res) == f"(hd0) {DISK0}\n"

@@ -224,3 +224,24 @@ def bhype_runtime_factory(bhype_settings, plugin_manager):
 
 def test_one_line_joins_multi_line_messages():
     assert one_line("command zfs exited 1: first\n  second\n\n") == "command zfs exited 1: first | second"
+
+
+def test_a_command_keeps_bhypes_log_off_the_terminal(config, tmp_path):
+    # A KVM probe that hangs (as nested KVM does here) is a warning in the log, and doctor's
+    # answer already says so: the audit line must not land on stderr as well.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("qemu-system-x86_64", "qemu-img"):
+        script = bin_dir / program
+        script.write_text(
+            "#!/bin/sh\n"
+            'case "$*" in\n'
+            '  --version) echo "QEMU emulator version 7.2.22" ;;\n'
+            '  *"-accel kvm"*) exec sleep 60 ;;\n'
+            "esac\n"
+        )
+        script.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = bhype("doctor", config=config, env=env)
+    assert "KVM probe guest did not finish" in result.stdout, result.stdout
+    assert "host command" not in result.stderr and result.stderr.strip() == "", result.stderr

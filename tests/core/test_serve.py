@@ -14,6 +14,7 @@ import pytest
 
 from bhype_core import __version__
 from bhype_core.api.app import create_app
+from bhype_core.commands.api_client import default_url
 from bhype_core.config import load_settings
 from bhype_core.db.migrate import pending
 from bhype_core.runtime import build_runtime
@@ -24,10 +25,10 @@ BHYPE = Path(sys.executable).parent / "bhype"
 START_DEADLINE = 90.0  # seconds; generous for a loaded 2-core CI machine
 
 
-def start_serve(tmp_path: Path) -> tuple[subprocess.Popen, Path, str, Path]:
+def start_serve(tmp_path: Path, *serve_args: str, port: int | None = None) -> tuple[subprocess.Popen, Path, str, Path]:
     """Start ``bhype serve`` in the foreground as this test's child; returns the process, the
-    config file, the base URL and the log file."""
-    port = free_port()
+    config file, the base URL of the configured port and the log file."""
+    port = port or free_port()
     config = tmp_path / "bhype.toml"
     config.write_text(
         f'[core]\ndata_dir = "{tmp_path / "data"}"\n\n[api]\nhost = "127.0.0.1"\nport = {port}\n'
@@ -37,7 +38,7 @@ def start_serve(tmp_path: Path) -> tuple[subprocess.Popen, Path, str, Path]:
     env["HOME"] = str(tmp_path / "home")
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(BHYPE), "--config", str(config), "serve"], stdout=out, stderr=subprocess.STDOUT, env=env
+            [str(BHYPE), "--config", str(config), "serve", *serve_args], stdout=out, stderr=subprocess.STDOUT, env=env
         )
     return process, config, f"http://127.0.0.1:{port}", log
 
@@ -124,3 +125,21 @@ def test_serve_refuses_an_unmigrated_production_database(tmp_path, fresh_mariadb
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("bhype: error: the database lacks") and "bhype db upgrade" in last
+
+
+@pytest.mark.slow
+def test_the_cli_follows_the_port_serve_was_given(tmp_path):
+    # ./dev serve --port N: the configuration still says another port; a CLI in another shell
+    # must reach the running server without --url, and fall back to the configuration after.
+    other = free_port()
+    process, config, configured, log = start_serve(tmp_path, "--port", str(other))
+    settings = load_settings(config)
+    try:
+        wait_healthy(process, f"http://127.0.0.1:{other}", log)
+        assert default_url(settings, environ={}) == f"http://127.0.0.1:{other}" != configured
+        assert default_url(settings, environ={"BHYPE_URL": "http://h:1/"}) == "http://h:1"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+        assert default_url(settings, environ={}) == configured
+    finally:
+        stop(process)

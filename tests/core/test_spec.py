@@ -327,6 +327,18 @@ def test_mac_collisions_with_other_vms_and_within_the_spec():
     assert errors == {"nics.1.mac": "same MAC as nics.0"}
 
 
+def test_a_uuid_another_vm_has_is_refused_before_anything_is_made():
+    taken = "7d2b0a8e-3f1c-4c55-9d2e-1b4a6c8f0e21"
+    errors = invalid({"name": "a", "uuid": taken.upper()}, SpecContext(existing_uuids={taken}))
+    assert errors == {"uuid": f"{taken} is already the UUID of another VM"}
+
+
+def test_windows_keeps_local_time_unless_told_otherwise():
+    assert validate_spec({"name": "w", "os_type": "windows"}, SpecContext()).clock == "localtime"
+    assert validate_spec({"name": "w", "os_type": "windows", "clock": "utc"}, SpecContext()).clock == "utc"
+    assert validate_spec({"name": "l", "os_type": "linux"}, SpecContext()).clock == "utc"
+
+
 def test_generated_mac_avoids_existing_and_own_macs():
     rng = SequenceRng([0x000001, 0x000002, 0x000003])
     spec = validate_spec(

@@ -218,6 +218,34 @@ def test_exit_1_before_running_is_a_failed_start_not_a_poweroff(host: FakeHost) 
     assert failure.value.exit_status == 1 and "Usage: bhyve" in str(failure.value)
 
 
+def test_a_guest_rebooting_at_once_is_a_started_vm_restarted(host: FakeHost) -> None:
+    # Exit 0 within the start grace: the guest ran and rebooted (bhyve(8) EXIT STATUS), which no
+    # failed start does. The start succeeds and the supervisor boots the guest again.
+    driver, spec = host.driver(start_grace=5.0), make_spec("web9")
+    vm_dir = host.vm_dir("web9")
+    host.script(spec, "fail 0", "run acpi")
+
+    started = driver.start(spec, vm_dir)
+
+    assert started.state is VMState.RUNNING
+    assert [h["outcome"] for h in started.history] == ["restart"] and started.restarts == 1
+    assert host.programs()[:2] == ["bhyve", "bhyve"]
+    driver.force_stop(spec, vm_dir)
+
+
+def test_a_guest_powering_off_at_once_started_and_stopped(host: FakeHost) -> None:
+    # A quiet exit 1 within the start grace is a power-off, not a failed start.
+    driver, spec = host.driver(start_grace=5.0), make_spec("web10")
+    vm_dir = host.vm_dir("web10")
+    host.script(spec, "fail 1")
+
+    started = driver.start(spec, vm_dir)
+
+    assert started.state is VMState.STOPPED and started.exit_status == 1
+    assert "powered off" in started.detail
+    assert not (vm_dir / "supervisor.pid").exists() and driver.running_instances() == []
+
+
 def test_error_after_a_reboot_is_a_crash_with_the_stderr_tail(host: FakeHost) -> None:
     driver, spec = host.driver(), make_spec("web6")
     vm_dir = host.vm_dir("web6")

@@ -177,7 +177,7 @@ def test_graceful_stop_via_acpi_reaches_stopped(lab: Lab) -> None:
     final = lab.driver.stop(lab.specs["alpha"], lab.vm_dir("alpha"), timeout=120)
 
     assert final.state is VMState.STOPPED and final.exit_status == 1
-    assert final.detail == "guest powered off; stop requested"  # no force was needed
+    assert final.detail == "stopped on request (guest powered off)"  # no force was needed
     assert final.history[-1]["note"] == "QMP SHUTDOWN reason guest-shutdown"
     assert "BHYPE-GUEST-ACPI-POWEROFF" in lab.serial("alpha")
     assert not ProcessTable(LocalRunner()).alive(pid)

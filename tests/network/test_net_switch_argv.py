@@ -113,6 +113,20 @@ def test_freebsd_existing_switch_is_left_alone_and_a_nic_gets_a_kernel_named_tap
     ]
 
 
+def test_a_tap_takes_the_bridges_live_mtu_when_the_switch_sets_none() -> None:
+    # The bridge is at 9000 (a jumbo-frame uplink), the switch configures no MTU: a 1500 tap
+    # could not join it (if_bridge(4)), so the tap copies the bridge's live MTU.
+    host, runner = freebsd_host(fixture("freebsd/ifconfig_l.txt"), fixture("freebsd/ifconfig_bridge.txt"),
+                                fixture("freebsd/ifconfig_tap_create.txt"))
+    config = validate_switch({"name": "lan", "uplink": "igb0", "vlan": 100})
+    host.plug(config, None, "vmnet/web1/0/lan", "bhffffffffn0")
+    assert runner.calls[-3:] == [
+        ["/sbin/ifconfig", "vm-lan"],  # the live MTU, from its first line
+        ["/sbin/ifconfig", "tap3", "descr", "vmnet/web1/0/lan", "group", "vm-port", "mtu", "9000", "up"],
+        ["/sbin/ifconfig", "vm-lan", "addm", "tap3"],
+    ]
+
+
 def test_freebsd_nic_with_its_own_vlan_gets_a_vlan_bridge_which_goes_with_its_last_tap() -> None:
     bridge = vlan_bridge_name("lan", 200)
     host, runner = freebsd_host(f"igb0 lo0 vm-lan igb0.100 {bridge} igb0.200\n", "")
@@ -234,6 +248,10 @@ def test_parsers_read_the_documented_formats() -> None:
     assert nat.parse_route_interface(fixture("freebsd/route_get_default.txt")) == "em0"
     assert linux.parse_members(fixture("linux/ip_link_master.json")) == ["eth1", "bh0011aabbn0"]
     assert "vm-lan" in linux.parse_interfaces(fixture("linux/ip_link.json"))
+    assert freebsd.parse_mtu(fixture("freebsd/ifconfig_bridge.txt")) == 9000
+    assert freebsd.parse_mtu("") is None
+    assert linux.parse_mtu(fixture("linux/ip_link_dev.json")) == 9000
+    assert linux.parse_mtu("[]") is None
 
 
 @pytest.mark.parametrize(

@@ -44,8 +44,14 @@ def test_power_cycle_keeps_the_cache_in_step(vm_runtime, task_context):
         with pytest.raises(NotFound):  # another operator's task reaching alice's VM
             stop_vm(task_context(vm_runtime, "vm.stop", user="mallory"), "p1")
         # No OS in the guest to answer ACPI: the graceful stop forces it off after the timeout.
-        stopped = stop_vm(task_context(vm_runtime, "vm.stop"), "p1", timeout=2)
+        stop_context = task_context(vm_runtime, "vm.stop")
+        stopped = stop_vm(stop_context, "p1", timeout=2)
         assert stopped["state"] == "stopped" and cached(vm_runtime, "p1").state == "stopped"
+        # It says it was forced, and the stop the user asked for does not read like an error.
+        assert stopped["forced"] is True
+        assert "did not shut down within 2 s, so it was powered off by force" in stop_context.reporter.text()
+        detail = cached(vm_runtime, "p1").state_detail
+        assert detail.startswith("stopped on request, powered off by force") and "exit status" not in detail
         again = restart_vm(task_context(vm_runtime, "vm.restart"), "p1", timeout=2)
         assert again["state"] == "running" and again["pid"] != started["pid"]
     finally:

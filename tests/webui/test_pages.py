@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 
 import pytest
 from pages_env import HTML, PagesEnv
@@ -156,3 +157,30 @@ def _principal(name: str, role: str = "operator"):
     from bhype_core.api.principal import Principal
 
     return Principal(name, role)  # type: ignore[arg-type]
+
+
+class _ConfirmTexts(HTMLParser):
+    """Every ``data-confirm`` attribute of a page, as the browser reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.texts.extend(value or "" for name, value in attrs if name == "data-confirm")
+
+
+def test_every_confirmation_is_a_whole_sentence(env):
+    # A macro once passed ' data-confirm="…"' as pre-built markup; autoescaping turned it into an
+    # unquoted attribute, and the Force stop dialog read only '"Power'.
+    env.add_vms("alice", 1)
+    client = env.client("alice", "admin")
+    texts = []
+    for path in PAGES + ["/ui/vms/alice-0000"]:
+        parser = _ConfirmTexts()
+        parser.feed(client.get(path, headers=HTML).text)
+        texts += parser.texts
+    assert "Power alice-0000 off at once, without a guest shutdown?" in texts
+    assert "Destroy VM alice-0000? This cannot be undone." in texts
+    for text in texts:
+        assert re.fullmatch(r"[A-Z][^\"<>]*[?.]", text), text

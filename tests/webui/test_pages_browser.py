@@ -170,6 +170,14 @@ def test_create_start_stop_destroy_in_the_browser(world: World, browser: Any) ->
         assert page.get_by_label("CPUs").is_disabled()  # CPUs and memory need the VM stopped
         wait_booted(server, vm)  # the guest's acpid must be up to honour the ACPI shutdown
         shot(page, "vm-detail")
+
+        # Force stop asks first, in a whole sentence (its attribute was once escaped to '"Power');
+        # cancelling leaves the VM running.
+        page.get_by_role("button", name=f"Force stop {vm}", exact=True).click()
+        dialog = page.locator("dialog#confirm")
+        assert dialog.locator("#confirm-text").inner_text() == f"Power {vm} off at once, without a guest shutdown?"
+        dialog.get_by_role("button", name="Cancel").click()
+        assert page.locator('h1 .state[data-state="running"]').count() == 1
         page.get_by_role("button", name=f"Stop {vm}", exact=True).click()
         page.locator('h1 .state[data-state="stopped"]').wait_for(timeout=WAIT)
         assert page.get_by_label("CPUs").is_enabled()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -142,6 +143,18 @@ def one_line(message: str) -> str:
     return " | ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
+def quiet_logging() -> None:
+    """A command prints its own answer: bHype's log (host-command audit lines, warnings the
+    answer already shows, like a probe that timed out) stays off the terminal; errors still
+    reach stderr. Without a handler, Python would print every warning there."""
+    logger = logging.getLogger("bhype")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.ERROR)
+        handler.setFormatter(logging.Formatter("bhype: %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``bhype`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
@@ -156,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bhype_core.worker import configure_logging
 
             configure_logging(runtime.settings.core.log_level)
+        else:
+            quiet_logging()
         args.runtime = runtime
         handler: Handler = args.handler
         return handler(args)

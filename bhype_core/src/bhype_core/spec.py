@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from bhype_core.errors import ValidationErrors
 from bhype_core.macs import BHYVE_OUI, generate_mac, normalize_mac
@@ -120,6 +120,24 @@ class VMSpec(SpecModel):
             if instance_name(other).lower() == mine:
                 raise ValueError(f"its hypervisor name {instance_name(value)!r} clashes with VM {other!r}")
         return value
+
+    @field_validator("uuid")
+    @classmethod
+    def _unique_uuid(cls, value: UUID, info: ValidationInfo) -> UUID:
+        # Checked before anything is made: the database's unique index would only refuse the
+        # row after the disks were written, with a message about names.
+        if str(value).lower() in {str(u).lower() for u in context_of(info).existing_uuids}:
+            raise ValueError(f"{value} is already the UUID of another VM")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clock_follows_the_os(cls, data: Any) -> Any:
+        # Windows keeps the real-time clock on local time; every other OS expects UTC (bhyve's
+        # -u). Only a default: an explicit clock is kept.
+        if isinstance(data, dict) and "clock" not in data and data.get("os_type") == "windows":
+            return {**data, "clock": "localtime"}
+        return data
 
     @field_validator("owner")
     @classmethod

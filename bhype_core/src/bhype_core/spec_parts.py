@@ -64,7 +64,7 @@ RESOLUTIONS = (
 class SpecContext:
     """What validation needs to know about the host; ``None`` collections skip that check.
 
-    ``existing_names``/``existing_macs`` belong to *other* VMs (leave the edited VM's own
+    ``existing_names``/``existing_macs``/``existing_uuids`` belong to *other* VMs (leave the edited VM's own
     out). ``checks`` are extra rules (e.g. a driver's), each returning ``(path, message)``
     pairs for a spec that passed the core rules. ``rng`` makes generated MACs and VNC
     passwords reproducible in tests.
@@ -74,6 +74,7 @@ class SpecContext:
     host_cpus: int | None = None
     existing_names: Collection[str] = ()
     existing_macs: Collection[str] = ()
+    existing_uuids: Collection[str] = ()
     known_templates: Collection[str] | None = None
     known_isos: Collection[str] | None = None
     known_switches: Collection[str] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bhype_core.builtins.doctor_parsers import parse_qemu_version
@@ -81,11 +82,28 @@ def check_kvm(runner: Any, qemu: str = QEMU) -> CheckResult:
     return CheckResult("KVM acceleration", usable, detail, "" if usable else KVM_FIX, optional=True)
 
 
+def check_ovmf(candidates: Sequence[tuple[str, str]] | None = None) -> CheckResult:
+    """UEFI firmware for QEMU: an OVMF code image and its variable store template (every
+    template but one boots UEFI, so without it almost every first VM fails to create).
+
+    :param candidates: (code, vars) pairs to look for; default: where QEMU's driver looks.
+    """
+    from bhype_core.drivers.qemu_argv import OVMF_CANDIDATES, find_ovmf
+
+    candidates = OVMF_CANDIDATES if candidates is None else candidates
+    found = find_ovmf(candidates)
+    if found:
+        return CheckResult("UEFI firmware", True, f"{found[0]} with {found[1]}")
+    wanted = " or ".join(f"{code} + {vars_}" for code, vars_ in candidates)
+    return CheckResult("UEFI firmware", False, f"OVMF not found ({wanted}): VMs with boot mode uefi cannot be "
+                       "created", "apt-get install ovmf")
+
+
 def linux_checks(runner: Any) -> list[CheckResult]:
-    """QEMU system emulator, qemu-img, and KVM (only probed when QEMU is there)."""
+    """QEMU system emulator, qemu-img, UEFI firmware, and KVM (only probed when QEMU is there)."""
     qemu, version = check_tool(runner, QEMU, "qemu-system-x86", "QEMU")
     image, _ = check_tool(runner, QEMU_IMG, "qemu-utils", "qemu-img")
-    results = [qemu, image]
+    results = [qemu, image, check_ovmf()]
     if version:
         results.append(check_kvm(runner))
     return results

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bhype_core.commands.served_url import local_url, served_url
 from bhype_core.errors import BhypeError, ConfigError
 
 CREDENTIALS_FILE = "credentials.json"
@@ -58,15 +59,11 @@ def credentials_path(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def default_url(settings: Any, environ: Mapping[str, str] = os.environ) -> str:
-    """``$BHYPE_URL``, else the local server from ``[api]`` (a wildcard address means loopback)."""
+    """``$BHYPE_URL``, else the running local ``bhype serve`` (whatever port it was given),
+    else the local server from ``[api]`` (a wildcard address means loopback)."""
     if environ.get(URL_ENV):
         return environ[URL_ENV].rstrip("/")
-    host = settings.api.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.api.port}"
+    return served_url(settings) or local_url(settings.api.host, settings.api.port)
 
 
 def _read_all(path: Path) -> dict[str, dict[str, Any]]:

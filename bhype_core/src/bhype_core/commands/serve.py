@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from bhype_core.commands import served_url
 from bhype_core.errors import BhypeError
 from bhype_core.runtime import Runtime
 
@@ -87,18 +88,21 @@ def serve(runtime: Runtime, host: str | None = None, port: int | None = None) ->
     settings = runtime.settings
     prepare_database(runtime)
     app = create_app(runtime=runtime)
+    host, port = host or settings.api.host, port or settings.api.port
     config = uvicorn.Config(
         app,
-        host=host or settings.api.host,
-        port=port or settings.api.port,
+        host=host,
+        port=port,
         log_level=settings.core.log_level,
         proxy_headers=False,  # no reverse proxy is assumed; never trust X-Forwarded-* by default
     )
     server = GracefulServer(config)
     worker = start_in_process_worker(runtime) if wants_in_process_worker(runtime) else None
+    served_url.record(settings, host, port)  # the CLI finds this server without --url
     try:
         server.run()
     finally:
+        served_url.forget(settings)
         if worker is not None:
             log.info("stopping the in-process worker")
             if not worker.stop():

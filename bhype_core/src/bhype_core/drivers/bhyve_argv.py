@@ -288,12 +288,17 @@ def bhyveload_argv(spec: VMSpec, resources: BhyveResources) -> list[str]:
 
 
 def grub_root(spec: VMSpec) -> str:
-    """grub-bhyve ``-r``: explicit, ``host`` for a host kernel, else ``cd0`` or ``hd0,msdos1``."""
+    """grub-bhyve ``-r``: explicit, ``host`` for a host kernel, else ``cd0`` or ``hd0,1``.
+
+    ``hd0,1`` names the first partition whatever the partition table (GRUB's partition names
+    without a scheme); grub-bhyve's own example ``hd0,msdos1`` does not exist on the GPT disks
+    most cloud images have (reference 2.2: vm-bhyve boots root ``hd0,1`` too).
+    """
     if spec.boot.kernel is not None:
         return "host"
     if spec.boot.grub_root:
         return spec.boot.grub_root
-    return "cd0" if spec.cdrom is not None else "hd0,msdos1"
+    return "cd0" if spec.cdrom is not None else "hd0,1"
 
 
 def grub_device_map(spec: VMSpec, resources: BhyveResources) -> str:

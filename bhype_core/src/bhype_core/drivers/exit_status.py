@@ -74,3 +74,17 @@ def decide(status: int | None, signal: int | None = None, *, stop_requested: boo
     if status in (BhyveExit.POWEROFF, BhyveExit.HALT):
         return Decision(Outcome.STOPPED, text)
     return Decision(Outcome.CRASHED, text)
+
+
+def ran_briefly(status: int | None, signal: int | None, stderr_tail: list[str]) -> bool:
+    """Whether a hypervisor that exited before it counted as running had run the guest.
+
+    bhyve(8) EXIT STATUS 0 (rebooted) and 2 (halted) come only from a running guest; 1
+    (powered off) is also usage(1)'s status, so it counts only with nothing on stderr. Any
+    other status or a signal is a failed start.
+    """
+    if signal is not None or status is None:
+        return False
+    if status in (BhyveExit.REBOOT, BhyveExit.HALT):
+        return True
+    return status == BhyveExit.POWEROFF and not stderr_tail

@@ -25,7 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from bhype_core.drivers.exit_status import Decision, Outcome, decide
+from bhype_core.drivers.exit_status import Decision, Outcome, decide, ran_briefly
 from bhype_core.drivers.state import VMFiles, boot_id, now_iso, read_json, rotate, tail_lines, write_json, write_pid
 from bhype_core.drivers.supervisor_kinds import KINDS, Exit, StartFailed
 from bhype_core.host.runner import LocalRunner, validate_argv
@@ -162,7 +162,12 @@ class Supervisor:
             self.log(f"hypervisor exited: status {exit.status} signal {exit.signal} {exit.note}".rstrip())
             self.kind.after_exit(exit)
             if not running and first:
-                return self._start_failed(first, self._early_exit(exit, tail))
+                if not ran_briefly(exit.status, exit.signal, tail):
+                    return self._start_failed(first, self._early_exit(exit, tail))
+                # The guest ran, then rebooted or powered off within the start grace: the start
+                # succeeded, and the exit is judged like any later one.
+                self.log("the guest rebooted or powered off within the start grace")
+                running = True
             request = self.stop_request()
             decision = decide(exit.status, exit.signal, stop_requested=request is not None)
             if not running and exit.status == 1 and tail:
@@ -178,6 +183,8 @@ class Supervisor:
                 limit, window = self._restart_limit()
                 decision = Decision(Outcome.CRASHED, f"reboot loop: more than {limit} restarts within {window:g}s")
             self._finish(decision, exit, tail, request)
+            # A guest that powered off at once still started; a no-op once the launcher heard.
+            self.notify_launcher({"ok": True, "pid": proc.pid, "supervisor_pid": os.getpid()})
             return 0
 
     def _early_exit(self, exit: Exit, tail: list[str]) -> StartFailed:
@@ -223,11 +230,13 @@ class Supervisor:
     def _finish(
         self, decision: Decision, exit: Exit | None, tail: list[str], request: dict[str, Any] | None = None
     ) -> None:
+        # A stop somebody asked for reads as that, not as an exit to explain: the hypervisor's
+        # own meaning (bhyve exits 1 on power-off) follows in brackets.
         detail = decision.meaning
         if request is not None and request.get("mode") == "force":
-            detail += f"; powered off by force ({request.get('note') or 'force-stop requested'})"
+            detail = f"stopped on request, powered off by force: {request.get('note') or 'force-stop requested'}"
         elif request is not None:
-            detail += "; stop requested"
+            detail = f"stopped on request ({decision.meaning})"
         if decision.outcome is Outcome.CRASHED and tail:
             detail += "\n" + "\n".join(tail)
         self.update(

@@ -19,6 +19,7 @@ Argv = list[str]
 
 _MEMBER = re.compile(r"^\s+member:\s+(\S+)\s+flags=", re.MULTILINE)
 _DESCRIPTION = re.compile(r"^\s+description:\s+(.*)$", re.MULTILINE)
+_MTU = re.compile(r"^\S+: flags=\S+.*\bmtu (\d+)", re.MULTILINE)
 _CLONED = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
 
 
@@ -47,6 +48,17 @@ def parse_description(stdout: str) -> str | None:
     """The ``description:`` line of ``ifconfig <if>`` output, if any."""
     match = _DESCRIPTION.search(stdout)
     return match.group(1).strip() if match else None
+
+
+def link(interface: str) -> Argv:
+    """``ifconfig <if>``: its first line carries the live MTU (``… metric 0 mtu 9000``)."""
+    return show(interface)
+
+
+def parse_mtu(stdout: str) -> int | None:
+    """The MTU on the first line of ``ifconfig <if>`` output (ifconfig(8)), if present."""
+    match = _MTU.search(stdout)
+    return int(match.group(1)) if match else None
 
 
 def group_members(group: str = PORT_GROUP) -> Argv:

@@ -45,6 +45,10 @@ class SwitchHost:
         """The members of ``bridge`` now."""
         return self.argv.parse_members(self.runner.run(self.argv.show(bridge), timeout=30).stdout)
 
+    def mtu(self, interface: str) -> int | None:
+        """The live MTU of ``interface`` now."""
+        return self.argv.parse_mtu(self.runner.run(self.argv.link(interface), timeout=30).stdout)
+
     def _run(self, steps: Iterable[list[str]], input: str | None = None) -> None:
         for argv in steps:
             self._log("host: " + " ".join(argv))
@@ -166,7 +170,11 @@ class SwitchHost:
         result = self.runner.run(self.argv.create_tap(hint), timeout=30)
         tap = self.argv.created_tap(result.stdout, hint)
         try:
-            self._run(self.argv.configure_tap(tap, description, bridge, switch.mtu if switch else None))
+            # A tap joins its bridge only with the bridge's MTU (if_bridge(4) refuses another on
+            # FreeBSD): the switch's configured MTU, else whatever the bridge has now (a jumbo
+            # uplink gives it 9000 without any switch setting).
+            mtu = (switch.mtu or self.mtu(bridge)) if switch and bridge else None
+            self._run(self.argv.configure_tap(tap, description, bridge, mtu))
         except Exception:
             self.remove_interfaces([tap])
             raise

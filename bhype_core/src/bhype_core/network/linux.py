@@ -41,6 +41,19 @@ def parse_members(stdout: str) -> list[str]:
     return [link["ifname"] for link in _links(stdout)]
 
 
+def link(interface: str) -> Argv:
+    """``ip -j link show dev <if>``: the link itself as JSON (ip-link(8)), with its live MTU."""
+    return [IP, "-j", "link", "show", "dev", interface]
+
+
+def parse_mtu(stdout: str) -> int | None:
+    """The ``mtu`` of the first link in :func:`link` output, if present."""
+    for entry in _links(stdout):
+        mtu = entry.get("mtu")
+        return mtu if isinstance(mtu, int) and not isinstance(mtu, bool) else None
+    return None
+
+
 def create_bridge(bridge: str) -> list[Argv]:
     """``ip link add name <bridge> type bridge``."""
     return [[IP, "link", "add", "name", bridge, "type", "bridge"]]

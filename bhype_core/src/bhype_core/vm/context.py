@@ -14,7 +14,7 @@ from bhype_core.errors import ValidationErrors
 from bhype_core.network.service import list_switches
 from bhype_core.spec import SpecContext, VMSpec, validate_spec
 from bhype_core.templates import TemplateCatalog
-from bhype_core.vm.records import existing_macs, existing_names
+from bhype_core.vm.records import existing_macs, existing_names, existing_uuids
 from bhype_core.vm.services import active_platform, template_catalog
 
 
@@ -56,6 +56,7 @@ def spec_context(
         host_cpus=os.cpu_count(),
         existing_names=existing_names(db, exclude_id),
         existing_macs=existing_macs(db, exclude_id),
+        existing_uuids=existing_uuids(db, exclude_id),
         known_templates=catalog.names(),
         known_isos=isos,
         known_switches=[switch.name for switch in list_switches(db)],

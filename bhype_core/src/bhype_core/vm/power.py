@@ -15,7 +15,7 @@ from typing import Any
 
 from bhype_core.cloudinit import prepare_seed
 from bhype_core.db.session import session
-from bhype_core.drivers.base import Problem, VMStatus, blocking
+from bhype_core.drivers.base import Problem, VMState, VMStatus, blocking
 from bhype_core.drivers.preflight import local_runner
 from bhype_core.errors import BhypeError, Conflict
 from bhype_core.network.taps import planned_taps
@@ -58,10 +58,16 @@ def _load(context: Any, name: str) -> tuple[VM, VMRef, Any]:
 
 
 def status_detail(status: VMStatus) -> str:
-    """One line for the list: the driver's detail, with the exit status when there is one."""
-    if status.exit_status:
+    """One line for the list: the driver's detail, with the exit status when it explains a
+    crash (a clean power-off's exit status, bhyve's 1 for instance, is no news)."""
+    if status.exit_status and status.state is VMState.CRASHED:
         return f"exit status {status.exit_status}: {status.detail}"
     return status.detail
+
+
+def forced_off(status: VMStatus) -> bool:
+    """Whether the supervisor had to power the VM off by force (its detail says so)."""
+    return "powered off by force" in status.detail
 
 
 def cached_status(status: VMStatus) -> dict[str, Any]:
@@ -149,14 +155,20 @@ def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, 
         context.progress(100, current.state.value)
         return current.to_dict()
     call_vm_hook(runtime.pm, "bhype_vm_before_stop", ref, context)
-    context.progress(10, f"asking the guest to shut down (up to {timeout:g} s)")
+    context.progress(10, f"asking the guest to shut down (up to {timeout:g} s, then by force;"
+                         " force-stop does it at once)")
     status = driver.stop(ref.spec, ref.vm_dir, timeout)
     release_nics(runtime, driver, ref.spec, ref.vm_dir, context.log)
     record_status(runtime, name, status)
-    context.log(f"VM {name} is {status.state.value}")
+    forced = forced_off(status)
+    if forced:
+        context.log(f"VM {name} is {status.state.value}: the guest did not shut down within {timeout:g} s,"
+                    " so it was powered off by force", "warning")
+    else:
+        context.log(f"VM {name} is {status.state.value}")
     call_vm_hook(runtime.pm, "bhype_vm_after_stop", ref, context)
-    context.progress(100, status.state.value)
-    return status.to_dict()
+    context.progress(100, f"{status.state.value} (forced after {timeout:g} s)" if forced else status.state.value)
+    return {**status.to_dict(), "forced": forced}
 
 
 def force_stop_vm(context: Any, name: str) -> dict[str, Any]:

@@ -63,6 +63,11 @@ def existing_names(db: Session, exclude_id: int | None = None) -> list[str]:
     return [name for vm_id, name in db.exec(query).all() if vm_id != exclude_id]
 
 
+def existing_uuids(db: Session, exclude_id: int | None = None) -> list[str]:
+    """Every VM's UUID except VM ``exclude_id``'s (bhyve and SMBIOS need them unique)."""
+    return [uuid for vm_id, uuid in db.exec(select(VM.id, VM.uuid)).all() if vm_id != exclude_id]
+
+
 def existing_macs(db: Session, exclude_id: int | None = None) -> list[str]:
     """Every NIC MAC of every VM except VM ``exclude_id`` (generated MACs stay unique)."""
     macs = []
