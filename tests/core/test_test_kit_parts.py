@@ -74,4 +74,6 @@ def test_deselecting_guests_by_marker_is_named_in_the_summary(tmp_path: Path) ->
 def test_the_summary_line_counts_reasons_per_part() -> None:
     reasons = ["x (left out by --without guests)", "y (left out by --without guests)", "other skip"]
     assert parts.not_tested_line(reasons) == "NOT TESTED: guests (2 skipped)"
+    line = parts.not_tested_line(reasons, {"mariadb": 3}, {"guests", "redis"})
+    assert line == "NOT TESTED: guests (2 skipped), mariadb (3 deselected), redis (no test needed it)"
     assert parts.not_tested_line(["a plain skip"]) is None

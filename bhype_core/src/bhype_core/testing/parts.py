@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections import Counter
+from collections.abc import Mapping, Set
 from typing import NoReturn
 
 import pytest
@@ -99,12 +100,17 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
                 break
 
 
-def not_tested_line(skipped_reasons: list[str]) -> str | None:
-    """The summary's one line: what this run left out, by part, with test counts."""
+def not_tested_line(
+    skipped_reasons: list[str], deselected: Mapping[str, int] | None = None, excluded: Set[str] = frozenset()
+) -> str | None:
+    """The summary's one line: what a run left out, by part, with test counts (``None``: nothing).
+
+    ``skipped_reasons`` are the run's skip reasons, ``deselected`` counts deselected tests per
+    part, ``excluded`` the parts named with ``--without``."""
     left_out = Counter(match.group(1) for reason in skipped_reasons for match in [_REASON.search(reason)] if match)
     parts = [f"{part} ({count} skipped)" for part, count in sorted(left_out.items())]
-    parts += [f"{part} ({count} deselected)" for part, count in sorted(_deselected.items())]
-    parts += [f"{part} (no test needed it)" for part in sorted(_excluded - set(left_out))]
+    parts += [f"{part} ({count} deselected)" for part, count in sorted((deselected or {}).items())]
+    parts += [f"{part} (no test needed it)" for part in sorted(set(excluded) - set(left_out))]
     return "NOT TESTED: " + ", ".join(parts) if parts else None
 
 
@@ -115,6 +121,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         longrepr = getattr(report, "longrepr", None)
         if isinstance(longrepr, tuple) and len(longrepr) == 3:
             reasons.append(str(longrepr[2]))
-    line = not_tested_line(reasons)
+    line = not_tested_line(reasons, _deselected, _excluded)
     if line:
         terminalreporter.write_line(line, yellow=True, bold=True)
