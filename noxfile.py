@@ -28,7 +28,7 @@ nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 # Test-run tooling the root pytest configuration uses (``timeout``), not a package dependency.
 # What the root pytest configuration and the browser tests need beyond each package's [test]
 # extra (playwright is only the Python API: the tests drive Debian's chromium, never a download).
-PYTEST_TOOLS = ["pytest-timeout>=2.3", "playwright>=1.40"]
+PYTEST_TOOLS = ["pytest-timeout>=2.3", "pytest-xdist>=3.8", "playwright>=1.40"]
 # The versions the suite last passed with (see the file's header; ./dev lock refreshes it).
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
 

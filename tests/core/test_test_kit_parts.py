@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bhype_core.testing import parts
+from bhype_core.testing import guest_builds, parts
 
 SAMPLE = '''
 import pytest
@@ -53,6 +53,15 @@ def test_a_guest_that_cannot_be_built_fails_without_ci(tmp_path: Path, monkeypat
     assert "pytest --without guests" in result.stdout  # how to leave it out on purpose
     assert "bhype-no-such-program is not installed" in result.stdout
     assert "NOT TESTED" not in result.stdout
+    # The build ran (from the start of the session) and left its log beside the cache.
+    assert "build FAILED" in (tmp_path / "cache" / "tiny-guest" / "build.log").read_text()
+
+
+@pytest.mark.slow
+def test_collecting_only_builds_no_guest(tmp_path: Path) -> None:
+    result = run_pytest(tmp_path, "--collect-only")
+    assert "4 tests collected" in result.stdout, result.stdout + result.stderr
+    assert not (tmp_path / "cache" / "tiny-guest").exists()
 
 
 @pytest.mark.slow
@@ -77,3 +86,17 @@ def test_the_summary_line_counts_reasons_per_part() -> None:
     line = parts.not_tested_line(reasons, {"mariadb": 3}, {"guests", "redis"})
     assert line == "NOT TESTED: guests (2 skipped), mariadb (3 deselected), redis (no test needed it)"
     assert parts.not_tested_line(["a plain skip"]) is None
+
+
+def test_a_guest_build_starts_once_however_often_it_is_asked_for() -> None:
+    calls: list[str] = []
+
+    def fake_build(what: str, builder: str) -> object:
+        calls.append(builder)
+        return f"{what} built"
+
+    builder = f"fake.build_{os.getpid()}_{id(calls)}"
+    first = guest_builds.start("fake image", builder, run=fake_build)
+    second = guest_builds.start("fake image", builder, run=fake_build)
+    assert first is second and first.result(timeout=60) == "fake image built"
+    assert guest_builds.result("fake image", builder) == "fake image built" and calls == [builder]

@@ -30,6 +30,7 @@ from bhype_core.testing.database import (  # noqa: F401  (fixture export)
     mariadb_url,
     sqlite_url,
 )
+from bhype_core.testing.guest_builds import pytest_collection_finish, pytest_sessionfinish  # noqa: F401  (hooks)
 from bhype_core.testing.guest_image import tiny_guest  # noqa: F401  (fixture export)
 from bhype_core.testing.parts import (  # noqa: F401  (hook export: --without PART, the "NOT TESTED" line)
     pytest_addoption,

@@ -11,20 +11,18 @@ the serial port when it is up, runs a shell on the serial port and one on tty1 (
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bhype_core.testing import guest_builds
 from bhype_core.testing.parts import excluded_parts, missing
 
 READY_MARKER = "BHYPE-GUEST-READY"
 # "console=ttyS0 console=tty0": kernel messages on both; the last console= gets /dev/console.
 DEFAULT_CMDLINE = "console=ttyS0 console=tty0"
-# What a developer installs when the builders are missing (./dev setup does it).
-BUILDERS_HINT = "the test-image builders are not installed (pip install -e testkit/bhype_testimages; ./dev setup does)"
 
 
 @dataclass(frozen=True)
@@ -69,23 +67,17 @@ resolution = "800x600"
 
 
 def build_guest(what: str, builder: str) -> GuestImage:
-    """Call ``bhype_testimages.<builder>`` (``"tiny_image.tiny_guest_image"``): the cached image,
-    built first if needed. A missing builder package or a failed build is a failed test,
-    unless the run was started ``--without guests`` (:func:`bhype_core.testing.parts.missing`)."""
+    """The image ``bhype_testimages.<builder>`` builds (``"tiny_image.tiny_guest_image"``), from
+    the cache or from the build started when collection ended (:mod:`.guest_builds`). A missing
+    builder package or a failed build is a failed test, unless the run says ``--without guests``
+    (:func:`bhype_core.testing.parts.missing`)."""
     if "guests" in excluded_parts():
         missing("guests", f"{what} not built")
-    module_name, _, function = builder.rpartition(".")
-    try:
-        module = importlib.import_module(f"bhype_testimages.{module_name}")
-    except ImportError as exc:
-        problem = f"{what} could not be built: {BUILDERS_HINT} ({exc})"
-    else:
-        try:
-            return getattr(module, function)()
-        except Exception as exc:  # noqa: BLE001 - any build failure becomes one clear message
-            problem = f"{what} could not be built: {exc} (see <kind>/build.log in the guest cache)"
-    # Outside the except blocks: the failure shows the problem, not a chained traceback.
-    missing("guests", problem)
+    image = guest_builds.result(what, builder)
+    if isinstance(image, str):
+        missing("guests", image)
+    assert isinstance(image, GuestImage), image
+    return image
 
 
 @pytest.fixture(scope="session")
@@ -94,4 +86,4 @@ def tiny_guest() -> Iterator[GuestImage]:
     cached under ``$BHYPE_TEST_CACHE``. Boot it with ``-accel tcg`` (nested KVM hangs here).
 
     A guest that cannot be built fails the test, unless the run says ``--without guests``."""
-    yield build_guest("tiny test guest", "tiny_image.tiny_guest_image")
+    yield build_guest(*guest_builds.TINY)

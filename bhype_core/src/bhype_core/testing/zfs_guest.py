@@ -20,6 +20,7 @@ import pytest
 from bhype_core.errors import CommandError
 from bhype_core.host.runner import LocalRunner
 from bhype_core.host.ssh import SSHRunner
+from bhype_core.testing import guest_builds
 from bhype_core.testing.guest_image import GuestImage, build_guest
 from bhype_core.testing.ports import free_port
 from bhype_core.testing.qemu_guest import GuestFiles, QemuGuest, qemu_argv, short_workdir
@@ -182,7 +183,7 @@ def zfs_host() -> Iterator[ZfsHost]:
     cached outside the repository. A failed build fails the tests, unless the run says
     ``--without guests``.
     """
-    image = build_guest("ZFS test host image", "zfs_image.zfs_guest_image")
+    image = build_guest(*guest_builds.ZFS)
     with short_workdir("bhype-zfs-") as workdir:
         host = boot_zfs_host(image, workdir)
         try:
