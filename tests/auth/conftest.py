@@ -108,7 +108,11 @@ def start_auth_daemon(directory: Path, section: dict) -> subprocess.Popen:
     config = directory / "daemon.toml"
     lines = ["[auth]"]
     for key, value in section.items():
-        lines.append(f"{key} = {json.dumps(value)}")  # JSON strings/lists/numbers are valid TOML
+        if isinstance(value, dict):  # a sub-table such as throttle: a TOML inline table
+            value_text = "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + " }"
+            lines.append(f"{key} = {value_text}")
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")  # JSON strings/lists/numbers are valid TOML
     config.write_text("\n".join(lines) + "\n")
     log = directory / "daemon.log"
     with open(log, "wb") as output:
@@ -169,6 +173,27 @@ def daemon_world() -> Iterator[DaemonWorld]:
         if process is not None:
             stop_auth_daemon(process)
         users.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def strict_daemon(daemon_world: DaemonWorld) -> Iterator[Path]:
+    """A second real daemon process for ``daemon_world``'s users whose own throttle allows 3
+    failed logins per account in 10 minutes; yields its socket path."""
+    directory = Path(tempfile.mkdtemp(prefix="bhype-strictauth-"))
+    section = daemon_world.auth_section(
+        privileged_socket=str(directory / "auth.sock"),
+        privileged_socket_group="root",
+        api_user="root",
+        failure_min_seconds=0.2,
+        throttle={"daemon_account_failures": 3, "window_seconds": 600},
+    )
+    section.pop("backend"), section.pop("account_recheck_interval")
+    process = start_auth_daemon(directory, section)
+    try:
+        yield directory / "auth.sock"
+    finally:
+        stop_auth_daemon(process)
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -117,17 +117,19 @@ def test_every_failed_login_is_the_same_401(make_api, daemon_world):
     assert api.client.get("/api/v1/auth/me").status_code == 401
 
 
-def test_right_password_without_a_bhype_group_is_403(make_api, daemon_world):
+def test_right_password_without_a_bhype_group_is_the_same_401_as_a_wrong_one(make_api, daemon_world):
+    """Issue 11: same status, body and failure floor as a wrong password, and counted by the
+    throttle alike, so the answer tells nothing about the password of a non-bHype account."""
     api = make_api()
     user = daemon_world.users()  # only its own primary group
-    response = api.login(user)
-    assert response.status_code == 403
-    error = response.json()["error"]
-    assert error["code"] == "no_bhype_role"
-    assert daemon_world.admins.name in error["message"] and daemon_world.operators.name in error["message"]
-    assert "set-cookie" not in response.headers
-    (event,) = api.audit("auth.login_refused")
-    assert event.user == user.name
+    right = api.login(user)
+    wrong = api.login(user, "not-" + user.password)
+    for response in (right, wrong):
+        assert response.status_code == 401
+        assert response.json() == {"error": {"code": "login_failed", "message": pam.GENERIC_FAILURE}}
+        assert "set-cookie" not in response.headers
+    assert [e.user for e in api.audit("auth.login_failed")] == [user.name, user.name]
+    assert api.audit("auth.login_refused") == []
 
 
 @pytest.mark.parametrize("change", ["delete", "lock"])
@@ -233,6 +235,19 @@ def test_login_is_throttled_per_address(make_api, daemon_world):
     user = daemon_world.users(groups=[daemon_world.operators])
     response = api.login(user)
     assert response.status_code == 429 and int(response.headers["retry-after"]) > 0
+
+
+def test_an_attacker_cannot_lock_the_owner_out_from_another_address(make_api, daemon_world):
+    """Issue 11: failures count per (account, address) pair first; the account-wide ceiling is
+    far higher, so one attacking address cannot lock the real owner out."""
+    api = make_api(auth={"throttle": {"pair_failures": 3, "account_failures": 10, "window_seconds": 600}})
+    owner = daemon_world.users(groups=[daemon_world.operators])
+    attacker = TestClient(api.app, client=("198.51.100.66", 40000))
+    home = TestClient(api.app, client=("192.0.2.10", 40000))
+    for _ in range(3):
+        assert api.login(owner, "guess", client=attacker).status_code == 401
+    assert api.login(owner, client=attacker).status_code == 429  # even the right password
+    assert api.login(owner, client=home).status_code == 200
 
 
 def test_unreachable_daemon_is_503(make_api, tmp_path):
@@ -344,3 +359,27 @@ def test_websocket_with_a_session_needs_the_csrf_token(make_api, daemon_world, p
     token = login.json()["csrf_token"]
     with api.client.websocket_connect(f"/api/v1/live/live?csrf={token}") as ws:
         assert ws.receive_text() == f"hello {user.name}"
+
+
+def test_the_daemon_throttles_guesses_itself(make_api, daemon_world, strict_daemon):
+    """Issue 11: a compromised API process talks to the daemon directly, past the API's own
+    throttle; the daemon's per-account limit still stops it (here 3 failures per 10 minutes)."""
+    from bhype_core.auth.privileged import PrivilegedClient
+    from bhype_core.auth.throttle import TooManyAttempts
+
+    victim = daemon_world.users(groups=[daemon_world.operators])
+    other = daemon_world.users(groups=[daemon_world.operators])
+    rogue = PrivilegedClient(strict_daemon, timeout=10)
+    for guess in range(3):
+        with pytest.raises(pam.LoginFailed):
+            rogue.authenticate(victim.name, f"guess-{guess}")
+    with pytest.raises(TooManyAttempts) as caught:
+        rogue.authenticate(victim.name, victim.password)  # even the right one, now
+    assert 590 <= caught.value.retry_after <= 600
+    assert rogue.authenticate(other.name, other.password).username == other.name
+    # Through the API (whose own limits are far higher) the daemon's refusal is a 429 too.
+    api = make_api(auth={"privileged_socket": str(strict_daemon)})
+    response = api.login(victim)
+    assert response.status_code == 429 and int(response.headers["retry-after"]) >= 590
+    (event,) = api.audit("auth.login_throttled")
+    assert event.user == victim.name and event.detail["by"] == "daemon"

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bhype_core import cli
+from bhype_core.auth.pam import GENERIC_FAILURE
 from bhype_core.testing.api_server import served_app
 from bhype_core.testing.ports import free_port
 
@@ -88,7 +89,7 @@ def test_wrong_password_is_one_line_and_stores_nothing(served, cli_env, daemon_w
         monkeypatch, config, "login", "--url", url, "--user", user.name, "--password-stdin", stdin="wrong\n"
     )
     assert status == 1
-    assert capsys.readouterr().err == "bhype: error: invalid username or password\n"
+    assert capsys.readouterr().err == f"bhype: error: {GENERIC_FAILURE}\n"
     assert not credentials.exists()
 
 

@@ -8,7 +8,7 @@ import pwd
 import pytest
 
 from bhype_core.auth import pam
-from bhype_core.auth.identity import NotInBhypeGroup, account_usable, groups_of
+from bhype_core.auth.identity import account_usable, groups_of
 from bhype_core.auth.login import login, login_async
 from bhype_core.auth.pam import GENERIC_FAILURE, FailureFloor, LoginFailed
 
@@ -74,19 +74,32 @@ def test_every_failure_is_the_same_generic_answer_and_padded(auth_env, floor):
     assert login(good.name, good.password, settings, floor).username == good.name
 
 
-def test_user_in_no_bhype_group_is_refused_with_a_clear_message(auth_env, floor):
+def test_right_password_without_a_bhype_group_answers_like_a_wrong_one(auth_env, floor):
+    """Issue 11: the right password of an account in no bHype group used to answer 403 at once,
+    a wrong one 401 after the floor, so bHype told anyone which password of any local account
+    (root's included) was right. Both now get the generic answer through the floor."""
     users = auth_env.users
     outsider = users(groups=[users.group()])
 
-    with pytest.raises(NotInBhypeGroup) as caught:
-        login(outsider.name, outsider.password, auth_env.settings, floor)
+    right = _failure(outsider.name, outsider.password, auth_env.settings, floor)
+    wrong = _failure(outsider.name, "nope", auth_env.settings, floor)
 
-    error = caught.value
-    assert error.http_status == 403 and error.code == "no_bhype_role"
-    assert "not a member of any bHype group" in error.message
-    assert auth_env.admins.name in error.message and auth_env.operators.name in error.message
-    # The same account with a wrong password gets the generic answer, not this one.
-    assert _failure(outsider.name, "nope", auth_env.settings, floor)["error"]["message"] == GENERIC_FAILURE
+    assert right == wrong == {"error": {"code": "login_failed", "message": GENERIC_FAILURE}}
+    assert "bHype group" in GENERIC_FAILURE  # the one message still names the other cause
+    assert len(floor.slept) == 2 and all(0 < wait <= 5.0 for wait in floor.slept)
+    # Once in a group, the same password logs in: the refusal was the group, nothing else.
+    users.add_to_group(outsider, auth_env.operators)
+    assert login(outsider.name, outsider.password, auth_env.settings, floor).role == "operator"
+
+
+def test_no_pam_call_for_an_account_in_no_bhype_group(auth_env, floor, monkeypatch):
+    """The password of an account bHype would refuse anyway is never checked, so no answer
+    (status, body or time) can depend on it."""
+    outsider = auth_env.users(groups=[auth_env.users.group()])
+    checked = []
+    monkeypatch.setattr(pam, "pam_check", lambda *args: checked.append(args) or (0, ""))
+    _failure(outsider.name, outsider.password, auth_env.settings, floor)
+    assert checked == []
 
 
 def test_group_change_takes_effect_at_next_login(auth_env, floor):

@@ -108,9 +108,9 @@ def test_before_the_first_probe_the_route_says_so_and_lists_the_targets(backup_d
 def test_the_probe_is_a_periodic_job_and_a_task_kind(backup_runtime):
     runtime = backup_runtime()
     job = runtime.registry.periodic_jobs[PROBE_KIND]
-    assert job.run is probe and job.minute == "*/5"
+    assert job.kind == PROBE_KIND and job.minute == "*/5" and job.run_at_start
     assert runtime.registry.tasks[PROBE_KIND].run is probe
-    assert PROBE_KIND in runtime.queue.periodic and PROBE_KIND in runtime.queue.tasks
+    assert PROBE_KIND in runtime.queue.periodic  # its schedule was checked at start-up
 
 
 def test_only_admins_may_ask_for_a_fresh_probe(backup_db_runtime):

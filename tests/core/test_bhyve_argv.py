@@ -7,6 +7,8 @@ layout documented in bhype_core/drivers/bhyve_argv.py; none is copied from the b
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bhype_core.drivers.bhyve_argv import (
@@ -16,6 +18,7 @@ from bhype_core.drivers.bhyve_argv import (
     bhyvectl_argv,
     bhyvectl_destroy_argv,
     bhyveload_argv,
+    fbuf_secrets,
     grub_bhyve_argv,
     grub_cfg,
     grub_device_map,
@@ -353,3 +356,14 @@ def test_long_vm_names_get_a_short_bhyve_name():
     name = bhyve_argv(spec, BhyveResources(nmdm_id="1", firmware_vars=VARS))[-1]
     # ref 1.2: keep bhyve VM names to 31 characters on 13/14.
     assert len(name) <= 31 and name.startswith("bhype-a-very-long")
+
+
+def test_vnc_password_goes_to_a_secrets_file_not_the_command_line(catalog):
+    # Issue 11: a password in bhyve's argv is readable by every local account through ps(1).
+    spec = build(catalog, "openbsd", graphics={"vnc": True, "password": "pw"})
+    argv = bhyve_argv(spec, replace(RES, secrets_file="/vm/web1/vnc.conf"))
+    assert argv[argv.index("-k") + 1] == "/vm/web1/vnc.conf" and argv.index("-k") < argv.index("-s")
+    assert not any("pw" in arg.split(",") or "password=" in arg for arg in argv)
+    assert fbuf_secrets(spec) == "pci.0.29.0.password=pw\n"  # bhyve_config(5) node of slot 29
+    without = build(catalog, "openbsd", graphics={"vnc": True, "password": ""})
+    assert "-k" not in bhyve_argv(without, replace(RES, secrets_file="/vm/web1/vnc.conf"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -386,3 +387,17 @@ def test_leftover_instance_is_reported_and_destroyed_before_the_next_start(host:
     driver.force_stop(spec, vm_dir)
 
     assert host.programs()[:2] == ["bhyvectl --destroy", "bhyve"]
+
+
+def test_vnc_password_is_in_a_0600_file_never_in_bhyves_arguments(host: FakeHost) -> None:
+    driver, spec = host.driver(), make_spec("web12", graphics={"vnc": True, "password": "s3cret8x"})
+    vm_dir = host.vm_dir("web12")
+    driver.start(spec, vm_dir)
+    try:
+        (call,) = host.calls("bhyve")
+        assert not any("s3cret8x" in arg for arg in call)  # ps(1) shows every argument
+        secrets = Path(call[call.index("-k") + 1])
+        assert secrets == vm_dir / "vnc.conf" and secrets.read_text() == "pci.0.29.0.password=s3cret8x\n"
+        assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
+    finally:
+        driver.force_stop(spec, vm_dir)

@@ -201,3 +201,14 @@ def test_fairness_for_random_queues_one_slot_goes_to_the_least_recently_served_r
     decision = plan(queued, [], Limits(per_user=10, total=1), served)
     first = next(task for task in queued if task.id == decision.start[0])
     assert first.owner == fairness_order(queued, served)[0]
+
+
+def test_a_running_sub_task_holds_its_locks_but_no_slot():
+    # The parent p holds alice's only slot; its child c runs in that slot and holds vm:9.
+    running = [RunningTask("p", "alice"), RunningTask("c", "alice", ("vm:9",), in_own_slot=False)]
+    decision = plan([q("a2", "alice"), q("b1", "bob", "vm:9"), q("b2", "bob")], running, Limits(per_user=1, total=2))
+    assert decision.start == []  # one slot left: bob's head waits for the child's lock
+    assert decision.waiting["b1"] == waiting_for_lock("vm:9", "c")
+    assert decision.waiting["a2"] == waiting_for_user_limit(1)
+    freed = plan([q("b2", "bob")], running, Limits(per_user=1, total=2))
+    assert freed.start == ["b2"]  # the child took no second slot

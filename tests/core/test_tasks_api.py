@@ -15,6 +15,8 @@ from bhype_core.api.app import create_app
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
+from bhype_core.taskqueue import service
+from bhype_core.taskqueue.system import SYSTEM_OWNER, submit_as_system
 from bhype_core.testing.api_auth import act_as
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.worker import start_in_process_worker
@@ -211,3 +213,15 @@ def test_failed_task_shows_its_error_and_retry_runs_it_again(app, client, worker
                               "detail": {"type": "PingFailed", "kind": "core.ping", "plugin": "core_tasks"}}
     retried = client.post(f"{TASKS}/{task['id']}/retry").json()
     assert wait_until_ended(client, retried["id"])["state"] == "failed"
+
+
+def test_system_tasks_and_sub_tasks_show_in_the_list_for_admins(runtime, app, client):
+    scheduled = submit_as_system(runtime, "core.ping", {"echo": "scheduled"})
+    child = service.submit(runtime, SYSTEM_OWNER, "core.ping", {}, parent=scheduled.id)
+    act_as(app, "root", "admin")
+    listed = client.get(TASKS, params={"user": SYSTEM_OWNER}).json()["tasks"]
+    assert [(task["id"], task["owner"], task["parent_id"]) for task in listed] == [
+        (child.id, SYSTEM_OWNER, scheduled.id), (scheduled.id, SYSTEM_OWNER, None)]
+    act_as(app, "alice", "operator")
+    assert client.get(TASKS).json()["tasks"] == []  # operators see only their own
+    assert client.get(f"{TASKS}/{scheduled.id}").status_code == 404

@@ -7,13 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
-from bhype_core.errors import TaskFailed, ValidationErrors
+from bhype_core.db.migrate import upgrade
+from bhype_core.db.task_models import FINAL_STATES
+from bhype_core.errors import ValidationErrors
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
+from bhype_core.taskqueue import service, store
 from bhype_core.testing.queue import queue_config, settings_from, write_config
 
 pytestmark = pytest.mark.slow
@@ -32,32 +37,40 @@ def worker_config(request, tmp_path):
     return queue_config(tmp_path / "data", "sqlite")
 
 
-def client_queue(raw):
-    """The queue as the API process sees it: its own runtime, only the core's task kinds."""
-    pm = make_plugin_manager(load_entrypoints=False, plugins=[("core_tasks", core_tasks)])
-    return build_runtime(settings_from(raw), pm).queue
+def client_runtime(raw):
+    """The API process's view: its own runtime, only the core's task kinds, database migrated."""
+    pm = make_plugin_manager(load_entrypoints=False, plugins=[("core_models", core_models), ("core_tasks", core_tasks)])
+    runtime = build_runtime(settings_from(raw), pm)
+    upgrade(runtime)
+    return runtime
+
+
+def ended(runtime, task_id: str, timeout: float = RESULT_TIMEOUT):
+    """The Task row once it is final."""
+    deadline = time.monotonic() + timeout
+    while (task := store.get_task(runtime.engine, task_id)).state not in FINAL_STATES:
+        assert time.monotonic() < deadline, f"task {task_id} never ended"
+        time.sleep(0.05)
+    return task
 
 
 def test_ping_round_trip_and_failure_through_a_worker_process(worker_config, start_worker):
     worker = start_worker(worker_config)
-    queue = client_queue(worker_config)
+    runtime = client_runtime(worker_config)
 
-    handle = queue.enqueue("core.ping", {"echo": ["round", 1]}, user="alice")
-    outcome = queue.outcome(handle, timeout=RESULT_TIMEOUT)
-    assert outcome.value["pong"] is True
-    assert outcome.value["pid"] == worker.pid != os.getpid()  # it really ran over there
-    assert outcome.value["echo"] == ["round", 1]
-    assert (outcome.value["user"], outcome.value["task_id"]) == ("alice", handle.id)
-    assert [line["message"] for line in outcome.log] == ["ping from alice"]
+    task = ended(runtime, service.submit(runtime, "alice", "core.ping", {"echo": ["round", 1]}).id)
+    assert task.state == "succeeded" and task.result["pong"] is True
+    assert task.result["pid"] == worker.pid != os.getpid()  # it really ran over there
+    assert task.result["echo"] == ["round", 1]
+    assert (task.result["user"], task.result["task_id"]) == ("alice", task.id)
+    assert [line.message for line in store.read_log(runtime.engine, task.id)] == ["ping from alice"]
 
-    failing = queue.enqueue("core.ping", {"fail": "no such pool"}, user="alice")
-    with pytest.raises(TaskFailed) as caught:
-        queue.result(failing, timeout=RESULT_TIMEOUT)
-    assert caught.value.message == "task core.ping (plugin core_tasks) failed: PingFailed: no such pool"
-    assert caught.value.task_id == failing.id
+    failing = ended(runtime, service.submit(runtime, "alice", "core.ping", {"fail": "no such pool"}).id)
+    assert failing.state == "failed" and failing.error["message"] == "no such pool"
+    assert (failing.error["detail"]["type"], failing.error["detail"]["plugin"]) == ("PingFailed", "core_tasks")
 
     with pytest.raises(ValidationErrors, match="unknown task kind 'core.nope'"):
-        queue.enqueue("core.nope", {})
+        service.submit(runtime, "alice", "core.nope", {})
 
     log = worker.log_text()
     assert "task kind core.ping (plugin core_tasks)" in log  # the worker names what it runs
@@ -75,30 +88,30 @@ def test_worker_stops_gracefully_on_sighup(tmp_path, start_worker):
 
 def check_graceful_stop(raw, start_worker, signum):
     worker = start_worker(raw)
-    queue = client_queue(raw)
-    handle = queue.enqueue("core.ping", {"sleep": 1.5, "echo": "finish me"})
-    worker.wait_for_log(f"task core.ping {handle.id} started")
+    runtime = client_runtime(raw)
+    task = service.submit(runtime, "alice", "core.ping", {"sleep": 1.5, "echo": "finish me"})
+    worker.wait_for_log(f"task core.ping {task.id} started")
 
     worker.send_signal(signum)
     assert worker.wait(timeout=RESULT_TIMEOUT) == 0
-    # Graceful: the task that was running when the signal arrived still finished and answered.
-    outcome = queue.outcome(handle, timeout=5)
-    assert outcome.value["echo"] == "finish me" and outcome.value["pid"] == worker.pid
-    assert outcome.progress == {"percent": 100.0, "message": "pong"}
+    # Graceful: the task that was running when the signal arrived still finished.
+    done = store.get_task(runtime.engine, task.id)
+    assert done.state == "succeeded" and done.result["echo"] == "finish me" and done.result["pid"] == worker.pid
+    assert (done.progress, done.progress_message) == (100.0, "done")
     assert "bhype worker stopped" in worker.log_text()
 
 
 def test_worker_stops_at_once_on_sigterm(tmp_path, start_worker):
     raw = queue_config(tmp_path / "data", "sqlite")
     worker = start_worker(raw)
-    queue = client_queue(raw)
-    handle = queue.enqueue("core.ping", {"sleep": 600})
-    worker.wait_for_log(f"task core.ping {handle.id} started")
+    runtime = client_runtime(raw)
+    task = service.submit(runtime, "alice", "core.ping", {"sleep": 600})
+    worker.wait_for_log(f"task core.ping {task.id} started")
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=RESULT_TIMEOUT) == 0
-    # Immediate: the running task was abandoned, so it never produced a result.
-    assert queue.huey.result(handle.id, preserve=True) is None
+    # Immediate: the running task was abandoned, and the stopping worker said so on its row.
+    assert store.get_task(runtime.engine, task.id).state == "interrupted"
     assert "Received SIGTERM" in worker.log_text()
 
 

@@ -212,7 +212,13 @@ def console_session(runtime: Any, vm: dict[str, Any], keys: list[bytes], until: 
 
 def rfb_banner(vnc: dict[str, Any]) -> bytes:
     """The first 12 bytes the VNC server sends (RFC 6143 7.1.1: ProtocolVersion)."""
-    with socket.create_connection((vnc["host"], vnc["port"]), timeout=10) as sock:
+    if vnc.get("unix"):  # QEMU: a private unix socket (issue 11)
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(10)
+        sock.connect(vnc["unix"])
+    else:
+        sock = socket.create_connection((vnc["host"], vnc["port"]), timeout=10)
+    with sock:
         data = b""
         while len(data) < 12:
             chunk = sock.recv(12 - len(data))
@@ -307,7 +313,7 @@ def test_two_vms_reboot_worker_restart_and_reconcile(host: Host) -> None:
         host.task(response.json())
     reboots, steady = host.vm("reboots"), host.vm("steady")
     assert pid_alive(reboots["status"]["pid"]) and pid_alive(steady["status"]["pid"])  # two at once
-    assert reboots["status"]["consoles"]["vnc"]["port"] != steady["status"]["consoles"]["vnc"]["port"]
+    assert reboots["status"]["consoles"]["vnc"]["unix"] != steady["status"]["consoles"]["vnc"]["unix"]
     wait_for(lambda: f"{READY_MARKER} hostname=steady" in serial_text(steady), "steady's ready line")
 
     # The guest reboots itself; the supervisor starts it again (a new QEMU process).
@@ -370,7 +376,8 @@ def test_a_killed_hypervisor_is_noticed_from_its_state_file(host: Host) -> None:
     assert "signal 9" in vm["state_detail"] or "killed" in vm["state_detail"].lower(), vm["state_detail"]
     assert watch() == []  # nothing new since
 
-    # The worker process watches the same files: no reconcile task was asked for any of this.
+    # The worker process watches the same files: no reconcile task was asked for any of this
+    # (the system's minutely reconcile, owner @system, is not asked for by anyone).
     host.workers[0].wait_for_log("watcher vm.state-files every 2s (plugin core_vms)")
-    kinds = [task["kind"] for task in host.client.get("/api/v1/tasks").json()["tasks"]]
+    kinds = [task["kind"] for task in host.client.get("/api/v1/tasks").json()["tasks"] if task["owner"] != "@system"]
     assert "vm.reconcile" not in kinds

@@ -8,9 +8,11 @@ reference linux-test-host.md.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import tempfile
@@ -117,14 +119,6 @@ def command_line(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
 
 
-def vnc_des_response(password: str, challenge: bytes) -> bytes:
-    """RFB VNC authentication (RFC 6143 7.2.2): DES-encrypt the challenge with the password
-    (8 bytes, NUL padded) as key, each key byte bit-reversed; openssl's legacy DES-ECB."""
-    key = bytes(int(f"{b:08b}"[::-1], 2) for b in password.encode()[:8].ljust(8, b"\0"))
-    argv = ["openssl", "enc", "-des-ecb", "-K", key.hex(), "-nopad", "-provider", "legacy", "-provider", "default"]
-    return LocalRunner().run(argv, input=challenge, timeout=30).stdout_bytes
-
-
 def test_start_returns_once_qemu_runs_two_vms_at_once(lab: Lab) -> None:
     lab.spec("alpha", "bhype.hostname=alpha", graphics={"vnc": True, "password": VNC_PASSWORD})
     lab.spec("beta", "bhype.hostname=beta", "bhype.ignore_acpi=1")
@@ -137,7 +131,7 @@ def test_start_returns_once_qemu_runs_two_vms_at_once(lab: Lab) -> None:
         assert argv[0] == "qemu-system-x86_64" and argv[argv.index("-name") + 1] == f"bhype-{name}"
         assert Path(status.consoles["serial"]["unix"]).exists()
     assert alpha.pid != beta.pid
-    assert alpha.consoles["vnc"]["host"] == "127.0.0.1" and "vnc" not in beta.consoles
+    assert alpha.consoles["vnc"]["unix"].endswith("/vnc.sock") and "vnc" not in beta.consoles
     assert lab.driver.running_instances() == ["bhype-alpha", "bhype-beta"]
 
 
@@ -146,16 +140,26 @@ def test_serial_console_shows_the_guest(lab: Lab) -> None:
     assert lab.wait_serial("beta", rf"{READY_MARKER} [^\r\n]*") == f"{READY_MARKER} hostname=beta acpid=off"
 
 
-def test_vnc_answers_rfb_and_takes_the_password_set_over_qmp(lab: Lab) -> None:
-    port = lab.started["alpha"].consoles["vnc"]["port"]
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as vnc:
+def test_vnc_listens_only_on_a_private_unix_socket(lab: Lab) -> None:
+    # Issue 11: a loopback TCP port let any local account reach the console with the password
+    # read from the world-readable database. Now: a unix socket in the VM's private directory,
+    # no TCP listener, and the password is nowhere (command line, supervisor config, QMP).
+    status = lab.started["alpha"]
+    path = Path(status.consoles["vnc"]["unix"])
+    info = os.lstat(path)
+    assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077 == 0  # only root connects
+    argv = command_line(status.pid)
+    assert argv[argv.index("-vnc") + 1] == f"unix:{path}"
+    assert not any(VNC_PASSWORD in part for part in argv)
+    assert VNC_PASSWORD not in (lab.vm_dir("alpha") / "supervisor.json").read_text()
+    with socket.socket(socket.AF_UNIX) as vnc:
+        vnc.settimeout(30)
+        vnc.connect(str(path))
         assert vnc.recv(12) == b"RFB 003.008\n"
         vnc.sendall(b"RFB 003.008\n")
         count = vnc.recv(1)[0]
-        assert list(vnc.recv(count)) == [2]  # VNC authentication only: the password is on
-        vnc.sendall(b"\x02")
-        challenge = vnc.recv(16)
-        vnc.sendall(vnc_des_response(VNC_PASSWORD, challenge))
+        assert list(vnc.recv(count)) == [1]  # security None: the directory is the gate
+        vnc.sendall(b"\x01")
         assert struct.unpack(">I", vnc.recv(4))[0] == 0  # SecurityResult OK
         vnc.sendall(b"\x01")  # ClientInit, shared
         width, height = struct.unpack(">HH", vnc.recv(4))

@@ -18,9 +18,12 @@ from sqlmodel import Session, select
 from bhype_core.api.app import create_app
 from bhype_core.db.models import HostCommand
 from bhype_core.taskqueue import store
+from bhype_core.taskqueue.periodic import due_jobs, submit_run
+from bhype_core.taskqueue.system import SYSTEM_OWNER
 from bhype_core.tasks import TaskContext
 from bhype_core.testing import act_as
 from bhype_core.testing.routes import get_route, host_command_count
+from bhype_core.testing.tasks import run_queued
 from bhype_monitor.hostinfo import parse_freebsd_sysctls, parse_proc_loadavg, parse_proc_meminfo
 from bhype_monitor.status import FACT_KEY, PROBE_KIND, probe
 
@@ -111,13 +114,18 @@ def test_before_the_first_probe_the_route_says_so(monitor_db_runtime):
 def test_the_periodic_job_reads_this_host_in_the_worker(monitor_db_runtime):
     runtime = monitor_db_runtime()
     job = runtime.registry.periodic_jobs[PROBE_KIND]
-    assert job.run is probe and job.minute == "*/5"
+    assert job.kind == PROBE_KIND and job.minute == "*/5"
     assert runtime.registry.tasks[PROBE_KIND].run is probe
-    queue = runtime.queue  # the worker's binding (queue.binding), with the real runtime behind it
-    # What the consumer's scheduler does at 12:05: read the due jobs and run them.
-    (due,) = queue.huey.read_periodic(datetime(2025, 1, 6, 12, 5))
-    assert due.name == PROBE_KIND and queue.huey.read_periodic(datetime(2025, 1, 6, 12, 7)) == []
-    queue.huey.execute(due)
+    # What the worker's scheduler does at 12:05: find the due jobs and submit each as @system.
+    (due,) = due_jobs(runtime, datetime(2025, 1, 6, 12, 5))
+    assert due is job and due_jobs(runtime, datetime(2025, 1, 6, 12, 7)) == []
+    task = submit_run(runtime, due, "the 12:05 run")
+    try:
+        assert run_queued(runtime) == [task.id]
+    finally:
+        runtime.queue.scheduler.lease.release()
+    done = store.get_task(runtime.engine, task.id)
+    assert (done.owner, done.state) == (SYSTEM_OWNER, "succeeded")
     with Session(runtime.engine) as session:
         argvs = [row.argv for row in session.exec(select(HostCommand).order_by(HostCommand.id))]
     assert argvs == [["uname", "-s"], ["cat", "/proc/loadavg"], ["cat", "/proc/meminfo"]]

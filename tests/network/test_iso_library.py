@@ -91,6 +91,9 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fetch(runtime, url: str, **arguments):
+    # The test server listens on loopback, which iso.fetch refuses unless allowed (issue 11;
+    # tests/network/test_iso_fetch_guard.py shows the refusal).
+    runtime.settings.section("isos").fetch_allow = ["127.0.0.1/32"]
     context = task_context(runtime, "iso.fetch")
     return fetch_iso(context, url=url, **arguments), context
 

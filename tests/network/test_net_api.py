@@ -107,7 +107,15 @@ def test_iso_fetch_request_is_validated_before_queueing(client, network_runtime)
     answer = client.post("/api/v1/isos/fetch", json={"url": "ftp://x/y.iso", "name": "../y", "sha256": "zz"})
     assert answer.status_code == 422
     assert {f["path"] for f in answer.json()["error"]["fields"]} == {"url", "name", "sha256"}
-    accepted = client.post("/api/v1/isos/fetch", json={"url": "http://127.0.0.1:9/y.iso", "name": "y.iso"})
+    # Address literals the worker would refuse are refused at once (issue 11), naming the field.
+    for url in ("http://127.0.0.1:9/y.iso", "http://[::1]/y.iso", "http://169.254.169.254/latest/",
+                "http://10.1.2.3/y.iso", "http://0.0.0.0/y.iso", "http://224.0.0.1/y.iso"):
+        refused = client.post("/api/v1/isos/fetch", json={"url": url, "name": "y.iso"})
+        assert refused.status_code == 422, url
+        (problem,) = refused.json()["error"]["fields"]
+        assert problem["path"] == "url" and "isos.fetch_allow" in problem["message"], url
+    # Names are resolved (once, and checked) by the worker only.
+    accepted = client.post("/api/v1/isos/fetch", json={"url": "http://mirror.example:9/y.iso", "name": "y.iso"})
     assert accepted.status_code == 202
     task = store.get_task(network_runtime.engine, accepted.json()["task_id"])
     assert (task.kind, task.locks, task.owner) == ("iso.fetch", ["iso:y.iso"], "alice")

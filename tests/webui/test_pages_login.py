@@ -67,11 +67,13 @@ def test_a_wrong_password_gets_the_generic_answer_and_no_session(world):
     assert unknown.status_code == 401 and "invalid username or password" in unknown.text
 
 
-def test_an_account_in_no_bhype_group_is_told_so(world):
+def test_an_account_in_no_bhype_group_gets_the_generic_answer_that_names_groups(world):
     env, _, outsider, _ = world
     response = env.client().post("/ui/login", data={"username": outsider.name, "password": outsider.password},
                                  headers=HTML)
-    assert response.status_code == 403
+    # The same answer as a wrong password (issue 11); its one message mentions both causes.
+    assert response.status_code == 401
+    assert "invalid username or password" in response.text
     assert "bhype_session" not in cookies(response)
     assert "group" in html.unescape(response.text).lower()
 

@@ -123,4 +123,4 @@ def test_health_job_waits_for_a_configured_pool(tmp_path, plugin_manager, regist
     register_plugin(bhype_zfs.plugin, "zfs")
     missing = str(tmp_path / "no-zpool")
     runtime = build_runtime(make_settings(tmp_path / "data", zfs={"zpool_command": missing}), plugin_manager)
-    assert health.periodic_job(task_context(runtime, "zfs.health", None)) == []
+    assert health.health_task(task_context(runtime, "zfs.health", None)) == []

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from bhype_core.iso9660 import build_iso
+from bhype_core.safe_files import UnsafeFile, open_dir, read_bytes
 from bhype_core.spec import VMSpec
 
 SEED_FILE = "cidata.iso"
 LABEL = "cidata"
 MERGE_TYPE = "list(append)+dict(recurse_array)+str()"
+AUTHORIZED_KEYS_LIMIT = 1 << 20
 _HOST_BAD = re.compile(r"[^a-z0-9-]+")
 
 
@@ -99,16 +101,37 @@ def _part(text: str, subtype: str, filename: str) -> MIMEText:
 def account_keys(user: str | None, home: Path | None = None) -> list[str]:
     """The key lines of ``user``'s ``~/.ssh/authorized_keys`` (bHype users are local accounts),
     skipping comments, blank lines and lines with options (``from=…``): those restrict the
-    host login and mean nothing in a guest. Empty when the account or file does not exist."""
+    host login and mean nothing in a guest. Empty when the account or file does not exist.
+
+    The worker (root) reads a file the user controls: ``~/.ssh`` and the file are opened
+    without following symlinks, must belong to the user or root (sshd's StrictModes rule) and
+    the file must be a regular one of at most 1 MiB, so a planted link to a root-only file or
+    a FIFO fails the task with :class:`~bhype_core.safe_files.UnsafeFile` instead.
+    """
     if not user:
         return []
     try:
-        base = home or Path(pwd.getpwnam(user).pw_dir)
-        text = (base / ".ssh" / "authorized_keys").read_text(errors="replace")
-    except (KeyError, OSError):
+        if home is None:
+            entry = pwd.getpwnam(user)
+            base, uid = Path(entry.pw_dir), entry.pw_uid
+        else:
+            base, uid = home, os.stat(home).st_uid
+        ssh_dir = open_dir(base / ".ssh")
+    except (KeyError, FileNotFoundError, NotADirectoryError):
         return []
+    owners = {uid, 0}
+    try:
+        if os.fstat(ssh_dir).st_uid not in owners:
+            raise UnsafeFile(f"{base / '.ssh'} belongs to someone else than {user}: left alone")
+        data = read_bytes("authorized_keys", AUTHORIZED_KEYS_LIMIT, owners=owners, dir_fd=ssh_dir,
+                          label=base / ".ssh" / "authorized_keys")
+    except FileNotFoundError:
+        return []
+    finally:
+        os.close(ssh_dir)
     from bhype_core.spec_parts import SSH_KEY_RE
 
+    text = data.decode(errors="replace")
     return [line.strip() for line in text.splitlines() if SSH_KEY_RE.match(line.strip())]
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ModelSet,
         PeriodicJob,
         RouterEntry,
+        Sampler,
         SettingsSection,
         StorageBackendEntry,
         TaskKind,
@@ -96,9 +97,11 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 
 @hookspec
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
-    """Offer jobs the worker runs on a schedule (snapshots, metrics, audits).
+    """Offer tasks the system submits on a schedule (snapshots, probes, audits).
 
-    Called once in the worker at start-up.
+    Called once in every process at start-up. Each job names a registered task kind and its
+    arguments; every due run becomes a Task row owned by ``@system`` (with the kind's locks,
+    log and progress, visible in the task list), queued by one worker however many run.
 
     :param register: call with a :class:`~bhype_core.registry.PeriodicJob` per job.
     """
@@ -114,6 +117,20 @@ def bhype_register_watchers(register: Callable[[Watcher], None]) -> None:
     work only when something changed.
 
     :param register: call with a :class:`~bhype_core.registry.Watcher` per watcher.
+    """
+
+
+@hookspec
+def bhype_register_samplers(register: Callable[[Sampler], None]) -> None:
+    """Offer work the worker does every few seconds, once per host (monitoring samples).
+
+    Called once in the worker at start-up. Each sampler runs in a thread of the one worker
+    process on the host that holds its lease (a lock file under ``<core.data_dir>/samplers``);
+    when that worker stops, another takes over. Ticks that come due while one is still
+    running are skipped (and counted), never queued; a tick that raises is logged and counted.
+    A sampler is not a task: for host changes, submit one from the tick.
+
+    :param register: call with a :class:`~bhype_core.registry.Sampler` per sampler.
     """
 
 

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bhype_core.errors import BhypeError, ValidationErrors
+from bhype_core.fetch_guard import guarded_opener
 from bhype_core.isos import (
     CHUNK,
     IsoInfo,
@@ -33,7 +36,9 @@ from bhype_core.isos import (
     sha256_file,
     write_record,
 )
+from bhype_core.safe_files import UnsafeFile, chmod_regular, open_regular, read_bytes
 
+META_LIMIT = 64 << 10  # the partial's JSON note: a URL and two headers
 USER_AGENT = "bhype-iso-fetch"
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -67,35 +72,48 @@ class _Partial:
         self.path, self.url = path, url
         self.meta_path = path.with_name(path.name + ".json")
         try:
-            meta = json.loads(self.meta_path.read_text())
-        except (OSError, ValueError):
+            meta = json.loads(read_bytes(self.meta_path, META_LIMIT))
+        except (OSError, ValueError, UnsafeFile):
             meta = {}
         same = meta.get("url") == url and path.exists()
         self.validator: str | None = meta.get("validator") if same else None
         self.total: int | None = meta.get("total") if same else None
         if not same:
-            path.write_bytes(b"")
+            self.truncate()
 
     @property
     def size(self) -> int:
-        return self.path.stat().st_size
+        return os.lstat(self.path).st_size
+
+    def truncate(self) -> None:
+        """Empty (or create) the partial file, never through a symlink."""
+        os.close(open_regular(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, single_link=True))
+
+    def append(self) -> BinaryIO:
+        """The partial file open for appending (regular file only, not followed)."""
+        return os.fdopen(open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, single_link=True), "ab")
 
     def save(self) -> None:
-        self.meta_path.write_text(json.dumps({"url": self.url, "validator": self.validator, "total": self.total}))
+        meta = json.dumps({"url": self.url, "validator": self.validator, "total": self.total})
+        fd = open_regular(self.meta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, single_link=True)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(meta)
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
         self.meta_path.unlink(missing_ok=True)
 
 
-def _request(url: str, partial: _Partial, timeout: float) -> http.client.HTTPResponse:
+def _request(
+    url: str, partial: _Partial, timeout: float, opener: urllib.request.OpenerDirector
+) -> http.client.HTTPResponse:
     headers = {"User-Agent": USER_AGENT}
     if partial.size:
         headers["Range"] = f"bytes={partial.size}-"
         if partial.validator:
             headers["If-Range"] = partial.validator
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and partial.total is not None and partial.size == partial.total:
             raise _Complete() from None  # we already have every byte
@@ -119,13 +137,13 @@ def _receive(answer: http.client.HTTPResponse, partial: _Partial, limit: int, co
         length = answer.headers.get("Content-Length")
         partial.total = int(length) if length and length.isdigit() else None
         partial.validator = answer.headers.get("ETag") or answer.headers.get("Last-Modified")
-        partial.path.write_bytes(b"")
+        partial.truncate()
     partial.save()
     if partial.total is not None and partial.total > limit:
         partial.discard()
         raise FetchFailed(f"the ISO is {partial.total} bytes, more than isos.max_size ({limit})")
     last = time.monotonic()
-    with open(partial.path, "ab") as handle:
+    with partial.append() as handle:
         while chunk := answer.read(CHUNK):
             handle.write(chunk)
             offset += len(chunk)
@@ -148,17 +166,25 @@ def _progress(context: Any, done: int, total: int | None) -> None:
         context.progress(5, f"{done >> 20} MiB")
 
 
-def download(context: Any, url: str, target: Path, limit: int, attempts: int, timeout: float) -> Path:
+def download(
+    context: Any, url: str, target: Path, limit: int, attempts: int, timeout: float, allow: Sequence[str] = ()
+) -> Path:
     """Fetch ``url`` into ``target``'s partial file, resuming after dropped connections;
     returns the partial's path once every byte is there.
 
+    Only global addresses are fetched from, plus the networks in ``allow``
+    (:mod:`bhype_core.fetch_guard`: each host resolved once per connection and checked, every
+    redirect hop too).
+
     :raises FetchFailed: an HTTP error, a file over ``limit``, or ``attempts`` connections
         that all dropped (the partial stays for a retry).
+    :raises ~bhype_core.fetch_guard.TargetRefused: a host or redirect the guard refuses.
     """
+    opener = guarded_opener(allow)
     partial = _Partial(partial_path(target), url)
     for attempt in range(1, attempts + 1):
         try:
-            with _request(url, partial, timeout) as answer:
+            with _request(url, partial, timeout, opener) as answer:
                 if partial.size:
                     context.log(f"resuming at byte {partial.size} (attempt {attempt}, HTTP {answer.status})")
                 _receive(answer, partial, limit, context)
@@ -187,7 +213,8 @@ def fetch_iso(
     store = open_datastore(runtime, datastore)
     target = iso_dir(store, name)
     context.progress(1, f"downloading {url}")
-    path = download(context, url, target, settings.max_size, settings.fetch_attempts, settings.fetch_timeout)
+    path = download(context, url, target, settings.max_size, settings.fetch_attempts, settings.fetch_timeout,
+                    settings.fetch_allow)
     context.progress(90, "verifying the checksum")
     actual = sha256_file(path)
     if expected and actual != expected:
@@ -197,9 +224,9 @@ def fetch_iso(
         context.log(f"no checksum given; the download's SHA-256 is {actual}", "warning")
     if target.exists():
         raise ValidationErrors([("name", f"ISO {name!r} appeared while downloading; delete it first")])
+    chmod_regular(path, 0o644)  # through a descriptor: never the target of a planted link
     path.replace(target)
     path.with_name(path.name + ".json").unlink(missing_ok=True)
-    target.chmod(0o644)
     info = write_record(target, actual, url, context.user)
     context.progress(100, f"{name}: {info.size} bytes, sha256 {actual}")
     return IsoInfo(name, datastore_of(store), info.size, actual, url, info.added, context.user).to_dict()

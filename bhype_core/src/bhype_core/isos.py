@@ -12,18 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlmodel import select
 
 from bhype_core.config import Section
 from bhype_core.errors import Conflict, NotFound, ValidationErrors
+from bhype_core.safe_files import adopt, open_regular
 from bhype_core.spec_parts import ISO_RE
 
 SECTION = "isos"
@@ -37,6 +37,19 @@ class IsoSettings(Section):
     max_size: int = Field(16 << 30, gt=0, description="largest ISO accepted (upload or fetch), bytes")
     fetch_timeout: float = Field(30.0, gt=0, le=600, description="seconds without data before a fetch retries")
     fetch_attempts: int = Field(5, ge=1, le=50, description="connections a fetch tries before it fails")
+    fetch_allow: list[str] = Field(
+        default_factory=list,
+        description="networks iso.fetch may reach although not global (loopback, private, link-local, "
+        "…), e.g. [\"192.168.10.0/24\"] for a local mirror; everything else non-global is refused",
+    )
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from bhype_core.fetch_guard import parse_networks
+
+        parse_networks(value)  # ValueError names the bad entry
+        return value
 
 
 def iso_settings(runtime: Any) -> IsoSettings:
@@ -101,7 +114,7 @@ def partial_path(iso: Path) -> Path:
 def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
     """The SHA-256 of ``path`` (``progress(bytes_done)`` after each MiB)."""
     digest, done = hashlib.sha256(), 0
-    with open(path, "rb") as handle:
+    with os.fdopen(open_regular(path), "rb") as handle:  # never a planted link or FIFO
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
             done += len(chunk)
@@ -137,7 +150,9 @@ def write_record(path: Path, sha256: str, source: str | None, user: str | None) 
     """Record ``path``'s checksum and origin beside it."""
     size, added = path.stat().st_size, datetime.now(UTC).isoformat(timespec="seconds")
     info = {"size": size, "sha256": sha256, "source": source, "added": added, "added_by": user}
-    record_path(path).write_text(json.dumps(info))
+    fd = open_regular(record_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode=0o644, single_link=True)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(info))
     return IsoInfo(path.name, "", size, sha256, source, added, user)
 
 
@@ -174,16 +189,17 @@ def iso_dir(store: Any, name: str) -> Path:
 def import_file(store: Any, name: str, source_file: Path, sha256: str, source: str | None, user: str | None) -> IsoInfo:
     """Move a verified file into the library as ``name`` (a copy when on another file system).
 
+    ``source_file`` lies where the unprivileged API user writes (the uploads directory): it is
+    taken only if it is a single-link regular file of that directory's owner, through one
+    descriptor (:func:`bhype_core.safe_files.adopt`), never by following a planted symlink.
+
     :raises Conflict: ``name`` exists already.
+    :raises UnsafeFile: ``source_file`` is a symlink, FIFO, hard link or someone else's file.
     """
     target = iso_dir(store, name)
     staging = partial_path(target)
-    try:
-        os.replace(source_file, staging)
-    except OSError:  # EXDEV: the upload directory is on another file system
-        shutil.copyfile(source_file, staging)
-        os.unlink(source_file)
-    os.chmod(staging, 0o644)
+    staging.unlink(missing_ok=True)  # a leftover of an earlier attempt (the library is root's)
+    adopt(source_file, staging, mode=0o644)
     if target.exists():  # raced by another task: keep theirs
         staging.unlink()
         raise Conflict(f"ISO {name!r} already exists in datastore {datastore_of(store)}")

@@ -49,25 +49,34 @@ class TaskKind:
 
     ``run(context, **arguments)`` does the work and returns a JSON-able result.
     ``locks(arguments)`` names the resources (``vm:<id>``) the task holds while it runs.
+    ``resumable``: the kind records its steps with ``context.checkpoint(step, data)``; a task
+    whose worker dies (crash, reboot) is then queued again and resumed from its last
+    checkpoint (``context.resume_state``) instead of being marked ``interrupted``.
     """
 
     name: str
     run: Callable[..., Any]
     description: str = ""
     locks: Callable[[dict], list[str]] = field(default=lambda arguments: [])
+    resumable: bool = False
 
 
 @dataclass(frozen=True)
 class PeriodicJob:
-    """A job run by the worker on a cron-like schedule (huey ``crontab`` fields, host local
-    time). ``run(context)`` gets a :class:`bhype_core.tasks.TaskContext` (user ``None``).
+    """A task submitted on a cron-like schedule (huey ``crontab`` fields, host local time).
 
-    ``run_at_start`` also runs it once when a worker starts, for jobs whose answer must not wait
-    for the schedule (reconciling VM states after a restart, probing the host).
+    Each due run is an ordinary Task row of the registered task kind ``kind`` with
+    ``arguments``, owned by the system user ``@system``: it holds the kind's locks, logs to
+    the task log and shows in the task list like any task. A run still queued or running
+    when the next one is due makes that next one skip.
+
+    ``run_at_start`` also submits it once when a worker starts, for jobs whose answer must not
+    wait for the schedule (reconciling VM states after a restart, probing the host).
     """
 
     name: str
-    run: Callable[..., Any]
+    kind: str
+    arguments: dict[str, Any] = field(default_factory=dict)
     minute: str = "*"
     hour: str = "*"
     day: str = "*"
@@ -89,6 +98,23 @@ class Watcher:
     name: str
     start: Callable[[Any], Callable[[], Any]]
     interval: float = 2.0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """Work every ``interval`` seconds that a cron minute is too coarse for (monitoring samples).
+
+    Unlike a :class:`Watcher`, a sampler runs in one worker process per host (the one holding
+    its host-wide lease; another worker takes over when that one stops). ``start(runtime)`` is
+    called once when the worker gets the lease and returns the tick function. A tick that
+    outlasts the interval makes the ticks it overlapped skipped (counted, never queued up); a
+    tick that raises is logged and counted, and the sampler goes on.
+    """
+
+    name: str
+    start: Callable[[Any], Callable[[], Any]]
+    interval: float = 10.0
     description: str = ""
 
 
@@ -241,6 +267,7 @@ class Registry:
     tasks: Catalog[TaskKind]
     periodic_jobs: Catalog[PeriodicJob]
     watchers: Catalog[Watcher]
+    samplers: Catalog[Sampler]
     routers: Catalog[RouterEntry]
     cli_commands: Catalog[CliCommand]
     models: Catalog[ModelSet]
@@ -256,6 +283,7 @@ class Registry:
             tasks=collect(pm, "bhype_register_tasks", "task kind"),
             periodic_jobs=collect(pm, "bhype_register_periodic_jobs", "periodic job"),
             watchers=collect(pm, "bhype_register_watchers", "watcher"),
+            samplers=collect(pm, "bhype_register_samplers", "sampler"),
             routers=collect(pm, "bhype_register_routers", "router"),
             cli_commands=collect(pm, "bhype_register_cli_commands", "CLI command"),
             models=collect(pm, "bhype_register_models", "model set"),

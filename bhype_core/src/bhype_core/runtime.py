@@ -29,14 +29,18 @@ class Runtime:
     def engine(self) -> Any:
         """The SQLAlchemy engine for ``core.database_url``."""
         from bhype_core.db.engine import make_engine
+        from bhype_core.private_files import secure_data_dir
 
+        secure_data_dir(self.settings)
         return make_engine(self.settings.core.effective_database_url)
 
     @cached_property
     def queue(self) -> Any:
         """The huey instance, with every registered task kind bound to it."""
+        from bhype_core.private_files import secure_data_dir
         from bhype_core.queue.huey_factory import make_queue
 
+        secure_data_dir(self.settings)
         return make_queue(self.settings, self.registry, runtime=self)
 
     @cached_property

@@ -47,6 +47,44 @@ class TaskReporter(Protocol):
 
     # Optional: ``cancel_requested(context) -> bool`` says whether someone asked to cancel the
     # task (the Task-row reporter reads it from the row); reporters without it never cancel.
+    # Optional: ``checkpoint(context, state) -> None`` stores a resumable task's checkpoint.
+
+
+@dataclass(frozen=True)
+class SubTask:
+    """A sub-task :meth:`TaskContext.submit` queued: its Task row id and kind."""
+
+    id: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class SubTaskOutcome:
+    """How a sub-task ended (or, after a ``wait`` timeout, where it is): its ``state``, the
+    ``result`` of its ``run`` when it succeeded, its ``error`` (``{code, message, detail}``)
+    otherwise."""
+
+    id: str
+    kind: str
+    state: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the sub-task succeeded."""
+        return self.state == "succeeded"
+
+
+class SubTaskRunner(Protocol):
+    """What the task queue gives a running task for sub-tasks
+    (:class:`bhype_core.taskqueue.subtasks.SubTasks`)."""
+
+    def submit(self, kind: str, arguments: dict[str, Any]) -> SubTask:
+        """Queue a child task."""
+
+    def wait(self, context: TaskContext, handles: list[SubTask], timeout: float | None) -> list[SubTaskOutcome]:
+        """Run or wait for the children; their outcomes in the order given."""
 
 
 @dataclass(frozen=True)
@@ -78,12 +116,16 @@ class MemoryReporter:
 
     lines: list[LogLine] = field(default_factory=list)
     latest: Progress | None = None
+    saved: dict[str, Any] | None = None
 
     def log(self, context: TaskContext, line: LogLine) -> None:
         self.lines.append(line)
 
     def progress(self, context: TaskContext, progress: Progress) -> None:
         self.latest = progress
+
+    def checkpoint(self, context: TaskContext, state: dict[str, Any]) -> None:
+        self.saved = state
 
     def to_dict(self) -> dict[str, Any]:
         """The log and progress as JSON data."""
@@ -98,10 +140,14 @@ class TaskContext:
     """The stable interface every task kind's ``run(context, **arguments)`` and every periodic
     job's ``run(context)`` receives.
 
-    ``task_id`` is the queue's id for this run, ``kind`` the task kind (or periodic job) name,
-    ``user`` who submitted it (``None`` for periodic jobs and system tasks). Host commands run
-    through :attr:`runner` inside a task are attributed to ``user`` and ``task_id`` in the audit
-    trail (the worker wraps the run in :func:`bhype_core.host.audit.acting_as`).
+    ``task_id`` is the queue's id for this run, ``kind`` the task kind name, ``user`` who
+    submitted it (``None`` for periodic jobs and other tasks the system submits, owner
+    ``@system``). Host commands run through :attr:`runner` inside a task are attributed to the
+    owner and ``task_id`` in the audit trail (the worker wraps the run in
+    :func:`bhype_core.host.audit.acting_as`).
+
+    ``resume_state`` is ``None`` on a task's first run; a resumable kind's task resumed after
+    its worker stopped gets its last :meth:`checkpoint` there (``{"step": …, "data": …}``).
     """
 
     runtime: Runtime
@@ -109,6 +155,8 @@ class TaskContext:
     kind: str
     user: str | None = None
     reporter: TaskReporter = field(default_factory=MemoryReporter)
+    resume_state: dict[str, Any] | None = None
+    subtasks: SubTaskRunner | None = None
 
     @property
     def settings(self) -> Settings:
@@ -150,7 +198,7 @@ class TaskContext:
 
     def cancel_requested(self) -> bool:
         """Whether someone asked to cancel this task (always false where cancel is unsupported,
-        e.g. periodic jobs and tasks queued directly on huey)."""
+        e.g. a context built by hand in a test)."""
         check = getattr(self.reporter, "cancel_requested", None)
         return bool(check(self)) if check is not None else False
 
@@ -165,6 +213,52 @@ class TaskContext:
         """
         if self.cancel_requested():
             raise Cancelled(f"task {self.task_id} was cancelled")
+
+    def checkpoint(self, step: str, data: Any = None) -> None:
+        """Record that the task reached ``step`` with ``data`` (JSON): a resumable kind's task
+        whose worker stops is queued again and resumed with this as :attr:`resume_state`.
+
+        Call it after a step's effect on the host is complete, before the next step begins.
+
+        :raises ValidationErrors: ``step`` is not a non-empty string or ``data`` is not JSON data.
+        """
+        from bhype_core.queue.serializer import check_json
+
+        if not isinstance(step, str) or not step:
+            raise ValidationErrors([("step", f"must be a non-empty string, not {step!r}")])
+        try:
+            check_json(data, "the checkpoint data")
+        except TypeError as exc:
+            raise ValidationErrors([("data", str(exc))]) from None
+        state = {"step": step, "data": data}
+        save = getattr(self.reporter, "checkpoint", None)
+        if save is not None:
+            save(self, state)
+        self.resume_state = state
+
+    def submit(self, kind: str, arguments: dict[str, Any] | None = None) -> SubTask:
+        """Queue a sub-task of ``kind``: a Task row owned by this task's owner, linked to this
+        task (``parent_id``), run in this task's slot when :meth:`wait` is called.
+
+        :raises ValidationErrors: unknown kind or bad arguments (as for any submission).
+        :raises BhypeError: this task does not run in the task queue (no sub-tasks there).
+        """
+        return self._subtasks().submit(kind, {} if arguments is None else arguments)
+
+    def wait(self, handles: SubTask | list[SubTask], timeout: float | None = None) -> list[SubTaskOutcome]:
+        """Run this task's sub-tasks ``handles`` (in order, in this task's slot) and return how
+        each ended. A sub-task whose lock another task holds is waited for; after ``timeout``
+        seconds of such waiting the outcomes say where the rest are (``queued``).
+
+        A cancel of this task cancels its sub-tasks; :class:`Cancelled` is raised here then.
+        """
+        items = [handles] if isinstance(handles, SubTask) else list(handles)
+        return self._subtasks().wait(self, items, timeout)
+
+    def _subtasks(self) -> SubTaskRunner:
+        if self.subtasks is None:
+            raise BhypeError(f"task {self.task_id} cannot run sub-tasks outside the task queue")
+        return self.subtasks
 
     def acting_as(self) -> AbstractContextManager[Actor]:
         """Attribute host commands in the block to this task's user and id.

@@ -14,6 +14,8 @@ from huey.consumer import Consumer
 
 from bhype_core.errors import BhypeError, ConfigError
 from bhype_core.queue.periodic_slots import SlotClaimingScheduler
+from bhype_core.samplers import SamplerThreads
+from bhype_core.taskqueue.periodic import submit_run
 from bhype_core.watchers import WatcherThreads
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ BACKOFF = 1.15
 
 class BhypeConsumer(Consumer):
     """huey's consumer; installs signal handlers only where Python allows it (main thread),
-    enqueues each periodic run in one worker only (:mod:`bhype_core.queue.periodic_slots`)
+    submits each periodic run in one worker only (:mod:`bhype_core.queue.periodic_slots`)
     and logs once it is ready."""
 
     scheduler_class = SlotClaimingScheduler
@@ -82,24 +84,36 @@ def build_consumer(runtime: Runtime, workers: int | None = None) -> BhypeConsume
 
 
 def describe(runtime: Runtime) -> list[str]:
-    """Log lines naming the queue, each task kind and each periodic job with its plugin."""
+    """Log lines naming the queue, each task kind, periodic job and sampler with its plugin."""
     queue = runtime.queue
     registry = runtime.registry
     lines = [f"queue: {queue.detail}"]
-    lines += [f"task kind {name} (plugin {registry.tasks.plugin_of(name)})" for name in sorted(queue.tasks)]
+    lines += [f"task kind {name} (plugin {registry.tasks.plugin_of(name)})" for name in sorted(registry.tasks.names())]
     for name in sorted(queue.periodic):
         job = registry.periodic_jobs[name]
         schedule = " ".join((job.minute, job.hour, job.day, job.month, job.day_of_week))
-        lines.append(f"periodic job {name} [{schedule}] (plugin {registry.periodic_jobs.plugin_of(name)})")
+        lines.append(f"periodic job {name} [{schedule}] task {job.kind} "
+                     f"(plugin {registry.periodic_jobs.plugin_of(name)})")
+    lines += [f"sampler {sampler.name} every {sampler.interval:g}s (plugin {registry.samplers.plugin_of(sampler.name)})"
+              for sampler in registry.samplers]
     return lines
 
 
 def enqueue_start_jobs(runtime: Runtime) -> list[str]:
-    """Queue one run of every periodic job registered with ``run_at_start``; returns their names."""
-    names = [job.name for job in runtime.registry.periodic_jobs if job.run_at_start]
-    for name in names:
-        runtime.queue.periodic[name]()  # calling a huey periodic task enqueues one run now
-    return names
+    """Submit one run of every periodic job registered with ``run_at_start`` (as ``@system``;
+    skipped when a run of it is still queued or running, e.g. another worker's start-up run);
+    returns the names of the jobs submitted. A failure (no task tables yet) is logged."""
+    submitted = []
+    for job in runtime.registry.periodic_jobs:
+        if not job.run_at_start:
+            continue
+        try:
+            if submit_run(runtime, job, "the run at start") is not None:
+                submitted.append(job.name)
+        except Exception as exc:  # e.g. no task tables before `bhype db upgrade`: the schedule still runs
+            log.warning("periodic job %s: could not submit its run at start: %s: %s", job.name,
+                        type(exc).__name__, exc)
+    return submitted
 
 
 def run_worker(runtime: Runtime, workers: int | None = None) -> None:
@@ -117,9 +131,11 @@ def run_worker(runtime: Runtime, workers: int | None = None) -> None:
     scheduler = runtime.queue.scheduler.start()
     enqueue_start_jobs(runtime)
     watchers = WatcherThreads(runtime).start()
+    samplers = SamplerThreads(runtime).start()
     try:
         consumer.run()
     finally:
+        samplers.stop()
         watchers.stop()
         scheduler.stop()
     log.info("bhype worker stopped")
@@ -130,11 +146,13 @@ class InProcessWorker:
     embedded queue). Stop it with :meth:`stop`; signals are the host process's business."""
 
     def __init__(
-        self, consumer: BhypeConsumer, scheduler: Scheduler | None = None, watchers: WatcherThreads | None = None
+        self, consumer: BhypeConsumer, scheduler: Scheduler | None = None, watchers: WatcherThreads | None = None,
+        samplers: SamplerThreads | None = None,
     ) -> None:
         self.consumer = consumer
         self.scheduler = scheduler
         self.watchers = watchers
+        self.samplers = samplers
         self.thread = threading.Thread(target=consumer.run, name="bhype-worker", daemon=True)
 
     @property
@@ -151,6 +169,8 @@ class InProcessWorker:
         self.consumer.shutdown_timeout = timeout
         self.consumer.stop(graceful=True)  # sets the stop flag, joins the worker threads
         self.thread.join(timeout)
+        if self.samplers is not None:
+            self.samplers.stop()
         if self.watchers is not None:
             self.watchers.stop()
         if self.scheduler is not None:
@@ -168,6 +188,7 @@ def start_in_process_worker(runtime: Runtime, workers: int | None = None) -> InP
     enqueue_start_jobs(runtime)
     handle.thread.start()
     handle.watchers = WatcherThreads(runtime).start()
+    handle.samplers = SamplerThreads(runtime).start()
     return handle
 
 

@@ -8,7 +8,8 @@ from fastapi.middleware.gzip import GZipMiddleware
 from bhype_core import __version__
 from bhype_core.api.api_runtime import api_runtime
 from bhype_core.api.auth_setup import install_auth
-from bhype_core.api.errors import install_error_handlers
+from bhype_core.api.errors import ERROR_RESPONSES, install_error_handlers
+from bhype_core.api.json_guard import JsonGuardMiddleware
 from bhype_core.api.routes import audit, auth, health, plugins, tasks
 from bhype_core.api.security import authenticate_request
 from bhype_core.config import Settings
@@ -51,9 +52,14 @@ def create_app(
         # The one authentication guard, on every route of every router (core and plugins): a
         # route answers anonymously only if it declares ``dependencies=[PUBLIC]``.
         dependencies=[Depends(authenticate_request)],
+        # bHype's error shape for every operation's 4xx answers, core and plugins alike.
+        responses=ERROR_RESPONSES,
     )
     # Request handlers get a runtime whose runner refuses host commands (the worker runs them).
     app.state.runtime = api_runtime(runtime)
+    # Inside the error middleware (added first = innermost): JSON bodies too big, too deep or
+    # with out-of-range integers are refused before any route parses them.
+    app.add_middleware(JsonGuardMiddleware)
     install_error_handlers(app)
     install_auth(app, runtime)
     # Pages, JSON lists and the consoles' scripts compress 4-5x; Starlette leaves event streams

@@ -22,7 +22,7 @@ def resolve_engine(source: EngineSource) -> Engine:
 # The actions this layer records, one word each, so the audit log can be filtered by them.
 LOGIN = "auth.login"
 LOGIN_FAILED = "auth.login_failed"
-LOGIN_REFUSED = "auth.login_refused"  # right password, no bHype group
+LOGIN_REFUSED = "auth.login_refused"  # no longer written: a login without a bHype group is a login_failed
 LOGIN_THROTTLED = "auth.login_throttled"
 LOGOUT = "auth.logout"
 SESSION_ENDED = "auth.session_ended"  # timed out, or the account became unusable

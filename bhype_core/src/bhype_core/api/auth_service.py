@@ -13,7 +13,6 @@ from typing import Literal, cast
 from bhype_core.api.audit_log import (
     LOGIN,
     LOGIN_FAILED,
-    LOGIN_REFUSED,
     LOGIN_THROTTLED,
     LOGOUT,
     SESSION_ENDED,
@@ -108,9 +107,8 @@ class AuthService:
         cookie the browser still sent, is ended once the new session exists.
 
         :raises TooManyAttempts: 429, before any password check.
-        :raises LoginFailed: 401, counted against the account and the address.
-        :raises NotInBhypeGroup: 403, right password but no bHype group (not counted: nothing
-            was guessed).
+        :raises LoginFailed: 401, counted by the throttle; also for an account in no bHype
+            group, whose password is never checked (see :mod:`bhype_core.auth.login`).
         """
         try:
             self.throttle.check(username, address)
@@ -121,12 +119,14 @@ class AuthService:
             raise
         try:
             identity = self.authenticator.authenticate(username, password)
+        except TooManyAttempts as exc:  # the privileged daemon's own limit
+            self.audit.record(
+                LOGIN_THROTTLED, user=username, remote_addr=address, retry_after=exc.retry_after, by="daemon"
+            )
+            raise
         except LoginFailed:
             self.throttle.record_failure(username, address)
             self.audit.record(LOGIN_FAILED, user=username, remote_addr=address)
-            raise
-        except NotInBhypeGroup:
-            self.audit.record(LOGIN_REFUSED, user=username, remote_addr=address, reason="no bHype group")
             raise
         self.throttle.record_success(username, address)
         secret = new_session_secret()

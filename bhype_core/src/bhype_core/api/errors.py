@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,52 @@ log = logging.getLogger(__name__)
 
 # What a client sees for a bug: never the exception text, which may hold paths, SQL or secrets.
 INTERNAL_MESSAGE = "internal server error (the server log has the details)"
+
+
+class FieldProblem(BaseModel):
+    """One invalid input of a 422 answer."""
+
+    path: str = Field(description="dotted path of the field, e.g. body.disks.0.size or query.offset")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong; some errors add fields of their own (e.g. ``retry_after`` on 429)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="stable machine-readable name, e.g. validation_error, not_found")
+    message: str = Field(description="for people; never holds secrets or tracebacks")
+    fields: list[FieldProblem] | None = Field(None, description="422 only: every invalid input")
+    retry_after: int | None = Field(None, description="429 only: seconds before trying again")
+
+
+class ErrorResponse(BaseModel):
+    """The one JSON shape of every error answer."""
+
+    error: ErrorDetail
+
+
+# Documented on every operation (the app passes this as its default ``responses``), so the
+# OpenAPI document shows bHype's error shape instead of FastAPI's default 422 and nothing else.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (401, "Not logged in: no, an unknown or an expired session or token"),
+        (403, "Logged in, but not allowed (role, object owner, CSRF token)"),
+        (404, "No such thing, or one the caller may not see"),
+        (409, "Clashes with the current state (name taken, VM running, lock held)"),
+        (413, "Request body too large"),
+        (422, "Invalid input; error.fields names each bad field"),
+        (429, "Too many attempts; error.retry_after and the Retry-After header say when to retry"),
+    )
+}
+
+
+def error_response(description: str) -> dict[str, Any]:
+    """One entry of a route's ``responses=`` that keeps bHype's error shape: a route giving its
+    own description for a status replaces the app's default entry for it, model included."""
+    return {"model": ErrorResponse, "description": description}
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -30,10 +30,10 @@ class Authenticator(ABC):
 
     @abstractmethod
     def authenticate(self, username: str, password: str) -> Identity:
-        """Check the password with PAM and map the groups to a role.
+        """Map the groups to a role and check the password with PAM.
 
-        :raises ~bhype_core.auth.pam.LoginFailed: any failure, after the failure floor.
-        :raises ~bhype_core.auth.identity.NotInBhypeGroup: right password, no bHype group.
+        :raises ~bhype_core.auth.pam.LoginFailed: any failure (an account in no bHype group
+            included), after the failure floor.
         :raises ~bhype_core.auth.privileged.PrivilegedUnavailable: the daemon cannot be reached.
         """
 

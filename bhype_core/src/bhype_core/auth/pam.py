@@ -16,7 +16,8 @@ from bhype_core.errors import Unauthorized
 
 log = logging.getLogger("bhype.auth")
 
-GENERIC_FAILURE = "invalid username or password"
+# Also the answer for an account in no bHype group (see auth/login.py), so it says so.
+GENERIC_FAILURE = "invalid username or password, or the account is in no bHype group"
 # Longest name useradd(8)/pw(8) accept is 32 bytes; anything far longer is not an account.
 MAX_USERNAME = 256
 MAX_PASSWORD = 4096

@@ -21,7 +21,8 @@ from bhype_core.auth import pam
 from bhype_core.auth.identity import AccountStatus, Identity, NotInBhypeGroup, account_usable, groups_of
 from bhype_core.auth.login import login
 from bhype_core.auth.peercred import peer_credentials
-from bhype_core.auth.settings import AuthSettings
+from bhype_core.auth.settings import AuthSettings, ThrottleSettings
+from bhype_core.auth.throttle import MAX_KEY, MemoryThrottle, TooManyAttempts
 from bhype_core.auth.wire import ProtocolError, recv_message, send_message
 from bhype_core.errors import BhypeError, ConfigError, NotFound
 
@@ -72,6 +73,13 @@ def validate_request(request: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return op, args
 
 
+def daemon_throttle_keys(settings: ThrottleSettings, account: str, address: str) -> list[tuple[str, int]]:
+    """The daemon's one counter per account (it never sees client addresses): a limit of its own,
+    so even a compromised API process gets ``daemon_account_failures`` guesses per window and
+    account, not the ~11 per second PAM could answer (issue 11)."""
+    return [(f"account:{account[:MAX_KEY]}", settings.daemon_account_failures)]
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: PrivilegedServer
 
@@ -115,7 +123,9 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
 
     The socket is created with mode 0660 and group ``socket_gid``, atomically (bound under a
     temporary name, then renamed), so it is never reachable with looser permissions.
-    At most ``max_connections`` conversations run at once; more are told "busy".
+    At most ``max_connections`` conversations run at once; more are told "busy". Failed
+    ``authenticate`` calls are throttled per account by the daemon itself
+    (``[auth.throttle] daemon_account_failures`` per ``window_seconds``), whatever the caller does.
     """
 
     daemon_threads = True
@@ -143,6 +153,7 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
         self.idle_timeout = idle_timeout
         self.floor = floor
         self.account_check = account_check
+        self.throttle = MemoryThrottle(settings.throttle, keys=daemon_throttle_keys)
         self._slots = threading.BoundedSemaphore(max_connections)
         self._bound_inode: int | None = None  # set once our socket is in place; only that is removed
         self._temporary = self.socket_path  # the name bound before listen(); set by server_bind
@@ -240,8 +251,7 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
             return _error("bad_request", str(exc))
         try:
             if op == "authenticate":
-                identity = login(args["username"], args["password"], self.settings, self.floor)
-                return {"ok": True, "result": {"identity": identity.to_dict()}}
+                return self._authenticate(args["username"], args["password"])
             if op == "account_status":
                 status = self.account_check(args["username"], pam_service=self.settings.pam_service)
                 return {"ok": True, "result": status.to_dict()}
@@ -249,13 +259,24 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
                 return {"ok": True, "result": {"groups": list(groups_of(args["username"]))}}
             except (KeyError, ValueError):
                 return _error("not_found", f"no local user named {args['username']!r}")
-        except pam.LoginFailed as exc:
-            return _error(exc.code, exc.message)
-        except NotInBhypeGroup as exc:
-            return _error(exc.code, exc.message)
         except Exception:
             log.exception("privileged daemon: %s failed", op)
             return _error("internal", f"{op} failed inside the privileged daemon; see its log")
+
+    def _authenticate(self, username: str, password: str) -> dict[str, Any]:
+        """One login behind the daemon's own per-account throttle; every failure is counted."""
+        wait = self.throttle.retry_after(username, "")
+        if wait > 0:
+            refused = TooManyAttempts(wait)
+            log.warning("throttled authenticate for %r: retry in %s s", username[:64], refused.retry_after)
+            return {"ok": False, "error": {"code": refused.code, "message": refused.message,
+                                           "retry_after": refused.retry_after}}
+        try:
+            identity = login(username, password, self.settings, self.floor)
+        except pam.LoginFailed as exc:
+            self.throttle.record_failure(username, "")
+            return _error(exc.code, exc.message)
+        return {"ok": True, "result": {"identity": identity.to_dict()}}
 
 
 def _listening(path: Path) -> bool:
@@ -328,12 +349,16 @@ class PrivilegedClient:
             raise pam.LoginFailed()
         if code == NotInBhypeGroup.code:
             raise NotInBhypeGroup(message)
+        if code == TooManyAttempts.code:
+            retry_after = error.get("retry_after")
+            raise TooManyAttempts(float(retry_after) if isinstance(retry_after, (int, float)) else 1.0)
         if code == "not_found":
             raise NotFound(message)
         raise PrivilegedError(f"authentication service refused {op} ({code or 'no code'}): {message}")
 
     def authenticate(self, username: str, password: str) -> Identity:
-        """PAM login through the daemon; raises ``LoginFailed`` or ``NotInBhypeGroup``."""
+        """PAM login through the daemon; raises ``LoginFailed``, or ``TooManyAttempts`` when the
+        daemon's own per-account limit refuses it."""
         result = self.call("authenticate", username=username, password=password)
         try:
             return Identity.from_dict(result.get("identity") or {})

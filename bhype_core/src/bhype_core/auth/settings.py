@@ -27,12 +27,30 @@ def default_admin_groups(platform: str | None = None) -> list[str]:
 
 
 class ThrottleSettings(Section):
-    """``[auth.throttle]``: failed logins allowed per sliding window before "try again in N s"."""
+    """``[auth.throttle]``: failed logins allowed per sliding window before "try again in N s".
+
+    Three limits, as OWASP's Authentication Cheat Sheet and NIST SP 800-63B (5.2.2) advise: a
+    tight one per (account, address) pair slows one attacker guessing one account; a wider
+    per-account ceiling stops guessing spread over many addresses without letting one address
+    lock the real owner out; a per-address one stops one address trying many accounts, loose
+    enough that a NAT's users do not lock each other out.
+    """
 
     window_seconds: float = Field(default=900.0, gt=0, description="length of the sliding window")
-    account_failures: int = Field(default=5, ge=1, description="failures per account name within the window")
+    pair_failures: int = Field(
+        default=5, ge=1, description="failures per (account name, client address) pair within the window"
+    )
+    account_failures: int = Field(
+        default=50, ge=1, description="failures per account name from all addresses within the window"
+    )
     address_failures: int = Field(
-        default=20, ge=1, description="failures per client address within the window"
+        default=100, ge=1, description="failures per client address for all accounts within the window"
+    )
+    daemon_account_failures: int = Field(
+        default=100,
+        ge=1,
+        description="the privileged daemon's own limit: failures per account name within the window, "
+        "whatever the API process asks (keep it above account_failures)",
     )
     max_keys: int = Field(
         default=100_000, ge=100, description="in-memory store: most accounts/addresses tracked"

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from bhype_core.auth.settings import ThrottleSettings
-from bhype_core.auth.throttle import MAX_KEY, Throttle
+from bhype_core.auth.throttle import Throttle, success_keys, throttle_keys
 
 
 class RedisThrottle(Throttle):
     """The sliding-window rule of :class:`~bhype_core.auth.throttle.Throttle` on Redis.
 
-    Each account and address is a sorted set ``<prefix>throttle:<kind>:<name>`` of failure times
+    Each counter of :func:`~bhype_core.auth.throttle.throttle_keys` (pair, account, address) is a
+    sorted set ``<prefix>throttle:<key>`` of failure times
     (members are unique, scores are epoch seconds: wall-clock time, because several processes,
     possibly on several hosts, share the sets). A set keeps at most ``limit`` members and expires
     one window after its newest failure, so Redis holds nothing for quiet accounts.
@@ -33,12 +34,8 @@ class RedisThrottle(Throttle):
         self.clock = clock
 
     def _limits(self, account: str, address: str) -> list[tuple[str, int]]:
-        keys = [(f"{self.prefix}throttle:account:{account[:MAX_KEY]}", self.settings.account_failures)]
-        if address:
-            keys.append(
-                (f"{self.prefix}throttle:address:{address[:MAX_KEY]}", self.settings.address_failures)
-            )
-        return keys
+        keys = throttle_keys(self.settings, account, address)
+        return [(f"{self.prefix}throttle:{key}", limit) for key, limit in keys]
 
     def retry_after(self, account: str, address: str) -> float:
         now = self.clock()
@@ -66,4 +63,4 @@ class RedisThrottle(Throttle):
         pipe.execute()
 
     def record_success(self, account: str, address: str) -> None:
-        self.client.delete(f"{self.prefix}throttle:account:{account[:MAX_KEY]}")
+        self.client.delete(*(f"{self.prefix}throttle:{key}" for key in success_keys(account, address)))

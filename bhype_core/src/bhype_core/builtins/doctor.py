@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bhype_core.builtins.doctor_access import run_access
+from bhype_core.builtins.doctor_files import run_file_modes
 from bhype_core.builtins.doctor_freebsd import freebsd_checks
 from bhype_core.builtins.doctor_linux import linux_checks
 from bhype_core.hookspecs import hookimpl
@@ -62,9 +63,10 @@ def run_linux(settings: Any) -> list[CheckResult]:
 
 @hookimpl
 def bhype_register_doctor_checks(register: Callable[[DoctorCheck], None]) -> None:
-    """The core's checks: the data directory and logins (PAM, groups) everywhere, then the
-    platform's prerequisites."""
+    """The core's checks: the data directory, its private files and logins (PAM, groups)
+    everywhere, then the platform's prerequisites."""
     register(DoctorCheck(name="data-dir", run=run_data_dir))
+    register(DoctorCheck(name="file-modes", run=run_file_modes))
     register(DoctorCheck(name="access", run=run_access))
     register(DoctorCheck(name="freebsd-host", run=run_freebsd, platforms=("freebsd",)))
     register(DoctorCheck(name="linux-host", run=run_linux, platforms=("linux",)))

@@ -48,7 +48,7 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
     """Reconcile VM states every minute, and at once when a worker starts (issue 4: state is
     reconciled from reality at start-up)."""
-    register(PeriodicJob(name="vm.reconcile-states", run=reconcile, run_at_start=True,
+    register(PeriodicJob(name="vm.reconcile-states", kind="vm.reconcile", run_at_start=True,
                          description="refresh every VM's cached state from the hypervisor"))
 
 

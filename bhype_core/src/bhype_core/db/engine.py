@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from bhype_core.errors import ConfigError
+from bhype_core.private_files import ensure_private_sqlite
 
 SETTING = "core.database_url"
 
@@ -64,11 +65,13 @@ def parse_database_url(url: str) -> URL:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Build the engine for ``url`` with bHype's connection settings.
 
-    SQLite: the file's directory is created, connections may cross threads (the API's thread
-    pool, the in-process worker), and each connection gets WAL journalling (readers do not block
-    the writer), enforced foreign keys and a busy timeout. Transactions are begun explicitly so
-    DDL is transactional too (a failed migration leaves nothing behind); a connection with the
-    execution option ``sqlite_begin="BEGIN IMMEDIATE"`` takes the write lock up front.
+    SQLite: the file's directory is created, the file made 0600 before SQLite first opens it
+    (:mod:`bhype_core.private_files`; an existing looser file is tightened and logged),
+    connections may cross threads (the API's thread pool, the in-process worker), and each
+    connection gets WAL journalling (readers do not block the writer), enforced foreign keys
+    and a busy timeout. Transactions are begun explicitly so DDL is transactional too (a failed
+    migration leaves nothing behind); a connection with the execution option
+    ``sqlite_begin="BEGIN IMMEDIATE"`` takes the write lock up front.
 
     MariaDB (``mysql+pymysql://``): connections are pinged before use (the server drops idle
     ones), recycled hourly, time out instead of hanging, and speak utf8mb4.
@@ -95,6 +98,11 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"{SETTING}: cannot create the directory {directory}: {exc.strerror}") from None
+        try:
+            # Created 0600 before SQLite opens it, so its side files are 0600 too (private_files).
+            ensure_private_sqlite(Path(database).expanduser())
+        except OSError as exc:
+            raise ConfigError(f"{SETTING}: cannot create {database}: {exc.strerror}") from None
     options: dict[str, Any] = {
         "echo": echo,
         "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT},

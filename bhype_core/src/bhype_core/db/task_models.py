@@ -49,6 +49,8 @@ class TaskBase(SQLModel):
     error: dict[str, Any] | None = Field(default=None, sa_type=JSONText)
     cancel_requested: bool = False
     retry_of: str | None = Field(default=None, max_length=TASK_ID_LENGTH, index=True)
+    # The task that submitted this one as a sub-task (it runs the child in its own slot).
+    parent_id: str | None = Field(default=None, max_length=TASK_ID_LENGTH, index=True)
     worker_host: str | None = Field(default=None, max_length=HOST_LENGTH)
     worker_pid: int | None = None
 
@@ -72,6 +74,9 @@ class Task(TaskBase, table=True):
     id: str = Field(primary_key=True, max_length=TASK_ID_LENGTH)
     worker_id: str | None = Field(default=None, max_length=WORKER_ID_LENGTH)
     dispatch_token: str | None = Field(default=None, max_length=TASK_ID_LENGTH)
+    # A resumable kind's last checkpoint, ``{"step": str, "data": JSON}``; a worker that picks
+    # the task up again (after a crash or reboot) hands it to the kind as ``resume_state``.
+    checkpoint: dict[str, Any] | None = Field(default=None, sa_type=JSONText)
 
 
 class TaskLogBase(SQLModel):

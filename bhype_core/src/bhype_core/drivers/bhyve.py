@@ -26,6 +26,7 @@ from bhype_core.drivers.bhyve_argv import (
     bhyve_spec_errors,
     bhyvectl_argv,
     bhyveload_argv,
+    fbuf_secrets,
     grub_bhyve_argv,
     grub_cfg,
     grub_device_map,
@@ -37,6 +38,7 @@ from bhype_core.spec import INSTANCE_PREFIX, VMSpec
 
 VMM_DIR = "/dev/vmm"
 NVRAM_FILE = "uefi-vars.fd"  # vm-bhyve's name for the per-VM copy (reference 1.6)
+SECRETS_FILE = "vnc.conf"  # bhyve -k file with the fbuf password (0600; keeps it out of ps)
 FIRMWARE_PACKAGES = {"uefi": "edk2-bhyve", "uefi-csm": "uefi-edk2-bhyve-csm"}
 
 
@@ -109,6 +111,7 @@ class BhyveDriver(SupervisedDriver):
             firmware_vars=str(vm_dir / NVRAM_FILE) if mode == "uefi" else None,
             device_map=str(vm_dir / "device.map") if mode == "grub" else None,
             grub_dir=str(vm_dir) if mode == "grub" and spec.boot.kernel else None,
+            secrets_file=str(vm_dir / SECRETS_FILE) if fbuf_secrets(spec) else None,
         )
 
     def prepare(
@@ -119,6 +122,8 @@ class BhyveDriver(SupervisedDriver):
         argv = bhyve_argv(spec, res)
         argv[0] = self.bhyve
         prepared = Prepared(config={})
+        if res.secrets_file:
+            prepared.files[Path(res.secrets_file)] = fbuf_secrets(spec)  # written 0600 (supervised.py)
         loader: list[str] | None = None
         if mode == "bhyveload":
             loader = [self.bhyveload, *bhyveload_argv(spec, res)[1:]]

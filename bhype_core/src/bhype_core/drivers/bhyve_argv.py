@@ -71,6 +71,9 @@ class BhyveResources:
     :param device_map: grub-bhyve ``-m`` file (written by the driver from :func:`grub_device_map`).
     :param grub_dir: grub-bhyve ``-d`` directory holding :func:`grub_cfg` for a host kernel.
     :param hostbridge: ``hostbridge`` or ``amd_hostbridge`` (bhyve(8) PCI EMULATION).
+    :param secrets_file: a 0600 bhyve_config(5) file given with ``-k`` that holds the fbuf
+        password (:func:`fbuf_secrets`), so the password is not on the command line, which
+        every local account can read with ps(1); ``None`` puts it in the fbuf option.
     """
 
     disk_paths: Sequence[str] = ()
@@ -84,6 +87,7 @@ class BhyveResources:
     device_map: str | None = None
     grub_dir: str | None = None
     hostbridge: Literal["hostbridge", "amd_hostbridge"] = "hostbridge"
+    secrets_file: str | None = None
 
     def console(self, side: Literal["A", "B"] = "A") -> str:
         """nmdm(4) device path: bhyve and the loaders get side A, people attach to side B."""
@@ -203,7 +207,18 @@ def _disk_device(spec: VMSpec, index: int, path: str) -> str:
     return device
 
 
-def _fbuf_device(spec: VMSpec, port: int) -> str:
+def fbuf_secrets(spec: VMSpec) -> str:
+    """The bhyve_config(5) lines for :attr:`BhyveResources.secrets_file`: the fbuf device's
+    ``password`` variable (node ``pci.<bus>.<slot>.<function>``, decimal; the legacy ``-s``
+    option sets the same variable, bhyve_config(5) "Frame Buffer Settings"). Empty when the
+    VM has no VNC password."""
+    graphics = spec.graphics
+    if not (graphics.vnc and graphics.password):
+        return ""
+    return f"pci.0.{SLOT_FBUF}.0.password={graphics.password}\n"
+
+
+def _fbuf_device(spec: VMSpec, port: int, secrets_file: str | None = None) -> str:
     graphics = spec.graphics
     # bhyve(8) "Framebuffer device backends": tcp=ip:port, w=, h=, vga=, wait, password=.
     # Always loopback (reference 9.3): bHype's web service relays authorised viewers.
@@ -212,7 +227,7 @@ def _fbuf_device(spec: VMSpec, port: int) -> str:
         device += f",vga={graphics.vga}"
     if graphics.wait:
         device += ",wait"
-    if graphics.password:
+    if graphics.password and not secrets_file:
         device += f",password={graphics.password}"
     return device
 
@@ -234,6 +249,9 @@ def bhyve_argv(spec: VMSpec, resources: BhyveResources) -> list[str]:
     argv += ["-c", f"cpus={cpus.count},sockets={cpus.sockets},cores={cpus.cores},threads={cpus.threads}"]
     argv += ["-m", format_size(spec.memory)]  # bhyve(8) -m accepts K/M/G/T suffixes
     argv += ["-U", str(spec.uuid)]  # stable SMBIOS UUID instead of one derived from host name
+    if resources.secrets_file and fbuf_secrets(spec):
+        # bhyve(8) -k: config variables from a file (13.1+), here only the VNC password.
+        argv += ["-k", _plain(resources.secrets_file, "secrets file")]
     argv += ["-s", f"{SLOT_HOSTBRIDGE},{resources.hostbridge}"]
     if resources.cloud_init_iso:
         argv += ["-s", f"{SLOT_SEED},ahci-cd,{_plain(resources.cloud_init_iso, 'seed ISO')},ro"]
@@ -249,7 +267,7 @@ def bhyve_argv(spec: VMSpec, resources: BhyveResources) -> list[str]:
     if spec.rng:
         argv += ["-s", f"{SLOT_RNG},virtio-rnd"]
     if spec.graphics.vnc:
-        argv += ["-s", _fbuf_device(spec, resources.vnc_port or 0)]
+        argv += ["-s", _fbuf_device(spec, resources.vnc_port or 0, resources.secrets_file)]
         if spec.graphics.tablet:
             argv += ["-s", f"{SLOT_XHCI},xhci,tablet"]  # absolute pointer for VNC
     argv += ["-s", f"{SLOT_LPC},lpc"]

@@ -1,5 +1,11 @@
 """The QEMU driver (Linux development/test host): the VM spec as qemu-system-x86_64 under a
-supervisor, QMP for control, VNC on 127.0.0.1, the serial console on a unix socket.
+supervisor, QMP for control, VNC and the serial console on unix sockets.
+
+VNC listens on ``vnc.sock`` in the VM's private socket directory (``-vnc unix:PATH``), never on
+a TCP port: a loopback port is open to every local account, a socket in a 0700/0750 root
+directory only to root and to what root hands it to, so the console is reachable only through
+bHype's bridge and needs no VNC password (none is set, stored in the supervisor's config or
+sent over QMP). Issue 11; reference linux-test-host.md ("``-vnc unix:PATH``").
 
 Two QMP monitors: the supervisor holds ``qmp.sock`` for the whole run (it needs the
 ``SHUTDOWN`` event's reason to tell a reboot from a power-off), and the driver talks to
@@ -17,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bhype_core.drivers.base import Attachments, HostCommand, Problem, VMStatus
-from bhype_core.drivers.preflight import already_running, attached_files, linux_memory, memory, vnc_port
+from bhype_core.drivers.preflight import already_running, attached_files, linux_memory, memory
 from bhype_core.drivers.qemu_argv import OVMF_CANDIDATES, QEMU, QemuResources, find_ovmf, qemu_argv
 from bhype_core.drivers.qmp import QMPClient, QMPClosed, QMPError
 from bhype_core.drivers.supervised import Prepared, SupervisedDriver
@@ -38,6 +44,7 @@ class QemuDriver(SupervisedDriver):
     """
 
     name = "qemu"
+    vnc_over_tcp = False  # -vnc unix:PATH (module docstring)
 
     def __init__(
         self,
@@ -129,7 +136,7 @@ class QemuDriver(SupervisedDriver):
             accel=accel,  # type: ignore[arg-type]
             machine=self.machine,  # type: ignore[arg-type]
             cpu_model=self.cpu_model,
-            vnc_port=vnc_port,
+            vnc_socket=str(sockets / "vnc.sock") if spec.graphics.vnc else None,
             serial_socket=str(sockets / "serial.sock") if spec.serial else None,
             serial_log=str(vm_dir / "serial.log") if spec.serial else None,
             cdrom_path=attachments.cdrom_path,
@@ -142,7 +149,7 @@ class QemuDriver(SupervisedDriver):
         argv = [*qemu_argv(spec, resources), "-qmp", f"unix:{ctl},server=on,wait=off"]
         consoles: dict[str, dict[str, Any]] = {}
         if spec.graphics.vnc:
-            consoles["vnc"] = {"host": "127.0.0.1", "port": vnc_port, "password": bool(spec.graphics.password)}
+            consoles["vnc"] = {"unix": resources.vnc_socket, "password": False}
         if spec.serial:
             consoles["serial"] = {"unix": resources.serial_socket, "log": resources.serial_log}
         config = {
@@ -153,8 +160,12 @@ class QemuDriver(SupervisedDriver):
             "consoles": consoles,
             "qemu": {
                 "qmp_socket": resources.qmp_socket,
-                "vnc_password": spec.graphics.password if spec.graphics.vnc else None,
-                "sockets": [resources.qmp_socket, ctl, *([resources.serial_socket] if spec.serial else [])],
+                "sockets": [
+                    resources.qmp_socket,
+                    ctl,
+                    *([resources.vnc_socket] if resources.vnc_socket else []),
+                    *([resources.serial_socket] if spec.serial else []),
+                ],
             },
         }
         purpose = "the VM (restarted by the supervisor after each guest reboot)"
@@ -197,7 +208,6 @@ class QemuDriver(SupervisedDriver):
                 )
             )
         problems += attached_files(spec, attachments)
-        problems += vnc_port(spec, lambda: self.ports.peek(vm_dir, self.instance_active))
         total, available = linux_memory()
         problems += memory(spec, total, available, warn_only_available=False)
         return problems

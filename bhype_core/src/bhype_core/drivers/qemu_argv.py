@@ -11,8 +11,10 @@ Semantics chosen to match bhyve's supervisor loop (reference 1.7):
   exiting 0, so the driver restarts the process and the reboot is observable. QEMU exits 0
   for both reboot and power-off; the driver tells them apart from the QMP ``SHUTDOWN``
   event's ``reason`` (see :func:`exit_status_for_shutdown`).
-* ``-vnc ...,password=on``: the password is never on the command line (visible in ``ps``);
-  the driver sets it with QMP ``set_password`` right after start.
+* ``-vnc unix:PATH`` (what the driver uses): reachable only through the socket's directory,
+  so no VNC password. ``-vnc 127.0.0.1:N,password=on`` (TCP, kept for tests and callers that
+  want a port): the password is never on the command line (visible in ``ps``); it is set with
+  QMP ``set_password`` right after start.
 * ``graphics.wait`` (bhyve fbuf ``wait``) has no QEMU option: a driver may start paused
   (``start_paused``, ``-S``) and send QMP ``cont`` when a viewer connects.
 """
@@ -242,7 +244,10 @@ def _console(spec: VMSpec, res: QemuResources) -> list[str]:
         where = (
             f"unix:{_opt(res.vnc_socket)}" if res.vnc_socket else f"127.0.0.1:{(res.vnc_port or 5900) - 5900}"
         )
-        argv += ["-vnc", where + (",password=on" if graphics.password else "")]
+        # A unix socket is guarded by its directory's permissions (no password: QEMU's VNC
+        # authentication is DES on 8 characters); a TCP port by the password, set over QMP.
+        password = graphics.password and not res.vnc_socket
+        argv += ["-vnc", where + (",password=on" if password else "")]
         if graphics.tablet:
             argv += ["-device", f"qemu-xhci,id=xhci,{_addr(SLOT_XHCI)}", "-device", "usb-tablet,bus=xhci.0"]
     if spec.serial and (res.serial_socket or res.serial_log):

@@ -33,6 +33,7 @@ from bhype_core.drivers.state import (
     write_json,
 )
 from bhype_core.errors import CommandError, Conflict
+from bhype_core.safe_files import open_regular
 from bhype_core.spec import VMSpec
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class SupervisedDriver(HypervisorDriver):
     """
 
     name = ""
+    # Whether VNC listens on a loopback TCP port (allocated per VM). bhyve's fbuf only speaks
+    # TCP; QEMU serves VNC on a unix socket in the VM's private directory instead (issue 11).
+    vnc_over_tcp = True
 
     def __init__(
         self, runner: Any, *, run_dir: Path, python: str = sys.executable, start_timeout: float = 120.0
@@ -109,8 +113,9 @@ class SupervisedDriver(HypervisorDriver):
 
     def plan(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> list[HostCommand]:
         vm_dir = Path(vm_dir).absolute()
-        port = self.ports.peek(vm_dir, self.instance_active) if spec.graphics.vnc else None
-        prepared = self.prepare(spec, vm_dir, attachments or Attachments(), port or self.ports.base, dry=True)
+        tcp = spec.graphics.vnc and self.vnc_over_tcp
+        port = (self.ports.peek(vm_dir, self.instance_active) or self.ports.base) if tcp else None
+        prepared = self.prepare(spec, vm_dir, attachments or Attachments(), port, dry=True)
         launch = HostCommand(self.supervisor_argv(vm_dir), "start the VM's supervisor (daemon), which runs:")
         return [*prepared.setup, launch, *prepared.supervised]
 
@@ -122,10 +127,11 @@ class SupervisedDriver(HypervisorDriver):
             raise Conflict(f"VM {spec.name} is already {current.state.value} (pid {current.pid})")
         files = VMFiles(vm_dir)
         created: list[Path] = []
-        lock = self.ports.locked() if spec.graphics.vnc else nullcontext()
+        tcp = spec.graphics.vnc and self.vnc_over_tcp
+        lock = self.ports.locked() if tcp else nullcontext()
         with lock:
             try:
-                port = self.ports.allocate(vm_dir, instance, self.instance_active) if spec.graphics.vnc else None
+                port = self.ports.allocate(vm_dir, instance, self.instance_active) if tcp else None
                 try:
                     prepared = self.prepare(spec, vm_dir, attachments or Attachments(), port)
                 except ValueError as exc:  # resources that do not fit the spec
@@ -134,7 +140,7 @@ class SupervisedDriver(HypervisorDriver):
                 for command in prepared.setup:
                     self.runner.run(command.argv, timeout=120)
                 for path, text in prepared.files.items():
-                    path.write_text(text)
+                    _write_private(path, text)
                 files.stop_request.unlink(missing_ok=True)
                 write_json(files.config, prepared.config, mode=0o600)
                 os.chmod(files.config, 0o600)  # it may hold the VNC password
@@ -350,3 +356,11 @@ class SupervisedDriver(HypervisorDriver):
         files.stop_request.unlink(missing_ok=True)
         self.ports.release(vm_dir)
         return self.status(spec, vm_dir)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a driver file (grub device map, bhyve secrets) 0600, never through a symlink."""
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode=0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o600)  # a file left by an older version may be looser
+        handle.write(text)

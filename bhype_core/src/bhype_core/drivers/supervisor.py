@@ -313,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("vm_dir", type=Path)
     parser.add_argument("--foreground", action="store_true", help="supervise in this process")
     args = parser.parse_args(argv)
+    # Everything the supervisor and the hypervisor create (VNC and serial sockets, logs, state)
+    # is private to the worker's user: a unix socket others may not write cannot be connected
+    # to, so the consoles are reachable only through bHype's bridge (issue 11).
+    os.umask(0o077)
     vm_dir = args.vm_dir.resolve()
     config = read_json(VMFiles(vm_dir).config)
     if config is None or config.get("kind") not in KINDS:

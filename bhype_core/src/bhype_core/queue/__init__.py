@@ -1,5 +1,5 @@
-"""The core's task queue: one huey instance per process, task kinds bound at start-up."""
+"""The core's task queue transport: one huey instance per process, carrying Task row ids."""
 
-from bhype_core.queue.huey_factory import BhypeQueue, TaskHandle, TaskOutcome, make_queue
+from bhype_core.queue.huey_factory import BhypeQueue, make_queue
 
-__all__ = ["BhypeQueue", "TaskHandle", "TaskOutcome", "make_queue"]
+__all__ = ["BhypeQueue", "make_queue"]

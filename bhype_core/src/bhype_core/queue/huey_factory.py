@@ -1,23 +1,21 @@
-"""The core's one huey instance: built from settings, every registered task kind bound to it."""
+"""The core's one huey instance (the transport of Task row ids), built from settings."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from huey import Huey
-from huey.exceptions import ResultTimeout, TaskException
 from huey.storage import MemoryStorage, PriorityRedisStorage, SqliteStorage
 
-from bhype_core.errors import ConfigError, TaskFailed
+from bhype_core.errors import ConfigError
+from bhype_core.private_files import ensure_private_sqlite
 from bhype_core.queue import scheduled
-from bhype_core.queue.binding import TaskRunFailed, bind_periodic_jobs, bind_tasks, validate_submission
+from bhype_core.queue.binding import bind_periodic_jobs
 from bhype_core.queue.serializer import JsonSerializer
-from bhype_core.tasks import MemoryReporter, TaskReporter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,36 +36,16 @@ REDIS_SOCKET_TIMEOUT = 10.0
 
 
 class BhypeHuey(Huey):
-    """huey, with failures reported as structured data (kind, plugin, type, log)."""
+    """huey as bHype's transport: it carries only Task row ids (``bhype.scheduler.execute``)
+    and scheduler nudges; the Task rows are the truth. ``queue`` leads back to the
+    :class:`BhypeQueue` (the consumer's scheduler thread submits periodic runs through it)."""
 
-    def build_error_result(self, task: Any, exception: BaseException) -> dict[str, Any]:
-        result: dict[str, Any] = super().build_error_result(task, exception)
-        if isinstance(exception, TaskRunFailed):
-            result.update(exception.details())
-        return result
-
-
-@dataclass(frozen=True)
-class TaskHandle:
-    """What :meth:`BhypeQueue.enqueue` returns: enough to find the task again by its id."""
-
-    id: str
-    kind: str
-    user: str | None = None
-
-
-@dataclass(frozen=True)
-class TaskOutcome:
-    """A finished task: what ``run`` returned, its log lines and last progress."""
-
-    task_id: str
-    value: Any
-    log: list[dict[str, Any]]
-    progress: dict[str, Any] | None
+    queue: BhypeQueue | None = None
 
 
 class BhypeQueue:
-    """The task queue of one process: a huey instance plus the task kinds bound to it.
+    """The task queue transport of one process: a huey instance carrying the ids of started
+    Task rows to worker threads, and scheduler nudges.
 
     Build it with :func:`make_queue` (``Runtime.queue`` does). ``runtime`` is the runtime whose
     services the tasks use when they run in this process (the worker, the in-process worker,
@@ -83,15 +61,13 @@ class BhypeQueue:
         runtime: Runtime | None = None,
     ) -> None:
         self.huey = huey
+        huey.queue = self
         self.backend = backend
         self.registry = registry
         self.detail = detail
         self.runtime = runtime
-        # Where log lines and progress of tasks queued directly (enqueue) go; scheduled Task
-        # rows report to their row instead (bhype_core.taskqueue.reporter).
-        self.reporter_factory: Callable[[], TaskReporter] = MemoryReporter
-        self.tasks: dict[str, TaskWrapper] = bind_tasks(self)
-        self.periodic: dict[str, TaskWrapper] = bind_periodic_jobs(self)
+        # Each periodic job's crontab test, by job name (checked here, at start-up).
+        self.periodic: dict[str, Callable[[Any], bool]] = bind_periodic_jobs(registry)
         self.scheduled: dict[str, TaskWrapper] = scheduled.bind_scheduled(self)
         self._scheduler: Scheduler | None = None
         self._scheduler_lock = threading.Lock()
@@ -144,55 +120,6 @@ class BhypeQueue:
             raise ConfigError("this queue has no runtime to run tasks with; build it through Runtime.queue")
         return self.runtime
 
-    def enqueue(
-        self,
-        kind: str,
-        arguments: dict[str, Any] | None = None,
-        *,
-        user: str | None = None,
-        task_id: str | None = None,
-    ) -> TaskHandle:
-        """Queue one run of task kind ``kind`` with ``arguments`` for the worker.
-
-        :param kind: a registered task kind name (``core.ping``).
-        :param arguments: keyword arguments for the kind's ``run`` (JSON data).
-        :param user: who asked for it (passed to the task's context, written to the audit log).
-        :param task_id: the id to use (issue 3 passes its Task row's id); default a new UUID.
-        :raises ValidationErrors: unknown kind (path ``kind``), arguments that do not fit the
-            kind's ``run`` (``arguments.<name>``) or are not JSON data; nothing is queued then.
-        """
-        arguments = {} if arguments is None else arguments
-        validate_submission(self, kind, arguments, user, task_id)
-        task = self.tasks[kind].s(arguments=arguments, user=user, id=task_id)
-        self.huey.enqueue(task)
-        log.debug("queued %s %s for %s", kind, task.id, user)
-        return TaskHandle(task.id, kind, user)
-
-    def outcome(
-        self, handle: TaskHandle | str, timeout: float | None = 30.0, *, preserve: bool = False
-    ) -> TaskOutcome:
-        """Wait up to ``timeout`` seconds for the task to finish and return its outcome.
-
-        Reading a result removes it from the queue's store unless ``preserve`` is true.
-
-        :raises TaskFailed: the task raised; the error names the kind, plugin and exception.
-        :raises TimeoutError: no result within ``timeout`` (the task may still be queued).
-        """
-        task_id = handle.id if isinstance(handle, TaskHandle) else handle
-        try:
-            envelope = self.huey.result(task_id, blocking=True, timeout=timeout, preserve=preserve)
-        except ResultTimeout:
-            raise TimeoutError(f"task {task_id} has no result after {timeout} s") from None
-        except TaskException as exc:
-            raise task_failed(task_id, exc.metadata) from None
-        return TaskOutcome(task_id, envelope["value"], envelope["log"], envelope["progress"])
-
-    def result(
-        self, handle: TaskHandle | str, timeout: float | None = 30.0, *, preserve: bool = False
-    ) -> Any:
-        """What the task's ``run`` returned (see :meth:`outcome` for errors and waiting)."""
-        return self.outcome(handle, timeout, preserve=preserve).value
-
     def health(self) -> dict[str, Any]:
         """``{"ok", "backend", "pending", "detail"}`` for ``/api/v1/health``; never raises."""
         try:
@@ -207,28 +134,9 @@ class BhypeQueue:
         self.huey.storage.close()
 
 
-def task_failed(task_id: str, metadata: dict[str, Any]) -> TaskFailed:
-    """The :class:`TaskFailed` for a failure huey stored (``metadata``)."""
-    kind = metadata.get("kind", "")
-    plugin = metadata.get("plugin", "")
-    message = metadata.get("message") or metadata.get("error") or "unknown error"
-    where = f"task {kind or task_id}" + (f" (plugin {plugin})" if plugin else "")
-    error_type = metadata.get("type", "")
-    return TaskFailed(
-        f"{where} failed: {error_type + ': ' if error_type else ''}{message}",
-        task_id=task_id,
-        kind=kind,
-        plugin=plugin,
-        error_type=error_type,
-        error_code=metadata.get("code", ""),
-        log=metadata.get("log", ()),
-        traceback=metadata.get("traceback", ""),
-    )
-
-
 def make_queue(settings: Settings, registry: Registry, runtime: Runtime | None = None) -> BhypeQueue:
-    """Build the huey queue ``settings.queue`` describes and bind every registered task kind and
-    periodic job to it.
+    """Build the huey queue ``settings.queue`` describes and check every periodic job's
+    schedule.
 
     Backends: ``auto`` (Redis when ``core.redis_url`` is set, else SQLite), ``sqlite`` (file at
     ``queue.sqlite_path`` or ``<core.data_dir>/queue.sqlite3``), ``redis`` (on
@@ -236,7 +144,7 @@ def make_queue(settings: Settings, registry: Registry, runtime: Runtime | None =
 
     :param runtime: the runtime tasks run with in this process (see :class:`BhypeQueue`).
     :raises ConfigError: ``redis`` without ``core.redis_url``, or an unusable SQLite path.
-    :raises PluginError: a task kind or periodic job cannot be bound (names the plugin).
+    :raises PluginError: a periodic job has a bad schedule or an unknown kind (names the plugin).
     """
     queue_settings = settings.queue
     backend = queue_settings.backend
@@ -262,12 +170,13 @@ def make_queue(settings: Settings, registry: Registry, runtime: Runtime | None =
 
 
 def sqlite_path(settings: Settings) -> Path:
-    """Where the SQLite queue lives; its directory is created."""
+    """Where the SQLite queue lives; its directory is created and the file made 0600 before
+    SQLite opens it (task messages carry arguments; see :mod:`bhype_core.private_files`)."""
     path = settings.queue.sqlite_path or settings.core.data_dir / "queue.sqlite3"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_sqlite(path)
     except OSError as exc:
-        raise ConfigError(f"queue.sqlite_path: cannot create {path.parent}: {exc.strerror}") from None
+        raise ConfigError(f"queue.sqlite_path: cannot create {path}: {exc.strerror}") from None
     return path
 
 

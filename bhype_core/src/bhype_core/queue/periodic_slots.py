@@ -1,12 +1,13 @@
 """One run per schedule slot, however many workers consume the queue.
 
-huey's consumer has a scheduler thread that, once a minute, enqueues every periodic task whose
+huey's consumer has a scheduler thread that wakes once a minute; here it submits a Task row
+(owned by ``@system``, :mod:`bhype_core.taskqueue.periodic`) for every periodic job whose
 crontab matches the current minute. Two worker processes on one queue (two ``bhype worker``
 services on a Redis queue, or a worker beside ``bhype serve``'s in-process one) would each
-enqueue it: a scheduled snapshot taken twice, a prune run twice. Here each worker first claims
+submit it: a scheduled snapshot taken twice, a prune run twice. Here each worker first claims
 the slot — the job's name and the minute it is due — with the queue storage's atomic
 ``put_if_empty`` (Redis ``HSETNX``; SQLite ``INSERT OR ABORT``); only the worker that wins the
-claim enqueues the run.
+claim submits the run.
 
 A claim is kept long enough for every other worker's scheduler to have checked the same minute
 (they check once a minute), then its owner deletes it, so the store does not grow.
@@ -22,6 +23,8 @@ from typing import Any
 
 from huey.consumer import Scheduler
 
+from bhype_core.taskqueue.periodic import due_jobs, submit_run
+
 log = logging.getLogger("bhype.worker")
 
 CLAIM_PREFIX = "bhype:periodic-slot:"
@@ -36,7 +39,7 @@ def slot_key(job_name: str, due: datetime.datetime) -> str:
 
 
 class SlotClaimingScheduler(Scheduler):
-    """huey's scheduler thread, enqueueing a periodic run only when this worker claimed its slot."""
+    """huey's scheduler thread, submitting a periodic run only when this worker claimed its slot."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -45,21 +48,22 @@ class SlotClaimingScheduler(Scheduler):
     def enqueue_periodic_tasks(self, now: datetime.datetime | None) -> None:
         due_at = now if now is not None else self.huey._get_timestamp()
         self.forget_old_claims()
-        for task in self.huey.read_periodic(due_at):
-            key = slot_key(task.name, due_at)
+        runtime = self.huey.queue.require_runtime()
+        for job in due_jobs(runtime, due_at):
+            key = slot_key(job.name, due_at)
             try:
                 claimed = self.huey.storage.put_if_empty(key, b"1")
             except Exception:
-                log.exception("periodic job %s: cannot claim its %s run; skipped", task.name, f"{due_at:%H:%M}")
+                log.exception("periodic job %s: cannot claim its %s run; skipped", job.name, f"{due_at:%H:%M}")
                 continue
             if not claimed:
-                log.info("periodic job %s: the %s run was queued by another worker", task.name, f"{due_at:%H:%M}")
+                log.info("periodic job %s: the %s run was queued by another worker", job.name, f"{due_at:%H:%M}")
                 continue
-            log.info("periodic job %s: queueing its %s run", task.name, f"{due_at:%H:%M}")
+            log.info("periodic job %s: queueing its %s run", job.name, f"{due_at:%H:%M}")
             try:
-                self.huey.enqueue(task)
+                submit_run(runtime, job, f"the {due_at:%H:%M} run")
             except Exception:
-                log.exception("periodic job %s: queueing its %s run failed", task.name, f"{due_at:%H:%M}")
+                log.exception("periodic job %s: queueing its %s run failed", job.name, f"{due_at:%H:%M}")
                 self._give_up(key)  # another worker checking this minute may still queue it
                 continue
             self._claims.append((time.monotonic(), key))

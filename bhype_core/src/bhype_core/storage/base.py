@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bhype_core.errors import NotFound, ValidationErrors
+from bhype_core.safe_files import copy_fd, open_regular
 
 ProgressCallback = Callable[[int, str], None]
 
@@ -93,8 +94,18 @@ class StorageBackend(ABC):
         if not Path(source).is_file():
             raise NotFound(f"{source} does not exist")
         target = Path(self.vm_dir(vm_name)) / check_filename(filename)
-        shutil.copyfile(source, target)
-        target.chmod(mode)
+        partial = target.with_name(f".{target.name}.partial")
+        # Written under a temporary name opened without following links, then renamed over the
+        # target: a symlink planted at either name is replaced, never written through.
+        partial.unlink(missing_ok=True)
+        out = open_regular(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode=mode)
+        try:
+            with open(source, "rb") as handle:
+                copy_fd(handle.fileno(), out)
+            os.fchmod(out, mode)
+        finally:
+            os.close(out)
+        os.replace(partial, target)
         return target
 
     def remove_vm_file(self, vm_name: str, filename: str) -> None:

@@ -55,7 +55,7 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tu
         front = (
             select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.progress_message), col(Task.created),
                    rank.label("rank"))
-            .where(col(Task.state) == QUEUED)
+            .where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None))  # children: run by their parent
             .subquery()
         )
         queued_rows = connection.execute(
@@ -67,9 +67,11 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tu
         if not queued_rows:
             return []
         running = [
-            RunningTask(row.id, row.owner, tuple(row.locks or ()))
+            # A running sub-task holds its locks but runs in its parent's slot.
+            RunningTask(row.id, row.owner, tuple(row.locks or ()), in_own_slot=row.parent_id is None)
             for row in connection.execute(
-                select(col(Task.id), col(Task.owner), col(Task.locks)).where(col(Task.state) == RUNNING)
+                select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.parent_id))
+                .where(col(Task.state) == RUNNING)
             )
         ]
         owners = sorted({row.owner for row in queued_rows})

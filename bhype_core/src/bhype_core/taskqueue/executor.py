@@ -12,9 +12,13 @@ from bhype_core.host.audit import acting_as
 from bhype_core.queue.serializer import check_json
 from bhype_core.taskqueue import store
 from bhype_core.taskqueue.reporter import RowReporter
+from bhype_core.taskqueue.subtasks import SubTasks, cancel_leftovers
+from bhype_core.taskqueue.system import context_user
 from bhype_core.tasks import Cancelled, TaskContext
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bhype_core.runtime import Runtime
     from bhype_core.taskqueue.store import WorkerIdentity
 
@@ -65,8 +69,11 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
     catalog = runtime.registry.tasks
     kind = catalog.get(task.kind)
     plugin = catalog.plugin_of(task.kind) if kind is not None else ""
-    context = TaskContext(runtime, task.id, task.kind, task.owner, RowReporter(engine, task.id, token))
+    context = TaskContext(runtime, task.id, task.kind, context_user(task.owner), RowReporter(engine, task.id, token),
+                          resume_state=task.checkpoint, subtasks=SubTasks(runtime, worker, task))
     log.info("task %s %s started (user %s)", task.kind, task.id, task.owner)
+    if task.checkpoint is not None:
+        context.log(f"resuming from step {task.checkpoint.get('step')!r} after its worker stopped")
     try:
         if kind is None:
             raise PluginError(f"task kind {task.kind!r} is no longer registered (plugin removed?)")
@@ -76,10 +83,12 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
             value = kind.run(context, **task.arguments)
         check_json(value, f"the result of task {task.kind}")
     except Cancelled as exc:
+        _quietly(context, lambda: cancel_leftovers(runtime, task))
         context.log(f"cancelled: {exc.message}", level="warning")
         return _finish(engine, task, token, CANCELLED, error=error_data(exc, task.kind, plugin),
                        message="cancelled")
     except Exception as exc:
+        _quietly(context, lambda: cancel_leftovers(runtime, task))
         error = error_data(exc, task.kind, plugin)
         # An error bHype expects is news for the user; anything else is a bug worth a traceback.
         log.warning("task %s %s failed: %s", task.kind, task.id, error["message"],
@@ -89,6 +98,7 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
         if state is not None:
             runtime.notify(failed_event(task, error))
         return state
+    cancel_leftovers(runtime, task)
     log.info("task %s %s succeeded", task.kind, task.id)
     return _finish(engine, task, token, SUCCEEDED, result=value, message="done", progress=100.0)
 
@@ -98,6 +108,14 @@ def _finish(engine: Any, task: Task, token: str, state: str, **values: Any) -> s
         return state
     log.warning("task %s ended %s, but recovery had already ended it", task.id, state)
     return None
+
+
+def _quietly(context: TaskContext, step: Callable[[], Any]) -> None:
+    # On the failure path the database itself may be what failed: still attempt the outcome.
+    try:
+        step()
+    except Exception:
+        log.exception("task %s: cleaning up its sub-tasks failed", context.task_id)
 
 
 def _log_quietly(context: TaskContext, message: str) -> None:

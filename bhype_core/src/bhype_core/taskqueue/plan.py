@@ -31,11 +31,13 @@ class QueuedTask:
 
 @dataclass(frozen=True)
 class RunningTask:
-    """A task that holds a slot and its locks."""
+    """A task that holds its locks and (unless it is a sub-task running in its parent's slot,
+    ``in_own_slot`` false) a slot."""
 
     id: str
     owner: str
     locks: tuple[str, ...] = ()
+    in_own_slot: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def plan(
     """Decide which queued tasks start now.
 
     :param queued: every queued task, in submission order (oldest first).
-    :param running: every task holding a slot (started and not finished).
+    :param running: every started task that has not finished (sub-tasks hold locks only).
     :param limits: the per-user and global limits.
     :param last_served: per owner, when their most recent task started (``None`` or absent:
         never); drives the round-robin order across users.
@@ -112,8 +114,9 @@ def plan(
     for task in queued:
         queues.setdefault(task.owner, []).append(task)
     holders: dict[str, str] = {lock: task.id for task in running for lock in task.locks}
-    per_user = Counter(task.owner for task in running)
-    free = limits.total - len(running)
+    slots = [task for task in running if task.in_own_slot]
+    per_user = Counter(task.owner for task in slots)
+    free = limits.total - len(slots)
     start: list[str] = []
     blocked: dict[str, str] = {}  # owner -> why their head cannot start
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,21 @@ def interrupted_event(task: Task) -> Event:
     )
 
 
-def recover(engine: Engine, directory: Path, me: WorkerIdentity, *, also_own: bool = False) -> Recovery:
+def requeue_to_resume(engine: Engine, task_id: str, guard: list, worker_id: str | None) -> bool:
+    """Put a resumable task whose worker stopped back in the queue, keeping its checkpoint: the
+    next worker to start it resumes from there (``TaskContext.resume_state``)."""
+    message = "queued again to resume: the worker running it stopped"
+    append_log(engine, task_id, message, level="warning")
+    statement = update(Task).where(*guard).values(
+        state=QUEUED, started=None, picked_up=None, worker_id=None, worker_host=None, worker_pid=None,
+        dispatch_token=None, progress_message=message,
+    )
+    with engine.begin() as connection:
+        return connection.execute(statement).rowcount == 1
+
+
+def recover(engine: Engine, directory: Path, me: WorkerIdentity, *, also_own: bool = False,
+            resumable: Collection[str] = ()) -> Recovery:
     """Release every running task whose worker on this host is gone.
 
     A task started but never picked up by a worker thread goes back to the queue (nothing of it
@@ -49,16 +64,18 @@ def recover(engine: Engine, directory: Path, me: WorkerIdentity, *, also_own: bo
 
     :param directory: the lease directory (:func:`liveness.lease_dir`).
     :param me: this worker; its own tasks are skipped unless ``also_own`` (it is stopping).
+    :param resumable: task kinds that resume: their picked-up tasks are queued again
+        (:func:`requeue_to_resume`) instead of interrupted.
     :returns: what was requeued and interrupted (the caller emits the events).
     """
     outcome = Recovery()
     with engine.connect() as connection:
         rows = connection.execute(
             select(col(Task.id), col(Task.worker_id), col(Task.worker_host), col(Task.picked_up),
-                   col(Task.dispatch_token))
+                   col(Task.dispatch_token), col(Task.kind))
             .where(col(Task.state) == RUNNING)
         ).all()
-    for task_id, worker_id, host, picked_up, token in rows:
+    for task_id, worker_id, host, picked_up, token, kind in rows:
         if host not in (None, me.host):
             continue  # another machine's worker: its liveness is unknown here
         if worker_id == me.id and not also_own:
@@ -74,6 +91,10 @@ def recover(engine: Engine, directory: Path, me: WorkerIdentity, *, also_own: bo
             with engine.begin() as connection:
                 if connection.execute(statement).rowcount == 1:
                     outcome.requeued.append(task_id)
+            continue
+        if kind in resumable:
+            if requeue_to_resume(engine, task_id, guard, worker_id):
+                outcome.requeued.append(task_id)
             continue
         message = "interrupted: the worker running it stopped"
         # The line goes first: whoever sees the final state must also find the line (a live

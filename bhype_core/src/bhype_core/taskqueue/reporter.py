@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -44,6 +44,11 @@ class RowReporter:
     def progress(self, context: TaskContext, progress: Progress) -> None:
         """Store the latest progress on the Task row."""
         store.set_progress(self.engine, self.task_id, self.token, progress.percent, progress.message)
+
+    def checkpoint(self, context: TaskContext, state: dict[str, Any]) -> None:
+        """Store a resumable task's checkpoint on its row (dropped once the task no longer
+        runs under this reporter's token)."""
+        store.save_checkpoint(self.engine, self.task_id, self.token, state)
 
     def cancel_requested(self, context: TaskContext) -> bool:
         """Whether the row's cancel flag is set (read at most every :data:`CANCEL_POLL` s)."""

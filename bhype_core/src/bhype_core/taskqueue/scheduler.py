@@ -7,7 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from bhype_core.taskqueue import dispatch, liveness, recovery
+from bhype_core.taskqueue import dispatch, liveness, recovery, retention, subtasks
 from bhype_core.taskqueue.plan import Limits
 from bhype_core.taskqueue.settings import task_settings, total_slots
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from bhype_core.taskqueue.store import WorkerIdentity
 
 log = logging.getLogger("bhype.tasks")
+
+PRUNE_INTERVAL = 3600.0  # seconds between prunes of the system's old tasks (a sweep does it)
 
 
 class Scheduler:
@@ -40,6 +42,7 @@ class Scheduler:
         self._ready = False
         self._warned = False
         self._last_sweep = 0.0
+        self._last_prune = -PRUNE_INTERVAL
 
     @property
     def identity(self) -> WorkerIdentity:
@@ -139,10 +142,19 @@ class Scheduler:
         return started
 
     def _release(self, also_own: bool) -> None:
-        outcome = recovery.recover(self.runtime.engine, self.lease.directory, self.identity, also_own=also_own)
+        resumable = {kind.name for kind in self.runtime.registry.tasks if kind.resumable}
+        outcome = recovery.recover(self.runtime.engine, self.lease.directory, self.identity, also_own=also_own,
+                                   resumable=resumable)
         for task in outcome.interrupted:
             self.runtime.notify(recovery.interrupted_event(task))
-        if outcome.requeued or outcome.interrupted:
+        orphans = subtasks.cancel_orphans(self.runtime)
+        if time.monotonic() - self._last_prune >= PRUNE_INTERVAL:
+            self._last_prune = time.monotonic()
+            pruned = retention.prune_system_tasks(self.runtime.engine, self.settings.system_keep_days)
+            if pruned:
+                log.info("pruned %d finished system task(s) older than %g days", pruned,
+                         self.settings.system_keep_days)
+        if outcome.requeued or outcome.interrupted or orphans:
             self._wake.set()
 
     def _loop(self) -> None:

@@ -68,19 +68,24 @@ def task_locks(runtime: Runtime, kind: str, arguments: dict[str, Any]) -> list[s
 
 
 def submit(
-    runtime: Runtime, owner: str, kind: str, arguments: Any, *, retry_of: str | None = None
+    runtime: Runtime, owner: str, kind: str, arguments: Any, *, retry_of: str | None = None,
+    parent: str | None = None,
 ) -> Task:
     """Queue a task of ``kind`` for ``owner``: validate, store the row, nudge the scheduler.
 
+    :param parent: the id of the running task submitting this one as a sub-task: the new task
+        is linked to it, and only that task runs it (in its own slot, see ``TaskContext.wait``),
+        never the scheduler.
     :raises ValidationErrors: unknown kind (``kind``), arguments its ``run`` would refuse
         (``arguments.<name>``), or not JSON data; nothing is stored then.
     """
-    validate_submission(runtime.queue, kind, arguments, owner, None)
+    validate_submission(runtime.registry, kind, arguments, owner)
     locks = task_locks(runtime, kind, arguments)
     task = store.insert_task(runtime.engine, store.new_task(
-        owner=owner, kind=kind, arguments=arguments, locks=locks, retry_of=retry_of,
+        owner=owner, kind=kind, arguments=arguments, locks=locks, retry_of=retry_of, parent_id=parent,
     ))
-    runtime.queue.nudge()
+    if parent is None:  # a sub-task is run by its parent: nothing for the scheduler to do
+        runtime.queue.nudge()
     return task
 
 
@@ -129,6 +134,7 @@ def cancel(runtime: Runtime, principal: Principal, task_id: str) -> Task:
     """
     task = visible_task(runtime, principal, task_id)
     engine = runtime.engine
+    cancel_children(runtime, task_id, principal.name)
     if store.cancel_queued(engine, task_id, f"cancelled by {principal.name} before it started"):
         store.append_log(engine, task_id, f"cancelled by {principal.name} before it started", "warning")
         runtime.queue.nudge()  # it may have held up the owner's later tasks
@@ -139,6 +145,21 @@ def cancel(runtime: Runtime, principal: Principal, task_id: str) -> Task:
         if task.state in FINAL_STATES:
             raise Conflict(f"task {task_id} has already ended ({task.state})")
     return visible_task(runtime, principal, task_id)
+
+
+def cancel_children(runtime: Runtime, task_id: str, by: str) -> None:
+    """Cancel every sub-task of ``task_id`` that has not ended (and theirs): queued ones never
+    start, running ones are asked to stop at their next safe point."""
+    engine = runtime.engine
+    for child in store.children_of(engine, task_id):
+        if child.state in FINAL_STATES:
+            continue
+        cancel_children(runtime, child.id, by)
+        message = f"cancelled by {by} with its parent task {task_id}"
+        if store.cancel_queued(engine, child.id, message):
+            store.append_log(engine, child.id, message, "warning")
+        elif store.request_cancel(engine, child.id):
+            store.append_log(engine, child.id, f"cancel requested by {by} with its parent task {task_id}", "warning")
 
 
 def retry(runtime: Runtime, principal: Principal, task_id: str) -> Task:

@@ -27,6 +27,10 @@ class TaskSettings(Section):
     sweep_interval: float = Field(
         10.0, gt=0, le=3600, description="seconds between checks for tasks whose worker died"
     )
+    system_keep_days: float = Field(
+        7.0, gt=0, le=3650,
+        description="days to keep the system's own tasks (periodic runs) after they succeeded",
+    )
     stream_interval: float = Field(
         0.25, gt=0, le=10, description="seconds between checks for news in a live task stream"
     )

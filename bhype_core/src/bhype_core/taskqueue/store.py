@@ -41,7 +41,8 @@ class WorkerIdentity:
 
 
 def new_task(
-    *, owner: str, kind: str, arguments: dict[str, Any], locks: Sequence[str], retry_of: str | None = None
+    *, owner: str, kind: str, arguments: dict[str, Any], locks: Sequence[str], retry_of: str | None = None,
+    parent_id: str | None = None,
 ) -> Task:
     """A queued Task row (not yet stored); its target is its first lock (``vm:3``), if any."""
     return Task(
@@ -54,6 +55,7 @@ def new_task(
         state=QUEUED,
         progress_message="queued",
         retry_of=retry_of,
+        parent_id=parent_id,
     )
 
 
@@ -216,3 +218,21 @@ def finish(
     )
     with engine.begin() as connection:
         return connection.execute(statement).rowcount == 1
+
+
+def save_checkpoint(engine: Engine, task_id: str, token: str | None, checkpoint: dict[str, Any]) -> bool:
+    """Store a running task's checkpoint; false when it no longer runs under ``token``."""
+    statement = (
+        update(Task)
+        .where(col(Task.id) == task_id, col(Task.state) == RUNNING, col(Task.dispatch_token) == token)
+        .values(checkpoint=checkpoint)
+    )
+    with engine.begin() as connection:
+        return connection.execute(statement).rowcount == 1
+
+
+def children_of(engine: Engine, task_id: str) -> list[Task]:
+    """The sub-tasks ``task_id`` submitted, oldest first."""
+    query = select(Task).where(col(Task.parent_id) == task_id).order_by(col(Task.created), col(Task.id))
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.scalars(query))

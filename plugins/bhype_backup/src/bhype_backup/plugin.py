@@ -33,5 +33,5 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 @hookimpl
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
     """``backup.probe`` every 5 minutes, so the status route has something recent to show."""
-    register(PeriodicJob(name=status.PROBE_KIND, run=status.probe, minute="*/5", run_at_start=True,
+    register(PeriodicJob(name=status.PROBE_KIND, kind=status.PROBE_KIND, minute="*/5", run_at_start=True,
                          description="probe rsync on the host for GET /api/v1/backup/status"))

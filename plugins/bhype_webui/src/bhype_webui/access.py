@@ -115,5 +115,8 @@ def locate(runtime: Any, vm_name: str, kind: ConsoleKind) -> tuple[Endpoint, str
         endpoint = Endpoint.from_console(console)
     except EndpointError as exc:
         raise Conflict(str(exc)) from None
-    password = spec.graphics.password if kind == "vnc" else None
+    # QEMU serves VNC on a private unix socket without a password ("password": False); bhyve's
+    # fbuf listens on loopback TCP and needs the VM's password, read from the spec only then.
+    wants_password = kind == "vnc" and console.get("password", True) is not False
+    password = spec.graphics.password if wants_password else None
     return endpoint, password

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.limits import NonNegativeInt64, event_id
 from bhype_core.api.principal import Principal, PrincipalDep
 from bhype_webui import notify_store
 from bhype_webui.live import live_response, sse
@@ -41,7 +42,7 @@ class NotificationList(BaseModel):
 class MarkRead(BaseModel):
     """Mark everything up to ``up_to`` as read (null: everything you have)."""
 
-    up_to: int | None = Field(None, ge=0)
+    up_to: NonNegativeInt64 | None = None
 
 
 class ReadMarker(BaseModel):
@@ -92,15 +93,16 @@ def make_notifications_router() -> APIRouter:
         request: Request,
         runtime: RuntimeDep,
         principal: PrincipalDep,
-        after: Annotated[int | None, Query(ge=0, description="send notifications above this id")] = None,
+        after: Annotated[NonNegativeInt64 | None, Query(description="send notifications above this id")] = None,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> StreamingResponse:
         """New notifications as they arrive (Server-Sent Events). A reconnecting browser's
         ``Last-Event-ID`` resumes after the last one it got; without ``after`` the stream starts
         with what arrives from now on."""
         who = viewer(principal)
-        if last_event_id and last_event_id.isdigit():
-            start = int(last_event_id)
+        resume = event_id(last_event_id)
+        if resume is not None:
+            start = resume
         elif after is not None:
             start = after
         else:

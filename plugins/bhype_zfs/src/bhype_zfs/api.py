@@ -15,6 +15,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.limits import Int64
 from bhype_core.api.principal import AdminDep, Principal, PrincipalDep
 from bhype_zfs import health, pool_argv
 from bhype_zfs.names import check_dataset
@@ -49,7 +50,7 @@ class PoolInit(BaseModel):
     adopt: bool = Field(False, description="use an existing (imported or importable) pool instead")
     force: bool = Field(False, description="overwrite old partition tables, file systems and exported pools' labels")
     root: str | None = Field(None, description="bHype's dataset under the pool (default zfs.root)")
-    ashift: int | None = 12
+    ashift: Int64 | None = 12  # the range (9-16) is checked with the other fields
     mountpoint: str | None = None
     initialised_at: str | None = Field(
         None, pattern=INITIALISED_PATTERN, examples=["2026-11-27T09:00:00Z"],

@@ -91,9 +91,10 @@ def recorded(runtime: Any) -> list[dict[str, Any]]:
             for r in rows]
 
 
-def periodic_job(context: Any) -> list[dict[str, Any]]:
-    """``zfs.health``: check pools and notify changes (nothing to do until ``zfs.pool`` is set:
-    a host without ZFS storage must not fail this job every five minutes)."""
+def health_task(context: Any) -> list[dict[str, Any]]:
+    """``zfs.health`` (task kind and periodic job): check pools and notify changes (nothing to
+    do until ``zfs.pool`` is set: a host without ZFS storage must not fail this job every five
+    minutes)."""
     if not zfs_settings(context.runtime).pool:
         return []
     return [event.to_dict() for event in check_health(context.runtime)]

@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import BigInteger, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from bhype_core.api.limits import INT64_MAX, INT64_MIN
 from bhype_core.db.models import utcnow
 from bhype_core.db.types import ID, TABLE_OPTIONS, UTCDateTime
 
@@ -21,13 +22,14 @@ class ZfsScheduleBase(SQLModel):
     dataset: str = Field(default="", max_length=255)
     vm: str | None = Field(default=None, max_length=63)
     recursive: bool = True
-    frequently: int = 0
-    hourly: int = 0
-    daily: int = 0
-    weekly: int = 0
-    monthly: int = 0
-    yearly: int = 0
-    frequent_minutes: int = 15
+    frequently: int = Field(default=0, ge=INT64_MIN, le=INT64_MAX)
+    hourly: int = Field(default=0, ge=INT64_MIN, le=INT64_MAX)
+    daily: int = Field(default=0, ge=INT64_MIN, le=INT64_MAX)
+    weekly: int = Field(default=0, ge=INT64_MIN, le=INT64_MAX)
+    monthly: int = Field(default=0, ge=INT64_MIN, le=INT64_MAX)
+    yearly: int = Field(default=0, ge=INT64_MIN, le=INT64_MAX)
+    # 64-bit bounds only: the retention rules check the real ranges and name the field.
+    frequent_minutes: int = Field(default=15, ge=INT64_MIN, le=INT64_MAX)
     enabled: bool = True
 
 

@@ -48,15 +48,16 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 
 @hookimpl
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
-    """Scheduled snapshots every minute (each schedule decides what is due); pool health
-    and capacity every 5 minutes; the status probe (``zfs.probe``) every 5 minutes."""
-    from bhype_zfs import health, schedules, status
+    """Scheduled snapshots every minute (task ``zfs.run_schedules``: each schedule decides
+    what is due, and runs as a sub-task holding its dataset's and VMs' locks); pool health and
+    capacity every 5 minutes; the status probe (``zfs.probe``) every 5 minutes."""
+    from bhype_zfs import status
 
-    register(PeriodicJob(name="zfs.snapshot-schedules", run=schedules.periodic_job,
+    register(PeriodicJob(name="zfs.snapshot-schedules", kind="zfs.run_schedules",
                          description="take due scheduled snapshots and prune by retention"))
-    register(PeriodicJob(name="zfs.health", run=health.periodic_job, minute="*/5",
+    register(PeriodicJob(name="zfs.health", kind="zfs.health", minute="*/5",
                          description="pool health and capacity; notify changes"))
-    register(PeriodicJob(name=status.PROBE_KIND, run=status.probe, minute="*/5",
+    register(PeriodicJob(name=status.PROBE_KIND, kind=status.PROBE_KIND, minute="*/5",
                          description="probe OpenZFS and the configured pool for GET /api/v1/zfs/status"))
 
 

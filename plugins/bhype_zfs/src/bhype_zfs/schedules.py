@@ -157,27 +157,83 @@ def run_schedule(host: ZfsHost, schedule: ZfsSchedule, last_taken: dict[str, dat
 
 
 def run_due(runtime: Any, now: datetime | None = None, host: ZfsHost | None = None) -> dict[str, Any]:
-    """Run every enabled schedule once (the periodic job's body); returns what each did."""
+    """Run every enabled schedule once, here; returns what each did (tests and tools: the
+    periodic job runs each schedule as a sub-task holding its locks, see :func:`run_all`)."""
     now = now or datetime.now(UTC)
     host = host or zfs_host(runtime)
-    report: dict[str, Any] = {}
-    for schedule in list_schedules(runtime):
-        if not schedule.enabled:
-            continue
-        with session(runtime) as db:
-            states = states_of(db, schedule.id or 0)
-            last = {p: s.last_taken for p, s in states.items() if p != RUN_ROW}
+    return {schedule.name: run_one(runtime, schedule, now, host)
+            for schedule in list_schedules(runtime) if schedule.enabled}
+
+
+def run_one(runtime: Any, schedule: ZfsSchedule, now: datetime, host: ZfsHost) -> dict[str, Any]:
+    """Run one schedule: take what is due, prune, record the run (a failure is recorded and
+    reported as a ``zfs.schedule_failed`` event, not raised)."""
+    with session(runtime) as db:
+        states = states_of(db, schedule.id or 0)
+        last = {p: s.last_taken for p, s in states.items() if p != RUN_ROW}
+    try:
+        outcome = run_schedule(host, schedule, last, now)
+        error = ""
+    except BhypeError as exc:
+        outcome, error = {"error": exc.message}, exc.message
+        runtime.notify(Event("zfs.schedule_failed", f"snapshot schedule {schedule.name} failed: {error}",
+                             severity="error", subject=f"dataset:{schedule.dataset}",
+                             data={"schedule": schedule.name}))
+    record_run(runtime, schedule, outcome.get("taken", {}), error, now)
+    return outcome
+
+
+def vms_on(runtime: Any, dataset: str) -> list[str]:
+    """Names of the VMs on ZFS datastores whose dataset tree overlaps ``dataset`` (inside it,
+    or containing it): a schedule's run holds their ``vm:<name>`` locks, so it never
+    interleaves with a rollback, clone or destroy of one of them."""
+    from bhype_core.vm.records import list_vms
+    from bhype_zfs.vms import datastore_of
+
+    names = []
+    with session(runtime) as db:
+        rows = [(row.name, row.datastore) for row in list_vms(db)]
+    for name, datastore in rows:
         try:
-            outcome = run_schedule(host, schedule, last, now)
-            error = ""
-        except BhypeError as exc:
-            outcome, error = {"error": exc.message}, exc.message
-            runtime.notify(Event("zfs.schedule_failed", f"snapshot schedule {schedule.name} failed: {error}",
-                                 severity="error", subject=f"dataset:{schedule.dataset}",
-                                 data={"schedule": schedule.name}))
-        record_run(runtime, schedule, outcome.get("taken", {}), error, now)
-        report[schedule.name] = outcome
+            vm_dataset = datastore_of(runtime, datastore).vm_dataset(name)
+        except BhypeError:  # not a ZFS datastore: its disks are not in any pool
+            continue
+        if vm_dataset == dataset or vm_dataset.startswith(dataset + "/") or dataset.startswith(vm_dataset + "/"):
+            names.append(name)
+    return sorted(names)
+
+
+def run_all(context: Any) -> dict[str, Any]:
+    """``zfs.run_schedules``: each enabled schedule as a sub-task ``zfs.run_schedule`` holding
+    ``dataset:<dataset>`` and the ``vm:<name>`` of every VM on it, run one after the other."""
+    runtime = context.runtime
+    handles = [
+        context.submit("zfs.run_schedule", {"schedule": schedule.name, "dataset": schedule.dataset,
+                                            "vms": vms_on(runtime, schedule.dataset)})
+        for schedule in list_schedules(runtime) if schedule.enabled
+    ]
+    report: dict[str, Any] = {}
+    for handle, outcome in zip(handles, context.wait(handles), strict=True):
+        report[handle.id] = outcome.result if outcome.ok else {"state": outcome.state, "error": outcome.error}
     return report
+
+
+def run_named(context: Any, schedule: str, dataset: str, vms: list[str] | None = None) -> dict[str, Any]:
+    """``zfs.run_schedule``: run the schedule ``schedule`` now (``dataset`` and ``vms`` name
+    its locks; a schedule whose dataset changed since is skipped)."""
+    runtime = context.runtime
+    row = next((s for s in list_schedules(runtime) if s.name == schedule), None)
+    if row is None or not row.enabled or row.dataset != dataset:
+        context.log(f"schedule {schedule} is gone, disabled or changed: nothing to do")
+        return {"schedule": schedule, "skipped": True}
+    outcome = run_one(runtime, row, datetime.now(UTC), zfs_host(runtime))
+    for period, name in outcome.get("taken", {}).items():
+        context.log(f"{period}: took {dataset}@{name}")
+    if outcome.get("pruned"):
+        context.log(f"pruned {len(outcome['pruned'])} snapshot(s)")
+    if outcome.get("error"):
+        context.log(f"failed: {outcome['error']}", "error")
+    return {"schedule": schedule, **outcome}
 
 
 def record_run(runtime: Any, schedule: ZfsSchedule, taken: dict[str, str], error: str, now: datetime) -> None:
@@ -192,8 +248,3 @@ def record_run(runtime: Any, schedule: ZfsSchedule, taken: dict[str, str], error
                 state.last_taken = now
             state.updated = now
             db.add(state)
-
-
-def periodic_job(context: Any) -> dict[str, Any]:
-    """``zfs.snapshot-schedules``: every minute, take due snapshots and prune."""
-    return run_due(context.runtime)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bhype_core.errors import ValidationErrors
-from bhype_zfs import clones, import_vms, pool_init, schedules, snapshots
+from bhype_zfs import clones, health, import_vms, pool_init, schedules, snapshots
 from bhype_zfs.records import cloned_spec_data, insert_vm, vm_records_available
 from bhype_zfs.storage import NAME_PROPERTY, OWNER_PROPERTY
 from bhype_zfs.tool import zfs_host, zfs_settings
@@ -189,9 +189,12 @@ def import_vms_task(context: Any, datastore: str | None = None, register: bool =
     return {"datastore": store.datastore, "vms": [vm.to_dict() for vm in found]}
 
 
-def run_schedules(context: Any) -> dict[str, Any]:
-    """``zfs.run_schedules``: take due scheduled snapshots and prune, now."""
-    return schedules.run_due(context.runtime)
+def schedule_lock(arguments: dict[str, Any]) -> list[str]:
+    """``dataset:<dataset>`` and ``vm:<name>`` for each VM in ``vms`` (``zfs.run_schedule``)."""
+    dataset = arguments.get("dataset")
+    locks = [f"dataset:{dataset}"] if isinstance(dataset, str) and dataset else []
+    vms = arguments.get("vms") or []
+    return locks + [f"vm:{name}" for name in vms if isinstance(name, str) and name]
 
 
 def vm_lock(arguments: dict[str, Any]) -> list[str]:
@@ -224,5 +227,9 @@ KINDS: dict[str, tuple[Callable[..., Any], Callable[[dict[str, Any]], list[str]]
     "zfs.release": (release, vm_lock, "release a snapshot hold"),
     "zfs.clone": (clone, vm_lock, "clone a VM: linked (O(1)), full copy or promoted"),
     "zfs.import_vms": (import_vms_task, lambda a: [], "re-register VMs from a pool's user properties"),
-    "zfs.run_schedules": (run_schedules, lambda a: [], "take due scheduled snapshots and prune now"),
+    "zfs.run_schedules": (schedules.run_all, lambda a: [],
+                          "take due scheduled snapshots and prune now (one sub-task per schedule)"),
+    "zfs.run_schedule": (schedules.run_named, schedule_lock,
+                         "run one snapshot schedule, holding its dataset's and VMs' locks"),
+    "zfs.health": (health.health_task, lambda a: [], "pool health and capacity; notify changes"),
 }

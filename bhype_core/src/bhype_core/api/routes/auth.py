@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from bhype_core.api.audit_log import TOKEN_CREATED, TOKEN_REVOKED
 from bhype_core.api.cookies import clear_session_cookies, set_session_cookies
+from bhype_core.api.errors import error_response
+from bhype_core.api.limits import RowId
 from bhype_core.api.principal import PrincipalDep
 from bhype_core.api.security import PUBLIC, AuthenticatedDep, AuthServiceDep, client_address
 from bhype_core.db.auth_models import TOKEN_NAME_LENGTH, ApiTokenPublic
@@ -153,9 +155,8 @@ def make_router() -> APIRouter:
         response_model=LoginResult,
         dependencies=[PUBLIC],
         responses={
-            401: {"description": "wrong name or password"},
-            403: {"description": "no bHype group"},
-            429: {"description": "too many failures; see Retry-After"},
+            401: error_response("wrong name or password, or an account in no bHype group"),
+            429: error_response("too many failures; see Retry-After"),
         },
         openapi_extra={
             "requestBody": {
@@ -237,7 +238,7 @@ def make_router() -> APIRouter:
 
     @router.delete("/tokens/{token_id}", status_code=204, response_class=Response)
     def revoke_token(
-        token_id: Annotated[int, Path(ge=1)],
+        token_id: Annotated[RowId, Path()],
         request: Request,
         service: AuthServiceDep,
         principal: PrincipalDep,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import Principal, PrincipalDep
 from bhype_core.errors import Forbidden, ValidationErrors
+from bhype_core.fetch_guard import literal_refusal
 from bhype_core.iso_fetch import check_url
 from bhype_core.isos import (
     TooLarge,
@@ -104,6 +105,10 @@ def make_router() -> APIRouter:
                 check()
             except ValidationErrors as exc:
                 errors.extend(exc)
+        # An address literal can be refused now; a name is resolved and checked by the worker.
+        refusal = "" if errors.errors else literal_refusal(body.url, iso_settings(runtime).fetch_allow)
+        if refusal:
+            errors.add("url", f"refused: {refusal}")
         errors.raise_if_any()
         ensure_absent(open_datastore(runtime, body.datastore), body.name)
         arguments = {"url": body.url, "name": body.name, "sha256": check_sha256(body.sha256),

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.limits import Int64
 from bhype_core.api.principal import Principal, PrincipalDep
 from bhype_core.errors import Conflict, Forbidden
 from bhype_core.network.models import SwitchPublic, validate_switch
@@ -21,8 +22,9 @@ class SwitchCreate(BaseModel):
 
     name: str
     uplink: str | None = None
-    vlan: int | None = None
-    mtu: int | None = None
+    # 64-bit bounds only: the switch rules check the real ranges and name every bad field at once.
+    vlan: Int64 | None = None
+    mtu: Int64 | None = None
     address: str | None = None
     nat: bool = False
     nat_interface: str | None = None
@@ -33,7 +35,7 @@ class UplinkChange(BaseModel):
     """The host NIC to bridge, optionally through a vlan(4) interface tagging ``vlan``."""
 
     uplink: str
-    vlan: int | None = Field(None, description="1-4094: bridge <uplink>.<vlan> instead of the NIC")
+    vlan: Int64 | None = Field(None, description="1-4094: bridge <uplink>.<vlan> instead of the NIC")
 
 
 class SwitchList(BaseModel):

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.limits import Offset, event_id
 from bhype_core.api.principal import PrincipalDep
 from bhype_core.api.task_stream import task_events
 from bhype_core.db.task_models import Task, TaskBase, TaskLog, TaskLogBase
@@ -87,7 +88,7 @@ def make_router() -> APIRouter:
         state: str | None = None,
         kind: str | None = None,
         limit: Annotated[int, Query(ge=1, le=service.MAX_LIST)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[Offset, Query()] = 0,
     ) -> TaskList:
         """The caller's tasks, newest first (admins: everyone's, or one ``user``'s)."""
         tasks = service.list_visible(
@@ -119,7 +120,7 @@ def make_router() -> APIRouter:
         ``Last-Event-ID`` resumes after it), ``progress`` (state, percent, message) and a last
         ``end`` (the finished task).
         """
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        after = event_id(last_event_id) or 0
         interval = task_settings(runtime).stream_interval
         events = task_events(runtime, task.id, after, interval, request.is_disconnected, public)
         return StreamingResponse(
