@@ -9,9 +9,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from bhype_core.auth.settings import AuthSettings  # [auth] lives beside the identity code
 from bhype_core.errors import ConfigError
+from bhype_core.section import Section
+
+__all__ = ["Section", "Settings", "CoreSettings", "ApiSettings", "QueueSettings", "RunnerSettings", "load_settings"]
 
 FREEBSD_CONFIG_PATH = Path("/usr/local/etc/bhype/bhype.toml")
 FREEBSD_DATA_DIR = Path("/var/db/bhype")
@@ -32,12 +36,6 @@ def default_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
         return FREEBSD_DATA_DIR
     base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "bhype"
-
-
-class Section(BaseModel):
-    """Base for every settings section: unknown keys are errors (they are usually typos)."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class CoreSettings(Section):
@@ -86,10 +84,6 @@ class RunnerSettings(Section):
     ssh_identity: Path | None = None
     ssh_options: list[str] = Field(default_factory=list)
 
-
-# [auth] lives beside the identity code; bhype_core/auth/__init__.py imports this module first,
-# so the cycle (auth.settings needs Section above) resolves whichever module is imported first.
-from bhype_core.auth.settings import AuthSettings  # noqa: E402
 
 CORE_SECTIONS: dict[str, type[Section]] = {
     "core": CoreSettings,

@@ -31,15 +31,24 @@ from bhype_core.drivers.bhyve_argv import (
     grub_cfg,
     grub_device_map,
 )
+from bhype_core.drivers.capabilities import Capability, FirmwareRules, SpecCheck, VMStats
 from bhype_core.drivers.preflight import already_running, attached_files, memory, vnc_port
+from bhype_core.drivers.stats_parsers import (
+    BHYVECTL_COUNTERS,
+    bhyvectl_stats_argv,
+    parse_bhyvectl_stats,
+    parse_rctl_usage,
+    rctl_usage_argv,
+)
 from bhype_core.drivers.supervised import Prepared, SupervisedDriver
-from bhype_core.errors import CommandError
+from bhype_core.errors import CommandError, Conflict
 from bhype_core.spec import INSTANCE_PREFIX, VMSpec
 
 VMM_DIR = "/dev/vmm"
 NVRAM_FILE = "uefi-vars.fd"  # vm-bhyve's name for the per-VM copy (reference 1.6)
 SECRETS_FILE = "vnc.conf"  # bhyve -k file with the fbuf password (0600; keeps it out of ps)
 FIRMWARE_PACKAGES = {"uefi": "edk2-bhyve", "uefi-csm": "uefi-edk2-bhyve-csm"}
+RCTL = "/usr/bin/rctl"
 
 
 class BhyveDriver(SupervisedDriver):
@@ -52,6 +61,10 @@ class BhyveDriver(SupervisedDriver):
     """
 
     name = "bhyve"
+    rctl = RCTL  # rctl(8); an attribute so the bhyve tests can use a stand-in
+    capabilities = frozenset({
+        Capability.UEFI, Capability.UEFI_CSM, Capability.VNC_TCP, Capability.SERIAL_CONSOLE, Capability.LIVE_STATS,
+    })  # fmt: skip
 
     def __init__(
         self,
@@ -205,6 +218,13 @@ class BhyveDriver(SupervisedDriver):
         status = self.status(spec, vm_dir)
         problems = already_running(spec, status)
         problems += [Problem(path or "spec", message) for path, message in bhyve_spec_errors(spec)]
+        if spec.graphics.vnc and spec.graphics.password is None:
+            # fbuf listens on loopback TCP, which every local account can reach (issue 11). A
+            # spec stored where the driver used no password (QEMU) has none: never start open.
+            problems.append(Problem(
+                "graphics.password", "bhyve's VNC listens on loopback TCP, open to every local account, "
+                "and this VM has no VNC password", "edit the VM (bhyve generates one) or set graphics.password",
+            ))  # fmt: skip
         for module in ("vmm", "nmdm") if spec.serial else ("vmm",):
             problem = self._module_loaded(module)
             if problem:
@@ -302,3 +322,40 @@ class BhyveDriver(SupervisedDriver):
             if found.returncode == 0:
                 names.add(name)
         return sorted(names)
+
+    # -- capabilities ------------------------------------------------------------------------
+
+    def firmware_rules(self) -> FirmwareRules:
+        """edk2-bhyve's ``BHYVE_UEFI_VARS.fd`` copied to vm-bhyve's ``uefi-vars.fd`` (reference 1.6)."""
+        template = self.firmware("uefi")[1]
+        assert template is not None  # uefi (not uefi-csm) always has a vars template
+        return FirmwareRules(template, NVRAM_FILE, f"pkg install {FIRMWARE_PACKAGES['uefi']}")
+
+    def spec_checks(self) -> list[SpecCheck]:
+        """The capability check plus bhyve's own rules (VNC needs UEFI, loader needs a disk …)."""
+        return [*super().spec_checks(), bhyve_spec_errors]
+
+    def stats(self, spec: VMSpec, vm_dir: Path) -> VMStats:
+        """``bhyvectl --get-stats`` (vCPU 0: VM exits, backed guest RAM; reference 3.3) and, where
+        RACCT is enabled, ``rctl -u process:PID`` for CPU time (reference 4.4; without
+        ``kern.racct.enable=1`` rctl fails and CPU time is ``None``)."""
+        status = self.status(spec, Path(vm_dir).absolute())
+        if status.pid is None:
+            raise Conflict(f"VM {spec.name} is {status.state.value}: no statistics without a running bhyve")
+        answer = self.runner.run(bhyvectl_stats_argv(self.bhyvectl, spec.instance_name), timeout=30)
+        counters = parse_bhyvectl_stats(answer.stdout)
+        extra: dict[str, int | float] = {
+            key: counters[name] for name, key in BHYVECTL_COUNTERS.items() if name in counters
+        }
+        try:
+            usage = self.runner.run(rctl_usage_argv(self.rctl, status.pid), timeout=10, check=False)
+            racct = parse_rctl_usage(usage.stdout) if usage.returncode == 0 else {}
+        except CommandError:  # rctl not installed (a kernel without RACCT): CPU time unknown
+            racct = {}
+        cpu = racct.get("cputime")
+        return VMStats(
+            pid=status.pid,
+            cpu_seconds=float(cpu) if cpu is not None else None,
+            rss_bytes=counters.get("Resident memory", racct.get("memoryuse")),
+            extra=extra,
+        )

@@ -12,12 +12,10 @@ import jinja2
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
-from bhype_core.api.auth_service import SessionEnded
-from bhype_core.api.cookies import clear_session_cookies, csrf_cookie_name
-from bhype_core.errors import BhypeError, Unauthorized
-from bhype_core.units import human_size
+from bhype_core.plugin_api import BhypeError, SessionEnded, Unauthorized, csrf_cookie, end_browser_session, human_size
 
 LOGIN_PATH = "/ui/login"
 # The pages run only their own scripts (no inline script, no eval): htmx is configured to match.
@@ -84,6 +82,29 @@ class PageKit:
 
     def __init__(self, env: jinja2.Environment | None = None) -> None:
         self.env = env or make_environment()
+        self._own_loader = self.env.loader
+        self._extended_for: object = None
+
+    def environment(self, runtime: Any) -> jinja2.Environment:
+        """The environment, its loader extended (once per plugin manager) with the template
+        directories plugins registered (``bhype_webui_register_assets``: ``<name>/<file>``)."""
+        if self._extended_for is not runtime.pm:
+            from bhype_webui.extensions import ui_extensions
+
+            prefixed = {
+                assets.name: jinja2.FileSystemLoader(str(assets.template_dir))
+                for assets in ui_extensions(runtime).assets if assets.template_dir is not None
+            }
+            loaders = [self._own_loader, jinja2.PrefixLoader(prefixed)] if prefixed else [self._own_loader]
+            self.env.loader = jinja2.ChoiceLoader([loader for loader in loaders if loader is not None])
+            self._extended_for = runtime.pm
+        return self.env
+
+    def fragment(self, request: Request, name: str, nav: str = "", /, **values: Any) -> Markup:
+        """Template ``name`` rendered as a piece of a page (a dashboard panel, a VM tab) with the
+        layout context plus ``values``; autoescaped inside, safe to insert as is."""
+        env = self.environment(request.app.state.runtime)
+        return Markup(env.get_template(name).render(**self.context(request, nav), **values))  # noqa: S704
 
     def context(self, request: Request, nav: str) -> dict[str, Any]:
         """What the layout needs: the caller, the title, the CSRF cookie's name, the unread count."""
@@ -96,12 +117,15 @@ class PageKit:
             viewer = notify_store.Viewer(principal.name, principal.is_admin)
             unread = notify_store.unread_count(runtime.engine, viewer)
             latest = notify_store.latest_id(runtime.engine, viewer)
+        from bhype_webui.extensions import ui_extensions
+
         return {
             "request": request,
             "title": runtime.settings.section("webui").title,
             "user": principal,
             "nav": nav,
-            "csrf_cookie": csrf_cookie_name(runtime.settings.auth),
+            "nav_entries": ui_extensions(runtime).nav_entries(principal) if principal is not None else [],
+            "csrf_cookie": csrf_cookie(runtime),
             "unread": unread,
             "notify_after": latest,
             "path": request.url.path,
@@ -112,7 +136,8 @@ class PageKit:
     ) -> HTMLResponse:
         """The template ``name`` with the layout context plus ``values`` (call from a thread: the
         context reads the database). Positional parameters leave every keyword to the template."""
-        body = self.env.get_template(name).render(**self.context(request, nav), **values)
+        env = self.environment(request.app.state.runtime)
+        body = env.get_template(name).render(**self.context(request, nav), **values)
         return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
 
     async def error_page(self, request: Request, error: BhypeError) -> HTMLResponse:
@@ -149,7 +174,7 @@ class PageRoute(APIRoute):
                     back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     response = RedirectResponse(login_url(back, expired), status_code=303)
                 if expired:
-                    clear_session_cookies(response, request.app.state.auth.settings, request)
+                    end_browser_session(response, request)
                 return response
             except BhypeError as exc:
                 if not wants_html(request) or is_htmx(request):
