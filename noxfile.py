@@ -4,8 +4,9 @@
 bhype-zfs into a fresh virtualenv and runs ``tests/zfs``: proof that a plugin installs and works
 without the others. ``nox -s "tests(package='bhype_core')"`` runs every core test: each
 ``tests/`` directory that is no plugin's (``tests/core``, ``auth``, ``vm``, ``network``,
-``guest``, ``e2e`` …). ``nox -s e2e`` installs everything and runs the whole suite. Every test
-session also installs the dev/test-only image builders (``testkit/bhype_testimages``).
+``guest``, ``e2e`` …). ``nox -s "lowest_core(package='bhype_zfs')"`` tests a plugin against
+the lowest core its dependency range claims. ``nox -s e2e`` installs everything and runs the
+whole suite. Every test session also installs the dev/test-only image builders (``testkit/bhype_testimages``).
 """
 
 from __future__ import annotations
@@ -86,6 +87,64 @@ def tests(session: nox.Session, package: str) -> None:
     """One package alone (core + ``package`` in a fresh venv), running its test directories."""
     install_packages(session, [package])
     session.run("pytest", *tests_dirs(package), *session.posargs)
+
+
+@nox.session
+@nox.parametrize("package", [name for name in package_sources() if name != CORE])
+def lowest_core(session: nox.Session, package: str) -> None:
+    """A plugin against the lowest bhype-core its ``bhype-core>=X`` claims (issue 12), from the
+    release tag ``bhype-core-vX`` (``git archive``), or from this work tree while the core's
+    version is still X (unreleased). A claim no source can satisfy fails the session."""
+    sources = package_sources()
+    lowest = lowest_core_claim(sources[package])
+    core = core_source_at(session, lowest)
+    session.install(*CONSTRAINTS, f"{core}[test]", clean_copy(session, sources[package]),
+                    clean_copy(session, TESTIMAGES), *PYTEST_TOOLS)
+    session.run("pytest", *tests_dirs(package), *session.posargs)
+
+
+def lowest_core_claim(plugin: Path) -> str:
+    """The ``X`` of the plugin's ``bhype-core>=X`` dependency."""
+    text = (plugin / "pyproject.toml").read_text()
+    match = re.search(r'"bhype-core\s*>=\s*([0-9][0-9.]*)', text)
+    if match is None:
+        raise ValueError(f"{plugin.name}: no 'bhype-core>=X' dependency to test against")
+    return match.group(1)
+
+
+def core_version() -> str:
+    """The work tree's bhype-core version (``__version__``, read without importing it)."""
+    text = (ROOT / CORE / "src" / CORE / "__init__.py").read_text()
+    match = re.search(r'__version__\s*=\s*"([^"]+)"', text)
+    assert match is not None, "bhype_core/__init__.py has no __version__"
+    return match.group(1)
+
+
+def same_release(a: str, b: str) -> bool:
+    """``0.1`` and ``0.1.0`` name the same release."""
+    def parts(version: str) -> list[int]:
+        numbers = [int(p) for p in version.split(".")]
+        return numbers + [0] * (3 - len(numbers))
+    return parts(a) == parts(b)
+
+
+def core_source_at(session: nox.Session, version: str) -> str:
+    """A clean copy of the core at release ``version``: its tag, or this tree if unreleased."""
+    tag = f"bhype-core-v{version}"
+    tagged = session.run("git", "tag", "--list", tag, external=True, silent=True) or ""
+    if tagged.strip() == tag:
+        target = Path(session.create_tmp()) / f"core-{version}"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        archive = target.with_suffix(".tar")
+        session.run("git", "archive", "--format=tar", f"--output={archive}", tag, CORE, external=True)
+        shutil.unpack_archive(archive, target)
+        return str(target / CORE)
+    if same_release(version, core_version()):
+        return clean_copy(session, ROOT / CORE)
+    session.error(f"no tag {tag} and the work tree's core is {core_version()}: the claimed lowest "
+                  "version cannot be installed, so the claim is untested (raise it, or tag that release)")
+    raise AssertionError("unreachable")
 
 
 @nox.session
