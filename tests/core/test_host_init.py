@@ -192,3 +192,24 @@ def test_linux_real_run_creates_accounts_dirs_pam_and_a_second_run_changes_nothi
     ]
     apply(runner, drift, echo=lambda line: None)
     assert count_changes(plan_host("linux", layout, asker(runner))) == 0
+
+
+def test_doctor_host_init_check_reuses_the_planners(bhype_settings, tmp_path) -> None:
+    """The doctor check names what host init would change (warnings: a development checkout
+    runs without host init), and the count matches ``bhype host init``'s own plan."""
+    from bhype_core.builtins.doctor import doctor_runner
+    from bhype_core.builtins.doctor_hostinit import run_host_init
+    from bhype_core.host.platform import detect_platform
+    from bhype_core.hostinit.host import plan_from_settings
+
+    results = run_host_init(bhype_settings)
+    steps = plan_from_settings(bhype_settings, detect_platform(bhype_settings.core.platform),
+                               doctor_runner(bhype_settings), check_database=False)
+    summary = results[-1]
+    total = count_changes(steps)
+    assert summary.name == "host init" and summary.optional
+    assert summary.detail == (f"host init would change {total} thing(s)" if total else "host init would change nothing")
+    for step, result in zip(steps, results[:-1], strict=True):
+        assert result.name == f"host init: {step.name}" and result.ok == step.done
+        for change in step.changes:
+            assert change.summary in result.detail
