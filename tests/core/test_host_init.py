@@ -213,3 +213,38 @@ def test_doctor_host_init_check_reuses_the_planners(bhype_settings, tmp_path) ->
         assert result.name == f"host init: {step.name}" and result.ok == step.done
         for change in step.changes:
             assert change.summary in result.detail
+
+
+def test_cli_host_init_shows_the_plan_and_applies_nothing_without_yes(tmp_path, capsys) -> None:
+    """``bhype host init`` and ``--dry-run`` print the plan and change nothing; ``--json`` is
+    the same plan as data. (Applying is proven above on kit-named accounts: the command itself
+    would create the real ``bhype`` groups on this machine.)"""
+    from bhype_core.cli import main
+
+    config = tmp_path / "bhype.toml"
+    config.write_text(f'[core]\ndata_dir = "{tmp_path / "data"}"\n[auth]\napi_user = "{unique_name()}"\n'
+                      f'operator_groups = ["{unique_name()}"]\nadmin_groups = ["{unique_name()}"]\n'
+                      f'pam_service = "{unique_name("bht-")}"\n'
+                      f'privileged_socket = "{tmp_path / "run" / "auth.sock"}"\n')
+    assert main(["--config", str(config), "host", "init"]) == 0
+    out = capsys.readouterr().out
+    assert f"create {tmp_path / 'data'}" in out and "run again with --yes to apply this plan" in out
+    assert not (tmp_path / "data").exists()
+    assert main(["--config", str(config), "host", "init", "--dry-run"]) == 0
+    assert "--yes" not in capsys.readouterr().out.splitlines()[-1]
+    assert main(["--config", str(config), "host", "init", "--json", "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["changes"] == sum(len(step["changes"]) for step in plan["steps"]) > 0
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
+def test_cli_host_init_refuses_to_apply_unless_root(tmp_path, capsys, monkeypatch) -> None:
+    from bhype_core.cli import main
+
+    config = tmp_path / "bhype.toml"
+    config.write_text(f'[core]\ndata_dir = "{tmp_path / "data"}"\n[auth]\napi_user = "{unique_name()}"\n'
+                      f'pam_service = "{unique_name("bht-")}"\n')
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["--config", str(config), "host", "init", "--yes"]) == 1
+    assert "bhype host init changes groups, accounts and system files: run it as root" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

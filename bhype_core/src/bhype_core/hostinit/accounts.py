@@ -60,8 +60,11 @@ def set_primary(platform: str, user: str, group: str) -> list[str]:
     return ["usermod", "-g", group, user]
 
 
-def manpage(platform: str) -> str:
-    return "pw(8)" if platform == "freebsd" else "groupadd(8), useradd(8), usermod(8)"
+def manpage(platform: str, tool: str = "") -> str:
+    """The manual page of a change: pw(8) on FreeBSD, ``tool``'s own page on Linux."""
+    if platform == "freebsd":
+        return "pw(8)"
+    return f"{tool}(8)" if tool else "groupadd(8), useradd(8), usermod(8)"
 
 
 def plan_accounts(platform: str, layout: Layout, ask: Ask) -> Step:
@@ -73,22 +76,25 @@ def plan_accounts(platform: str, layout: Layout, ask: Ask) -> Step:
         answer = ask(group_query(platform, name))
         found[name] = parse_group_line(answer.stdout) if answer.returncode == 0 else None
         if found[name] is None:
-            changes.append(Change(f"create group {name}", (tuple(group_add(platform, name)),), manpage(platform)))
+            changes.append(Change(f"create group {name}", (tuple(group_add(platform, name)),),
+                                  manpage(platform, "groupadd")))
         else:
             notes.append(f"group {name} exists (gid {found[name].gid})")
     user = layout.service_user
     answer = ask(user_query(platform, user))
     entry = parse_user_line(answer.stdout) if answer.returncode == 0 else None
     if entry is None:
-        changes.append(Change(f"create service user {user}", (tuple(user_add(platform, layout)),), manpage(platform)))
+        changes.append(Change(f"create service user {user}", (tuple(user_add(platform, layout)),),
+                              manpage(platform, "useradd")))
         return Step("groups and service user", manpage(platform), tuple(changes), tuple(notes))
     notes.append(f"service user {user} exists (uid {entry.uid})")
     service = found[layout.service_group]
     if service is None or entry.gid != service.gid:
         changes.append(Change(f"make {layout.service_group} the primary group of {user}",
-                              (tuple(set_primary(platform, user, layout.service_group)),), manpage(platform)))
+                              (tuple(set_primary(platform, user, layout.service_group)),),
+                              manpage(platform, "usermod")))
     operators = found[layout.operators]
     if operators is None or user not in operators.members:
         changes.append(Change(f"add {user} to group {layout.operators} (the auth socket's group)",
-                              (tuple(add_member(platform, layout.operators, user)),), manpage(platform)))
+                              (tuple(add_member(platform, layout.operators, user)),), manpage(platform, "usermod")))
     return Step("groups and service user", manpage(platform), tuple(changes), tuple(notes))
