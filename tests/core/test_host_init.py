@@ -248,3 +248,34 @@ def test_cli_host_init_refuses_to_apply_unless_root(tmp_path, capsys, monkeypatc
     assert main(["--config", str(config), "host", "init", "--yes"]) == 1
     assert "bhype host init changes groups, accounts and system files: run it as root" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+def test_database_step_embedded_is_a_note(bhype_settings) -> None:
+    from bhype_core.hostinit.database import plan_database
+
+    step = plan_database(bhype_settings)
+    assert step.done and "embedded SQLite" in step.notes[0]
+
+
+def test_database_step_checks_real_mariadb_and_redis(bhype_settings, mariadb_url, redis_url) -> None:
+    from bhype_core.hostinit.database import plan_database
+
+    core = bhype_settings.core.model_copy(update={"database_url": mariadb_url, "redis_url": redis_url})
+    settings = SimpleNamespace(core=core)
+    step = plan_database(settings, pending=lambda: ["core_0001"])
+    assert not step.problems, step.problems
+    assert step.notes[0].startswith("server ") and step.notes[1].startswith("Redis answers at")
+    assert [list(a)[1:] for c in step.changes for a in c.argvs] == [["db", "upgrade"]]
+    assert step.changes[0].summary == "apply 1 database migration(s) (core_0001)"
+
+
+def test_database_step_names_an_unreachable_server(bhype_settings) -> None:
+    from bhype_core.hostinit.database import plan_database
+    from bhype_core.testing.ports import free_port
+
+    port = free_port()  # nothing listens there
+    core = bhype_settings.core.model_copy(update={
+        "database_url": f"mysql+pymysql://root@127.0.0.1:{port}/bhype", "redis_url": f"redis://127.0.0.1:{port}/0"})
+    step = plan_database(SimpleNamespace(core=core), pending=lambda: pytest.fail("not asked when unreachable"))
+    assert len(step.problems) == 2 and not step.changes
+    assert f"127.0.0.1:{port}" in step.problems[0] and step.problems[1].startswith(f"Redis at 127.0.0.1:{port}: ")

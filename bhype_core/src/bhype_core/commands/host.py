@@ -33,7 +33,7 @@ def host_init(args: argparse.Namespace) -> int:
     settings = args.runtime.settings
     platform = current_platform(args.runtime)
     runner = doctor_runner(settings)  # queries and changes alike: never the [runner] dry run
-    steps = plan_from_settings(settings, platform, runner)
+    steps = plan_from_settings(settings, platform, runner, runtime=args.runtime)
     if args.json:
         print(json.dumps({"platform": platform, **to_dict(steps)}, indent=2))
     else:

@@ -10,7 +10,7 @@ databases or users on a server it does not own). Pending migrations on MariaDB a
 
 from __future__ import annotations
 
-import sys
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -33,14 +33,18 @@ def check_sql(url: str) -> tuple[bool, str]:
 
 def check_redis(url: str) -> tuple[bool, str]:
     """PING ``url`` with a short timeout."""
+    from urllib.parse import urlsplit
+
     import redis
 
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or 6379}"  # never the password
     try:
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         client.ping()
-        return True, f"Redis answers at {url.split('@')[-1]}"
+        return True, f"Redis answers at {where}"
     except Exception as exc:  # reported as a problem, never raised
-        return False, f"Redis at {url.split('@')[-1]}: {type(exc).__name__}: {exc}"
+        return False, f"Redis at {where}: {type(exc).__name__}: {exc}"
 
 
 def plan_database(settings: Any, check: Checker = check_sql, ping: Checker = check_redis,
@@ -57,8 +61,7 @@ def plan_database(settings: Any, check: Checker = check_sql, ping: Checker = che
         missing = pending() if ok and pending is not None else []
         if missing:
             changes.append(Change(f"apply {len(missing)} database migration(s) ({', '.join(missing)})",
-                                  ((sys.argv[0] if sys.argv[0].endswith("bhype") else "bhype", "db", "upgrade"),),
-                                  "docs/upgrade.md"))
+                                  ((shutil.which("bhype") or "bhype", "db", "upgrade"),), "docs/upgrade.md"))
     if settings.core.redis_url:
         ok, detail = ping(settings.core.redis_url)
         (notes if ok else problems).append(detail)

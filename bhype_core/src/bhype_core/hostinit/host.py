@@ -32,10 +32,17 @@ def asker(runner: Any) -> Ask:
     return lambda argv: probe(runner, argv)
 
 
-def plan_from_settings(settings: Any, platform: str, runner: Any, *, check_database: bool = True) -> list[Step]:
-    """The plan for this configuration and host."""
+def plan_from_settings(settings: Any, platform: str, runner: Any, *, check_database: bool = True,
+                       runtime: Any = None) -> list[Step]:
+    """The plan for this configuration and host; with ``runtime``, a configured (MariaDB)
+    database's pending migrations become a change."""
     from bhype_core.hostinit.layout import layout_from_settings
 
     layout = layout_from_settings(settings, platform)
-    database = (lambda: plan_database(settings)) if check_database else None
+    pending = None
+    if runtime is not None:
+        from bhype_core.db.migrate import pending as pending_migrations
+
+        pending = lambda: pending_migrations(runtime)  # noqa: E731 (deferred: needs a reachable server)
+    database = (lambda: plan_database(settings, pending=pending)) if check_database else None
     return plan_host(platform, layout, asker(runner), database)
