@@ -101,6 +101,10 @@ def _core_commands(sub: argparse._SubParsersAction) -> None:
 
     configure_login(sub)  # bhype login / bhype logout
 
+    from bhype_core.commands.host import configure as configure_host
+
+    configure_host(sub)  # bhype host init
+
 
 def _plugin_commands(sub: argparse._SubParsersAction, runtime: Runtime) -> None:
     catalog = runtime.registry.cli_commands
