@@ -8,11 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlmodel import Session
 
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import PrincipalDep
 from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, STATES
+from bhype_core.errors import NotFound
 from bhype_core.taskqueue import service
+from bhype_core.vm.records import get_vm
 from bhype_webui.views.kit import PageKit, is_htmx
 
 PAGE = 50
@@ -28,6 +31,20 @@ def target_link(target: str) -> str | None:
     if kind == "iso" and name:
         return "/ui/isos"
     return None
+
+
+def created_vm(runtime: Any, principal: Any, task: Any) -> dict[str, Any] | None:
+    """The VM a succeeded ``vm.create`` task made, if it still exists and ``principal`` may see
+    it: its name, state and whether it has an ISO (the page then offers an install start)."""
+    name = (task.arguments or {}).get("name")
+    if task.kind != "vm.create" or task.state != "succeeded" or not isinstance(name, str):
+        return None
+    try:
+        with Session(runtime.engine) as db:
+            row = get_vm(db, name, principal)
+    except NotFound:
+        return None  # destroyed since, or not the caller's to see
+    return {"name": row.name, "state": row.state, "cdrom": bool((row.spec or {}).get("cdrom"))}
 
 
 def pretty(value: Any) -> str:
@@ -69,5 +86,5 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             request, "task_detail.html", "tasks",
             task=task, log=lines, final=task.state in FINAL_STATES, retryable=task.state in RETRYABLE_STATES,
             target=target_link(task.target), pretty=pretty,
-            last_seq=lines[-1].seq if lines else 0,
+            last_seq=lines[-1].seq if lines else 0, created=created_vm(runtime, principal, task),
         )

@@ -4,7 +4,7 @@ shown next to the inputs) is exactly the API's."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
@@ -14,6 +14,7 @@ from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import PrincipalDep
 from bhype_core.errors import NotFound
 from bhype_core.network.service import list_switches
+from bhype_core.spec import DiskBus
 from bhype_core.vm.services import template_catalog
 from bhype_core.vm.settings import vm_settings
 from bhype_webui.host_summary import spec_cpus
@@ -32,9 +33,17 @@ def template_fields(defaults: dict[str, Any]) -> dict[str, Any]:
         "disk_size": str(disks[0].get("size", "")) if len(disks) == 1 and isinstance(disks[0], dict) else "",
         "disk_count": len(disks),
         "nic_count": len(nics),
-        "boot": (defaults.get("boot") or {}).get("mode", "") if isinstance(defaults.get("boot"), dict)
-        else str(defaults.get("boot", "")),
+        "boot": (defaults.get("boot") or {}).get("mode", "uefi") if isinstance(defaults.get("boot"), dict)
+        else str(defaults.get("boot") or "uefi"),
+        "vnc": bool((defaults.get("graphics") or {}).get("vnc")) if isinstance(defaults.get("graphics"), dict)
+        else False,
     }
+
+
+# The spec's boot modes (spec_parts.BootMode) and disk buses (DiskBus), labelled for people.
+BOOT_MODES = [("uefi", "UEFI"), ("uefi-csm", "UEFI with legacy BIOS (CSM)"),
+              ("bhyveload", "bhyveload (FreeBSD guests)"), ("grub", "grub-bhyve (legacy Linux)")]
+DISK_BUSES = list(get_args(DiskBus))
 
 
 def add_routes(router: APIRouter, kit: PageKit) -> None:
@@ -64,4 +73,5 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             templates=templates, template=chosen, fields=template_fields(chosen["defaults"]),
             isos=iso_names(runtime, None), switches=switches,
             datastores=sorted(settings.datastores), default_datastore=settings.default_datastore,
+            boot_modes=BOOT_MODES, disk_buses=DISK_BUSES,
         )
