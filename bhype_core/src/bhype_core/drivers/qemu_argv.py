@@ -285,7 +285,10 @@ def qemu_argv(spec: VMSpec, resources: QemuResources) -> list[str]:
     if resources.cloud_init_iso:
         argv += _seed(resources.cloud_init_iso)
     if spec.cdrom is not None:
-        argv += _cd("cd0", SLOT_CDROM, resources.cdrom_path or "", 0 if resources.boot_cd else 1)
+        # -kernel's option ROM holds bootindex 0 (QEMU refuses a second one): a host kernel
+        # boots whatever the CD's index, so the CD then stays at 1.
+        first = resources.boot_cd and spec.boot.kernel is None
+        argv += _cd("cd0", SLOT_CDROM, resources.cdrom_path or "", 0 if first else 1)
     argv += _disks(spec, resources)
     argv += _nics(spec, resources)
     if spec.rng:
