@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bhype_core.errors import PluginError
+from bhype_core.event_kinds import CORE_EVENT_KINDS, EventKind
 
 if TYPE_CHECKING:
     import pluggy
@@ -59,6 +60,22 @@ class TaskKind:
     description: str = ""
     locks: Callable[[dict], list[str]] = field(default=lambda arguments: [])
     resumable: bool = False
+
+
+@dataclass(frozen=True)
+class UndoAction:
+    """A step recovery runs to undo what an interrupted task made (see
+    :mod:`bhype_core.taskqueue.intents`).
+
+    ``run(context, **arguments)`` gets the interrupted task's
+    :class:`~bhype_core.tasks.TaskContext` and the JSON arguments of the intent; it returns a
+    line saying what it removed (or ``None`` when there was nothing to remove). It must be
+    idempotent and treat "already gone" as done.
+    """
+
+    name: str
+    run: Callable[..., str | None]
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -234,13 +251,16 @@ class Catalog(Generic[T]):
         return list(self._entries)
 
 
-def collect(pm: pluggy.PluginManager, hook_name: str, what: str) -> Catalog[Any]:
+def collect(
+    pm: pluggy.PluginManager, hook_name: str, what: str, catalog: Catalog[Any] | None = None
+) -> Catalog[Any]:
     """Call one ``bhype_register_*`` hook on every plugin, remembering who registered what.
 
     Each implementation is called with its own ``register`` so a record is attributed to its
     plugin (and a name clash can name both plugins). Exceptions propagate, naming the plugin.
+    ``catalog`` may come pre-filled (the core's own event kinds).
     """
-    catalog: Catalog[Any] = Catalog(what)
+    catalog = catalog if catalog is not None else Catalog(what)
     hook = getattr(pm.hook, hook_name)
     for impl in reversed(hook.get_hookimpls()):  # pluggy keeps the last registered first
         plugin_name = impl.plugin_name
@@ -272,6 +292,8 @@ class Registry:
     cli_commands: Catalog[CliCommand]
     models: Catalog[ModelSet]
     doctor_checks: Catalog[DoctorCheck]
+    event_kinds: Catalog[EventKind]
+    undo_actions: Catalog[UndoAction] = field(default_factory=lambda: Catalog("undo action"))
 
     @classmethod
     def from_plugins(cls, pm: pluggy.PluginManager) -> Registry:
@@ -288,4 +310,15 @@ class Registry:
             cli_commands=collect(pm, "bhype_register_cli_commands", "CLI command"),
             models=collect(pm, "bhype_register_models", "model set"),
             doctor_checks=collect(pm, "bhype_register_doctor_checks", "doctor check"),
+            event_kinds=collect(pm, "bhype_register_event_kinds", "event kind", core_event_kinds()),
+            undo_actions=collect(pm, "bhype_register_undo_actions", "undo action"),
         )
+
+
+def core_event_kinds() -> Catalog[EventKind]:
+    """A catalog holding the core's own event kinds (``task.failed`` …), attributed to ``core``:
+    they exist whichever plugins are loaded, so a plugin registering one is a name clash."""
+    catalog: Catalog[EventKind] = Catalog("event kind")
+    for kind in CORE_EVENT_KINDS:
+        catalog.add("core", kind)
+    return catalog

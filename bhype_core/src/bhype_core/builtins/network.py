@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bhype_core.hookspecs import hookimpl
+from bhype_core.network import intents as switch_intents
 from bhype_core.network.service import (
     add_uplink,
     apply_switches,
@@ -16,7 +17,7 @@ from bhype_core.network.service import (
     remove_uplink,
     switch_lock,
 )
-from bhype_core.registry import CliCommand, RouterEntry, TaskKind
+from bhype_core.registry import CliCommand, RouterEntry, TaskKind, UndoAction
 
 SWITCH_KINDS: dict[str, tuple[Callable[..., Any], str]] = {
     "switch.create": (create_switch, "create a virtual switch (bridge, uplink, VLAN, address, NAT)"),
@@ -33,6 +34,13 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
         register(TaskKind(name=name, run=run, description=description, locks=switch_lock))
     register(TaskKind(name="switch.apply", run=apply_switches,
                       description="(re)create every stored switch on the host, e.g. after a reboot"))
+
+
+@hookimpl
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """Recovery of an interrupted ``switch.create``: remove the half-built switch from the host."""
+    for action in switch_intents.UNDO_ACTIONS:
+        register(action)
 
 
 @hookimpl

@@ -7,10 +7,20 @@ from collections.abc import Callable
 from typing import Any
 
 from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import CliCommand, PeriodicJob, RouterEntry, SettingsSection, TaskKind, Watcher
+from bhype_core.registry import (
+    CliCommand,
+    PeriodicJob,
+    RouterEntry,
+    SettingsSection,
+    TaskKind,
+    UndoAction,
+    Watcher,
+)
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.destroy import destroy_vm
 from bhype_core.vm.edit import edit_vm
+from bhype_core.vm.intents import UNDO_ACTIONS
+from bhype_core.vm.orphans import sweep_job
 from bhype_core.vm.power import force_stop_vm, restart_vm, start_vm, stop_vm
 from bhype_core.vm.reconcile import reconcile
 from bhype_core.vm.settings import SECTION, VmSettings
@@ -42,14 +52,27 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
         register(TaskKind(name=name, run=run, description=description, locks=vm_lock))
     register(TaskKind(name="vm.reconcile", run=reconcile,
                       description="refresh the cached state of your VMs (admins: all) from the hypervisor"))
+    register(TaskKind(name="vm.sweep_orphans", run=sweep_job,
+                      description="remove VM directories (and, if enabled, taps/bridges) no record owns"))
+
+
+@hookimpl
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """What recovery runs for an interrupted ``vm.create`` (remove its row, disks, directory)
+    or ``vm.destroy`` (finish it)."""
+    for action in UNDO_ACTIONS:
+        register(action)
 
 
 @hookimpl
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
     """Reconcile VM states every minute, and at once when a worker starts (issue 4: state is
-    reconciled from reality at start-up)."""
+    reconciled from reality at start-up); sweep orphans hourly and at start (issue 11)."""
     register(PeriodicJob(name="vm.reconcile-states", kind="vm.reconcile", run_at_start=True,
                          description="refresh every VM's cached state from the hypervisor"))
+    # Issue 11: what older crashes left (VM directories, taps, bridges no record owns).
+    register(PeriodicJob(name="vm.sweep-orphans", kind="vm.sweep_orphans", minute="41", run_at_start=True,
+                         description="remove VM directories (and, if enabled, taps/bridges) no record owns"))
 
 
 @hookimpl

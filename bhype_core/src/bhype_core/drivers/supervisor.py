@@ -28,6 +28,7 @@ from typing import Any
 from bhype_core.drivers.exit_status import Decision, Outcome, decide, ran_briefly
 from bhype_core.drivers.state import VMFiles, boot_id, now_iso, read_json, rotate, tail_lines, write_json, write_pid
 from bhype_core.drivers.supervisor_kinds import KINDS, Exit, StartFailed
+from bhype_core.host.pdeathsig import clear_parent_death_signal
 from bhype_core.host.runner import LocalRunner, validate_argv
 
 HISTORY = 50  # exits kept in state.json
@@ -325,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("vm_dir", type=Path)
     parser.add_argument("--foreground", action="store_true", help="supervise in this process")
     args = parser.parse_args(argv)
+    # The runner starts host commands with a parent-death signal; a VM outlives the worker by
+    # design, so its supervisor gives that up first (bhype_core.host.pdeathsig).
+    clear_parent_death_signal()
     # Everything the supervisor and the hypervisor create (VNC and serial sockets, logs, state)
     # is private to the worker's user: a unix socket others may not write cannot be connected
     # to, so the consoles are reachable only through bHype's bridge (issue 11).

@@ -10,7 +10,7 @@ from bhype_core.errors import BhypeError, PluginError
 from bhype_core.events import Event
 from bhype_core.host.audit import acting_as
 from bhype_core.queue.serializer import check_json
-from bhype_core.taskqueue import store
+from bhype_core.taskqueue import intents, store
 from bhype_core.taskqueue.reporter import RowReporter
 from bhype_core.taskqueue.subtasks import SubTasks, cancel_leftovers
 from bhype_core.taskqueue.system import context_user
@@ -105,9 +105,19 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
 
 def _finish(engine: Any, task: Task, token: str, state: str, **values: Any) -> str | None:
     if store.finish(engine, task.id, token, state, **values):
+        _forget_intents(engine, task.id)
         return state
     log.warning("task %s ended %s, but recovery had already ended it", task.id, state)
     return None
+
+
+def _forget_intents(engine: Any, task_id: str) -> None:
+    # The task ended on its own: success keeps what it made, a failure rolled itself back.
+    # A leftover (this delete failing) is forgotten by the next recovery sweep instead.
+    try:
+        intents.forget(engine, task_id)
+    except Exception:
+        log.exception("task %s: could not forget its undo journal", task_id)
 
 
 def _quietly(context: TaskContext, step: Callable[[], Any]) -> None:

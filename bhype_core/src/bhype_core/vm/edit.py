@@ -23,7 +23,8 @@ from bhype_core.units import human_size
 from bhype_core.vm.access import check_vm_access, is_admin_user
 from bhype_core.vm.context import spec_context
 from bhype_core.vm.firmware import ensure_nvram, nvram_name
-from bhype_core.vm.models import VM
+from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
+from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.records import get_vm
 from bhype_core.vm.services import active_driver, open_datastore
 from bhype_core.vm.undo import Undo
@@ -143,6 +144,8 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
             f"removing {', '.join(d.volume for d in removed)} would delete its data; "
             "ask for it explicitly (allow_disk_removal)",
         )])
+    before = VMRef.of(row, vm_dir)
+    vm_before(runtime.pm, "edit", before, context, spec=new, changed=changed)
     context.log(f"editing VM {name}: {', '.join(changed)}")
     undo = Undo(context)
     try:
@@ -165,6 +168,7 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
             stored.owner = new.owner or stored.owner
             stored.updated = datetime.now(UTC)
             db.add(stored)
+            after = VMRef.of(stored, vm_dir)
     except BaseException:
         undo.rollback()
         raise
@@ -172,5 +176,6 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
     for disk in removed:  # last: only once the new spec is stored
         store.delete_volume(name, disk.volume)
         context.log(f"removed disk {disk.volume}")
+    failures = vm_after(runtime.pm, "edit", after, context, spec=new, changed=changed)
     context.progress(100, "edited")
-    return {"name": name, "changed": changed, "spec": new.to_data()}
+    return {"name": name, "changed": changed, "spec": new.to_data(), **hook_errors(failures)}

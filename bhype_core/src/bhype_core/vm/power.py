@@ -22,7 +22,7 @@ from bhype_core.errors import BhypeError, Conflict, ValidationErrors
 from bhype_core.network.taps import planned_taps
 from bhype_core.vm.access import check_vm_access
 from bhype_core.vm.attach import attachments
-from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.nics import nic_guard, nic_problems, plug, release_nics, unplug
 from bhype_core.vm.records import get_vm, set_state
@@ -133,7 +133,7 @@ def start_vm(context: Any, name: str, mode: str = "normal") -> dict[str, Any]:
         raise PreflightFailed(name, blocking(problems))
     context.check_cancelled()
     context.progress(30, "asking plugins")
-    call_vm_hook(runtime.pm, "bhype_vm_before_start", ref, context)
+    vm_before(runtime.pm, "start", ref, context)
     seed = prepare_seed(ref.spec, ref.vm_dir)  # from the spec at every start: edits take effect
     if seed:
         context.log(f"cloud-init seed written to {seed}")
@@ -149,9 +149,9 @@ def start_vm(context: Any, name: str, mode: str = "normal") -> dict[str, Any]:
             raise
     record_status(runtime, name, status)
     context.log(f"VM {name} is {status.state.value} (pid {status.pid})")
-    call_vm_hook(runtime.pm, "bhype_vm_after_start", ref, context)
+    failures = vm_after(runtime.pm, "start", ref, context)
     context.progress(100, status.state.value)
-    return status.to_dict()
+    return {**status.to_dict(), **hook_errors(failures)}
 
 
 def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, 
         context.log(f"VM {name} is already {current.state.value}")
         context.progress(100, current.state.value)
         return current.to_dict()
-    call_vm_hook(runtime.pm, "bhype_vm_before_stop", ref, context)
+    vm_before(runtime.pm, "stop", ref, context)
     context.progress(10, f"asking the guest to shut down (up to {timeout:g} s, then by force;"
                          " force-stop does it at once)")
     status = driver.stop(ref.spec, ref.vm_dir, timeout)
@@ -180,9 +180,9 @@ def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, 
                     " so it was powered off by force", "warning")
     else:
         context.log(f"VM {name} is {status.state.value}")
-    call_vm_hook(runtime.pm, "bhype_vm_after_stop", ref, context)
+    failures = vm_after(runtime.pm, "stop", ref, context)
     context.progress(100, f"{status.state.value} (forced after {timeout:g} s)" if forced else status.state.value)
-    return {**status.to_dict(), "forced": forced}
+    return {**status.to_dict(), "forced": forced, **hook_errors(failures)}
 
 
 def force_stop_vm(context: Any, name: str) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def force_stop_vm(context: Any, name: str) -> dict[str, Any]:
     row, ref, _ = _load(context, name)
     driver = active_driver(runtime)
     try:
-        call_vm_hook(runtime.pm, "bhype_vm_before_stop", ref, context)
+        vm_before(runtime.pm, "stop", ref, context)
     except BhypeError as exc:
         context.log(f"ignored for a forced stop: {exc.message}", "warning")
     context.progress(20, "powering off")
@@ -199,9 +199,9 @@ def force_stop_vm(context: Any, name: str) -> dict[str, Any]:
     release_nics(runtime, driver, ref.spec, ref.vm_dir, context.log)
     record_status(runtime, name, status)
     context.log(f"VM {name} is {status.state.value}")
-    call_vm_hook(runtime.pm, "bhype_vm_after_stop", ref, context)
+    failures = vm_after(runtime.pm, "stop", ref, context)
     context.progress(100, status.state.value)
-    return status.to_dict()
+    return {**status.to_dict(), **hook_errors(failures)}
 
 
 class _Part:
@@ -218,7 +218,14 @@ class _Part:
 
 
 def restart_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, Any]:
-    """Stop VM ``name`` gracefully (see :func:`stop_vm`), then start it again."""
+    """Stop VM ``name`` gracefully (see :func:`stop_vm`), then start it again; the
+    ``restart`` hooks wrap both (which fire their own ``stop``/``start`` hooks)."""
+    runtime = context.runtime
+    _, ref, _ = _load(context, name)
+    vm_before(runtime.pm, "restart", ref, context)
     stopped = stop_vm(_Part(context, 0, 50), name, timeout)
     context.log(f"stopped ({stopped['state']}); starting again")
-    return start_vm(_Part(context, 50, 100), name)
+    started = start_vm(_Part(context, 50, 100), name)
+    failures = vm_after(runtime.pm, "restart", ref, context)
+    errors = [*stopped.get("hook_errors", []), *started.get("hook_errors", []), *(f.to_dict() for f in failures)]
+    return {**started, **({"hook_errors": errors} if errors else {})}

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from bhype_backup import status
 from bhype_backup.api import make_router
 from bhype_backup.settings import BackupSettings
-from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import PeriodicJob, RouterEntry, SettingsSection, TaskKind
+from bhype_core.plugin_api import PeriodicJob, RouterEntry, SettingsSection, TaskKind, hookimpl
 
 
 @hookimpl

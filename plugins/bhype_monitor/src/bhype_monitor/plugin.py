@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import PeriodicJob, RouterEntry, SettingsSection, TaskKind
+from bhype_core.plugin_api import PeriodicJob, RouterEntry, SettingsSection, TaskKind, hookimpl
 from bhype_monitor import status
 from bhype_monitor.api import make_router
 from bhype_monitor.settings import MonitorSettings
