@@ -233,13 +233,19 @@ def test_qemu_refusing_the_command_line_fails_the_start_with_its_stderr(lab: Lab
 
 def test_an_install_start_drops_the_iso_after_the_first_reboot(lab: Lab) -> None:
     # Issue 14 "Start plans": the ISO boots once, then the VM runs without it (vm-bhyve's
-    # `vm install`, reference freebsd-host.md 1.7). The guest reboots itself once it is ready.
+    # `vm install`, reference freebsd-host.md 1.7). The "installer" reboots once, through QMP
+    # system_reset (SHUTDOWN reason host-qmp-system-reset: a reboot, exit status 0).
+    from bhype_core.drivers.qmp import QMPClient
+
     iso = lab.root / "installer.iso"
     iso.write_bytes(b"\0" * 2048 * 16)
-    spec = lab.spec("epsilon", "bhype.reboot_after=1", cdrom="installer.iso")
+    spec = lab.spec("epsilon", cdrom="installer.iso")
     first = lab.driver.start(spec, lab.vm_dir("epsilon"), Attachments(cdrom_path=str(iso), start_mode="install"))
     lab.started["epsilon"] = first
     assert any("drive=cd0" in arg for arg in command_line(first.pid or 0))
+    lab.wait_serial("epsilon", READY_MARKER)
+    with QMPClient(lab.driver.ctl_socket(lab.vm_dir("epsilon")), timeout=10) as client:
+        client.execute("system_reset")
 
     deadline = time.monotonic() + BOOT_TIMEOUT
     while (status := lab.status("epsilon")).restarts < 1 or status.state is not VMState.RUNNING:
@@ -250,5 +256,4 @@ def test_an_install_start_drops_the_iso_after_the_first_reboot(lab: Lab) -> None
     assert status.pid != first.pid and spec.instance_name in again
     assert str(iso) not in " ".join(again) and not any("cd0" in arg for arg in again)
     assert (read_json(lab.vm_dir("epsilon") / "state.json") or {}).get("boot") == "disk"
-    lab.wait_serial("epsilon", READY_MARKER)
     assert lab.driver.force_stop(spec, lab.vm_dir("epsilon")).state is VMState.STOPPED
