@@ -75,8 +75,25 @@ def test_create_makes_directory_sparse_disks_nvram_and_row(vm_runtime, task_cont
     assert (row.name, row.owner, row.datastore, row.state) == ("web1", "alice", "default", "stopped")
     spec = row.spec_model()
     assert spec.template == "debian" and spec.owner == "alice" and spec.memory == 256 * MIB
-    assert spec.nics[0].mac.startswith("58:9c:fc") and spec.graphics.password
+    assert spec.nics[0].mac.startswith("58:9c:fc")
+    # QEMU serves VNC on a root-only unix socket without a password: none is generated (issue 11).
+    assert spec.graphics.vnc and spec.graphics.password is None
     assert context.reporter.latest.percent == 100
+
+
+def test_vnc_password_is_generated_only_for_a_driver_that_uses_one(make_vm_runtime):
+    from bhype_core.vm.context import build_create_spec
+
+    specs = {}
+    for platform, driver in (("linux", "qemu"), ("freebsd", "bhyve")):
+        runtime = make_vm_runtime(core={"platform": platform, "driver": driver})
+        with Session(runtime.engine) as db:
+            specs[driver] = build_create_spec(runtime, db, "debian", {**SMALL, "name": "web1"}, "alice")
+        runtime.engine.dispose()
+    assert specs["qemu"].graphics.vnc and specs["qemu"].graphics.password is None
+    # bhyve's fbuf listens on loopback TCP, open to every local account: it needs one.
+    password = specs["bhyve"].graphics.password
+    assert specs["bhyve"].graphics.vnc and password and len(password) == 8
 
 
 def test_create_without_uefi_has_no_nvram(vm_runtime, task_context):

@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 from bhype_core.drivers.base import HypervisorFailed
 from bhype_core.errors import Conflict, NotFound
 from bhype_core.hookspecs import hookimpl
+from bhype_core.taskqueue.authz import check_run
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.models import VM
 from bhype_core.vm.power import force_stop_vm, restart_vm, start_vm, stop_vm
@@ -42,8 +43,8 @@ def test_power_cycle_keeps_the_cache_in_step(vm_runtime, task_context):
         assert started["state"] == "running" and cached(vm_runtime, "p1").status["pid"] == started["pid"]
         with pytest.raises(Conflict, match="already running"):
             start_vm(task_context(vm_runtime, "vm.start"), "p1")
-        with pytest.raises(NotFound):  # another operator's task reaching alice's VM
-            stop_vm(task_context(vm_runtime, "vm.stop", user="mallory"), "p1")
+        with pytest.raises(NotFound):  # another operator's task reaching alice's VM: refused before it runs
+            check_run(vm_runtime, vm_runtime.registry.tasks["vm.stop"], "core_vms", "mallory", {"name": "p1"})
         # No OS in the guest to answer ACPI: the graceful stop forces it off after the timeout.
         stop_context = task_context(vm_runtime, "vm.stop")
         stopped = stop_vm(stop_context, "p1", timeout=2)

@@ -98,7 +98,9 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     hook rather than decorated on a global queue.
 
     :param register: call with a :class:`~bhype_core.registry.TaskKind` per kind. Its name is
-        global (``zfs.snapshot``): prefix it with the plugin's section name.
+        global (``zfs.snapshot``): prefix it with the plugin's section name. State who may
+        submit it (``role``, ``authorize``, ``system``): a kind that declares nothing is for
+        admins only; the task queue enforces it at submission and again in the worker.
     """
 
 

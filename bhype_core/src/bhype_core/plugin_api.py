@@ -55,6 +55,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`password_login`, :class:`BrowserLogin`, :func:`end_browser_session`,
   :func:`csrf_cookie`, :func:`api_token_role`, :func:`sse`, :class:`SessionEnded`,
   :class:`TooManyAttempts`.
+* **Consoles** (for web front ends) — :func:`broker_path` says whether the root worker's console
+  broker must open a VM's console for this process (an unprivileged API); :class:`ConsoleBrokerClient`
+  asks it, :class:`ConsoleBrokerUnavailable` when it is not running.
 * **CLI** — :func:`connection_options`, :func:`api_from`, :class:`VmApi`, :func:`follow`,
   :class:`StreamEvent`, :func:`format_table`.
 """
@@ -83,6 +86,7 @@ from bhype_core.commands.task_follow import StreamEvent, follow
 from bhype_core.commands.template import connection_options
 from bhype_core.commands.vm_client import VmApi, api_from
 from bhype_core.config import Section
+from bhype_core.consoles.client import ConsoleBrokerClient, ConsoleBrokerUnavailable, broker_path
 from bhype_core.db.models import USER_LENGTH, utcnow
 from bhype_core.db.session import session
 from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, Task
@@ -145,6 +149,7 @@ from bhype_core.taskqueue.service import list_visible as list_tasks
 from bhype_core.taskqueue.service import show as show_task
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
 from bhype_core.units import human_size, parse_size
+from bhype_core.vm.access import owns_vm
 from bhype_core.vm.edit import LIVE_FIELDS
 from bhype_core.vm.hooks import HookFailure, VMVerb, hook_errors, vm_after, vm_before
 from bhype_core.vm.models import VM, VMRef
@@ -165,6 +170,7 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 __all__ = [
     "UndoAction",
+    "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path",
     "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
     "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",
@@ -183,7 +189,7 @@ __all__ = [
     "accept_task", "active_driver", "api_from", "api_token_role", "check_filename", "client_address",
     "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds", "find_vm",
     "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
-    "iso_settings", "list_isos", "list_switches", "list_tasks", "list_vms", "may_see", "open_datastore",
+    "iso_settings", "list_isos", "list_switches", "list_tasks", "list_vms", "may_see", "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
     "sse", "status_driver", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
     from pydantic import BaseModel
 
+    from bhype_core.auth.principal import Principal
+
 
 @dataclass(frozen=True)
 class SettingsSection:
@@ -44,12 +46,29 @@ class StorageBackendEntry:
     description: str = ""
 
 
+ROLES = ("admin", "operator")
+
+
 @dataclass(frozen=True)
 class TaskKind:
-    """A kind of task the worker runs.
+    """A kind of task the worker runs, and who may ask for it (issue 11).
 
     ``run(context, **arguments)`` does the work and returns a JSON-able result.
     ``locks(arguments)`` names the resources (``vm:<id>``) the task holds while it runs.
+
+    ``role`` is the least role that may submit it: ``"admin"`` (the default, so a kind that
+    declares nothing is admin-only) or ``"operator"``. ``authorize(principal, arguments,
+    runtime)`` is the object check on top of the role (an operator may act only on their own
+    VM, ...): it returns nothing or raises :class:`~bhype_core.errors.NotFound` (another user's
+    object, the same answer as a missing one), :class:`~bhype_core.errors.Forbidden` or
+    :class:`~bhype_core.errors.ValidationErrors` (``arguments.<name>`` paths are added by the
+    caller). Both are enforced by :func:`bhype_core.taskqueue.service.submit` for every entry
+    point and again by the worker before ``run``, against the task's stored owner.
+
+    ``system`` marks a kind bHype submits itself as :data:`~bhype_core.auth.principal.SYSTEM`
+    (``@system``) other than through a :class:`PeriodicJob` (whose kinds count as such
+    anyway); a task owned by ``@system`` of any other kind is refused.
+
     ``resumable``: the kind records its steps with ``context.checkpoint(step, data)``; a task
     whose worker dies (crash, reboot) is then queued again and resumed from its last
     checkpoint (``context.resume_state``) instead of being marked ``interrupted``.
@@ -59,7 +78,14 @@ class TaskKind:
     run: Callable[..., Any]
     description: str = ""
     locks: Callable[[dict], list[str]] = field(default=lambda arguments: [])
+    role: str = "admin"
+    authorize: Callable[[Principal, dict, Any], None] | None = None
+    system: bool = False
     resumable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise PluginError(f"task kind {self.name!r}: role must be 'admin' or 'operator', not {self.role!r}")
 
 
 @dataclass(frozen=True)

@@ -33,5 +33,5 @@ def accept_task(
     """
     from bhype_core.taskqueue import service
 
-    task = service.submit(runtime, principal.name, kind, arguments)
+    task = service.submit(runtime, principal, kind, arguments)
     return TaskAccepted(task_id=task.id, kind=kind, vm=vm)

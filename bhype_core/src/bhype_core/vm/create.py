@@ -23,7 +23,6 @@ from bhype_core.db.session import session
 from bhype_core.disk_images import ImageInfo, convert_image, inspect_image
 from bhype_core.errors import BhypeError, ValidationErrors
 from bhype_core.units import human_size
-from bhype_core.vm.access import check_create_rights
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.firmware import create_nvram, nvram_name
 from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
@@ -57,10 +56,10 @@ def create_vm(
     :raises ValidationErrors: bad spec or a plugin's veto (nothing created).
     """
     runtime = context.runtime
+    # Who may create a VM for whom was checked before this runs (vm.access.may_create).
     owner = owner or context.user
     if not owner:
         raise ValidationErrors([("owner", "a VM needs an owner (no user submitted this task)")])
-    check_create_rights(context, owner, overrides or {})
     datastore = datastore or vm_settings(runtime).default_datastore
     store = open_datastore(runtime, datastore)
     context.progress(5, "validating")

@@ -17,7 +17,6 @@ from sqlmodel import select
 
 from bhype_core.db.session import session
 from bhype_core.errors import BhypeError, Conflict, NotFound
-from bhype_core.vm.access import check_vm_access
 from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
 from bhype_core.vm.intents import FINISH_DESTROY
 from bhype_core.vm.models import VM, VMRef
@@ -36,8 +35,7 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
     """
     runtime = context.runtime
     with session(runtime) as db:
-        row = get_vm(db, name)
-    check_vm_access(context, name, row.owner)
+        row = get_vm(db, name)  # who may: TaskKind.authorize (vm.access.owns_vm)
     store = open_datastore(runtime, row.datastore)
     ref = VMRef.of(row, store.vm_dir(row.name))
     context.progress(5, "checking the current state")

@@ -20,7 +20,7 @@ from bhype_core.db.session import session
 from bhype_core.errors import Conflict, ValidationErrors
 from bhype_core.spec import VMSpec, validate_spec
 from bhype_core.units import human_size
-from bhype_core.vm.access import check_vm_access, is_admin_user
+from bhype_core.vm.access import is_admin_user
 from bhype_core.vm.context import spec_context
 from bhype_core.vm.firmware import ensure_nvram, nvram_name
 from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
@@ -117,8 +117,7 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
     """
     runtime = context.runtime
     with session(runtime) as db:
-        row = get_vm(db, name)
-        check_vm_access(context, name, row.owner)
+        row = get_vm(db, name)  # who may: TaskKind.authorize (vm.access.may_edit)
         new, changed = plan_edit(runtime, db, row, changes)
     if {"owner", "extra"} & set(changed) and not is_admin_user(runtime, context.user):
         raise ValidationErrors([(field, "only admins may change it") for field in ("owner", "extra")

@@ -20,7 +20,6 @@ from bhype_core.drivers.boot_plan import mode_errors
 from bhype_core.drivers.preflight import local_runner
 from bhype_core.errors import BhypeError, Conflict, ValidationErrors
 from bhype_core.network.taps import planned_taps
-from bhype_core.vm.access import check_vm_access
 from bhype_core.vm.attach import attachments
 from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
 from bhype_core.vm.models import VM, VMRef
@@ -52,8 +51,7 @@ class PreflightFailed(BhypeError):
 def _load(context: Any, name: str) -> tuple[VM, VMRef, Any]:
     runtime = context.runtime
     with session(runtime) as db:
-        row = get_vm(db, name)
-    check_vm_access(context, name, row.owner)
+        row = get_vm(db, name)  # who may: TaskKind.authorize (vm.access.owns_vm)
     store = open_datastore(runtime, row.datastore)
     return row, VMRef.of(row, store.vm_dir(row.name)), store
 

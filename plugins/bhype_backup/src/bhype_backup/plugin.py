@@ -24,8 +24,10 @@ def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``backup.probe``: probe rsync now (``POST /api/v1/backup/status/refresh``)."""
-    register(TaskKind(name=status.PROBE_KIND, run=status.probe,
+    """``backup.probe``: probe rsync now (``POST /api/v1/backup/status/refresh``); for admins,
+    and submitted by bHype itself every 5 minutes
+    (its periodic job)."""
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin",
                       description="probe rsync on the host; store it for GET /api/v1/backup/status"))
 
 

@@ -24,8 +24,10 @@ def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``monitor.probe``: read the host now (``POST /api/v1/monitor/status/refresh``)."""
-    register(TaskKind(name=status.PROBE_KIND, run=status.probe,
+    """``monitor.probe``: read the host now (``POST /api/v1/monitor/status/refresh``); for
+    admins, and submitted by bHype itself every 5 minutes
+    (its periodic job)."""
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin",
                       description="read the host's load and memory; store it for GET /api/v1/monitor/status"))
 
 

@@ -8,6 +8,7 @@ Every function here blocks (database, driver state files): call it from a thread
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from bhype_core.plugin_api import (
@@ -23,7 +24,7 @@ from bhype_core.plugin_api import (
 )
 from bhype_core.plugin_api import status_driver as core_status_driver
 from bhype_webui.tickets import ConsoleGrant, ConsoleKind
-from bhype_webui.upstream import Endpoint, EndpointError
+from bhype_webui.upstream import BrokerRoute, Endpoint, EndpointError
 
 
 def make_grant(runtime: Any, authenticated: Any, vm: str, kind: ConsoleKind) -> ConsoleGrant:
@@ -92,17 +93,27 @@ def locate(runtime: Any, vm_name: str, kind: ConsoleKind) -> tuple[Endpoint, str
     if row is None:
         raise NotFound(f"no VM named {vm_name!r}")
     spec = row.spec_model()
-    vm_dir = open_datastore(runtime, row.datastore).vm_dir(row.name)
-    status = status_driver(runtime).status(spec, vm_dir)
-    if not status.active:
-        raise Conflict(f"VM {vm_name} is {status.state.value}; start it to use its console")
-    console = status.consoles.get(kind)
-    if not console:
-        raise NotFound(f"VM {vm_name} has no {kind} console (see its spec: graphics.vnc, serial)")
+    from bhype_core.plugin_api import ConsoleBrokerClient, broker_path
+
+    broker = broker_path(runtime)
+    if broker is not None:
+        # Not root, a root worker runs: the VM's state and sockets are root's alone; the
+        # worker's console broker locates (and later opens) the console (docs/vms.md).
+        console = ConsoleBrokerClient(broker).locate(vm_name, kind)
+    else:
+        vm_dir = open_datastore(runtime, row.datastore).vm_dir(row.name)
+        status = status_driver(runtime).status(spec, vm_dir)
+        if not status.active:
+            raise Conflict(f"VM {vm_name} is {status.state.value}; start it to use its console")
+        console = status.consoles.get(kind)
+        if not console:
+            raise NotFound(f"VM {vm_name} has no {kind} console (see its spec: graphics.vnc, serial)")
     try:
         endpoint = Endpoint.from_console(console)
     except EndpointError as exc:
         raise Conflict(str(exc)) from None
+    if broker is not None:
+        endpoint = replace(endpoint, route=BrokerRoute(str(broker), vm_name, kind))
     # QEMU serves VNC on a private unix socket without a password ("password": False); bhyve's
     # fbuf listens on loopback TCP and needs the VM's password, read from the spec only then.
     wants_password = kind == "vnc" and console.get("password", True) is not False

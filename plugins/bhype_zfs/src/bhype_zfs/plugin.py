@@ -21,6 +21,14 @@ from bhype_core.plugin_api import (
 )
 from bhype_zfs.settings import ZfsSettings
 
+# Kinds operators may run on their own VMs (the vm target; a dataset target is for admins).
+OPERATOR_SNAPSHOT_KINDS = ("zfs.list_snapshots", "zfs.list_holds", "zfs.snapshot", "zfs.rollback",
+                           "zfs.destroy_snapshot", "zfs.hold", "zfs.release")
+
+
+# Kinds bHype submits itself other than as a periodic job: sub-tasks of the periodic ones.
+SYSTEM_SUBTASKS = ("zfs.run_schedule",)
+
 
 @hookimpl
 def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None:
@@ -40,13 +48,22 @@ def bhype_register_storage_backends(register: Callable[[StorageBackendEntry], No
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     """The ``zfs.*`` task kinds (pool init, snapshots, rollback, holds, clones, import, and
-    ``zfs.probe``: refresh the status the API shows)."""
+    ``zfs.probe``: refresh the status the API shows). Who may run each: :mod:`bhype_zfs.access`."""
     from bhype_zfs import status
+    from bhype_zfs.access import may_clone, owns_target
     from bhype_zfs.tasks import KINDS
 
+    # Operators act on their own VMs' snapshots and clones; everything about pools, datasets
+    # and the host is for admins (the default role). bHype itself submits the kinds of its
+    # periodic jobs (health, schedules, probe) as @system, and zfs.run_schedule, the sub-task
+    # zfs.run_schedules submits per schedule (declared: system).
+    operator_checks = {name: owns_target for name in OPERATOR_SNAPSHOT_KINDS} | {"zfs.clone": may_clone}
     for name, (run, locks, description) in KINDS.items():
-        register(TaskKind(name=name, run=run, description=description, locks=locks))
-    register(TaskKind(name=status.PROBE_KIND, run=status.probe,
+        authorize = operator_checks.get(name)
+        register(TaskKind(name=name, run=run, description=description, locks=locks,
+                          role="operator" if authorize else "admin", authorize=authorize,
+                          system=name in SYSTEM_SUBTASKS))
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin",
                       description="probe OpenZFS and the configured pool; store it for GET /api/v1/zfs/status"))
 
 
