@@ -59,7 +59,7 @@ def add_vm(env: PagesEnv, name: str, owner: str = "alice", **extra) -> str:
 
 
 def finished_task(env: PagesEnv, owner: str, kind: str, arguments: dict, seconds: float, state="succeeded") -> str:
-    task = service.submit(env.runtime, owner, "core.ping", {})
+    task = service.submit(env.runtime, _principal(owner), "core.ping", {})
     started = datetime.now(UTC) - timedelta(minutes=5)
     with Session(env.runtime.engine) as db:
         row = db.get(Task, task.id)
