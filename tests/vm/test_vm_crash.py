@@ -37,7 +37,7 @@ from bhype_core.failpoints import ENV as FAILPOINTS
 from bhype_core.isos import partial_path, upload_path
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service, store
+from bhype_core.tasks import service, store
 from bhype_core.testing.parts import missing
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.units import MIB

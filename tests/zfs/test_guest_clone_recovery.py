@@ -12,8 +12,7 @@ from sqlmodel import Session, col, select
 from bhype_core.auth.principal import Principal
 from bhype_core.db.intent_models import TaskIntent
 from bhype_core.db.task_models import Task
-from bhype_core.taskqueue import intents, service
-from bhype_core.tasks import MemoryReporter, TaskContext
+from bhype_core.tasks import MemoryReporter, TaskContext, intents, service
 from bhype_core.vm.create import create_vm
 from bhype_zfs.clone_undo import UNDO_CLONE, undo_clone
 from bhype_zfs.tasks import clone

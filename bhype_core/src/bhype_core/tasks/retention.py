@@ -11,7 +11,7 @@ from sqlmodel import col
 
 from bhype_core.db.models import utcnow
 from bhype_core.db.task_models import SUCCEEDED, Task, TaskLog
-from bhype_core.taskqueue.system import SYSTEM_OWNER
+from bhype_core.tasks.system import SYSTEM_OWNER
 
 BATCH = 500  # rows per delete, so a long backlog never holds the database in one transaction
 

@@ -3,7 +3,7 @@
 A due run is an ordinary Task row of the job's kind (its locks, log and progress; visible in
 the task list). A run of the same job that is still queued or running makes the new one skip,
 so a slow run is never joined by the next (and a lock held elsewhere never piles runs up).
-Which worker submits a given minute's run is decided by :mod:`bhype_core.queue.periodic_slots`.
+Which worker submits a given minute's run is decided by :mod:`bhype_core.tasks.periodic_slots`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from bhype_core.db.task_models import QUEUED, RUNNING, Task
-from bhype_core.taskqueue.system import SYSTEM_OWNER, submit_as_system
+from bhype_core.tasks.system import SYSTEM_OWNER, submit_as_system
 
 if TYPE_CHECKING:
     from bhype_core.registry import PeriodicJob

@@ -30,8 +30,8 @@ from bhype_core.db.models import mark_commands_interrupted
 from bhype_core.db.task_models import FINAL_STATES, INTERRUPTED, Task
 from bhype_core.errors import NotFound, ValidationErrors
 from bhype_core.events import Event
-from bhype_core.queue.serializer import check_json
-from bhype_core.taskqueue.store import append_log
+from bhype_core.tasks.serializer import check_json
+from bhype_core.tasks.store import append_log
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -167,7 +167,7 @@ def cleaned_up_event(task: Task, outcome: Replay) -> Event:
 def settle(runtime: Runtime, host: str) -> list[Replay]:
     """Replay the journals of interrupted tasks of this host and forget those of ended ones.
 
-    Called by the worker's recovery sweep (after :func:`bhype_core.taskqueue.recovery.recover`
+    Called by the worker's recovery sweep (after :func:`bhype_core.tasks.recovery.recover`
     has declared dead workers' tasks interrupted), so also at every worker start. Tasks of other
     hosts' workers are left to those hosts (their files are there); running and queued tasks
     are left alone. The interrupted task's row is marked: its error detail lists ``undone`` and

@@ -9,18 +9,17 @@ from bhype_core.db.task_models import CANCELLED, FAILED, SUCCEEDED, Task
 from bhype_core.errors import BhypeError, PluginError
 from bhype_core.events import Event
 from bhype_core.host.audit import acting_as
-from bhype_core.queue.serializer import check_json
-from bhype_core.taskqueue import authz, intents, store
-from bhype_core.taskqueue.reporter import RowReporter
-from bhype_core.taskqueue.subtasks import SubTasks, cancel_leftovers
-from bhype_core.taskqueue.system import context_user
-from bhype_core.tasks import Cancelled, TaskContext
+from bhype_core.tasks import Cancelled, TaskContext, authz, intents, store
+from bhype_core.tasks.reporter import RowReporter
+from bhype_core.tasks.serializer import check_json
+from bhype_core.tasks.subtasks import SubTasks, cancel_leftovers
+from bhype_core.tasks.system import context_user
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from bhype_core.runtime import Runtime
-    from bhype_core.taskqueue.store import WorkerIdentity
+    from bhype_core.tasks.store import WorkerIdentity
 
 log = logging.getLogger("bhype.tasks")
 
@@ -54,7 +53,7 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
 
     A stale message (the task was requeued, cancelled before it was picked up by recovery, or
     is already running) is skipped. The owner must still be allowed to run the kind
-    (:func:`bhype_core.taskqueue.authz.check_run`: role from the account's groups now, then the
+    (:func:`bhype_core.tasks.authz.check_run`: role from the account's groups now, then the
     kind's object check); a refused task ends ``failed`` without running anything. Otherwise
     the kind's ``run`` is called with a
     :class:`TaskContext` whose reporter writes the row, inside :func:`acting_as` so host

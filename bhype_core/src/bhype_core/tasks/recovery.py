@@ -14,8 +14,8 @@ from sqlmodel import col
 from bhype_core.db.models import utcnow
 from bhype_core.db.task_models import INTERRUPTED, QUEUED, RUNNING, Task
 from bhype_core.events import Event
-from bhype_core.taskqueue import liveness
-from bhype_core.taskqueue.store import WorkerIdentity, append_log, get_task
+from bhype_core.tasks import liveness
+from bhype_core.tasks.store import WorkerIdentity, append_log, get_task
 
 log = logging.getLogger("bhype.tasks")
 

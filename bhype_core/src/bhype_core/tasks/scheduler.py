@@ -7,14 +7,14 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from bhype_core.taskqueue import dispatch, intents, liveness, recovery, retention, subtasks
-from bhype_core.taskqueue.plan import Limits
-from bhype_core.taskqueue.settings import task_settings, total_slots
+from bhype_core.tasks import dispatch, intents, liveness, recovery, retention, subtasks
+from bhype_core.tasks.plan import Limits
+from bhype_core.tasks.settings import task_settings, total_slots
 
 if TYPE_CHECKING:
-    from bhype_core.queue.huey_factory import BhypeQueue
     from bhype_core.runtime import Runtime
-    from bhype_core.taskqueue.store import WorkerIdentity
+    from bhype_core.tasks.store import WorkerIdentity
+    from bhype_core.tasks.transport import BhypeQueue
 
 log = logging.getLogger("bhype.tasks")
 

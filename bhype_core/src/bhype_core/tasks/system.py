@@ -2,7 +2,7 @@
 
 ``@system`` is not a valid Unix user name, so it can never collide with an account; it is
 the :data:`~bhype_core.auth.principal.SYSTEM` principal (an admin, but only for the kinds bHype
-submits itself: :func:`bhype_core.taskqueue.authz.submitted_by_system`).
+submits itself: :func:`bhype_core.tasks.authz.submitted_by_system`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ SYSTEM_OWNER = SYSTEM_NAME
 
 def submit_as_system(runtime: Runtime, kind: str, arguments: dict[str, Any]) -> Task:
     """Queue a task of ``kind`` owned by ``@system`` (see :func:`service.submit`)."""
-    from bhype_core.taskqueue.service import submit
+    from bhype_core.tasks.service import submit
 
     return submit(runtime, SYSTEM, kind, arguments)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from huey import crontab
 
 from bhype_core.errors import PluginError, ValidationErrors
-from bhype_core.queue.serializer import check_json
+from bhype_core.tasks.serializer import check_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable

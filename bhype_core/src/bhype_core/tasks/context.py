@@ -78,7 +78,7 @@ class SubTaskOutcome:
 
 class SubTaskRunner(Protocol):
     """What the task queue gives a running task for sub-tasks
-    (:class:`bhype_core.taskqueue.subtasks.SubTasks`)."""
+    (:class:`bhype_core.tasks.subtasks.SubTasks`)."""
 
     def submit(self, kind: str, arguments: dict[str, Any]) -> SubTask:
         """Queue a child task."""
@@ -222,7 +222,7 @@ class TaskContext:
 
         :raises ValidationErrors: ``step`` is not a non-empty string or ``data`` is not JSON data.
         """
-        from bhype_core.queue.serializer import check_json
+        from bhype_core.tasks.serializer import check_json
 
         if not isinstance(step, str) or not step:
             raise ValidationErrors([("step", f"must be a non-empty string, not {step!r}")])
@@ -269,13 +269,13 @@ class TaskContext:
         :class:`~bhype_core.registry.UndoAction` (``bhype_register_undo_actions``), called with
         ``arguments`` (JSON) when recovery replays the journal, newest intent first. When the
         task ends, its intents are forgotten (a failure undoes its own steps). See
-        :mod:`bhype_core.taskqueue.intents`.
+        :mod:`bhype_core.tasks.intents`.
 
         :param description: what is about to be made, for the task log (``VM directory /…``).
         :raises ValidationErrors: no such undo action, or arguments that are not JSON.
         :returns: the intent's id.
         """
-        from bhype_core.taskqueue.intents import record
+        from bhype_core.tasks.intents import record
 
         return record(self, action, description, arguments)
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from bhype_core.auth.principal import Principal
 from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, STATES, Task, TaskLog
 from bhype_core.errors import Conflict, Forbidden, NotFound, PluginError, ValidationErrors
-from bhype_core.queue.binding import validate_submission
-from bhype_core.taskqueue import authz, store
+from bhype_core.tasks import authz, store
+from bhype_core.tasks.validation import validate_submission
 
 if TYPE_CHECKING:
     from bhype_core.runtime import Runtime
@@ -75,7 +75,7 @@ def submit(
     nudge the scheduler. The one way in for every entry point (the generic and dedicated API
     routes, the CLI through them, retries, plugins, work the system submits as
     :data:`~bhype_core.auth.principal.SYSTEM`); the worker checks the same again before it
-    runs the task (:mod:`bhype_core.taskqueue.authz`).
+    runs the task (:mod:`bhype_core.tasks.authz`).
 
     :param parent: the id of the running task submitting this one as a sub-task: the new task
         is linked to it, and only that task runs it (in its own slot, see ``TaskContext.wait``),

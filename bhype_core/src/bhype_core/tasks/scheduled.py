@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from huey.api import TaskWrapper
 
-    from bhype_core.queue.huey_factory import BhypeQueue
+    from bhype_core.tasks.transport import BhypeQueue
 
 log = logging.getLogger("bhype.queue")
 
@@ -27,7 +27,7 @@ def bind_scheduled(queue: BhypeQueue) -> dict[str, TaskWrapper]:
 
     def execute(task_id: str, token: str) -> None:
         # Runs in a worker thread of the process that consumes the queue.
-        from bhype_core.taskqueue.executor import execute as run_row
+        from bhype_core.tasks.executor import execute as run_row
 
         scheduler = queue.scheduler
         try:

@@ -24,17 +24,16 @@ from sqlmodel import col
 from bhype_core.db.models import utcnow
 from bhype_core.db.task_models import FINAL_STATES, QUEUED, RUNNING, Task
 from bhype_core.errors import ValidationErrors
-from bhype_core.taskqueue import store
-from bhype_core.taskqueue.dispatch import STARTING, scheduling_transaction
-from bhype_core.taskqueue.plan import waiting_for_lock
-from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome
+from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, store
+from bhype_core.tasks.dispatch import STARTING, scheduling_transaction
+from bhype_core.tasks.plan import waiting_for_lock
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from bhype_core.runtime import Runtime
-    from bhype_core.taskqueue.store import WorkerIdentity
     from bhype_core.tasks import TaskContext
+    from bhype_core.tasks.store import WorkerIdentity
 
 log = logging.getLogger("bhype.tasks")
 
@@ -102,8 +101,8 @@ class SubTasks:
         """Queue a child of the parent, owned by the parent's owner, who must be allowed to
         submit ``kind`` (their role read from their groups now, as the worker does for the
         parent; ``@system`` only for kinds bHype submits itself)."""
-        from bhype_core.taskqueue.authz import owner_principal
-        from bhype_core.taskqueue.service import submit
+        from bhype_core.tasks.authz import owner_principal
+        from bhype_core.tasks.service import submit
 
         principal = owner_principal(self.runtime, self.parent.owner)
         task = submit(self.runtime, principal, kind, arguments, parent=self.parent.id)
@@ -116,7 +115,7 @@ class SubTasks:
         :raises ValidationErrors: a handle is not a sub-task of this task.
         :raises Cancelled: this task was cancelled (its children are cancelled too).
         """
-        from bhype_core.taskqueue.executor import execute
+        from bhype_core.tasks.executor import execute
 
         engine = self.runtime.engine
         rows = [store.get_task(engine, handle.id) for handle in handles]

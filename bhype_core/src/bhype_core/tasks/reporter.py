@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
-from bhype_core.taskqueue import store
+from bhype_core.tasks import store
 
 if TYPE_CHECKING:
     from bhype_core.tasks import LogLine, Progress, TaskContext

@@ -13,9 +13,9 @@ from huey.storage import MemoryStorage, PriorityRedisStorage, SqliteStorage
 
 from bhype_core.errors import ConfigError
 from bhype_core.private_files import ensure_private_sqlite
-from bhype_core.queue import scheduled
-from bhype_core.queue.binding import bind_periodic_jobs
-from bhype_core.queue.serializer import JsonSerializer
+from bhype_core.tasks import scheduled
+from bhype_core.tasks.serializer import JsonSerializer
+from bhype_core.tasks.validation import bind_periodic_jobs
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from bhype_core.config import Settings
     from bhype_core.registry import Registry
     from bhype_core.runtime import Runtime
-    from bhype_core.taskqueue.scheduler import Scheduler
+    from bhype_core.tasks.scheduler import Scheduler
 
 log = logging.getLogger("bhype.queue")
 
@@ -81,7 +81,7 @@ class BhypeQueue:
         """
         with self._scheduler_lock:
             if self._scheduler is None:
-                from bhype_core.taskqueue.scheduler import Scheduler
+                from bhype_core.tasks.scheduler import Scheduler
 
                 self._scheduler = Scheduler(self.require_runtime(), self)
             return self._scheduler

@@ -3,7 +3,7 @@
 Each :class:`~bhype_core.registry.TaskKind` declares the least ``role`` that may submit it
 (admin unless it says otherwise) and an optional object check ``authorize(principal,
 arguments, runtime)``. :func:`check_submission` applies both when a task is submitted (every
-entry point goes through :func:`bhype_core.taskqueue.service.submit`); :func:`check_run`
+entry point goes through :func:`bhype_core.tasks.service.submit`); :func:`check_run`
 applies them again in the worker, which runs as root and so must not trust the API process
 that wrote the row: the owner's role is read from the account's groups *now*
 (:func:`bhype_core.auth.identity.identify`, as a login would).
@@ -85,7 +85,7 @@ def check_object(runtime: Runtime, kind: TaskKind, plugin: str, principal: Princ
 
 
 def check_submission(runtime: Runtime, principal: Principal, kind_name: str, arguments: dict) -> None:
-    """Everything :func:`~bhype_core.taskqueue.service.submit` checks about *who* asks: the
+    """Everything :func:`~bhype_core.tasks.service.submit` checks about *who* asks: the
     kind's role, then its object check. ``kind_name`` must be registered."""
     catalog = runtime.registry.tasks
     kind = catalog[kind_name]

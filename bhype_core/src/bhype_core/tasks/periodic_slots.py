@@ -1,7 +1,7 @@
 """One run per schedule slot, however many workers consume the queue.
 
 huey's consumer has a scheduler thread that wakes once a minute; here it submits a Task row
-(owned by ``@system``, :mod:`bhype_core.taskqueue.periodic`) for every periodic job whose
+(owned by ``@system``, :mod:`bhype_core.tasks.periodic`) for every periodic job whose
 crontab matches the current minute. Two worker processes on one queue (two ``bhype worker``
 services on a Redis queue, or a worker beside ``bhype serve``'s in-process one) would each
 submit it: a scheduled snapshot taken twice, a prune run twice. Here each worker first claims
@@ -23,7 +23,7 @@ from typing import Any
 
 from huey.consumer import Scheduler
 
-from bhype_core.taskqueue.periodic import due_jobs, submit_run
+from bhype_core.tasks.periodic import due_jobs, submit_run
 
 log = logging.getLogger("bhype.worker")
 

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from bhype_core.errors import ConfigError
-from bhype_core.taskqueue.store import WorkerIdentity
+from bhype_core.tasks.store import WorkerIdentity
 
 log = logging.getLogger("bhype.tasks")
 

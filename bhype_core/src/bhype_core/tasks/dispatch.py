@@ -13,8 +13,8 @@ from sqlmodel import col
 from bhype_core.db.locks import exclusive_transaction
 from bhype_core.db.models import utcnow
 from bhype_core.db.task_models import QUEUED, RUNNING, Task
-from bhype_core.taskqueue.plan import Limits, QueuedTask, RunningTask, plan
-from bhype_core.taskqueue.store import WorkerIdentity
+from bhype_core.tasks.plan import Limits, QueuedTask, RunningTask, plan
+from bhype_core.tasks.store import WorkerIdentity
 
 # A pass reads at most this many queue fronts (oldest first); others wait for a later pass.
 MAX_QUEUED_PER_PASS = 5000
