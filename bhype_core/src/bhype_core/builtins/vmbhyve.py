@@ -1,0 +1,43 @@
+"""Built-in plugin ``core_vmbhyve``: import vm-bhyve guests in place and export them back
+(issue 21): task kinds ``vmbhyve.import``/``vmbhyve.export``, the undo action that gives an
+adopted disk back, and the ``bhype import``/``bhype export`` commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bhype_core.hookspecs import hookimpl
+from bhype_core.registry import CliCommand, TaskKind, UndoAction
+from bhype_core.vmbhyve.tasks import GIVE_BACK, export_vm, give_back, import_vms
+
+
+def _import_locks(arguments: dict) -> list[str]:
+    # One import at a time; each guest's name is also a VM name being made.
+    return ["vmbhyve:import", *(f"vm:{name}" for name in arguments.get("vms") or [])]
+
+
+@hookimpl
+def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
+    """``vmbhyve.import`` and ``vmbhyve.export``: host changes, so admin-only (the task checks
+    the submitter until TaskKind gains ``role``, issue 11; then ``role="admin"``)."""
+    register(TaskKind(name="vmbhyve.import", run=import_vms, locks=_import_locks,
+                      description="import vm-bhyve guests, adopting their disks in place (dry_run: plan only)"))
+    register(TaskKind(name="vmbhyve.export", run=export_vm,
+                      locks=lambda arguments: [f"vm:{arguments.get('name')}"],
+                      description="write a VM's vm-bhyve config (dry_run: print it)"))
+
+
+@hookimpl
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """Give an adopted disk back to vm-bhyve when an import was cut off."""
+    register(UndoAction(name=GIVE_BACK, run=give_back,
+                        description="give a disk adopted from vm-bhyve back (rename/unlink, never delete)"))
+
+
+@hookimpl
+def bhype_register_cli_commands(register: Callable[[CliCommand], None]) -> None:
+    """``bhype import vm-bhyve`` and ``bhype export vm-bhyve``."""
+    from bhype_core.commands.vmbhyve import export_command, import_command
+
+    register(import_command())
+    register(export_command())

@@ -1,0 +1,273 @@
+"""Tasks ``vmbhyve.import`` and ``vmbhyve.export`` (admin): run by the worker (root), which
+can read vm-bhyve's datastore and rename/link its disks.
+
+``vmbhyve.import`` with ``dry_run`` only returns the plan (:mod:`bhype_core.vmbhyve.plan`);
+without it, it creates the missing switches, then per guest: the VM directory, each disk
+adopted in place (:meth:`~bhype_core.storage.base.StorageBackend.adopt_volume`), the NVRAM
+file, the row, with the ``bhype_vm_*_create`` hooks. A failed guest is rolled back (disks
+given back, never deleted) and the others go on; each step is journalled first
+(``context.intent``) so recovery after a crash gives the disks back too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+from bhype_core.db.session import session
+from bhype_core.errors import BhypeError, Conflict, Forbidden, NotFound, ValidationErrors
+from bhype_core.network.service import create_switch, list_switches
+from bhype_core.spec import validate_spec
+from bhype_core.storage.capabilities import StorageCapability
+from bhype_core.vm.access import is_admin_user
+from bhype_core.vm.context import spec_context
+from bhype_core.vm.create import stored_spec
+from bhype_core.vm.firmware import create_nvram, nvram_name
+from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.intents import REMOVE_DIR, REMOVE_ROW
+from bhype_core.vm.models import VM, VMRef
+from bhype_core.vm.records import existing_names
+from bhype_core.vm.services import active_driver, open_datastore
+from bhype_core.vm.undo import Undo
+from bhype_core.vmbhyve.datastore import parse_vm_dir, read_conf, read_host
+from bhype_core.vmbhyve.export import export_summary
+from bhype_core.vmbhyve.plan import build_plan, file_size, zfs_volsize_argv
+
+GIVE_BACK = "vmbhyve.give_back"
+RC_CONF = "/etc/rc.conf"
+
+
+def require_admin(context: Any) -> None:
+    """Host changes of this kind are for admins (until TaskKind.role, issue 11, does it)."""
+    if not is_admin_user(context.runtime, context.user):
+        raise Forbidden("importing and exporting vm-bhyve VMs is for admins")
+
+
+def resolve_vm_dir(context: Any, vm_dir: str | None, rc_conf: str | None) -> Any:
+    """``vm_dir`` as given, else rc.conf's; a ``zfs:`` datastore's mountpoint from zfs-get(8)."""
+    if not vm_dir and rc_conf and Path(rc_conf).is_file():
+        vm_dir = read_conf(Path(rc_conf), []).get("vm_dir")
+    if not vm_dir:
+        raise ValidationErrors([("vm_dir", "give --vm-dir (rc.conf has no vm_dir)")])
+    store = parse_vm_dir(vm_dir)
+    if store.dataset is not None:
+        result = context.runner.run(["zfs", "get", "-H", "-o", "value", "mountpoint", store.dataset], check=False)
+        if result.returncode == 0 and result.stdout.strip().startswith("/"):
+            store = parse_vm_dir(vm_dir, Path(result.stdout.strip()))
+    if not store.path.is_dir():
+        raise ValidationErrors([("vm_dir", f"{store.path} is not a directory")])
+    return store
+
+
+def running_check(context: Any) -> Any:
+    """A guest runs when ``/dev/vmm/<name>`` exists or pgrep finds ``bhyve: <name>`` (reference 1.8)."""
+    vmm_dir = Path(getattr(context.runtime.settings.section("bhyve"), "vmm_dir", "/dev/vmm"))
+
+    def running(name: str) -> str | None:
+        if (vmm_dir / name).exists():
+            return f"{vmm_dir / name} exists"
+        if context.runner.run(["pgrep", "-fx", f"bhyve: {name}"], check=False).returncode == 0:
+            return f"a 'bhyve: {name}' process runs"
+        return None
+
+    return running
+
+
+def size_of(context: Any) -> Any:
+    """Disk sizes: ``lstat`` for files, zfs-get(8) ``volsize`` for zvols."""
+    def size(source: Any) -> int | None:
+        if source.kind == "file":
+            return file_size(source)
+        result = context.runner.run(zfs_volsize_argv(source.dataset), check=False)
+        text = result.stdout.strip()
+        return int(text) if result.returncode == 0 and text.isdigit() else None
+
+    return size
+
+
+def disk_check(store: Any) -> Any:
+    """Why ``store`` cannot adopt a disk in place (``None``: it can try)."""
+    if StorageCapability.ADOPT not in store.capabilities:
+        reason = f"datastore {getattr(store, 'datastore', '')} ({store.name}) cannot adopt disks in place"
+        return lambda source: reason
+    root = getattr(store, "root", None)
+
+    def check(source: Any) -> str | None:
+        if root is not None and source.kind == "zvol":
+            return f"{source.path} is a zvol: import into a zfs datastore"
+        if root is not None and Path(root).exists() and os.stat(source.path).st_dev != os.stat(root).st_dev:
+            return (f"{source.path} is on another file system than datastore {store.datastore} ({root}): "
+                    "a hard link cannot cross file systems and bHype does not copy")
+        return None
+
+    return check
+
+
+def import_vms(
+    context: Any,
+    vm_dir: str | None = None,
+    rc_conf: str | None = RC_CONF,
+    dry_run: bool = False,
+    vms: list[str] | None = None,
+    datastore: str | None = None,
+    owner: str | None = None,
+) -> dict[str, Any]:
+    """Task ``vmbhyve.import``: the plan, and unless ``dry_run`` the import (module docstring).
+
+    :returns: the plan plus, after an import, ``imported`` and ``failed`` (name → error).
+    """
+    require_admin(context)
+    runtime = context.runtime
+    store = open_datastore(runtime, datastore)
+    source = resolve_vm_dir(context, vm_dir, rc_conf)
+    host = read_host(source, Path(rc_conf) if rc_conf else None)
+    with Session(runtime.engine) as db:
+        known_vms = existing_names(db)
+        known_switches = [s.name for s in list_switches(db)]
+    plan = build_plan(host, size_of=size_of(context), running=running_check(context), existing_vms=known_vms,
+                      existing_switches=known_switches, only=vms, disk_check=disk_check(store))
+    _check_specs(runtime, store, plan)
+    plan["datastore"] = getattr(store, "datastore", datastore)
+    plan["dry_run"] = dry_run
+    if dry_run:
+        return plan
+    for switch in plan["switches"]:
+        if switch["action"] == "create":
+            context.log(f"creating switch {switch['name']}")
+            create_switch(context, switch["name"], **switch["fields"])
+    plan["imported"], plan["failed"] = [], {}
+    owner = owner or context.user or "root"
+    for vm in plan["vms"]:
+        if vm["action"] != "import":
+            continue
+        try:
+            _import_one(context, store, vm, owner)
+            plan["imported"].append(vm["name"])
+        except BhypeError as exc:
+            plan["failed"][vm["name"]] = str(exc)
+            context.log(f"{vm['name']}: not imported: {exc}", level="warning")
+    context.progress(100, f"imported {len(plan['imported'])} VM(s)")
+    return plan
+
+
+def _check_specs(runtime: Any, store: Any, plan: dict[str, Any]) -> None:
+    """Refuse, already in the plan, a guest whose spec this host would refuse (too many vCPUs
+    or RAM, a MAC in use, a rule of the driver), counting the switches the import creates."""
+    creates = [s["name"] for s in plan["switches"] if s["action"] == "create"]
+    with Session(runtime.engine) as db:
+        context = spec_context(runtime, db, store=store)
+    context = replace(context, known_switches=[*(context.known_switches or ()), *creates])
+    for vm in plan["vms"]:
+        if vm["action"] != "import":
+            continue
+        try:
+            validate_spec(dict(vm["spec"], owner="root"), context)
+        except ValidationErrors as exc:
+            vm["action"] = "refuse"
+            vm["refused"] += [f"spec.{error.path}: {error.message}" for error in exc.errors]
+
+
+def _import_one(context: Any, store: Any, vm: dict[str, Any], owner: str) -> None:
+    runtime = context.runtime
+    name = vm["name"]
+    data = dict(vm["spec"], owner=owner)
+    with Session(runtime.engine) as db:
+        spec = validate_spec(data, spec_context(runtime, db, store=store))
+    datastore = getattr(store, "datastore", "default")
+    vm_dir = store.vm_dir(name)
+    undo = Undo(context)
+    try:
+        ref = VMRef(name, str(spec.uuid), owner, datastore, spec, vm_dir)
+        call_vm_hook(runtime.pm, "bhype_vm_before_create", ref, context)
+        context.intent(REMOVE_DIR, f"VM directory {vm_dir}", datastore=datastore, name=name)
+        store.create_vm_dir(name)
+        undo.push(f"VM directory {vm_dir}", lambda: store.remove_vm_dir(name))
+        for disk in vm["disks"]:
+            volume, path = disk["volume"], disk["path"]
+            # Journalled after the directory's intent, so recovery (newest first) gives the disk
+            # back before it removes the directory: a zvol is never destroyed with it.
+            context.intent(GIVE_BACK, f"disk {path} of {name}", datastore=datastore, name=name,
+                           volume=volume, source=path)
+            adopted = store.adopt_volume(name, volume, path)
+            undo.push(f"adopted disk {path}", _giver(store, name, volume, path))
+            context.log(f"{name}: disk {volume} adopted in place: {path} is now {adopted.path}")
+        driver = active_driver(runtime)
+        if vm["nvram"] and spec.boot.mode == "uefi" and Path(vm["nvram"]).is_file():
+            store.install_vm_file(name, Path(vm["nvram"]), nvram_name(driver))
+            context.log(f"{name}: UEFI variables copied from {vm['nvram']}")
+        else:
+            create_nvram(spec, store, driver)
+        context.intent(REMOVE_ROW, f"database row of VM {name}", uuid=str(spec.uuid), name=name)
+        row = VM(name=name, uuid=str(spec.uuid), owner=owner, datastore=datastore, spec=stored_spec(spec))
+        with session(runtime) as db:
+            db.add(row)
+        undo.push(f"database row of {name}", lambda: _delete_row(runtime, str(spec.uuid)))
+        call_vm_hook(runtime.pm, "bhype_vm_after_create", VMRef.of(row, vm_dir), context)
+    except BaseException:
+        failures = undo.rollback()
+        if failures:
+            context.log(f"{name}: rollback incomplete: {'; '.join(failures)}", level="error")
+        raise
+    undo.discard()
+    context.log(f"{name}: imported; vm-bhyve still lists it: remove it from rc.conf vm_list and never start "
+                "it from both managers (they would open the same disks)")
+
+
+def _giver(store: Any, name: str, volume: str, source: str) -> Any:
+    return lambda: store.release_volume(name, volume, source)
+
+
+def _delete_row(runtime: Any, uuid: str) -> None:
+    with session(runtime, write=True) as db:
+        row = db.exec(select(VM).where(VM.uuid == uuid)).first()
+        if row is not None:
+            db.delete(row)
+
+
+def give_back(context: Any, datastore: str, name: str, volume: str, source: str) -> str | None:
+    """Undo action: give an adopted disk back to where vm-bhyve had it (never delete it)."""
+    store = open_datastore(context.runtime, datastore)
+    try:
+        store.release_volume(name, volume, source)
+    except NotFound:
+        return None
+    return f"disk {source} given back"
+
+
+def export_vm(context: Any, name: str, vm_dir: str | None = None, rc_conf: str | None = RC_CONF,
+              dry_run: bool = False) -> dict[str, Any]:
+    """Task ``vmbhyve.export``: VM ``name`` as a vm-bhyve ``<vm>.conf``; unless ``dry_run``
+    written to ``<vm_dir>/<name>/<name>.conf`` (a file there is kept as ``.conf.before-bhype``).
+
+    :raises NotFound: no such VM.
+    """
+    require_admin(context)
+    runtime = context.runtime
+    with Session(runtime.engine) as db:
+        row = db.exec(select(VM).where(VM.name == name)).first()
+    if row is None:
+        raise NotFound(f"no VM named {name!r}")
+    spec = row.spec_model()
+    store = open_datastore(runtime, row.datastore)
+    paths = [str(store.volume_path(name, disk.volume or "")) for disk in spec.disks]
+    summary = export_summary(spec, paths)
+    summary["dry_run"] = dry_run
+    if dry_run:
+        return summary
+    target_dir = resolve_vm_dir(context, vm_dir, rc_conf).path / name
+    target_dir.mkdir(mode=0o755, exist_ok=True)
+    target = target_dir / f"{name}.conf"
+    if target.is_symlink():
+        raise Conflict(f"{target} is a symlink: refused")
+    if target.exists():
+        os.replace(target, target.with_name(f"{name}.conf.before-bhype"))
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(summary["config"])
+    summary["written"] = str(target)
+    context.log(f"wrote {target}")
+    return summary
