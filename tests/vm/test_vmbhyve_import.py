@@ -259,3 +259,50 @@ def test_the_cli_plans_first_then_imports_through_the_api(make_vm_runtime, short
         monkeypatch.setenv("BHYPE_TOKEN", server["tokens"][operator.name])
         status, out, err = bhype("export", "vm-bhyve", "fbsd1", "--dry-run")
         assert status == 1 and "for admins" in err
+
+
+def test_an_import_cut_off_mid_way_gives_the_disks_back_at_recovery(runtime, vmbhyve_dir, monkeypatch):
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from bhype_core.db.task_models import Task
+    from bhype_core.taskqueue import intents, service, store
+    from bhype_core.tasks import MemoryReporter, TaskContext
+    from bhype_core.vm.undo import Undo
+
+    task = service.submit(runtime, "@system", "vmbhyve.import", {"vm_dir": str(vmbhyve_dir)})
+    with runtime.engine.begin() as connection:
+        connection.execute(update(Task).where(col(Task.id) == task.id).values(state="interrupted"))
+    task = store.get_task(runtime.engine, task.id)
+    context = TaskContext(runtime, task.id, task.kind, None, MemoryReporter())
+    datastore = open_datastore(runtime)
+    real, adopted = type(datastore).adopt_volume, []
+
+    def dying_adopt(self, name, volume, source):
+        if adopted:
+            raise SystemExit("kill -9")  # the worker dies between web1's two disks
+        adopted.append(volume)
+        return real(self, name, volume, source)
+
+    monkeypatch.setattr(type(datastore), "adopt_volume", dying_adopt)
+    monkeypatch.setattr(Undo, "rollback", lambda self: [])  # a killed worker rolls nothing back
+    with pytest.raises(SystemExit):
+        import_vms(context, vm_dir=str(vmbhyve_dir), rc_conf=None, vms=["web1"])
+    assert os.stat(vmbhyve_dir / "web1" / "disk0.img").st_nlink == 2  # adopted, then the crash
+
+    (replay,) = intents.settle(runtime, host="any")
+    assert replay.failed == []
+    assert os.stat(vmbhyve_dir / "web1" / "disk0.img").st_nlink == 1
+    assert (vmbhyve_dir / "web1" / "disk0.img").read_bytes().startswith(b"web1/disk0.img")
+    assert not datastore.vm_dir("web1").exists() and rows(runtime) == {}
+
+
+def test_a_directory_whose_disk_was_not_given_back_stays(runtime, task_context, vmbhyve_dir):
+    from bhype_core.errors import Conflict
+    from bhype_core.vmbhyve.tasks import remove_dir_if_given_back
+
+    run_import(runtime, task_context, vmbhyve_dir, vms=["fbsd1"])
+    store = open_datastore(runtime)
+    with pytest.raises(Conflict, match="was not given back"):
+        remove_dir_if_given_back(store, "fbsd1", [("disk0", str(vmbhyve_dir / "fbsd1" / "disk0.img"))])
+    assert store.volume_path("fbsd1", "disk0").exists()

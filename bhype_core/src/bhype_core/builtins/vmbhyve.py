@@ -1,6 +1,6 @@
 """Built-in plugin ``core_vmbhyve``: import vm-bhyve guests in place and export them back
-(issue 21): task kinds ``vmbhyve.import``/``vmbhyve.export``, the undo action that gives an
-adopted disk back, and the ``bhype import``/``bhype export`` commands."""
+(issue 21): task kinds ``vmbhyve.import``/``vmbhyve.export``, the undo action that gives
+adopted disks back, and the ``bhype import``/``bhype export`` commands."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from bhype_core.hookspecs import hookimpl
 from bhype_core.registry import CliCommand, TaskKind, UndoAction
-from bhype_core.vmbhyve.tasks import GIVE_BACK, export_vm, give_back, import_vms
+from bhype_core.vmbhyve.tasks import UNDO_IMPORT, export_vm, import_vms, undo_import
 
 
 def _import_locks(arguments: dict) -> list[str]:
@@ -29,9 +29,10 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 
 @hookimpl
 def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
-    """Give an adopted disk back to vm-bhyve when an import was cut off."""
-    register(UndoAction(name=GIVE_BACK, run=give_back,
-                        description="give a disk adopted from vm-bhyve back (rename/unlink, never delete)"))
+    """Give adopted disks back to vm-bhyve when an import was cut off."""
+    register(UndoAction(name=UNDO_IMPORT, run=undo_import,
+                        description="give disks adopted from vm-bhyve back (rename/unlink, never delete), "
+                                    "then remove the VM directory"))
 
 
 @hookimpl

@@ -28,7 +28,7 @@ from bhype_core.vm.context import spec_context
 from bhype_core.vm.create import stored_spec
 from bhype_core.vm.firmware import create_nvram, nvram_name
 from bhype_core.vm.hooks import call_vm_hook
-from bhype_core.vm.intents import REMOVE_DIR, REMOVE_ROW
+from bhype_core.vm.intents import REMOVE_ROW
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.records import existing_names
 from bhype_core.vm.services import active_driver, open_datastore
@@ -37,7 +37,7 @@ from bhype_core.vmbhyve.datastore import parse_vm_dir, read_conf, read_host
 from bhype_core.vmbhyve.export import export_summary
 from bhype_core.vmbhyve.plan import build_plan, file_size, zfs_volsize_argv
 
-GIVE_BACK = "vmbhyve.give_back"
+UNDO_IMPORT = "vmbhyve.undo_import"
 RC_CONF = "/etc/rc.conf"
 
 
@@ -89,6 +89,13 @@ def size_of(context: Any) -> Any:
     return size
 
 
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent (a new datastore's root is made on first use)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def disk_check(store: Any) -> Any:
     """Why ``store`` cannot adopt a disk in place (``None``: it can try)."""
     if StorageCapability.ADOPT not in store.capabilities:
@@ -99,7 +106,7 @@ def disk_check(store: Any) -> Any:
     def check(source: Any) -> str | None:
         if root is not None and source.kind == "zvol":
             return f"{source.path} is a zvol: import into a zfs datastore"
-        if root is not None and Path(root).exists() and os.stat(source.path).st_dev != os.stat(root).st_dev:
+        if root is not None and os.stat(source.path).st_dev != os.stat(_existing(Path(root))).st_dev:
             return (f"{source.path} is on another file system than datastore {store.datastore} ({root}): "
                     "a hard link cannot cross file systems and bHype does not copy")
         return None
@@ -180,21 +187,20 @@ def _import_one(context: Any, store: Any, vm: dict[str, Any], owner: str) -> Non
     datastore = getattr(store, "datastore", "default")
     vm_dir = store.vm_dir(name)
     undo = Undo(context)
+    adopted = [(disk["volume"], disk["path"]) for disk in vm["disks"]]
     try:
         ref = VMRef(name, str(spec.uuid), owner, datastore, spec, vm_dir)
         call_vm_hook(runtime.pm, "bhype_vm_before_create", ref, context)
-        context.intent(REMOVE_DIR, f"VM directory {vm_dir}", datastore=datastore, name=name)
+        # One intent for directory and disks: recovery gives every disk back first and removes
+        # the directory only when none is left in it (a zvol would go with a ZFS VM dataset).
+        context.intent(UNDO_IMPORT, f"VM directory {vm_dir} and the disks adopted into it",
+                       datastore=datastore, name=name, disks=[list(pair) for pair in adopted])
         store.create_vm_dir(name)
-        undo.push(f"VM directory {vm_dir}", lambda: store.remove_vm_dir(name))
-        for disk in vm["disks"]:
-            volume, path = disk["volume"], disk["path"]
-            # Journalled after the directory's intent, so recovery (newest first) gives the disk
-            # back before it removes the directory: a zvol is never destroyed with it.
-            context.intent(GIVE_BACK, f"disk {path} of {name}", datastore=datastore, name=name,
-                           volume=volume, source=path)
-            adopted = store.adopt_volume(name, volume, path)
+        undo.push(f"VM directory {vm_dir}", lambda: remove_dir_if_given_back(store, name, adopted))
+        for volume, path in adopted:
+            done = store.adopt_volume(name, volume, path)
             undo.push(f"adopted disk {path}", _giver(store, name, volume, path))
-            context.log(f"{name}: disk {volume} adopted in place: {path} is now {adopted.path}")
+            context.log(f"{name}: disk {volume} adopted in place: {path} is now {done.path}")
         driver = active_driver(runtime)
         if vm["nvram"] and spec.boot.mode == "uefi" and Path(vm["nvram"]).is_file():
             store.install_vm_file(name, Path(vm["nvram"]), nvram_name(driver))
@@ -228,14 +234,36 @@ def _delete_row(runtime: Any, uuid: str) -> None:
             db.delete(row)
 
 
-def give_back(context: Any, datastore: str, name: str, volume: str, source: str) -> str | None:
-    """Undo action: give an adopted disk back to where vm-bhyve had it (never delete it)."""
-    store = open_datastore(context.runtime, datastore)
-    try:
+def remove_dir_if_given_back(store: Any, name: str, adopted: list[tuple[str, str]]) -> None:
+    """Remove the VM's directory unless one of its adopted disks is still in it (then it stays,
+    with the disk: removing it could destroy the guest's data, e.g. a zvol with its dataset).
+
+    :raises Conflict: a disk was not given back.
+    """
+    for volume, source in adopted:
+        try:
+            store.volume(name, volume)
+        except NotFound:
+            continue
+        raise Conflict(f"disk {volume} of {name} ({source}) was not given back: its directory stays")
+    store.remove_vm_dir(name)
+
+
+def undo_import(context: Any, datastore: str, name: str, disks: list[list[str]]) -> str | None:
+    """Undo action: give every adopted disk back (rename/unlink, never delete), then remove the
+    VM's directory; unless a VM record of that name exists (then all of it belongs to that VM)."""
+    runtime = context.runtime
+    with Session(runtime.engine) as db:
+        if db.exec(select(VM.id).where(VM.name == name, VM.datastore == datastore)).first() is not None:
+            return None
+    store = open_datastore(runtime, datastore)
+    adopted = [(volume, source) for volume, source in disks]
+    for volume, source in adopted:
         store.release_volume(name, volume, source)
-    except NotFound:
+    if not store.vm_dir(name).exists():
         return None
-    return f"disk {source} given back"
+    remove_dir_if_given_back(store, name, adopted)
+    return f"disks of {name} given back ({', '.join(source for _, source in adopted) or 'none'}), its directory removed"
 
 
 def export_vm(context: Any, name: str, vm_dir: str | None = None, rc_conf: str | None = RC_CONF,
