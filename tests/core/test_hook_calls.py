@@ -16,6 +16,7 @@ from bhype_core.api.app import create_app
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.config import Section
 from bhype_core.errors import ConfigError, Conflict, FieldError, PluginError, ValidationErrors
+from bhype_core.event_kinds import EventKind
 from bhype_core.events import DeliveryFailure, Event, notify
 from bhype_core.hookspecs import hookimpl
 from bhype_core.registry import (
@@ -317,7 +318,14 @@ def test_a_plain_hook_call_would_not_isolate(plugin_manager, register_plugin):
         plugin_manager.hook.bhype_notify(event=Event(kind="task.failed", message="x"), runtime=None)
 
 
+class PoolKinds:
+    @hookimpl
+    def bhype_register_event_kinds(self, register):
+        register(EventKind("pool.degraded", "warning", "A pool lost redundancy.", {"pool": "its name"}))
+
+
 def test_runtime_notify_delivers_through_the_same_fan_out(tmp_path, plugin_manager, register_plugin):
+    register_plugin(PoolKinds(), "pools")
     inbox = register_plugin(Inbox(), "popups")
     runtime = build_runtime(make_settings(tmp_path), plugin_manager)
     event = Event(kind="pool.degraded", message="tank is DEGRADED", severity="warning")

@@ -35,7 +35,7 @@ class FilePlugin:
 
     @hookimpl
     def bhype_register_tasks(self, register):
-        register(TaskKind("test.make", run=lambda context: None))
+        register(TaskKind("test.make", run=lambda context: None, role="operator"))
 
 
 def remove_file(context, path: str, fail: bool = False) -> str | None:
@@ -69,8 +69,10 @@ def task_in_state(runtime, state: str) -> Task:
 
 
 def submit(runtime, user: str, kind: str, arguments: dict) -> Task:
-    """Submit as ``user`` (one place to change when submit() takes a Principal)."""
-    return service.submit(runtime, user, kind, arguments)
+    """Submit as ``user`` (``root`` as an admin, anyone else as an operator)."""
+    from bhype_core.auth.principal import Principal
+
+    return service.submit(runtime, Principal(user, "admin" if user == "root" else "operator"), kind, arguments)
 
 
 def context_of(runtime, task: Task) -> TaskContext:

@@ -23,7 +23,7 @@ from bhype_core.drivers.bhyve import BhyveDriver
 from bhype_core.drivers.state import ProcessTable, read_json, supervisor_markers
 from bhype_core.errors import Conflict
 from bhype_core.host.runner import LocalRunner
-from bhype_core.spec import VMSpec, validate_spec
+from bhype_core.spec import SpecContext, VMSpec, validate_spec
 
 FAKE = Path(__file__).resolve().parent / "fake_bhyve"
 ROM_FAILURE = "ROM boot failed: unrestricted guest capability not available"  # reference 1.6, exit 4
@@ -350,6 +350,18 @@ def test_preflight_names_each_problem_with_a_fix(host: FakeHost) -> None:
     assert problems[("nics.0", "no tap interface for this NIC")]
     # kldstat(8) does not exist on Linux: the vmm check says so instead of passing silently.
     assert any(field == "host" and "vmm.ko" in message for field, message in problems)
+
+
+def test_vnc_without_a_password_is_refused_before_bhyve_opens_it_on_loopback(host: FakeHost) -> None:
+    # A spec stored on a driver that uses no VNC password (QEMU, issue 11) carries none.
+    driver = host.driver()
+    data = {"name": "web13", "memory": "256M", "boot": "uefi", "graphics": {"vnc": True}}
+    spec = validate_spec(data, SpecContext(vnc_password=False))
+    vm_dir = host.vm_dir("web13")
+    problems = blocking(driver.preflight(spec, vm_dir))
+    assert [p.field for p in problems if "password" in p.message] == ["graphics.password"], problems
+    generated = validate_spec(data)  # what bhyve's spec context gives it
+    assert not [p for p in driver.preflight(generated, vm_dir) if p.field == "graphics.password"]
 
 
 def test_preflight_reports_a_running_vm_and_plan_lists_every_command(host: FakeHost) -> None:

@@ -67,8 +67,10 @@ def running(pid: int) -> bool:
 
 
 def submit(runtime, user: str, kind: str, arguments: dict):
-    """Submit as ``user`` (one place to change when submit() takes a Principal)."""
-    return service.submit(runtime, user, kind, arguments)
+    """Submit as ``user``, with the role their groups give them now (as the worker reads it)."""
+    from bhype_core.taskqueue.authz import owner_principal
+
+    return service.submit(runtime, owner_principal(runtime, user), kind, arguments)
 
 
 class NamespacedWorker(WorkerProcess):
@@ -90,8 +92,9 @@ class NamespacedWorker(WorkerProcess):
 
 
 @pytest.fixture
-def switch_setup(tmp_path: Path, netns):
-    """(raw config, client runtime, start-worker function, namespace, pid file of the held ip)."""
+def switch_setup(tmp_path: Path, netns, local_user):
+    """(raw config, client runtime, start-worker function, namespace, pid file of the held ip,
+    a real admin: the worker reads a task owner's role from their groups before running it)."""
     if shutil.which("ip") is None:
         pytest.skip("iproute2 is not installed")
     ip = shutil.which("ip")
@@ -102,6 +105,9 @@ def switch_setup(tmp_path: Path, netns):
     raw["core"]["disabled_plugins"] = sorted(
         {ep.name for ep in metadata.entry_points(group="bhype") if not ep.name.startswith("core_")}
     )
+    admins = local_user.group()
+    raw["auth"] = {"admin_groups": [admins.name]}
+    admin = local_user(groups=[admins]).name
     plugins = [("core_models", core_models), ("core_tasks", core_tasks), ("core_network", core_network)]
     runtime = build_runtime(settings_from(raw), make_plugin_manager(load_entrypoints=False, plugins=plugins))
     upgrade(runtime)
@@ -120,7 +126,7 @@ def switch_setup(tmp_path: Path, netns):
         workers.append(worker.start())
         return worker.wait_ready()
 
-    yield raw, runtime, start, namespace, pid_file
+    yield raw, runtime, start, namespace, pid_file, admin
     for worker in workers:
         worker.stop()
     runtime.engine.dispose()
@@ -132,10 +138,10 @@ def switch_names(runtime) -> list[str]:
 
 
 def test_kill_9_mid_switch_create_removes_the_bridge_and_frees_the_name(switch_setup):
-    _, runtime, start, namespace, pid_file = switch_setup
+    _, runtime, start, namespace, pid_file, admin = switch_setup
     bridge = bridge_name("lab")
     first = start(hold=True)
-    victim = submit(runtime, "root", "switch.create", {"name": "lab", "address": "10.77.0.1/24"})
+    victim = submit(runtime, admin, "switch.create", {"name": "lab", "address": "10.77.0.1/24"})
     held = wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), "the bridge to be made")
     assert bridge in links(namespace)
     first.send_signal(signal.SIGKILL)
@@ -150,7 +156,7 @@ def test_kill_9_mid_switch_create_removes_the_bridge_and_frees_the_name(switch_s
     log = [line.message for line in store.read_log(runtime.engine, victim.id)]
     assert f"undone after the interruption: switch lab on the host ({bridge})" in log
 
-    again = submit(runtime, "root", "switch.create", {"name": "lab", "address": "10.77.0.1/24"})
+    again = submit(runtime, admin, "switch.create", {"name": "lab", "address": "10.77.0.1/24"})
     wait_for(lambda: store.get_task(runtime.engine, again.id).state in ("succeeded", "failed"), "the retry")
     assert store.get_task(runtime.engine, again.id).state == "succeeded"
     assert switch_names(runtime) == ["lab"] and bridge in links(namespace)

@@ -68,8 +68,10 @@ exec {real} "$@"
 
 
 def submit(runtime, user: str, kind: str, arguments: dict):
-    """Submit as ``user`` (one place to change when submit() takes a Principal)."""
-    return service.submit(runtime, user, kind, arguments)
+    """Submit as ``user`` (``root`` as an admin, anyone else as an operator)."""
+    from bhype_core.auth.principal import Principal
+
+    return service.submit(runtime, Principal(user, "admin" if user == "root" else "operator"), kind, arguments)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import time
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from bhype_core.auth.principal import Principal
 from bhype_core.db.intent_models import TaskIntent
 from bhype_core.db.task_models import Task
 from bhype_core.network.models import bridge_name, linux_tap_name, vlan_bridge_name
@@ -34,7 +35,7 @@ def names(runtime) -> list[str]:
 
 def interrupted_task(runtime, kind: str, arguments: dict) -> Task:
     """A Task row left ``interrupted`` (its worker died), as recovery marks it."""
-    task = service.submit(runtime, "alice", kind, arguments)
+    task = service.submit(runtime, Principal("alice", "operator"), kind, arguments)
     with runtime.engine.begin() as connection:
         connection.execute(update(Task).where(col(Task.id) == task.id).values(state="interrupted"))
     return store.get_task(runtime.engine, task.id)
@@ -90,7 +91,8 @@ def test_the_sweep_removes_old_unowned_vm_directories_only(vm_runtime, task_cont
         datastore.create_volume(name, "disk0", 1 << 20)
         if name != "young":
             os.utime(datastore.vm_dir(name), (old, old))
-    task = service.submit(vm_runtime, "alice", "vm.create", {"name": "claimed"})  # queued: claims the name
+    # Queued: it claims the name.
+    task = service.submit(vm_runtime, Principal("alice", "operator"), "vm.create", {"name": "claimed"})
     assert store.get_task(vm_runtime.engine, task.id).state == "queued"
 
     events = []

@@ -210,12 +210,17 @@ def test_export_writes_a_config_that_opens_the_same_disks(runtime, task_context,
     assert (vmbhyve_dir / "fbsd1" / "fbsd1.conf.before-bhype").read_text().startswith('loader="bhyveload"')
 
 
-def test_only_admins_may_import_or_export(runtime, task_context, vmbhyve_dir):
-    context = task_context(runtime, "vmbhyve.import", user="bht_nobody_here")
-    with pytest.raises(Forbidden):
-        import_vms(context, vm_dir=str(vmbhyve_dir), dry_run=True)
-    with pytest.raises(Forbidden):
-        export_vm(task_context(runtime, "vmbhyve.export", user="bht_nobody_here"), "web1", dry_run=True)
+def test_only_admins_may_import_or_export(runtime, vmbhyve_dir):
+    from bhype_core.auth.principal import Principal
+    from bhype_core.taskqueue import service
+
+    operator = Principal("bht_operator", "operator")
+    for kind, arguments in (("vmbhyve.import", {"vm_dir": str(vmbhyve_dir), "dry_run": True}),
+                            ("vmbhyve.export", {"name": "web1", "dry_run": True})):
+        with pytest.raises(Forbidden):
+            service.submit(runtime, operator, kind, arguments)
+    for kind in ("vmbhyve.import", "vmbhyve.export"):
+        assert runtime.registry.tasks.get(kind).role == "admin"
 
 
 def test_the_cli_plans_first_then_imports_through_the_api(make_vm_runtime, short_dir, vmbhyve_dir, monkeypatch,
@@ -265,12 +270,13 @@ def test_an_import_cut_off_mid_way_gives_the_disks_back_at_recovery(runtime, vmb
     from sqlalchemy import update
     from sqlmodel import col
 
+    from bhype_core.auth.principal import Principal
     from bhype_core.db.task_models import Task
     from bhype_core.taskqueue import intents, service, store
     from bhype_core.tasks import MemoryReporter, TaskContext
     from bhype_core.vm.undo import Undo
 
-    task = service.submit(runtime, "@system", "vmbhyve.import", {"vm_dir": str(vmbhyve_dir)})
+    task = service.submit(runtime, Principal("bht_admin", "admin"), "vmbhyve.import", {"vm_dir": str(vmbhyve_dir)})
     with runtime.engine.begin() as connection:
         connection.execute(update(Task).where(col(Task.id) == task.id).values(state="interrupted"))
     task = store.get_task(runtime.engine, task.id)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from bhype_core.auth.principal import Principal
 from bhype_core.db.intent_models import TaskIntent
 from bhype_core.db.task_models import Task
 from bhype_core.taskqueue import intents, service
@@ -26,7 +27,7 @@ VMS = "tank/bhype/vms"
 
 def interrupted_context(runtime, arguments: dict) -> TaskContext:
     """The context of a ``zfs.clone`` Task row that its worker left ``interrupted``."""
-    task = service.submit(runtime, "alice", "zfs.clone", arguments)
+    task = service.submit(runtime, Principal("alice", "operator"), "zfs.clone", arguments)
     with runtime.engine.begin() as connection:
         connection.execute(update(Task).where(col(Task.id) == task.id).values(state="interrupted"))
     return TaskContext(runtime, task.id, "zfs.clone", "alice", MemoryReporter())

@@ -16,6 +16,7 @@ from bhype_core import iso_staging
 from bhype_core.cloud_images import SECTION as IMAGES_SECTION
 from bhype_core.cloud_images import ImageSettings, fetch_image, image_lock
 from bhype_core.hookspecs import hookimpl
+from bhype_core.iso_access import may_delete_iso
 from bhype_core.iso_fetch import fetch_iso
 from bhype_core.isos import SECTION, IsoSettings, delete_iso_task, import_upload, iso_lock
 from bhype_core.registry import CliCommand, PeriodicJob, RouterEntry, SettingsSection, TaskKind, UndoAction
@@ -36,12 +37,16 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``iso.*`` (lock ``iso:<name>``) and ``image.fetch``."""
+    """``iso.*`` (lock ``iso:<name>``) and ``image.fetch``: the shared ISO library, for
+    operators too (``image.fetch`` only fetches what an admin's templates and mirrors name);
+    ``iso.delete`` only for admins and whoever added the ISO."""
     for name, (run, description) in ISO_KINDS.items():
-        register(TaskKind(name=name, run=run, description=description, locks=iso_lock))
-    register(TaskKind(name="image.fetch", run=fetch_image, locks=image_lock,
+        authorize = may_delete_iso if name == "iso.delete" else None
+        register(TaskKind(name=name, run=run, description=description, locks=iso_lock,
+                          role="operator", authorize=authorize))
+    register(TaskKind(name="image.fetch", run=fetch_image, locks=image_lock, role="operator",
                       description="fetch a template's cloud image into the library once (checksum file verified)"))
-    register(TaskKind(name="iso.clean_uploads", run=iso_staging.clean_uploads_job,
+    register(TaskKind(name="iso.clean_uploads", run=iso_staging.clean_uploads_job, role="admin",
                       description="remove staged ISO uploads older than isos.staged_max_age no import names"))
 
 

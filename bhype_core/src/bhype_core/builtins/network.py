@@ -29,10 +29,11 @@ SWITCH_KINDS: dict[str, tuple[Callable[..., Any], str]] = {
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``switch.*`` (lock ``switch:<name>``) and ``switch.apply``."""
+    """``switch.*`` (lock ``switch:<name>``) and ``switch.apply``: the host's network, for
+    admins only."""
     for name, (run, description) in SWITCH_KINDS.items():
-        register(TaskKind(name=name, run=run, description=description, locks=switch_lock))
-    register(TaskKind(name="switch.apply", run=apply_switches,
+        register(TaskKind(name=name, run=run, description=description, locks=switch_lock, role="admin"))
+    register(TaskKind(name="switch.apply", run=apply_switches, role="admin",
                       description="(re)create every stored switch on the host, e.g. after a reboot"))
 
 

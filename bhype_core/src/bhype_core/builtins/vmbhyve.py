@@ -18,11 +18,11 @@ def _import_locks(arguments: dict) -> list[str]:
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``vmbhyve.import`` and ``vmbhyve.export``: host changes, so admin-only (the task checks
-    the submitter until TaskKind gains ``role``, issue 11; then ``role="admin"``)."""
-    register(TaskKind(name="vmbhyve.import", run=import_vms, locks=_import_locks,
+    """``vmbhyve.import`` and ``vmbhyve.export``: host changes (and reads of root's files), so
+    admin-only (issue 11: enforced at submit and again in the worker)."""
+    register(TaskKind(name="vmbhyve.import", run=import_vms, locks=_import_locks, role="admin",
                       description="import vm-bhyve guests, adopting their disks in place (dry_run: plan only)"))
-    register(TaskKind(name="vmbhyve.export", run=export_vm,
+    register(TaskKind(name="vmbhyve.export", run=export_vm, role="admin",
                       locks=lambda arguments: [f"vm:{arguments.get('name')}"],
                       description="write a VM's vm-bhyve config (dry_run: print it)"))
 

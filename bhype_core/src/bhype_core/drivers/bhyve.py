@@ -218,6 +218,13 @@ class BhyveDriver(SupervisedDriver):
         status = self.status(spec, vm_dir)
         problems = already_running(spec, status)
         problems += [Problem(path or "spec", message) for path, message in bhyve_spec_errors(spec)]
+        if spec.graphics.vnc and spec.graphics.password is None:
+            # fbuf listens on loopback TCP, which every local account can reach (issue 11). A
+            # spec stored where the driver used no password (QEMU) has none: never start open.
+            problems.append(Problem(
+                "graphics.password", "bhyve's VNC listens on loopback TCP, open to every local account, "
+                "and this VM has no VNC password", "edit the VM (bhyve generates one) or set graphics.password",
+            ))  # fmt: skip
         for module in ("vmm", "nmdm") if spec.serial else ("vmm",):
             problem = self._module_loaded(module)
             if problem:

@@ -17,8 +17,7 @@ from sqlmodel import select
 
 from bhype_core.db.session import session
 from bhype_core.errors import BhypeError, Conflict, NotFound
-from bhype_core.vm.access import check_vm_access
-from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
 from bhype_core.vm.intents import FINISH_DESTROY
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.nics import release_nics
@@ -36,8 +35,7 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
     """
     runtime = context.runtime
     with session(runtime) as db:
-        row = get_vm(db, name)
-    check_vm_access(context, name, row.owner)
+        row = get_vm(db, name)  # who may: TaskKind.authorize (vm.access.owns_vm)
     store = open_datastore(runtime, row.datastore)
     ref = VMRef.of(row, store.vm_dir(row.name))
     context.progress(5, "checking the current state")
@@ -45,7 +43,7 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
     status = driver.status(ref.spec, ref.vm_dir)
     if status.active:
         raise Conflict(f"VM {name} is {status.state.value}: stop it before destroying it")
-    call_vm_hook(runtime.pm, "bhype_vm_before_destroy", ref, context)
+    vm_before(runtime.pm, "destroy", ref, context)
     context.check_cancelled()
     release_nics(runtime, driver, ref.spec, ref.vm_dir, context.log)  # taps a crash left plugged
 
@@ -85,9 +83,9 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
         _mark_incomplete(runtime, name, exc)
         raise
     context.log(f"VM {name} destroyed" + (f"; kept {', '.join(kept)}" if kept else ""))
-    call_vm_hook(runtime.pm, "bhype_vm_after_destroy", ref, context)
+    failures = vm_after(runtime.pm, "destroy", ref, context)
     context.progress(100, "destroyed")
-    return {"name": name, "removed": removed, "kept": kept}
+    return {"name": name, "removed": removed, "kept": kept, **hook_errors(failures)}
 
 
 def _mark_incomplete(runtime: Any, name: str, exc: BaseException) -> None:

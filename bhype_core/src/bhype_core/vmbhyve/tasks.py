@@ -1,4 +1,4 @@
-"""Tasks ``vmbhyve.import`` and ``vmbhyve.export`` (admin): run by the worker (root), which
+"""Tasks ``vmbhyve.import`` and ``vmbhyve.export`` (``role="admin"``): run by the worker (root), which
 can read vm-bhyve's datastore and rename/link its disks.
 
 ``vmbhyve.import`` with ``dry_run`` only returns the plan (:mod:`bhype_core.vmbhyve.plan`);
@@ -19,11 +19,10 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bhype_core.db.session import session
-from bhype_core.errors import BhypeError, Conflict, Forbidden, NotFound, ValidationErrors
+from bhype_core.errors import BhypeError, Conflict, NotFound, ValidationErrors
 from bhype_core.network.service import create_switch, list_switches
 from bhype_core.spec import validate_spec
 from bhype_core.storage.capabilities import StorageCapability
-from bhype_core.vm.access import is_admin_user
 from bhype_core.vm.context import spec_context
 from bhype_core.vm.create import stored_spec
 from bhype_core.vm.firmware import create_nvram, nvram_name
@@ -39,12 +38,6 @@ from bhype_core.vmbhyve.plan import build_plan, file_size, zfs_volsize_argv
 
 UNDO_IMPORT = "vmbhyve.undo_import"
 RC_CONF = "/etc/rc.conf"
-
-
-def require_admin(context: Any) -> None:
-    """Host changes of this kind are for admins (until TaskKind.role, issue 11, does it)."""
-    if not is_admin_user(context.runtime, context.user):
-        raise Forbidden("importing and exporting vm-bhyve VMs is for admins")
 
 
 def resolve_vm_dir(context: Any, vm_dir: str | None, rc_conf: str | None) -> Any:
@@ -127,7 +120,6 @@ def import_vms(
 
     :returns: the plan plus, after an import, ``imported`` and ``failed`` (name → error).
     """
-    require_admin(context)
     runtime = context.runtime
     store = open_datastore(runtime, datastore)
     source = resolve_vm_dir(context, vm_dir, rc_conf)
@@ -273,7 +265,6 @@ def export_vm(context: Any, name: str, vm_dir: str | None = None, rc_conf: str |
 
     :raises NotFound: no such VM.
     """
-    require_admin(context)
     runtime = context.runtime
     with Session(runtime.engine) as db:
         row = db.exec(select(VM).where(VM.name == name)).first()

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bhype_core.errors import PluginError
-from bhype_core.registry import Catalog, collect
+from bhype_core.plugin_api import Catalog, PluginError, collect
 
 # First path segments the web UI's own routes use: a plugin page may not take them.
 RESERVED = frozenset({

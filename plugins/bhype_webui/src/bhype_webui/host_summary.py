@@ -13,10 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from bhype_core.units import parse_size
-from bhype_core.vm.models import VM
-from bhype_core.vm.records import is_admin
-from bhype_core.vm.settings import vm_settings
+from bhype_core.plugin_api import VM, is_admin, parse_size, vm_settings
 
 ACTIVE = ("starting", "running", "stopping")
 DIRECTORY_DEFAULT = "datastore"  # bhype_core.builtins.storage: under core.data_dir

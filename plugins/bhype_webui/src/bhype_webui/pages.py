@@ -14,10 +14,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 
-from bhype_core.api.cookies import csrf_cookie_name
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.security import PUBLIC
-from bhype_core.errors import NotFound
+from bhype_core.plugin_api import PUBLIC, NotFound, RuntimeDep, csrf_cookie
 from bhype_webui.tickets import ConsoleKind
 
 PAGES = {"vnc": "console_vnc.html", "serial": "console_serial.html"}
@@ -81,7 +78,7 @@ def make_pages_router() -> APIRouter:
             {
                 "vm": vm,
                 "title": settings.section("webui").title,
-                "csrf_cookie": csrf_cookie_name(settings.auth),
+                "csrf_cookie": csrf_cookie(runtime),
             },
         )
         # The page runs only its own scripts; no inline script, no framing by other sites.

@@ -6,9 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bhype_core.events import Event
-from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import ModelSet, RouterEntry, SettingsSection
+from bhype_core.plugin_api import Event, ModelSet, RouterEntry, SettingsSection, hookimpl
 from bhype_webui.api import make_router
 from bhype_webui.pages import make_pages_router
 from bhype_webui.settings import WebuiSettings

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bhype_core.registry import UndoAction
+from bhype_core.plugin_api import UndoAction
 from bhype_zfs import argv
 
 UNDO_CLONE = "zfs.undo_clone"

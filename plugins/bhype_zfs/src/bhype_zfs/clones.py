@@ -15,8 +15,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any
 
-from bhype_core.errors import Conflict, ValidationErrors
-from bhype_core.vm.undo import Undo
+from bhype_core.plugin_api import Conflict, Undo, ValidationErrors
 from bhype_zfs import argv, snapshots
 from bhype_zfs.names import check_dataset, check_snapshot_name
 from bhype_zfs.replicate import copy_dataset

@@ -22,10 +22,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bhype_core.errors import BhypeError, ConfigError, Conflict, NotFound, ValidationErrors
-from bhype_core.spec_parts import NAME_RE
-from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume, check_filename
-from bhype_core.units import human_size, parse_size
+from bhype_core.plugin_api import (
+    NAME_RE,
+    BhypeError,
+    ConfigError,
+    Conflict,
+    NotFound,
+    ProgressCallback,
+    StorageBackend,
+    ValidationErrors,
+    Volume,
+    check_filename,
+    human_size,
+    parse_size,
+)
 from bhype_zfs import argv
 from bhype_zfs.dependents import refuse_if_dependents
 from bhype_zfs.names import check_dataset
@@ -335,7 +345,7 @@ class ZfsStorage(ZfsAdopt, ZfsCapabilities, StorageBackend):
     # ISOs
 
     def iso_path(self, iso: str) -> Path:
-        from bhype_core.spec_parts import ISO_RE
+        from bhype_core.plugin_api import ISO_RE
 
         if not isinstance(iso, str) or not ISO_RE.match(iso):
             raise ValidationErrors([("cdrom", f"{iso!r} is not an ISO file name")])
@@ -344,7 +354,7 @@ class ZfsStorage(ZfsAdopt, ZfsCapabilities, StorageBackend):
     def isos(self) -> list[str]:
         """ISO file names in ``<root>/isos`` (``ls -1``), sorted; ``None`` (not checked) in the
         API process, which runs no host command."""
-        from bhype_core.spec_parts import ISO_RE
+        from bhype_core.plugin_api import ISO_RE
 
         folder = self.mountpoint(f"{self.dataset}/isos")
         try:

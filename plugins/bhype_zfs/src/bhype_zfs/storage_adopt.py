@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bhype_core.errors import Conflict, ValidationErrors
-from bhype_core.storage.base import Volume
+from bhype_core.plugin_api import Conflict, ValidationErrors, Volume
 from bhype_zfs import argv
 from bhype_zfs.parse import parse_zfs_get
 

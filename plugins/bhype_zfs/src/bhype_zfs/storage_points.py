@@ -16,13 +16,14 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bhype_core.errors import NotFound, ValidationErrors
-from bhype_core.storage.capabilities import (
+from bhype_core.plugin_api import (
     ConsistentPoint,
     ExportFiles,
     ExportStream,
+    NotFound,
     SpaceStats,
     StorageCapability,
+    ValidationErrors,
     VolumeStats,
 )
 from bhype_zfs import argv

@@ -47,10 +47,9 @@ class ImageFetchAnswer(BaseModel):
 
 
 def _submit(runtime: Any, principal: Principal, arguments: dict[str, Any]) -> Any:
-    # One place to adapt when submit() takes the Principal itself (authz stream).
     from bhype_core.taskqueue.service import submit
 
-    return submit(runtime, principal.name, "image.fetch", arguments)
+    return submit(runtime, principal, "image.fetch", arguments)
 
 
 def make_router() -> APIRouter:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
+from bhype_core.api.accepted import TaskAccepted, accept_task
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import Principal, PrincipalDep
 from bhype_core.errors import Conflict, ValidationErrors
@@ -22,7 +23,6 @@ from bhype_core.vm.plan import show_command
 from bhype_core.vm.public import VMDetail, VMList, summary
 from bhype_core.vm.records import get_vm, list_vms
 from bhype_core.vm.services import open_datastore
-from bhype_core.vm.submit import submit
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 # How long a graceful stop (stop, restart) waits before powering off.
@@ -39,14 +39,6 @@ class VMCreate(BaseModel):
     spec: dict[str, Any] = Field(default_factory=dict, description="spec fields; override the template's")
     datastore: str | None = Field(None, description="datastore; default vm.default_datastore")
     owner: str | None = Field(None, description="admins only: create the VM for this user")
-
-
-class TaskAccepted(BaseModel):
-    """The task that will do the work: follow it under ``/api/v1/tasks/{task_id}``."""
-
-    task_id: str
-    kind: str
-    vm: str
 
 
 class CommandPlan(BaseModel):
@@ -82,8 +74,7 @@ def _admin_only(principal: Principal, spec: dict[str, Any], errors: ValidationEr
 
 
 def _accepted(runtime: Any, principal: Principal, kind: str, arguments: dict[str, Any]) -> TaskAccepted:
-    task_id = submit(runtime, principal.name, kind, arguments)
-    return TaskAccepted(task_id=task_id, kind=kind, vm=arguments["name"])
+    return accept_task(runtime, principal, kind, arguments, vm=arguments["name"])
 
 
 def make_router() -> APIRouter:

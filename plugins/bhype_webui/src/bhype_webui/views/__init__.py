@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
-from bhype_core.api.principal import PrincipalDep
+from bhype_core.plugin_api import PrincipalDep
 from bhype_webui.views import account, dashboard, extension_views, library, login, tasks, vms, wizard
 from bhype_webui.views.kit import PageKit, page_route_class
 

@@ -7,9 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.taskqueue import service as tasks
+from bhype_core.plugin_api import PrincipalDep, RuntimeDep, list_tasks
 from bhype_webui import notify_store, vm_query
 from bhype_webui.views.account import notification_link
 from bhype_webui.views.extension_views import render_panels
@@ -39,7 +37,7 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
         """The dashboard."""
         with Session(runtime.engine) as db:
             counts = vm_query.state_counts(db, principal)
-        recent = tasks.list_visible(runtime, principal, user=principal.name, limit=8)
+        recent = list_tasks(runtime, principal, user=principal.name, limit=8)
         viewer = notify_store.Viewer(principal.name, principal.is_admin)
         notes, marker = notify_store.list_notifications(runtime.engine, viewer, limit=6)
         return kit.render(

@@ -9,9 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.errors import NotFound
+from bhype_core.plugin_api import NotFound, PrincipalDep, RuntimeDep
 from bhype_webui.extensions import UiRequest, ui_extensions
 from bhype_webui.views.kit import PageKit
 

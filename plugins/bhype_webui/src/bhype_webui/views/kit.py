@@ -15,10 +15,7 @@ from fastapi.routing import APIRoute
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
-from bhype_core.api.auth_service import SessionEnded
-from bhype_core.api.cookies import clear_session_cookies, csrf_cookie_name
-from bhype_core.errors import BhypeError, Unauthorized
-from bhype_core.units import human_size
+from bhype_core.plugin_api import BhypeError, SessionEnded, Unauthorized, csrf_cookie, end_browser_session, human_size
 
 LOGIN_PATH = "/ui/login"
 # The pages run only their own scripts (no inline script, no eval): htmx is configured to match.
@@ -128,7 +125,7 @@ class PageKit:
             "user": principal,
             "nav": nav,
             "nav_entries": ui_extensions(runtime).nav_entries(principal) if principal is not None else [],
-            "csrf_cookie": csrf_cookie_name(runtime.settings.auth),
+            "csrf_cookie": csrf_cookie(runtime),
             "unread": unread,
             "notify_after": latest,
             "path": request.url.path,
@@ -177,7 +174,7 @@ class PageRoute(APIRoute):
                     back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     response = RedirectResponse(login_url(back, expired), status_code=303)
                 if expired:
-                    clear_session_cookies(response, request.app.state.auth.settings, request)
+                    end_browser_session(response, request)
                 return response
             except BhypeError as exc:
                 if not wants_html(request) or is_htmx(request):

@@ -10,13 +10,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session, col
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.isos import iso_settings, list_isos
-from bhype_core.network.models import SwitchPublic
-from bhype_core.network.service import list_switches
-from bhype_core.vm.services import open_datastore, template_catalog
-from bhype_core.vm.settings import vm_settings
+from bhype_core.plugin_api import (
+    PrincipalDep,
+    RuntimeDep,
+    SwitchPublic,
+    iso_settings,
+    list_isos,
+    list_switches,
+    open_datastore,
+    template_catalog,
+    vm_settings,
+)
 from bhype_webui.views.kit import PageKit
 from bhype_webui.views.wizard import cloud_image_status, template_fields
 
@@ -25,7 +29,7 @@ def switch_users(db: Session) -> dict[str, list[str]]:
     """Switch name → the VMs with a NIC on it, in one pass over the VMs (not one per switch)."""
     from sqlalchemy import select
 
-    from bhype_core.vm.models import VM
+    from bhype_core.plugin_api import VM
 
     users: dict[str, list[str]] = {}
     for name, spec in db.execute(select(col(VM.name), col(VM.spec)).order_by(col(VM.name))).all():

@@ -9,14 +9,16 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.db.task_models import Task
-from bhype_core.isos import list_isos
-from bhype_core.vm.edit import LIVE_FIELDS
-from bhype_core.vm.public import summary
-from bhype_core.vm.records import get_vm
-from bhype_core.vm.services import open_datastore
+from bhype_core.plugin_api import (
+    LIVE_FIELDS,
+    PrincipalDep,
+    RuntimeDep,
+    Task,
+    get_vm,
+    list_isos,
+    open_datastore,
+    summary,
+)
 from bhype_webui import vm_query
 from bhype_webui.views.dashboard import ordered_states
 from bhype_webui.views.extension_views import render_vm_tab, vm_tabs
@@ -68,7 +70,7 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
         """One VM: configuration, disks, NICs, consoles, task history, edit and destroy; with
         ``tab``, a tab another plugin added (``bhype_webui_register_vm_tabs``) instead."""
         with Session(runtime.engine) as db:
-            row = get_vm(db, name, principal)  # another user's VM is "not found", as in the API
+            row = get_vm(runtime, name, principal)  # another user's VM is "not found", as in the API
             history = vm_tasks(db, principal, name)
             since = vm_query.latest_change(db, principal)
         spec: dict[str, Any] = row.spec or {}

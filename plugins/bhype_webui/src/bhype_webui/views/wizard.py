@@ -15,12 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.errors import NotFound
-from bhype_core.network.service import list_switches
-from bhype_core.vm.services import template_catalog
-from bhype_core.vm.settings import vm_settings
+from bhype_core.plugin_api import NotFound, PrincipalDep, RuntimeDep, list_switches, template_catalog, vm_settings
 from bhype_webui.host_summary import spec_cpus
 from bhype_webui.views.kit import PageKit
 from bhype_webui.views.vms import iso_names
@@ -45,8 +40,8 @@ def template_fields(defaults: dict[str, Any]) -> dict[str, Any]:
 def cloud_image_status(runtime: Any, template: str, datastore: str | None = None) -> dict[str, Any] | None:
     """The template's cloud image and whether the library has it; ``None`` when it names none
     or the datastore cannot be read (the page then offers no cloud image rather than failing)."""
-    from bhype_core.cloud_images import image_status
-    from bhype_core.errors import BhypeError
+    from bhype_core.plugin_api import BhypeError
+    from bhype_core.plugin_api import cloud_image_status as image_status
 
     try:
         return image_status(runtime, template, datastore)
