@@ -163,22 +163,34 @@ def test_show_command_gives_the_argv_vm_bhyve_runs_for_the_config(runtime, task_
 
 
 def test_a_failed_guest_is_rolled_back_and_its_disks_given_back(make_vm_runtime, task_context, vmbhyve_dir,
-                                                                short_dir):
+                                                                short_dir, monkeypatch):
     class Veto:
         @hookimpl
-        def bhype_vm_after_create(self, vm, context):
+        def bhype_vm_before_register(self, vm, context):
             if vm.name == "fbsd1":
                 raise ValidationErrors([("name", "vetoed by a test plugin")])
 
     runtime = add_switches(make_vm_runtime(("core_vmbhyve", core_vmbhyve), ("veto", Veto()),
                                            core={"platform": "freebsd"}, bhyve={"vmm_dir": str(short_dir / "vmm")}))
+    store = open_datastore(runtime)
+    real = type(store).adopt_volume
+
+    def refusing_second_disk(self, name, volume, source):
+        if (name, volume) == ("web1", "data"):
+            raise ValidationErrors([("source", "the OS refused it")])
+        return real(self, name, volume, source)
+
+    monkeypatch.setattr(type(store), "adopt_volume", refusing_second_disk)
     context = task_context(runtime, "vmbhyve.import", user=None)
-    result = import_vms(context, vm_dir=str(vmbhyve_dir), rc_conf=None, vms=["fbsd1", "win1"])
-    assert result["imported"] == ["win1"] and "vetoed" in result["failed"]["fbsd1"]
-    assert "fbsd1" not in rows(runtime)
-    assert not open_datastore(runtime).vm_dir("fbsd1").exists()
-    original = vmbhyve_dir / "fbsd1" / "disk0.img"
-    assert os.stat(original).st_nlink == 1 and original.read_bytes().startswith(b"fbsd1/disk0.img")
+    result = import_vms(context, vm_dir=str(vmbhyve_dir), rc_conf=None, vms=["fbsd1", "web1", "win1"])
+    assert result["imported"] == ["win1"]
+    assert "vetoed" in result["failed"]["fbsd1"] and "the OS refused it" in result["failed"]["web1"]
+    assert sorted(rows(runtime)) == ["win1"]
+    for guest in ("fbsd1", "web1"):
+        assert not store.vm_dir(guest).exists()
+        for name in DISKS[guest]:
+            original = vmbhyve_dir / guest / name
+            assert os.stat(original).st_nlink == 1 and original.read_bytes().startswith(f"{guest}/{name}".encode())
 
 
 def test_another_file_system_is_refused_not_copied(make_vm_runtime, task_context, vmbhyve_dir):

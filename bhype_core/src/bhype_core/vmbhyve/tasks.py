@@ -4,7 +4,7 @@ can read vm-bhyve's datastore and rename/link its disks.
 ``vmbhyve.import`` with ``dry_run`` only returns the plan (:mod:`bhype_core.vmbhyve.plan`);
 without it, it creates the missing switches, then per guest: the VM directory, each disk
 adopted in place (:meth:`~bhype_core.storage.base.StorageBackend.adopt_volume`), the NVRAM
-file, the row, with the ``bhype_vm_*_create`` hooks. A failed guest is rolled back (disks
+file, the record (``bhype_vm_*_register`` hooks). A failed guest is rolled back (disks
 given back, never deleted) and the others go on; each step is journalled first
 (``context.intent``) so recovery after a crash gives the disks back too.
 """
@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from bhype_core.db.session import session
 from bhype_core.errors import BhypeError, Conflict, NotFound, ValidationErrors
 from bhype_core.network.service import create_switch, list_switches
 from bhype_core.spec import validate_spec
@@ -26,10 +25,10 @@ from bhype_core.storage.capabilities import StorageCapability
 from bhype_core.vm.context import spec_context
 from bhype_core.vm.create import stored_spec
 from bhype_core.vm.firmware import create_nvram, nvram_name
-from bhype_core.vm.hooks import call_vm_hook
 from bhype_core.vm.intents import REMOVE_ROW
-from bhype_core.vm.models import VM, VMRef
+from bhype_core.vm.models import VM
 from bhype_core.vm.records import existing_names
+from bhype_core.vm.registration import register_vm
 from bhype_core.vm.services import active_driver, open_datastore
 from bhype_core.vm.undo import Undo
 from bhype_core.vmbhyve.datastore import parse_vm_dir, read_conf, read_host
@@ -171,18 +170,18 @@ def _check_specs(runtime: Any, store: Any, plan: dict[str, Any]) -> None:
 
 
 def _import_one(context: Any, store: Any, vm: dict[str, Any], owner: str) -> None:
+    """Directory, disks adopted in place, NVRAM, then the record through
+    :func:`~bhype_core.vm.registration.register_vm` (``bhype_vm_before/after_register``: an
+    imported VM is registered, not created); anything failing before the record gives it all back."""
     runtime = context.runtime
     name = vm["name"]
-    data = dict(vm["spec"], owner=owner)
     with Session(runtime.engine) as db:
-        spec = validate_spec(data, spec_context(runtime, db, store=store))
+        spec = validate_spec(dict(vm["spec"], owner=owner), spec_context(runtime, db, store=store))
     datastore = getattr(store, "datastore", "default")
     vm_dir = store.vm_dir(name)
     undo = Undo(context)
     adopted = [(disk["volume"], disk["path"]) for disk in vm["disks"]]
     try:
-        ref = VMRef(name, str(spec.uuid), owner, datastore, spec, vm_dir)
-        call_vm_hook(runtime.pm, "bhype_vm_before_create", ref, context)
         # One intent for directory and disks: recovery gives every disk back first and removes
         # the directory only when none is left in it (a zvol would go with a ZFS VM dataset).
         context.intent(UNDO_IMPORT, f"VM directory {vm_dir} and the disks adopted into it",
@@ -200,11 +199,7 @@ def _import_one(context: Any, store: Any, vm: dict[str, Any], owner: str) -> Non
         else:
             create_nvram(spec, store, driver)
         context.intent(REMOVE_ROW, f"database row of VM {name}", uuid=str(spec.uuid), name=name)
-        row = VM(name=name, uuid=str(spec.uuid), owner=owner, datastore=datastore, spec=stored_spec(spec))
-        with session(runtime) as db:
-            db.add(row)
-        undo.push(f"database row of {name}", lambda: _delete_row(runtime, str(spec.uuid)))
-        call_vm_hook(runtime.pm, "bhype_vm_after_create", VMRef.of(row, vm_dir), context)
+        register_vm(context, datastore, stored_spec(spec), owner)
     except BaseException:
         failures = undo.rollback()
         if failures:
@@ -217,13 +212,6 @@ def _import_one(context: Any, store: Any, vm: dict[str, Any], owner: str) -> Non
 
 def _giver(store: Any, name: str, volume: str, source: str) -> Any:
     return lambda: store.release_volume(name, volume, source)
-
-
-def _delete_row(runtime: Any, uuid: str) -> None:
-    with session(runtime, write=True) as db:
-        row = db.exec(select(VM).where(VM.uuid == uuid)).first()
-        if row is not None:
-            db.delete(row)
 
 
 def remove_dir_if_given_back(store: Any, name: str, adopted: list[tuple[str, str]]) -> None:
