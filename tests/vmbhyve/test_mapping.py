@@ -127,3 +127,16 @@ def test_import_export_import_gives_the_same_spec(name: str, tmp_path: Path) -> 
     second = next(vm for vm in plan_of(corpus_host(again))["vms"] if vm["name"] == name)
     assert [d["path"] for d in second["disks"]] == paths  # vm-bhyve would open the same disks
     assert validate_spec(second["spec"]).to_data() == spec.to_data()
+
+
+@pytest.mark.parametrize(("dev", "name"), [("file", "../../etc/master.passwd"), ("file", "sub/disk0.img"),
+                                           ("zvol", "../other/disk0"), ("custom", "relative.img"),
+                                           ("custom", "/vm/../etc/master.passwd")])
+def test_a_disk_name_that_leaves_the_guest_is_refused_not_followed(dev: str, name: str) -> None:
+    from bhype_core.vmbhyve.datastore import GuestConf
+    from bhype_core.vmbhyve.mapping import map_guest
+
+    conf = parse_shconf(f'loader="uefi"\ndisk0_type="virtio-blk"\ndisk0_dev="{dev}"\ndisk0_name="{name}"\n')
+    plan = map_guest(GuestConf("g1", Path("/vm/g1"), Datastore("default", Path("/vm"), "tank/vm"), conf),
+                     lambda source: GIB)
+    assert plan.disks == [] and "disk0_name" in plan.refused[0]

@@ -280,6 +280,12 @@ class _Mapper:
 
     def _source(self, index: int, volume: str, name: str, dev: str) -> DiskSource | None:
         store = self.guest.datastore
+        plain = bool(name) and "/" not in name and name not in (".", "..")
+        if dev in ("file", "zvol", "sparse-zvol") and not plain:
+            # vm-bhyve joins these onto the guest's directory/dataset: a '/' or '..' would
+            # reach outside it, so such a name is refused rather than followed.
+            self.refuse(f"disk{index}_name: {name!r} must be a plain name for disk{index}_dev={dev}")
+            return None
         if dev == "file":
             return DiskSource(index, volume, "file", str(self.guest.directory / name))
         if dev in ("zvol", "sparse-zvol"):
@@ -289,6 +295,9 @@ class _Mapper:
             dataset = f"{store.dataset}/{self.guest.name}/{name}"
             return DiskSource(index, volume, "zvol", f"/dev/zvol/{dataset}", dataset, dev == "sparse-zvol")
         if dev == "custom":
+            if not name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")[1:]):
+                self.refuse(f"disk{index}_name: {name!r} must be an absolute, normalised path for a custom disk")
+                return None
             if name.startswith("/dev/zvol/"):
                 return DiskSource(index, volume, "zvol", name, name[len("/dev/zvol/"):])
             return DiskSource(index, volume, "file", name)
