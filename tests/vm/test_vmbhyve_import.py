@@ -324,3 +324,39 @@ def test_a_directory_whose_disk_was_not_given_back_stays(runtime, task_context, 
     with pytest.raises(Conflict, match="was not given back"):
         remove_dir_if_given_back(store, "fbsd1", [("disk0", str(vmbhyve_dir / "fbsd1" / "disk0.img"))])
     assert store.volume_path("fbsd1", "disk0").exists()
+
+
+def loader_meaning(argv: list[str]) -> dict:
+    """A loader command line without what differs by manager (console device, VM name, the
+    path of the boot disk's directory; bHype adds the SMBIOS UUID as vm-bhyve's bhyve -U does)."""
+    meaning: dict = {"-e": set()}
+    for flag, value in zip(argv[1:-1:2], argv[2:-1:2], strict=True):
+        if flag == "-e":
+            meaning["-e"].add(value)
+        elif flag in ("-d", "-m") and value.startswith("/"):
+            meaning[flag] = os.path.basename(value)
+        elif flag != "-c":
+            meaning[flag] = value
+    meaning["-e"] = {e for e in meaning["-e"] if not e.startswith("smbios.system.uuid=")}
+    return meaning
+
+
+def test_show_command_gives_vm_bhyves_loader_commands(runtime, task_context, vmbhyve_dir):
+    run_import(runtime, task_context, vmbhyve_dir, vms=["fbsd1", "deb1"])
+    found = rows(runtime)
+
+    def loader(name: str, program: str) -> list[str]:
+        plan = show_command(runtime, found[name], "freebsd")
+        return next(c["argv"] for c in plan["commands"] if c["argv"][0].endswith(program))
+
+    # lib/vm-guest guest::load, bhyveload: "-c <com> -m <memory> -e autoboot_delay=<loader_timeout>
+    # -d <boot disk>" (+ bhyveload_args, config.sample); bHype passes -m 1024M as 1G, the same size.
+    d = vmbhyve_dir / "fbsd1"
+    vm_bhyve = ["bhyveload", "-c", "/dev/nmdm-fbsd1.1A", "-m", "1G", "-e", "autoboot_delay=5",
+                "-e", "machdep.hyperthreading_allowed=0", "-d", f"{d}/disk0.img", "fbsd1"]
+    assert loader_meaning(loader("fbsd1", "bhyveload")) == loader_meaning(vm_bhyve)
+    # grub: "-c <com> -m <vm dir>/device.map -M <memory> -r hd0,<grub_run_partition>"; the
+    # device map is "(hd0) <boot disk>" in both. (deb1's grub_runN commands are listed as not mapped.)
+    vm_bhyve = ["grub-bhyve", "-c", "/dev/nmdm-deb1.1A", "-m", "/vm/deb1/device.map", "-M", "512M",
+                "-r", "hd0,msdos1", "deb1"]
+    assert loader_meaning(loader("deb1", "grub-bhyve")) == loader_meaning(vm_bhyve)

@@ -168,8 +168,8 @@ class _Mapper:
         timeout = self.get("loader_timeout")
         env: dict[str, str] = {}
         if loader == "bhyveload":
-            if timeout.isdigit():
-                env["autoboot_delay"] = timeout  # vm-bhyve lib/vm-guest passes -e autoboot_delay=
+            # lib/vm-guest guest::load always passes -e autoboot_delay=<loader_timeout, default 3>.
+            env["autoboot_delay"] = timeout if timeout.isdigit() else "3"
             args = shlex.split(self.get("bhyveload_args"))
             while args:
                 arg = args.pop(0)
