@@ -117,3 +117,15 @@ def test_auth_settings_import_without_the_config_module() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_trusted_proxies_default_off_and_validated(tmp_path) -> None:
+    from bhype_core.commands.serve import proxy_options
+
+    assert load_settings(write(tmp_path / "a.toml", "")).api.trusted_proxies == []
+    assert proxy_options([]) == {"proxy_headers": False}
+    settings = load_settings(write(tmp_path / "b.toml", '[api]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\n'))
+    assert proxy_options(settings.api.trusted_proxies) == {
+        "proxy_headers": True, "forwarded_allow_ips": ["127.0.0.1", "10.0.0.0/8"]}
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load_settings(write(tmp_path / "c.toml", '[api]\ntrusted_proxies = ["*"]\n'))

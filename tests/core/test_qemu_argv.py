@@ -26,6 +26,7 @@ from bhype_core.drivers.qemu_argv import (
 )
 from bhype_core.spec import validate_spec
 from bhype_core.templates import load_templates
+from bhype_core.testing.parts import require_program
 
 UUID = "6a0c9f0e-2b3d-4c55-9a1e-0c2d3e4f5a6b"
 MAC = "58:9c:fc:0a:1b:2c"
@@ -254,10 +255,10 @@ def quit_and_wait(process: subprocess.Popen, qmp: Qmp) -> None:
 
 
 @pytest.mark.guest
-@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed")
 @pytest.mark.parametrize("template", sorted(load_templates().names()))
 def test_qemu_accepts_the_argv_of_every_template(workdir, template):
     """QEMU starts (paused, TCG) with each template's hardware; QMP shows the bhyve slot layout."""
+    require_program("qemu-system-x86_64", "qemu-system-x86", part="guests")
     ovmf = find_ovmf()
     assert ovmf, "Debian's ovmf package provides /usr/share/OVMF"
     spec = load_templates().build_spec(template, {"name": "q", "disks": [{"size": "64M"}], "cdrom": "x.iso"})
@@ -290,8 +291,8 @@ def test_qemu_accepts_the_argv_of_every_template(workdir, template):
 
 
 @pytest.mark.guest
-@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed")
 def test_qemu_vnc_listens_on_loopback_port_with_password(workdir):
+    require_program("qemu-system-x86_64", "qemu-system-x86", part="guests")
     spec = validate_spec(
         {"name": "v", "boot": "uefi-csm", "memory": "64M", "graphics": {"vnc": True}, "nics": [{}]}
     )

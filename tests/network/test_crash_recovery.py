@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from bhype_core.network.models import Switch, bridge_name
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.taskqueue import service, store
+from bhype_core.testing.parts import require_program
 from bhype_core.testing.queue import WorkerProcess, queue_config, settings_from, write_config
 from bhype_core.vm.services import open_datastore
 
@@ -95,9 +95,7 @@ class NamespacedWorker(WorkerProcess):
 def switch_setup(tmp_path: Path, netns, local_user):
     """(raw config, client runtime, start-worker function, namespace, pid file of the held ip,
     a real admin: the worker reads a task owner's role from their groups before running it)."""
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 is not installed")
-    ip = shutil.which("ip")
+    ip = require_program("ip", "iproute2")
     namespace = netns("crash")
     raw = queue_config(tmp_path / "data", "sqlite")
     raw["core"]["platform"] = "linux"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from bhype_core import cli
+from bhype_core.builtins import isos as core_isos
 from bhype_core.builtins import network as core_network
 from bhype_core.testing.api_server import served_cli
 from bhype_core.vm.services import open_datastore
@@ -24,7 +25,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKey
 
 @pytest.fixture
 def server(make_vm_runtime, short_dir, monkeypatch) -> Iterator[dict]:
-    runtime = make_vm_runtime(("core_network", core_network), queue={"backend": "sqlite"},
+    runtime = make_vm_runtime(("core_network", core_network), ("core_isos", core_isos), queue={"backend": "sqlite"},
                               tasks={"poll_interval": 0.2})
     with served_cli(runtime, short_dir, monkeypatch, (("alice", "operator"),), as_user="alice") as server:
         yield server

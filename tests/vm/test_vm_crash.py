@@ -34,6 +34,7 @@ from bhype_core.db.models import HostCommand
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.taskqueue import service, store
+from bhype_core.testing.parts import missing
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.units import MIB
 from bhype_core.vm.models import VM
@@ -89,7 +90,7 @@ def plugin_env(tmp_path: Path) -> dict[str, str]:
     bin_dir.mkdir()
     real = subprocess.run(["sh", "-c", "command -v qemu-img"], capture_output=True, text=True).stdout.strip()
     if not real:
-        pytest.skip("qemu-img is not installed")
+        missing("qemu-img", "qemu-img is not installed (Debian package qemu-utils)")
     wrapper = bin_dir / "qemu-img"
     wrapper.write_text(QEMU_IMG_WRAPPER.format(real=real, rate=RATE))
     wrapper.chmod(0o755)

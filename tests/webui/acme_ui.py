@@ -1,13 +1,12 @@
 """A third-party plugin that shows itself in the web UI only through the web UI's hooks
-(issue 12): a page with a navigation entry, a VM tab, a dashboard panel and its own assets.
-Its implementations are ``optionalhook``: without the web UI the plugin still loads."""
+(issue 12), importing nothing but bhype_core.plugin_api: a page with a navigation entry, a VM
+tab, a dashboard panel and its own assets. Its implementations are ``optionalhook``: without the web UI the plugin still loads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bhype_core.hookspecs import hookimpl
-from bhype_webui.extensions import Assets, DashboardPanel, NavEntry, Page, UiRequest, VMTab
+from bhype_core.plugin_api import Assets, DashboardPanel, NavEntry, Page, UiRequest, VMTab, hookimpl
 
 HERE = Path(__file__).resolve().parent / "fixtures" / "acme_ui"
 

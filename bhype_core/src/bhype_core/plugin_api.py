@@ -58,6 +58,10 @@ What is here, by purpose (``__all__`` is the authoritative list):
 * **Consoles** (for web front ends) — :func:`broker_path` says whether the root worker's console
   broker must open a VM's console for this process (an unprivileged API); :class:`ConsoleBrokerClient`
   asks it, :class:`ConsoleBrokerUnavailable` when it is not running.
+* **Web UI extensions** — what a plugin registers through the web UI plugin's own hooks
+  (``bhype_webui_register_pages`` …, implemented with ``@hookimpl(optionalhook=True)``):
+  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`;
+  their ``context`` functions get a :class:`UiRequest`.
 * **CLI** — :func:`connection_options`, :func:`api_from`, :class:`VmApi`, :func:`follow`,
   :class:`StreamEvent`, :func:`format_table`.
 """
@@ -148,6 +152,7 @@ from bhype_core.storage.capabilities import (
 from bhype_core.taskqueue.service import list_visible as list_tasks
 from bhype_core.taskqueue.service import show as show_task
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
+from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMTab
 from bhype_core.units import human_size, parse_size
 from bhype_core.vm.access import owns_vm
 from bhype_core.vm.edit import LIVE_FIELDS
@@ -171,6 +176,7 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 __all__ = [
     "UndoAction",
     "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path",
+    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMTab",
     "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
     "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",

@@ -1,14 +1,28 @@
-"""The records other plugins register through the web UI's hooks (:mod:`bhype_webui.hookspecs`)
-and the catalog the pages read them from, collected once per process."""
+"""The catalog of what other plugins register through the web UI's hooks
+(:mod:`bhype_webui.hookspecs`; the records themselves are the core's :mod:`bhype_core.plugin_api`
+ones), collected once per process."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from bhype_core.plugin_api import Catalog, PluginError, collect
+from bhype_core.plugin_api import (
+    Assets,
+    Catalog,
+    ContextFunction,
+    DashboardPanel,
+    NavEntry,
+    Page,
+    PluginError,
+    UiRequest,
+    VMTab,
+    collect,
+)
+
+# The records are the core's (plugins build them through plugin_api); kept importable from here.
+__all__ = ["Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiExtensions", "UiRequest", "VMTab",
+           "collect_extensions", "ui_extensions", "visible"]
 
 # First path segments the web UI's own routes use: a plugin page may not take them.
 RESERVED = frozenset({
@@ -16,87 +30,6 @@ RESERVED = frozenset({
     "static", "console", "plugins", "account",
 })  # fmt: skip
 CACHE_KEY = "webui.extensions"
-
-
-@dataclass(frozen=True)
-class UiRequest:
-    """What a ``context`` function gets: the request, the runtime, the caller, and for a VM tab
-    the VM's row (``vm``, one the caller may see)."""
-
-    request: Any
-    runtime: Any
-    principal: Any
-    vm: Any = None
-
-
-ContextFunction = Callable[[UiRequest], Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class NavEntry:
-    """One link of the main navigation; ``key`` marks it current on pages of that ``nav``."""
-
-    key: str
-    label: str
-    href: str
-    order: int = 100
-    admin_only: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.key
-
-
-@dataclass(frozen=True)
-class Page:
-    """A page at ``/ui/<path>`` rendering ``template`` (which extends ``base.html``).
-
-    :param context: values for the template (called per request, in a thread).
-    :param nav_label: also show a navigation entry (at ``nav_order``).
-    """
-
-    name: str
-    path: str
-    title: str
-    template: str
-    context: ContextFunction | None = None
-    nav_label: str | None = None
-    nav_order: int = 100
-    admin_only: bool = False
-
-
-@dataclass(frozen=True)
-class VMTab:
-    """A tab on the VM page; ``template`` is a fragment (no layout)."""
-
-    name: str
-    label: str
-    template: str
-    context: ContextFunction | None = None
-    order: int = 100
-    admin_only: bool = False
-
-
-@dataclass(frozen=True)
-class DashboardPanel:
-    """A card on the dashboard; ``template`` is a fragment (an ``<article class="card">``)."""
-
-    name: str
-    title: str
-    template: str
-    context: ContextFunction | None = None
-    order: int = 100
-    admin_only: bool = False
-
-
-@dataclass(frozen=True)
-class Assets:
-    """A plugin's directories: ``static_dir`` served at ``/ui/plugins/<name>/static/``,
-    ``template_dir`` searched for ``<name>/<file>`` templates."""
-
-    name: str
-    static_dir: Path | None = None
-    template_dir: Path | None = None
 
 
 @dataclass(frozen=True)
