@@ -13,7 +13,6 @@ import os
 import stat
 from collections.abc import Callable, Collection
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from bhype_core.vmbhyve.datastore import SwitchDef, VmBhyveHost
@@ -166,8 +165,3 @@ def format_plan(plan: dict[str, Any]) -> str:
                          f"{row['reason']}")
     lines += [f"warning: {w}" for w in plan["warnings"]]
     return "\n".join(lines)
-
-
-def path_of(value: str | None) -> Path | None:
-    """``Path(value)`` or ``None``."""
-    return Path(value) if value else None
