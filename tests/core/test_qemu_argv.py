@@ -312,3 +312,12 @@ def test_qemu_vnc_listens_on_loopback_port_with_password(workdir):
             assert conn.recv(12) == b"RFB 003.008\n"  # RFB handshake: the server speaks first
     finally:
         quit_and_wait(process, qmp)
+
+
+def test_a_boot_from_the_cd_with_a_host_kernel_leaves_bootindex_0_to_the_kernel():
+    # QEMU refuses two devices with one bootindex, and -kernel's option ROM takes 0: an install
+    # boot of a host-kernel guest keeps the CD at 1 (found by the real install test).
+    spec = validate_spec({"name": "k", "cdrom": "x.iso",
+                          "boot": {"mode": "grub", "kernel": "/k/vmlinuz", "initrd": "/k/initrd"}})
+    argv = qemu_argv(spec, QemuResources(qmp_socket="/q", cdrom_path="/iso/x.iso", boot_cd=True))
+    assert "ide-cd,bus=ahci3.0,drive=cd0,bootindex=1" in argv

@@ -11,6 +11,7 @@ orphaned, the convert did not survive its worker, and the name can be used again
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata as metadata
 import os
 import shutil
@@ -24,6 +25,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bhype_core.builtins import drivers as core_drivers
+from bhype_core.builtins import isos as core_isos
 from bhype_core.builtins import models as core_models
 from bhype_core.builtins import storage as core_storage
 from bhype_core.builtins import tasks as core_tasks
@@ -31,6 +33,8 @@ from bhype_core.builtins import vm_tasks as core_vms
 from bhype_core.db.intent_models import TaskIntent
 from bhype_core.db.migrate import upgrade
 from bhype_core.db.models import HostCommand
+from bhype_core.failpoints import ENV as FAILPOINTS
+from bhype_core.isos import partial_path, upload_path
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.taskqueue import service, store
@@ -127,7 +131,7 @@ def toml_tables(raw: dict) -> dict:
 
 def client_runtime(raw: dict):
     plugins = [("core_models", core_models), ("core_storage", core_storage), ("core_drivers", core_drivers),
-               ("core_tasks", core_tasks), ("core_vms", core_vms)]
+               ("core_tasks", core_tasks), ("core_vms", core_vms), ("core_isos", core_isos)]
     runtime = build_runtime(settings_from(raw), make_plugin_manager(load_entrypoints=False, plugins=plugins))
     upgrade(runtime)
     return runtime
@@ -269,6 +273,67 @@ def test_kill_9_after_the_row_is_committed_removes_row_disk_and_directory(tmp_pa
     assert vm_names(runtime) == [] and vm_files(backend) == []
     assert task.error["detail"]["undone"][0] == "database row of VM paused"
     assert task.error["detail"]["undo_failed"] == []
+
+
+def finished(runtime, task_id: str):
+    task = store.get_task(runtime.engine, task_id)
+    return task if task.state in ("succeeded", "failed", "cancelled", "interrupted") else None
+
+
+def killed_at(worker, point: str) -> None:
+    """Wait for ``worker`` to die at its failpoint (a real SIGKILL, sent by itself)."""
+    assert worker.wait(timeout=WAIT) == -signal.SIGKILL, f"the worker did not die at {point}: {worker.log_text()}"
+
+
+@pytest.mark.parametrize("point", ["intent:vm.finish_destroy", "vm.destroy:disk-deleted"])
+def test_kill_9_during_destroy_is_finished_by_recovery(backend, plugin_env, start_worker, point):
+    # Deleted data cannot come back: recovery finishes the destroy, from before the first
+    # removal and from between two disks, and the name is free again.
+    runtime = client_runtime(backend)
+    first = start_worker(toml_tables(backend), env={**plugin_env, FAILPOINTS: point})
+    made = submit(runtime, "alice", "vm.create", {"name": "doomed", "template": "debian",
+                                                  "overrides": {"memory": "256M", "disks": [{"size": "8M"},
+                                                                                           {"size": "8M"}]}})
+    assert wait_for(lambda: finished(runtime, made.id), "the create").state == "succeeded"
+    assert "doomed/disk0.img" in vm_files(backend) and "doomed/disk1.img" in vm_files(backend)
+
+    victim = submit(runtime, "alice", "vm.destroy", {"name": "doomed"})
+    killed_at(first, point)
+    left = vm_files(backend)
+    assert ("doomed/disk0.img" in left) == (point.startswith("intent:")) and "doomed/disk1.img" in left
+
+    start_worker(toml_tables(backend), env=plugin_env)
+    task = wait_for(lambda: recovered(runtime, victim.id), "recovery to finish the destroy",
+                    detail=lambda: (store.get_task(runtime.engine, victim.id), messages(runtime, victim.id)))
+    assert vm_names(runtime) == [] and vm_files(backend) == []
+    assert intents_of(runtime, victim.id) == [] and task.error["detail"]["undo_failed"] == []
+    again = submit(runtime, "alice", "vm.create", {"name": "doomed", "template": "debian",
+                                                   "overrides": {"memory": "256M", "disks": [{"size": "8M"}]}})
+    assert wait_for(lambda: finished(runtime, again.id), "the same name again").state == "succeeded"
+
+
+def test_kill_9_during_iso_import_leaves_no_iso_and_the_name_reusable(backend, plugin_env, start_worker):
+    runtime = client_runtime(backend)
+    content = b"an ISO image" * 4096
+    digest = hashlib.sha256(content).hexdigest()
+    upload = "ab" * 16
+    staged = upload_path(runtime, upload)
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_bytes(content)
+    first = start_worker(toml_tables(backend), env={**plugin_env, FAILPOINTS: "intent:iso.undo_import"})
+    victim = submit(runtime, "alice", "iso.import", {"name": "rescue.iso", "upload": upload, "sha256": digest})
+    killed_at(first, "intent:iso.undo_import")
+
+    start_worker(toml_tables(backend), env=plugin_env)
+    wait_for(lambda: recovered(runtime, victim.id), "recovery of the import",
+             detail=lambda: (store.get_task(runtime.engine, victim.id), messages(runtime, victim.id)))
+    library = Path(backend["vm"]["datastores"]["default"]["path"]) / "isos"
+    assert not (library / "rescue.iso").exists() and not partial_path(library / "rescue.iso").exists()
+
+    staged.write_bytes(content)  # the user uploads again; the same name imports cleanly
+    again = submit(runtime, "alice", "iso.import", {"name": "rescue.iso", "upload": upload, "sha256": digest})
+    assert wait_for(lambda: finished(runtime, again.id), "the import again").state == "succeeded"
+    assert (library / "rescue.iso").read_bytes() == content
 
 
 @pytest.mark.guest

@@ -104,3 +104,15 @@ def test_restart_fires_its_pair_around_the_stop_and_start_pairs(make_vm_runtime,
                             "after_restart"]
     finally:
         force_stop_vm(task_context(runtime, "vm.force_stop"), "p2")
+
+
+def test_an_install_start_of_a_vm_without_an_iso_is_refused_before_anything_runs(vm_runtime, task_context):
+    # The worker checks the start mode again (the API did, but the VM may have lost its ISO since).
+    from bhype_core.errors import ValidationErrors
+
+    create_vm(task_context(vm_runtime, "vm.create"), "noiso", overrides={"boot": "grub", "memory": "64M"})
+    context = task_context(vm_runtime, "vm.start")
+    with pytest.raises(ValidationErrors) as raised:
+        start_vm(context, "noiso", mode="install")
+    assert raised.value.errors[0].path == "mode" and "has none" in raised.value.errors[0].message
+    assert cached(vm_runtime, "noiso").state == "stopped" and "starting the hypervisor" not in context.reporter.text()

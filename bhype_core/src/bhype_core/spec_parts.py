@@ -278,11 +278,16 @@ class NicSpec(SpecModel):
 
 
 class GraphicsSpec(SpecModel):
-    """VNC console (bhyve fbuf, UEFI only): resolution, wait-for-client, password."""
+    """VNC console (bhyve fbuf, UEFI only): resolution, wait-for-client, password.
+
+    ``wait`` holds the guest until a viewer connects (bhyve fbuf ``wait``): ``true`` on the
+    first boot of an install start only (``bhype vm start --install``; vm-bhyve strips ``wait``
+    after the first run too), ``"always"`` on every boot, ``false`` never (issue 14).
+    """
 
     vnc: bool = False
     resolution: str = "1024x768"
-    wait: bool = False
+    wait: bool | Literal["always"] = False
     password: str | None = None
     tablet: bool = True
     vga: Literal["io", "on", "off"] = "io"

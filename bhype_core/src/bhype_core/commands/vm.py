@@ -173,7 +173,9 @@ def vm_create(args: argparse.Namespace) -> int:
 
 def vm_action(args: argparse.Namespace) -> int:
     api = api_from(args)
-    query = {"timeout": args.timeout} if getattr(args, "timeout", None) is not None else {}
+    query: dict[str, Any] = {"timeout": args.timeout} if getattr(args, "timeout", None) is not None else {}
+    if getattr(args, "mode", None):
+        query["mode"] = args.mode
     return _task(api, api.request("POST", f"/api/v1/vms/{args.name}/{args.action}", **query), args)
 
 
@@ -200,7 +202,8 @@ def vm_destroy(args: argparse.Namespace) -> int:
 
 
 def vm_show_command(args: argparse.Namespace) -> int:
-    plan = api_from(args).request("GET", f"/api/v1/vms/{args.name}/show-command", platform=args.platform)
+    plan = api_from(args).request("GET", f"/api/v1/vms/{args.name}/show-command", platform=args.platform,
+                                  mode=args.mode or "normal")
     if args.json:
         return _print_json(plan)
     from bhype_core.vm.plan import format_plan
@@ -253,6 +256,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action.set_defaults(action=name)
         if name in ("stop", "restart"):
             action.add_argument("--timeout", type=float, help="seconds before forcing (default: vm.stop_timeout)")
+        if name == "start":
+            start_modes(action)
 
     edit = add("edit", vm_edit, "change spec fields (most need the VM stopped)", wait=True)
     spec_options(edit)
@@ -265,6 +270,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     show = add("show-command", vm_show_command, "print every host command a start would run (runs nothing)")
     show.add_argument("--platform", choices=["freebsd", "linux"], help="default: this host's")
+    start_modes(show)
 
     console = add("console", vm_console, "attach to the serial console (on the VM host)", json_out=False)
     console.add_argument("--escape", default="~.", help="sequence that detaches (default: ~. after a newline)")
@@ -272,6 +278,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from bhype_core.commands.autostart import add_commands
 
     add_commands(sub, connection_options)  # autostart, shutdown-all (issue 5)
+
+
+def start_modes(parser: argparse.ArgumentParser) -> None:
+    """``--install`` / ``--rescue``: what a start boots (``drivers/boot_plan.py``, issue 14)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--install", dest="mode", action="store_const", const="install",
+                       help="boot the attached ISO once, then the disk (the ISO is detached after the first reboot)")
+    group.add_argument("--rescue", dest="mode", action="store_const", const="rescue",
+                       help="boot the attached ISO first on every boot, the disks attached for repair")
 
 
 def spec_options(parser: argparse.ArgumentParser) -> None:

@@ -55,6 +55,8 @@ class Attachments:
     :param taps: per NIC a tap interface (bhyve needs one per NIC; QEMU uses user
         networking for a NIC without one).
     :param hostfwd: QEMU user networking forwards per NIC index (``tcp:127.0.0.1:2222-:22``).
+    :param start_mode: ``normal``, ``install`` or ``rescue``: what this start boots first and
+        after the guest's first reboot (:mod:`bhype_core.drivers.boot_plan`).
     """
 
     disk_paths: Sequence[str] = ()
@@ -62,6 +64,7 @@ class Attachments:
     cloud_init_iso: str | None = None
     taps: Sequence[str | None] = ()
     hostfwd: Mapping[int, Sequence[str]] = field(default_factory=dict)
+    start_mode: str = "normal"
 
 
 class HypervisorFailed(BhypeError):

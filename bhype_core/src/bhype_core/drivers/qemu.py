@@ -19,10 +19,12 @@ import hashlib
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bhype_core.drivers.base import Attachments, HostCommand, Problem, VMStatus
+from bhype_core.drivers.boot_plan import boot_plan, stage_spec
 from bhype_core.drivers.capabilities import Capability, FirmwareRules, VMStats
 from bhype_core.drivers.preflight import already_running, attached_files, linux_memory, memory
 from bhype_core.drivers.qemu_argv import OVMF_CANDIDATES, QEMU, QemuResources, find_ovmf, qemu_argv
@@ -154,7 +156,14 @@ class QemuDriver(SupervisedDriver):
             binary=self.binary,
         )
         ctl = str(sockets / "qmp-ctl.sock")
-        argv = [*qemu_argv(spec, resources), "-qmp", f"unix:{ctl},server=on,wait=off"]
+        monitor = ["-qmp", f"unix:{ctl},server=on,wait=off"]
+        plan = boot_plan(spec, attachments.start_mode)
+        first = replace(resources, boot_cd=plan.first.cd_first)
+        argv = [*qemu_argv(stage_spec(spec, plan.first), first), *monitor]
+        later = None
+        if plan.changes:  # an install: the ISO is gone once the guest first reboots (boot_plan)
+            later = [*qemu_argv(stage_spec(spec, plan.later), replace(resources, boot_cd=plan.later.cd_first)),
+                     *monitor]
         consoles: dict[str, dict[str, Any]] = {}
         if spec.graphics.vnc:
             consoles["vnc"] = {"unix": resources.vnc_socket, "password": False}
@@ -176,10 +185,15 @@ class QemuDriver(SupervisedDriver):
                 ],
             },
         }
-        purpose = "the VM (restarted by the supervisor after each guest reboot)"
-        if self.accel == "auto" and self._accel_found is None:
-            purpose += "; -accel kvm instead when the KVM probe finds it usable"
-        supervised = [HostCommand(argv, purpose)]
+        if later is not None:
+            config["after_first_reboot"] = {"argv": later}
+        kvm = "; -accel kvm instead when the KVM probe finds it usable" if (
+            self.accel == "auto" and self._accel_found is None) else ""
+        if later is None:
+            supervised = [HostCommand(argv, "the VM (restarted by the supervisor after each guest reboot)" + kvm)]
+        else:
+            supervised = [HostCommand(argv, "the install boot, with the ISO first" + kvm),
+                          HostCommand(later, "after the guest's first reboot: the VM without the ISO" + kvm)]
         return Prepared(config=config, setup=setup, creates=creates, supervised=supervised)
 
     def hypervisor_markers(self, instance: str) -> tuple[str, ...]:

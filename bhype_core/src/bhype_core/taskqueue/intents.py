@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
+from bhype_core import failpoints
 from bhype_core.db.intent_models import ACTION_LENGTH, DESCRIPTION_LENGTH, TaskIntent
 from bhype_core.db.models import mark_commands_interrupted
 from bhype_core.db.task_models import FINAL_STATES, INTERRUPTED, Task
@@ -59,7 +60,9 @@ def record(context: TaskContext, action: str, description: str, arguments: dict[
         db.add(row)
         db.commit()
         assert row.id is not None
-        return row.id
+        intent_id = row.id
+    failpoints.reached(f"intent:{action}")  # crash-safety tests die here (after the commit)
+    return intent_id
 
 
 def pending(engine: Engine, task_id: str) -> list[TaskIntent]:

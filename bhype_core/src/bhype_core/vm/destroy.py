@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import select
 
+from bhype_core import failpoints
 from bhype_core.db.session import session
 from bhype_core.errors import BhypeError, Conflict, NotFound
 from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
@@ -66,6 +67,7 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
                 store.delete_volume(name, volume)
                 removed.append(str(path))
                 context.log(f"deleted disk {path}")
+                failpoints.reached("vm.destroy:disk-deleted")  # a crash between two disks
             except NotFound:
                 context.log(f"disk {volume} was already gone")
         context.progress(75, "removing the VM directory")

@@ -16,8 +16,9 @@ from typing import Any
 from bhype_core.cloudinit import prepare_seed
 from bhype_core.db.session import session
 from bhype_core.drivers.base import Problem, VMState, VMStatus, blocking
+from bhype_core.drivers.boot_plan import mode_errors
 from bhype_core.drivers.preflight import local_runner
-from bhype_core.errors import BhypeError, Conflict
+from bhype_core.errors import BhypeError, Conflict, ValidationErrors
 from bhype_core.network.taps import planned_taps
 from bhype_core.vm.attach import attachments
 from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
@@ -89,22 +90,35 @@ def _undo_plug(context: Any, ref: VMRef) -> None:
         context.log(f"could not remove the taps of the failed start: {exc}", "warning")
 
 
-def start_vm(context: Any, name: str) -> dict[str, Any]:
+START_NOTES = {
+    "install": "install start: the ISO boots first, and is detached after the guest's first reboot",
+    "rescue": "rescue start: the ISO boots first on every boot until the VM stops",
+}
+
+
+def start_vm(context: Any, name: str, mode: str = "normal") -> dict[str, Any]:
     """Start VM ``name``: preflight, ``before_start`` hooks, driver start, ``after_start``.
 
+    ``mode`` is ``normal`` (boot the disk), ``install`` (boot the ISO once, then the disk) or
+    ``rescue`` (the ISO first on every boot); :mod:`bhype_core.drivers.boot_plan`.
+
+    :raises ValidationErrors: ``mode`` is unknown, or needs an ISO the VM does not have.
     :raises Conflict: it is already running.
     :raises PreflightFailed: something a start needs is missing (each problem with its fix).
     :raises HypervisorFailed: the hypervisor exited; its status and stderr tail are included.
     """
     runtime = context.runtime
     row, ref, store = _load(context, name)
+    ValidationErrors(mode_errors(ref.spec, mode)).raise_if_any()
     driver = active_driver(runtime)
+    if mode in START_NOTES:
+        context.log(START_NOTES[mode])
     context.progress(5, "checking the current state")
     current = driver.status(ref.spec, ref.vm_dir)
     if current.active:
         record_status(runtime, name, current)
         raise Conflict(f"VM {name} is already {current.state.value}")
-    attached = attachments(store, ref.spec, planned=True)
+    attached = replace(attachments(store, ref.spec, planned=True), start_mode=mode)
     context.progress(15, "preflight")
     planned = replace(attached, taps=planned_taps(ref.spec, active_platform(runtime)))
     problems = local_runner(runtime.runner.target)

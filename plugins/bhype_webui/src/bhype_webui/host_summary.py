@@ -31,8 +31,16 @@ class Space:
     free: int | None = None
 
     @property
+    def in_use(self) -> int | None:
+        """Bytes not free to bHype: everything but ``free`` (statvfs(2) ``f_bavail``), so the
+        blocks reserved for root count as in use. The bar and the "free of" text both come from
+        this one figure (issue 14: they used to disagree by the reserve)."""
+        return self.total - self.free if self.total and self.free is not None else None
+
+    @property
     def percent(self) -> int | None:
-        return round(100 * self.used / self.total) if self.total and self.used is not None else None
+        """``in_use`` as a whole percentage of ``total``."""
+        return round(100 * self.in_use / self.total) if self.total and self.in_use is not None else None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import html
 import mimetypes
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
@@ -19,7 +20,8 @@ from bhype_webui.tickets import ConsoleKind
 
 PAGES = {"vnc": "console_vnc.html", "serial": "console_serial.html"}
 # ES modules must come as JavaScript; some systems' mime tables lack .mjs or map .js oddly.
-TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json"}
+TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json",
+         ".svg": "image/svg+xml"}
 
 
 def page_template(name: str) -> str:
@@ -77,6 +79,7 @@ def make_pages_router() -> APIRouter:
             page_template(PAGES[kind]),
             {
                 "vm": vm,
+                "vm_url": quote(vm, safe=""),
                 "title": settings.section("webui").title,
                 "csrf_cookie": csrf_cookie(runtime),
             },

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from bhype_core.api.accepted import TaskAccepted, accept_task
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import Principal, PrincipalDep
+from bhype_core.drivers.boot_plan import mode_errors
 from bhype_core.errors import Conflict, ValidationErrors
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.edit import LIVE_FIELDS, plan_edit
@@ -27,6 +28,9 @@ from bhype_core.vm.services import open_datastore
 ACTIVE_STATES = ("starting", "running", "stopping")
 # How long a graceful stop (stop, restart) waits before powering off.
 StopTimeout = Annotated[float | None, Query(gt=0, le=3600, description="seconds; default vm.stop_timeout")]
+StartModeQuery = Annotated[Literal["normal", "install", "rescue"],
+                          Query(description="normal: boot the disk; install: the ISO once, then the disk; "
+                                            "rescue: the ISO first on every boot")]
 # Spec fields the API reports at the top level of the request (the rest live under "spec").
 TOP_LEVEL = ("name", "template", "owner")
 
@@ -126,9 +130,17 @@ def make_router() -> APIRouter:
         return _accepted(runtime, principal, kind, arguments)
 
     @router.post("/{name}/start", status_code=202, response_model=TaskAccepted)
-    def vm_start(name: str, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:
-        """Start the VM (preflight first: every problem is named with its fix)."""
-        return power(runtime, principal, "vm.start", name)
+    def vm_start(
+        name: str, runtime: RuntimeDep, principal: PrincipalDep, mode: StartModeQuery = "normal"
+    ) -> TaskAccepted:
+        """Start the VM (preflight first: every problem is named with its fix). `mode`: `normal`
+        boots the disk, `install` boots the ISO once and then the disk, `rescue` the ISO first."""
+        if mode == "normal":
+            return power(runtime, principal, "vm.start", name)
+        with Session(runtime.engine) as db:
+            row = get_vm(db, name, principal)
+        ValidationErrors(mode_errors(row.spec_model(), mode)).raise_if_any()
+        return _accepted(runtime, principal, "vm.start", {"name": name, "mode": mode})
 
     @router.post("/{name}/stop", status_code=202, response_model=TaskAccepted)
     def vm_stop(name: str, runtime: RuntimeDep, principal: PrincipalDep, timeout: StopTimeout = None) -> TaskAccepted:
@@ -193,11 +205,13 @@ def make_router() -> APIRouter:
         runtime: RuntimeDep,
         principal: PrincipalDep,
         platform: Literal["freebsd", "linux"] | None = None,
+        mode: StartModeQuery = "normal",
     ) -> ShowCommand:
-        """Every host command starting the VM would run on `platform` (default: this host's),
-        without running anything: loader, tap/bridge set-up, the hypervisor's full argv."""
+        """Every host command starting the VM (in `mode`) would run on `platform` (default: this
+        host's), without running anything: loader, tap/bridge set-up, the hypervisor's full argv."""
         with Session(runtime.engine) as db:
             row = get_vm(db, name, principal)
-        return ShowCommand(**show_command(runtime, row, platform))
+        ValidationErrors(mode_errors(row.spec_model(), mode)).raise_if_any()
+        return ShowCommand(**show_command(runtime, row, platform, mode))
 
     return router

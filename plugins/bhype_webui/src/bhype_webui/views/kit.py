@@ -62,6 +62,29 @@ def fmt_time(value: Any) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def fmt_duration(seconds: float) -> str:
+    """A duration for people: ``0.4 s``, ``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def task_duration(task: Any, now: datetime | None = None) -> str:
+    """How long ``task`` ran (started → finished), or has run so far; empty before it started."""
+    started, finished = getattr(task, "started", None), getattr(task, "finished", None)
+    if not isinstance(started, datetime):
+        return ""
+    end = finished if isinstance(finished, datetime) else (now or datetime.now(UTC))
+    aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in (started, end)]
+    text = fmt_duration(max(0.0, (aware[1] - aware[0]).total_seconds()))
+    return text if isinstance(finished, datetime) else f"{text} so far"
+
+
 def make_environment() -> jinja2.Environment:
     """The Jinja2 environment for the templates shipped in ``bhype_webui/templates``."""
     env = jinja2.Environment(
@@ -74,6 +97,7 @@ def make_environment() -> jinja2.Environment:
     env.filters["time"] = fmt_time
     env.filters["size"] = lambda value: human_size(int(value)) if value is not None else ""
     env.filters["urlq"] = lambda value: quote(str(value), safe="")
+    env.filters["duration"] = task_duration
     return env
 
 

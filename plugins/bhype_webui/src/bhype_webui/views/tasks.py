@@ -9,7 +9,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from bhype_core.plugin_api import FINAL_STATES, RETRYABLE_STATES, PrincipalDep, RuntimeDep, list_tasks, show_task
+from bhype_core.plugin_api import (
+    FINAL_STATES,
+    RETRYABLE_STATES,
+    NotFound,
+    PrincipalDep,
+    RuntimeDep,
+    get_vm,
+    list_tasks,
+    show_task,
+)
 from bhype_core.plugin_api import TASK_STATES as STATES
 from bhype_webui.views.kit import PageKit, is_htmx
 
@@ -26,6 +35,19 @@ def target_link(target: str) -> str | None:
     if kind == "iso" and name:
         return "/ui/isos"
     return None
+
+
+def created_vm(runtime: Any, principal: Any, task: Any) -> dict[str, Any] | None:
+    """The VM a succeeded ``vm.create`` task made, if it still exists and ``principal`` may see
+    it: its name, state and whether it has an ISO (the page then offers an install start)."""
+    name = (task.arguments or {}).get("name")
+    if task.kind != "vm.create" or task.state != "succeeded" or not isinstance(name, str):
+        return None
+    try:
+        row = get_vm(runtime, name, principal)
+    except NotFound:
+        return None  # destroyed since, or not the caller's to see
+    return {"name": row.name, "state": row.state, "cdrom": bool((row.spec or {}).get("cdrom"))}
 
 
 def pretty(value: Any) -> str:
@@ -67,5 +89,5 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             request, "task_detail.html", "tasks",
             task=task, log=lines, final=task.state in FINAL_STATES, retryable=task.state in RETRYABLE_STATES,
             target=target_link(task.target), pretty=pretty,
-            last_seq=lines[-1].seq if lines else 0,
+            last_seq=lines[-1].seq if lines else 0, created=created_vm(runtime, principal, task),
         )

@@ -32,9 +32,18 @@ def template_fields(defaults: dict[str, Any]) -> dict[str, Any]:
         "disk_size": str(disks[0].get("size", "")) if len(disks) == 1 and isinstance(disks[0], dict) else "",
         "disk_count": len(disks),
         "nic_count": len(nics),
-        "boot": (defaults.get("boot") or {}).get("mode", "") if isinstance(defaults.get("boot"), dict)
-        else str(defaults.get("boot", "")),
+        "boot": (defaults.get("boot") or {}).get("mode", "uefi") if isinstance(defaults.get("boot"), dict)
+        else str(defaults.get("boot") or "uefi"),
+        "vnc": bool((defaults.get("graphics") or {}).get("vnc")) if isinstance(defaults.get("graphics"), dict)
+        else False,
     }
+
+
+# The spec's boot modes (spec_parts.BootMode) and disk buses (DiskBus), labelled for people;
+# the API refuses any other value with a field error the wizard shows.
+BOOT_MODES = [("uefi", "UEFI"), ("uefi-csm", "UEFI with legacy BIOS (CSM)"),
+              ("bhyveload", "bhyveload (FreeBSD guests)"), ("grub", "grub-bhyve (legacy Linux)")]
+DISK_BUSES = ["virtio-blk", "ahci-hd", "nvme"]
 
 
 def cloud_image_status(runtime: Any, template: str, datastore: str | None = None) -> dict[str, Any] | None:
@@ -77,4 +86,5 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             image=cloud_image_status(runtime, chosen["name"]) if chosen.get("image") else None,
             isos=iso_names(runtime, None), switches=switches,
             datastores=sorted(settings.datastores), default_datastore=settings.default_datastore,
+            boot_modes=BOOT_MODES, disk_buses=DISK_BUSES,
         )
