@@ -63,7 +63,7 @@ def test_key_by_key_mapping() -> None:
     web1 = vms["web1"]["spec"]
     assert web1["cpus"] == {"count": 2, "sockets": 1, "cores": 1, "threads": 2}
     assert web1["boot"] == {"mode": "uefi"} and vms["web1"]["nvram"].endswith("web1/uefi-vars.fd")
-    assert web1["graphics"] == {"vnc": True, "resolution": "800x600", "wait": True, "vga": "off",
+    assert web1["graphics"] == {"vnc": True, "resolution": "800x600", "wait": "always", "vga": "off",
                                 "password": "s3cret8", "tablet": True}
     assert web1["disks"][0] == {"bus": "virtio-blk", "volume": "disk0", "sectorsize": 4096, "size": "1G"}
     assert web1["disks"][1]["bus"] == "nvme" and web1["rng"] is True and web1["clock"] == "utc"

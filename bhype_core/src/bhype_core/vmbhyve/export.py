@@ -20,6 +20,11 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def _wait(wait: bool | str) -> str:
+    """graphics.wait as config.sample's graphics_wait: true → auto (install boot), always → yes."""
+    return "yes" if wait == "always" else "auto" if wait else "no"
+
+
 def export_conf(spec: VMSpec, disk_paths: Sequence[str]) -> tuple[str, list[str]]:
     """The ``<vm>.conf`` text for ``spec`` whose disks are at ``disk_paths``, and notes on what
     vm-bhyve cannot carry."""
@@ -62,7 +67,7 @@ def export_conf(spec: VMSpec, disk_paths: Sequence[str]) -> tuple[str, list[str]
     lines.append(("virt_random", _yes(spec.rng)))
     graphics = spec.graphics
     if graphics.vnc:
-        lines += [("graphics", "yes"), ("graphics_res", graphics.resolution), ("graphics_wait", _yes(graphics.wait)),
+        lines += [("graphics", "yes"), ("graphics_res", graphics.resolution), ("graphics_wait", _wait(graphics.wait)),
                   ("graphics_vga", graphics.vga), ("graphics_listen", "127.0.0.1"),
                   ("xhci_mouse", _yes(graphics.tablet))]
         if graphics.password:

@@ -342,11 +342,15 @@ class _Mapper:
             self.plan.unmapped.append(Unmapped(self.owner, "graphics_res", resolution, "not a resolution bHype offers"))
         elif graphics["vnc"]:
             graphics["resolution"] = "800x600"  # vm-bhyve's default (config.sample)
-        wait = self.get("graphics_wait", "auto")
-        graphics["wait"] = wait.lower() in ("yes", "on", "true", "1")
-        if wait.lower() == "auto" and graphics["vnc"] and "graphics_wait" in self.conf:
-            self.plan.unmapped.append(Unmapped(self.owner, "graphics_wait", wait, "auto waits only when "
-                                               "installing: bHype starts without waiting"))
+        # config.sample graphics_wait: "auto" (the default) waits on the first boot of an install
+        # only, "yes" on every boot: bHype's graphics.wait true and "always" (issue 14).
+        wait = (self.get("graphics_wait", "auto") or "auto").lower()
+        if not graphics["vnc"]:
+            graphics["wait"] = False
+        elif wait == "auto":
+            graphics["wait"] = True
+        else:
+            graphics["wait"] = "always" if truthy(wait) else False
         vga = self.get("graphics_vga")
         if vga in ("io", "on", "off"):
             graphics["vga"] = vga
