@@ -224,7 +224,7 @@ def test_export_writes_a_config_that_opens_the_same_disks(runtime, task_context,
 
 def test_only_admins_may_import_or_export(runtime, vmbhyve_dir):
     from bhype_core.auth.principal import Principal
-    from bhype_core.taskqueue import service
+    from bhype_core.tasks import service
 
     operator = Principal("bht_operator", "operator")
     for kind, arguments in (("vmbhyve.import", {"vm_dir": str(vmbhyve_dir), "dry_run": True}),
@@ -284,7 +284,7 @@ def test_an_import_cut_off_mid_way_gives_the_disks_back_at_recovery(runtime, vmb
 
     from bhype_core.auth.principal import Principal
     from bhype_core.db.task_models import Task
-    from bhype_core.taskqueue import intents, service, store
+    from bhype_core.tasks import intents, service, store
     from bhype_core.tasks import MemoryReporter, TaskContext
     from bhype_core.vm.undo import Undo
 
