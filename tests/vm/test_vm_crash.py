@@ -348,9 +348,11 @@ def test_a_vm_outlives_its_killed_worker(tmp_path, plugin_env, start_worker):
             {ep.name for ep in metadata.entry_points(group="bhype") if not ep.name.startswith("core_")})
         runtime = client_runtime(raw)
         first = start_worker(toml_tables(raw), env=plugin_env)
-        tasks = [submit(runtime, "alice", "vm.create", {"name": "lives", "overrides": {"boot": "grub",
-                                                                                      "memory": "64M"}}),
-                 submit(runtime, "alice", "vm.start", {"name": "lives"})]
+        # One after the other: a start is refused at submit for a VM that does not exist yet.
+        made = submit(runtime, "alice", "vm.create", {"name": "lives", "overrides": {"boot": "grub",
+                                                                                    "memory": "64M"}})
+        wait_for(lambda: store.get_task(runtime.engine, made.id).state in ("succeeded", "failed"), "the create")
+        tasks = [made, submit(runtime, "alice", "vm.start", {"name": "lives"})]
         ended = wait_for(lambda: all(store.get_task(runtime.engine, t.id).state in ("succeeded", "failed")
                                      for t in tasks) and [store.get_task(runtime.engine, t.id) for t in tasks],
                          "create and start")

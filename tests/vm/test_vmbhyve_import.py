@@ -284,8 +284,7 @@ def test_an_import_cut_off_mid_way_gives_the_disks_back_at_recovery(runtime, vmb
 
     from bhype_core.auth.principal import Principal
     from bhype_core.db.task_models import Task
-    from bhype_core.tasks import intents, service, store
-    from bhype_core.tasks import MemoryReporter, TaskContext
+    from bhype_core.tasks import MemoryReporter, TaskContext, intents, service, store
     from bhype_core.vm.undo import Undo
 
     task = service.submit(runtime, Principal("bht_admin", "admin"), "vmbhyve.import", {"vm_dir": str(vmbhyve_dir)})
