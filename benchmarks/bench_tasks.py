@@ -1,7 +1,7 @@
 """Per-user task queue: submit→running latency, trivial-task throughput, fairness delay.
 
 Run: ``./dev bench tasks`` or ``.venv/bin/python benchmarks/bench_tasks.py [-n N] [--tasks N]``.
-Each case starts a real ``python -m bhype_core.worker`` (2 worker threads) on the embedded
+Each case starts a real ``python -m bhype_core.tasks.worker`` (2 worker threads) on the embedded
 SQLite queue with a SQLite database, and on Redis with a MariaDB database (skipped, with a
 note, when either server is unreachable). Times come from the Task rows (``created``,
 ``started`` = the scheduler claimed it, ``picked_up`` = a worker thread began running it).

@@ -162,9 +162,9 @@ def api_case(root: Path, count: int) -> None:
     from bhype_core.db.migrate import upgrade
     from bhype_core.plugins import make_plugin_manager
     from bhype_core.runtime import build_runtime
+    from bhype_core.tasks.worker import start_in_process_worker
     from bhype_core.testing import make_settings
     from bhype_core.testing.api_auth import token_headers
-    from bhype_core.worker import start_in_process_worker
 
     plugins = [
         ("core_models", models),

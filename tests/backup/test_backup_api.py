@@ -16,10 +16,10 @@ from bhype_backup.status import FACT_KEY, PROBE_KIND, parse_rsync_version, probe
 from bhype_core.api.app import create_app
 from bhype_core.db.models import HostCommand
 from bhype_core.tasks import TaskContext, store
+from bhype_core.tasks.worker import start_in_process_worker
 from bhype_core.testing import act_as
 from bhype_core.testing.roles import role_account
 from bhype_core.testing.routes import get_route, host_command_count
-from bhype_core.worker import start_in_process_worker
 
 # rsync 3.2.7 as packaged by FreeBSD ports (net/rsync), first two lines of `rsync --version`.
 FREEBSD_RSYNC_VERSION = """rsync  version 3.2.7  protocol version 31

@@ -199,7 +199,7 @@ def test_large_answers_are_compressed_when_the_client_accepts_gzip(client):
 def test_the_api_only_queues_and_the_worker_runs_the_task(register_plugin, bhype_settings, plugin_manager):
     from bhype_core.builtins import models as core_models
     from bhype_core.db.migrate import upgrade
-    from bhype_core.worker import start_in_process_worker
+    from bhype_core.tasks.worker import start_in_process_worker
 
     register_plugin(core_tasks, "core_tasks")
     register_plugin(core_models, "core_models")

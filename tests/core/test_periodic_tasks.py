@@ -27,9 +27,9 @@ from bhype_core.tasks import store
 from bhype_core.tasks.periodic import due_jobs, submit_run
 from bhype_core.tasks.retention import prune_system_tasks
 from bhype_core.tasks.system import SYSTEM_OWNER, submit_as_system
+from bhype_core.tasks.worker import describe, enqueue_start_jobs
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.testing.tasks import run_queued
-from bhype_core.worker import describe, enqueue_start_jobs
 
 AT = datetime.datetime
 

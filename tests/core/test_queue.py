@@ -28,9 +28,9 @@ from bhype_core.runtime import build_runtime
 from bhype_core.tasks import TaskContext, service, store
 from bhype_core.tasks.serializer import JsonSerializer
 from bhype_core.tasks.transport import make_queue
+from bhype_core.tasks.worker import build_consumer, start_in_process_worker
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.testing.tasks import run_queued
-from bhype_core.worker import build_consumer, start_in_process_worker
 
 
 class ExtraTasks:

@@ -12,9 +12,9 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.registry import Sampler
 from bhype_core.runtime import build_runtime
-from bhype_core.samplers import SamplerThreads, lease_path, next_due, try_lease
+from bhype_core.tasks.samplers import SamplerThreads, lease_path, next_due, try_lease
+from bhype_core.tasks.worker import describe
 from bhype_core.testing.queue import queue_config, settings_from
-from bhype_core.worker import describe
 
 
 class FakeClock:

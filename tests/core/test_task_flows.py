@@ -1,4 +1,4 @@
-"""Scheduled runs, sub-tasks, resumable tasks and samplers in real ``python -m bhype_core.worker``
+"""Scheduled runs, sub-tasks, resumable tasks and samplers in real ``python -m bhype_core.tasks.worker``
 processes (a test plugin installed through a real ``bhype`` entry point). Order and overlap are
 judged from the Task rows and the files the plugin writes, never from wall-clock thresholds."""
 

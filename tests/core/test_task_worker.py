@@ -1,4 +1,4 @@
-"""The per-user task queue end to end: real ``python -m bhype_core.worker`` processes on the
+"""The per-user task queue end to end: real ``python -m bhype_core.tasks.worker`` processes on the
 embedded SQLite queue (SQLite database) and on real Redis (MariaDB database). FIFO, limits,
 fairness, locks, cancel and crash recovery are judged from the times recorded in the Task
 rows, never from wall-clock thresholds."""

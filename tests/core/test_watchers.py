@@ -14,9 +14,9 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.registry import Watcher
 from bhype_core.runtime import build_runtime
+from bhype_core.tasks.watchers import WatcherThreads
+from bhype_core.tasks.worker import start_in_process_worker
 from bhype_core.testing.queue import queue_config, settings_from
-from bhype_core.watchers import WatcherThreads
-from bhype_core.worker import start_in_process_worker
 
 
 class Watching:

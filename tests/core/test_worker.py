@@ -1,4 +1,4 @@
-"""The worker as a real separate process (``python -m bhype_core.worker``) on the embedded
+"""The worker as a real separate process (``python -m bhype_core.tasks.worker``) on the embedded
 SQLite queue and on the real Redis server: round trips, errors, signals."""
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_worker_with_a_bad_configuration_exits_naming_the_key(tmp_path):
     config = write_config(tmp_path / "bad.toml", raw)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BHYPE_")}
     done = subprocess.run(
-        [sys.executable, "-m", "bhype_core.worker", "--config", str(config)],
+        [sys.executable, "-m", "bhype_core.tasks.worker", "--config", str(config)],
         capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 2

@@ -84,7 +84,7 @@ class NamespacedWorker(WorkerProcess):
     def start(self) -> NamespacedWorker:
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                [self.ip, "netns", "exec", self.netns, sys.executable, "-m", "bhype_core.worker",
+                [self.ip, "netns", "exec", self.netns, sys.executable, "-m", "bhype_core.tasks.worker",
                  "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
             )

@@ -12,10 +12,10 @@ from sqlmodel import Session, select
 from bhype_core.api.app import create_app
 from bhype_core.db.task_models import Task
 from bhype_core.network.models import linux_tap_name, row_from, validate_switch
+from bhype_core.tasks.worker import start_in_process_worker
 from bhype_core.testing.api_auth import token_headers
 from bhype_core.vm.models import VM
 from bhype_core.vm.services import open_datastore
-from bhype_core.worker import start_in_process_worker
 
 VMS = "/api/v1/vms"
 WAIT = 120.0  # seconds; generous for a loaded machine, not a timing assertion

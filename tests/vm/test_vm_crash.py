@@ -1,6 +1,6 @@
 """kill -9 of a real worker process in the middle of ``vm.create`` (issue 11, crash safety).
 
-The worker is ``python -m bhype_core.worker`` on the embedded SQLite queue (and on Redis +
+The worker is ``python -m bhype_core.tasks.worker`` on the embedded SQLite queue (and on Redis +
 MariaDB). The cloud-image convert is the real ``qemu-img convert``, slowed down by its own
 rate limit (``-r``, added by a wrapper first on the worker's PATH) so the kill lands while it
 writes. A test plugin, loaded by the worker through a real entry point, can hold the task in

@@ -106,7 +106,7 @@ def split_host(local_user, tiny_guest):
             assert time.monotonic() < deadline, "the guest did not boot"
             time.sleep(0.5)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "bhype_core.worker", "--config", str(config), "--workers", "1"],
+            [sys.executable, "-m", "bhype_core.tasks.worker", "--config", str(config), "--workers", "1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         broker = root / "data" / "console.sock"

@@ -29,7 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """``bhype worker``: the task consumer, until a signal stops it."""
-    from bhype_core.worker import run_worker
+    from bhype_core.tasks.worker import run_worker
 
     run_worker(args.runtime, workers=args.workers)
     return 0
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runtime = _load_runtime(argv)
         args = build_parser(runtime).parse_args(argv)
         if args.command in ("serve", "worker"):
-            from bhype_core.worker import configure_logging
+            from bhype_core.tasks.worker import configure_logging
 
             configure_logging(runtime.settings.core.log_level)
         else:

@@ -96,7 +96,7 @@ def serve(runtime: Runtime, host: str | None = None, port: int | None = None) ->
     :param port: listen port (default ``api.port``).
     """
     from bhype_core.api.app import create_app
-    from bhype_core.worker import start_in_process_worker
+    from bhype_core.tasks.worker import start_in_process_worker
 
     settings = runtime.settings
     prepare_database(runtime)

@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from bhype_core.api.app import create_app
-from bhype_core.worker import start_in_process_worker
+from bhype_core.tasks.worker import start_in_process_worker
 
 START_DEADLINE = 20.0
 

@@ -1,5 +1,5 @@
 """Queue fixtures of the test kit: the real Redis server under a unique prefix, queue settings,
-and real worker processes (``python -m bhype_core.worker``) that the test starts and stops.
+and real worker processes (``python -m bhype_core.tasks.worker``) that the test starts and stops.
 
 Redis is the real server (``BHYPE_TEST_REDIS``, default ``redis://127.0.0.1:6379/0``). When it
 cannot be reached the tests that need it are skipped with the reason, except under ``CI=true``,
@@ -98,7 +98,7 @@ def write_config(path: Path, raw: Mapping[str, Mapping[str, Any]]) -> Path:
 
 
 class WorkerProcess:
-    """A real ``python -m bhype_core.worker --config PATH`` child of the test.
+    """A real ``python -m bhype_core.tasks.worker --config PATH`` child of the test.
 
     Output goes to ``log_path``. The environment is the test's minus every ``BHYPE_*``
     variable (so a developer's settings cannot leak in), plus ``env``.
@@ -115,7 +115,7 @@ class WorkerProcess:
         """Start the worker (returns at once; see :meth:`wait_ready`)."""
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bhype_core.worker", "--config", str(self.config)],
+                [sys.executable, "-m", "bhype_core.tasks.worker", "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=self.env,
             )
         return self

@@ -14,10 +14,10 @@ from huey.consumer import Consumer
 
 from bhype_core.consoles.broker import start_console_broker
 from bhype_core.errors import BhypeError, ConfigError
-from bhype_core.samplers import SamplerThreads
 from bhype_core.tasks.periodic import submit_run
 from bhype_core.tasks.periodic_slots import SlotClaimingScheduler
-from bhype_core.watchers import WatcherThreads
+from bhype_core.tasks.samplers import SamplerThreads
+from bhype_core.tasks.watchers import WatcherThreads
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -44,10 +44,9 @@ class BhypeConsumer(Consumer):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        # huey restarts itself on SIGHUP by re-executing sys.argv, which for
-        # ``python -m bhype_core.worker`` runs worker.py as a script (bhype_core/ first on
-        # sys.path, where its queue/ can shadow the stdlib's). SIGHUP stops gracefully instead;
-        # the service manager starts the worker again.
+        # huey restarts itself on SIGHUP by re-executing sys.argv, which for ``python -m
+        # bhype_core.tasks.worker`` would run this file as a script with its own directory first
+        # on sys.path. SIGHUP stops gracefully instead; the service manager starts the worker again.
         if hasattr(signal, "SIGHUP"):
             self._signal_actions[signal.SIGHUP] = (False, True)
 
@@ -204,12 +203,12 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bhype_core.worker [--config PATH] [--workers N]``: load settings, build the
+    """``python -m bhype_core.tasks.worker [--config PATH] [--workers N]``: load settings, build the
     runtime with every installed plugin, run the worker until a signal stops it."""
     from bhype_core.config import load_settings
     from bhype_core.runtime import build_runtime
 
-    parser = argparse.ArgumentParser(prog="python -m bhype_core.worker", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bhype_core.tasks.worker", description=main.__doc__)
     parser.add_argument(
         "--config", type=Path, help="configuration file (default: BHYPE_CONFIG or the platform default)"
     )
