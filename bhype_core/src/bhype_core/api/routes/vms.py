@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
@@ -18,13 +18,15 @@ from bhype_core.api.principal import Principal, PrincipalDep
 from bhype_core.errors import Conflict, ValidationErrors
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.edit import LIVE_FIELDS, plan_edit
+from bhype_core.vm.listing import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, list_page, page_json
 from bhype_core.vm.plan import show_command
 from bhype_core.vm.public import VMDetail, VMList, summary
-from bhype_core.vm.records import get_vm, list_vms
+from bhype_core.vm.records import get_vm
 from bhype_core.vm.services import open_datastore
 from bhype_core.vm.submit import submit
 
 ACTIVE_STATES = ("starting", "running", "stopping")
+VMSort = Literal["name", "state", "owner", "updated"]  # bhype_core.vm.listing.SORTS
 # Spec fields the API reports at the top level of the request (the rest live under "spec").
 TOP_LEVEL = ("name", "template", "owner")
 
@@ -89,11 +91,23 @@ def make_router() -> APIRouter:
     router = APIRouter(tags=["vms"])
 
     @router.get("", response_model=VMList)
-    def list_all(runtime: RuntimeDep, principal: PrincipalDep, owner: str | None = None) -> VMList:
-        """VMs you may see (admins: all, optionally one owner's) with their last known state."""
-        with Session(runtime.engine) as db:
-            rows = list_vms(db, principal, owner)
-        return VMList(vms=[summary(row) for row in rows])
+    def list_all(
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        owner: Annotated[str | None, Query(max_length=255, description="only this owner's VMs")] = None,
+        state: Annotated[str | None, Query(max_length=16, description="only VMs in this state")] = None,
+        q: Annotated[str, Query(max_length=255, description="part of the name")] = "",
+        sort: Annotated[VMSort, Query(description="order (ties broken by name)")] = "name",
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="VMs per page")] = DEFAULT_LIMIT,
+        after: Annotated[str | None, Query(max_length=1024, description="the previous page's 'next'")] = None,
+    ) -> Response:
+        """One page of the VMs you may see (admins: all) with their last known state; follow
+        ``next`` (as ``after``) for the following page."""
+        query = ListQuery(owner=owner, state=state, search=q, sort=sort, limit=limit, after=after)
+        with runtime.engine.connect() as connection:
+            page = list_page(connection, principal, query)
+        # Written by orjson straight from the rows (issue 15); the schema above documents it.
+        return Response(page_json(page), media_type="application/json")
 
     @router.post("", status_code=202, response_model=TaskAccepted)
     def create(body: VMCreate, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:
