@@ -27,8 +27,8 @@ def connect(url: str):
     import pymysql
 
     return pymysql.connect(host=parsed.host or "127.0.0.1", port=parsed.port or 3306, user=parsed.username,
-                           password=parsed.password or "", database=parsed.database, unix_socket=parsed.query.get("unix_socket"),
-                           charset="utf8mb4", autocommit=True), "%s"
+                           password=parsed.password or "", database=parsed.database,
+                           unix_socket=parsed.query.get("unix_socket"), charset="utf8mb4", autocommit=True), "%s"
 
 
 def when(value) -> datetime:

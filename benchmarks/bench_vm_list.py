@@ -51,9 +51,11 @@ def populate(runtime, count: int) -> None:
               for i in range(4)]
     rows = []
     for index in range(count):
-        name, owner, vm_uuid = f"vm{index:05d}", f"user{index % OWNERS}", str(uuidlib.UUID(int=rng.getrandbits(128)))
+        name, owner = f"vm{index:05d}", f"user{index % OWNERS}"
+        vm_uuid = str(uuidlib.UUID(int=rng.getrandbits(128)))
         spec = dict(shapes[index % 4], name=name, owner=owner, uuid=vm_uuid)
-        spec["nics"] = [dict(spec["nics"][0], mac="58:9c:fc:%02x:%02x:%02x" % (index >> 16, (index >> 8) & 255, index & 255))]
+        mac = f"58:9c:fc:{index >> 16:02x}:{(index >> 8) & 255:02x}:{index & 255:02x}"
+        spec["nics"] = [dict(spec["nics"][0], mac=mac)]
         rows.append({"name": name, "uuid": vm_uuid, "owner": owner, "datastore": "default", "spec": spec,
                      "state": "running" if index % 3 else "stopped", "state_detail": "", "status": {}})
     with runtime.engine.begin() as connection:
@@ -96,9 +98,10 @@ def measure(label: str, directory: Path, database_url: str, vms: int, rounds: in
     bhype = str(Path(sys.executable).with_name("bhype"))
     server = start([bhype, "--config", str(config), "serve"], work / "serve.log",
                    lambda: answers(f"http://127.0.0.1:{port}/api/v1/health"), "bhype serve")
-    anchor = start([sys.executable, str(HERE / "anchor_vm_list.py"), database_url, str(anchor_port)], work / "anchor.log",
-                   lambda: answers(f"http://127.0.0.1:{anchor_port}/vms?limit=1"), "anchor")
-    memory = [{"database": label, "process": "bhype serve", "VMs": str(vms), "RSS MB at rest": f"{rss_mb(server.pid):.0f}"}]
+    anchor = start([sys.executable, str(HERE / "anchor_vm_list.py"), database_url, str(anchor_port)],
+                   work / "anchor.log", lambda: answers(f"http://127.0.0.1:{anchor_port}/vms?limit=1"), "anchor")
+    memory = [{"database": label, "process": "bhype serve", "VMs": str(vms),
+               "RSS MB at rest": f"{rss_mb(server.pid):.0f}"}]
     middle = f"vm{vms // 2 - 1:05d}"
     cases = [  # (label, bHype path + headers, anchor path, VMs expected)
         ("default page (100)", "/api/v1/vms", token, "/vms", 100),
@@ -136,7 +139,8 @@ def measure(label: str, directory: Path, database_url: str, vms: int, rounds: in
                          "ratio p50": f"{p50 / a50:.2f}", "ratio p99": f"{p99 / a99:.2f}"})
         memory.append({"database": label, "process": "bhype serve", "VMs": str(vms),
                        "RSS MB at rest": f"{rss_mb(server.pid):.0f} (after the requests)"})
-        memory.append({"database": label, "process": "anchor", "VMs": str(vms), "RSS MB at rest": f"{rss_mb(anchor.pid):.0f}"})
+        memory.append({"database": label, "process": "anchor", "VMs": str(vms),
+                       "RSS MB at rest": f"{rss_mb(anchor.pid):.0f}"})
     finally:
         stop(server)
         stop(anchor)

@@ -15,6 +15,7 @@ from bhype_core.errors import ConfigError
 from bhype_core.private_files import ensure_private_sqlite
 from bhype_core.queue import scheduled
 from bhype_core.queue.binding import bind_periodic_jobs
+from bhype_core.queue.doorbell import Doorbell
 from bhype_core.queue.serializer import JsonSerializer
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ class BhypeHuey(Huey):
     :class:`BhypeQueue` (the consumer's scheduler thread submits periodic runs through it)."""
 
     queue: BhypeQueue | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Rung after each message this process enqueues: its idle worker threads look at once.
+        self.doorbell = Doorbell()
 
 
 class BhypeQueue:
