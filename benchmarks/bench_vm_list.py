@@ -27,6 +27,7 @@ from report import percentile, print_table
 from sqlalchemy import insert
 
 from bhype_core.api.app import create_app
+from bhype_core.builtins import drivers, models, storage, tasks, vm_tasks
 from bhype_core.config import load_settings
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
@@ -38,6 +39,9 @@ from bhype_core.vm.models import VM
 
 HERE = Path(__file__).resolve().parent
 OWNERS = 10
+# The built-ins a VM runtime needs (bench_watch builds its runtime from them).
+PLUGINS = [("core_models", models), ("core_storage", storage), ("core_drivers", drivers),
+           ("core_tasks", tasks), ("core_vms", vm_tasks)]
 
 
 def populate(runtime, count: int) -> None:
