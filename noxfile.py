@@ -2,7 +2,11 @@
 
 ``nox -s "tests(package='bhype_zfs')"`` installs only bhype-core (with its ``test`` extra) and
 bhype-zfs into a fresh virtualenv and runs ``tests/zfs``: proof that a plugin installs and works
-without the others. ``nox -s e2e`` installs everything and runs the whole suite.
+without the others. ``nox -s "tests(package='bhype_core')"`` runs every core test: each
+``tests/`` directory that is no plugin's (``tests/core``, ``auth``, ``vm``, ``network``,
+``guest``, ``e2e`` …). ``nox -s "lowest_core(package='bhype_zfs')"`` tests a plugin against
+the lowest core its dependency range claims. ``nox -s e2e`` installs everything and runs the
+whole suite. Every test session also installs the dev/test-only image builders (``testkit/bhype_testimages``).
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 CORE = "bhype_core"
+# The test-image builders: development/test only, installed next to the core in every session.
+TESTIMAGES = ROOT / "testkit" / "bhype_testimages"
+# Directories under tests/ that hold no tests of their own (installable fake plugins).
+NOT_TEST_DIRS = {"fake_plugins"}
 # Sessions a bare ``nox`` runs; e2e is the README's ``./dev test`` in a fresh environment.
 nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 # Test-run tooling the root pytest configuration uses (``timeout``), not a package dependency.
 # What the root pytest configuration and the browser tests need beyond each package's [test]
 # extra (playwright is only the Python API: the tests drive Debian's chromium, never a download).
-PYTEST_TOOLS = ["pytest-timeout>=2.3", "playwright>=1.40"]
+PYTEST_TOOLS = ["pytest-timeout>=2.3", "pytest-xdist>=3.8", "playwright>=1.40"]
 # The versions the suite last passed with (see the file's header; ./dev lock refreshes it).
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
 
@@ -32,9 +40,21 @@ def package_sources() -> dict[str, Path]:
     return {CORE: ROOT / CORE, **{path.name: path for path in plugins}}
 
 
-def tests_dir(package: str) -> str:
-    """A package's tests: ``bhype_core`` → ``tests/core``, ``bhype_zfs`` → ``tests/zfs``."""
+def plugin_tests_dir(package: str) -> str:
+    """A plugin's tests: ``bhype_zfs`` → ``tests/zfs``."""
     return f"tests/{package.removeprefix('bhype_')}"
+
+
+def tests_dirs(package: str) -> list[str]:
+    """A package's test directories. A plugin has ``tests/<name>``; the core has every other
+    directory under ``tests/`` (its unit tests in ``tests/core`` and the end-to-end ones in
+    ``auth``, ``vm``, ``network``, ``guest``, ``e2e`` …), so a new core test directory is never
+    left out of its session (issue 13: ~4,800 lines of core tests were)."""
+    if package != CORE:
+        return [plugin_tests_dir(package)]
+    plugins = {plugin_tests_dir(name) for name in package_sources() if name != CORE}
+    found = sorted(f"tests/{path.name}" for path in (ROOT / "tests").iterdir() if path.is_dir())
+    return [path for path in found if path not in plugins and path.removeprefix("tests/") not in NOT_TEST_DIRS]
 
 
 def clean_copy(session: nox.Session, source: Path) -> str:
@@ -57,15 +77,74 @@ def install_packages(session: nox.Session, packages: list[str]) -> None:
     sources = package_sources()
     requirements = [f"{clean_copy(session, sources[CORE])}[test]"]
     requirements += [clean_copy(session, sources[name]) for name in packages if name != CORE]
+    requirements.append(clean_copy(session, TESTIMAGES))
     session.install(*CONSTRAINTS, *requirements, *PYTEST_TOOLS)
 
 
 @nox.session
 @nox.parametrize("package", list(package_sources()))
 def tests(session: nox.Session, package: str) -> None:
-    """One package alone (core + ``package`` in a fresh venv), running its tests directory."""
+    """One package alone (core + ``package`` in a fresh venv), running its test directories."""
     install_packages(session, [package])
-    session.run("pytest", tests_dir(package), *session.posargs)
+    session.run("pytest", *tests_dirs(package), *session.posargs)
+
+
+@nox.session
+@nox.parametrize("package", [name for name in package_sources() if name != CORE])
+def lowest_core(session: nox.Session, package: str) -> None:
+    """A plugin against the lowest bhype-core its ``bhype-core>=X`` claims (issue 12), from the
+    release tag ``bhype-core-vX`` (``git archive``), or from this work tree while the core's
+    version is still X (unreleased). A claim no source can satisfy fails the session."""
+    sources = package_sources()
+    lowest = lowest_core_claim(sources[package])
+    core = core_source_at(session, lowest)
+    session.install(*CONSTRAINTS, f"{core}[test]", clean_copy(session, sources[package]),
+                    clean_copy(session, TESTIMAGES), *PYTEST_TOOLS)
+    session.run("pytest", *tests_dirs(package), *session.posargs)
+
+
+def lowest_core_claim(plugin: Path) -> str:
+    """The ``X`` of the plugin's ``bhype-core>=X`` dependency."""
+    text = (plugin / "pyproject.toml").read_text()
+    match = re.search(r'"bhype-core\s*>=\s*([0-9][0-9.]*)', text)
+    if match is None:
+        raise ValueError(f"{plugin.name}: no 'bhype-core>=X' dependency to test against")
+    return match.group(1)
+
+
+def core_version() -> str:
+    """The work tree's bhype-core version (``__version__``, read without importing it)."""
+    text = (ROOT / CORE / "src" / CORE / "__init__.py").read_text()
+    match = re.search(r'__version__\s*=\s*"([^"]+)"', text)
+    assert match is not None, "bhype_core/__init__.py has no __version__"
+    return match.group(1)
+
+
+def same_release(a: str, b: str) -> bool:
+    """``0.1`` and ``0.1.0`` name the same release."""
+    def parts(version: str) -> list[int]:
+        numbers = [int(p) for p in version.split(".")]
+        return numbers + [0] * (3 - len(numbers))
+    return parts(a) == parts(b)
+
+
+def core_source_at(session: nox.Session, version: str) -> str:
+    """A clean copy of the core at release ``version``: its tag, or this tree if unreleased."""
+    tag = f"bhype-core-v{version}"
+    tagged = session.run("git", "tag", "--list", tag, external=True, silent=True) or ""
+    if tagged.strip() == tag:
+        target = Path(session.create_tmp()) / f"core-{version}"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        archive = target.with_suffix(".tar")
+        session.run("git", "archive", "--format=tar", f"--output={archive}", tag, CORE, external=True)
+        shutil.unpack_archive(archive, target)
+        return str(target / CORE)
+    if same_release(version, core_version()):
+        return clean_copy(session, ROOT / CORE)
+    session.error(f"no tag {tag} and the work tree's core is {core_version()}: the claimed lowest "
+                  "version cannot be installed, so the claim is untested (raise it, or tag that release)")
+    raise AssertionError("unreachable")
 
 
 @nox.session
@@ -88,6 +167,7 @@ def typecheck(session: nox.Session) -> None:
     install_packages(session, list(package_sources()))
     session.install(*CONSTRAINTS, "mypy>=1.10")
     sources = [str(path / "src" / name) for name, path in package_sources().items()]
+    sources.append(str(TESTIMAGES / "src" / TESTIMAGES.name))
     session.run("mypy", *sources, *session.posargs)
 
 
@@ -125,7 +205,7 @@ def missing_hooks() -> list[str]:
 
 def markdown_files() -> list[Path]:
     """The project's Markdown: top-level, docs/ and each package's README/CHANGELOG."""
-    patterns = ["*.md", "docs/**/*.md", f"{CORE}/*.md", "plugins/*/*.md"]
+    patterns = ["*.md", "docs/**/*.md", f"{CORE}/*.md", "plugins/*/*.md", "testkit/*/*.md"]
     return sorted({path for pattern in patterns for path in ROOT.glob(pattern)})
 
 

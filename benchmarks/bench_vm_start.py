@@ -129,7 +129,7 @@ class Api:
 
 def tiny_spec() -> dict[str, Any]:
     """The tiny test guest by direct kernel boot, shaped like the e2e tests' template."""
-    from bhype_core.testing.guest_image import tiny_guest_image
+    from bhype_testimages.tiny_image import tiny_guest_image
 
     guest = tiny_guest_image()
     return {

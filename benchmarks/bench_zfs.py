@@ -20,7 +20,7 @@ from report import print_table, summary_ms
 
 from bhype_core.testing.qemu_guest import short_workdir
 from bhype_core.testing.zfs_guest import boot_zfs_host
-from bhype_core.testing.zfs_image import zfs_guest_image
+from bhype_testimages.zfs_image import zfs_guest_image
 from bhype_zfs import argv, clones, snapshots
 from bhype_zfs.argv import Tools
 from bhype_zfs.retention import Candidate, Policy, prune, snapshot_name

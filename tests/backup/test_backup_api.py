@@ -18,6 +18,7 @@ from bhype_core.db.models import HostCommand
 from bhype_core.taskqueue import store
 from bhype_core.tasks import TaskContext
 from bhype_core.testing import act_as
+from bhype_core.testing.roles import role_account
 from bhype_core.testing.routes import get_route, host_command_count
 from bhype_core.worker import start_in_process_worker
 
@@ -123,17 +124,18 @@ def test_only_admins_may_ask_for_a_fresh_probe(backup_db_runtime):
     assert store.list_tasks(runtime.engine) == []
 
 
-def test_refresh_queues_the_probe_and_the_worker_runs_it(backup_db_runtime):
+def test_refresh_queues_the_probe_and_the_worker_runs_it(backup_db_runtime, local_user):
     runtime = backup_db_runtime()
     app = create_app(runtime=runtime)
-    act_as(app, "root-admin", "admin")
+    # A real admin: the worker reads the role from the account's groups before it runs a task.
+    admin = act_as(app, role_account(local_user, runtime).name, "admin")
     with TestClient(app) as client:
         response = client.post("/api/v1/backup/status/refresh")
         assert response.status_code == 202, response.text
         task_id = response.json()["task_id"]
         assert response.json()["kind"] == PROBE_KIND
         queued = store.get_task(runtime.engine, task_id)
-        assert (queued.kind, queued.owner, queued.state) == (PROBE_KIND, "root-admin", "queued")
+        assert (queued.kind, queued.owner, queued.state) == (PROBE_KIND, admin.name, "queued")
         assert host_command_count(runtime) == 0  # the API process only queued it
 
         # The worker (here in-process, as `bhype serve` runs it, with the real runner).
@@ -155,4 +157,4 @@ def test_refresh_queues_the_probe_and_the_worker_runs_it(backup_db_runtime):
     # too while the worker was up, when the test ran in a minute divisible by 5).
     with Session(runtime.engine) as session:
         (ran,) = session.exec(select(HostCommand).where(HostCommand.task_id == task_id)).all()
-    assert ran.argv == ["rsync", "--version"] and ran.user == "root-admin"
+    assert ran.argv == ["rsync", "--version"] and ran.user == admin.name

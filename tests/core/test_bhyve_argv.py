@@ -145,10 +145,13 @@ def test_bhyveload_boot(catalog):
 def test_bhyveload_installs_from_the_iso(catalog):
     spec = build(catalog, "freebsd-bhyveload", cdrom="FreeBSD-14.2-RELEASE-amd64-disc1.iso")
     res = BhyveResources(
-        disk_paths=[DISK0], taps=["tap12"], nmdm_id="-web1.1", cdrom_path="/vm/.iso/disc1.iso"
+        disk_paths=[DISK0], taps=["tap12"], nmdm_id="-web1.1", cdrom_path="/vm/.iso/disc1.iso", boot_cd=True
     )
     # bhyveload(8) EXAMPLES: "boots off the ISO image" with -d release.iso; ref 2.1 "-d may be an ISO".
     assert has_run(bhyveload_argv(spec, res), ["-d", "/vm/.iso/disc1.iso"])
+    # A normal boot with the ISO left attached loads from the disk (issue 14: not the ISO on
+    # every reboot); the CD stays on the bus.
+    assert has_run(bhyveload_argv(spec, replace(res, boot_cd=False)), ["-d", DISK0])
     # ref 1.1/1.3: install media at slot 3 (vm-bhyve install_slot=3), ahci-cd, read-only.
     assert has_run(
         bhyve_argv(spec, res), HOSTBRIDGE + ["-s", "3,ahci-cd,/vm/.iso/disc1.iso,ro"] + VIRTIO_DISK0
@@ -200,10 +203,13 @@ def test_grub_install_from_cd_maps_cd0(catalog):
         nmdm_id="-web1.1",
         cdrom_path="/vm/.iso/debian.iso",
         device_map="/m",
+        boot_cd=True,
     )
     # ref 2.2: vm-bhyve writes (cd0) and (hd0) for installs and uses root cd0.
     assert grub_device_map(spec, res) == f"(hd0) {DISK0}\n(cd0) /vm/.iso/debian.iso\n"
     assert has_run(grub_bhyve_argv(spec, res), ["-r", "cd0"])
+    # A normal boot with the ISO still attached starts from the disk (issue 14).
+    assert has_run(grub_bhyve_argv(spec, replace(res, boot_cd=False)), ["-r", "hd0,1"])
 
 
 def test_grub_boot_of_a_host_kernel():

@@ -100,3 +100,32 @@ def test_environment_values_parse_as_toml():
     assert parse_env_value("redis://h:1/0") == "redis://h:1/0"
     merged = apply_environment({"core": {"log_level": "info"}}, {"BHYPE_CORE__LOG_LEVEL": "debug", "OTHER": "x"})
     assert merged == {"core": {"log_level": "debug"}}
+
+
+def test_auth_settings_import_without_the_config_module() -> None:
+    """The ``[auth]`` section imports :class:`Section` from its own module, so neither
+    ``config`` nor ``auth.settings`` needs the other half-imported (issue 12: the import-time
+    cycle). A fresh interpreter proves it: importing ``auth.settings`` must not load ``config``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bhype_core.auth.settings\n"
+        "assert 'bhype_core.config' not in sys.modules, 'auth.settings pulled in bhype_core.config'\n"
+        "import bhype_core.config as config\n"
+        "assert config.Section is bhype_core.auth.settings.Section\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_trusted_proxies_default_off_and_validated(tmp_path) -> None:
+    from bhype_core.commands.serve import proxy_options
+
+    assert load_settings(write(tmp_path / "a.toml", "")).api.trusted_proxies == []
+    assert proxy_options([]) == {"proxy_headers": False}
+    settings = load_settings(write(tmp_path / "b.toml", '[api]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\n'))
+    assert proxy_options(settings.api.trusted_proxies) == {
+        "proxy_headers": True, "forwarded_allow_ips": ["127.0.0.1", "10.0.0.0/8"]}
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load_settings(write(tmp_path / "c.toml", '[api]\ntrusted_proxies = ["*"]\n'))

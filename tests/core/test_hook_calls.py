@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+import pluggy
 import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
@@ -15,6 +16,7 @@ from bhype_core.api.app import create_app
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.config import Section
 from bhype_core.errors import ConfigError, Conflict, FieldError, PluginError, ValidationErrors
+from bhype_core.event_kinds import EventKind
 from bhype_core.events import DeliveryFailure, Event, notify
 from bhype_core.hookspecs import hookimpl
 from bhype_core.registry import (
@@ -316,7 +318,14 @@ def test_a_plain_hook_call_would_not_isolate(plugin_manager, register_plugin):
         plugin_manager.hook.bhype_notify(event=Event(kind="task.failed", message="x"), runtime=None)
 
 
+class PoolKinds:
+    @hookimpl
+    def bhype_register_event_kinds(self, register):
+        register(EventKind("pool.degraded", "warning", "A pool lost redundancy.", {"pool": "its name"}))
+
+
 def test_runtime_notify_delivers_through_the_same_fan_out(tmp_path, plugin_manager, register_plugin):
+    register_plugin(PoolKinds(), "pools")
     inbox = register_plugin(Inbox(), "popups")
     runtime = build_runtime(make_settings(tmp_path), plugin_manager)
     event = Event(kind="pool.degraded", message="tank is DEGRADED", severity="warning")
@@ -340,3 +349,45 @@ def test_a_notifier_asking_for_the_runtime_gets_its_settings(tmp_path, plugin_ma
     runtime = build_runtime(make_settings(tmp_path, greeter={"greeting": "alert"}), plugin_manager)
     assert runtime.notify(Event(kind="vm.crashed", message="web1 is gone")) == []
     assert inbox.events == ["alert: web1 is gone"]
+
+
+# --------------------------------------------------------------------------------------------
+# bhype_add_hookspecs
+
+
+class GadgetSpecs:
+    """Hook specs a plugin declares for other plugins (as the web UI declares its own)."""
+
+    @pluggy.HookspecMarker("bhype")
+    def bhype_gadget_register(self, register):
+        """Register gadgets."""
+
+
+class GadgetHost:
+    @hookimpl
+    def bhype_add_hookspecs(self, pm):
+        pm.add_hookspecs(GadgetSpecs)
+
+
+class GadgetMaker:
+    @hookimpl
+    def bhype_gadget_register(self, register):
+        register("sprocket")
+
+
+def test_a_plugin_declares_hooks_that_plugins_registered_before_it_implement():
+    """``bhype_add_hookspecs`` is historic: the implementing plugin may come first (its hook is
+    pending until the declaring plugin arrives), and the final check passes."""
+    from bhype_core.plugins import make_plugin_manager
+
+    pm = make_plugin_manager(load_entrypoints=False, plugins=[("maker", GadgetMaker()), ("host", GadgetHost())])
+    made: list[str] = []
+    pm.hook.bhype_gadget_register(register=made.append)
+    assert made == ["sprocket"]
+
+
+def test_implementing_a_hook_nobody_declares_is_still_an_error():
+    from bhype_core.plugins import make_plugin_manager
+
+    with pytest.raises(PluginError, match="bhype_gadget_register"):
+        make_plugin_manager(load_entrypoints=False, plugins=[("maker", GadgetMaker())])

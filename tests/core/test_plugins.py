@@ -69,6 +69,23 @@ def test_builtins_come_from_the_cores_own_entry_points():
     assert names["core_tasks"].version == __version__
 
 
+def test_the_iso_library_is_its_own_builtin_plugin(tmp_path):
+    """The ISO library registers as ``core_isos``, the switches as ``core_network`` (issue 12):
+    disabling one leaves the other's task kinds in place."""
+    from bhype_core.runtime import build_runtime
+    from bhype_core.testing import make_settings
+
+    def kinds(disabled):
+        pm = make_plugin_manager(load_entrypoints=True, disabled=disabled)
+        return set(build_runtime(make_settings(tmp_path / "data"), pm).registry.tasks.names())
+
+    assert {"iso.fetch", "iso.import", "iso.delete", "switch.create"} <= kinds([])
+    without_isos = kinds(["core_isos"])
+    assert "switch.create" in without_isos and not {"iso.fetch", "iso.import", "iso.delete"} & without_isos
+    without_network = kinds(["core_network"])
+    assert "iso.fetch" in without_network and "switch.create" not in without_network
+
+
 def test_core_version_range_is_checked():
     ok = FakeDistribution("bhype-good", "1.0", [f"bhype-core>={__version__}"])
     too_new = FakeDistribution("bhype-future", "2.0", ["bhype-core>=99"])

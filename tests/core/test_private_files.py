@@ -27,6 +27,7 @@ from bhype_core.private_files import ensure_private_sqlite
 from bhype_core.runtime import build_runtime
 from bhype_core.safe_files import UnsafeFile
 from bhype_core.testing import make_settings
+from bhype_core.testing.parts import missing
 
 
 def mode(path: Path) -> int:
@@ -109,8 +110,9 @@ def test_a_symlinked_database_file_is_refused(tmp_path) -> None:
     assert mode(secret) == 0o644
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the check guards a root worker; chown needs root")
 def test_doctor_flags_a_datastore_under_a_directory_the_api_user_owns(tmp_path) -> None:
+    if os.geteuid() != 0:
+        missing("root", "the check guards a root worker; chown needs root")
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
     settings = make_settings(data)
@@ -150,8 +152,9 @@ def as_account(uid: int, gid: int, action) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the shared layout is made by a root worker")
 def test_shared_layout_lets_the_api_user_in_and_nobody_swap_roots_entries(reachable_dir, local_user) -> None:
+    if os.geteuid() != 0:
+        missing("root", "the shared layout is made by a root worker")
     api = local_user()
     data = reachable_dir / "data"
     runtime = start(data, auth={"api_user": api.name})
@@ -181,8 +184,9 @@ def test_shared_layout_lets_the_api_user_in_and_nobody_swap_roots_entries(reacha
     assert private["ok"], private
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the shared layout is made by a root worker")
 def test_shared_layout_refuses_a_planted_root_entry(tmp_path, local_user) -> None:
+    if os.geteuid() != 0:
+        missing("root", "the shared layout is made by a root worker")
     api = local_user()
     data = tmp_path / "data"
     data.mkdir()

@@ -26,6 +26,7 @@ from bhype_core.drivers.qemu_argv import (
 )
 from bhype_core.spec import validate_spec
 from bhype_core.templates import load_templates
+from bhype_core.testing.parts import require_program
 
 UUID = "6a0c9f0e-2b3d-4c55-9a1e-0c2d3e4f5a6b"
 MAC = "58:9c:fc:0a:1b:2c"
@@ -254,10 +255,10 @@ def quit_and_wait(process: subprocess.Popen, qmp: Qmp) -> None:
 
 
 @pytest.mark.guest
-@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed")
 @pytest.mark.parametrize("template", sorted(load_templates().names()))
 def test_qemu_accepts_the_argv_of_every_template(workdir, template):
     """QEMU starts (paused, TCG) with each template's hardware; QMP shows the bhyve slot layout."""
+    require_program("qemu-system-x86_64", "qemu-system-x86", part="guests")
     ovmf = find_ovmf()
     assert ovmf, "Debian's ovmf package provides /usr/share/OVMF"
     spec = load_templates().build_spec(template, {"name": "q", "disks": [{"size": "64M"}], "cdrom": "x.iso"})
@@ -290,8 +291,8 @@ def test_qemu_accepts_the_argv_of_every_template(workdir, template):
 
 
 @pytest.mark.guest
-@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed")
 def test_qemu_vnc_listens_on_loopback_port_with_password(workdir):
+    require_program("qemu-system-x86_64", "qemu-system-x86", part="guests")
     spec = validate_spec(
         {"name": "v", "boot": "uefi-csm", "memory": "64M", "graphics": {"vnc": True}, "nics": [{}]}
     )
@@ -311,3 +312,12 @@ def test_qemu_vnc_listens_on_loopback_port_with_password(workdir):
             assert conn.recv(12) == b"RFB 003.008\n"  # RFB handshake: the server speaks first
     finally:
         quit_and_wait(process, qmp)
+
+
+def test_a_boot_from_the_cd_with_a_host_kernel_leaves_bootindex_0_to_the_kernel():
+    # QEMU refuses two devices with one bootindex, and -kernel's option ROM takes 0: an install
+    # boot of a host-kernel guest keeps the CD at 1 (found by the real install test).
+    spec = validate_spec({"name": "k", "cdrom": "x.iso",
+                          "boot": {"mode": "grub", "kernel": "/k/vmlinuz", "initrd": "/k/initrd"}})
+    argv = qemu_argv(spec, QemuResources(qmp_socket="/q", cdrom_path="/iso/x.iso", boot_cd=True))
+    assert "ide-cd,bus=ahci3.0,drive=cd0,bootindex=1" in argv

@@ -17,6 +17,7 @@ from huey.utils import Error
 
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
+from bhype_core.auth.principal import Principal
 from bhype_core.db.migrate import upgrade
 from bhype_core.db.task_models import FINAL_STATES
 from bhype_core.errors import ConfigError, ValidationErrors
@@ -38,7 +39,7 @@ class ExtraTasks:
 
     @hookimpl
     def bhype_register_tasks(self, register):
-        register(TaskKind(name="test.unjsonable", run=lambda context: object()))
+        register(TaskKind(name="test.unjsonable", run=lambda context: object(), role="operator"))
 
 
 def runtime_for(tmp_path: Path, backend: str, *plugins: tuple[str, object], **config):
@@ -105,7 +106,7 @@ def test_health_of_unreachable_redis_reports_instead_of_raising(tmp_path):
 
 def test_the_queue_carries_only_task_row_ids_as_json_not_pickles(tmp_path):
     runtime = db_runtime_for(tmp_path)
-    task = service.submit(runtime, "dave", "core.ping", {"echo": "x"})
+    task = service.submit(runtime, Principal("dave", "operator"), "core.ping", {"echo": "x"})
     try:
         ((task_id, token),) = [(task.id, store.get_task(runtime.engine, task.id).dispatch_token)
                                for _ in runtime.queue.scheduler.run_pass()]
@@ -131,7 +132,7 @@ def test_progress_must_be_a_percentage(tmp_path):
 
 def test_a_result_that_is_not_json_fails_the_task(tmp_path):
     runtime = db_runtime_for(tmp_path, ("extra", ExtraTasks()))
-    task = service.submit(runtime, "erin", "test.unjsonable", {})
+    task = service.submit(runtime, Principal("erin", "operator"), "test.unjsonable", {})
     try:
         run_queued(runtime)
     finally:
@@ -159,7 +160,7 @@ def test_separately_built_runtimes_agree_and_the_in_process_worker_runs_tasks(tm
     # The API process and the worker each build their own runtime from the same settings.
     api = db_runtime_for(tmp_path)
     worker_runtime = db_runtime_for(tmp_path)
-    task = service.submit(api, "erin", "core.ping", {"echo": 7})
+    task = service.submit(api, Principal("erin", "operator"), "core.ping", {"echo": 7})
     handlers_before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     worker = start_in_process_worker(worker_runtime, workers=1)
     try:

@@ -65,3 +65,20 @@ def test_cli_command_record_is_usable(register_plugin, plugin_manager):
     register_plugin(CliPlugin(), "cli")
     command = Registry.from_plugins(plugin_manager).cli_commands["hello"]
     assert command.run(None) == 0 and command.help == "say hello"
+
+
+def test_a_task_kind_that_declares_nothing_is_admin_only(register_plugin, plugin_manager):
+    register_plugin(AlphaPlugin(), "alpha")
+    kind = Registry.from_plugins(plugin_manager).tasks["alpha.work"]
+    assert (kind.role, kind.authorize, kind.system) == ("admin", None, False)
+
+
+def test_a_task_kind_with_an_unknown_role_stops_start_up(register_plugin, plugin_manager):
+    class Sloppy:
+        @hookimpl
+        def bhype_register_tasks(self, register):
+            register(TaskKind(name="sloppy.work", run=lambda context: 1, role="everyone"))
+
+    register_plugin(Sloppy(), "sloppy")
+    with pytest.raises(PluginError, match="'sloppy.work': role must be 'admin' or 'operator', not 'everyone'"):
+        Registry.from_plugins(plugin_manager)

@@ -29,6 +29,7 @@ EXPECTED_PUBLIC = {
     # bhype_webui: scripts and styles, and the console page shell; neither holds data, the page
     # fetches everything through guarded routes with the session cookie and CSRF token.
     ("GET", "/ui/static/{path:path}"),
+    ("GET", "/ui/plugins/{name}/static/{path:path}"),  # other plugins' web UI assets (issue 12)
     ("GET", "/ui/console/{kind}/{vm}"),
     # bhype_webui: the login page and its form, which opens a session through the core's login
     # service exactly like POST /api/v1/auth/login.

@@ -367,6 +367,13 @@ def test_vnc_password_is_generated_unless_explicitly_empty():
     assert validate_spec({"name": "a"}).graphics.password is None  # no VNC, no password
 
 
+def test_no_vnc_password_is_generated_for_a_driver_without_one():
+    context = SpecContext(vnc_password=False)  # QEMU: VNC on a private unix socket (issue 11)
+    assert validate_spec({"name": "a", "graphics": {"vnc": True}}, context).graphics.password is None
+    given = {"name": "a", "graphics": {"vnc": True, "password": "kept1234"}}
+    assert validate_spec(given, context).graphics.password == "kept1234"  # a stored one stays
+
+
 @pytest.mark.parametrize("resolution", ["640x480", "1920x1080", "3840x2160"])
 def test_resolution_within_bhyve_limits(resolution):
     spec = validate_spec({"name": "a", "graphics": {"vnc": True, "resolution": resolution}})

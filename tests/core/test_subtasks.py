@@ -29,12 +29,12 @@ from bhype_core.testing.tasks import run_queued
 class Kinds:
     @hookimpl
     def bhype_register_tasks(self, register):
-        register(TaskKind(name="test.forgetful", run=self.forgetful))
-        register(TaskKind(name="test.nosy", run=self.nosy))
-        register(TaskKind(name="test.nested", run=self.nested, locks=lambda arguments: ["vm:n"]))
-        register(TaskKind(name="test.checkpointed", run=self.checkpointed, resumable=True))
-        register(TaskKind(name="test.plain", run=self.checkpointed))
-        register(TaskKind(name="test.impatient", run=self.impatient))
+        register(TaskKind(name="test.forgetful", run=self.forgetful, role="operator"))
+        register(TaskKind(name="test.nosy", run=self.nosy, role="operator"))
+        register(TaskKind(name="test.nested", run=self.nested, role="operator", locks=lambda arguments: ["vm:n"]))
+        register(TaskKind(name="test.checkpointed", run=self.checkpointed, role="operator", resumable=True))
+        register(TaskKind(name="test.plain", run=self.checkpointed, role="operator"))
+        register(TaskKind(name="test.impatient", run=self.impatient, role="operator"))
 
     def forgetful(self, context) -> str:
         context.submit("core.ping", {"echo": "never waited for"})
@@ -78,7 +78,7 @@ def row(runtime, task_id):
 
 
 def test_nested_sub_tasks_take_their_ancestors_locks_in_one_slot(runtime):
-    parent = service.submit(runtime, "alice", "test.nested", {"depth": 2})
+    parent = service.submit(runtime, Principal("alice", "operator"), "test.nested", {"depth": 2})
     assert run_queued(runtime) == [parent.id]  # the scheduler started only the parent
     done = row(runtime, parent.id)
     assert done.state == SUCCEEDED
@@ -89,7 +89,7 @@ def test_nested_sub_tasks_take_their_ancestors_locks_in_one_slot(runtime):
 
 
 def test_children_never_waited_for_are_cancelled_when_the_parent_ends(runtime):
-    parent = service.submit(runtime, "alice", "test.forgetful", {})
+    parent = service.submit(runtime, Principal("alice", "operator"), "test.forgetful", {})
     run_queued(runtime)
     (child,) = store.children_of(runtime.engine, parent.id)
     assert row(runtime, parent.id).state == SUCCEEDED
@@ -99,8 +99,8 @@ def test_children_never_waited_for_are_cancelled_when_the_parent_ends(runtime):
 
 
 def test_a_task_may_wait_only_for_its_own_children(runtime):
-    stranger = service.submit(runtime, "bob", "core.ping", {})
-    nosy = service.submit(runtime, "alice", "test.nosy", {"other": stranger.id})
+    stranger = service.submit(runtime, Principal("bob", "operator"), "core.ping", {})
+    nosy = service.submit(runtime, Principal("alice", "operator"), "test.nosy", {"other": stranger.id})
     run_queued(runtime)
     failed = row(runtime, nosy.id)
     assert failed.state == FAILED and failed.error["code"] == "validation_error"
@@ -119,31 +119,31 @@ def test_sub_tasks_need_the_task_queue(runtime):
 
 
 def test_cancelling_a_parent_cancels_its_queued_children_and_orphans_are_cancelled(runtime):
-    parent = service.submit(runtime, "alice", "core.ping", {})
-    child = service.submit(runtime, "alice", "core.ping", {}, parent=parent.id)
-    grandchild = service.submit(runtime, "alice", "core.ping", {}, parent=child.id)
+    parent = service.submit(runtime, Principal("alice", "operator"), "core.ping", {})
+    child = service.submit(runtime, Principal("alice", "operator"), "core.ping", {}, parent=parent.id)
+    grandchild = service.submit(runtime, Principal("alice", "operator"), "core.ping", {}, parent=child.id)
     service.cancel(runtime, Principal("alice", "operator"), parent.id)
     assert [row(runtime, t.id).state for t in (parent, child, grandchild)] == [CANCELLED] * 3
     # A child whose parent ended some other way (its worker died) is cancelled by the sweep.
-    ended = service.submit(runtime, "bob", "core.ping", {})
+    ended = service.submit(runtime, Principal("bob", "operator"), "core.ping", {})
     store.cancel_queued(runtime.engine, ended.id, "gone")
-    orphan = service.submit(runtime, "bob", "core.ping", {}, parent=ended.id)
+    orphan = service.submit(runtime, Principal("bob", "operator"), "core.ping", {}, parent=ended.id)
     assert subtasks.cancel_orphans(runtime) == [orphan.id]
     assert row(runtime, orphan.id).state == CANCELLED
 
 
 def test_the_scheduler_never_starts_a_child(runtime):
-    parent = service.submit(runtime, "alice", "core.ping", {"sleep": 0})
+    parent = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"sleep": 0})
     store.cancel_queued(runtime.engine, parent.id, "held back")
-    service.submit(runtime, "carol", "core.ping", {}, parent=parent.id)
+    service.submit(runtime, Principal("carol", "operator"), "core.ping", {}, parent=parent.id)
     me = WorkerIdentity("w" * 32, "h", 1)
     assert dispatch.dispatch_pass(runtime.engine, Limits(5, 5), me) == []
 
 
 def test_recovery_requeues_a_resumable_task_with_its_checkpoint_and_interrupts_others(runtime):
     dead = WorkerIdentity(id="0" * 32, host=runtime.queue.scheduler.identity.host, pid=999999)
-    resumable = service.submit(runtime, "alice", "test.checkpointed", {})
-    plain = service.submit(runtime, "bob", "test.plain", {})
+    resumable = service.submit(runtime, Principal("alice", "operator"), "test.checkpointed", {})
+    plain = service.submit(runtime, Principal("bob", "operator"), "test.plain", {})
     claimed = dispatch.dispatch_pass(runtime.engine, Limits(5, 5), dead)
     for task_id, token in claimed:
         store.pick_up(runtime.engine, task_id, token, dead)
@@ -163,12 +163,12 @@ def test_recovery_requeues_a_resumable_task_with_its_checkpoint_and_interrupts_o
 
 
 def test_a_wait_with_a_timeout_tells_where_a_blocked_child_is(runtime):
-    holder = service.submit(runtime, "bob", "core.ping", {"locks": ["vm:held"]})
+    holder = service.submit(runtime, Principal("bob", "operator"), "core.ping", {"locks": ["vm:held"]})
     dispatch.dispatch_pass(runtime.engine, Limits(5, 5), WorkerIdentity("e" * 32, "elsewhere", 1))
     assert row(runtime, holder.id).state == "running"  # another host's worker holds vm:held
     scheduler = runtime.queue.scheduler
     scheduler.settings = scheduler.settings.model_copy(update={"max_running": 2})  # a slot besides bob's
-    parent = service.submit(runtime, "alice", "test.impatient", {})
+    parent = service.submit(runtime, Principal("alice", "operator"), "test.impatient", {})
     run_queued(runtime)
     done = row(runtime, parent.id)
     assert (done.state, done.result) == (SUCCEEDED, ["queued", False])

@@ -23,7 +23,7 @@ from bhype_core.drivers.bhyve import BhyveDriver
 from bhype_core.drivers.state import ProcessTable, read_json, supervisor_markers
 from bhype_core.errors import Conflict
 from bhype_core.host.runner import LocalRunner
-from bhype_core.spec import VMSpec, validate_spec
+from bhype_core.spec import SpecContext, VMSpec, validate_spec
 
 FAKE = Path(__file__).resolve().parent / "fake_bhyve"
 ROM_FAILURE = "ROM boot failed: unrestricted guest capability not available"  # reference 1.6, exit 4
@@ -352,6 +352,18 @@ def test_preflight_names_each_problem_with_a_fix(host: FakeHost) -> None:
     assert any(field == "host" and "vmm.ko" in message for field, message in problems)
 
 
+def test_vnc_without_a_password_is_refused_before_bhyve_opens_it_on_loopback(host: FakeHost) -> None:
+    # A spec stored on a driver that uses no VNC password (QEMU, issue 11) carries none.
+    driver = host.driver()
+    data = {"name": "web13", "memory": "256M", "boot": "uefi", "graphics": {"vnc": True}}
+    spec = validate_spec(data, SpecContext(vnc_password=False))
+    vm_dir = host.vm_dir("web13")
+    problems = blocking(driver.preflight(spec, vm_dir))
+    assert [p.field for p in problems if "password" in p.message] == ["graphics.password"], problems
+    generated = validate_spec(data)  # what bhyve's spec context gives it
+    assert not [p for p in driver.preflight(generated, vm_dir) if p.field == "graphics.password"]
+
+
 def test_preflight_reports_a_running_vm_and_plan_lists_every_command(host: FakeHost) -> None:
     driver = host.driver()
     spec = make_spec("web11", boot="bhyveload", disks=[{"size": "1G"}], graphics={"vnc": False})
@@ -387,6 +399,32 @@ def test_leftover_instance_is_reported_and_destroyed_before_the_next_start(host:
     driver.force_stop(spec, vm_dir)
 
     assert host.programs()[:2] == ["bhyvectl --destroy", "bhyve"]
+
+
+def test_stats_read_bhyvectl_and_rctl_of_the_running_vm(host: FakeHost) -> None:
+    """Issue 12: ``stats`` parses ``bhyvectl --get-stats`` (recorded sample, reference 3.3) and
+    ``rctl -u process:PID`` (reference 4.4) of the bhyve the supervisor runs; without RACCT
+    (rctl exits 1) CPU time is unknown but the bhyvectl counters still count."""
+    samples = Path(__file__).resolve().parent / "samples"
+    (host.fake / "get-stats").write_text((samples / "bhyvectl-get-stats.txt").read_text())
+    driver, spec = host.driver(), make_spec("stats1")
+    driver.rctl = str(FAKE / "rctl")
+    vm_dir = host.vm_dir("stats1")
+    with pytest.raises(Conflict, match="no statistics"):
+        driver.stats(spec, vm_dir)
+    started = driver.start(spec, vm_dir)
+
+    without_racct = driver.stats(spec, vm_dir)
+    (host.fake / "rctl-usage").write_text((samples / "rctl-usage.txt").read_text())
+    stats = driver.stats(spec, vm_dir)
+    driver.force_stop(spec, vm_dir)
+
+    assert without_racct.cpu_seconds is None and without_racct.rss_bytes == 3221225472
+    assert (stats.pid, stats.cpu_seconds, stats.rss_bytes) == (started.pid, 1523.0, 3221225472)
+    assert stats.extra == {"vm_exits": 58823301, "hlt_exits": 20331872, "vcpu_runtime_tsc": 912233810571,
+                           "resident_bytes": 3221225472, "wired_bytes": 0}
+    assert ["bhyvectl", f"--vm={spec.instance_name}", "--get-stats", "--cpu=0"] in host.calls("bhyvectl")
+    assert ["rctl", "-u", f"process:{started.pid}"] in host.calls("rctl")
 
 
 def test_vnc_password_is_in_a_0600_file_never_in_bhyves_arguments(host: FakeHost) -> None:

@@ -13,6 +13,7 @@ import pytest
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
 from bhype_core import cli
+from bhype_core.auth.principal import Principal
 from bhype_core.commands.task_follow import parse_events
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
@@ -51,7 +52,7 @@ def bhype(server, capsys, *args: str) -> tuple[int, str, str]:
 
 def test_follow_prints_the_log_live_and_exits_with_the_outcome(server, capsys):
     runtime = server["runtime"]
-    task = service.submit(runtime, "alice", "core.ping", {"echo": "x", "sleep": 0.3})
+    task = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"echo": "x", "sleep": 0.3})
     status, out, _ = bhype(server, capsys, "follow", task.id)
     assert status == 0
     lines = out.splitlines()
@@ -60,7 +61,7 @@ def test_follow_prints_the_log_live_and_exits_with_the_outcome(server, capsys):
     assert logged == ["ping from alice", "sleeping 0.3 s"]
     assert "[100%] succeeded: done" in lines
 
-    failing = service.submit(runtime, "alice", "core.ping", {"fail": "disk full"})
+    failing = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"fail": "disk full"})
     status, out, _ = bhype(server, capsys, "follow", failing.id)
     assert status == 1
     assert out.splitlines()[-1] == f"task {failing.id} failed: disk full"
@@ -69,8 +70,8 @@ def test_follow_prints_the_log_live_and_exits_with_the_outcome(server, capsys):
 
 def test_list_show_and_json(server, capsys):
     runtime = server["runtime"]
-    mine = service.submit(runtime, "alice", "core.ping", {"locks": ["vm:4"]})
-    theirs = service.submit(runtime, "bob", "core.ping", {})
+    mine = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"locks": ["vm:4"]})
+    theirs = service.submit(runtime, Principal("bob", "operator"), "core.ping", {})
     bhype(server, capsys, "follow", mine.id)
 
     status, out, _ = bhype(server, capsys, "list")
@@ -98,8 +99,8 @@ def test_list_show_and_json(server, capsys):
 
 def test_cancel_and_retry(server, capsys):
     runtime = server["runtime"]
-    sleeper = service.submit(runtime, "alice", "core.ping", {"sleep": 600, "locks": ["vm:8"]})
-    queued = service.submit(runtime, "alice", "core.ping", {"locks": ["vm:8"]})
+    sleeper = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"sleep": 600, "locks": ["vm:8"]})
+    queued = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"locks": ["vm:8"]})
     deadline = time.monotonic() + WAIT
     while not any(line.message == "sleeping 600 s" for line in store.read_log(runtime.engine, sleeper.id)):
         assert time.monotonic() < deadline, "the sleeper never ran"

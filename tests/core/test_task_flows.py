@@ -29,6 +29,7 @@ WAIT = 120.0  # seconds; generous for a loaded 2-core machine, never a timing as
 PLUGIN = Path(__file__).resolve().parents[1] / "fake_plugins" / "taskflow_plugin.py"
 ADMIN = Principal("root", "admin")
 ALICE = Principal("alice", "operator")
+BOB = Principal("bob", "operator")
 
 
 @pytest.fixture
@@ -105,7 +106,7 @@ def messages(runtime, task_id: str) -> list[str]:
 def test_a_scheduled_run_is_a_system_task_that_waits_for_its_lock_and_logs(tmp_path, flow, start_worker):
     raw = config(tmp_path)
     runtime = client(raw)
-    holder = service.submit(runtime, "alice", "core.ping", {"sleep": 600, "locks": ["vm:p"]})
+    holder = service.submit(runtime, ALICE, "core.ping", {"sleep": 600, "locks": ["vm:p"]})
     worker = start_worker(raw, env={**flow, "TASKFLOW_PERIODIC": "1"})  # submits test.scheduled at start
     scheduled = wait_for(lambda: store.list_tasks(runtime.engine, owner=SYSTEM_OWNER, kind="core.ping"),
                          "the scheduled run's Task row")[0]
@@ -131,7 +132,7 @@ def test_sub_tasks_run_in_order_in_the_parents_slot_with_its_lock(tmp_path, flow
     raw = config(tmp_path, workers=1, per_user=1)
     runtime = client(raw)
     start_worker(raw, env=flow)
-    parent = service.submit(runtime, "alice", "test.chain", {"vm": "c", "steps": ["stop", "copy", "start"]})
+    parent = service.submit(runtime, ALICE, "test.chain", {"vm": "c", "steps": ["stop", "copy", "start"]})
     done = ended(runtime, parent.id)
     assert done.state == "succeeded", done.error
     ids = [child_id for child_id, _, _ in done.result["outcomes"]]
@@ -151,9 +152,9 @@ def test_cancelling_a_parent_cancels_the_sub_task_it_waits_for(tmp_path, flow, s
     raw = config(tmp_path)
     runtime = client(raw)
     start_worker(raw, env=flow)
-    busy = service.submit(runtime, "bob", "core.ping", {"sleep": 600, "locks": ["vm:busy"]})
+    busy = service.submit(runtime, BOB, "core.ping", {"sleep": 600, "locks": ["vm:busy"]})
     wait_for(lambda: "sleeping 600 s" in messages(runtime, busy.id), "bob's task to hold vm:busy")
-    parent = service.submit(runtime, "alice", "test.chain", {"vm": "c2", "steps": ["copy"], "child_locks": ["vm:busy"]})
+    parent = service.submit(runtime, ALICE, "test.chain", {"vm": "c2", "steps": ["copy"], "child_locks": ["vm:busy"]})
     child = wait_for(lambda: store.children_of(runtime.engine, parent.id), "the sub-task")[0]
     waiting = f"waiting for lock vm:busy held by task {busy.id}"
     wait_for(lambda: row(runtime, child.id).progress_message == waiting, "the sub-task to wait for vm:busy")
@@ -162,7 +163,7 @@ def test_cancelling_a_parent_cancels_the_sub_task_it_waits_for(tmp_path, flow, s
     assert ended(runtime, parent.id).state == "cancelled"
     assert ended(runtime, child.id).state == "cancelled"
     assert row(runtime, child.id).started is None  # it never ran
-    service.cancel(runtime, Principal("bob", "operator"), busy.id)
+    service.cancel(runtime, BOB, busy.id)
     ended(runtime, busy.id)
 
 
@@ -174,7 +175,7 @@ def test_a_resumable_task_resumes_from_its_checkpoint_after_kill_9(tmp_path, flo
     steps_log = Path(flow["TASKFLOW_DIR"]) / "steps.log"
     gate = tmp_path / "gate"
     first = start_worker(raw, env=flow)
-    task = service.submit(runtime, "alice", "test.steps", {"gate": str(gate)})
+    task = service.submit(runtime, ALICE, "test.steps", {"gate": str(gate)})
     wait_for(lambda: steps_log.exists() and "two" in steps_log.read_text(), "steps one and two")
     wait_for(lambda: (row(runtime, task.id).checkpoint or {}).get("step") == "two", "the checkpoint of step two")
 

@@ -46,11 +46,15 @@ class Kinds:
 
     @hookimpl
     def bhype_register_tasks(self, register):
-        register(TaskKind(name="test.actor", run=self.actor))
-        register(TaskKind(name="test.wait", run=self.wait, locks=lambda arguments: [f"vm:{arguments['vm']}"]))
-        register(TaskKind(name="test.thread", run=self.thread))
-        register(TaskKind(name="test.badlocks", run=lambda context: None, locks=lambda arguments: ["no type"]))
-        register(TaskKind(name="test.brokenlocks", run=lambda context: None, locks=lambda arguments: 1 / 0))
+        # Operators may run them all: what is tested here is the queue, not who may submit.
+        register(TaskKind(name="test.actor", run=self.actor, role="operator"))
+        register(TaskKind(name="test.wait", run=self.wait, role="operator",
+                          locks=lambda arguments: [f"vm:{arguments['vm']}"]))
+        register(TaskKind(name="test.thread", run=self.thread, role="operator"))
+        register(TaskKind(name="test.badlocks", run=lambda context: None, role="operator",
+                          locks=lambda arguments: ["no type"]))
+        register(TaskKind(name="test.brokenlocks", run=lambda context: None, role="operator",
+                          locks=lambda arguments: 1 / 0))
 
     @hookimpl
     def bhype_notify(self, event):
@@ -129,7 +133,7 @@ def log_lines(runtime, task_id: str) -> list[tuple[int, str, str]]:
 
 
 def test_submit_stores_a_queued_row_with_locks_and_target(runtime):
-    task = service.submit(runtime, "alice", "core.ping", {"echo": 1, "locks": ["vm:3", "pool:tank", "vm:3"]})
+    task = service.submit(runtime, ALICE, "core.ping", {"echo": 1, "locks": ["vm:3", "pool:tank", "vm:3"]})
     stored = row(runtime, task.id)
     assert (stored.owner, stored.kind, stored.state, stored.progress) == ("alice", "core.ping", QUEUED, 0.0)
     assert stored.arguments == {"echo": 1, "locks": ["vm:3", "pool:tank", "vm:3"]}
@@ -149,7 +153,7 @@ def test_bad_submissions_name_the_field_and_store_nothing(runtime):
     ]
     for (kind, arguments), where, error in cases:
         with pytest.raises(error) as caught:
-            service.submit(runtime, "alice", kind, arguments)
+            service.submit(runtime, ALICE, kind, arguments)
         if error is ValidationErrors:
             assert where in [field.path for field in caught.value.errors], caught.value
         else:
@@ -158,11 +162,11 @@ def test_bad_submissions_name_the_field_and_store_nothing(runtime):
 
 
 def test_a_pass_starts_within_limits_and_says_why_the_rest_wait(runtime):
-    a1 = service.submit(runtime, "alice", "core.ping", {"locks": ["vm:1"]})
-    a2 = service.submit(runtime, "alice", "core.ping", {})
-    a3 = service.submit(runtime, "alice", "core.ping", {})
-    b1 = service.submit(runtime, "bob", "core.ping", {"locks": ["vm:1"]})
-    c1 = service.submit(runtime, "carol", "core.ping", {})
+    a1 = service.submit(runtime, ALICE, "core.ping", {"locks": ["vm:1"]})
+    a2 = service.submit(runtime, ALICE, "core.ping", {})
+    a3 = service.submit(runtime, ALICE, "core.ping", {})
+    b1 = service.submit(runtime, BOB, "core.ping", {"locks": ["vm:1"]})
+    c1 = service.submit(runtime, Principal("carol", "operator"), "core.ping", {})
     scheduler = runtime.queue.scheduler
 
     started = scheduler.run_pass()
@@ -184,7 +188,7 @@ def test_a_pass_starts_within_limits_and_says_why_the_rest_wait(runtime):
 
 
 def test_execution_records_result_log_progress_and_the_actor(runtime):
-    task = service.submit(runtime, "alice", "test.actor", {})
+    task = service.submit(runtime, ALICE, "test.actor", {})
     runtime.queue.scheduler.run_pass()
     drain(runtime)
     done = row(runtime, task.id)
@@ -197,7 +201,7 @@ def test_execution_records_result_log_progress_and_the_actor(runtime):
 
 
 def test_threads_of_a_task_act_as_it_through_the_context(runtime):
-    task = service.submit(runtime, "alice", "test.thread", {})
+    task = service.submit(runtime, ALICE, "test.thread", {})
     runtime.queue.scheduler.run_pass()
     drain(runtime)
     done = row(runtime, task.id)
@@ -207,7 +211,7 @@ def test_threads_of_a_task_act_as_it_through_the_context(runtime):
 
 
 def test_a_failure_is_recorded_with_code_message_detail_and_an_event(runtime, kinds):
-    task = service.submit(runtime, "alice", "core.ping", {"fail": "no such pool"})
+    task = service.submit(runtime, ALICE, "core.ping", {"fail": "no such pool"})
     runtime.queue.scheduler.run_pass()
     drain(runtime)
     done = row(runtime, task.id)
@@ -222,10 +226,10 @@ def test_a_failure_is_recorded_with_code_message_detail_and_an_event(runtime, ki
 
 
 def test_cancel_a_queued_task_it_never_runs(runtime):
-    blocker = service.submit(runtime, "bob", "core.ping", {"locks": ["vm:1"]})
+    blocker = service.submit(runtime, BOB, "core.ping", {"locks": ["vm:1"]})
     runtime.queue.scheduler.run_pass()  # bob holds vm:1 (not run yet)
-    waiting = service.submit(runtime, "alice", "core.ping", {"locks": ["vm:1"]})
-    later = service.submit(runtime, "alice", "core.ping", {})
+    waiting = service.submit(runtime, ALICE, "core.ping", {"locks": ["vm:1"]})
+    later = service.submit(runtime, ALICE, "core.ping", {})
     runtime.queue.scheduler.run_pass()
     assert row(runtime, later.id).state == QUEUED  # behind alice's waiting head
 
@@ -241,7 +245,7 @@ def test_cancel_a_queued_task_it_never_runs(runtime):
 
 
 def test_cancel_a_running_task_at_its_next_safe_point(runtime, kinds):
-    task = service.submit(runtime, "alice", "test.wait", {"vm": 7})
+    task = service.submit(runtime, ALICE, "test.wait", {"vm": 7})
     runtime.queue.scheduler.run_pass()
     worker = threading.Thread(target=drain, args=(runtime,))
     worker.start()
@@ -262,7 +266,7 @@ def test_cancel_a_running_task_at_its_next_safe_point(runtime, kinds):
 
 
 def test_cancel_between_start_and_pickup_ends_cancelled_without_running(runtime, kinds):
-    task = service.submit(runtime, "alice", "test.wait", {"vm": 1})
+    task = service.submit(runtime, ALICE, "test.wait", {"vm": 1})
     runtime.queue.scheduler.run_pass()
     service.cancel(runtime, ALICE, task.id)
     drain(runtime)
@@ -271,7 +275,7 @@ def test_cancel_between_start_and_pickup_ends_cancelled_without_running(runtime,
 
 
 def test_retry_makes_a_new_task_owned_by_the_caller(runtime):
-    failed = service.submit(runtime, "alice", "core.ping", {"fail": "x"})
+    failed = service.submit(runtime, ALICE, "core.ping", {"fail": "x"})
     runtime.queue.scheduler.run_pass()
     drain(runtime)
     again = service.retry(runtime, ADMIN, failed.id)
@@ -284,8 +288,8 @@ def test_retry_makes_a_new_task_owned_by_the_caller(runtime):
 
 
 def test_operators_see_only_their_own_tasks_and_admins_see_all(runtime):
-    mine = service.submit(runtime, "alice", "core.ping", {})
-    theirs = service.submit(runtime, "bob", "test.actor", {})
+    mine = service.submit(runtime, ALICE, "core.ping", {})
+    theirs = service.submit(runtime, BOB, "test.actor", {})
     assert [t.id for t in service.list_visible(runtime, ALICE)] == [mine.id]
     assert [t.id for t in service.list_visible(runtime, ADMIN)] == [theirs.id, mine.id]
     assert [t.id for t in service.list_visible(runtime, ADMIN, user="bob")] == [theirs.id]
@@ -306,7 +310,7 @@ def test_operators_see_only_their_own_tasks_and_admins_see_all(runtime):
 
 
 def test_a_stale_start_message_is_skipped(runtime):
-    task = service.submit(runtime, "alice", "test.actor", {})
+    task = service.submit(runtime, ALICE, "test.actor", {})
     runtime.queue.scheduler.run_pass()
     me = runtime.queue.scheduler.identity
     assert execute(runtime, me, task.id, "not-the-token") is None
@@ -329,18 +333,18 @@ def test_recovery_requeues_unstarted_and_interrupts_running_tasks_of_dead_worker
     elsewhere = WorkerIdentity(id="1" * 32, host="another-host", pid=1)
     alive = liveness.WorkerLease(directory).acquire()
     try:
-        never = service.submit(runtime, "alice", "core.ping", {"locks": ["vm:1"]})
+        never = service.submit(runtime, ALICE, "core.ping", {"locks": ["vm:1"]})
         [(never_id, _)] = claim_as(runtime, dead)
-        running = service.submit(runtime, "bob", "core.ping", {"locks": ["vm:2"]})
+        running = service.submit(runtime, BOB, "core.ping", {"locks": ["vm:2"]})
         [(running_id, token)] = claim_as(runtime, dead)
         assert store.pick_up(runtime.engine, running_id, token, dead) is not None
-        remote = service.submit(runtime, "carol", "core.ping", {})
+        remote = service.submit(runtime, Principal("carol", "operator"), "core.ping", {})
         [(remote_id, remote_token)] = claim_as(runtime, elsewhere)
         store.pick_up(runtime.engine, remote_id, remote_token, elsewhere)
-        living = service.submit(runtime, "dave", "core.ping", {})
+        living = service.submit(runtime, Principal("dave", "operator"), "core.ping", {})
         [(living_id, living_token)] = claim_as(runtime, alive.identity)
         store.pick_up(runtime.engine, living_id, living_token, alive.identity)
-        waiting = service.submit(runtime, "erin", "core.ping", {"locks": ["vm:2"]})
+        waiting = service.submit(runtime, Principal("erin", "operator"), "core.ping", {"locks": ["vm:2"]})
         scheduler.settings = scheduler.settings.model_copy(update={"max_running": 10})
 
         scheduler._ready, scheduler._last_sweep = True, 0.0
@@ -373,7 +377,7 @@ def test_stopping_a_worker_releases_its_own_tasks(runtime):
         deadline = time.monotonic() + WAIT_LIMIT
         while not scheduler._ready and time.monotonic() < deadline:
             time.sleep(0.02)
-        task = service.submit(runtime, "alice", "core.ping", {})
+        task = service.submit(runtime, ALICE, "core.ping", {})
         while row(runtime, task.id).state == QUEUED and time.monotonic() < deadline:
             time.sleep(0.02)
         assert row(runtime, task.id).state == RUNNING  # started, its message not yet run
@@ -387,7 +391,7 @@ def test_racing_schedulers_in_separate_processes_never_double_start(runtime, dat
     from bhype_core.db.engine import make_engine
 
     for n in range(24):
-        service.submit(runtime, f"user{n % 4}", "core.ping", {"locks": [f"vm:{n % 5}"]})
+        service.submit(runtime, Principal(f"user{n % 4}", "operator"), "core.ping", {"locks": [f"vm:{n % 5}"]})
     engines = [make_engine(database_url) for _ in range(3)]
     workers = [WorkerIdentity(id=f"{n}" * 32, host="h", pid=n) for n in range(3)]
     claims: list[list[tuple[str, str]]] = [[] for _ in engines]
@@ -424,7 +428,7 @@ def test_racing_schedulers_in_separate_processes_never_double_start(runtime, dat
 
 
 def test_log_lines_from_concurrent_writers_get_distinct_sequence_numbers(runtime):
-    task = service.submit(runtime, "alice", "core.ping", {})
+    task = service.submit(runtime, ALICE, "core.ping", {})
 
     def write(n: int) -> None:
         for i in range(10):
@@ -449,14 +453,14 @@ def test_tasks_wait_until_the_tables_exist(tmp_path, kinds):
     scheduler = bare.queue.scheduler
     assert scheduler.run_pass() == [] and not scheduler._ready
     upgrade(bare)
-    task = service.submit(bare, "alice", "core.ping", {})
+    task = service.submit(bare, ALICE, "core.ping", {})
     assert scheduler.run_pass() == [task.id]
     scheduler.lease.release()
     bare.engine.dispose()
 
 
 def test_a_progress_write_after_the_task_ended_is_dropped(runtime):
-    task = service.submit(runtime, "alice", "core.ping", {})
+    task = service.submit(runtime, ALICE, "core.ping", {})
     [(task_id, token)] = dispatch.dispatch_pass(runtime.engine, Limits(2, 2), runtime.queue.scheduler.identity)
     with runtime.engine.begin() as connection:
         connection.execute(update(Task).where(col(Task.id) == task_id).values(state=CANCELLED))

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 
 WAIT = 120.0  # seconds; generous for a loaded 2-core machine, never a timing assertion
 ALICE = Principal("alice", "operator")
+BOB = Principal("bob", "operator")
+CAROL = Principal("carol", "operator")
 
 RECORDER = '''
 """Test plugin loaded through a real entry point: appends every event to a JSON-lines file."""
@@ -132,11 +134,11 @@ def test_fifo_per_user_limits_and_locks(backend, start_worker):
     worker = start_worker(raw)
     submitted = []
     for n in range(5):
-        submitted.append(service.submit(runtime, "alice", "core.ping", {"echo": n, "sleep": 0.2}))
+        submitted.append(service.submit(runtime, ALICE, "core.ping", {"echo": n, "sleep": 0.2}))
         if n % 2:
-            submitted.append(service.submit(runtime, "bob", "core.ping", {"sleep": 0.2, "locks": ["vm:1"]}))
-    submitted.append(service.submit(runtime, "carol", "core.ping", {"sleep": 0.2, "locks": ["vm:1", "pool:p"]}))
-    submitted.append(service.submit(runtime, "alice", "core.ping", {"locks": ["vm:1"]}))
+            submitted.append(service.submit(runtime, BOB, "core.ping", {"sleep": 0.2, "locks": ["vm:1"]}))
+    submitted.append(service.submit(runtime, CAROL, "core.ping", {"sleep": 0.2, "locks": ["vm:1", "pool:p"]}))
+    submitted.append(service.submit(runtime, ALICE, "core.ping", {"locks": ["vm:1"]}))
 
     done = wait_for(lambda: all_ended(runtime, submitted), "every task to end")
     assert {task.state for task in done} == {"succeeded"}
@@ -157,9 +159,9 @@ def test_fairness_another_users_first_task_waits_at_most_one_slot(backend, start
     raw = with_limits(backend, workers=2, per_user=2)
     runtime = client_runtime(raw)
     start_worker(raw)
-    alice = [service.submit(runtime, "alice", "core.ping", {"echo": n, "sleep": 1.0}) for n in range(12)]
+    alice = [service.submit(runtime, ALICE, "core.ping", {"echo": n, "sleep": 1.0}) for n in range(12)]
     wait_for(lambda: sum(task.state == "running" for task in rows(runtime, alice)) == 2, "alice holding both slots")
-    bob = service.submit(runtime, "bob", "core.ping", {"echo": "first"})
+    bob = service.submit(runtime, BOB, "core.ping", {"echo": "first"})
     visible = utcnow()  # committed: every later pass sees bob's task
 
     done = wait_for(lambda: all_ended(runtime, [*alice, bob]), "every task to end")
@@ -174,8 +176,8 @@ def test_fairness_another_users_first_task_waits_at_most_one_slot(backend, start
 def test_cancel_queued_and_running_tasks(backend, start_worker):
     runtime = client_runtime(backend)
     start_worker(backend)
-    running = service.submit(runtime, "alice", "core.ping", {"sleep": 600, "locks": ["vm:2"]})
-    queued = service.submit(runtime, "alice", "core.ping", {"locks": ["vm:2"]})
+    running = service.submit(runtime, ALICE, "core.ping", {"sleep": 600, "locks": ["vm:2"]})
+    queued = service.submit(runtime, ALICE, "core.ping", {"locks": ["vm:2"]})
     wait_for(lambda: logged(runtime, running, "sleeping 600 s"), "the sleeper to run")
     # The dispatcher notes the wait on its next pass, which may come just after the sleeper starts.
     waiting = f"waiting for lock vm:2 held by task {running.id}"
@@ -197,9 +199,9 @@ def test_kill_9_mid_task_then_restart_interrupts_it_and_frees_its_lock(backend, 
     env, events_file = event_recorder
     runtime = client_runtime(backend)
     first = start_worker(backend, env=env)
-    victim = service.submit(runtime, "alice", "core.ping", {"sleep": 600, "locks": ["vm:5"]})
-    waiting = service.submit(runtime, "bob", "core.ping", {"echo": "after", "locks": ["vm:5"]})
-    failing = service.submit(runtime, "carol", "core.ping", {"fail": "disk full"})
+    victim = service.submit(runtime, ALICE, "core.ping", {"sleep": 600, "locks": ["vm:5"]})
+    waiting = service.submit(runtime, BOB, "core.ping", {"echo": "after", "locks": ["vm:5"]})
+    failing = service.submit(runtime, CAROL, "core.ping", {"fail": "disk full"})
     wait_for(lambda: logged(runtime, victim, "sleeping 600 s"), "the victim to run")
     wait_for(lambda: store.get_task(runtime.engine, failing.id).state == "failed", "the failure")
     # The worker sends a task's event just after it records the task final.

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
 from bhype_core.api.app import create_app
+from bhype_core.auth.principal import SYSTEM
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
@@ -217,7 +218,7 @@ def test_failed_task_shows_its_error_and_retry_runs_it_again(app, client, worker
 
 def test_system_tasks_and_sub_tasks_show_in_the_list_for_admins(runtime, app, client):
     scheduled = submit_as_system(runtime, "core.ping", {"echo": "scheduled"})
-    child = service.submit(runtime, SYSTEM_OWNER, "core.ping", {}, parent=scheduled.id)
+    child = service.submit(runtime, SYSTEM, "core.ping", {}, parent=scheduled.id)
     act_as(app, "root", "admin")
     listed = client.get(TASKS, params={"user": SYSTEM_OWNER}).json()["tasks"]
     assert [(task["id"], task["owner"], task["parent_id"]) for task in listed] == [

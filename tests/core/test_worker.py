@@ -13,6 +13,7 @@ import pytest
 
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
+from bhype_core.auth.principal import Principal
 from bhype_core.db.migrate import upgrade
 from bhype_core.db.task_models import FINAL_STATES
 from bhype_core.errors import ValidationErrors
@@ -24,6 +25,7 @@ from bhype_core.testing.queue import queue_config, settings_from, write_config
 pytestmark = pytest.mark.slow
 
 BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+ALICE = Principal("alice", "operator")
 RESULT_TIMEOUT = 60.0  # generous: a loaded 2-core machine; not a timing assertion
 
 
@@ -58,19 +60,19 @@ def test_ping_round_trip_and_failure_through_a_worker_process(worker_config, sta
     worker = start_worker(worker_config)
     runtime = client_runtime(worker_config)
 
-    task = ended(runtime, service.submit(runtime, "alice", "core.ping", {"echo": ["round", 1]}).id)
+    task = ended(runtime, service.submit(runtime, ALICE, "core.ping", {"echo": ["round", 1]}).id)
     assert task.state == "succeeded" and task.result["pong"] is True
     assert task.result["pid"] == worker.pid != os.getpid()  # it really ran over there
     assert task.result["echo"] == ["round", 1]
     assert (task.result["user"], task.result["task_id"]) == ("alice", task.id)
     assert [line.message for line in store.read_log(runtime.engine, task.id)] == ["ping from alice"]
 
-    failing = ended(runtime, service.submit(runtime, "alice", "core.ping", {"fail": "no such pool"}).id)
+    failing = ended(runtime, service.submit(runtime, ALICE, "core.ping", {"fail": "no such pool"}).id)
     assert failing.state == "failed" and failing.error["message"] == "no such pool"
     assert (failing.error["detail"]["type"], failing.error["detail"]["plugin"]) == ("PingFailed", "core_tasks")
 
     with pytest.raises(ValidationErrors, match="unknown task kind 'core.nope'"):
-        service.submit(runtime, "alice", "core.nope", {})
+        service.submit(runtime, ALICE, "core.nope", {})
 
     log = worker.log_text()
     assert "task kind core.ping (plugin core_tasks)" in log  # the worker names what it runs
@@ -89,7 +91,7 @@ def test_worker_stops_gracefully_on_sighup(tmp_path, start_worker):
 def check_graceful_stop(raw, start_worker, signum):
     worker = start_worker(raw)
     runtime = client_runtime(raw)
-    task = service.submit(runtime, "alice", "core.ping", {"sleep": 1.5, "echo": "finish me"})
+    task = service.submit(runtime, ALICE, "core.ping", {"sleep": 1.5, "echo": "finish me"})
     worker.wait_for_log(f"task core.ping {task.id} started")
 
     worker.send_signal(signum)
@@ -105,7 +107,7 @@ def test_worker_stops_at_once_on_sigterm(tmp_path, start_worker):
     raw = queue_config(tmp_path / "data", "sqlite")
     worker = start_worker(raw)
     runtime = client_runtime(raw)
-    task = service.submit(runtime, "alice", "core.ping", {"sleep": 600})
+    task = service.submit(runtime, ALICE, "core.ping", {"sleep": 600})
     worker.wait_for_log(f"task core.ping {task.id} started")
 
     worker.send_signal(signal.SIGTERM)

@@ -63,8 +63,8 @@ def start_sampler(runtime: Any):
 
 @hookimpl
 def bhype_register_tasks(register):
-    register(TaskKind(name="test.steps", run=steps, resumable=True))
-    register(TaskKind(name="test.chain", run=chain, locks=lambda arguments: [f"vm:{arguments['vm']}"]))
+    register(TaskKind(name="test.steps", run=steps, role="operator", resumable=True))
+    register(TaskKind(name="test.chain", run=chain, role="operator", locks=lambda arguments: [f"vm:{arguments['vm']}"]))
 
 
 @hookimpl

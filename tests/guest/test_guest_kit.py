@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from bhype_testimages import debian, guest_cache
+from bhype_testimages.initramfs import Initramfs, module_closure, module_index, parse_ldso_list
 
 from bhype_core.drivers.qmp import QMPClient, QMPError
-from bhype_core.testing import debian, guest_cache
-from bhype_core.testing.initramfs import Initramfs, module_closure, module_index, parse_ldso_list
+from bhype_core.testing.parts import require_program
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -83,8 +81,8 @@ def test_ldso_list_parsing() -> None:
 # --- cpio newc writer, checked with GNU cpio ---------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("cpio") is None, reason="GNU cpio not installed")
 def test_initramfs_archive_lists_and_extracts_with_gnu_cpio(tmp_path: Path) -> None:
+    require_program("cpio", "cpio")
     source = tmp_path / "payload"
     source.write_bytes(b"x" * 4097)
     source.chmod(0o750)
@@ -143,35 +141,7 @@ def test_module_closure_orders_dependencies_first(tmp_path: Path) -> None:
         module_closure(index, ["ahci"])
 
 
-# --- cache: one build when two processes ask at once ------------------------------------------
-
-
-def _build_once(root: str, log: str) -> None:
-    root_path = Path(root)
-    with guest_cache.build_lock(root_path, "demo"):
-        if guest_cache.find_entry(root_path / "demo", "_k") is None:
-            with guest_cache.staging_dir(root_path / "demo") as staging:
-                with open(log, "a") as handle:
-                    handle.write("built\n")
-                time.sleep(0.5)  # hold the lock long enough for the other process to queue
-                guest_cache.publish(staging, root_path / "demo" / "v1_k", {"kernel": "vmlinuz"})
-
-
-def test_concurrent_builders_build_once(tmp_path: Path) -> None:
-    log = tmp_path / "builds.log"
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_build_once, args=(str(tmp_path), str(log))) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
-
-    assert log.read_text() == "built\n"
-    entry = guest_cache.find_entry(tmp_path / "demo", "_k")
-    assert entry == tmp_path / "demo" / "v1_k"
-    assert guest_cache.read_manifest(entry) == {"kernel": "vmlinuz"}
-    assert not list((tmp_path / "demo").glob(".tmp-*"))
+# --- cache (locking and the build log: test_guest_cache.py) -----------------------------------
 
 
 def test_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -181,13 +151,6 @@ def test_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
             raise RuntimeError("build broke")
     assert list((tmp_path / "demo").iterdir()) == []
     assert guest_cache.find_entry(tmp_path / "demo", "") is None
-
-
-def test_ci_detection(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CI", "true")
-    assert guest_cache.in_ci()
-    monkeypatch.setenv("CI", "")
-    assert not guest_cache.in_ci()
 
 
 # --- QMP client failure paths (the happy path runs against real QEMU in test_tiny_guest) -------

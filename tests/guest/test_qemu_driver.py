@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bhype_core.drivers.base import HypervisorFailed, VMState, VMStatus
+from bhype_core.drivers.base import Attachments, HypervisorFailed, VMState, VMStatus
 from bhype_core.drivers.qemu import QemuDriver
 from bhype_core.drivers.state import ProcessTable, read_json, supervisor_markers
 from bhype_core.host.runner import LocalRunner
@@ -229,3 +229,31 @@ def test_qemu_refusing_the_command_line_fails_the_start_with_its_stderr(lab: Lab
     state = read_json(lab.vm_dir("delta") / "state.json") or {}
     assert not ProcessTable(LocalRunner()).alive(state.get("supervisor_pid"), supervisor_markers(lab.vm_dir("delta")))
     assert spec.instance_name not in lab.driver.running_instances()
+
+
+def test_an_install_start_drops_the_iso_after_the_first_reboot(lab: Lab) -> None:
+    # Issue 14 "Start plans": the ISO boots once, then the VM runs without it (vm-bhyve's
+    # `vm install`, reference freebsd-host.md 1.7). The "installer" reboots once, through QMP
+    # system_reset (SHUTDOWN reason host-qmp-system-reset: a reboot, exit status 0).
+    from bhype_core.drivers.qmp import QMPClient
+
+    iso = lab.root / "installer.iso"
+    iso.write_bytes(b"\0" * 2048 * 16)
+    spec = lab.spec("epsilon", cdrom="installer.iso")
+    first = lab.driver.start(spec, lab.vm_dir("epsilon"), Attachments(cdrom_path=str(iso), start_mode="install"))
+    lab.started["epsilon"] = first
+    assert any("drive=cd0" in arg for arg in command_line(first.pid or 0))
+    lab.wait_serial("epsilon", READY_MARKER)
+    with QMPClient(lab.driver.ctl_socket(lab.vm_dir("epsilon")), timeout=10) as client:
+        client.execute("system_reset")
+
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while (status := lab.status("epsilon")).restarts < 1 or status.state is not VMState.RUNNING:
+        assert time.monotonic() < deadline and status.active, status
+        time.sleep(0.2)
+
+    again = command_line(status.pid or 0)
+    assert status.pid != first.pid and spec.instance_name in again
+    assert str(iso) not in " ".join(again) and not any("cd0" in arg for arg in again)
+    assert (read_json(lab.vm_dir("epsilon") / "state.json") or {}).get("boot") == "disk"
+    assert lab.driver.force_stop(spec, lab.vm_dir("epsilon")).state is VMState.STOPPED

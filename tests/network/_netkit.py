@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import bhype_core.builtins.isos as core_isos
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.network as core_network
 import bhype_core.builtins.storage as core_storage
@@ -37,7 +38,7 @@ def network_runtime(tmp_path: Path) -> Iterator[Runtime]:
     """A runtime with the core built-ins (SQLite, migrated); tests swap its runner."""
     pm = make_plugin_manager(load_entrypoints=False, plugins=[
         ("core_models", core_models), ("core_tasks", core_tasks), ("core_storage", core_storage),
-        ("core_vms", core_vms), ("core_network", core_network),
+        ("core_vms", core_vms), ("core_network", core_network), ("core_isos", core_isos),
     ])
     runtime = build_runtime(make_settings(tmp_path / "data", core={"platform": "linux"}), pm)
     upgrade(runtime)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +12,7 @@ import pycdlib
 import pytest
 
 from bhype_core.iso9660 import SECTOR, IsoError, build_iso, iso_name
+from bhype_core.testing.parts import missing, require_program
 
 WHEN = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -93,8 +93,8 @@ def test_bad_input_is_refused_naming_what(files: dict, label: str, message: str)
         build_iso(files, label, WHEN)
 
 
-@pytest.mark.skipif(shutil.which("blkid") is None, reason="blkid (util-linux) not installed")
 def test_blkid_sees_the_iso9660_label(tmp_path: Path) -> None:
+    require_program("blkid", "util-linux")
     path = tmp_path / "seed.iso"
     path.write_bytes(build_iso({"meta-data": b"x"}, "cidata", WHEN))
     out = subprocess.run(["blkid", "-o", "export", str(path)], capture_output=True, text=True, check=True).stdout
@@ -105,9 +105,9 @@ def test_blkid_sees_the_iso9660_label(tmp_path: Path) -> None:
 def test_busybox_findfs_finds_a_small_image_by_label(tmp_path: Path) -> None:
     """busybox volume_id (the tiny guest's findfs) reads 0x11000 bytes at once: the writer pads
     like genisoimage so a three-file seed is recognised."""
-    busybox = shutil.which("busybox")
-    if busybox is None or os.geteuid() != 0 or not Path("/dev/loop-control").exists():
-        pytest.skip("needs busybox, root and loop devices")
+    busybox = require_program("busybox", "busybox")
+    if os.geteuid() != 0 or not Path("/dev/loop-control").exists():
+        missing("loop", "needs root and loop devices (losetup)")
     path = tmp_path / "seed.iso"
     path.write_bytes(build_iso({"meta-data": b"x"}, "cidata", WHEN))
     loop = subprocess.run(["losetup", "-f", "--show", "-r", str(path)], capture_output=True, text=True, check=True)

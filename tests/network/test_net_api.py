@@ -16,6 +16,7 @@ from bhype_core.db.task_models import SUCCEEDED
 from bhype_core.isos import uploads_dir
 from bhype_core.taskqueue import store
 from bhype_core.testing import act_as
+from bhype_core.testing.roles import role_account
 
 
 @pytest.fixture
@@ -35,10 +36,11 @@ def finished(runtime, answer) -> dict:
 
 
 @pytest.mark.slow
-def test_switch_lifecycle_as_admin(client, network_runtime, netns) -> None:
+def test_switch_lifecycle_as_admin(client, network_runtime, netns, local_user) -> None:
     host_ns = netns("host")
     network_runtime.__dict__["runner"] = NetnsRunner(host_ns)
-    act_as(client.app_ref, "root", "admin")
+    # A real admin: the worker reads the role from the account's groups before it runs a task.
+    act_as(client.app_ref, role_account(local_user, network_runtime).name, "admin")
 
     bad = client.post("/api/v1/switches", json={"name": "a.b", "vlan": 0, "address": "x"})
     assert bad.status_code == 422

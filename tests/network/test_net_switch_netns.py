@@ -4,7 +4,6 @@ prove who can reach whom. All traffic stays inside the test's namespaces."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from bhype_core.network.models import linux_tap_name, validate_switch, vlan_brid
 from bhype_core.network.service import add_uplink, create_switch, destroy_switch, get_switch, remove_uplink
 from bhype_core.network.taps import TAPS_FILE, plug_nics, unplug_nics
 from bhype_core.spec import validate_spec
+from bhype_core.testing.parts import require_program
 from bhype_core.vm.models import VM
 
 pytestmark = pytest.mark.slow
@@ -115,8 +115,8 @@ def test_switch_in_use_cannot_be_destroyed(netns, network_runtime) -> None:
         create_switch(task_context(network_runtime, "switch.create"), name="lan")
 
 
-@pytest.mark.skipif(shutil.which("nft") is None, reason="nftables (nft) is not installed")
 def test_nat_switch_masquerades_its_subnet_out_of_the_host(netns, network_runtime) -> None:
+    require_program("nft", "nftables")
     host_ns, vm, wan = netns("host"), netns("vm"), netns("wan")
     network_runtime.__dict__["runner"] = NetnsRunner(host_ns)
     veth_into(host_ns, "wan0", wan, "10.64.0.1/24")  # wan knows no route back to 10.63.0.0/24

@@ -114,3 +114,29 @@ def test_a_start_that_cannot_work_names_the_problem_and_its_fix(server, capsys):
     assert last.endswith("(fix: create the disk, or fix disks.0.volume)")
     status, out, _ = bhype(server, capsys, "vm", "info", "nodisk", "--json")
     assert json.loads(out)["state"] == "stopped"
+
+
+def test_install_and_rescue_starts_from_the_cli(server, capsys):
+    # Issue 14 "Start plans": --install boots the ISO once, then the disk; --rescue the ISO first.
+    assert bhype(server, capsys, "vm", "create", "plain", "-t", "alpine", "--disk", "1G", "--wait")[0] == 0
+    status, _, err = bhype(server, capsys, "vm", "start", "plain", "--install")
+    assert status == 1 and "has none: attach one first (spec.cdrom)" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):  # one mode at a time (argparse usage error)
+        bhype(server, capsys, "vm", "start", "plain", "--install", "--rescue")
+    capsys.readouterr()
+
+    from bhype_core.vm.services import open_datastore
+
+    iso = open_datastore(server["runtime"]).iso_path("installer.iso")
+    iso.parent.mkdir(parents=True, exist_ok=True)
+    iso.write_bytes(b"\0" * 4096)
+    assert bhype(server, capsys, "vm", "create", "inst", "-t", "alpine", "--disk", "1G", "--iso", "installer.iso",
+                 "--wait")[0] == 0
+    status, out, _ = bhype(server, capsys, "vm", "show-command", "inst", "--platform", "linux", "--install",
+                           "--json")
+    purposes = [c["purpose"] for c in json.loads(out)["commands"] if c["argv"][0].startswith("qemu")]
+    assert status == 0 and len(purposes) == 2 and purposes[1].startswith("after the guest's first reboot")
+    status, out, _ = bhype(server, capsys, "vm", "show-command", "inst", "--platform", "linux", "--rescue",
+                           "--json")
+    (qemu,) = [c["argv"] for c in json.loads(out)["commands"] if c["argv"][0].startswith("qemu")]
+    assert status == 0 and any("drive=cd0,bootindex=0" in arg for arg in qemu)

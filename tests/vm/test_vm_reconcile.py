@@ -54,13 +54,29 @@ def test_reconcile_corrects_a_stale_cache_from_the_driver(two_vms, task_context)
     assert states(runtime) == {"a1": "stopped", "b1": "stopped"}
 
 
-def test_an_operator_reconciles_only_their_own_vms(two_vms, task_context):
-    runtime = two_vms
+@pytest.fixture
+def role_vms(make_vm_runtime, task_context, bhype_roles):
+    """Two VMs owned by two real operators (kit users in a kit group, never host accounts)."""
+    runtime = make_vm_runtime(auth=bhype_roles.auth_section())
+    first, second = bhype_roles.operator(), bhype_roles.operator()
+    create_vm(task_context(runtime, "vm.create", user=first.name), "a1", overrides={"boot": "grub"})
+    create_vm(task_context(runtime, "vm.create", user=second.name), "b1", overrides={"boot": "grub"})
     set_cached(runtime, "a1", "running")
     set_cached(runtime, "b1", "running")
-    result = reconcile(task_context(runtime, "vm.reconcile", user="alice"))
+    return runtime, first, bhype_roles
+
+
+def test_an_operator_reconciles_only_their_own_vms(role_vms, task_context):
+    runtime, operator, _ = role_vms
+    result = reconcile(task_context(runtime, "vm.reconcile", user=operator.name))
     assert result["checked"] == 1 and result["changed"] == {"a1": "running -> stopped"}
     assert states(runtime) == {"a1": "stopped", "b1": "running"}
+
+
+def test_an_admin_by_group_reconciles_every_vm(role_vms, task_context):
+    runtime, _, roles = role_vms
+    result = reconcile(task_context(runtime, "vm.reconcile", user=roles.admin().name))
+    assert result["checked"] == 2 and set(result["changed"]) == {"a1", "b1"}
 
 
 def test_a_crash_the_driver_reports_becomes_an_event_for_the_owner(make_vm_runtime, task_context):

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from bhype_core.testing.parts import missing
 from bhype_webui.api import vendor_packages
 from bhype_webui.settings import BUNDLED_ASSETS
 
@@ -24,12 +23,15 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 def launch_chromium() -> Iterator[Any]:
     """Yield a launched headless chromium; fails (never skips) when the assets or the browser
-    are missing, since ``./dev test`` installs both."""
+    are missing, since ``./dev test`` installs both, unless the run says ``--without browser``."""
     if not vendor_packages(BUNDLED_ASSETS):
-        pytest.fail("web UI assets not built: run ./dev setup (npm ci + build in plugins/bhype_webui/frontend)")
+        missing("browser", "web UI assets not built: run ./dev setup (npm ci + build in plugins/bhype_webui/frontend)")
     if shutil.which(CHROMIUM) is None:
-        pytest.fail("Debian's chromium is not installed (tools/install-test-deps)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+        missing("browser", "Debian's chromium is not installed (tools/install-test-deps)")
+    try:
+        from playwright import sync_api
+    except ImportError as exc:
+        missing("browser", f"playwright (the Python API) is not installed: {exc}")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:

@@ -18,6 +18,8 @@ from bhype_core.api.app import create_app
 from bhype_core.builtins import drivers as core_drivers
 from bhype_core.builtins import models as core_models
 from bhype_core.builtins import storage as core_storage
+from bhype_core.builtins import tasks as core_tasks
+from bhype_core.builtins import vm_tasks as core_vms
 from bhype_core.db.migrate import upgrade
 from bhype_core.drivers.select import select_driver
 from bhype_core.plugins import make_plugin_manager
@@ -71,6 +73,9 @@ class ConsoleLab:
             (core_models, "core_models"),
             (core_drivers, "core_drivers"),
             (core_storage, "core_storage"),
+            # The VM API the console pages' power buttons call (tasks stay queued: no worker).
+            (core_tasks, "core_tasks"),
+            (core_vms, "core_vms"),
             (bhype_webui.plugin, "webui"),
         ):
             pm.register_plugin(module, name)

@@ -26,10 +26,10 @@ HTML = {"Accept": "text/html,application/xhtml+xml"}
 
 
 class PagesEnv:
-    """An app over a fresh SQLite database in ``root``."""
+    """An app over a fresh SQLite database in ``root`` (plus ``plugins``, ``(name, plugin)``)."""
 
-    def __init__(self, root: Path, **sections: Any) -> None:
-        pm = make_plugin_manager(load_entrypoints=True)
+    def __init__(self, root: Path, plugins: tuple[tuple[str, object], ...] = (), **sections: Any) -> None:
+        pm = make_plugin_manager(load_entrypoints=True, plugins=plugins)
         assert not pm.blocked, pm.blocked
         sections.setdefault("auth", {}).setdefault("account_recheck_interval", 3600)
         self.runtime = build_runtime(make_settings(root / "data", **sections), pm)

@@ -83,3 +83,49 @@ def test_console_page_without_a_session_says_why(lab, browser):
         assert "Cannot open the console" in page.locator("#status").inner_text()
     finally:
         context.close()
+
+
+def test_console_pages_power_buttons_back_link_display_and_hint(lab, browser):
+    # Issue 14: power buttons that ask first and call the VM API as the VM page does, a way back
+    # to the VM, noVNC's scaling options, and a hint on an empty serial screen. The lab runs no
+    # worker: a power task stays queued, the guest keeps running for the other tests.
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.add_cookies(lab.browser_session("alice"))
+    try:
+        serial = context.new_page()
+        serial.goto(f"{lab.server.http}/ui/console/serial/wcplain")
+        serial.wait_for_function("() => window.bhypeSerial && window.bhypeSerial.state === 'connected'",
+                                 timeout=60_000)
+        hint = serial.locator("#serial-hint")
+        assert "press Enter" in hint.inner_text()
+        serial.locator("#terminal").click()
+        serial.keyboard.press("Enter")
+        hint.wait_for(state="hidden", timeout=30_000)  # the guest answered: the hint goes
+
+        serial.get_by_role("button", name="Force stop").click()
+        dialog = serial.locator("dialog#confirm")
+        assert dialog.locator("#confirm-text").inner_text() == "Power wcplain off at once, without a guest shutdown?"
+        dialog.get_by_role("button", name="Cancel").click()
+        assert serial.evaluate("() => window.bhypePower.last") is None  # cancelled: nothing asked
+        serial.get_by_role("button", name="Force stop").click()
+        dialog.get_by_role("button", name="Confirm").click()
+        serial.wait_for_function("() => document.getElementById('power-status').textContent !== ''", timeout=30_000)
+        assert serial.locator("#power-status").inner_text() == "Force stop of wcplain queued"
+        queued = serial.evaluate("() => window.bhypePower.last")
+        assert (queued["kind"], queued["vm"]) == ("vm.force_stop", "wcplain")
+
+        vnc = context.new_page()
+        vnc.goto(f"{lab.server.http}/ui/console/vnc/wcplain")
+        vnc.wait_for_function("() => window.bhypeConsole && window.bhypeConsole.state === 'connected'",
+                              timeout=60_000)
+        assert vnc.evaluate("() => [window.bhypeConsole.rfb.scaleViewport, window.bhypeConsole.rfb.resizeSession]") \
+            == [True, False]
+        vnc.get_by_label("Display").select_option("remote")
+        assert vnc.evaluate("() => [window.bhypeConsole.rfb.scaleViewport, window.bhypeConsole.rfb.resizeSession]") \
+            == [False, True]
+        vnc.locator("details.clipboard summary").click()
+        assert vnc.get_by_role("button", name="Send to the guest").is_enabled()
+        vnc.get_by_role("link", name="VM wcplain").click()
+        vnc.wait_for_url(f"{lab.server.http}/ui/vms/wcplain")
+    finally:
+        context.close()

@@ -70,13 +70,13 @@ def test_the_webui_branch_matches_its_models(database_url, runtime_for):
 def test_each_event_is_kept_for_its_user_and_admin_wide_ones_for_admins(runtime):
     data = {"task_id": "t1", "when": datetime.now(UTC)}  # not JSON: kept as its text
     for item in (event("alice", "alice's task failed", subject="vm:web1", data=data),
-                 event(None, "pool tank is degraded", kind="pool.degraded", severity="warning"),
+                 event(None, "task t9 was interrupted", kind="task.interrupted", severity="warning"),
                  event("bob", "bob's VM crashed", kind="vm.crashed")):
         assert runtime.notify(item) == []  # the hook delivered (a failure would be listed here)
     engine = runtime.engine
     assert messages(notify_store.list_notifications(engine, ALICE)[0]) == ["alice's task failed"]
     assert messages(notify_store.list_notifications(engine, BOB)[0]) == ["bob's VM crashed"]
-    assert messages(notify_store.list_notifications(engine, ROOT)[0]) == ["pool tank is degraded"]
+    assert messages(notify_store.list_notifications(engine, ROOT)[0]) == ["task t9 was interrupted"]
     (row,) = notify_store.list_notifications(engine, ALICE)[0]
     assert row.subject == "vm:web1" and row.data["task_id"] == "t1" and isinstance(row.data["when"], str)
 

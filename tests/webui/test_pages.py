@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 import pytest
 from pages_env import HTML, PagesEnv
 
+from bhype_core.auth.principal import Principal
 from bhype_core.taskqueue import service
 
 PAGES = ["/ui/", "/ui/vms", "/ui/vms/new", "/ui/isos", "/ui/templates", "/ui/switches", "/ui/tasks",
@@ -110,7 +111,7 @@ def test_htmx_gets_the_table_alone(env):
 
 def test_another_users_vm_and_task_are_not_found(env):
     (vm,) = env.add_vms("alice", 1)
-    task = service.submit(env.runtime, "alice", "core.ping", {})
+    task = service.submit(env.runtime, Principal("alice", "operator"), "core.ping", {})
     bob = env.client("bob")
     for path, message in ((f"/ui/vms/{vm}", f"no VM named '{vm}'"), (f"/ui/tasks/{task.id}", f"no task {task.id}")):
         page = bob.get(path, headers=HTML)

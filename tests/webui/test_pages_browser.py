@@ -148,6 +148,10 @@ def test_create_start_stop_destroy_in_the_browser(world: World, browser: Any) ->
         follow_task_page(page)  # the page follows the task
         assert page.locator("#task-progress").get_attribute("value") == "100"
         shot(page, "task")
+        # The finished create offers the new VM and its start (issue 14).
+        assert page.get_by_role("button", name="Start it").is_enabled()
+        page.get_by_role("link", name="Go to the VM").click()
+        page.wait_for_url(re.compile(rf"/ui/vms/{vm}$"))
 
         # The list: start from the row; the state changes live, without a reload.
         page.goto(server.url + "/ui/vms")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import struct
 import subprocess
 
 import pytest
 
+from bhype_core.testing.parts import require_program
 from bhype_webui import rfb
 from bhype_webui.des import des_encrypt_block
 from bhype_webui.rfb_handshake import AuthenticationFailed, Desktop, client_handshake, server_handshake
@@ -29,8 +29,8 @@ def test_des_known_answers(key, plain, cipher):
     assert des_encrypt_block(bytes.fromhex(key), bytes.fromhex(plain)).hex().upper() == cipher
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_des_matches_openssl_on_random_blocks():
+    require_program("openssl", "openssl")
     for _ in range(5):
         key, block = os.urandom(8), os.urandom(8)
         argv = [

@@ -9,13 +9,14 @@ import pytest
 from sqlmodel import Session
 
 from bhype_core.errors import Conflict, PluginError, ValidationErrors
+from bhype_core.hookspecs import hookimpl
 from bhype_core.units import human_size
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.destroy import destroy_vm
 from bhype_core.vm.records import find_vm
 from bhype_core.vm.services import open_datastore
 from bhype_zfs import replicate
-from bhype_zfs.tasks import clone, snapshot
+from bhype_zfs.tasks import clone, rollback, snapshot
 from bhype_zfs.tool import zfs_host
 
 from .helpers import task_context
@@ -177,3 +178,84 @@ def test_full_copy_of_a_thick_volume_keeps_its_reservation(tank, guest_runtime):
     assert not host.exists("tank/bhype/templates/tight/disk0")
     replicate.copy_dataset(host, "tank/bhype/templates/thick/disk1@t1", "tank/bhype/templates/tight/disk1")
     run(["zfs", "destroy", "-r", "tank/bhype/templates/thick"])
+
+
+class LifecycleLog:
+    """Records the lifecycle hooks the zfs tasks fire; vetoes the verbs in ``veto``."""
+
+    def __init__(self, veto=()):
+        self.calls, self.veto = [], set(veto)
+
+    def _see(self, hook, vm, **extra):
+        self.calls.append((hook, vm.name, extra))
+        if hook.startswith("bhype_vm_before_") and hook.removeprefix("bhype_vm_before_") in self.veto:
+            raise ValidationErrors([("vm", f"{vm.name} is being backed up")])
+
+    @hookimpl
+    def bhype_vm_before_snapshot(self, vm, snapshot, context):
+        self._see("bhype_vm_before_snapshot", vm, snapshot=snapshot)
+
+    @hookimpl
+    def bhype_vm_after_snapshot(self, vm, snapshot, context):
+        self._see("bhype_vm_after_snapshot", vm, snapshot=snapshot)
+
+    @hookimpl
+    def bhype_vm_before_rollback(self, vm, snapshot, context):
+        self._see("bhype_vm_before_rollback", vm, snapshot=snapshot)
+
+    @hookimpl
+    def bhype_vm_after_rollback(self, vm, snapshot, context):
+        self._see("bhype_vm_after_rollback", vm, snapshot=snapshot)
+
+    @hookimpl
+    def bhype_vm_before_clone(self, vm, target, context):
+        self._see("bhype_vm_before_clone", vm, target=target)
+
+    @hookimpl
+    def bhype_vm_after_clone(self, vm, target, context):
+        self._see("bhype_vm_after_clone", vm, target=target)
+
+    @hookimpl
+    def bhype_vm_before_register(self, vm, context):
+        self._see("bhype_vm_before_register", vm)
+
+    @hookimpl
+    def bhype_vm_after_register(self, vm, context):
+        self._see("bhype_vm_after_register", vm)
+
+
+def test_snapshot_rollback_and_clone_fire_the_lifecycle_hooks(tank, guest_runtime, register_plugin):
+    """Through the public API: another plugin sees the snapshot, the rollback, the clone and the
+    clone's record appear (``register``: records.py used to insert the row behind its back)."""
+    log = register_plugin(LifecycleLog(), "observer")
+    runtime = guest_runtime()
+    make(runtime, "hk1")
+    log.calls.clear()
+    snapshot(task_context(runtime, "zfs.snapshot"), "s1", vm="hk1")
+    rollback(task_context(runtime, "zfs.rollback"), "s1", vm="hk1")
+    clone(task_context(runtime, "zfs.clone"), "hk1", "hk2", snapshot="s1")
+    assert log.calls == [
+        ("bhype_vm_before_snapshot", "hk1", {"snapshot": "s1"}),
+        ("bhype_vm_after_snapshot", "hk1", {"snapshot": "s1"}),
+        ("bhype_vm_before_rollback", "hk1", {"snapshot": "s1"}),
+        ("bhype_vm_after_rollback", "hk1", {"snapshot": "s1"}),
+        ("bhype_vm_before_clone", "hk1", {"target": "hk2"}),
+        ("bhype_vm_before_register", "hk2", {}), ("bhype_vm_after_register", "hk2", {}),
+        ("bhype_vm_after_clone", "hk1", {"target": "hk2"}),
+    ]
+    store = open_datastore(runtime, "zfs")
+    store.remove_vm_dir("hk2")
+
+
+def test_a_snapshot_veto_stops_before_any_zfs_command(tank, guest_runtime, register_plugin):
+    register_plugin(LifecycleLog(veto={"snapshot", "clone"}), "backup")
+    runtime = guest_runtime()
+    make(runtime, "hk3")
+    with pytest.raises(ValidationErrors, match="plugin backup: hk3 is being backed up"):
+        snapshot(task_context(runtime, "zfs.snapshot"), "s1", vm="hk3")
+    listed = tank.shared_runner.run(["zfs", "list", "-H", "-t", "snapshot", "-r", "tank/bhype/vms/hk3"]).stdout
+    assert "@s1" not in listed
+    with pytest.raises(ValidationErrors, match="plugin backup"):
+        clone(task_context(runtime, "zfs.clone"), "hk3", "hk4")
+    assert row(runtime, "hk4") is None
+    assert tank.shared_runner.run(["zfs", "list", "tank/bhype/vms/hk4"], check=False).returncode == 1

@@ -159,13 +159,15 @@ def test_import_vms_without_vm_records_returns_what_it_found(tank, guest_runtime
     tank.shared_runner.run(["zfs", "create", "-o", "org.bhype:name=bare", "tank/bhype/vms/bare"])
     bare_runtime = guest_runtime(with_core_vms=False)
     store = zfs_backend(bare_runtime, {"name": "zfs", "dataset": "tank/bhype"})
-    found = import_vms.register(bare_runtime, store, import_vms.discover(store.host, store))
+    bare_context = task_context(bare_runtime, "zfs.import_vms", "admin")
+    found = import_vms.register(bare_context, store, import_vms.discover(store.host, store))
     by_name = {vm.name: vm for vm in found}
     assert by_name["imp2"].status == "not registered"
     assert "core_vms" in by_name["imp2"].detail
     assert by_name["imp2"].spec["name"] == "imp2"
     assert by_name["bare"].uuid is None
-    with_records = import_vms.register(runtime, store, import_vms.discover(store.host, store))
+    context = task_context(runtime, "zfs.import_vms", "admin")
+    with_records = import_vms.register(context, store, import_vms.discover(store.host, store))
     by_name = {vm.name: vm for vm in with_records}
     assert by_name["bare"].status == "skipped" and "org.bhype:uuid" in by_name["bare"].detail
     assert by_name["imp2"].status == "already registered"
@@ -177,10 +179,11 @@ def test_uefi_vm_keeps_its_nvram_in_the_dataset_on_the_runners_host(tank, guest_
     from bhype_core.vm.destroy import destroy_vm
     from bhype_core.vm.firmware import FirmwareMissing, nvram_template
     from bhype_core.vm.power import PreflightFailed, start_vm
+    from bhype_core.vm.services import active_driver
 
     runtime = guest_runtime()
     run = tank.shared_runner.run
-    template, _ = nvram_template("linux")
+    template, _ = nvram_template(active_driver(runtime))
     run(["rm", "-f", str(template)])
     with pytest.raises(FirmwareMissing, match=str(template)):
         create(runtime, "uefi0", boot={"mode": "uefi"})

@@ -14,6 +14,7 @@ import pytest
 
 from bhype_core import cli
 from bhype_core.testing.api_server import served_cli
+from bhype_core.testing.roles import role_account
 from bhype_core.vm.create import create_vm
 
 from .helpers import task_context
@@ -22,12 +23,15 @@ pytestmark = [pytest.mark.guest, pytest.mark.slow]
 
 
 @pytest.fixture
-def server(guest_runtime, tmp_path, monkeypatch) -> Iterator[dict]:
-    """The API and a worker for a guest runtime; a CLI configuration; tokens for admin ``root``
-    and operators ``alice`` and ``bob`` (``$BHYPE_TOKEN`` starts as root's)."""
+def server(guest_runtime, tmp_path, monkeypatch, local_user) -> Iterator[dict]:
+    """The API and a worker for a guest runtime; a CLI configuration; tokens for an admin (a
+    real account: the worker reads the role from its groups; its token is ``tokens["root"]``)
+    and operators ``alice`` and ``bob`` (``$BHYPE_TOKEN`` starts as the admin's)."""
     runtime = guest_runtime(queue={"backend": "sqlite"})
-    users = (("root", "admin"), ("alice", "operator"), ("bob", "operator"))
-    with served_cli(runtime, tmp_path, monkeypatch, users, as_user="root") as server:
+    admin = role_account(local_user, runtime).name
+    users = ((admin, "admin"), ("alice", "operator"), ("bob", "operator"))
+    with served_cli(runtime, tmp_path, monkeypatch, users, as_user=admin) as server:
+        server["tokens"]["root"] = server["tokens"][admin]
         yield server
 
 
@@ -50,10 +54,10 @@ def pools(host) -> list[str]:
 
 
 def task_kinds(bhype) -> list[str]:
-    """The kinds of every task submitted so far (periodic jobs are no tasks)."""
+    """The kinds of every task users submitted so far (not the periodic jobs' @system runs)."""
     status, out, _ = bhype("task", "list", "--json")
     assert status == 0
-    return sorted(task["kind"] for task in json.loads(out))
+    return sorted(task["kind"] for task in json.loads(out) if task["owner"] != "@system")
 
 
 def test_init_prints_the_plan_and_runs_it_only_when_confirmed(fresh_zfs_host, bhype):

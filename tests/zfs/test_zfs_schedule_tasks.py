@@ -12,6 +12,7 @@ import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
 import bhype_core.builtins.vm_tasks as core_vms
 import bhype_zfs.plugin
+from bhype_core.auth.principal import Principal
 from bhype_core.db.migrate import upgrade
 from bhype_core.db.session import session
 from bhype_core.runtime import build_runtime
@@ -66,7 +67,7 @@ def test_a_scheduled_run_waits_for_a_task_holding_a_vms_lock(tmp_path, plugin_ma
     runtime = runtime_with_vms(tmp_path, plugin_manager, register_plugin, fake_zfs_tools)
     schedules.create_schedule(runtime, ZfsScheduleBase(name="web-hourly", dataset="tank/bhype/vms/web", hourly=2))
     # A rollback of web runs in another worker (its row holds vm:web).
-    rollback = service.submit(runtime, "alice", "core.ping", {"locks": ["vm:web"]})
+    rollback = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"locks": ["vm:web"]})
     other = WorkerIdentity("f" * 32, "elsewhere", 1)
     [(rollback_id, token)] = dispatch.dispatch_pass(runtime.engine, Limits(5, 5), other)
     assert rollback_id == rollback.id

@@ -101,6 +101,10 @@ def _core_commands(sub: argparse._SubParsersAction) -> None:
 
     configure_login(sub)  # bhype login / bhype logout
 
+    from bhype_core.commands.host import configure as configure_host
+
+    configure_host(sub)  # bhype host init
+
 
 def _plugin_commands(sub: argparse._SubParsersAction, runtime: Runtime) -> None:
     catalog = runtime.registry.cli_commands
@@ -144,15 +148,13 @@ def one_line(message: str) -> str:
 
 
 def quiet_logging() -> None:
-    """A command prints its own answer: bHype's log (host-command audit lines, warnings the
-    answer already shows, like a probe that timed out) stays off the terminal; errors still
-    reach stderr. Without a handler, Python would print every warning there."""
+    """A command prints its own answer, and its failures as ``bhype: error: …``: bHype's log
+    (host-command audit lines, warnings the answer already shows, like a probe that timed out,
+    and the log lines of tasks it follows) stays off the terminal. Without a handler, Python
+    would print every warning and error there."""
     logger = logging.getLogger("bhype")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setLevel(logging.ERROR)
-        handler.setFormatter(logging.Formatter("bhype: %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(logging.NullHandler())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

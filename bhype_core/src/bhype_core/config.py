@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import tomllib
@@ -9,9 +10,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from bhype_core.auth.settings import AuthSettings  # [auth] lives beside the identity code
 from bhype_core.errors import ConfigError
+from bhype_core.section import Section
+
+__all__ = ["Section", "Settings", "CoreSettings", "ApiSettings", "QueueSettings", "RunnerSettings", "load_settings"]
 
 FREEBSD_CONFIG_PATH = Path("/usr/local/etc/bhype/bhype.toml")
 FREEBSD_DATA_DIR = Path("/var/db/bhype")
@@ -32,12 +37,6 @@ def default_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
         return FREEBSD_DATA_DIR
     base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "bhype"
-
-
-class Section(BaseModel):
-    """Base for every settings section: unknown keys are errors (they are usually typos)."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class CoreSettings(Section):
@@ -61,6 +60,22 @@ class ApiSettings(Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses/networks of reverse proxies whose X-Forwarded-For/-Proto headers are "
+        "believed (e.g. [\"127.0.0.1\"] behind a local nginx); empty = no proxy, headers ignored",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Each entry is an address or network (a "*" would trust every client's headers)."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
 
 class QueueSettings(Section):
@@ -86,10 +101,6 @@ class RunnerSettings(Section):
     ssh_identity: Path | None = None
     ssh_options: list[str] = Field(default_factory=list)
 
-
-# [auth] lives beside the identity code; bhype_core/auth/__init__.py imports this module first,
-# so the cycle (auth.settings needs Section above) resolves whichever module is imported first.
-from bhype_core.auth.settings import AuthSettings  # noqa: E402
 
 CORE_SECTIONS: dict[str, type[Section]] = {
     "core": CoreSettings,

@@ -196,3 +196,16 @@ class TaskFailed(BhypeError):
         body = super().to_dict()
         body["error"].update(task_id=self.task_id, kind=self.kind, plugin=self.plugin, type=self.error_type)
         return body
+
+
+class NotSupported(ValidationErrors):
+    """A capability the chosen driver or storage backend lacks ("snapshot is not supported by
+    storage backend directory"). Decided at plan time, before anything runs, so it answers like
+    bad input: 422 with the field that asked for it."""
+
+    code = "not_supported"
+
+    def __init__(self, capability: str, owner: str, path: str = "") -> None:
+        self.capability = capability
+        self.owner = owner
+        super().__init__([(path, f"{capability} is not supported by {owner}")])

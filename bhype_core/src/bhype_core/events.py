@@ -9,16 +9,20 @@ from typing import Any
 
 import pluggy
 
+from bhype_core.event_kinds import SEVERITIES, check_kind
+from bhype_core.hookcall import call_isolated
+
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("info", "warning", "error", "critical")
+__all__ = ["SEVERITIES", "DeliveryFailure", "Event", "notify"]
 
 
 @dataclass(frozen=True)
 class Event:
     """Something users or monitoring should hear about.
 
-    ``kind`` is a dotted name (``task.failed``, ``vm.crashed``, ``pkg.vulnerable``);
+    ``kind`` is a dotted name (``task.failed``, ``vm.crashed``, ``pkg.vulnerable``) registered
+    as an :class:`~bhype_core.event_kinds.EventKind` (the catalog says its fields and meaning);
     ``subject`` names what it is about (``vm:web1``); ``user`` whom it concerns (None: admins).
     """
 
@@ -52,14 +56,17 @@ def notify(pm: pluggy.PluginManager, event: Event, runtime: Any = None) -> list[
     """Deliver ``event`` to every plugin; each plugin's failure is logged and returned,
     never raised, so one broken notifier cannot stop the others or the caller.
 
-    ``runtime`` is handed to implementations that ask for it (their settings live there).
+    ``runtime`` is handed to implementations that ask for it (their settings live there); with
+    a runtime, an event whose kind is not in its registry's catalog warns
+    (:class:`~bhype_core.event_kinds.UnknownEventKindWarning`) and is still delivered.
     """
+    registry = getattr(runtime, "registry", None)
+    if registry is not None:
+        check_kind(registry.event_kinds, event.kind)
     failures: list[DeliveryFailure] = []
-    arguments = {"event": event, "runtime": runtime}
-    for impl in reversed(pm.hook.bhype_notify.get_hookimpls()):
-        try:
-            impl.function(**{arg: arguments[arg] for arg in impl.argnames})
-        except Exception as exc:  # isolation is this function's whole point
-            log.exception("plugin %s failed to deliver event %s", impl.plugin_name, event.kind)
-            failures.append(DeliveryFailure(impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+    for raised in call_isolated(pm, "bhype_notify", event=event, runtime=runtime):
+        error = raised.error
+        log.error("plugin %s failed to deliver event %s", raised.plugin, event.kind,
+                  exc_info=(type(error), error, error.__traceback__))
+        failures.append(DeliveryFailure(raised.plugin, f"{type(error).__name__}: {error}"))
     return failures

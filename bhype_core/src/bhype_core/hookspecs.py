@@ -6,11 +6,13 @@ reference for plugin authors (``docs/plugins.md`` points here). Three grammars:
 * ``bhype_register_<things>(register)`` runs once at start-up. The plugin calls ``register``
   with typed records from :mod:`bhype_core.registry`. Two plugins registering the same name is a
   start-up error naming both.
-* ``bhype_vm_before_<verb>`` / ``bhype_vm_after_<verb>`` wrap each VM lifecycle step. A
-  ``before_`` hook may veto the step by raising :class:`bhype_core.errors.ValidationErrors` (or
-  any :class:`~bhype_core.errors.BhypeError`); the task then fails naming the plugin. An
-  ``after_`` hook only observes; if it raises, the step has already happened and the task
-  reports the error.
+* ``bhype_vm_before_<verb>`` / ``bhype_vm_after_<verb>`` wrap each VM lifecycle step (create,
+  start, stop, restart, destroy, edit, snapshot, rollback, clone, backup, restore, move,
+  register, unregister). A ``before_`` hook may veto the step by raising
+  :class:`bhype_core.errors.ValidationErrors` (or anything else); the task then fails naming the
+  plugin. An ``after_`` hook only observes: if it raises, the step stays done, the error is
+  logged on the task naming the plugin and listed in the task's result (``hook_errors``), and
+  the other plugins are still called. The core calls them through :mod:`bhype_core.vm.hooks`.
 * ``bhype_notify(event)`` is the one fan-out for popups, SNMP traps, mail. Each plugin's
   delivery failure is isolated, logged and recorded; it never fails the caller.
 """
@@ -18,11 +20,12 @@ reference for plugin authors (``docs/plugins.md`` points here). Three grammars:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    from bhype_core.event_kinds import EventKind
     from bhype_core.events import Event
     from bhype_core.registry import (
         CliCommand,
@@ -35,9 +38,13 @@ if TYPE_CHECKING:
         SettingsSection,
         StorageBackendEntry,
         TaskKind,
+        UndoAction,
         Watcher,
     )
     from bhype_core.runtime import Runtime
+    from bhype_core.spec import VMSpec
+    from bhype_core.tasks import TaskContext
+    from bhype_core.vm.models import VMRef
 
 PROJECT_NAME = "bhype"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -91,7 +98,9 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     hook rather than decorated on a global queue.
 
     :param register: call with a :class:`~bhype_core.registry.TaskKind` per kind. Its name is
-        global (``zfs.snapshot``): prefix it with the plugin's section name.
+        global (``zfs.snapshot``): prefix it with the plugin's section name. State who may
+        submit it (``role``, ``authorize``, ``system``): a kind that declares nothing is for
+        admins only; the task queue enforces it at submission and again in the worker.
     """
 
 
@@ -117,6 +126,22 @@ def bhype_register_watchers(register: Callable[[Watcher], None]) -> None:
     work only when something changed.
 
     :param register: call with a :class:`~bhype_core.registry.Watcher` per watcher.
+    """
+
+
+@hookspec
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """Offer the steps recovery may run to undo what an interrupted task made (issue 11).
+
+    A task writes an intent before each side effect (``context.intent("vm.remove_dir",
+    "VM directory /…", datastore="default", name="web1")``), naming one of these actions and its
+    JSON arguments; when the worker running the task dies, recovery calls the action with the
+    task's context (log lines go to the interrupted task), newest intent first. An action must
+    be idempotent and must cope with the thing never having been made (the intent comes
+    *before* the effect): treat "already gone" as done.
+
+    :param register: call with a :class:`~bhype_core.registry.UndoAction` per action; its name
+        is global: prefix it with the plugin's section name (``zfs.destroy_clone``).
     """
 
 
@@ -176,93 +201,355 @@ def bhype_register_doctor_checks(register: Callable[[DoctorCheck], None]) -> Non
     """
 
 
+@hookspec
+def bhype_register_event_kinds(register: Callable[[EventKind], None]) -> None:
+    """Declare the kinds of event the plugin delivers through ``bhype_notify``.
+
+    Called once at start-up. The catalog (the core's kinds plus every plugin's) is what
+    notifiers read to build a MIB, filter by severity or label a popup
+    (:func:`bhype_core.plugin_api.event_kinds`, ``GET /api/v1/event-kinds``). Delivering an
+    event of an undeclared kind warns (an error in the test suite).
+
+    :param register: call with an :class:`~bhype_core.event_kinds.EventKind` per kind; prefix
+        its name with the plugin's section name (``zfs.pool_health``).
+    """
+
+
 # --------------------------------------------------------------------------------------------
 # VM lifecycle: ``vm`` is the VM record as the task sees it (a :class:`bhype_core.vm.models.VMRef`:
 # name, uuid, owner, datastore, validated spec, vm_dir, id), ``context`` the running task's
 # :class:`bhype_core.tasks.TaskContext` (runner, settings, log, progress).
-
+#
+# The grammar, the same for every pair (the core calls them through bhype_core.vm.hooks):
+# * ``before_<verb>`` may veto: raising :class:`~bhype_core.errors.ValidationErrors` (field
+#   errors, each prefixed ``plugin <name>:``) or any other exception (a
+#   :class:`~bhype_core.errors.PluginError` naming the plugin) stops the step before it changes
+#   anything; plugins registered earlier are not called.
+# * ``after_<verb>`` only observes: the step has happened and stays done. If an implementation
+#   raises, the error is logged on the task (level ``error``, naming the plugin) and returned in
+#   the task's result under ``hook_errors``; the other implementations are still called and the
+#   step is not undone.
+# Wrappers (``@hookimpl(wrapper=True)``) are called like on any pluggy hook.
 
 @hookspec
-def bhype_vm_before_create(vm: Any, context: Any) -> None:
-    """Called in the worker before a VM's disks and files are created.
+def bhype_vm_before_create(vm: VMRef, context: TaskContext) -> None:
+    """Called in the worker before a VM's disks and files are created (``vm.create``).
 
-    May veto by raising :class:`~bhype_core.errors.ValidationErrors`; nothing has been created
-    yet, so a veto leaves no trace.
+    May veto; nothing has been created yet, so a veto leaves no trace. ``vm.id`` is ``None``.
 
-    :param vm: the validated VM record about to be created.
-    :param context: the task context (runner, log, progress).
+    :param vm: the VM record (before the step).
+    :param context: the running task's context (runner, log, progress).
     """
 
 
 @hookspec
-def bhype_vm_after_create(vm: Any, context: Any) -> None:
-    """Called in the worker after a VM was created and committed. Observe only.
+def bhype_vm_after_create(vm: VMRef, context: TaskContext) -> None:
+    """Called in the worker after a VM was created and its row committed. Observe only.
 
-    If it raises, ``vm.create`` still fails as a whole: the row, disks, NVRAM copy and
-    directory are rolled back and the task names the plugin.
+    A raise is recorded on the task (``hook_errors``); the VM stays created.
 
-    :param vm: the created VM record.
-    :param context: the task context.
+    :param vm: the VM record (after the step).
+    :param context: the running task's context (runner, log, progress).
     """
 
 
 @hookspec
-def bhype_vm_before_start(vm: Any, context: Any) -> None:
+def bhype_vm_before_start(vm: VMRef, context: TaskContext) -> None:
     """Called in the worker after preflight, before the hypervisor process is started.
 
-    May veto by raising a :class:`~bhype_core.errors.BhypeError`.
+    May veto.
 
-    :param vm: the VM record about to start.
-    :param context: the task context.
+    :param vm: the VM record (before the step).
+    :param context: the running task's context (runner, log, progress).
     """
 
 
 @hookspec
-def bhype_vm_after_start(vm: Any, context: Any) -> None:
+def bhype_vm_after_start(vm: VMRef, context: TaskContext) -> None:
     """Called in the worker once the hypervisor process runs. Observe only.
 
-    :param vm: the started VM record.
-    :param context: the task context.
+    :param vm: the VM record (after the step).
+    :param context: the running task's context (runner, log, progress).
     """
 
 
 @hookspec
-def bhype_vm_before_stop(vm: Any, context: Any) -> None:
+def bhype_vm_before_stop(vm: VMRef, context: TaskContext) -> None:
     """Called in the worker before a VM is asked to stop (graceful or forced).
 
-    May veto a graceful stop by raising; a forced stop ignores vetoes.
+    May veto a graceful stop; a forced stop logs a veto and goes on.
 
-    :param vm: the VM record about to stop.
-    :param context: the task context.
+    :param vm: the VM record (before the step).
+    :param context: the running task's context (runner, log, progress).
     """
 
 
 @hookspec
-def bhype_vm_after_stop(vm: Any, context: Any) -> None:
+def bhype_vm_after_stop(vm: VMRef, context: TaskContext) -> None:
     """Called in the worker once the hypervisor process has exited. Observe only.
 
-    :param vm: the stopped VM record.
-    :param context: the task context.
+    :param vm: the VM record (after the step).
+    :param context: the running task's context (runner, log, progress).
     """
 
 
 @hookspec
-def bhype_vm_before_destroy(vm: Any, context: Any) -> None:
+def bhype_vm_before_restart(vm: VMRef, context: TaskContext) -> None:
+    """Called in the worker before ``vm.restart`` stops a running VM to start it again.
+
+    May veto. The stop and start inside a restart fire their own ``stop``/``start`` hooks too.
+
+    :param vm: the VM record (before the step).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_restart(vm: VMRef, context: TaskContext) -> None:
+    """Called in the worker once a restarted VM runs again. Observe only.
+
+    :param vm: the VM record (after the step).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_destroy(vm: VMRef, context: TaskContext) -> None:
     """Called in the worker before a VM and (optionally) its disks are destroyed.
 
-    May veto by raising, e.g. when a snapshot a backup depends on would be lost.
+    May veto, e.g. when a snapshot a backup depends on would be lost.
 
-    :param vm: the VM record about to be destroyed.
-    :param context: the task context.
+    :param vm: the VM record (before the step).
+    :param context: the running task's context (runner, log, progress).
     """
 
 
 @hookspec
-def bhype_vm_after_destroy(vm: Any, context: Any) -> None:
+def bhype_vm_after_destroy(vm: VMRef, context: TaskContext) -> None:
     """Called in the worker after a VM was destroyed. Observe only.
 
-    :param vm: the destroyed VM record (no longer in the database).
-    :param context: the task context.
+    ``vm`` is no longer in the database.
+
+    :param vm: the VM record (after the step).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_edit(vm: VMRef, spec: VMSpec, changed: list[str], context: TaskContext) -> None:
+    """Called in the worker before ``vm.edit`` stores a changed spec (disks not touched yet).
+
+    May veto, e.g. a change a plugin cannot follow.
+
+    :param vm: the VM record (before the step).
+    :param spec: the validated new spec (``vm.spec`` is the old one before, the new one after).
+    :param changed: the top-level spec fields that change.
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_edit(vm: VMRef, spec: VMSpec, changed: list[str], context: TaskContext) -> None:
+    """Called in the worker after ``vm.edit`` stored the new spec and changed the disks. Observe only.
+
+    :param vm: the VM record (after the step).
+    :param spec: the validated new spec (``vm.spec`` is the old one before, the new one after).
+    :param changed: the top-level spec fields that change.
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_snapshot(vm: VMRef, snapshot: str, context: TaskContext) -> None:
+    """Called in the worker before a snapshot of every disk of a VM is taken (``zfs.snapshot``).
+
+    May veto.
+
+    :param vm: the VM record (before the step).
+    :param snapshot: the snapshot's name (``@<snapshot>`` on every dataset of the VM).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_snapshot(vm: VMRef, snapshot: str, context: TaskContext) -> None:
+    """Called in the worker after a VM's snapshot was taken. Observe only.
+
+    :param vm: the VM record (after the step).
+    :param snapshot: the snapshot's name (``@<snapshot>`` on every dataset of the VM).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_rollback(vm: VMRef, snapshot: str, context: TaskContext) -> None:
+    """Called in the worker before a stopped VM's disks are rolled back to a snapshot.
+
+    May veto, e.g. when newer data a backup needs would be lost.
+
+    :param vm: the VM record (before the step).
+    :param snapshot: the snapshot rolled back to.
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_rollback(vm: VMRef, snapshot: str, context: TaskContext) -> None:
+    """Called in the worker after a VM's disks were rolled back. Observe only.
+
+    :param vm: the VM record (after the step).
+    :param snapshot: the snapshot rolled back to.
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_clone(vm: VMRef, target: str, context: TaskContext) -> None:
+    """Called in the worker before VM ``vm`` is cloned as a new VM named ``target``.
+
+    May veto. The clone's own record then appears through ``bhype_vm_*_register``.
+
+    :param vm: the VM record (before the step).
+    :param target: the new VM's name.
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_clone(vm: VMRef, target: str, context: TaskContext) -> None:
+    """Called in the worker after the clone exists (and is registered, when VM records exist). Observe only.
+
+    :param vm: the VM record (after the step).
+    :param target: the new VM's name.
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_backup(vm: VMRef, destination: str, context: TaskContext) -> None:
+    """Called in the worker before a backup of the VM starts (declared for backup plugins).
+
+    May veto, e.g. while the VM is being moved.
+
+    :param vm: the VM record (before the step).
+    :param destination: where the backup goes (the backup plugin's target name).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_backup(vm: VMRef, destination: str, context: TaskContext) -> None:
+    """Called in the worker after a backup of the VM finished. Observe only.
+
+    :param vm: the VM record (after the step).
+    :param destination: where the backup goes (the backup plugin's target name).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_restore(vm: VMRef, source: str, context: TaskContext) -> None:
+    """Called in the worker before a VM is restored from a backup (declared for backup plugins).
+
+    May veto.
+
+    :param vm: the VM record (before the step).
+    :param source: the backup restored from (the backup plugin's name for it).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_restore(vm: VMRef, source: str, context: TaskContext) -> None:
+    """Called in the worker after a VM was restored. Observe only.
+
+    :param vm: the VM record (after the step).
+    :param source: the backup restored from (the backup plugin's name for it).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_move(vm: VMRef, destination: str, context: TaskContext) -> None:
+    """Called in the worker before a VM is moved to another datastore or host (declared for move plugins).
+
+    May veto.
+
+    :param vm: the VM record (before the step).
+    :param destination: the datastore (``datastore:<name>``) or host (``host:<name>``) it moves to.
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_move(vm: VMRef, destination: str, context: TaskContext) -> None:
+    """Called in the worker after a VM was moved. Observe only.
+
+    :param vm: the VM record (after the step).
+    :param destination: the datastore (``datastore:<name>``) or host (``host:<name>``) it moves to.
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_register(vm: VMRef, context: TaskContext) -> None:
+    """Called in the worker before a VM made outside ``vm.create`` gets its record (clone, import, restore).
+
+    May veto; the VM's files exist but no row does. ``vm.id`` is ``None``. A plugin that
+    follows every VM implements both ``after_create`` and ``after_register``.
+
+    :param vm: the VM record (before the step).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_register(vm: VMRef, context: TaskContext) -> None:
+    """Called in the worker after such a VM's record was committed. Observe only.
+
+    :param vm: the VM record (after the step).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_before_unregister(vm: VMRef, context: TaskContext) -> None:
+    """Called in the worker before a VM's record is removed while its files stay (move away, export).
+
+    May veto.
+
+    :param vm: the VM record (before the step).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+@hookspec
+def bhype_vm_after_unregister(vm: VMRef, context: TaskContext) -> None:
+    """Called in the worker after a VM's record was removed (its files stay). Observe only.
+
+    :param vm: the VM record (after the step).
+    :param context: the running task's context (runner, log, progress).
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Plugins that declare hooks of their own
+
+
+@hookspec(historic=True)
+def bhype_add_hookspecs(pm: pluggy.PluginManager) -> None:
+    """Add a plugin's own hook specifications to the plugin manager (like pytest's
+    ``pytest_addhooks``), so other plugins can implement them: the web UI declares
+    ``bhype_webui_register_pages`` and its siblings this way (:mod:`bhype_webui.hookspecs`).
+
+    Historic: called once for every plugin as it is registered, whatever the order, so a
+    plugin implementing the new hooks may be registered before the plugin that declares them
+    (pluggy keeps its implementations pending until the specs arrive; the plugin manager's
+    final check fails only for hooks nobody declared). Call ``pm.add_hookspecs(module)`` and
+    nothing else; hooks declared this way follow the same rules (prefixed, documented where
+    declared, a test naming each).
+
+    :param pm: the :class:`~bhype_core.plugins.BhypePluginManager` being built.
     """
 
 

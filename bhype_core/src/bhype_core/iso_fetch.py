@@ -33,7 +33,6 @@ from bhype_core.isos import (
     iso_dir,
     iso_settings,
     partial_path,
-    sha256_file,
     write_record,
 )
 from bhype_core.safe_files import UnsafeFile, chmod_regular, open_regular, read_bytes
@@ -201,13 +200,17 @@ def download(
 
 
 def fetch_iso(
-    context: Any, url: str, name: str, sha256: str | None = None, datastore: str | None = None
+    context: Any, url: str, name: str, sha256: str | None = None, datastore: str | None = None,
+    sha512: str | None = None,
 ) -> dict[str, Any]:
     """Task ``iso.fetch``: download ``url`` as ISO ``name`` into ``datastore``'s library,
-    verifying ``sha256`` when given (strongly advised: it is what proves the download)."""
+    verifying ``sha256`` and/or ``sha512`` when given (strongly advised: it is what proves the
+    download; Debian and FreeBSD publish SHA-512 only). The library records the SHA-256."""
+    from bhype_core.checksums import check_digest, file_digests
     from bhype_core.vm.services import open_datastore
 
     url, name, expected = check_url(url), check_iso_name(name), check_sha256(sha256)
+    expected512 = check_digest(sha512, "sha512", "sha512")
     runtime = context.runtime
     settings = iso_settings(runtime)
     store = open_datastore(runtime, datastore)
@@ -216,11 +219,13 @@ def fetch_iso(
     path = download(context, url, target, settings.max_size, settings.fetch_attempts, settings.fetch_timeout,
                     settings.fetch_allow)
     context.progress(90, "verifying the checksum")
-    actual = sha256_file(path)
-    if expected and actual != expected:
-        _Partial(path, url).discard()
-        raise ValidationErrors([("sha256", f"checksum mismatch: expected {expected}, the download has {actual}")])
-    if not expected:
+    digests = file_digests(path, ("sha256", "sha512") if expected512 else ("sha256",))
+    actual = digests["sha256"]
+    for field, want in (("sha256", expected), ("sha512", expected512)):
+        if want and digests[field] != want:
+            _Partial(path, url).discard()
+            raise ValidationErrors([(field, f"checksum mismatch: expected {want}, the download has {digests[field]}")])
+    if not expected and not expected512:
         context.log(f"no checksum given; the download's SHA-256 is {actual}", "warning")
     if target.exists():
         raise ValidationErrors([("name", f"ISO {name!r} appeared while downloading; delete it first")])

@@ -37,6 +37,8 @@ class IsoSettings(Section):
     max_size: int = Field(16 << 30, gt=0, description="largest ISO accepted (upload or fetch), bytes")
     fetch_timeout: float = Field(30.0, gt=0, le=600, description="seconds without data before a fetch retries")
     fetch_attempts: int = Field(5, ge=1, le=50, description="connections a fetch tries before it fails")
+    staged_max_age: float = Field(24 * 3600.0, gt=0, description="seconds before a staged upload no import "
+                                                                  "names is removed (iso.clean-uploads)")
     fetch_allow: list[str] = Field(
         default_factory=list,
         description="networks iso.fetch may reach although not global (loopback, private, link-local, "
@@ -255,11 +257,15 @@ def import_upload(
     context: Any, name: str, upload: str, sha256: str, datastore: str | None = None
 ) -> dict[str, Any]:
     """Task ``iso.import``: move an upload the API staged (and checksummed) into the library."""
+    from bhype_core.iso_staging import UNDO_IMPORT
     from bhype_core.vm.services import open_datastore
 
     staged = upload_path(context.runtime, upload)
     try:
         store = open_datastore(context.runtime, datastore)
+        existed = os.path.lexists(store.iso_path(check_iso_name(name)))
+        # A crash between the moves leaves a .partial- file: recovery removes it (issue 11).
+        context.intent(UNDO_IMPORT, f"import of ISO {name}", datastore=datastore, name=name, existed=existed)
         info = import_file(store, check_iso_name(name), staged, check_sha256(sha256) or "", "upload", context.user)
     finally:
         staged.unlink(missing_ok=True)

@@ -49,6 +49,8 @@ class BhypePluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT_NAME)
         self.add_hookspecs(hookspecs)
+        # Plugins that declare hooks (the web UI) add them as they register: bhype_add_hookspecs.
+        self.hook.bhype_add_hookspecs.call_historic(kwargs={"pm": self})
         self.blocked: dict[str, PluginInfo] = {}
         self._origins: dict[str, tuple[str | None, str | None]] = {}
 

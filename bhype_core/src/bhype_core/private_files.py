@@ -202,8 +202,10 @@ def ensure_shared_data_dir(data_dir: Path, api: tuple[int, int], sqlite_files: l
     return changes
 
 
-def _api_account(settings: Settings) -> tuple[int, int] | None:
-    """(uid, gid) of ``[auth] api_user`` when that account exists and is not root."""
+def api_account(settings: Settings) -> tuple[int, int] | None:
+    """(uid, gid) of ``[auth] api_user`` when that account exists and is not root: the
+    production split, where the data directory and the console broker's socket
+    (:mod:`bhype_core.consoles.broker`) belong to that user's primary group."""
     import pwd
 
     name = getattr(getattr(settings, "auth", None), "api_user", None)
@@ -212,6 +214,9 @@ def _api_account(settings: Settings) -> tuple[int, int] | None:
     except KeyError:
         return None
     return (entry.pw_uid, entry.pw_gid) if entry and entry.pw_uid != 0 else None
+
+
+_api_account = api_account
 
 
 def _sqlite_paths(settings: Settings) -> list[Path]:

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bhype_core.errors import PluginError
+from bhype_core.event_kinds import CORE_EVENT_KINDS, EventKind
 
 if TYPE_CHECKING:
     import pluggy
     from fastapi import APIRouter
     from pydantic import BaseModel
+
+    from bhype_core.auth.principal import Principal
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,29 @@ class StorageBackendEntry:
     description: str = ""
 
 
+ROLES = ("admin", "operator")
+
+
 @dataclass(frozen=True)
 class TaskKind:
-    """A kind of task the worker runs.
+    """A kind of task the worker runs, and who may ask for it (issue 11).
 
     ``run(context, **arguments)`` does the work and returns a JSON-able result.
     ``locks(arguments)`` names the resources (``vm:<id>``) the task holds while it runs.
+
+    ``role`` is the least role that may submit it: ``"admin"`` (the default, so a kind that
+    declares nothing is admin-only) or ``"operator"``. ``authorize(principal, arguments,
+    runtime)`` is the object check on top of the role (an operator may act only on their own
+    VM, ...): it returns nothing or raises :class:`~bhype_core.errors.NotFound` (another user's
+    object, the same answer as a missing one), :class:`~bhype_core.errors.Forbidden` or
+    :class:`~bhype_core.errors.ValidationErrors` (``arguments.<name>`` paths are added by the
+    caller). Both are enforced by :func:`bhype_core.taskqueue.service.submit` for every entry
+    point and again by the worker before ``run``, against the task's stored owner.
+
+    ``system`` marks a kind bHype submits itself as :data:`~bhype_core.auth.principal.SYSTEM`
+    (``@system``) other than through a :class:`PeriodicJob` (whose kinds count as such
+    anyway); a task owned by ``@system`` of any other kind is refused.
+
     ``resumable``: the kind records its steps with ``context.checkpoint(step, data)``; a task
     whose worker dies (crash, reboot) is then queued again and resumed from its last
     checkpoint (``context.resume_state``) instead of being marked ``interrupted``.
@@ -58,7 +78,30 @@ class TaskKind:
     run: Callable[..., Any]
     description: str = ""
     locks: Callable[[dict], list[str]] = field(default=lambda arguments: [])
+    role: str = "admin"
+    authorize: Callable[[Principal, dict, Any], None] | None = None
+    system: bool = False
     resumable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise PluginError(f"task kind {self.name!r}: role must be 'admin' or 'operator', not {self.role!r}")
+
+
+@dataclass(frozen=True)
+class UndoAction:
+    """A step recovery runs to undo what an interrupted task made (see
+    :mod:`bhype_core.taskqueue.intents`).
+
+    ``run(context, **arguments)`` gets the interrupted task's
+    :class:`~bhype_core.tasks.TaskContext` and the JSON arguments of the intent; it returns a
+    line saying what it removed (or ``None`` when there was nothing to remove). It must be
+    idempotent and treat "already gone" as done.
+    """
+
+    name: str
+    run: Callable[..., str | None]
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -234,13 +277,16 @@ class Catalog(Generic[T]):
         return list(self._entries)
 
 
-def collect(pm: pluggy.PluginManager, hook_name: str, what: str) -> Catalog[Any]:
+def collect(
+    pm: pluggy.PluginManager, hook_name: str, what: str, catalog: Catalog[Any] | None = None
+) -> Catalog[Any]:
     """Call one ``bhype_register_*`` hook on every plugin, remembering who registered what.
 
     Each implementation is called with its own ``register`` so a record is attributed to its
     plugin (and a name clash can name both plugins). Exceptions propagate, naming the plugin.
+    ``catalog`` may come pre-filled (the core's own event kinds).
     """
-    catalog: Catalog[Any] = Catalog(what)
+    catalog = catalog if catalog is not None else Catalog(what)
     hook = getattr(pm.hook, hook_name)
     for impl in reversed(hook.get_hookimpls()):  # pluggy keeps the last registered first
         plugin_name = impl.plugin_name
@@ -272,6 +318,8 @@ class Registry:
     cli_commands: Catalog[CliCommand]
     models: Catalog[ModelSet]
     doctor_checks: Catalog[DoctorCheck]
+    event_kinds: Catalog[EventKind]
+    undo_actions: Catalog[UndoAction] = field(default_factory=lambda: Catalog("undo action"))
 
     @classmethod
     def from_plugins(cls, pm: pluggy.PluginManager) -> Registry:
@@ -288,4 +336,15 @@ class Registry:
             cli_commands=collect(pm, "bhype_register_cli_commands", "CLI command"),
             models=collect(pm, "bhype_register_models", "model set"),
             doctor_checks=collect(pm, "bhype_register_doctor_checks", "doctor check"),
+            event_kinds=collect(pm, "bhype_register_event_kinds", "event kind", core_event_kinds()),
+            undo_actions=collect(pm, "bhype_register_undo_actions", "undo action"),
         )
+
+
+def core_event_kinds() -> Catalog[EventKind]:
+    """A catalog holding the core's own event kinds (``task.failed`` …), attributed to ``core``:
+    they exist whichever plugins are loaded, so a plugin registering one is a name clash."""
+    catalog: Catalog[EventKind] = Catalog("event kind")
+    for kind in CORE_EVENT_KINDS:
+        catalog.add("core", kind)
+    return catalog

@@ -46,12 +46,13 @@ class Runtime:
     @cached_property
     def runner(self) -> Any:
         """The host command runner (local or SSH, per ``[runner]``)."""
-        from bhype_core.db.models import record_host_command
+        from bhype_core.db.models import HostCommandSink
         from bhype_core.host.runner import make_runner
 
         runner = make_runner(self.settings.runner)
-        # The audit trail the API shows: every host command, with the user and task behind it.
-        runner.add_audit_sink(lambda record: record_host_command(self.engine, record))
+        # The audit trail the API shows: every host command, with the user and task behind it,
+        # written when it starts so a command cut off by a crash is still attributable.
+        runner.add_audit_sink(HostCommandSink(self.engine))
         return runner
 
     @cached_property

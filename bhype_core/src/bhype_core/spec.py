@@ -271,8 +271,9 @@ def _cross_checks(spec: VMSpec) -> list[tuple[str, str]]:
 
 
 def _fill_generated(spec: VMSpec, ctx: SpecContext) -> VMSpec:
-    """Give every disk a volume name, every NIC a MAC and VNC a password, so the stored spec is
-    complete and a second validation changes nothing."""
+    """Give every disk a volume name, every NIC a MAC and VNC a password (when the driver uses
+    one: ``ctx.vnc_password``), so the stored spec is complete and a second validation changes
+    nothing."""
     volumes = {d.volume for d in spec.disks if d.volume}
     disks = []
     for index, disk in enumerate(spec.disks):
@@ -292,7 +293,7 @@ def _fill_generated(spec: VMSpec, ctx: SpecContext) -> VMSpec:
             nic = nic.model_copy(update={"mac": mac})
         nics.append(nic)
     graphics = spec.graphics
-    if graphics.vnc and graphics.password is None:
+    if graphics.vnc and graphics.password is None and ctx.vnc_password:
         alphabet = string.ascii_letters + string.digits
         pick = ctx.rng.choice if ctx.rng else secrets.choice
         graphics = graphics.model_copy(update={"password": "".join(pick(alphabet) for _ in range(8))})
@@ -305,7 +306,8 @@ def validate_spec(data: Mapping[str, Any], context: SpecContext | None = None) -
     Every problem is collected with its dotted path (``disks.0.size``, ``nics.1.mac``) and
     raised once as ``ValidationErrors``; field rules run first, cross-field rules and
     ``context.checks`` once every field is valid. Missing UUID, disk volume names, NIC MACs
-    (bhyve OUI, unique against ``context.existing_macs``) and the VNC password are generated,
+    (bhyve OUI, unique against ``context.existing_macs``) and the VNC password (unless
+    ``context.vnc_password`` is false: the driver uses none) are generated,
     so ``validate_spec(spec.to_data(), same_context)`` returns an equal spec.
     """
     ctx = context or SpecContext()

@@ -67,7 +67,9 @@ class SpecContext:
     ``existing_names``/``existing_macs``/``existing_uuids`` belong to *other* VMs (leave the edited VM's own
     out). ``checks`` are extra rules (e.g. a driver's), each returning ``(path, message)``
     pairs for a spec that passed the core rules. ``rng`` makes generated MACs and VNC
-    passwords reproducible in tests.
+    passwords reproducible in tests. ``vnc_password`` says whether the host's driver guards
+    VNC with a password (bhyve's fbuf on loopback TCP): only then is one generated for a spec
+    without one (QEMU serves VNC on a private unix socket and uses none, issue 11).
     """
 
     host_memory: int | None = None
@@ -79,6 +81,7 @@ class SpecContext:
     known_isos: Collection[str] | None = None
     known_switches: Collection[str] | None = None
     checks: Sequence[Callable[[VMSpec], Iterable[tuple[str, str]]]] = ()
+    vnc_password: bool = True
     rng: random.Random | None = field(default=None, compare=False)
 
 
@@ -275,11 +278,16 @@ class NicSpec(SpecModel):
 
 
 class GraphicsSpec(SpecModel):
-    """VNC console (bhyve fbuf, UEFI only): resolution, wait-for-client, password."""
+    """VNC console (bhyve fbuf, UEFI only): resolution, wait-for-client, password.
+
+    ``wait`` holds the guest until a viewer connects (bhyve fbuf ``wait``): ``true`` on the
+    first boot of an install start only (``bhype vm start --install``; vm-bhyve strips ``wait``
+    after the first run too), ``"always"`` on every boot, ``false`` never (issue 14).
+    """
 
     vnc: bool = False
     resolution: str = "1024x768"
-    wait: bool = False
+    wait: bool | Literal["always"] = False
     password: str | None = None
     tablet: bool = True
     vga: Literal["io", "on", "off"] = "io"

@@ -260,6 +260,25 @@ class TaskContext:
             raise BhypeError(f"task {self.task_id} cannot run sub-tasks outside the task queue")
         return self.subtasks
 
+    def intent(self, action: str, description: str, **arguments: Any) -> int:
+        """Record, before a side effect, how to undo it should this task be interrupted.
+
+        Call it *before* the step that makes something (a directory, a disk, a bridge, a
+        clone): the row is committed at once, so a ``kill -9`` of the worker half way through
+        the step still leaves recovery knowing what to remove. ``action`` is a registered
+        :class:`~bhype_core.registry.UndoAction` (``bhype_register_undo_actions``), called with
+        ``arguments`` (JSON) when recovery replays the journal, newest intent first. When the
+        task ends, its intents are forgotten (a failure undoes its own steps). See
+        :mod:`bhype_core.taskqueue.intents`.
+
+        :param description: what is about to be made, for the task log (``VM directory /…``).
+        :raises ValidationErrors: no such undo action, or arguments that are not JSON.
+        :returns: the intent's id.
+        """
+        from bhype_core.taskqueue.intents import record
+
+        return record(self, action, description, arguments)
+
     def acting_as(self) -> AbstractContextManager[Actor]:
         """Attribute host commands in the block to this task's user and id.
 

@@ -3,7 +3,8 @@
 A template file ``<name>.toml`` holds ``title``, ``os_type``, ``cloud_init`` (whether the
 guest images read a NoCloud seed), ``notes``, ``[defaults.disk]``/``[defaults.nic]`` (keys
 every disk/NIC gets unless it sets them, also disks added later through overrides) and
-``[spec]``: VM spec data without the per-VM fields (name, uuid, owner, MACs). Shipped files
+``[spec]``: VM spec data without the per-VM fields (name, uuid, owner, MACs), and ``[image]``:
+the distribution's official cloud image and its checksum file (:mod:`bhype_core.cloud_images`). Shipped files
 live in ``bhype_core/templates/``; an admin directory adds more, and an admin file with a
 shipped name replaces the shipped one.
 """
@@ -19,10 +20,11 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from bhype_core.cloud_images import CloudImage, parse_image
 from bhype_core.errors import NotFound, ValidationErrors
 from bhype_core.spec import NAME_RE, SpecContext, VMSpec, validate_spec
 
-TEMPLATE_KEYS = {"title", "os_type", "cloud_init", "notes", "defaults", "spec"}
+TEMPLATE_KEYS = {"title", "os_type", "cloud_init", "notes", "defaults", "spec", "image"}
 PER_VM_KEYS = ("name", "uuid", "owner", "template", "os_type")
 
 
@@ -40,6 +42,7 @@ class Template:
     nic_defaults: Mapping[str, Any] = field(default_factory=dict)
     source: str = "builtin"
     path: str = ""
+    image: CloudImage | None = None
 
     def spec_data(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """This template's spec data with ``overrides`` applied (see :func:`merge_spec_data`)."""
@@ -54,6 +57,7 @@ class Template:
             "cloud_init": self.cloud_init,
             "notes": self.notes,
             "source": self.source,
+            "image": self.image.to_dict() if self.image else None,
             "defaults": {k: v for k, v in self.spec_data().items() if k != "template"},
         }
 
@@ -123,6 +127,12 @@ def parse_template(name: str, text: str, *, source: str = "builtin", path: str =
     for index, nic in enumerate(spec.get("nics") or []):
         if isinstance(nic, dict) and "mac" in nic:
             errors.add(f"spec.nics.{index}.mac", "is per VM and cannot be set by a template")
+    image = None
+    if "image" in raw:
+        try:
+            image = parse_image(raw["image"])
+        except ValidationErrors as exc:
+            errors.extend(exc)
     errors.raise_if_any()
     template = Template(
         name=name,
@@ -135,6 +145,7 @@ def parse_template(name: str, text: str, *, source: str = "builtin", path: str =
         nic_defaults=defaults.get("nic", {}),
         source=source,
         path=path,
+        image=image,
     )
     try:
         validate_spec({**template.spec_data(), "name": "template-check"})

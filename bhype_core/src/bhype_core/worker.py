@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from huey.consumer import Consumer
 
+from bhype_core.consoles.broker import start_console_broker
 from bhype_core.errors import BhypeError, ConfigError
 from bhype_core.queue.doorbell import WakeableWorker
 from bhype_core.queue.periodic_slots import SlotClaimingScheduler
@@ -139,9 +140,12 @@ def run_worker(runtime: Runtime, workers: int | None = None) -> None:
     enqueue_start_jobs(runtime)
     watchers = WatcherThreads(runtime).start()
     samplers = SamplerThreads(runtime).start()
+    broker = start_console_broker(runtime)  # root worker + API user: consoles for the API
     try:
         consumer.run()
     finally:
+        if broker is not None:
+            broker.stop()
         samplers.stop()
         watchers.stop()
         scheduler.stop()

@@ -1,31 +1,19 @@
-"""Who is calling: the :class:`Principal` the authentication guard put on ``request.state``."""
+"""Who is calling: the :class:`Principal` the authentication guard put on ``request.state``.
+
+:class:`Principal` and :data:`SYSTEM` live in :mod:`bhype_core.auth.principal` (no FastAPI) and
+are re-exported here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from bhype_core.auth.identity import Role
+from bhype_core.auth.principal import SYSTEM, Principal
 from bhype_core.errors import Forbidden, Unauthorized
 
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: the local account ``name`` and the bHype ``role`` its groups grant.
-
-    Set by the authentication guard (:mod:`bhype_core.api.security`) from a session cookie or an
-    API token; routes read it through :data:`PrincipalDep` and decide ownership with it.
-    """
-
-    name: str
-    role: Role
-
-    @property
-    def is_admin(self) -> bool:
-        """Admins see and act on every user's VMs and tasks (issue 3, "Ownership")."""
-        return self.role == "admin"
+__all__ = ["SYSTEM", "AdminDep", "Principal", "PrincipalDep", "get_principal", "require_admin"]
 
 
 def get_principal(request: Request) -> Principal:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bhype_core.config import Section
+from bhype_core.section import Section
 
 # Where the privileged daemon listens; /var/run is /run on Debian and the rc.d convention on
 # FreeBSD (hier(7)), so one default serves both.

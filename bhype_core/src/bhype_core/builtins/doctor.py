@@ -10,6 +10,7 @@ from typing import Any
 from bhype_core.builtins.doctor_access import run_access
 from bhype_core.builtins.doctor_files import run_file_modes
 from bhype_core.builtins.doctor_freebsd import freebsd_checks
+from bhype_core.builtins.doctor_hostinit import run_host_init
 from bhype_core.builtins.doctor_linux import linux_checks
 from bhype_core.hookspecs import hookimpl
 from bhype_core.registry import CheckResult, DoctorCheck
@@ -70,3 +71,4 @@ def bhype_register_doctor_checks(register: Callable[[DoctorCheck], None]) -> Non
     register(DoctorCheck(name="access", run=run_access))
     register(DoctorCheck(name="freebsd-host", run=run_freebsd, platforms=("freebsd",)))
     register(DoctorCheck(name="linux-host", run=run_linux, platforms=("linux",)))
+    register(DoctorCheck(name="host-init", run=run_host_init))

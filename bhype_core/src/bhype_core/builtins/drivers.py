@@ -25,6 +25,9 @@ class BhyveSettings(Section):
     vmm_dir: str = "/dev/vmm"
     start_grace: float = Field(1.0, gt=0, description="seconds bhyve must survive to count as running")
     start_timeout: float = Field(120.0, gt=0, description="seconds the loader and bhyve may take to start")
+    bootindex: bool = Field(False, description="this host's bhyve takes bootindex= and its UEFI firmware honours "
+                            "the fw_cfg bootorder: install/rescue boots then put the CD first with it "
+                            "(bhyve(8); first release not confirmed, see drivers/bhyve_argv.py)")
 
 
 class QemuSettings(Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bhype_core.db.auth_models import AUTH_MODELS
+from bhype_core.db.intent_models import INTENT_MODELS
 from bhype_core.db.migrate import CORE_VERSIONS_DIR
 from bhype_core.db.models import CORE_MODELS
 from bhype_core.db.task_models import TASK_MODELS
@@ -17,6 +18,6 @@ from bhype_core.vm.models import VM_MODELS
 @hookimpl
 def bhype_register_models(register: Callable[[ModelSet], None]) -> None:
     """The ``core`` branch: core_host_command, core_audit_event, core_vm, core_task, core_task_log,
-    core_auth_session, core_api_token and core_switch."""
-    models = CORE_MODELS + VM_MODELS + TASK_MODELS + AUTH_MODELS + SWITCH_MODELS
+    core_auth_session, core_api_token, core_switch and core_task_intent."""
+    models = CORE_MODELS + VM_MODELS + TASK_MODELS + AUTH_MODELS + SWITCH_MODELS + INTENT_MODELS
     register(ModelSet(name="core", models=models, migrations=CORE_VERSIONS_DIR))

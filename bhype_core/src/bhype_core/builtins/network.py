@@ -1,6 +1,6 @@
-"""Built-in plugin ``core_network``: virtual switches and the ISO library (issue 5): their task
-kinds, the ``[isos]`` section, ``/api/v1/switches`` and ``/api/v1/isos``, and the ``bhype
-switch`` / ``bhype iso`` commands."""
+"""Built-in plugin ``core_network``: virtual switches (issue 5): their task kinds,
+``/api/v1/switches`` and the ``bhype switch`` commands. The ISO library is ``core_isos``
+(:mod:`bhype_core.builtins.isos`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bhype_core.hookspecs import hookimpl
-from bhype_core.iso_fetch import fetch_iso
-from bhype_core.isos import SECTION, IsoSettings, delete_iso_task, import_upload, iso_lock
+from bhype_core.network import intents as switch_intents
 from bhype_core.network.service import (
     add_uplink,
     apply_switches,
@@ -18,7 +17,7 @@ from bhype_core.network.service import (
     remove_uplink,
     switch_lock,
 )
-from bhype_core.registry import CliCommand, RouterEntry, SettingsSection, TaskKind
+from bhype_core.registry import CliCommand, RouterEntry, TaskKind, UndoAction
 
 SWITCH_KINDS: dict[str, tuple[Callable[..., Any], str]] = {
     "switch.create": (create_switch, "create a virtual switch (bridge, uplink, VLAN, address, NAT)"),
@@ -26,43 +25,36 @@ SWITCH_KINDS: dict[str, tuple[Callable[..., Any], str]] = {
     "switch.add_uplink": (add_uplink, "bridge a host NIC (or one of its VLANs) into a switch"),
     "switch.remove_uplink": (remove_uplink, "make a switch a private network again"),
 }
-ISO_KINDS: dict[str, tuple[Callable[..., Any], str]] = {
-    "iso.fetch": (fetch_iso, "download an ISO from a URL (resumable, checksum verified)"),
-    "iso.import": (import_upload, "move an uploaded ISO into the library"),
-    "iso.delete": (delete_iso_task, "delete an ISO no VM attaches"),
-}
-
-
-@hookimpl
-def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None:
-    """The ``[isos]`` section: size limit and fetch retries."""
-    register(SettingsSection(name=SECTION, model=IsoSettings))
 
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``switch.*`` (lock ``switch:<name>``), ``switch.apply`` and ``iso.*`` (lock ``iso:<name>``)."""
+    """``switch.*`` (lock ``switch:<name>``) and ``switch.apply``: the host's network, for
+    admins only."""
     for name, (run, description) in SWITCH_KINDS.items():
-        register(TaskKind(name=name, run=run, description=description, locks=switch_lock))
-    register(TaskKind(name="switch.apply", run=apply_switches,
+        register(TaskKind(name=name, run=run, description=description, locks=switch_lock, role="admin"))
+    register(TaskKind(name="switch.apply", run=apply_switches, role="admin",
                       description="(re)create every stored switch on the host, e.g. after a reboot"))
-    for name, (run, description) in ISO_KINDS.items():
-        register(TaskKind(name=name, run=run, description=description, locks=iso_lock))
+
+
+@hookimpl
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """Recovery of an interrupted ``switch.create``: remove the half-built switch from the host."""
+    for action in switch_intents.UNDO_ACTIONS:
+        register(action)
 
 
 @hookimpl
 def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
-    """``/api/v1/switches`` and ``/api/v1/isos``."""
-    from bhype_core.api.routes import isos, switches
+    """``/api/v1/switches``."""
+    from bhype_core.api.routes import switches
 
     register(RouterEntry(name="switches", router=switches.make_router()))
-    register(RouterEntry(name="isos", router=isos.make_router()))
 
 
 @hookimpl
 def bhype_register_cli_commands(register: Callable[[CliCommand], None]) -> None:
-    """``bhype switch …`` and ``bhype iso …``."""
-    from bhype_core.commands import iso, switch
+    """``bhype switch …``."""
+    from bhype_core.commands import switch
 
     register(switch.command())
-    register(iso.command())

@@ -100,10 +100,13 @@ def ping_locks(arguments: dict[str, Any]) -> list[str]:
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """The core's task kinds."""
+    """The core's task kinds: ``core.ping``, a harmless diagnostic any user may run (it runs no
+    host command; the locks it may hold only make other tasks wait, for at most its 600 s sleep)."""
     register(TaskKind(
         name="core.ping",
         run=ping,
+        role="operator",
+        system=True,  # harmless (no host command): the system may ping itself too
         description="answer from the worker (pid, host, echo); optional sleep, locks or failure for diagnostics",
         locks=ping_locks,
     ))

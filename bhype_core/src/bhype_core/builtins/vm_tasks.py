@@ -7,24 +7,36 @@ from collections.abc import Callable
 from typing import Any
 
 from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import CliCommand, PeriodicJob, RouterEntry, SettingsSection, TaskKind, Watcher
+from bhype_core.registry import (
+    CliCommand,
+    PeriodicJob,
+    RouterEntry,
+    SettingsSection,
+    TaskKind,
+    UndoAction,
+    Watcher,
+)
+from bhype_core.vm.access import may_create, may_edit, owns_vm
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.destroy import destroy_vm
 from bhype_core.vm.edit import edit_vm
+from bhype_core.vm.intents import UNDO_ACTIONS
+from bhype_core.vm.orphans import sweep_job
 from bhype_core.vm.power import force_stop_vm, restart_vm, start_vm, stop_vm
 from bhype_core.vm.reconcile import reconcile
 from bhype_core.vm.settings import SECTION, VmSettings
 from bhype_core.vm.submit import vm_lock
 from bhype_core.vm.watch import INTERVAL, StateFileWatch
 
-KINDS: dict[str, tuple[Callable[..., Any], str]] = {
-    "vm.create": (create_vm, "create a VM from a template plus overrides (rolled back on any failure)"),
-    "vm.start": (start_vm, "preflight, then start the VM under its supervisor"),
-    "vm.stop": (stop_vm, "graceful ACPI shutdown; forced off after the timeout"),
-    "vm.restart": (restart_vm, "graceful stop, then start"),
-    "vm.force_stop": (force_stop_vm, "power the VM off at once"),
-    "vm.edit": (edit_vm, "change spec fields (offline fields need the VM stopped)"),
-    "vm.destroy": (destroy_vm, "remove a stopped VM: disks (unless kept), files, record"),
+# name: (run, object check, description). Every vm.* kind is for operators, on their own VMs.
+KINDS: dict[str, tuple[Callable[..., Any], Callable[..., None], str]] = {
+    "vm.create": (create_vm, may_create, "create a VM from a template plus overrides (rolled back on any failure)"),
+    "vm.start": (start_vm, owns_vm, "preflight, then start the VM under its supervisor"),
+    "vm.stop": (stop_vm, owns_vm, "graceful ACPI shutdown; forced off after the timeout"),
+    "vm.restart": (restart_vm, owns_vm, "graceful stop, then start"),
+    "vm.force_stop": (force_stop_vm, owns_vm, "power the VM off at once"),
+    "vm.edit": (edit_vm, may_edit, "change spec fields (offline fields need the VM stopped)"),
+    "vm.destroy": (destroy_vm, owns_vm, "remove a stopped VM: disks (unless kept), files, record"),
 }
 
 
@@ -36,20 +48,35 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``vm.*`` task kinds, each holding the lock ``vm:<name>``; ``vm.reconcile`` holds none
-    (it only reads the hypervisor and rewrites the state cache)."""
-    for name, (run, description) in KINDS.items():
-        register(TaskKind(name=name, run=run, description=description, locks=vm_lock))
-    register(TaskKind(name="vm.reconcile", run=reconcile,
+    """``vm.*`` task kinds for operators on their own VMs (admins: any), each holding the lock
+    ``vm:<name>``; ``vm.reconcile`` holds none (it only reads the hypervisor and rewrites the
+    state cache of the submitter's VMs; bHype submits it itself through its periodic job)."""
+    for name, (run, authorize, description) in KINDS.items():
+        register(TaskKind(name=name, run=run, description=description, locks=vm_lock,
+                          role="operator", authorize=authorize))
+    register(TaskKind(name="vm.reconcile", run=reconcile, role="operator",
                       description="refresh the cached state of your VMs (admins: all) from the hypervisor"))
+    register(TaskKind(name="vm.sweep_orphans", run=sweep_job, role="admin",
+                      description="remove VM directories (and, if enabled, taps/bridges) no record owns"))
+
+
+@hookimpl
+def bhype_register_undo_actions(register: Callable[[UndoAction], None]) -> None:
+    """What recovery runs for an interrupted ``vm.create`` (remove its row, disks, directory)
+    or ``vm.destroy`` (finish it)."""
+    for action in UNDO_ACTIONS:
+        register(action)
 
 
 @hookimpl
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
     """Reconcile VM states every minute, and at once when a worker starts (issue 4: state is
-    reconciled from reality at start-up)."""
+    reconciled from reality at start-up); sweep orphans hourly and at start (issue 11)."""
     register(PeriodicJob(name="vm.reconcile-states", kind="vm.reconcile", run_at_start=True,
                          description="refresh every VM's cached state from the hypervisor"))
+    # Issue 11: what older crashes left (VM directories, taps, bridges no record owns).
+    register(PeriodicJob(name="vm.sweep-orphans", kind="vm.sweep_orphans", minute="41", run_at_start=True,
+                         description="remove VM directories (and, if enabled, taps/bridges) no record owns"))
 
 
 @hookimpl

@@ -44,6 +44,8 @@ def iso_fetch(args: argparse.Namespace) -> int:
     api = api_from(args)
     name = args.name or Path(urllib.parse.urlsplit(args.url).path).name
     body = {"url": args.url, "name": name, "sha256": args.sha256, "datastore": args.datastore}
+    if args.sha512:
+        body["sha512"] = args.sha512
     return follow(api, api.request("POST", "/api/v1/isos/fetch", body), args, name)
 
 
@@ -113,6 +115,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument("url")
     fetch.add_argument("--name", help="file name in the library (default: the URL's last part)")
     fetch.add_argument("--sha256", help="expected SHA-256 (strongly advised)")
+    fetch.add_argument("--sha512", help="expected SHA-512 (Debian and FreeBSD publish these)")
     upload = add("upload", iso_upload, "upload a local ISO file (checksummed)")
     upload.add_argument("file")
     upload.add_argument("--name", help="file name in the library (default: the file's)")

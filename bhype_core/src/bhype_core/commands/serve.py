@@ -76,6 +76,19 @@ def wants_in_process_worker(runtime: Runtime) -> bool:
     return runtime.settings.queue.in_process_worker and runtime.queue.backend == "sqlite"
 
 
+def proxy_options(trusted_proxies: list[str]) -> dict[str, object]:
+    """uvicorn's proxy settings from ``[api] trusted_proxies``.
+
+    Empty (the default): no reverse proxy is assumed and X-Forwarded-* are never believed, so
+    a client cannot pick its own address for the login throttle or claim HTTPS. Otherwise
+    uvicorn takes the client address from X-Forwarded-For and the scheme from
+    X-Forwarded-Proto, only on connections from those addresses (docs/install-freebsd.md, nginx).
+    """
+    if not trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
+
+
 def serve(runtime: Runtime, host: str | None = None, port: int | None = None) -> int:
     """Serve the API until SIGINT/SIGTERM; returns the exit status.
 
@@ -94,7 +107,7 @@ def serve(runtime: Runtime, host: str | None = None, port: int | None = None) ->
         host=host,
         port=port,
         log_level=settings.core.log_level,
-        proxy_headers=False,  # no reverse proxy is assumed; never trust X-Forwarded-* by default
+        **proxy_options(settings.api.trusted_proxies),
     )
     server = GracefulServer(config)
     worker = start_in_process_worker(runtime) if wants_in_process_worker(runtime) else None

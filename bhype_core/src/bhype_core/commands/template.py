@@ -47,6 +47,10 @@ def template_info(args: argparse.Namespace) -> int:
     print(f"{answer['name']}: {answer['title']} ({answer['os_type']}, {answer['source']})")
     if answer.get("notes"):
         print(answer["notes"].strip())
+    if answer.get("image"):
+        image = answer["image"]
+        print(f"cloud image: {image['name']} from {image['url']} (checked against {image['checksums']}; "
+              f"`bhype image fetch {answer['name']}`)")
     print(json.dumps(answer["defaults"], indent=2))
     return 0
 

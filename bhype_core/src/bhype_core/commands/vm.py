@@ -125,16 +125,57 @@ def vm_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def ssh_keys_from(values: list[str]) -> list[str]:
+    """``--ssh-key`` values: a public key file (``~/.ssh/id_ed25519.pub``) or a key line itself.
+
+    :raises ValidationErrors: a value that is neither.
+    """
+    keys: list[str] = []
+    for value in values:
+        path = Path(value).expanduser()
+        if path.is_file():
+            lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+            keys.extend(line for line in lines if line and not line.startswith("#"))
+        elif value.startswith(("ssh-", "ecdsa-", "sk-")):
+            keys.append(value.strip())
+        else:
+            raise ValidationErrors([("--ssh-key", f"{value} is neither a public key file nor a key line")])
+    return keys
+
+
+def cloud_image_options(api: VmApi, args: argparse.Namespace, spec: dict[str, Any]) -> None:
+    """``--cloud-image`` and ``--ssh-key``: the first disk written from the template's cloud image
+    (it must be in the library: ``bhype image fetch``), and a cloud-init seed with the keys."""
+    if getattr(args, "cloud_image", False):
+        if not args.template:
+            raise ValidationErrors([("--cloud-image", "needs --template: the template names the image")])
+        image = api.request("GET", f"/api/v1/templates/{args.template}/image", datastore=args.datastore)
+        if not image["present"]:
+            raise ValidationErrors([("--cloud-image", f"{image['name']} is not in the library yet: "
+                                                      f"run `bhype image fetch {args.template}` first")])
+        disks = spec.get("disks") or api.request("GET", f"/api/v1/templates/{args.template}")["defaults"]["disks"]
+        spec["disks"] = [{**disks[0], "source": image["name"]}, *disks[1:]]
+        spec.setdefault("cloud_init", {})
+    keys = ssh_keys_from(getattr(args, "ssh_key", None) or [])
+    if keys:
+        cloud_init = spec.setdefault("cloud_init", {})
+        cloud_init["ssh_keys"] = [*cloud_init.get("ssh_keys", []), *keys]
+
+
 def vm_create(args: argparse.Namespace) -> int:
     api = api_from(args)
-    body = {"name": args.name, "template": args.template, "spec": spec_from_options(args),
+    spec = spec_from_options(args)
+    cloud_image_options(api, args, spec)
+    body = {"name": args.name, "template": args.template, "spec": spec,
             "datastore": args.datastore, "owner": args.owner}
     return _task(api, api.request("POST", "/api/v1/vms", body), args)
 
 
 def vm_action(args: argparse.Namespace) -> int:
     api = api_from(args)
-    query = {"timeout": args.timeout} if getattr(args, "timeout", None) is not None else {}
+    query: dict[str, Any] = {"timeout": args.timeout} if getattr(args, "timeout", None) is not None else {}
+    if getattr(args, "mode", None):
+        query["mode"] = args.mode
     return _task(api, api.request("POST", f"/api/v1/vms/{args.name}/{args.action}", **query), args)
 
 
@@ -161,7 +202,8 @@ def vm_destroy(args: argparse.Namespace) -> int:
 
 
 def vm_show_command(args: argparse.Namespace) -> int:
-    plan = api_from(args).request("GET", f"/api/v1/vms/{args.name}/show-command", platform=args.platform)
+    plan = api_from(args).request("GET", f"/api/v1/vms/{args.name}/show-command", platform=args.platform,
+                                  mode=args.mode or "normal")
     if args.json:
         return _print_json(plan)
     from bhype_core.vm.plan import format_plan
@@ -202,6 +244,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     create.add_argument("-t", "--template", help="template name (`bhype template list`)")
     create.add_argument("--datastore", help="datastore (default: vm.default_datastore)")
     create.add_argument("--owner", help="admins: create it for this user")
+    create.add_argument("--cloud-image", action="store_true",
+                        help="write the template's cloud image onto the first disk, with a cloud-init seed")
+    create.add_argument("--ssh-key", action="append", metavar="FILE|KEY",
+                        help="public key for the image's default user (repeat; your authorized_keys are added too)")
     spec_options(create)
 
     for name, help in (("start", "start a VM (preflight first)"), ("stop", "graceful ACPI shutdown"),
@@ -210,6 +256,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action.set_defaults(action=name)
         if name in ("stop", "restart"):
             action.add_argument("--timeout", type=float, help="seconds before forcing (default: vm.stop_timeout)")
+        if name == "start":
+            start_modes(action)
 
     edit = add("edit", vm_edit, "change spec fields (most need the VM stopped)", wait=True)
     spec_options(edit)
@@ -222,6 +270,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     show = add("show-command", vm_show_command, "print every host command a start would run (runs nothing)")
     show.add_argument("--platform", choices=["freebsd", "linux"], help="default: this host's")
+    start_modes(show)
 
     console = add("console", vm_console, "attach to the serial console (on the VM host)", json_out=False)
     console.add_argument("--escape", default="~.", help="sequence that detaches (default: ~. after a newline)")
@@ -229,6 +278,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from bhype_core.commands.autostart import add_commands
 
     add_commands(sub, connection_options)  # autostart, shutdown-all (issue 5)
+
+
+def start_modes(parser: argparse.ArgumentParser) -> None:
+    """``--install`` / ``--rescue``: what a start boots (``drivers/boot_plan.py``, issue 14)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--install", dest="mode", action="store_const", const="install",
+                       help="boot the attached ISO once, then the disk (the ISO is detached after the first reboot)")
+    group.add_argument("--rescue", dest="mode", action="store_const", const="rescue",
+                       help="boot the attached ISO first on every boot, the disks attached for repair")
 
 
 def spec_options(parser: argparse.ArgumentParser) -> None:

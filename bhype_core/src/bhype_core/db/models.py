@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Double, Text
+from sqlalchemy import Double, Text, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
 
@@ -20,6 +20,8 @@ ACTION_LENGTH = 64
 REMOTE_ADDR_LENGTH = 64
 FACT_KEY_LENGTH = 128
 STDERR_TAIL_LENGTH = 8000  # characters; the runner keeps only the last lines anyway
+COMMAND_ID_LENGTH = 32  # uuid4().hex
+COMMAND_STATE_LENGTH = 16
 
 
 def utcnow() -> datetime:
@@ -39,15 +41,20 @@ class HostCommandBase(SQLModel):
     duration: float = Field(default=0.0, sa_type=Double)
     dry_run: bool = False
     stderr_tail: str = Field(default="", sa_type=Text)
+    # running (written when the command starts), finished, or interrupted (the worker died
+    # while it ran: recovery found the row still running). Issue 11.
+    state: str = Field(default="finished", max_length=COMMAND_STATE_LENGTH, index=True)
 
 
 class HostCommand(HostCommandBase, table=True):
-    """Table ``core_host_command``: every command the runner ran (or would have, in dry-run)."""
+    """Table ``core_host_command``: every command the runner ran (or would have, in dry-run),
+    written when it starts and completed when it ends (matched by ``command_id``)."""
 
     __tablename__ = "core_host_command"  # type: ignore[assignment]
     __table_args__ = dict(TABLE_OPTIONS)
 
     id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    command_id: str | None = Field(default=None, max_length=COMMAND_ID_LENGTH, index=True)
 
 
 class HostCommandPublic(HostCommandBase):
@@ -129,6 +136,8 @@ def host_command_from_record(record: Any) -> HostCommand:
         raise ValueError("a host command record needs argv")
     task_id = _field(record, "task_id")
     return HostCommand(
+        command_id=_field(record, "command_id") or None,
+        state=_trim(_field(record, "state", "finished") or "finished", COMMAND_STATE_LENGTH),
         time=_as_time(_field(record, "time")),
         user=_trim(_field(record, "user"), USER_LENGTH),
         task_id=None if task_id in (None, "") else _trim(task_id, TASK_ID_LENGTH),
@@ -154,8 +163,44 @@ def record_host_command(engine: Engine, record: Any) -> int:
         decides whether a lost audit row fails the command.
     """
     row = host_command_from_record(record)
+    if row.command_id and row.state != "running":
+        # The end of a command whose start was recorded: complete that row. One UPDATE, not a
+        # read then a write: SQLite refuses to upgrade a reading transaction while another
+        # connection writes ("database is locked") instead of waiting for it.
+        values = {name: getattr(row, name) for name in ("returncode", "duration", "dry_run", "stderr_tail", "state")}
+        with engine.begin() as connection:
+            changed = connection.execute(update(HostCommand).where(
+                col(HostCommand.command_id) == row.command_id).values(**values)).rowcount
+        if changed:
+            with engine.connect() as connection:
+                return int(connection.execute(select(col(HostCommand.id)).where(
+                    col(HostCommand.command_id) == row.command_id)).scalar_one())
     with Session(engine) as session:
         session.add(row)
         session.commit()
         assert row.id is not None
         return row.id
+
+
+class HostCommandSink:
+    """The runtime's audit sink for ``core_host_command``: a row when a command starts
+    (state ``running``), completed when it ends."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def started(self, record: Any) -> None:
+        """Write the row of a command that starts now."""
+        record_host_command(self.engine, record)
+
+    def __call__(self, record: Any) -> None:
+        """Complete the row of a command that ended (or write it, if its start was lost)."""
+        record_host_command(self.engine, record)
+
+
+def mark_commands_interrupted(engine: Engine, task_id: str) -> int:
+    """Mark the ``running`` commands of ``task_id`` as ``interrupted`` (recovery: the worker
+    running them died); returns how many."""
+    with engine.begin() as connection:  # one UPDATE (see record_host_command)
+        statement = update(HostCommand).where(col(HostCommand.task_id) == task_id, col(HostCommand.state) == "running")
+        return int(connection.execute(statement.values(state="interrupted")).rowcount)

@@ -9,7 +9,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bhype_core.errors import BhypeError
+from bhype_core.drivers.capabilities import Capability, FirmwareRules, SpecCheck, VMStats, capability_errors
+from bhype_core.errors import BhypeError, NotSupported
 from bhype_core.events import Event
 from bhype_core.spec import VMSpec
 
@@ -54,6 +55,8 @@ class Attachments:
     :param taps: per NIC a tap interface (bhyve needs one per NIC; QEMU uses user
         networking for a NIC without one).
     :param hostfwd: QEMU user networking forwards per NIC index (``tcp:127.0.0.1:2222-:22``).
+    :param start_mode: ``normal``, ``install`` or ``rescue``: what this start boots first and
+        after the guest's first reboot (:mod:`bhype_core.drivers.boot_plan`).
     """
 
     disk_paths: Sequence[str] = ()
@@ -61,6 +64,7 @@ class Attachments:
     cloud_init_iso: str | None = None
     taps: Sequence[str | None] = ()
     hostfwd: Mapping[int, Sequence[str]] = field(default_factory=dict)
+    start_mode: str = "normal"
 
 
 class HypervisorFailed(BhypeError):
@@ -152,9 +156,40 @@ class HypervisorDriver(ABC):
 
     ``vm_dir`` is the VM's private directory (pid/state files, NVRAM copy, logs, sockets),
     owned by the caller and existing before :meth:`start`.
+
+    A driver declares what it can do (:attr:`capabilities`, :meth:`firmware_rules`,
+    :meth:`spec_checks`, :meth:`stats`); the VM layer asks it instead of testing platform
+    names, so a driver registered by a third party supplies its own rules (issue 12).
     """
 
     name: str = ""
+    #: What this driver can do beyond start/stop/status; a spec asking for something missing
+    #: is refused at plan time (:func:`~bhype_core.drivers.capabilities.capability_errors`).
+    capabilities: frozenset[Capability] = frozenset()
+
+    def firmware_rules(self) -> FirmwareRules | None:
+        """Where the UEFI variable store template is and what the per-VM copy is called;
+        ``None`` when the driver keeps no NVRAM (then it must not declare ``UEFI``)."""
+        return None
+
+    def spec_checks(self) -> list[SpecCheck]:
+        """Rules this hypervisor adds to the platform-independent spec (each a ``SpecContext``
+        check returning ``(field path, message)`` pairs). The default refuses what
+        :attr:`capabilities` lacks; drivers extend the list (bhyve: VNC needs UEFI …)."""
+        return [self.capability_check]
+
+    def capability_check(self, spec: VMSpec) -> list[tuple[str, str]]:
+        """The spec fields that ask for a capability this driver does not declare."""
+        return capability_errors(spec, self.capabilities, f"driver {self.name or type(self).__name__}")
+
+    def stats(self, spec: VMSpec, vm_dir: Path) -> VMStats:
+        """One sample of the running VM's CPU time, memory and disk counters (what the platform
+        has; absent values are ``None``).
+
+        :raises NotSupported: the driver does not declare ``LIVE_STATS``.
+        :raises Conflict: the VM is not running.
+        """
+        raise NotSupported("live stats", f"driver {self.name or type(self).__name__}")
 
     @property
     def crash_listeners(self) -> list[CrashListener]:

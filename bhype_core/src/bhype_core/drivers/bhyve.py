@@ -31,15 +31,26 @@ from bhype_core.drivers.bhyve_argv import (
     grub_cfg,
     grub_device_map,
 )
+from bhype_core.drivers.boot_plan import BootStage, boot_plan, stage_spec
+from bhype_core.drivers.capabilities import Capability, FirmwareRules, SpecCheck, VMStats
 from bhype_core.drivers.preflight import already_running, attached_files, memory, vnc_port
+from bhype_core.drivers.stats_parsers import (
+    BHYVECTL_COUNTERS,
+    bhyvectl_stats_argv,
+    parse_bhyvectl_stats,
+    parse_rctl_usage,
+    rctl_usage_argv,
+)
 from bhype_core.drivers.supervised import Prepared, SupervisedDriver
-from bhype_core.errors import CommandError
+from bhype_core.errors import CommandError, Conflict
 from bhype_core.spec import INSTANCE_PREFIX, VMSpec
 
 VMM_DIR = "/dev/vmm"
 NVRAM_FILE = "uefi-vars.fd"  # vm-bhyve's name for the per-VM copy (reference 1.6)
+RESCUE_NVRAM_FILE = "rescue-vars.fd"  # a fresh copy per rescue start (boot_plan)
 SECRETS_FILE = "vnc.conf"  # bhyve -k file with the fbuf password (0600; keeps it out of ps)
 FIRMWARE_PACKAGES = {"uefi": "edk2-bhyve", "uefi-csm": "uefi-edk2-bhyve-csm"}
+RCTL = "/usr/bin/rctl"
 
 
 class BhyveDriver(SupervisedDriver):
@@ -52,6 +63,10 @@ class BhyveDriver(SupervisedDriver):
     """
 
     name = "bhyve"
+    rctl = RCTL  # rctl(8); an attribute so the bhyve tests can use a stand-in
+    capabilities = frozenset({
+        Capability.UEFI, Capability.UEFI_CSM, Capability.VNC_TCP, Capability.SERIAL_CONSOLE, Capability.LIVE_STATS,
+    })  # fmt: skip
 
     def __init__(
         self,
@@ -67,12 +82,14 @@ class BhyveDriver(SupervisedDriver):
         start_grace: float = 1.0,
         start_timeout: float = 120.0,
         python: str = sys.executable,
+        bootindex: bool = False,
     ) -> None:
         super().__init__(runner, run_dir=run_dir, python=python, start_timeout=start_timeout)
         self.bhyve, self.bhyvectl, self.bhyveload, self.grub_bhyve = bhyve, bhyvectl, bhyveload, grub_bhyve
         self.firmware_dir = Path(firmware_dir)
         self.vmm_dir = Path(vmm_dir)
         self.start_grace = start_grace
+        self.bootindex = bootindex
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> BhyveDriver:
@@ -81,7 +98,7 @@ class BhyveDriver(SupervisedDriver):
         return cls(
             runtime.runner, run_dir=runtime.settings.core.data_dir / "run", bhyve=s.bhyve, bhyvectl=s.bhyvectl,
             bhyveload=s.bhyveload, grub_bhyve=s.grub_bhyve, firmware_dir=s.firmware_dir, vmm_dir=s.vmm_dir,
-            start_grace=s.start_grace, start_timeout=s.start_timeout,
+            start_grace=s.start_grace, start_timeout=s.start_timeout, bootindex=s.bootindex,
         )  # fmt: skip
 
     # -- resources ---------------------------------------------------------------------------
@@ -97,9 +114,14 @@ class BhyveDriver(SupervisedDriver):
         """vm-bhyve style ``-<name>.1``: bhyve gets /dev/nmdm-<name>.1A, people the B side."""
         return f"-{instance}.1"
 
-    def resources(self, spec: VMSpec, vm_dir: Path, attachments: Attachments, vnc_port: int | None) -> BhyveResources:
-        """The host resources bhyve_argv needs for ``spec``."""
+    def resources(
+        self, spec: VMSpec, vm_dir: Path, attachments: Attachments, vnc_port: int | None,
+        stage: BootStage | None = None, rescue: bool = False,
+    ) -> BhyveResources:
+        """The host resources bhyve_argv needs for ``spec`` (one boot ``stage`` of it; a rescue
+        start boots UEFI with a fresh NVRAM copy, :mod:`~bhype_core.drivers.boot_plan`)."""
         mode = spec.boot.mode
+        nvram = RESCUE_NVRAM_FILE if rescue else NVRAM_FILE
         return BhyveResources(
             disk_paths=list(attachments.disk_paths),
             taps=[tap or "" for tap in attachments.taps],
@@ -108,44 +130,78 @@ class BhyveDriver(SupervisedDriver):
             cdrom_path=attachments.cdrom_path,
             cloud_init_iso=attachments.cloud_init_iso,
             firmware_code=str(self.firmware(mode)[0]) if mode in ("uefi", "uefi-csm") else None,
-            firmware_vars=str(vm_dir / NVRAM_FILE) if mode == "uefi" else None,
+            firmware_vars=str(vm_dir / nvram) if mode == "uefi" else None,
             device_map=str(vm_dir / "device.map") if mode == "grub" else None,
             grub_dir=str(vm_dir) if mode == "grub" and spec.boot.kernel else None,
             secrets_file=str(vm_dir / SECRETS_FILE) if fbuf_secrets(spec) else None,
+            boot_cd=bool(stage and stage.cd_first),
+            bootindex=self.bootindex,
         )
+
+    def _commands(
+        self, spec: VMSpec, res: BhyveResources, vm_dir: Path, prepared: Prepared
+    ) -> tuple[list[str], list[str] | None]:
+        """bhyve's argv and the loader's (if any) for one boot; loader files go to ``prepared``."""
+        argv = bhyve_argv(spec, res)
+        argv[0] = self.bhyve
+        loader: list[str] | None = None
+        if spec.boot.mode == "bhyveload":
+            loader = [self.bhyveload, *bhyveload_argv(spec, res)[1:]]
+        elif spec.boot.mode == "grub":
+            prepared.files.setdefault(vm_dir / "device.map", grub_device_map(spec, res))
+            if spec.boot.kernel:
+                prepared.files[vm_dir / "grub.cfg"] = grub_cfg(spec)
+            loader = [self.grub_bhyve, *grub_bhyve_argv(spec, res)[1:]]
+        return argv, loader
 
     def prepare(
         self, spec: VMSpec, vm_dir: Path, attachments: Attachments, vnc_port: int | None, *, dry: bool = False
     ) -> Prepared:
         instance, mode = spec.instance_name, spec.boot.mode
-        res = self.resources(spec, vm_dir, attachments, vnc_port)
-        argv = bhyve_argv(spec, res)
-        argv[0] = self.bhyve
+        plan = boot_plan(spec, attachments.start_mode)
+        rescue = plan.mode == "rescue"
+        first = stage_spec(spec, plan.first)
+        res = self.resources(first, vm_dir, attachments, vnc_port, plan.first, rescue)
         prepared = Prepared(config={})
         if res.secrets_file:
             prepared.files[Path(res.secrets_file)] = fbuf_secrets(spec)  # written 0600 (supervised.py)
-        loader: list[str] | None = None
-        if mode == "bhyveload":
-            loader = [self.bhyveload, *bhyveload_argv(spec, res)[1:]]
-        elif mode == "grub":
-            prepared.files[vm_dir / "device.map"] = grub_device_map(spec, res)
-            if spec.boot.kernel:
-                prepared.files[vm_dir / "grub.cfg"] = grub_cfg(spec)
-            loader = [self.grub_bhyve, *grub_bhyve_argv(spec, res)[1:]]
-        if mode == "uefi" and res.firmware_vars and not Path(res.firmware_vars).exists():
+        argv, loader = self._commands(first, res, vm_dir, prepared)
+        later: dict[str, Any] | None = None
+        if plan.changes:
+            then = stage_spec(spec, plan.later)
+            later_res = self.resources(then, vm_dir, attachments, vnc_port, plan.later, rescue)
+            later_argv, later_loader = self._commands(then, later_res, vm_dir, Prepared(config={}))
+            # grub-bhyve keeps the install boot's device.map: its (cd0) line is unused from
+            # then on (root hd0,1) and the ISO stays in the library.
+            later = {"argv": later_argv, "bhyve": {"loader_argv": later_loader}}
+        if mode == "uefi" and res.firmware_vars and (rescue or not Path(res.firmware_vars).exists()):
             template = self.firmware(mode)[1]
-            prepared.setup.append(
-                HostCommand(
-                    ["cp", str(template), res.firmware_vars], "create the VM's own UEFI NVRAM (bhyve(8) EXAMPLES)"
-                )
-            )
-            prepared.creates.append(Path(res.firmware_vars))
+            why = ("a fresh NVRAM for the rescue boot, so no stored boot entry wins over the CD" if rescue
+                   else "create the VM's own UEFI NVRAM (bhyve(8) EXAMPLES)")
+            prepared.setup.append(HostCommand(["cp", str(template), res.firmware_vars], why))
+            if not Path(res.firmware_vars).exists():
+                prepared.creates.append(Path(res.firmware_vars))
         destroy = [self.bhyvectl, *bhyvectl_argv(instance, "destroy")[1:]]
         if (self.vmm_dir / instance).exists():
             prepared.supervised.append(HostCommand(destroy, "free the leftover VM instance first (reference 3.2)"))
-        if loader:
-            prepared.supervised.append(HostCommand(loader, "load the guest kernel, before every boot"))
-        prepared.supervised.append(HostCommand(argv, "the VM (started again after each guest reboot, exit status 0)"))
+        if later is None:
+            if loader:
+                prepared.supervised.append(HostCommand(loader, "load the guest kernel, before every boot"))
+            prepared.supervised.append(
+                HostCommand(argv, "the VM (started again after each guest reboot, exit status 0)")
+            )
+        else:
+            if loader:
+                prepared.supervised.append(HostCommand(loader, "load the guest kernel from the ISO (install boot)"))
+            prepared.supervised.append(HostCommand(argv, "the install boot, with the ISO"))
+            prepared.supervised.append(HostCommand(destroy, "after the guest's first reboot: a fresh VM instance"))
+            if later["bhyve"]["loader_argv"]:
+                prepared.supervised.append(
+                    HostCommand(later["bhyve"]["loader_argv"], "load the guest kernel from the disk, before every boot")
+                )
+            prepared.supervised.append(
+                HostCommand(later["argv"], "the VM without the ISO (started again after each guest reboot)")
+            )
         prepared.supervised.append(HostCommand(destroy, "free the VM instance after bhyve exits"))
         consoles: dict[str, dict[str, Any]] = {}
         if spec.graphics.vnc:
@@ -166,6 +222,8 @@ class BhyveDriver(SupervisedDriver):
                 "start_grace": self.start_grace,
             },
         }
+        if later is not None:
+            prepared.config["after_first_reboot"] = later
         return prepared
 
     def hypervisor_markers(self, instance: str) -> tuple[str, ...]:
@@ -205,6 +263,13 @@ class BhyveDriver(SupervisedDriver):
         status = self.status(spec, vm_dir)
         problems = already_running(spec, status)
         problems += [Problem(path or "spec", message) for path, message in bhyve_spec_errors(spec)]
+        if spec.graphics.vnc and spec.graphics.password is None:
+            # fbuf listens on loopback TCP, which every local account can reach (issue 11). A
+            # spec stored where the driver used no password (QEMU) has none: never start open.
+            problems.append(Problem(
+                "graphics.password", "bhyve's VNC listens on loopback TCP, open to every local account, "
+                "and this VM has no VNC password", "edit the VM (bhyve generates one) or set graphics.password",
+            ))  # fmt: skip
         for module in ("vmm", "nmdm") if spec.serial else ("vmm",):
             problem = self._module_loaded(module)
             if problem:
@@ -302,3 +367,40 @@ class BhyveDriver(SupervisedDriver):
             if found.returncode == 0:
                 names.add(name)
         return sorted(names)
+
+    # -- capabilities ------------------------------------------------------------------------
+
+    def firmware_rules(self) -> FirmwareRules:
+        """edk2-bhyve's ``BHYVE_UEFI_VARS.fd`` copied to vm-bhyve's ``uefi-vars.fd`` (reference 1.6)."""
+        template = self.firmware("uefi")[1]
+        assert template is not None  # uefi (not uefi-csm) always has a vars template
+        return FirmwareRules(template, NVRAM_FILE, f"pkg install {FIRMWARE_PACKAGES['uefi']}")
+
+    def spec_checks(self) -> list[SpecCheck]:
+        """The capability check plus bhyve's own rules (VNC needs UEFI, loader needs a disk …)."""
+        return [*super().spec_checks(), bhyve_spec_errors]
+
+    def stats(self, spec: VMSpec, vm_dir: Path) -> VMStats:
+        """``bhyvectl --get-stats`` (vCPU 0: VM exits, backed guest RAM; reference 3.3) and, where
+        RACCT is enabled, ``rctl -u process:PID`` for CPU time (reference 4.4; without
+        ``kern.racct.enable=1`` rctl fails and CPU time is ``None``)."""
+        status = self.status(spec, Path(vm_dir).absolute())
+        if status.pid is None:
+            raise Conflict(f"VM {spec.name} is {status.state.value}: no statistics without a running bhyve")
+        answer = self.runner.run(bhyvectl_stats_argv(self.bhyvectl, spec.instance_name), timeout=30)
+        counters = parse_bhyvectl_stats(answer.stdout)
+        extra: dict[str, int | float] = {
+            key: counters[name] for name, key in BHYVECTL_COUNTERS.items() if name in counters
+        }
+        try:
+            usage = self.runner.run(rctl_usage_argv(self.rctl, status.pid), timeout=10, check=False)
+            racct = parse_rctl_usage(usage.stdout) if usage.returncode == 0 else {}
+        except CommandError:  # rctl not installed (a kernel without RACCT): CPU time unknown
+            racct = {}
+        cpu = racct.get("cputime")
+        return VMStats(
+            pid=status.pid,
+            cpu_seconds=float(cpu) if cpu is not None else None,
+            rss_bytes=counters.get("Resident memory", racct.get("memoryuse")),
+            extra=extra,
+        )

@@ -51,6 +51,18 @@ SLOT_XHCI = 30
 SLOT_LPC = 31
 _ALWAYS_RESERVED = {SLOT_HOSTBRIDGE, SLOT_SEED, SLOT_CDROM, SLOT_FBUF, SLOT_XHCI, SLOT_LPC}
 
+# bhyve(8) (revision of Oct 28, 2025), "Block storage device backends": "bootindex=index: Add
+# the device to the bootorder at index. A fwcfg file is used to specify the bootorder. The guest
+# firmware may ignore or doesn't support this fwcfg file." The option came with FreeBSD commit
+# 480bef9 (D39285, 2023, merged to stable/13 as b02e0f9); its first release is not confirmed
+# here, and bhyve of older releases refuses an unknown block option. The bootorder file travels
+# over QEMU's fw_cfg interface (bhyve(8) "Fwcfg types": the "qemu" type passes "a boot order";
+# the default "bhyve" fwctl reports only the CPU count), and edk2's BhyvePkg reads it only since
+# June 2024 (tianocore/edk2 #5790). So bHype adds bootindex= (and -o lpc.fwcfg=qemu) only when
+# [bhyve] bootindex = true says the host has all of it, and only for a boot that starts from the
+# CD; otherwise a rescue boot relies on a fresh NVRAM (boot_plan).
+BOOTINDEX_NOTE = "bhyve(8) bootindex= (D39285) with fw_cfg type qemu; edk2 BhyvePkg bootorder since 2024"
+
 # bhyve(8) SYNOPSIS: options that take a value (the next argv element, or glued on).
 _OPTIONS_WITH_VALUE = set("cfGkKlmnoprsU")
 
@@ -74,6 +86,10 @@ class BhyveResources:
     :param secrets_file: a 0600 bhyve_config(5) file given with ``-k`` that holds the fbuf
         password (:func:`fbuf_secrets`), so the password is not on the command line, which
         every local account can read with ps(1); ``None`` puts it in the fbuf option.
+    :param boot_cd: this boot starts from the ISO (install, rescue; a VM without disks):
+        bhyveload ``-d <iso>``, grub-bhyve ``-r cd0``, and with ``bootindex`` the CD first.
+    :param bootindex: the host's bhyve takes the ``bootindex=`` block-device option and its
+        firmware honours the fw_cfg ``bootorder`` file (see :data:`BOOTINDEX_NOTE`).
     """
 
     disk_paths: Sequence[str] = ()
@@ -88,6 +104,8 @@ class BhyveResources:
     grub_dir: str | None = None
     hostbridge: Literal["hostbridge", "amd_hostbridge"] = "hostbridge"
     secrets_file: str | None = None
+    boot_cd: bool = False
+    bootindex: bool = False
 
     def console(self, side: Literal["A", "B"] = "A") -> str:
         """nmdm(4) device path: bhyve and the loaders get side A, people attach to side B."""
@@ -198,12 +216,19 @@ def _check_resources(spec: VMSpec, res: BhyveResources) -> None:
         raise ValueError("resources.firmware_vars (a per-VM copy of BHYVE_UEFI_VARS.fd) is required for uefi")
 
 
-def _disk_device(spec: VMSpec, index: int, path: str) -> str:
+def _bootorder(resources: BhyveResources) -> bool:
+    """Whether this boot puts the CD first through ``bootindex=`` (see :data:`BOOTINDEX_NOTE`)."""
+    return resources.bootindex and resources.boot_cd
+
+
+def _disk_device(spec: VMSpec, index: int, path: str, resources: BhyveResources) -> str:
     disk = spec.disks[index]
     device = f"{disk_slot(index)},{disk.bus},{_plain(path, 'disk path')}"
     if disk.sectorsize:
         # bhyve(8): block devices take sectorsize=logical[/physical]; the NVMe backend has sectsz=.
         device += f",sectsz={disk.sectorsize}" if disk.bus == "nvme" else f",sectorsize={disk.sectorsize}"
+    if index == 0 and _bootorder(resources) and disk.bus != "nvme":
+        device += ",bootindex=2"  # after the CD; bhyve(8) lists bootindex for block backends
     return device
 
 
@@ -249,6 +274,8 @@ def bhyve_argv(spec: VMSpec, resources: BhyveResources) -> list[str]:
     argv += ["-c", f"cpus={cpus.count},sockets={cpus.sockets},cores={cpus.cores},threads={cpus.threads}"]
     argv += ["-m", format_size(spec.memory)]  # bhyve(8) -m accepts K/M/G/T suffixes
     argv += ["-U", str(spec.uuid)]  # stable SMBIOS UUID instead of one derived from host name
+    if _bootorder(resources) and spec.cdrom is not None:
+        argv += ["-o", "lpc.fwcfg=qemu"]  # the bootorder file needs QEMU's fw_cfg (BOOTINDEX_NOTE)
     if resources.secrets_file and fbuf_secrets(spec):
         # bhyve(8) -k: config variables from a file (13.1+), here only the VNC password.
         argv += ["-k", _plain(resources.secrets_file, "secrets file")]
@@ -256,9 +283,10 @@ def bhyve_argv(spec: VMSpec, resources: BhyveResources) -> list[str]:
     if resources.cloud_init_iso:
         argv += ["-s", f"{SLOT_SEED},ahci-cd,{_plain(resources.cloud_init_iso, 'seed ISO')},ro"]
     if spec.cdrom is not None:
-        argv += ["-s", f"{SLOT_CDROM},ahci-cd,{_plain(resources.cdrom_path or '', 'ISO path')},ro"]
+        cd = f"{SLOT_CDROM},ahci-cd,{_plain(resources.cdrom_path or '', 'ISO path')},ro"
+        argv += ["-s", cd + (",bootindex=1" if _bootorder(resources) else "")]
     for index, path in enumerate(resources.disk_paths):
-        argv += ["-s", _disk_device(spec, index, path)]
+        argv += ["-s", _disk_device(spec, index, path, resources)]
     for index, nic in enumerate(spec.nics):
         # Always an explicit stored mac=: without it bhyve hashes slot/function/name (bhyve(8)
         # "Network device backends"), so a NIC moved to another slot would get a new MAC.
@@ -287,14 +315,17 @@ def bhyve_argv(spec: VMSpec, resources: BhyveResources) -> list[str]:
 def bhyveload_argv(spec: VMSpec, resources: BhyveResources) -> list[str]:
     """bhyveload(8) loading the FreeBSD kernel for ``spec`` (rerun before every boot).
 
-    Loads from the install ISO when ``spec.cdrom`` is set, else from the first disk; the
-    console and ``-m`` match what :func:`bhyve_argv` passes, as bhyve(8) -m requires.
+    Loads from the ISO when this boot starts from it (``resources.boot_cd``: an install or
+    rescue start) or the VM has no disk, else from the first disk, so an ISO left attached is
+    not booted on every reboot (issue 14); the console and ``-m`` match what
+    :func:`bhyve_argv` passes, as bhyve(8) -m requires.
     """
     if spec.boot.mode != "bhyveload":
         raise ValueError(f"boot mode is {spec.boot.mode}, not bhyveload")
     ValidationErrors(bhyve_spec_errors(spec)).raise_if_any()
     _check_resources(spec, resources)
-    source = resources.cdrom_path if spec.cdrom is not None else resources.disk_paths[0]
+    from_cd = spec.cdrom is not None and (resources.boot_cd or not spec.disks)
+    source = resources.cdrom_path if from_cd else resources.disk_paths[0]
     # bhyveload(8) SYNOPSIS order: [-c cons-dev] [-d disk-path] [-e name=value] [-m mem-size] vmname
     argv = [BHYVELOAD, "-c", resources.console("A"), "-d", source or ""]
     # The kernel reads smbios.system.uuid from the loader environment (vm-bhyve passes it too).
@@ -305,8 +336,9 @@ def bhyveload_argv(spec: VMSpec, resources: BhyveResources) -> list[str]:
     return argv
 
 
-def grub_root(spec: VMSpec) -> str:
-    """grub-bhyve ``-r``: explicit, ``host`` for a host kernel, else ``cd0`` or ``hd0,1``.
+def grub_root(spec: VMSpec, boot_cd: bool = False) -> str:
+    """grub-bhyve ``-r``: explicit, ``host`` for a host kernel, ``cd0`` when this boot starts
+    from the ISO (``boot_cd``: install, rescue) or there is no disk, else ``hd0,1``.
 
     ``hd0,1`` names the first partition whatever the partition table (GRUB's partition names
     without a scheme); grub-bhyve's own example ``hd0,msdos1`` does not exist on the GPT disks
@@ -316,7 +348,7 @@ def grub_root(spec: VMSpec) -> str:
         return "host"
     if spec.boot.grub_root:
         return spec.boot.grub_root
-    return "cd0" if spec.cdrom is not None else "hd0,1"
+    return "cd0" if spec.cdrom is not None and (boot_cd or not spec.disks) else "hd0,1"
 
 
 def grub_device_map(spec: VMSpec, resources: BhyveResources) -> str:
@@ -351,7 +383,7 @@ def grub_bhyve_argv(spec: VMSpec, resources: BhyveResources) -> list[str]:
     _check_resources(spec, resources)
     if not resources.device_map:
         raise ValueError("resources.device_map is required for grub-bhyve")
-    argv = [GRUB_BHYVE, "-m", resources.device_map, "-r", grub_root(spec)]
+    argv = [GRUB_BHYVE, "-m", resources.device_map, "-r", grub_root(spec, resources.boot_cd)]
     if spec.boot.kernel is not None:
         if not resources.grub_dir:
             raise ValueError("resources.grub_dir (holding grub.cfg) is required for a host kernel")

@@ -19,14 +19,19 @@ import hashlib
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bhype_core.drivers.base import Attachments, HostCommand, Problem, VMStatus
+from bhype_core.drivers.boot_plan import boot_plan, stage_spec
+from bhype_core.drivers.capabilities import Capability, FirmwareRules, VMStats
 from bhype_core.drivers.preflight import already_running, attached_files, linux_memory, memory
 from bhype_core.drivers.qemu_argv import OVMF_CANDIDATES, QEMU, QemuResources, find_ovmf, qemu_argv
 from bhype_core.drivers.qmp import QMPClient, QMPClosed, QMPError
+from bhype_core.drivers.stats_parsers import parse_blockstats, parse_proc, proc_argv
 from bhype_core.drivers.supervised import Prepared, SupervisedDriver
+from bhype_core.errors import Conflict
 from bhype_core.spec import VMSpec
 from bhype_core.vm.firmware import FirmwareMissing
 
@@ -45,6 +50,11 @@ class QemuDriver(SupervisedDriver):
 
     name = "qemu"
     vnc_over_tcp = False  # -vnc unix:PATH (module docstring)
+    # uefi-csm boots with SeaBIOS (qemu_argv), the legacy boot bhyve's CSM ROM gives.
+    capabilities = frozenset({
+        Capability.UEFI, Capability.UEFI_CSM, Capability.VNC_UNIX_SOCKET, Capability.SERIAL_CONSOLE,
+        Capability.LIVE_STATS, Capability.DISK_STATS,
+    })  # fmt: skip
 
     def __init__(
         self,
@@ -146,7 +156,14 @@ class QemuDriver(SupervisedDriver):
             binary=self.binary,
         )
         ctl = str(sockets / "qmp-ctl.sock")
-        argv = [*qemu_argv(spec, resources), "-qmp", f"unix:{ctl},server=on,wait=off"]
+        monitor = ["-qmp", f"unix:{ctl},server=on,wait=off"]
+        plan = boot_plan(spec, attachments.start_mode)
+        first = replace(resources, boot_cd=plan.first.cd_first)
+        argv = [*qemu_argv(stage_spec(spec, plan.first), first), *monitor]
+        later = None
+        if plan.changes:  # an install: the ISO is gone once the guest first reboots (boot_plan)
+            later = [*qemu_argv(stage_spec(spec, plan.later), replace(resources, boot_cd=plan.later.cd_first)),
+                     *monitor]
         consoles: dict[str, dict[str, Any]] = {}
         if spec.graphics.vnc:
             consoles["vnc"] = {"unix": resources.vnc_socket, "password": False}
@@ -168,10 +185,15 @@ class QemuDriver(SupervisedDriver):
                 ],
             },
         }
-        purpose = "the VM (restarted by the supervisor after each guest reboot)"
-        if self.accel == "auto" and self._accel_found is None:
-            purpose += "; -accel kvm instead when the KVM probe finds it usable"
-        supervised = [HostCommand(argv, purpose)]
+        if later is not None:
+            config["after_first_reboot"] = {"argv": later}
+        kvm = "; -accel kvm instead when the KVM probe finds it usable" if (
+            self.accel == "auto" and self._accel_found is None) else ""
+        if later is None:
+            supervised = [HostCommand(argv, "the VM (restarted by the supervisor after each guest reboot)" + kvm)]
+        else:
+            supervised = [HostCommand(argv, "the install boot, with the ISO first" + kvm),
+                          HostCommand(later, "after the guest's first reboot: the VM without the ISO" + kvm)]
         return Prepared(config=config, setup=setup, creates=creates, supervised=supervised)
 
     def hypervisor_markers(self, instance: str) -> tuple[str, ...]:
@@ -233,3 +255,37 @@ class QemuDriver(SupervisedDriver):
         except QMPError:
             if status.pid:  # the monitor does not answer: end the process
                 self.runner.run(["kill", "-s", "KILL", str(status.pid)], timeout=10, check=False)
+
+    # -- capabilities ------------------------------------------------------------------------
+
+    def firmware_rules(self) -> FirmwareRules:
+        """OVMF: the vars image matching the code image QEMU is given (``find_ovmf``), copied
+        to ``OVMF_VARS.fd`` in the VM directory (the name :meth:`prepare` uses)."""
+        found = find_ovmf(self.ovmf)
+        template = found[1] if found else self.ovmf[0][1]
+        return FirmwareRules(Path(template), "OVMF_VARS.fd", "apt-get install ovmf")
+
+    def stats(self, spec: VMSpec, vm_dir: Path) -> VMStats:
+        """CPU time and RSS of the QEMU process (proc(5) through the runner) and per-drive
+        counters from QMP ``query-blockstats`` on the driver's monitor."""
+        vm_dir = Path(vm_dir).absolute()
+        status = self.status(spec, vm_dir)
+        if status.pid is None:
+            raise Conflict(f"VM {spec.name} is {status.state.value}: no statistics without a running QEMU")
+        proc = self.runner.run(proc_argv(status.pid), timeout=10)
+        cpu, rss = parse_proc(proc.stdout, self._clock_ticks())
+        try:
+            with QMPClient(self.ctl_socket(vm_dir), timeout=QMP_TIMEOUT) as client:
+                disks = parse_blockstats(client.execute("query-blockstats"))
+        except (QMPError, OSError):
+            disks = {}  # the monitor is busy or QEMU is exiting: CPU and memory still count
+        return VMStats(pid=status.pid, cpu_seconds=cpu, rss_bytes=rss, disks=disks)
+
+    def _clock_ticks(self) -> int:
+        """``getconf CLK_TCK`` on the runner's host (the unit of proc(5) utime/stime), once."""
+        ticks = self.__dict__.get("_clk_tck")
+        if ticks is None:
+            answer = self.runner.run(["getconf", "CLK_TCK"], timeout=10, check=False)
+            ticks = int(answer.stdout.strip()) if answer.returncode == 0 and answer.stdout.strip().isdigit() else 100
+            self.__dict__["_clk_tck"] = ticks
+        return int(ticks)

@@ -74,6 +74,8 @@ class QemuResources:
     :param serial_socket / serial_log: console socket and/or a file recording its output.
     :param firmware_code / firmware_vars: OVMF code and the VM's own vars copy (uefi only).
     :param start_paused: add ``-S`` (CPUs stopped until QMP ``cont``).
+    :param boot_cd: this boot starts from the ISO (install, rescue): the CD gets ``bootindex=0``
+        and the first disk 1; otherwise the disk comes first (qemu docs "bootindex").
     """
 
     qmp_socket: str
@@ -93,6 +95,7 @@ class QemuResources:
     firmware_vars: str | None = None
     start_paused: bool = False
     binary: str = QEMU
+    boot_cd: bool = False
 
 
 def exit_status_for_shutdown(reason: str) -> int:
@@ -182,8 +185,9 @@ def _disks(spec: VMSpec, res: QemuResources) -> list[str]:
             props += f",logical_block_size={disk.sectorsize},physical_block_size={disk.sectorsize}"
         if index == 0 and spec.boot.kernel is None:
             # Disk before CD: a blank disk falls through to the installer, an installed one
-            # boots even with the ISO still attached. (-kernel's option ROM takes bootindex 0.)
-            props += ",bootindex=0"
+            # boots even with the ISO still attached; an install or rescue boot puts the CD
+            # first. (-kernel's option ROM takes bootindex 0.)
+            props += ",bootindex=1" if res.boot_cd else ",bootindex=0"
         if disk.bus == "virtio-blk":
             argv += ["-device", f"virtio-blk-pci,{props},{_addr(slot)}"]
         elif disk.bus == "nvme":
@@ -281,7 +285,10 @@ def qemu_argv(spec: VMSpec, resources: QemuResources) -> list[str]:
     if resources.cloud_init_iso:
         argv += _seed(resources.cloud_init_iso)
     if spec.cdrom is not None:
-        argv += _cd("cd0", SLOT_CDROM, resources.cdrom_path or "", 1)
+        # -kernel's option ROM holds bootindex 0 (QEMU refuses a second one): a host kernel
+        # boots whatever the CD's index, so the CD then stays at 1.
+        first = resources.boot_cd and spec.boot.kernel is None
+        argv += _cd("cd0", SLOT_CDROM, resources.cdrom_path or "", 0 if first else 1)
     argv += _disks(spec, resources)
     argv += _nics(spec, resources)
     if spec.rng:

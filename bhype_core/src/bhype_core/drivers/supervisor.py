@@ -28,6 +28,7 @@ from typing import Any
 from bhype_core.drivers.exit_status import Decision, Outcome, decide, ran_briefly
 from bhype_core.drivers.state import VMFiles, boot_id, now_iso, read_json, rotate, tail_lines, write_json, write_pid
 from bhype_core.drivers.supervisor_kinds import KINDS, Exit, StartFailed
+from bhype_core.host.pdeathsig import clear_parent_death_signal
 from bhype_core.host.runner import LocalRunner, validate_argv
 
 HISTORY = 50  # exits kept in state.json
@@ -116,7 +117,7 @@ class Supervisor:
         self.update(
             state="starting", supervisor_pid=os.getpid(), hypervisor_pid=None, started_at=now_iso(),
             boot_id=boot_id(self.runner), restarts=0, exit_status=None, signal=None, detail="",
-            stderr_tail=[], crash_id=None,
+            stderr_tail=[], crash_id=None, boot="install" if self.config.get("after_first_reboot") else "",
         )  # fmt: skip
         try:
             return self._loop()
@@ -178,6 +179,7 @@ class Supervisor:
             if decision.outcome is Outcome.RESTART and self._restart_allowed():
                 self.update(state="starting", restarts=self.state.get("restarts", 0) + 1, hypervisor_pid=None)
                 self.log("guest rebooted: starting it again")
+                self._next_plan()
                 continue
             if decision.outcome is Outcome.RESTART:
                 limit, window = self._restart_limit()
@@ -186,6 +188,17 @@ class Supervisor:
             # A guest that powered off at once still started; a no-op once the launcher heard.
             self.notify_launcher({"ok": True, "pid": proc.pid, "supervisor_pid": os.getpid()})
             return 0
+
+    def _next_plan(self) -> None:
+        """After the guest's first reboot, switch to the command lines an install start gave
+        for every later boot (the ISO detached; ``drivers/boot_plan.py``), once."""
+        later = self.config.pop("after_first_reboot", None)
+        if not later:
+            return
+        self.config["argv"] = later["argv"]
+        self.kind.replan(dict(later.get(self.config["kind"]) or {}))
+        self.update(boot="disk")
+        self.log("the install boot ended with a reboot: the ISO is detached from now on")
 
     def _early_exit(self, exit: Exit, tail: list[str]) -> StartFailed:
         program = Path(self.config["argv"][0]).name
@@ -313,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("vm_dir", type=Path)
     parser.add_argument("--foreground", action="store_true", help="supervise in this process")
     args = parser.parse_args(argv)
+    # The runner starts host commands with a parent-death signal; a VM outlives the worker by
+    # design, so its supervisor gives that up first (bhype_core.host.pdeathsig).
+    clear_parent_death_signal()
     # Everything the supervisor and the hypervisor create (VNC and serial sockets, logs, state)
     # is private to the worker's user: a unix socket others may not write cannot be connected
     # to, so the consoles are reachable only through bHype's bridge (issue 11).

@@ -84,6 +84,10 @@ class Kind(ABC):
     def after_exit(self, exit: Exit) -> None:  # noqa: B027 (optional step)
         """Clean up after one hypervisor process (bhyvectl --destroy)."""
 
+    def replan(self, config: dict[str, Any]) -> None:
+        """Take the kind's settings for the boots after an install's first reboot."""
+        self.config.update(config)
+
     def cleanup(self) -> None:  # noqa: B027 (optional step)
         """Clean up once supervision ends."""
 
@@ -154,6 +158,12 @@ class BhyveKind(Kind):
 
     def exit_of(self, proc: subprocess.Popen[bytes]) -> Exit:
         return exit_from_returncode(proc.wait())
+
+    def replan(self, config: dict[str, Any]) -> None:
+        # The device set changes (the install CD goes): boot a fresh VM instance, as a loader
+        # boot does anyway (reference 1.7).
+        super().replan(config)
+        self.destroy()
 
     def after_exit(self, exit: Exit) -> None:
         # A UEFI guest keeps its instance across a reboot (reference 2.3); everything else

@@ -1,9 +1,16 @@
-"""Audit trail of host commands: who caused each one, what ran, how it ended, and where it goes."""
+"""Audit trail of host commands: who caused each one, what ran, how it ended, and where it goes.
+
+Each command is delivered twice: once when it starts (``state`` ``running``, to the sinks
+that have a ``started`` method) and once when it ends (``finished``, to every sink), both with
+the same ``command_id``. A command cut off by a crash of the worker is then still in the trail,
+attributed to its user and task (issue 11); recovery marks such rows ``interrupted``.
+"""
 
 from __future__ import annotations
 
 import logging
 import shlex
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -16,6 +23,10 @@ log = logging.getLogger("bhype.host.audit")
 
 STDERR_TAIL_LINES = 10
 STDERR_TAIL_CHARS = 2000
+
+# The states of a command in the trail: started and not ended yet (or cut off by a crash),
+# ended (whatever its exit status), and cut off by a crash as recovery found it.
+RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,8 @@ class AuditRecord:
 
     ``returncode`` is ``None`` when the command never produced an exit status (not found,
     timed out); ``error`` then says why. ``target`` is ``"local"`` or ``"ssh://user@host:port"``.
+    ``state`` is ``running`` for the record delivered when the command starts and ``finished``
+    for the one delivered when it ends; ``command_id`` is the same in both.
     """
 
     time: datetime
@@ -86,6 +99,8 @@ class AuditRecord:
     dry_run: bool = False
     stderr_tail: str = ""
     error: str = ""
+    command_id: str = ""
+    state: str = FINISHED
 
     @property
     def command(self) -> str:
@@ -101,6 +116,36 @@ class AuditRecord:
 
 
 AuditSink = Callable[[AuditRecord], object]
+"""A sink receives every finished record; one that also has a ``started(record)`` method
+receives the record of each command as it starts, too."""
+
+
+def new_command_id() -> str:
+    """A fresh id tying a command's start record to its end record."""
+    return uuid.uuid4().hex
+
+
+def start_record(*, target: str, argv: list[str], command_id: str, dry_run: bool = False) -> AuditRecord:
+    """The record of a command that starts now (``state`` ``running``, no exit status yet),
+    attributed to the :func:`current_actor`."""
+    actor = current_actor()
+    return AuditRecord(
+        time=datetime.now(UTC), user=actor.user, task_id=actor.task_id, target=target, argv=list(argv),
+        returncode=None, duration=0.0, dry_run=dry_run, command_id=command_id, state=RUNNING,
+    )
+
+
+def deliver_start(record: AuditRecord, sinks: Iterable[AuditSink]) -> None:
+    """Hand a start record to every sink that takes them (``started``); a sink that raises is
+    logged and skipped, like :func:`deliver`. Nothing is logged here: the end record is."""
+    for sink in list(sinks):
+        started = getattr(sink, "started", None)
+        if started is None:
+            continue
+        try:
+            started(record)
+        except Exception:
+            log.exception("audit sink %r failed for the start of %s", sink, record.command)
 
 
 def make_record(
@@ -112,6 +157,7 @@ def make_record(
     dry_run: bool = False,
     stderr: str = "",
     error: str = "",
+    command_id: str = "",
 ) -> AuditRecord:
     """Build a record for a command that just ended, attributed to the :func:`current_actor`."""
     actor = current_actor()
@@ -126,6 +172,7 @@ def make_record(
         dry_run=dry_run,
         stderr_tail=stderr_tail(stderr),
         error=error,
+        command_id=command_id,
     )
 
 

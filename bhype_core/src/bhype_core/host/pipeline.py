@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import IO, cast
 
 from bhype_core.errors import CommandError
+from bhype_core.host.pdeathsig import die_with_parent
 from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, decode
 
 LineCallback = Callable[[str], object]
@@ -111,7 +112,9 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 def _start(argv: list[str], shown: list[str], started: float, **streams: object) -> subprocess.Popen[bytes]:
     try:
-        return subprocess.Popen(argv, start_new_session=True, **streams)  # type: ignore[call-overload, no-any-return]
+        # Each side dies with the worker too (issue 11): no zfs send left writing into a dead pipe.
+        return subprocess.Popen(argv, start_new_session=True, preexec_fn=die_with_parent(),  # noqa: PLW1509
+                                **streams)  # type: ignore[call-overload, no-any-return]
     except FileNotFoundError:
         reason = f"command not found: {argv[0]}"
     except PermissionError as exc:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from bhype_core.errors import CommandError
+from bhype_core.host.pdeathsig import die_with_parent
 
 DEFAULT_KILL_GRACE = 2.0
 
@@ -78,6 +79,7 @@ def run_process(
     try:
         # start_new_session: the child leads a new process group, so a timeout can kill the
         # grandchildren it spawned too (a shell pipeline, a daemon that forked).
+        # die_with_parent: a kill -9 of the worker takes the command with it (issue 11).
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
@@ -86,6 +88,7 @@ def run_process(
             env=None if env is None else {**os.environ, **env},
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 (resolved before fork; no locks taken)
         )
     except FileNotFoundError as exc:
         if cwd is not None and exc.filename is not None and os.fspath(exc.filename) == os.fspath(cwd):

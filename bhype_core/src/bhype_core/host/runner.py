@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from bhype_core.errors import BhypeError, CommandError
-from bhype_core.host.audit import AuditSink, deliver, make_record
+from bhype_core.host.audit import AuditSink, deliver, deliver_start, make_record, new_command_id, start_record
 from bhype_core.host.pipeline import LineCallback, PipeResult, run_pipeline
 from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, decode, run_process
 
@@ -150,12 +150,15 @@ class Runner(ABC):
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ArgvError(f"timeout must be a positive number of seconds, not {timeout!r}")
         directory = None if cwd is None else os.fspath(cwd)
+        command_id = self._audit_start(argv)
         try:
             result = self._execute(argv, timeout=float(timeout), input=data, env=env, cwd=directory)
         except CommandError as exc:
-            self._audit(argv, exc.returncode, exc.duration, exc.stderr, error=exc.reason or str(exc))
+            self._audit(argv, exc.returncode, exc.duration, exc.stderr, error=exc.reason or str(exc),
+                        command_id=command_id)
             raise
-        self._audit(argv, result.returncode, result.duration, result.stderr, dry_run=result.dry_run)
+        self._audit(argv, result.returncode, result.duration, result.stderr, dry_run=result.dry_run,
+                    command_id=command_id)
         if check:
             result.assert_success()
         return result
@@ -192,14 +195,17 @@ class Runner(ABC):
         timeout = self.default_timeout if timeout is None else timeout
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ArgvError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        ids = (self._audit_start(producer), sink._audit_start(consumer))
         try:
             result = self._pipe(producer, sink, consumer, float(timeout), on_producer_line)
         except CommandError as exc:
-            self._audit(producer, None, exc.duration, "", error=f"pipeline: {exc.reason or exc}")
-            sink._audit(consumer, exc.returncode, exc.duration, exc.stderr, error=exc.reason or str(exc))
+            self._audit(producer, None, exc.duration, "", error=f"pipeline: {exc.reason or exc}", command_id=ids[0])
+            sink._audit(consumer, exc.returncode, exc.duration, exc.stderr, error=exc.reason or str(exc),
+                        command_id=ids[1])
             raise
-        for side, runner in ((result.producer, self), (result.consumer, sink)):
-            runner._audit(side.argv, side.returncode, side.duration, side.stderr, dry_run=side.dry_run)
+        for side, runner, command_id in ((result.producer, self, ids[0]), (result.consumer, sink, ids[1])):
+            runner._audit(side.argv, side.returncode, side.duration, side.stderr, dry_run=side.dry_run,
+                          command_id=command_id)
         if check:
             result.assert_success()
         return result
@@ -233,6 +239,12 @@ class Runner(ABC):
     def _check_side(self, result: Result) -> None:  # noqa: B027 (only SSH has transport errors)
         """Raise for a pipeline side that failed in this runner's transport (ssh's own 255)."""
 
+    def _audit_start(self, argv: list[str]) -> str:
+        """Deliver the start record of ``argv`` (before it runs); returns its ``command_id``."""
+        command_id = new_command_id()
+        deliver_start(start_record(target=self.target, argv=argv, command_id=command_id), self._audit_sinks)
+        return command_id
+
     def _audit(
         self,
         argv: list[str],
@@ -242,6 +254,7 @@ class Runner(ABC):
         *,
         dry_run: bool = False,
         error: str = "",
+        command_id: str = "",
     ) -> None:
         record = make_record(
             target=self.target,
@@ -251,6 +264,7 @@ class Runner(ABC):
             dry_run=dry_run,
             stderr=stderr,
             error=error,
+            command_id=command_id,
         )
         deliver(record, self._audit_sinks)
 

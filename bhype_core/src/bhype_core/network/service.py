@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from bhype_core.db.session import session
 from bhype_core.errors import Conflict, NotFound, ValidationErrors
 from bhype_core.network.host import SwitchHost
+from bhype_core.network.intents import REMOVE_SWITCH
 from bhype_core.network.models import Switch, SwitchConfig, row_from, validate_switch
 
 LOCK_PREFIX = "switch:"
@@ -94,6 +95,10 @@ def create_switch(context: Any, name: str, **fields: Any) -> dict[str, Any]:
         check_new(db, config)
     host = switch_host(runtime, context.log)
     context.progress(20, f"creating bridge {config.bridge}")
+    # Recovery removes what a crash leaves half made (issue 11); what was there before stays.
+    existed = sorted(host.interfaces() & {config.bridge, config.uplink_member(config.vlan) or ""})
+    context.intent(REMOVE_SWITCH, f"switch {name} on the host", config=config.model_dump(mode="json"),
+                   existed=existed)
     created = host.ensure_switch(config)
     try:
         with session(runtime, write=True) as db:

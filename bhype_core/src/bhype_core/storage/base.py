@@ -9,8 +9,16 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from bhype_core.errors import NotFound, ValidationErrors
+from bhype_core.errors import NotFound, NotSupported, ValidationErrors
 from bhype_core.safe_files import copy_fd, open_regular
+from bhype_core.storage.capabilities import (
+    ConsistentPoint,
+    ExportFiles,
+    ExportStream,
+    SpaceStats,
+    StorageCapability,
+    VolumeStats,
+)
 
 ProgressCallback = Callable[[int, str], None]
 
@@ -26,9 +34,16 @@ class Volume:
 
 
 class StorageBackend(ABC):
-    """One datastore holding VM disks and ISOs. Every host command goes through the runner."""
+    """One datastore holding VM disks and ISOs. Every host command goes through the runner.
+
+    Beyond the required disk operations a backend declares :attr:`capabilities` and implements
+    the matching methods below (snapshot/release, export, stats); the defaults raise
+    :class:`~bhype_core.errors.NotSupported` naming the backend (issue 12).
+    """
 
     name: str = ""
+    #: What this backend can do beyond creating, growing and copying disks.
+    capabilities: frozenset[StorageCapability] = frozenset()
 
     @abstractmethod
     def vm_dir(self, vm_name: str) -> Path:
@@ -74,6 +89,63 @@ class StorageBackend(ABC):
     @abstractmethod
     def iso_path(self, iso: str) -> Path:
         """Where ISO ``iso`` lives in the datastore's ISO folder (confined, may not exist)."""
+
+    # ---------------------------------------------------------------------------------------
+    # Capabilities (issue 12). Each default refuses, naming the backend.
+
+    def require(self, capability: StorageCapability, path: str = "datastore") -> None:
+        """Raise :class:`~bhype_core.errors.NotSupported` (422 naming ``path``) unless this
+        backend declares ``capability``: what a route or a task's plan calls before queuing."""
+        if capability not in self.capabilities:
+            raise NotSupported(str(capability), f"storage backend {self.name or type(self).__name__}", path)
+
+    def snapshot(self, vm_name: str, volumes: Collection[str], tag: str, name: str | None = None) -> ConsistentPoint:
+        """Take a consistent point of ``volumes`` of VM ``vm_name`` (all at one instant) and
+        hold it with ``tag`` until :meth:`release`; ``name`` defaults to a fresh one.
+
+        :raises NotSupported: the backend has no ``snapshot`` capability.
+        """
+        self.require(StorageCapability.SNAPSHOT)
+        raise NotImplementedError
+
+    def release(self, point: ConsistentPoint) -> None:
+        """Drop ``point``'s hold and destroy it (a point another holder still holds stays)."""
+        self.require(StorageCapability.SNAPSHOT)
+        raise NotImplementedError
+
+    def export_stream(self, point: ConsistentPoint, volume: str | None = None) -> ExportStream:
+        """The producer argv that streams disk ``volume`` of ``point`` (``zfs send``); ``None``
+        streams the VM's own directory (NVRAM, file disks).
+
+        :raises NotSupported: the backend has no ``export-stream`` capability.
+        """
+        self.require(StorageCapability.EXPORT_STREAM)
+        raise NotImplementedError
+
+    def export_files(self, vm_name: str, point: ConsistentPoint | None = None) -> ExportFiles:
+        """The files of VM ``vm_name`` for rsync: those of ``point``, or with ``None`` the live
+        files (consistent only while the VM is stopped).
+
+        :raises NotSupported: the backend has no ``export-files`` capability.
+        """
+        self.require(StorageCapability.EXPORT_FILES)
+        raise NotImplementedError
+
+    def space(self) -> SpaceStats:
+        """Size, used and free bytes of the datastore.
+
+        :raises NotSupported: the backend has no ``stats`` capability.
+        """
+        self.require(StorageCapability.STATS)
+        raise NotImplementedError
+
+    def volume_stats(self, vm_name: str, volume: str) -> VolumeStats:
+        """Size the guest sees and bytes disk ``volume`` occupies.
+
+        :raises NotSupported: the backend has no ``stats`` capability.
+        """
+        self.require(StorageCapability.STATS)
+        raise NotImplementedError
 
     # ---------------------------------------------------------------------------------------
     # Files in the VM's directory (the UEFI variable store). The directory belongs to the

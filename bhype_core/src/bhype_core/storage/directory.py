@@ -28,6 +28,13 @@ from pathlib import Path
 from bhype_core.errors import BhypeError, Conflict, NotFound, ValidationErrors
 from bhype_core.spec_parts import ISO_RE, NAME_RE
 from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume
+from bhype_core.storage.capabilities import (
+    ConsistentPoint,
+    ExportFiles,
+    SpaceStats,
+    StorageCapability,
+    VolumeStats,
+)
 from bhype_core.storage.sparse import copy_sparse
 from bhype_core.units import human_size
 
@@ -67,11 +74,18 @@ def check_name(name: object, field: str, pattern: object = NAME_RE) -> str:
 class DirectoryStorage(StorageBackend):
     """A datastore that is a directory on the worker's host.
 
+    Capabilities (issue 12): space/stats and a file list for rsync, but **no snapshot**: plain
+    files have no instant, atomic point across a VM's disks (a copy of a running VM's disks is
+    torn; reflinks are per file and only on some file systems), so ``snapshot`` is refused as
+    "not supported by storage backend directory" and a backup of a directory VM stops it and
+    reads the live files (:meth:`export_files` says they are not a consistent point).
+
     :param root: the datastore directory (absolute); created on first write if missing.
     :param datastore: the datastore's configured name, for messages.
     """
 
     name = "directory"
+    capabilities = frozenset({StorageCapability.EXPORT_FILES, StorageCapability.STATS})
 
     def __init__(self, root: Path | str, datastore: str = "default") -> None:
         root = Path(root)
@@ -270,6 +284,47 @@ class DirectoryStorage(StorageBackend):
         finally:
             os.close(src_fd)
         return Volume(dst_volume, target, source.size)
+
+    # ---------------------------------------------------------------------------------------
+    # Capabilities: export as files, space and per-disk stats
+
+    def export_files(self, vm_name: str, point: ConsistentPoint | None = None) -> ExportFiles:
+        """The regular files of the VM's directory (links, sockets and FIFOs left out, nothing
+        followed), relative to it, sorted; never consistent (no snapshots here): read them while
+        the VM is stopped.
+
+        :raises NotSupported: ``point`` given (this backend makes none).
+        :raises NotFound: the VM directory does not exist.
+        """
+        if point is not None:
+            self.require(StorageCapability.SNAPSHOT, "point")
+        root = self.vm_dir(vm_name)
+        if not root.is_dir() or root.is_symlink():
+            raise NotFound(f"VM directory for {vm_name!r} does not exist in datastore {self.datastore}")
+        files: list[str] = []
+        for directory, subdirs, names in os.walk(root, followlinks=False):
+            subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
+            for entry in names:
+                path = os.path.join(directory, entry)
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    files.append(os.path.relpath(path, root))
+        return ExportFiles(root=root, files=sorted(files), consistent=False)
+
+    def space(self) -> SpaceStats:
+        """statvfs(3) of the datastore's file system (the nearest existing directory when the
+        datastore is not created yet): free is what an unprivileged writer may still use."""
+        probe = self.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        info = os.statvfs(probe)
+        used = (info.f_blocks - info.f_bfree) * info.f_frsize
+        free = info.f_bavail * info.f_frsize
+        return SpaceStats(size=used + free, used=used, free=free)
+
+    def volume_stats(self, vm_name: str, volume: str) -> VolumeStats:
+        """The image's length and its allocated blocks (stat(2) ``st_blocks``: 512-byte units)."""
+        current = self.volume(vm_name, volume)
+        return VolumeStats(name=volume, size=current.size, used=os.lstat(current.path).st_blocks * 512)
 
     # ---------------------------------------------------------------------------------------
     # ISOs

@@ -10,7 +10,7 @@ from bhype_core.errors import BhypeError, PluginError
 from bhype_core.events import Event
 from bhype_core.host.audit import acting_as
 from bhype_core.queue.serializer import check_json
-from bhype_core.taskqueue import store
+from bhype_core.taskqueue import authz, intents, store
 from bhype_core.taskqueue.reporter import RowReporter
 from bhype_core.taskqueue.subtasks import SubTasks, cancel_leftovers
 from bhype_core.taskqueue.system import context_user
@@ -53,7 +53,10 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
     """Run the task ``task_id`` started under ``token`` in this thread.
 
     A stale message (the task was requeued, cancelled before it was picked up by recovery, or
-    is already running) is skipped. Otherwise the kind's ``run`` is called with a
+    is already running) is skipped. The owner must still be allowed to run the kind
+    (:func:`bhype_core.taskqueue.authz.check_run`: role from the account's groups now, then the
+    kind's object check); a refused task ends ``failed`` without running anything. Otherwise
+    the kind's ``run`` is called with a
     :class:`TaskContext` whose reporter writes the row, inside :func:`acting_as` so host
     commands are attributed to the owner and the task. Failures become ``failed`` (and a
     ``task.failed`` event); :class:`Cancelled` becomes ``cancelled``.
@@ -79,6 +82,9 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
             raise PluginError(f"task kind {task.kind!r} is no longer registered (plugin removed?)")
         if task.cancel_requested:
             raise Cancelled(f"task {task.id} was cancelled before it started")
+        # The API process wrote this row; the worker (root) checks who may run it again,
+        # against the owner's groups now, before anything of it runs.
+        authz.check_run(runtime, kind, plugin, task.owner, task.arguments)
         with acting_as(user=task.owner, task_id=task.id):
             value = kind.run(context, **task.arguments)
         check_json(value, f"the result of task {task.kind}")
@@ -105,9 +111,19 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
 
 def _finish(engine: Any, task: Task, token: str, state: str, **values: Any) -> str | None:
     if store.finish(engine, task.id, token, state, **values):
+        _forget_intents(engine, task.id)
         return state
     log.warning("task %s ended %s, but recovery had already ended it", task.id, state)
     return None
+
+
+def _forget_intents(engine: Any, task_id: str) -> None:
+    # The task ended on its own: success keeps what it made, a failure rolled itself back.
+    # A leftover (this delete failing) is forgotten by the next recovery sweep instead.
+    try:
+        intents.forget(engine, task_id)
+    except Exception:
+        log.exception("task %s: could not forget its undo journal", task_id)
 
 
 def _quietly(context: TaskContext, step: Callable[[], Any]) -> None:

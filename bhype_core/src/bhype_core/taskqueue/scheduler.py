@@ -7,7 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from bhype_core.taskqueue import dispatch, liveness, recovery, retention, subtasks
+from bhype_core.taskqueue import dispatch, intents, liveness, recovery, retention, subtasks
 from bhype_core.taskqueue.plan import Limits
 from bhype_core.taskqueue.settings import task_settings, total_slots
 
@@ -147,6 +147,10 @@ class Scheduler:
                                    resumable=resumable)
         for task in outcome.interrupted:
             self.runtime.notify(recovery.interrupted_event(task))
+        if not also_own:
+            # Undo what interrupted tasks made (issue 11). Not while this worker stops: its own
+            # abandoned threads may still be running them; the next start settles those.
+            self._settle()
         orphans = subtasks.cancel_orphans(self.runtime)
         if time.monotonic() - self._last_prune >= PRUNE_INTERVAL:
             self._last_prune = time.monotonic()
@@ -156,6 +160,17 @@ class Scheduler:
                          self.settings.system_keep_days)
         if outcome.requeued or outcome.interrupted or orphans:
             self._wake.set()
+
+    def _settle(self) -> None:
+        try:
+            replays = intents.settle(self.runtime, self.identity.host)
+        except Exception:
+            log.exception("could not replay the undo journals of interrupted tasks")
+            return
+        for replay in replays:
+            task = recovery.get_task(self.runtime.engine, replay.task_id)
+            if task is not None:
+                self.runtime.notify(intents.cleaned_up_event(task, replay))
 
     def _loop(self) -> None:
         while not self._stopping.is_set():

@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from bhype_core.auth.principal import Principal
 from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, STATES, Task, TaskLog
 from bhype_core.errors import Conflict, Forbidden, NotFound, PluginError, ValidationErrors
 from bhype_core.queue.binding import validate_submission
-from bhype_core.taskqueue import store
+from bhype_core.taskqueue import authz, store
 
 if TYPE_CHECKING:
-    from bhype_core.api.principal import Principal
     from bhype_core.runtime import Runtime
 
 # A lock names a resource: "<type>:<name>" (vm:3, pool:tank); the name is opaque (any printable
@@ -68,21 +68,35 @@ def task_locks(runtime: Runtime, kind: str, arguments: dict[str, Any]) -> list[s
 
 
 def submit(
-    runtime: Runtime, owner: str, kind: str, arguments: Any, *, retry_of: str | None = None,
+    runtime: Runtime, principal: Principal, kind: str, arguments: Any, *, retry_of: str | None = None,
     parent: str | None = None,
 ) -> Task:
-    """Queue a task of ``kind`` for ``owner``: validate, store the row, nudge the scheduler.
+    """Queue a task of ``kind`` for ``principal``: check who asks, validate, store the row,
+    nudge the scheduler. The one way in for every entry point (the generic and dedicated API
+    routes, the CLI through them, retries, plugins, work the system submits as
+    :data:`~bhype_core.auth.principal.SYSTEM`); the worker checks the same again before it
+    runs the task (:mod:`bhype_core.taskqueue.authz`).
 
     :param parent: the id of the running task submitting this one as a sub-task: the new task
         is linked to it, and only that task runs it (in its own slot, see ``TaskContext.wait``),
         never the scheduler.
     :raises ValidationErrors: unknown kind (``kind``), arguments its ``run`` would refuse
         (``arguments.<name>``), or not JSON data; nothing is stored then.
+    :raises Forbidden: the kind needs a higher role than ``principal`` has (an operator asking
+        for an admin kind), or its object check refused.
+    :raises NotFound: the kind's object check found another user's object (the same answer as
+        a missing one).
     """
-    validate_submission(runtime.registry, kind, arguments, owner)
+    if not isinstance(principal, Principal):  # the owner's bare name was enough before issue 11
+        raise TypeError(f"submit() needs a Principal (bhype_core.auth.principal), not {principal!r}")
+    if kind in runtime.registry.tasks:
+        # Who asks comes first: an operator learns nothing about an admin kind's arguments.
+        authz.check_role(runtime.registry, runtime.registry.tasks[kind], principal)
+    validate_submission(runtime.registry, kind, arguments, principal.name)
+    authz.check_submission(runtime, principal, kind, arguments)
     locks = task_locks(runtime, kind, arguments)
     task = store.insert_task(runtime.engine, store.new_task(
-        owner=owner, kind=kind, arguments=arguments, locks=locks, retry_of=retry_of, parent_id=parent,
+        owner=principal.name, kind=kind, arguments=arguments, locks=locks, retry_of=retry_of, parent_id=parent,
     ))
     if parent is None:  # a sub-task is run by its parent: nothing for the scheduler to do
         runtime.queue.nudge()
@@ -164,7 +178,9 @@ def cancel_children(runtime: Runtime, task_id: str, by: str) -> None:
 
 def retry(runtime: Runtime, principal: Principal, task_id: str) -> Task:
     """Queue a new task with the same kind and arguments as a failed, cancelled or interrupted
-    one; the new task belongs to ``principal`` and names the old one in ``retry_of``.
+    one; the new task belongs to ``principal`` and names the old one in ``retry_of``. Who may
+    submit it is checked again, for ``principal`` (roles, owners and the kind's rules may have
+    changed since the original was submitted).
 
     :raises Conflict: the task is queued, running or succeeded.
     :raises ValidationErrors: its kind or arguments are no longer valid.
@@ -174,5 +190,5 @@ def retry(runtime: Runtime, principal: Principal, task_id: str) -> Task:
         raise Conflict(
             f"task {task_id} is {task.state}; only {', '.join(RETRYABLE_STATES)} tasks can be retried"
         )
-    return submit(runtime, principal.name, task.kind, dict(task.arguments), retry_of=task.id)
+    return submit(runtime, principal, task.kind, dict(task.arguments), retry_of=task.id)
 

@@ -99,10 +99,14 @@ class SubTasks:
         self.parent = parent
 
     def submit(self, kind: str, arguments: dict[str, Any]) -> SubTask:
-        """Queue a child of the parent, owned by the parent's owner."""
+        """Queue a child of the parent, owned by the parent's owner, who must be allowed to
+        submit ``kind`` (their role read from their groups now, as the worker does for the
+        parent; ``@system`` only for kinds bHype submits itself)."""
+        from bhype_core.taskqueue.authz import owner_principal
         from bhype_core.taskqueue.service import submit
 
-        task = submit(self.runtime, self.parent.owner, kind, arguments, parent=self.parent.id)
+        principal = owner_principal(self.runtime, self.parent.owner)
+        task = submit(self.runtime, principal, kind, arguments, parent=self.parent.id)
         store.append_log(self.runtime.engine, self.parent.id, f"sub-task {kind} {task.id} queued")
         return SubTask(task.id, kind)
 

@@ -1,27 +1,28 @@
 """Work the system itself submits (periodic jobs, recovery): one owner name, one helper.
 
-``@system`` is not a valid Unix user name, so it can never collide with an account. The
-``authz`` stream turns it into the ``SYSTEM`` principal of :mod:`bhype_core.auth.principal`;
-until then every system submission goes through :func:`submit_as_system`, so the switch is
-one line here.
+``@system`` is not a valid Unix user name, so it can never collide with an account; it is
+the :data:`~bhype_core.auth.principal.SYSTEM` principal (an admin, but only for the kinds bHype
+submits itself: :func:`bhype_core.taskqueue.authz.submitted_by_system`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bhype_core.auth.principal import SYSTEM, SYSTEM_NAME
+
 if TYPE_CHECKING:
     from bhype_core.db.task_models import Task
     from bhype_core.runtime import Runtime
 
-SYSTEM_OWNER = "@system"
+SYSTEM_OWNER = SYSTEM_NAME
 
 
 def submit_as_system(runtime: Runtime, kind: str, arguments: dict[str, Any]) -> Task:
     """Queue a task of ``kind`` owned by ``@system`` (see :func:`service.submit`)."""
     from bhype_core.taskqueue.service import submit
 
-    return submit(runtime, SYSTEM_OWNER, kind, arguments)
+    return submit(runtime, SYSTEM, kind, arguments)
 
 
 def context_user(owner: str) -> str | None:

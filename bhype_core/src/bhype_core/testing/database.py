@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlmodel import Session
 
+from bhype_core.testing.parts import missing
+
 MARIADB_ENV = "BHYPE_TEST_MARIADB"
 DEFAULT_MARIADB = "mysql+pymysql://root@127.0.0.1:3306/"
 
@@ -25,10 +27,6 @@ DEFAULT_MARIADB = "mysql+pymysql://root@127.0.0.1:3306/"
 def mariadb_server_url() -> URL:
     """The server the MariaDB fixtures create their databases on (no database part)."""
     return make_url(os.environ.get(MARIADB_ENV) or DEFAULT_MARIADB)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def _admin(server: URL) -> pymysql.connections.Connection:
@@ -81,7 +79,7 @@ class MariaDBDatabases:
 def mariadb_databases() -> Iterator[MariaDBDatabases]:
     """Factory for fresh MariaDB databases, all dropped at the end of the session.
 
-    Skips (fails under ``CI=true``) when the server cannot be reached.
+    Fails when the server cannot be reached, unless the run says ``--without mariadb``.
     """
     server = mariadb_server_url()
     where = server.render_as_string(hide_password=True)
@@ -90,9 +88,7 @@ def mariadb_databases() -> Iterator[MariaDBDatabases]:
             cursor.execute("SELECT VERSION()")
     except pymysql.MySQLError as exc:
         reason = f"MariaDB not reachable at {where} (set {MARIADB_ENV}): {exc}"
-        if _in_ci():
-            pytest.fail(f"CI=true requires MariaDB: {reason}", pytrace=False)
-        pytest.skip(reason)
+        missing("mariadb", reason)
     databases = MariaDBDatabases(server)
     yield databases
     databases.drop_all()

@@ -1,119 +1,28 @@
-"""The tiny test guest: Debian's cloud kernel plus a busybox initramfs, built once and cached.
+"""The tiny test guest as tests see it: :class:`GuestImage`, its markers and the ``tiny_guest`` fixture.
 
-What the guest does is driven by the kernel command line (see :data:`INIT_SCRIPT`):
-``bhype.hostname=NAME`` (a cloud-init NoCloud ``cidata`` disk's ``local-hostname`` wins),
-``bhype.ignore_acpi=1`` (no acpid: the ACPI power button is ignored, like a hung guest) and
-``bhype.reboot_after=N`` (the guest reboots itself N seconds after it is ready). It prints
-``BHYPE-GUEST-READY hostname=… acpid=on|off`` on the serial port when it is up, runs a shell
-on the serial port and one on tty1 (the VGA text console seen over VNC).
+The image itself (Debian's cloud kernel plus a busybox initramfs) is built by the dev/test-only
+distribution ``bhype-testimages`` (:mod:`bhype_testimages.tiny_image`), which is not part of
+the production wheel; the fixture imports it on first use. What the guest does is driven by the
+kernel command line: ``bhype.hostname=NAME`` (a cloud-init NoCloud ``cidata`` disk's
+``local-hostname`` wins), ``bhype.ignore_acpi=1`` (the ACPI power button is ignored, like a hung
+guest) and ``bhype.reboot_after=N``. It prints ``BHYPE-GUEST-READY hostname=… acpid=on|off`` on
+the serial port when it is up, runs a shell on the serial port and one on tty1 (VGA over VNC).
 """
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from bhype_core.host.runner import LocalRunner
-from bhype_core.testing import debian, guest_cache
-from bhype_core.testing.initramfs import Initramfs, module_closure, module_index
+from bhype_core.testing import guest_builds
+from bhype_core.testing.parts import excluded_parts, missing
 
-KIND = "tiny-guest"
 READY_MARKER = "BHYPE-GUEST-READY"
 # "console=ttyS0 console=tty0": kernel messages on both; the last console= gets /dev/console.
 DEFAULT_CMDLINE = "console=ttyS0 console=tty0"
-# Power button (button, evdev for acpid), disks/NICs/serial on virtio, a cidata CD on PIIX IDE
-# or virtio-scsi (where the QEMU driver attaches the seed).
-TINY_MODULES = (
-    "button",
-    "evdev",
-    "virtio_pci",
-    "virtio_blk",
-    "virtio_net",
-    "virtio_console",
-    "virtio_scsi",
-    "sr_mod",
-    "ata_piix",
-    "isofs",
-)
-
-INIT_SCRIPT = r"""#!/bin/sh
-# bHype tiny test guest: set up, announce readiness on the serial port, become busybox init.
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /run /tmp /var/log /mnt
-mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /run
-serial=/dev/ttyS0
-say() { echo "$*" > "$serial"; }
-
-while read -r module; do
-    insmod "$module" 2> /dev/null || say "bhype-init: insmod $module failed"
-done < /etc/bhype/modules
-
-arg() {  # the value of NAME=value on the kernel command line
-    for word in $(cat /proc/cmdline); do
-        case "$word" in "$1="*) echo "${word#*=}"; return ;; esac
-    done
-}
-
-host=$(arg bhype.hostname)
-# cloud-init NoCloud: a filesystem labelled cidata holding meta-data with local-hostname.
-cidata=$(findfs LABEL=cidata 2> /dev/null || findfs LABEL=CIDATA 2> /dev/null)
-if [ -n "$cidata" ] && mkdir -p /run/cidata && mount -o ro "$cidata" /run/cidata 2> /dev/null; then
-    name=$(sed -n 's/^local-hostname:[[:space:]]*//p' /run/cidata/meta-data 2> /dev/null \
-        | head -n 1 | tr -d "\"'\r ")
-    [ -n "$name" ] && host=$name
-fi
-host=${host:-bhype-guest}
-hostname "$host"
-echo "$host" > /etc/hostname
-
-acpi=on
-if [ "$(arg bhype.ignore_acpi)" = 1 ]; then
-    acpi=off
-else
-    # busybox acpid runs /etc/acpi/PWRF/00000080 for the power button (button/power PWRF).
-    acpid -c /etc/acpi
-fi
-
-delay=$(arg bhype.reboot_after)
-if [ -n "$delay" ]; then
-    (sleep "$delay"; say "BHYPE-GUEST-REBOOTING"; reboot) &
-fi
-
-say "BHYPE-GUEST-READY hostname=$host acpid=$acpi"
-echo "BHYPE-GUEST-READY hostname=$host acpid=$acpi" > /dev/tty1
-exec /sbin/init
-"""
-
-INITTAB = """\
-tty1::respawn:-/bin/sh
-ttyS0::respawn:-/bin/sh
-::ctrlaltdel:/sbin/reboot
-::shutdown:/etc/bhype/shutdown
-"""
-
-ACPI_POWER_HANDLER = """#!/bin/sh
-echo "BHYPE-GUEST-ACPI-POWEROFF" > /dev/ttyS0
-exec /sbin/poweroff
-"""
-
-SHUTDOWN_SCRIPT = """#!/bin/sh
-echo "BHYPE-GUEST-STOPPING" > /dev/ttyS0
-sync
-"""
-
-PROFILE = """export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-PS1='\\h# '
-"""
 
 
 @dataclass(frozen=True)
@@ -125,18 +34,6 @@ class GuestImage:
     cmdline: str
     kernel_version: str
     directory: Path
-
-    @classmethod
-    def from_entry(cls, entry: Path, cmdline: str) -> GuestImage:
-        """The image a cache entry holds, as its manifest describes it."""
-        manifest = guest_cache.read_manifest(entry)
-        return cls(
-            kernel=entry / manifest["kernel"],
-            initrd=entry / manifest["initrd"],
-            cmdline=cmdline,
-            kernel_version=manifest["kernel_version"],
-            directory=entry,
-        )
 
     def append(self, *extra: str) -> str:
         """The recommended command line plus ``extra`` words (``bhype.hostname=web1``)."""
@@ -169,102 +66,24 @@ resolution = "800x600"
 """
 
 
-def script_digest() -> str:
-    """A hash of everything the initramfs takes from this module (part of the cache key)."""
-    parts = (INIT_SCRIPT, INITTAB, ACPI_POWER_HANDLER, SHUTDOWN_SCRIPT, PROFILE, "\n".join(TINY_MODULES))
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
-
-
-def tiny_guest_image(root: Path | None = None) -> GuestImage:
-    """The cached tiny guest, built first if there is none for the current init script.
-
-    Set ``BHYPE_TEST_REBUILD=1`` to ignore the cache and build from the current Debian kernel.
-    """
-    entry = guest_cache.cached_entry(root or guest_cache.cache_root(), KIND, f"_{script_digest()}", _build)
-    return GuestImage.from_entry(entry, DEFAULT_CMDLINE)
-
-
-def _build(root: Path, kind_dir: Path, suffix: str) -> Path:
-    started = time.monotonic()
-    archive = debian.DebianArchive(root / "apt" / "bookworm", debian.bookworm_sources())
-    with guest_cache.build_lock(root, "apt"):  # the .deb directory is shared with other guests
-        abi = archive.current_cloud_kernel()
-        debs = archive.download([f"linux-image-{abi}", "busybox-static"], root / "apt" / "debs")
-    busybox_version = debian.deb_field(debs["busybox-static"], "Version")
-    with guest_cache.staging_dir(kind_dir) as staging:
-        tree = staging / "tree"
-        for deb in debs.values():
-            debian.extract(deb, tree)
-        image = Initramfs()
-        add_busybox(image, tree / "bin" / "busybox")
-        modules = module_closure(module_index([tree / "lib" / "modules" / abi]), TINY_MODULES)
-        add_modules(image, tree, modules)
-        add_base_files(image)
-        image.add_data("/etc/inittab", INITTAB)
-        image.add_data("/etc/acpi/PWRF/00000080", ACPI_POWER_HANDLER, mode=0o755)
-        image.add_data("/etc/bhype/shutdown", SHUTDOWN_SCRIPT, mode=0o755)
-        image.add_data("/init", INIT_SCRIPT, mode=0o755)
-        image.write(staging / "initrd.img", "gzip")
-        (tree / "boot" / f"vmlinuz-{abi}").rename(staging / "vmlinuz")
-        shutil.rmtree(tree)
-        manifest = {
-            "kernel": "vmlinuz",
-            "initrd": "initrd.img",
-            "kernel_version": abi,
-            "kernel_package": debs[f"linux-image-{abi}"].name,
-            "busybox_version": busybox_version,
-            "script_digest": suffix.lstrip("_"),
-            "build_seconds": round(time.monotonic() - started, 1),
-        }
-        entry = kind_dir / (guest_cache.safe_key(abi, busybox_version) + suffix)
-        return guest_cache.publish(staging, entry, manifest)
-
-
-def add_busybox(image: Initramfs, busybox: Path) -> None:
-    """Install the static busybox as ``/bin/busybox`` with a symlink for every applet."""
-    image.add_file("/bin/busybox", busybox, mode=0o755)
-    applets = LocalRunner().run([str(busybox), "--list-full"], timeout=30).stdout.split()
-    for applet in applets:
-        if applet != "bin/busybox":
-            image.add_symlink(applet, "/bin/busybox")
-
-
-def add_modules(image: Initramfs, tree: Path, modules: list[Path]) -> None:
-    """Copy kernel modules at their usual paths and list them, in load order, in
-    ``/etc/bhype/modules`` for the init script's ``insmod`` loop."""
-    paths = []
-    for module in modules:
-        guest_path = "/" + str(module.relative_to(tree))
-        image.add_file(guest_path, module, mode=0o644)
-        paths.append(guest_path)
-    image.add_data("/etc/bhype/modules", "".join(path + "\n" for path in paths))
-
-
-def add_base_files(image: Initramfs) -> None:
-    """Device nodes the kernel needs before devtmpfs, mount points and a root account."""
-    image.add_char_device("/dev/console", 5, 1)
-    image.add_char_device("/dev/null", 1, 3, mode=0o666)
-    for directory in ("/proc", "/sys", "/run", "/tmp", "/mnt", "/root", "/var/log", "/usr/sbin"):
-        image.add_dir(directory)
-    image.add_data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
-    image.add_data("/etc/group", "root:x:0:\n")
-    image.add_data("/etc/shells", "/bin/sh\n")
-    image.add_data("/etc/profile", PROFILE)
-
-
-def unavailable(message: str) -> None:
-    """Fail on CI (a guest that cannot be built must never hide tests), skip elsewhere."""
-    if guest_cache.in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+def build_guest(what: str, builder: str) -> GuestImage:
+    """The image ``bhype_testimages.<builder>`` builds (``"tiny_image.tiny_guest_image"``), from
+    the cache or from the build started when collection ended (:mod:`.guest_builds`). A missing
+    builder package or a failed build is a failed test, unless the run says ``--without guests``
+    (:func:`bhype_core.testing.parts.missing`)."""
+    if "guests" in excluded_parts():
+        missing("guests", f"{what} not built")
+    image = guest_builds.result(what, builder)
+    if isinstance(image, str):
+        missing("guests", image)
+    assert isinstance(image, GuestImage), image
+    return image
 
 
 @pytest.fixture(scope="session")
 def tiny_guest() -> Iterator[GuestImage]:
     """The tiny bootable guest (kernel, initrd, recommended ``cmdline``), built on first use and
-    cached under ``$BHYPE_TEST_CACHE``. Boot it with ``-accel tcg`` (nested KVM hangs here)."""
-    try:
-        image = tiny_guest_image()
-    except Exception as exc:  # noqa: BLE001 - any build failure becomes one clear message
-        unavailable(f"tiny test guest could not be built: {exc}")
-    yield image
+    cached under ``$BHYPE_TEST_CACHE``. Boot it with ``-accel tcg`` (nested KVM hangs here).
+
+    A guest that cannot be built fails the test, unless the run says ``--without guests``."""
+    yield build_guest(*guest_builds.TINY)

@@ -17,6 +17,7 @@ import pytest
 
 from bhype_core.host.process import Result
 from bhype_core.host.runner import LocalRunner
+from bhype_core.testing.parts import missing
 
 
 class NetnsRunner(LocalRunner):
@@ -45,10 +46,10 @@ def links(netns: str, master: str | None = None) -> set[str]:
 @pytest.fixture
 def netns() -> Iterator[Any]:
     """``netns(tag)`` creates a fresh namespace ``bht-<hex>-<tag>`` (with ``lo`` up) and returns
-    its name; all are deleted after the test, with everything in them. Skips without root or
-    iproute2."""
+    its name; all are deleted after the test, with everything in them. Fails without root or
+    iproute2, unless the run says ``--without netns``."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("network namespace tests need root and iproute2")
+        missing("netns", "network namespace tests need root and iproute2")
     made: list[str] = []
     run_id = secrets.token_hex(3)
 

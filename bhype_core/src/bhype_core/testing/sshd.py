@@ -19,6 +19,7 @@ import pytest
 from bhype_core.errors import CommandError
 from bhype_core.host.runner import LocalRunner
 from bhype_core.host.ssh import SSHRunner
+from bhype_core.testing.parts import missing
 from bhype_core.testing.ports import free_port
 
 SSHD_PROGRAM = "/usr/sbin/sshd"
@@ -256,7 +257,10 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer
 
     Key auth only with throwaway host and client keys; ``.runner()`` builds an
     :class:`~bhype_core.host.ssh.SSHRunner` that trusts exactly this server. Stopped (its own
-    pid and the sessions it forked) after the module.
+    pid and the sessions it forked) after the module. A machine without OpenSSH's server
+    fails the test, unless the run says ``--without sshd``.
     """
+    if not os.access(SSHD_PROGRAM, os.X_OK):
+        missing("sshd", f"{SSHD_PROGRAM} not found: install openssh-server (tools/install-test-deps)")
     with start_sshd(tmp_path_factory.mktemp("sshd")) as server:
         yield server

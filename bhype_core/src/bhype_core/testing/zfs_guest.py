@@ -20,10 +20,14 @@ import pytest
 from bhype_core.errors import CommandError
 from bhype_core.host.runner import LocalRunner
 from bhype_core.host.ssh import SSHRunner
-from bhype_core.testing.guest_image import GuestImage, unavailable
+from bhype_core.testing import guest_builds
+from bhype_core.testing.guest_image import GuestImage, build_guest
 from bhype_core.testing.ports import free_port
 from bhype_core.testing.qemu_guest import GuestFiles, QemuGuest, qemu_argv, short_workdir
-from bhype_core.testing.zfs_image import READY_MARKER, zfs_guest_image
+
+# What the image's init script prints on the serial port once SSH is up (the image is built by
+# bhype_testimages.zfs_image, a dev/test-only distribution).
+READY_MARKER = "BHYPE-ZFS-READY"
 
 DISK_SERIALS = ("bhype-disk0", "bhype-disk1", "bhype-disk2", "bhype-disk3")
 DISK_SIZE = 512 * 1024 * 1024
@@ -175,13 +179,11 @@ def _wait_for_ssh(host: ZfsHost, timeout: float) -> None:
 def zfs_host() -> Iterator[ZfsHost]:
     """A booted ZFS test host for the whole session (see :class:`ZfsHost`).
 
-    The image is built on first use (5-10 minutes) and cached outside the repository. On CI
-    (``CI=true``) a failed build fails the tests; elsewhere they are skipped with the reason.
+    The image is built on first use (5-10 minutes, by ``bhype_testimages.zfs_image``) and
+    cached outside the repository. A failed build fails the tests, unless the run says
+    ``--without guests``.
     """
-    try:
-        image = zfs_guest_image()
-    except Exception as exc:  # noqa: BLE001 - any build failure becomes one clear message
-        unavailable(f"ZFS test host image could not be built: {exc}")
+    image = build_guest(*guest_builds.ZFS)
     with short_workdir("bhype-zfs-") as workdir:
         host = boot_zfs_host(image, workdir)
         try:

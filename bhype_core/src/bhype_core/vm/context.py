@@ -10,12 +10,13 @@ from typing import Any
 
 from sqlmodel import Session
 
-from bhype_core.errors import ValidationErrors
+from bhype_core.drivers.capabilities import Capability
+from bhype_core.errors import ConfigError, ValidationErrors
 from bhype_core.network.service import list_switches
 from bhype_core.spec import SpecContext, VMSpec, validate_spec
 from bhype_core.templates import TemplateCatalog
 from bhype_core.vm.records import existing_macs, existing_names, existing_uuids
-from bhype_core.vm.services import active_platform, template_catalog
+from bhype_core.vm.services import active_driver, template_catalog
 
 
 def host_memory() -> int | None:
@@ -27,12 +28,25 @@ def host_memory() -> int | None:
 
 
 def platform_checks(runtime: Any) -> list[Any]:
-    """Spec rules of the platform's hypervisor (bhyve's VNC-needs-UEFI, slot clashes, ...)."""
-    if active_platform(runtime) == "freebsd":
-        from bhype_core.drivers.bhyve_argv import bhyve_spec_errors
+    """Spec rules of this host's hypervisor driver (what it cannot do, bhyve's VNC-needs-UEFI,
+    slot clashes, ...): the driver supplies them, so a third-party driver brings its own."""
+    return list(active_driver(runtime).spec_checks())
 
-        return [bhyve_spec_errors]
-    return []
+
+def vnc_needs_password(runtime: Any) -> bool:
+    """Whether this host's driver guards VNC with a password, so a new spec gets one.
+
+    bhyve's fbuf listens on loopback TCP, which every local account can reach: it needs the
+    VM's password. QEMU serves VNC on a unix socket only root can connect to and sets none, so
+    a password generated for it would be a secret stored for nothing (issue 11). The driver
+    says which by its capabilities: ``VNC_TCP`` (issue 12). No usable driver (a runtime
+    without the driver plugin): generate one, the safe side.
+    """
+    try:
+        driver = active_driver(runtime)
+    except ConfigError:
+        return True
+    return Capability.VNC_TCP in driver.capabilities
 
 
 def spec_context(
@@ -61,6 +75,7 @@ def spec_context(
         known_isos=isos,
         known_switches=[switch.name for switch in list_switches(db)],
         checks=platform_checks(runtime),
+        vnc_password=vnc_needs_password(runtime),
         rng=rng,
     )
 

@@ -1,9 +1,14 @@
 """Task ``vm.create``: template + overrides → validated spec → directory, disks, NVRAM, row.
 
 Every step registers its reversal; any failure (a plugin's veto, a disk that cannot be
-created, a missing firmware template, a clash on insert, an ``after_create`` plugin raising,
-a cancel) rolls back everything done so far, newest first: no orphan disk, directory, NVRAM
-file or database row.
+created, a missing firmware template, a clash on insert, a cancel) rolls back everything done
+so far, newest first: no orphan disk, directory, NVRAM file or database row. ``after_create``
+only observes: a plugin raising there is recorded on the task (``hook_errors``) and the VM
+stays created.
+
+A crash of the worker cannot run that rollback, so each step is also written to the task's
+undo journal *before* it runs (``context.intent``, :mod:`bhype_core.vm.intents`): recovery of
+the interrupted task removes what it made, and the name can be used again (issue 11).
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ from bhype_core.db.session import session
 from bhype_core.disk_images import ImageInfo, convert_image, inspect_image
 from bhype_core.errors import BhypeError, ValidationErrors
 from bhype_core.units import human_size
-from bhype_core.vm.access import check_create_rights
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.firmware import create_nvram, nvram_name
-from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
+from bhype_core.vm.intents import REMOVE_DIR, REMOVE_ROW, REMOVE_VOLUME
 from bhype_core.vm.models import VM, VMRef
-from bhype_core.vm.services import active_platform, open_datastore
+from bhype_core.vm.services import active_driver, open_datastore
 from bhype_core.vm.settings import vm_settings
 from bhype_core.vm.undo import Undo
 
@@ -51,10 +56,10 @@ def create_vm(
     :raises ValidationErrors: bad spec or a plugin's veto (nothing created).
     """
     runtime = context.runtime
+    # Who may create a VM for whom was checked before this runs (vm.access.may_create).
     owner = owner or context.user
     if not owner:
         raise ValidationErrors([("owner", "a VM needs an owner (no user submitted this task)")])
-    check_create_rights(context, owner, overrides or {})
     datastore = datastore or vm_settings(runtime).default_datastore
     store = open_datastore(runtime, datastore)
     context.progress(5, "validating")
@@ -70,10 +75,11 @@ def create_vm(
         vm_dir = store.vm_dir(spec.name)
         ref = VMRef(spec.name, str(spec.uuid), owner, datastore, spec, vm_dir)
         context.progress(10, "asking plugins")
-        call_vm_hook(runtime.pm, "bhype_vm_before_create", ref, context)
+        vm_before(runtime.pm, "create", ref, context)
         checkpoint(context)
 
         context.progress(20, "creating the VM directory")
+        context.intent(REMOVE_DIR, f"VM directory {vm_dir}", datastore=datastore, name=spec.name)
         store.create_vm_dir(spec.name)
         undo.push(f"VM directory {vm_dir}", lambda: store.remove_vm_dir(spec.name))
 
@@ -82,6 +88,8 @@ def create_vm(
             checkpoint(context)
             context.progress(20 + 60 * index / max(1, len(spec.disks)), f"creating disk {disk.volume}")
             name = disk.volume or f"disk{index}"  # validate_spec names every disk
+            context.intent(REMOVE_VOLUME, f"disk {name} of VM {spec.name}", datastore=datastore,
+                           name=spec.name, volume=name)
             volume = store.create_volume(spec.name, name, disk.size)
             undo.push(f"disk {volume.path}", _deleter(store, spec.name, name))
             context.log(f"disk {name}: {human_size(disk.size)} sparse at {volume.path}")
@@ -95,19 +103,17 @@ def create_vm(
 
         checkpoint(context)
         context.progress(85, "creating the UEFI variable store")
-        platform = active_platform(runtime)
-        nvram = create_nvram(spec, store, platform)
+        driver = active_driver(runtime)
+        nvram = create_nvram(spec, store, driver)
         if nvram is not None:
-            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(spec.name, nvram_name(platform)))
+            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(spec.name, nvram_name(driver)))
             context.log(f"UEFI variable store copied to {nvram}")
 
         context.progress(90, "recording the VM")
+        context.intent(REMOVE_ROW, f"database row of VM {spec.name}", uuid=str(spec.uuid), name=spec.name)
         row = _insert(runtime, spec, owner, datastore)
         undo.push(f"database row of {spec.name}", lambda: _delete(runtime, row.id))
         ref = VMRef.of(row, vm_dir)
-
-        context.progress(95, "telling plugins")
-        call_vm_hook(runtime.pm, "bhype_vm_after_create", ref, context)
     except BaseException as exc:
         failures = undo.rollback()
         if failures:
@@ -117,6 +123,8 @@ def create_vm(
             ) from exc
         raise
     undo.discard()
+    context.progress(95, "telling plugins")
+    failures = vm_after(runtime.pm, "create", ref, context)
     context.progress(100, "created")
     return {
         "name": row.name,
@@ -125,6 +133,7 @@ def create_vm(
         "datastore": datastore,
         "vm_dir": str(vm_dir),
         "disks": disks,
+        **hook_errors(failures),
     }
 
 

@@ -4,7 +4,9 @@ Deleting data cannot be undone, so destroy is made safe the other way round: vet
 checks come first (nothing changed yet), the row is deleted last, and every removal treats
 "already gone" as done. A destroy that fails part-way leaves the row in place, marked, still
 owning whatever remains; running it again finishes the job. No disk, NVRAM file, tap or
-directory is ever left without a row that names it.
+directory is ever left without a row that names it. A destroy cut off by a crash of the worker
+is finished by recovery (its intent is written just before the first removal,
+:mod:`bhype_core.vm.intents`), so the name is free again after a restart (issue 11).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from typing import Any
 
 from sqlmodel import select
 
+from bhype_core import failpoints
 from bhype_core.db.session import session
 from bhype_core.errors import BhypeError, Conflict, NotFound
-from bhype_core.vm.access import check_vm_access
-from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
+from bhype_core.vm.intents import FINISH_DESTROY
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.nics import release_nics
 from bhype_core.vm.records import get_vm, set_state
@@ -33,8 +36,7 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
     """
     runtime = context.runtime
     with session(runtime) as db:
-        row = get_vm(db, name)
-    check_vm_access(context, name, row.owner)
+        row = get_vm(db, name)  # who may: TaskKind.authorize (vm.access.owns_vm)
     store = open_datastore(runtime, row.datastore)
     ref = VMRef.of(row, store.vm_dir(row.name))
     context.progress(5, "checking the current state")
@@ -42,12 +44,14 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
     status = driver.status(ref.spec, ref.vm_dir)
     if status.active:
         raise Conflict(f"VM {name} is {status.state.value}: stop it before destroying it")
-    call_vm_hook(runtime.pm, "bhype_vm_before_destroy", ref, context)
+    vm_before(runtime.pm, "destroy", ref, context)
     context.check_cancelled()
     release_nics(runtime, driver, ref.spec, ref.vm_dir, context.log)  # taps a crash left plugged
 
     removed: list[str] = []
     kept: list[str] = []
+    context.intent(FINISH_DESTROY, f"destroy of VM {name}", datastore=row.datastore, name=name, uuid=row.uuid,
+                   volumes=[disk.volume or "" for disk in ref.spec.disks], keep_disks=keep_disks)
     try:
         for index, disk in enumerate(ref.spec.disks):
             volume = disk.volume or ""
@@ -63,6 +67,7 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
                 store.delete_volume(name, volume)
                 removed.append(str(path))
                 context.log(f"deleted disk {path}")
+                failpoints.reached("vm.destroy:disk-deleted")  # a crash between two disks
             except NotFound:
                 context.log(f"disk {volume} was already gone")
         context.progress(75, "removing the VM directory")
@@ -80,9 +85,9 @@ def destroy_vm(context: Any, name: str, keep_disks: bool = False) -> dict[str, A
         _mark_incomplete(runtime, name, exc)
         raise
     context.log(f"VM {name} destroyed" + (f"; kept {', '.join(kept)}" if kept else ""))
-    call_vm_hook(runtime.pm, "bhype_vm_after_destroy", ref, context)
+    failures = vm_after(runtime.pm, "destroy", ref, context)
     context.progress(100, "destroyed")
-    return {"name": name, "removed": removed, "kept": kept}
+    return {"name": name, "removed": removed, "kept": kept, **hook_errors(failures)}
 
 
 def _mark_incomplete(runtime: Any, name: str, exc: BaseException) -> None:

@@ -20,12 +20,13 @@ from bhype_core.db.session import session
 from bhype_core.errors import Conflict, ValidationErrors
 from bhype_core.spec import VMSpec, validate_spec
 from bhype_core.units import human_size
-from bhype_core.vm.access import check_vm_access, is_admin_user
+from bhype_core.vm.access import is_admin_user
 from bhype_core.vm.context import spec_context
 from bhype_core.vm.firmware import ensure_nvram, nvram_name
-from bhype_core.vm.models import VM
+from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
+from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.records import get_vm
-from bhype_core.vm.services import active_driver, active_platform, open_datastore
+from bhype_core.vm.services import active_driver, open_datastore
 from bhype_core.vm.undo import Undo
 
 FIXED_FIELDS = ("name", "uuid", "template")
@@ -116,8 +117,7 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
     """
     runtime = context.runtime
     with session(runtime) as db:
-        row = get_vm(db, name)
-        check_vm_access(context, name, row.owner)
+        row = get_vm(db, name)  # who may: TaskKind.authorize (vm.access.may_edit)
         new, changed = plan_edit(runtime, db, row, changes)
     if {"owner", "extra"} & set(changed) and not is_admin_user(runtime, context.user):
         raise ValidationErrors([(field, "only admins may change it") for field in ("owner", "extra")
@@ -143,6 +143,8 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
             f"removing {', '.join(d.volume for d in removed)} would delete its data; "
             "ask for it explicitly (allow_disk_removal)",
         )])
+    before = VMRef.of(row, vm_dir)
+    vm_before(runtime.pm, "edit", before, context, spec=new, changed=changed)
     context.log(f"editing VM {name}: {', '.join(changed)}")
     undo = Undo(context)
     try:
@@ -155,16 +157,17 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
             # Growing is not undone on a later failure: the guest sees unused space, no data is lost.
             store.grow_volume(name, disk.volume, disk.size)
             context.log(f"grew disk {disk.volume} from {human_size(size)} to {human_size(disk.size)}")
-        platform = active_platform(runtime)
-        nvram = ensure_nvram(new, store, platform)
+        driver = active_driver(runtime)
+        nvram = ensure_nvram(new, store, driver)
         if nvram is not None:
-            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(name, nvram_name(platform)))
+            undo.push(f"NVRAM copy {nvram}", lambda: store.remove_vm_file(name, nvram_name(driver)))
         with session(runtime, write=True) as db:
             stored = get_vm(db, name)
             stored.spec = new.to_data()
             stored.owner = new.owner or stored.owner
             stored.updated = datetime.now(UTC)
             db.add(stored)
+            after = VMRef.of(stored, vm_dir)
     except BaseException:
         undo.rollback()
         raise
@@ -172,5 +175,6 @@ def edit_vm(context: Any, name: str, changes: dict[str, Any], allow_disk_removal
     for disk in removed:  # last: only once the new spec is stored
         store.delete_volume(name, disk.volume)
         context.log(f"removed disk {disk.volume}")
+    failures = vm_after(runtime.pm, "edit", after, context, spec=new, changed=changed)
     context.progress(100, "edited")
-    return {"name": name, "changed": changed, "spec": new.to_data()}
+    return {"name": name, "changed": changed, "spec": new.to_data(), **hook_errors(failures)}

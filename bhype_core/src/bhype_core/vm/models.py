@@ -13,7 +13,7 @@ from sqlmodel import Field, SQLModel
 
 from bhype_core.db.models import USER_LENGTH, utcnow
 from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
-from bhype_core.spec import VMSpec, validate_spec
+from bhype_core.spec import SpecContext, VMSpec, validate_spec
 
 NAME_LENGTH = 63  # spec_parts.NAME_RE
 UUID_LENGTH = 36
@@ -48,8 +48,12 @@ class VM(VMBase, table=True):
     id: int | None = Field(default=None, primary_key=True, sa_type=ID)
 
     def spec_model(self) -> VMSpec:
-        """The stored spec as a :class:`VMSpec` (stored specs are complete and valid)."""
-        return validate_spec(self.spec)
+        """The stored spec as a :class:`VMSpec` (stored specs are complete and valid).
+
+        Reading never generates anything: a VM stored without a VNC password (one on a driver
+        that uses none) must not get a fresh random one at every read.
+        """
+        return validate_spec(self.spec, SpecContext(vnc_password=False))
 
 
 VM_MODELS: tuple[type[SQLModel], ...] = (VM,)

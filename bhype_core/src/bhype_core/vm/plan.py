@@ -16,8 +16,9 @@ from bhype_core.vm.models import VM
 from bhype_core.vm.services import active_platform, driver_for, open_datastore
 
 
-def show_command(runtime: Any, vm: VM, platform: str | None = None) -> dict[str, Any]:
-    """The plan for starting ``vm`` on ``platform`` (default: this host's): the NICs' tap
+def show_command(runtime: Any, vm: VM, platform: str | None = None, mode: str = "normal") -> dict[str, Any]:
+    """The plan for starting ``vm`` on ``platform`` (default: this host's) in start ``mode``
+    (``normal``, ``install``, ``rescue``: :mod:`bhype_core.drivers.boot_plan`): the NICs' tap
     commands, then the driver's.
 
     Paths are this host's datastore paths; resources a start allocates (tap, nmdm console,
@@ -36,7 +37,8 @@ def show_command(runtime: Any, vm: VM, platform: str | None = None) -> dict[str,
     spec = vm.spec_model()
     vm_dir = store.vm_dir(vm.name)
     seed = str(Path(vm_dir) / SEED_FILE) if wants_seed(spec) else None
-    attached = replace(attachments(store, spec, planned=True), taps=planned_taps(spec, platform), cloud_init_iso=seed)
+    attached = replace(attachments(store, spec, planned=True), taps=planned_taps(spec, platform), cloud_init_iso=seed,
+                       start_mode=mode)
     switches = switch_configs(runtime) if any(nic.switch for nic in spec.nics) else {}
     network = [HostCommand(argv, purpose) for argv, purpose in plan_nics(spec, platform, switches)]
     planned = network + driver.plan(spec, vm_dir, attached)

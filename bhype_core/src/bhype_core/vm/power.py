@@ -16,12 +16,12 @@ from typing import Any
 from bhype_core.cloudinit import prepare_seed
 from bhype_core.db.session import session
 from bhype_core.drivers.base import Problem, VMState, VMStatus, blocking
+from bhype_core.drivers.boot_plan import mode_errors
 from bhype_core.drivers.preflight import local_runner
-from bhype_core.errors import BhypeError, Conflict
+from bhype_core.errors import BhypeError, Conflict, ValidationErrors
 from bhype_core.network.taps import planned_taps
-from bhype_core.vm.access import check_vm_access
 from bhype_core.vm.attach import attachments
-from bhype_core.vm.hooks import call_vm_hook
+from bhype_core.vm.hooks import hook_errors, vm_after, vm_before
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.nics import nic_guard, nic_problems, plug, release_nics, unplug
 from bhype_core.vm.records import get_vm, set_state
@@ -51,8 +51,7 @@ class PreflightFailed(BhypeError):
 def _load(context: Any, name: str) -> tuple[VM, VMRef, Any]:
     runtime = context.runtime
     with session(runtime) as db:
-        row = get_vm(db, name)
-    check_vm_access(context, name, row.owner)
+        row = get_vm(db, name)  # who may: TaskKind.authorize (vm.access.owns_vm)
     store = open_datastore(runtime, row.datastore)
     return row, VMRef.of(row, store.vm_dir(row.name)), store
 
@@ -91,22 +90,35 @@ def _undo_plug(context: Any, ref: VMRef) -> None:
         context.log(f"could not remove the taps of the failed start: {exc}", "warning")
 
 
-def start_vm(context: Any, name: str) -> dict[str, Any]:
+START_NOTES = {
+    "install": "install start: the ISO boots first, and is detached after the guest's first reboot",
+    "rescue": "rescue start: the ISO boots first on every boot until the VM stops",
+}
+
+
+def start_vm(context: Any, name: str, mode: str = "normal") -> dict[str, Any]:
     """Start VM ``name``: preflight, ``before_start`` hooks, driver start, ``after_start``.
 
+    ``mode`` is ``normal`` (boot the disk), ``install`` (boot the ISO once, then the disk) or
+    ``rescue`` (the ISO first on every boot); :mod:`bhype_core.drivers.boot_plan`.
+
+    :raises ValidationErrors: ``mode`` is unknown, or needs an ISO the VM does not have.
     :raises Conflict: it is already running.
     :raises PreflightFailed: something a start needs is missing (each problem with its fix).
     :raises HypervisorFailed: the hypervisor exited; its status and stderr tail are included.
     """
     runtime = context.runtime
     row, ref, store = _load(context, name)
+    ValidationErrors(mode_errors(ref.spec, mode)).raise_if_any()
     driver = active_driver(runtime)
+    if mode in START_NOTES:
+        context.log(START_NOTES[mode])
     context.progress(5, "checking the current state")
     current = driver.status(ref.spec, ref.vm_dir)
     if current.active:
         record_status(runtime, name, current)
         raise Conflict(f"VM {name} is already {current.state.value}")
-    attached = attachments(store, ref.spec, planned=True)
+    attached = replace(attachments(store, ref.spec, planned=True), start_mode=mode)
     context.progress(15, "preflight")
     planned = replace(attached, taps=planned_taps(ref.spec, active_platform(runtime)))
     problems = local_runner(runtime.runner.target)
@@ -119,7 +131,7 @@ def start_vm(context: Any, name: str) -> dict[str, Any]:
         raise PreflightFailed(name, blocking(problems))
     context.check_cancelled()
     context.progress(30, "asking plugins")
-    call_vm_hook(runtime.pm, "bhype_vm_before_start", ref, context)
+    vm_before(runtime.pm, "start", ref, context)
     seed = prepare_seed(ref.spec, ref.vm_dir)  # from the spec at every start: edits take effect
     if seed:
         context.log(f"cloud-init seed written to {seed}")
@@ -135,9 +147,9 @@ def start_vm(context: Any, name: str) -> dict[str, Any]:
             raise
     record_status(runtime, name, status)
     context.log(f"VM {name} is {status.state.value} (pid {status.pid})")
-    call_vm_hook(runtime.pm, "bhype_vm_after_start", ref, context)
+    failures = vm_after(runtime.pm, "start", ref, context)
     context.progress(100, status.state.value)
-    return status.to_dict()
+    return {**status.to_dict(), **hook_errors(failures)}
 
 
 def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, Any]:
@@ -154,7 +166,7 @@ def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, 
         context.log(f"VM {name} is already {current.state.value}")
         context.progress(100, current.state.value)
         return current.to_dict()
-    call_vm_hook(runtime.pm, "bhype_vm_before_stop", ref, context)
+    vm_before(runtime.pm, "stop", ref, context)
     context.progress(10, f"asking the guest to shut down (up to {timeout:g} s, then by force;"
                          " force-stop does it at once)")
     status = driver.stop(ref.spec, ref.vm_dir, timeout)
@@ -166,9 +178,9 @@ def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, 
                     " so it was powered off by force", "warning")
     else:
         context.log(f"VM {name} is {status.state.value}")
-    call_vm_hook(runtime.pm, "bhype_vm_after_stop", ref, context)
+    failures = vm_after(runtime.pm, "stop", ref, context)
     context.progress(100, f"{status.state.value} (forced after {timeout:g} s)" if forced else status.state.value)
-    return {**status.to_dict(), "forced": forced}
+    return {**status.to_dict(), "forced": forced, **hook_errors(failures)}
 
 
 def force_stop_vm(context: Any, name: str) -> dict[str, Any]:
@@ -177,7 +189,7 @@ def force_stop_vm(context: Any, name: str) -> dict[str, Any]:
     row, ref, _ = _load(context, name)
     driver = active_driver(runtime)
     try:
-        call_vm_hook(runtime.pm, "bhype_vm_before_stop", ref, context)
+        vm_before(runtime.pm, "stop", ref, context)
     except BhypeError as exc:
         context.log(f"ignored for a forced stop: {exc.message}", "warning")
     context.progress(20, "powering off")
@@ -185,9 +197,9 @@ def force_stop_vm(context: Any, name: str) -> dict[str, Any]:
     release_nics(runtime, driver, ref.spec, ref.vm_dir, context.log)
     record_status(runtime, name, status)
     context.log(f"VM {name} is {status.state.value}")
-    call_vm_hook(runtime.pm, "bhype_vm_after_stop", ref, context)
+    failures = vm_after(runtime.pm, "stop", ref, context)
     context.progress(100, status.state.value)
-    return status.to_dict()
+    return {**status.to_dict(), **hook_errors(failures)}
 
 
 class _Part:
@@ -204,7 +216,14 @@ class _Part:
 
 
 def restart_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, Any]:
-    """Stop VM ``name`` gracefully (see :func:`stop_vm`), then start it again."""
+    """Stop VM ``name`` gracefully (see :func:`stop_vm`), then start it again; the
+    ``restart`` hooks wrap both (which fire their own ``stop``/``start`` hooks)."""
+    runtime = context.runtime
+    _, ref, _ = _load(context, name)
+    vm_before(runtime.pm, "restart", ref, context)
     stopped = stop_vm(_Part(context, 0, 50), name, timeout)
     context.log(f"stopped ({stopped['state']}); starting again")
-    return start_vm(_Part(context, 50, 100), name)
+    started = start_vm(_Part(context, 50, 100), name)
+    failures = vm_after(runtime.pm, "restart", ref, context)
+    errors = [*stopped.get("hook_errors", []), *started.get("hook_errors", []), *(f.to_dict() for f in failures)]
+    return {**started, **({"hook_errors": errors} if errors else {})}

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bhype_core.drivers.select import DEFAULT_DRIVERS
 from bhype_core.errors import ConfigError, ValidationErrors
 from bhype_core.storage.base import StorageBackend
 from bhype_core.templates import TemplateCatalog, load_templates
 from bhype_core.vm.settings import templates_dir, vm_settings
 
-PLATFORM_DRIVERS = {"freebsd": "bhyve", "linux": "qemu"}
+PLATFORM_DRIVERS = DEFAULT_DRIVERS  # show-command for the other platform builds its default driver
 
 
 def open_datastore(runtime: Any, name: str | None = None) -> StorageBackend:

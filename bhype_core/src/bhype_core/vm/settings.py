@@ -45,6 +45,14 @@ class VmSettings(Section):
     stop_timeout: float = Field(
         default=120.0, gt=0, le=3600, description="seconds a graceful stop waits before forcing"
     )
+    orphan_grace: float = Field(
+        default=600.0, ge=0, description="seconds a VM directory with no record must stay unchanged "
+                                         "before the orphan sweep removes it"
+    )
+    sweep_interfaces: bool = Field(
+        default=False, description="also remove bHype-named taps and bridges no record owns (only on a "
+                                   "host that runs one bHype instance)"
+    )
 
     @field_validator("datastores")
     @classmethod

@@ -1,4 +1,4 @@
-"""Submitting VM tasks for a caller: the Task row the per-user queue runs, and its lock."""
+"""The lock every VM task holds (submitting goes through :func:`bhype_core.api.accepted.accept_task`)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,3 @@ def vm_lock(arguments: dict[str, Any]) -> list[str]:
     """``["vm:<name>"]`` for a VM task's arguments (the ``TaskKind.locks`` of every vm.* kind)."""
     name = arguments.get("name")
     return [f"{LOCK_PREFIX}{name}"] if isinstance(name, str) and name else []
-
-
-def submit(runtime: Any, owner: str, kind: str, arguments: dict[str, Any]) -> str:
-    """Queue task ``kind`` with ``arguments`` for ``owner`` through the per-user task queue and
-    return its id (``/api/v1/tasks/<id>`` follows it).
-
-    :raises ValidationErrors: the kind is unknown or the arguments do not fit it.
-    """
-    from bhype_core.taskqueue.service import submit as submit_task
-
-    return submit_task(runtime, owner, kind, arguments).id

@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from bhype_backup.status import PROBE_KIND, BackupStatus, backup_status
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import AdminDep, PrincipalDep
-from bhype_core.taskqueue import service
-
-
-class TaskAccepted(BaseModel):
-    """The queued task: follow it under ``/api/v1/tasks/{task_id}``."""
-
-    task_id: str
-    kind: str
+from bhype_core.plugin_api import AdminDep, PrincipalDep, RuntimeDep, TaskAccepted, accept_task
 
 
 def make_router() -> APIRouter:
@@ -31,7 +21,6 @@ def make_router() -> APIRouter:
     @router.post("/status/refresh", status_code=202, response_model=TaskAccepted)
     def refresh_status(runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
         """Queue ``backup.probe``: the worker probes the host's rsync now and stores the result."""
-        task = service.submit(runtime, principal.name, PROBE_KIND, {})
-        return TaskAccepted(task_id=task.id, kind=PROBE_KIND)
+        return accept_task(runtime, principal, PROBE_KIND, {})
 
     return router

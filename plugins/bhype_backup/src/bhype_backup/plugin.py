@@ -7,8 +7,7 @@ from collections.abc import Callable
 from bhype_backup import status
 from bhype_backup.api import make_router
 from bhype_backup.settings import BackupSettings
-from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import PeriodicJob, RouterEntry, SettingsSection, TaskKind
+from bhype_core.plugin_api import PeriodicJob, RouterEntry, SettingsSection, TaskKind, hookimpl
 
 
 @hookimpl
@@ -25,8 +24,10 @@ def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``backup.probe``: probe rsync now (``POST /api/v1/backup/status/refresh``)."""
-    register(TaskKind(name=status.PROBE_KIND, run=status.probe,
+    """``backup.probe``: probe rsync now (``POST /api/v1/backup/status/refresh``); for admins,
+    and submitted by bHype itself every 5 minutes
+    (its periodic job)."""
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin",
                       description="probe rsync on the host; store it for GET /api/v1/backup/status"))
 
 

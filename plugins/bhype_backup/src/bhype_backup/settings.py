@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from bhype_core.config import Section
+from bhype_core.plugin_api import Section
 
 TargetKind = Literal["local", "ssh", "daemon"]
 

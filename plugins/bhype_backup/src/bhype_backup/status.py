@@ -13,8 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bhype_backup.settings import BackupSettings, TargetKind
-from bhype_core.errors import CommandError
-from bhype_core.facts import ProbeState, read_probe
+from bhype_core.plugin_api import CommandError, ProbeState, read_probe
 
 # rsync(1) --version, first line: "rsync  version 3.2.7  protocol version 31" (some builds print "v3.2.7").
 _VERSION_LINE = re.compile(r"^rsync\s+version\s+v?(?P<version>\S+)\s+protocol version\s+(?P<protocol>\d+)")

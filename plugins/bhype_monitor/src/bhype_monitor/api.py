@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import AdminDep, PrincipalDep
-from bhype_core.taskqueue import service
+from bhype_core.plugin_api import AdminDep, PrincipalDep, RuntimeDep, TaskAccepted, accept_task
 from bhype_monitor.status import PROBE_KIND, MonitorStatus, monitor_status
-
-
-class TaskAccepted(BaseModel):
-    """The queued task: follow it under ``/api/v1/tasks/{task_id}``."""
-
-    task_id: str
-    kind: str
 
 
 def make_router() -> APIRouter:
@@ -32,7 +22,6 @@ def make_router() -> APIRouter:
     @router.post("/status/refresh", status_code=202, response_model=TaskAccepted)
     def refresh_status(runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
         """Queue ``monitor.probe``: the worker reads the host's load and memory now."""
-        task = service.submit(runtime, principal.name, PROBE_KIND, {})
-        return TaskAccepted(task_id=task.id, kind=PROBE_KIND)
+        return accept_task(runtime, principal, PROBE_KIND, {})
 
     return router

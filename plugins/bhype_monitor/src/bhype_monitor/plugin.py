@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import PeriodicJob, RouterEntry, SettingsSection, TaskKind
+from bhype_core.plugin_api import PeriodicJob, RouterEntry, SettingsSection, TaskKind, hookimpl
 from bhype_monitor import status
 from bhype_monitor.api import make_router
 from bhype_monitor.settings import MonitorSettings
@@ -25,8 +24,10 @@ def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``monitor.probe``: read the host now (``POST /api/v1/monitor/status/refresh``)."""
-    register(TaskKind(name=status.PROBE_KIND, run=status.probe,
+    """``monitor.probe``: read the host now (``POST /api/v1/monitor/status/refresh``); for
+    admins, and submitted by bHype itself every 5 minutes
+    (its periodic job)."""
+    register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin",
                       description="read the host's load and memory; store it for GET /api/v1/monitor/status"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bhype_core.config import Section
+from bhype_core.plugin_api import Section
 
 
 class MonitorSettings(Section):

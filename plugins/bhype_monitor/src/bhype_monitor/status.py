@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bhype_core.errors import CommandError
-from bhype_core.facts import ProbeState, read_probe
+from bhype_core.plugin_api import CommandError, ProbeState, read_probe
 from bhype_monitor.hostinfo import HostSample, read_host
 from bhype_monitor.settings import MonitorSettings
 

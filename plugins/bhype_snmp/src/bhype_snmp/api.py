@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from bhype_core.api.deps import RuntimeDep
+from bhype_core.plugin_api import RuntimeDep
 from bhype_snmp.settings import SnmpSettings, split_target
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import RouterEntry, SettingsSection
+from bhype_core.plugin_api import RouterEntry, SettingsSection, hookimpl
 from bhype_snmp.api import make_router
 from bhype_snmp.settings import SnmpSettings
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
 
-from bhype_core.config import Section
+from bhype_core.plugin_api import Section
 
 DEFAULT_TRAP_PORT = 162  # snmptrapd(8) listens on UDP 162 unless told otherwise
 # RFC 1123 host names (dot-separated labels of letters, digits and inner hyphens); covers IPv4 too.

@@ -8,20 +8,23 @@ Every function here blocks (database, driver state files): call it from a thread
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any
 
-from sqlmodel import Session
-
-from bhype_core.api.principal import Principal
-from bhype_core.db.auth_models import ApiToken
-from bhype_core.errors import Conflict, NotFound
-from bhype_core.vm.records import find_vm, get_vm, may_see
-from bhype_core.vm.services import open_datastore
+from bhype_core.plugin_api import (
+    Conflict,
+    NotFound,
+    Principal,
+    Unauthorized,
+    api_token_role,
+    find_vm,
+    get_vm,
+    may_see,
+    open_datastore,
+)
+from bhype_core.plugin_api import status_driver as core_status_driver
 from bhype_webui.tickets import ConsoleGrant, ConsoleKind
-from bhype_webui.upstream import Endpoint, EndpointError
-
-STATUS_DRIVER = "webui.status_driver"
+from bhype_webui.upstream import BrokerRoute, Endpoint, EndpointError
 
 
 def make_grant(runtime: Any, authenticated: Any, vm: str, kind: ConsoleKind) -> ConsoleGrant:
@@ -31,8 +34,7 @@ def make_grant(runtime: Any, authenticated: Any, vm: str, kind: ConsoleKind) -> 
     :raises Conflict: the VM is not running. :raises NotFound: it has no such console.
     """
     principal = authenticated.principal
-    with Session(runtime.engine) as db:
-        get_vm(db, vm, principal)
+    get_vm(runtime, vm, principal)
     locate(runtime, vm, kind)  # refuse now rather than after the page connected
     session = getattr(authenticated, "session", None)
     return ConsoleGrant(
@@ -60,22 +62,15 @@ def check_access(runtime: Any, auth: Any, grant: ConsoleGrant) -> str | None:
             return "the session has expired"
         role = record.role
     else:
-        with Session(runtime.engine) as db:
-            token = db.get(ApiToken, grant.token_id) if grant.token_id is not None else None
-        if token is None:
-            return "the API token was revoked"
-        expires = token.expires_at
-        if expires is not None and (
-            expires if expires.tzinfo else expires.replace(tzinfo=UTC)
-        ) <= datetime.now(UTC):
-            return "the API token has expired"
-        role = token.role
-    with Session(runtime.engine) as db:
-        vm = find_vm(db, grant.vm)
-        if vm is None:
-            return "the VM no longer exists"
-        if not may_see(Principal(grant.user, role), vm):  # type: ignore[arg-type]
-            return "you no longer have access to this VM"
+        try:
+            role = api_token_role(runtime, grant.token_id)
+        except Unauthorized as exc:
+            return exc.message
+    vm = find_vm(runtime, grant.vm)
+    if vm is None:
+        return "the VM no longer exists"
+    if not may_see(Principal(grant.user, role), vm):  # type: ignore[arg-type]
+        return "you no longer have access to this VM"
     return None
 
 
@@ -86,12 +81,7 @@ def status_driver(runtime: Any) -> Any:
     runtime refuses host commands, and a driver built with that runner must never be the one
     an in-process worker picks up from the shared ``runtime.extras``.
     """
-    driver = runtime.extras.get(STATUS_DRIVER)
-    if driver is None:
-        from bhype_core.drivers.select import select_driver
-
-        driver = runtime.extras.setdefault(STATUS_DRIVER, select_driver(runtime))
-    return driver
+    return core_status_driver(runtime)
 
 
 def locate(runtime: Any, vm_name: str, kind: ConsoleKind) -> tuple[Endpoint, str | None]:
@@ -99,22 +89,31 @@ def locate(runtime: Any, vm_name: str, kind: ConsoleKind) -> tuple[Endpoint, str
 
     :raises NotFound: no such VM, or no such console. :raises Conflict: the VM is not running.
     """
-    with Session(runtime.engine) as db:
-        row = find_vm(db, vm_name)
+    row = find_vm(runtime, vm_name)
     if row is None:
         raise NotFound(f"no VM named {vm_name!r}")
     spec = row.spec_model()
-    vm_dir = open_datastore(runtime, row.datastore).vm_dir(row.name)
-    status = status_driver(runtime).status(spec, vm_dir)
-    if not status.active:
-        raise Conflict(f"VM {vm_name} is {status.state.value}; start it to use its console")
-    console = status.consoles.get(kind)
-    if not console:
-        raise NotFound(f"VM {vm_name} has no {kind} console (see its spec: graphics.vnc, serial)")
+    from bhype_core.plugin_api import ConsoleBrokerClient, broker_path
+
+    broker = broker_path(runtime)
+    if broker is not None:
+        # Not root, a root worker runs: the VM's state and sockets are root's alone; the
+        # worker's console broker locates (and later opens) the console (docs/vms.md).
+        console = ConsoleBrokerClient(broker).locate(vm_name, kind)
+    else:
+        vm_dir = open_datastore(runtime, row.datastore).vm_dir(row.name)
+        status = status_driver(runtime).status(spec, vm_dir)
+        if not status.active:
+            raise Conflict(f"VM {vm_name} is {status.state.value}; start it to use its console")
+        console = status.consoles.get(kind)
+        if not console:
+            raise NotFound(f"VM {vm_name} has no {kind} console (see its spec: graphics.vnc, serial)")
     try:
         endpoint = Endpoint.from_console(console)
     except EndpointError as exc:
         raise Conflict(str(exc)) from None
+    if broker is not None:
+        endpoint = replace(endpoint, route=BrokerRoute(str(broker), vm_name, kind))
     # QEMU serves VNC on a private unix socket without a password ("password": False); bhyve's
     # fbuf listens on loopback TCP and needs the VM's password, read from the spec only then.
     wants_password = kind == "vnc" and console.get("password", True) is not False

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from bhype_core.api.deps import RuntimeDep
+from bhype_core.plugin_api import RuntimeDep
 from bhype_webui.console_api import make_console_router
 from bhype_webui.notify_api import make_notifications_router
 from bhype_webui.settings import WebuiSettings

@@ -13,14 +13,9 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, Field
-from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.api.security import PUBLIC, AuthenticatedDep
-from bhype_core.errors import BhypeError
-from bhype_core.vm.records import get_vm
+from bhype_core.plugin_api import PUBLIC, AuthenticatedDep, BhypeError, PrincipalDep, RuntimeDep, get_vm
 from bhype_webui import rfb
 from bhype_webui.access import check_access, locate, make_grant
 from bhype_webui.channel import CLOSE_INTERNAL, CLOSE_POLICY, WebSocketChannel
@@ -96,8 +91,7 @@ def make_console_router() -> APIRouter:
     @router.get("/consoles/{vm}/{kind}/viewers", response_model=ViewerList)
     def list_viewers(vm: str, kind: ConsoleKind, runtime: RuntimeDep, principal: PrincipalDep) -> ViewerList:
         """Who is watching VM ``vm``'s ``kind`` console, and who is in control."""
-        with Session(runtime.engine) as db:
-            get_vm(db, vm, principal)
+        get_vm(runtime, vm, principal)
         return _viewers(runtime, vm, kind)
 
     @router.post("/consoles/{vm}/vnc/control", response_model=ViewerList)
@@ -108,13 +102,12 @@ def make_console_router() -> APIRouter:
         operator; nobody but an admin from an admin)."""
 
         def visible() -> None:
-            with Session(runtime.engine) as db:
-                get_vm(db, vm, principal)
+            get_vm(runtime, vm, principal)
 
         await run_in_threadpool(visible)
         mux = console_hub(runtime).find("vnc", vm)
         if mux is None:
-            from bhype_core.errors import NotFound
+            from bhype_core.plugin_api import NotFound
 
             raise NotFound(f"nobody is viewing VM {vm}'s console")
         # On the event loop, like every other change to the viewers.

@@ -13,10 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from bhype_core.units import parse_size
-from bhype_core.vm.models import VM
-from bhype_core.vm.records import is_admin
-from bhype_core.vm.settings import vm_settings
+from bhype_core.plugin_api import VM, is_admin, parse_size, vm_settings
 
 ACTIVE = ("starting", "running", "stopping")
 DIRECTORY_DEFAULT = "datastore"  # bhype_core.builtins.storage: under core.data_dir
@@ -34,8 +31,16 @@ class Space:
     free: int | None = None
 
     @property
+    def in_use(self) -> int | None:
+        """Bytes not free to bHype: everything but ``free`` (statvfs(2) ``f_bavail``), so the
+        blocks reserved for root count as in use. The bar and the "free of" text both come from
+        this one figure (issue 14: they used to disagree by the reserve)."""
+        return self.total - self.free if self.total and self.free is not None else None
+
+    @property
     def percent(self) -> int | None:
-        return round(100 * self.used / self.total) if self.total and self.used is not None else None
+        """``in_use`` as a whole percentage of ``total``."""
+        return round(100 * self.in_use / self.total) if self.total and self.in_use is not None else None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import anyio
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from bhype_core.api.task_stream import sse
+from bhype_core.plugin_api import sse
 
 # Seconds of silence after which a comment line is sent, so proxies keep the connection open.
 KEEPALIVE = 15.0

@@ -10,9 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.limits import NonNegativeInt64, event_id
-from bhype_core.api.principal import Principal, PrincipalDep
+from bhype_core.plugin_api import NonNegativeInt64, Principal, PrincipalDep, RuntimeDep, event_id
 from bhype_webui import notify_store
 from bhype_webui.live import live_response, sse
 

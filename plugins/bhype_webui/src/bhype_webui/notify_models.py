@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import Index, Text
 from sqlmodel import Field, SQLModel
 
-from bhype_core.db.models import USER_LENGTH, utcnow
-from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
+from bhype_core.plugin_api import ID, TABLE_OPTIONS, USER_LENGTH, JSONText, UTCDateTime, utcnow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 KIND_LENGTH = 64

@@ -17,8 +17,7 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from bhype_core.db.session import session
-from bhype_core.events import Event
+from bhype_core.plugin_api import Event, session
 from bhype_webui.notify_models import WebuiNotification, WebuiNotificationSeen
 
 log = logging.getLogger("bhype.webui.notify")

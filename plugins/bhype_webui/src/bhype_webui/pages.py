@@ -10,19 +10,18 @@ import html
 import mimetypes
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 
-from bhype_core.api.cookies import csrf_cookie_name
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.security import PUBLIC
-from bhype_core.errors import NotFound
+from bhype_core.plugin_api import PUBLIC, NotFound, RuntimeDep, csrf_cookie
 from bhype_webui.tickets import ConsoleKind
 
 PAGES = {"vnc": "console_vnc.html", "serial": "console_serial.html"}
 # ES modules must come as JavaScript; some systems' mime tables lack .mjs or map .js oddly.
-TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json"}
+TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json",
+         ".svg": "image/svg+xml"}
 
 
 def page_template(name: str) -> str:
@@ -60,6 +59,18 @@ def make_pages_router() -> APIRouter:
         media = TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         return FileResponse(target, media_type=media, headers={"Cache-Control": "no-cache"})
 
+    @router.get("/plugins/{name}/static/{path:path}", dependencies=[PUBLIC])
+    def plugin_asset(name: str, path: str, runtime: RuntimeDep) -> FileResponse:
+        """A static file of another plugin (``bhype_webui_register_assets``), confined to its directory."""
+        from bhype_webui.extensions import ui_extensions
+
+        assets = ui_extensions(runtime).assets.get(name)
+        if assets is None or assets.static_dir is None:
+            raise NotFound(f"no assets of {name!r}")
+        target = static_file(Path(assets.static_dir), path)
+        media = TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        return FileResponse(target, media_type=media, headers={"Cache-Control": "no-cache"})
+
     @router.get("/console/{kind}/{vm}", response_class=HTMLResponse, dependencies=[PUBLIC])
     def console_page(kind: ConsoleKind, vm: str, runtime: RuntimeDep) -> HTMLResponse:
         """The browser console of VM ``vm`` (noVNC for ``vnc``, xterm.js for ``serial``)."""
@@ -68,8 +79,9 @@ def make_pages_router() -> APIRouter:
             page_template(PAGES[kind]),
             {
                 "vm": vm,
+                "vm_url": quote(vm, safe=""),
                 "title": settings.section("webui").title,
-                "csrf_cookie": csrf_cookie_name(settings.auth),
+                "csrf_cookie": csrf_cookie(runtime),
             },
         )
         # The page runs only its own scripts; no inline script, no framing by other sites.

@@ -4,16 +4,45 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bhype_core.events import Event
-from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import ModelSet, RouterEntry, SettingsSection
+from bhype_core.plugin_api import Event, ModelSet, RouterEntry, SettingsSection, hookimpl
 from bhype_webui.api import make_router
 from bhype_webui.pages import make_pages_router
 from bhype_webui.settings import WebuiSettings
 
+if TYPE_CHECKING:
+    import pluggy
+
+    from bhype_webui.extensions import DashboardPanel, NavEntry
+
 log = logging.getLogger("bhype.webui")
+
+
+@hookimpl
+def bhype_add_hookspecs(pm: pluggy.PluginManager) -> None:
+    """Declare the web UI's own hooks (pages, VM tabs, dashboard panels, navigation, assets)."""
+    from bhype_webui import hookspecs
+
+    pm.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def bhype_webui_register_nav_entries(register: Callable[[NavEntry], None]) -> None:
+    """The web UI's own navigation (Dashboard … API tokens, orders 10-80)."""
+    from bhype_webui.builtin_ui import NAV
+
+    for entry in NAV:
+        register(entry)
+
+
+@hookimpl
+def bhype_webui_register_dashboard_panels(register: Callable[[DashboardPanel], None]) -> None:
+    """The host cards: CPU, memory, storage (orders 10-30)."""
+    from bhype_webui.builtin_ui import PANELS
+
+    for panel in PANELS:
+        register(panel)
 
 
 @hookimpl

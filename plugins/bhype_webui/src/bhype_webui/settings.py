@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from bhype_core.config import Section
+from bhype_core.plugin_api import Section
 
 BUNDLED_ASSETS = Path(__file__).parent / "static"
 

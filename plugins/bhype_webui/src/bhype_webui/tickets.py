@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bhype_core.errors import Unauthorized
+from bhype_core.plugin_api import Unauthorized
 
 ConsoleKind = Literal["vnc", "serial"]
 KINDS: tuple[ConsoleKind, ...] = ("vnc", "serial")

@@ -4,6 +4,10 @@ Endpoints come from the driver's ``VMStatus.consoles`` (``{"host", "port"}``, ``
 for bhyve's serial console, ``{"device"}`` = the B side of an nmdm(4) pair). A TCP endpoint
 must be a loopback address: consoles are never reached beyond this host. The tty is opened as
 FreeBSD reference 9.1 says: ``O_RDWR | O_NOCTTY | O_NONBLOCK``, raw mode through termios(4).
+
+When ``bhype serve`` is not root and a root worker runs, every console is root's alone: the
+endpoint then carries a :class:`BrokerRoute`, and opening it asks the worker's console broker
+for a connected descriptor (``bhype_core.consoles``, docs/vms.md "Consoles and their secrets").
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import errno
 import ipaddress
 import os
+import socket
 import termios
 import tty
 from abc import ABC, abstractmethod
@@ -27,13 +32,24 @@ class EndpointError(Exception):
 
 
 @dataclass(frozen=True)
+class BrokerRoute:
+    """Open the console through the root worker's broker at ``socket``: VM ``vm``'s ``kind``."""
+
+    socket: str
+    vm: str
+    kind: str
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """Where a console listens: exactly one of ``unix``, ``device`` or ``host``+``port``."""
+    """Where a console listens: exactly one of ``unix``, ``device`` or ``host``+``port``; and,
+    when this process may not open it itself, the broker ``route`` that opens it."""
 
     host: str | None = None
     port: int | None = None
     unix: str | None = None
     device: str | None = None
+    route: BrokerRoute | None = None
 
     @classmethod
     def from_console(cls, console: dict[str, Any]) -> Endpoint:
@@ -174,11 +190,36 @@ class TtyStream(ByteStream):
             os.close(self.fd)
 
 
+async def _open_through_broker(endpoint: Endpoint, route: BrokerRoute) -> ByteStream:
+    from bhype_core.plugin_api import ConsoleBrokerClient
+
+    fd, console = await asyncio.to_thread(ConsoleBrokerClient(route.socket).open, route.vm, route.kind)
+    if console.get("device"):
+        return TtyStream(fd)  # opened non-blocking and raw by the broker
+    sock = socket.socket(fileno=fd)  # a unix or loopback TCP stream socket
+    try:
+        sock.setblocking(False)
+        if sock.family == socket.AF_UNIX:
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=4 * READ_SIZE)
+        else:
+            reader, writer = await asyncio.open_connection(sock=sock, limit=4 * READ_SIZE)
+    except BaseException:
+        sock.close()
+        raise
+    return SocketStream(reader, writer)
+
+
 async def open_endpoint(endpoint: Endpoint) -> ByteStream:
-    """Connect to ``endpoint``.
+    """Connect to ``endpoint`` (through the broker when it carries a route).
 
     :raises EndpointError: it refused, timed out, or does not exist.
+    :raises BhypeError: the broker says the VM or console is gone, or is unavailable.
     """
+    if endpoint.route is not None:
+        try:
+            return await _open_through_broker(endpoint, endpoint.route)
+        except OSError as exc:
+            raise EndpointError(f"cannot use the console at {endpoint.describe()}: {exc}") from None
     try:
         if endpoint.device:
             return TtyStream.open(endpoint.device)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bhype_core.errors import Conflict, NotFound
+from bhype_core.plugin_api import Conflict, NotFound
 
 # A viewer whose browser falls this far behind is treated as slow (see the muxes): a bound in
 # messages and one in bytes (a VNC full frame is 3 MiB at 1024x768).

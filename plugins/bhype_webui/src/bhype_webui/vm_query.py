@@ -12,10 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, select, true
 from sqlmodel import Session, col
 
-from bhype_core.vm.listing import ListQuery, list_page
-from bhype_core.vm.models import VM
-from bhype_core.vm.public import VMSummary
-from bhype_core.vm.records import is_admin
+from bhype_core.plugin_api import VM, ListQuery, VMSummary, is_admin, list_page
 
 SORTS = {"name": col(VM.name), "state": col(VM.state), "owner": col(VM.owner), "updated": col(VM.updated)}
 MAX_QUERY = 63  # a VM name is at most 63 characters: a longer search cannot match

@@ -11,9 +11,7 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.errors import ValidationErrors
+from bhype_core.plugin_api import PrincipalDep, RuntimeDep, ValidationErrors
 from bhype_webui import vm_query
 from bhype_webui.live import live_response, sse
 

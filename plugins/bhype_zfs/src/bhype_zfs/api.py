@@ -14,9 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.limits import Int64
-from bhype_core.api.principal import AdminDep, Principal, PrincipalDep
+from bhype_core.plugin_api import AdminDep, Int64, Principal, PrincipalDep, RuntimeDep, TaskAccepted, accept_task
 from bhype_zfs import health, pool_argv
 from bhype_zfs.names import check_dataset
 from bhype_zfs.pool_init import INITIALISED_PATTERN
@@ -26,19 +24,9 @@ from bhype_zfs.tool import zfs_settings
 __all__ = ["AdminDep", "TaskAccepted", "make_router", "submit"]
 
 
-class TaskAccepted(BaseModel):
-    """The task doing the work: follow it (and read its result) under ``/api/v1/tasks/{task_id}``."""
-
-    task_id: str
-    kind: str
-
-
 def submit(runtime: Any, principal: Principal, kind: str, arguments: dict[str, Any]) -> TaskAccepted:
-    """Queue ``kind`` for the caller (the per-user task queue)."""
-    from bhype_core.taskqueue import service
-
-    task = service.submit(runtime, principal.name, kind, arguments)
-    return TaskAccepted(task_id=task.id, kind=kind)
+    """Queue ``kind`` for the caller (the per-user task queue): the core's :func:`accept_task`."""
+    return accept_task(runtime, principal, kind, arguments)
 
 
 class PoolInit(BaseModel):

@@ -12,9 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import Principal, PrincipalDep
-from bhype_core.errors import Forbidden
+from bhype_core.plugin_api import Forbidden, Principal, PrincipalDep, RuntimeDep
 from bhype_zfs import snapshots
 from bhype_zfs.api import AdminDep, TaskAccepted, submit
 from bhype_zfs.clones import MODES
@@ -30,11 +28,9 @@ def check_target(runtime: Any, principal: Principal, vm: str | None, dataset: st
     if dataset is not None and not principal.is_admin:
         raise Forbidden("only admins act on datasets directly; name your VM instead")
     if vm is not None:
-        from bhype_core.db.session import session
-        from bhype_core.vm.records import get_vm
+        from bhype_core.plugin_api import get_vm
 
-        with session(runtime) as db:
-            get_vm(db, vm, principal)  # NotFound for another user's VM
+        get_vm(runtime, vm, principal)  # NotFound for another user's VM
     resolve(runtime, vm, dataset)
 
 
@@ -134,8 +130,7 @@ def make_snapshot_router() -> APIRouter:
     @router.post("/clones", status_code=202, response_model=TaskAccepted)
     def clone(body: CloneRequest, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:
         """Queue ``zfs.clone``: a new VM from a snapshot of ``source`` (running or stopped)."""
-        from bhype_core.errors import ValidationErrors
-        from bhype_core.spec_parts import NAME_RE
+        from bhype_core.plugin_api import NAME_RE, ValidationErrors
 
         check_target(runtime, principal, body.source, None)
         if not NAME_RE.match(body.target):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bhype_core.errors import ValidationErrors
+from bhype_core.plugin_api import ValidationErrors
 from bhype_zfs.names import (
     check_dataset,
     check_full_snapshot,

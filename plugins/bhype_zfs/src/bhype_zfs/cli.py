@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bhype_core.commands.template import connection_options
-from bhype_core.registry import CliCommand
+from bhype_core.plugin_api import CliCommand, connection_options
 from bhype_zfs import cli_commands as pools
 from bhype_zfs import cli_snapshots as snaps
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bhype_core.commands.plugins import format_table
-from bhype_core.units import human_size
+from bhype_core.plugin_api import format_table, human_size
 from bhype_zfs.cli_tasks import ZFS, api_from, confirm, print_json, queue_and_follow, run_task, when
 
 

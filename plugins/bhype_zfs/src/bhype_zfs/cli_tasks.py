@@ -9,9 +9,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from bhype_core.commands.task_follow import StreamEvent, follow
-from bhype_core.commands.vm_client import VmApi, api_from
-from bhype_core.errors import NotFound, TaskFailed, ValidationErrors
+from bhype_core.plugin_api import NotFound, StreamEvent, TaskFailed, ValidationErrors, VmApi, api_from, follow
 
 __all__ = ["ZFS", "api_from", "confirm", "print_json", "queue_and_follow", "run_task", "when"]
 

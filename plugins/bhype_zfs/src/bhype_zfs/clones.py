@@ -15,8 +15,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any
 
-from bhype_core.errors import Conflict, ValidationErrors
-from bhype_core.vm.undo import Undo
+from bhype_core.plugin_api import Conflict, Undo, ValidationErrors
 from bhype_zfs import argv, snapshots
 from bhype_zfs.names import check_dataset, check_snapshot_name
 from bhype_zfs.replicate import copy_dataset
@@ -41,6 +40,7 @@ def clone_tree(
     identity: dict[str, str] | None = None,
     copy_timeout: float | None = None,
     context: Any = None,
+    before_changes: Callable[[str | None], Any] | None = None,
 ) -> dict[str, Any]:
     """Clone dataset tree ``source`` to ``target`` (which must not exist).
 
@@ -51,6 +51,8 @@ def clone_tree(
         ``zfs promote``: the source then depends on the clone, zfs-promote(8)).
     :param identity: user properties set on the new root (``org.bhype:name`` etc.).
     :param copy_timeout: seconds allowed per dataset copied in ``full`` mode.
+    :param before_changes: called with the temporary snapshot's name (``None`` when cloning
+        from an existing one) right before the first change: the task records its undo intent.
     :returns: ``source``, ``target``, ``snapshot``, ``mode`` and the created ``datasets``.
     :raises Conflict: ``target`` exists. :raises NotFound: no such snapshot.
     """
@@ -66,6 +68,8 @@ def clone_tree(
     taken = None
     if snapshot is None:
         taken = snapshot = f"clone-{uuidlib.uuid4().hex[:12]}"
+        if before_changes is not None:
+            before_changes(taken)
         snapshots.take(host, source, snapshot, properties={"org.bhype:clone-of": source})
     else:
         check_snapshot_name(snapshot, "snapshot")
@@ -75,6 +79,8 @@ def clone_tree(
     missing = [d for d in kinds if d not in have]
     if missing:
         raise Conflict(f"{', '.join(missing)} did not exist at @{snapshot}: take a new snapshot to clone from")
+    if taken is None and before_changes is not None:
+        before_changes(None)
     undo = Undo(context)
     created = []
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bhype_core.errors import Conflict
+from bhype_core.plugin_api import Conflict
 from bhype_zfs import argv
 from bhype_zfs.parse import SNAPSHOT_COLUMNS, parse_rows, parse_snapshots
 from bhype_zfs.tool import ZfsHost

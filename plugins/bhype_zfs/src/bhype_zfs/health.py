@@ -14,8 +14,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from bhype_core.db.session import session
-from bhype_core.events import Event
+from bhype_core.plugin_api import Event, session
 from bhype_zfs import pool_argv
 from bhype_zfs.models import ZfsHealthState
 from bhype_zfs.parse import PoolInfo, parse_zpool_list

@@ -12,10 +12,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bhype_core.errors import BhypeError
+from bhype_core.plugin_api import BhypeError, TaskContext, register_vm, vm_records_available
 from bhype_zfs import argv
 from bhype_zfs.parse import parse_zfs_get
-from bhype_zfs.records import insert_vm, vm_records_available
 from bhype_zfs.storage import NAME_PROPERTY, OWNER_PROPERTY, SPEC_PROPERTY, UUID_PROPERTY, VM_PROPERTIES, ZfsStorage
 from bhype_zfs.tool import ZfsHost
 
@@ -75,11 +74,13 @@ def discover(host: ZfsHost, store: ZfsStorage) -> list[FoundVM]:
     return parse_found(props, volumes, vms)
 
 
-def register(runtime: Any, store: ZfsStorage, found: list[FoundVM]) -> list[FoundVM]:
-    """Create a ``core_vm`` row for each found VM that has a name, UUID, owner and spec and is
+def register(context: TaskContext, store: ZfsStorage, found: list[FoundVM]) -> list[FoundVM]:
+    """Register (:func:`bhype_core.plugin_api.register_vm`, which fires the
+    ``bhype_vm_*_register`` hooks) each found VM that has a name, UUID, owner and spec and is
     not registered yet; each entry's ``status`` says what happened (``registered``,
     ``already registered``, ``skipped``, ``failed``, or ``not registered`` when VM records
     are unavailable here)."""
+    runtime = context.runtime
     reason = vm_records_available(runtime)
     for vm in found:
         if reason is not None:
@@ -99,7 +100,7 @@ def register(runtime: Any, store: ZfsStorage, found: list[FoundVM]) -> list[Foun
             vm.status, vm.detail = "skipped", f"disk volume(s) {', '.join(absent)} are missing from {vm.dataset}"
             continue
         try:
-            insert_vm(runtime, store, {**vm.spec, "name": vm.name, "uuid": vm.uuid}, vm.owner)
+            register_vm(context, store.datastore, {**vm.spec, "name": vm.name, "uuid": vm.uuid}, vm.owner)
             vm.status = "registered"
         except BhypeError as exc:
             vm.status, vm.detail = "failed", exc.message
@@ -109,8 +110,7 @@ def register(runtime: Any, store: ZfsStorage, found: list[FoundVM]) -> list[Foun
 def _registered(runtime: Any, vm: FoundVM) -> bool:
     from sqlmodel import or_, select
 
-    from bhype_core.db.session import session
-    from bhype_core.vm.models import VM
+    from bhype_core.plugin_api import VM, session
 
     with session(runtime) as db:
         row = db.exec(select(VM).where(or_(VM.name == vm.name, VM.uuid == vm.uuid))).first()

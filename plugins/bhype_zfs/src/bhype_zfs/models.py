@@ -8,9 +8,7 @@ from pathlib import Path
 from sqlalchemy import BigInteger, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from bhype_core.api.limits import INT64_MAX, INT64_MIN
-from bhype_core.db.models import utcnow
-from bhype_core.db.types import ID, TABLE_OPTIONS, UTCDateTime
+from bhype_core.plugin_api import ID, INT64_MAX, INT64_MIN, TABLE_OPTIONS, UTCDateTime, utcnow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

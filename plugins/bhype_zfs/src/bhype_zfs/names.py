@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bhype_core.errors import ValidationErrors
+from bhype_core.plugin_api import ValidationErrors
 from bhype_zfs.settings import check_pool_name
 
 # zfs(8) "Dataset names": alphanumerics plus "_", "-", ".", ":" (and space, which bHype

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bhype_core.errors import ValidationErrors
+from bhype_core.plugin_api import ValidationErrors
 from bhype_zfs.argv import Tools, _csv, _props
 from bhype_zfs.settings import check_pool_name
 

@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bhype_core.errors import BhypeError, Conflict, ValidationErrors
-from bhype_core.vm.undo import Undo
+from bhype_core.plugin_api import BhypeError, Conflict, Undo, ValidationErrors
 from bhype_zfs import argv, pool_argv
 from bhype_zfs.disks import check_disks, imported_pools
 from bhype_zfs.names import check_dataset

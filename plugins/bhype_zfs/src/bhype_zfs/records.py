@@ -1,15 +1,14 @@
-"""VM records for VMs that appear on ZFS without ``vm.create``: clones, and VMs found on an imported pool.
+"""The spec a clone gets: the source's with a new identity.
 
-The records go into the core's ``core_vm`` table through its public models and spec
-validation, so a registered VM is exactly what ``vm.create`` would have stored.
+Clones and VMs found on an imported pool get their ``core_vm`` record through the core's
+:func:`bhype_core.plugin_api.register_vm`, which validates the spec against this host and fires
+``bhype_vm_before_register``/``bhype_vm_after_register``, so other plugins see them appear.
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
-
-from bhype_core.errors import ValidationErrors
 
 # cloud-init NoCloud meta-data keys that name one machine: a clone must not keep them.
 IDENTITY_META_DATA = ("instance-id", "local-hostname", "hostname")
@@ -34,47 +33,3 @@ def cloned_spec_data(source: dict[str, Any], name: str) -> dict[str, Any]:
             meta.pop(key, None)
         meta["local-hostname"] = name
     return data
-
-
-def insert_vm(runtime: Any, store: Any, data: dict[str, Any], owner: str) -> Any:
-    """Validate ``data`` against this host (names, MACs in use) and insert a ``core_vm`` row in
-    ``store``'s datastore; returns the row.
-
-    :raises ValidationErrors: invalid spec, or the name/UUID is taken.
-    """
-    from sqlalchemy.exc import IntegrityError
-
-    from bhype_core.db.session import session
-    from bhype_core.spec import validate_spec
-    from bhype_core.vm.context import spec_context
-    from bhype_core.vm.models import VM
-
-    data = {**data, "owner": owner}
-    with session(runtime) as db:
-        spec = validate_spec(data, spec_context(runtime, db, store=None))
-    row = VM(name=spec.name, uuid=str(spec.uuid), owner=owner, datastore=store.datastore, spec=spec.to_data())
-    try:
-        with session(runtime) as db:
-            db.add(row)
-    except IntegrityError:
-        taken = f"a VM named {spec.name!r} or with UUID {spec.uuid} already exists"
-        raise ValidationErrors([("name", taken)]) from None
-    return row
-
-
-def vm_records_available(runtime: Any) -> str | None:
-    """``None`` when ``core_vm`` can be written here, else why not (no VM plugin, no table)."""
-    try:
-        from sqlalchemy import inspect
-
-        from bhype_core.vm.models import VM  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - an older core
-        return f"this bHype core has no VM records ({exc})"
-    if "vm.create" not in runtime.registry.tasks:
-        return "the core_vms plugin (VM records) is not loaded"
-    try:
-        if "core_vm" not in inspect(runtime.engine).get_table_names():
-            return "the database has no core_vm table (run `bhype db upgrade`)"
-    except Exception as exc:  # noqa: BLE001 - any database failure is a reason
-        return f"the database cannot be read: {exc}"
-    return None

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bhype_core.errors import Conflict
-from bhype_core.units import human_size
+from bhype_core.plugin_api import Conflict, human_size
 from bhype_zfs import argv
 from bhype_zfs.names import check_full_snapshot
 from bhype_zfs.parse import parse_send_estimate, parse_send_progress, to_int

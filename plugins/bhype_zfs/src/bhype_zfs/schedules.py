@@ -15,9 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from bhype_core.db.session import session
-from bhype_core.errors import BhypeError, Conflict, NotFound, ValidationErrors
-from bhype_core.events import Event
+from bhype_core.plugin_api import BhypeError, Conflict, Event, NotFound, ValidationErrors, session
 from bhype_zfs import argv
 from bhype_zfs.models import ZfsSchedule, ZfsScheduleBase, ZfsScheduleState
 from bhype_zfs.names import check_dataset
@@ -51,7 +49,7 @@ def create_schedule(runtime: Any, data: ZfsScheduleBase) -> ZfsSchedule:
     :raises Conflict: a schedule of that name exists.
     """
     errors = ValidationErrors()
-    from bhype_core.spec_parts import NAME_RE
+    from bhype_core.plugin_api import NAME_RE
 
     if not NAME_RE.match(data.name or ""):
         errors.add("name", "letters, digits, '-', '_', '.', starting with a letter or digit")
@@ -187,12 +185,11 @@ def vms_on(runtime: Any, dataset: str) -> list[str]:
     """Names of the VMs on ZFS datastores whose dataset tree overlaps ``dataset`` (inside it,
     or containing it): a schedule's run holds their ``vm:<name>`` locks, so it never
     interleaves with a rollback, clone or destroy of one of them."""
-    from bhype_core.vm.records import list_vms
+    from bhype_core.plugin_api import list_vms
     from bhype_zfs.vms import datastore_of
 
     names = []
-    with session(runtime) as db:
-        rows = [(row.name, row.datastore) for row in list_vms(db)]
+    rows = [(row.name, row.datastore) for row in list_vms(runtime)]
     for name, datastore in rows:
         try:
             vm_dataset = datastore_of(runtime, datastore).vm_dataset(name)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from bhype_core.config import Section
+from bhype_core.plugin_api import Section
 
 # zpool-create(8) / zpool(8) "pool name": begins with a letter; letters, digits, "_", "-", ":",
 # "." (and space, which bHype refuses: it only causes quoting trouble in logs and paths).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bhype_core.errors import Conflict, NotFound, ValidationErrors
+from bhype_core.plugin_api import Conflict, NotFound, ValidationErrors
 from bhype_zfs import argv
 from bhype_zfs.dependents import Dependents, explain, find_dependents, refuse_if_dependents
 from bhype_zfs.names import check_snapshot_name, check_tag

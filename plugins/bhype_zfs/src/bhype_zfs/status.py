@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bhype_core.errors import CommandError
-from bhype_core.facts import ProbeState, read_probe
+from bhype_core.plugin_api import CommandError, ProbeState, read_probe
 from bhype_zfs.settings import ZfsSettings
 
 # zpool-list(8): -H tab-separated without header, -p exact numbers (cap without "%").

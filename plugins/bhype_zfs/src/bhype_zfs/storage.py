@@ -22,15 +22,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bhype_core.errors import BhypeError, ConfigError, Conflict, NotFound, ValidationErrors
-from bhype_core.spec_parts import NAME_RE
-from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume, check_filename
-from bhype_core.units import human_size, parse_size
+from bhype_core.plugin_api import (
+    NAME_RE,
+    BhypeError,
+    ConfigError,
+    Conflict,
+    NotFound,
+    ProgressCallback,
+    StorageBackend,
+    ValidationErrors,
+    Volume,
+    check_filename,
+    human_size,
+    parse_size,
+)
 from bhype_zfs import argv
 from bhype_zfs.dependents import refuse_if_dependents
 from bhype_zfs.names import check_dataset
 from bhype_zfs.parse import parse_zfs_get
 from bhype_zfs.replicate import copy_dataset
+from bhype_zfs.storage_points import ZfsCapabilities, zfs_capabilities
 from bhype_zfs.tool import ZfsHost, zfs_host, zfs_settings
 
 IMAGE_SUFFIX = ".img"
@@ -69,8 +80,9 @@ def _check(name: str, field: str) -> str:
     return name
 
 
-class ZfsStorage(StorageBackend):
-    """A datastore on ZFS; see the module docstring for its layout."""
+class ZfsStorage(ZfsCapabilities, StorageBackend):
+    """A datastore on ZFS; see the module docstring for its layout. Snapshot/release, export
+    and space come from :class:`~bhype_zfs.storage_points.ZfsCapabilities` (issue 12)."""
 
     name = "zfs"
 
@@ -80,6 +92,7 @@ class ZfsStorage(StorageBackend):
         self.host = host
         self.dataset = check_dataset(dataset, "dataset")
         self.options = options
+        self.capabilities = zfs_capabilities(options.disk_type)
         self.datastore = options.name
         self.copy_timeout = copy_timeout
         self._mountpoints: dict[str, Path] = {}
@@ -331,7 +344,7 @@ class ZfsStorage(StorageBackend):
     # ISOs
 
     def iso_path(self, iso: str) -> Path:
-        from bhype_core.spec_parts import ISO_RE
+        from bhype_core.plugin_api import ISO_RE
 
         if not isinstance(iso, str) or not ISO_RE.match(iso):
             raise ValidationErrors([("cdrom", f"{iso!r} is not an ISO file name")])
@@ -340,7 +353,7 @@ class ZfsStorage(StorageBackend):
     def isos(self) -> list[str]:
         """ISO file names in ``<root>/isos`` (``ls -1``), sorted; ``None`` (not checked) in the
         API process, which runs no host command."""
-        from bhype_core.spec_parts import ISO_RE
+        from bhype_core.plugin_api import ISO_RE
 
         folder = self.mountpoint(f"{self.dataset}/isos")
         try:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bhype_core.errors import ValidationErrors
+from bhype_core.plugin_api import ValidationErrors, hook_errors, register_vm, vm_after, vm_before, vm_records_available
 from bhype_zfs import clones, health, import_vms, pool_init, schedules, snapshots
-from bhype_zfs.records import cloned_spec_data, insert_vm, vm_records_available
+from bhype_zfs.clone_undo import UNDO_CLONE
+from bhype_zfs.records import cloned_spec_data
 from bhype_zfs.storage import NAME_PROPERTY, OWNER_PROPERTY
 from bhype_zfs.tool import zfs_host, zfs_settings
-from bhype_zfs.vms import datastore_of, find_vm_row, host_for, require_stopped, resolve
+from bhype_zfs.vms import datastore_of, find_vm_row, host_for, require_stopped, resolve, target_ref
 
 
 def _plan(context: Any, pool: str, disks: list[str] | None, options: dict[str, Any]) -> tuple[Any, pool_init.InitPlan]:
@@ -103,26 +104,37 @@ def list_holds(context: Any, name: str, vm: str | None = None, dataset: str | No
 
 def snapshot(context: Any, name: str | None = None, vm: str | None = None, dataset: str | None = None,
              recursive: bool = True) -> dict[str, Any]:
-    """``zfs.snapshot``: snapshot a VM (every disk at once) or a dataset tree as ``@name``."""
-    target = resolve(context.runtime, vm, dataset)
+    """``zfs.snapshot``: snapshot a VM (every disk at once) or a dataset tree as ``@name``; a
+    VM's snapshot fires ``bhype_vm_before_snapshot``/``bhype_vm_after_snapshot``."""
+    runtime = context.runtime
+    target = resolve(runtime, vm, dataset)
     name = snapshots.require_name(name) if name is not None else snapshots.default_name()
-    entry = snapshots.take(host_for(context.runtime, target), target.dataset, name, recursive=recursive)
+    ref = target_ref(runtime, target)
+    if ref is not None:
+        vm_before(runtime.pm, "snapshot", ref, context, snapshot=name)
+    entry = snapshots.take(host_for(runtime, target), target.dataset, name, recursive=recursive)
     context.log(f"snapshot {target.dataset}@{name} of {len(entry.members)} dataset(s)")
-    return entry.to_dict()
+    failures = vm_after(runtime.pm, "snapshot", ref, context, snapshot=name) if ref is not None else []
+    return {**entry.to_dict(), **hook_errors(failures)}
 
 
 def rollback(context: Any, name: str, vm: str | None = None, dataset: str | None = None,
              destroy_newer: bool = False) -> dict[str, Any]:
-    """``zfs.rollback``: roll a stopped VM (or a dataset tree) back to ``@name``."""
+    """``zfs.rollback``: roll a stopped VM (or a dataset tree) back to ``@name``; a VM's
+    rollback fires ``bhype_vm_before_rollback``/``bhype_vm_after_rollback``."""
     runtime = context.runtime
     target = resolve(runtime, vm, dataset)
     require_stopped(runtime, target)
-    result = snapshots.rollback(host_for(runtime, target), target.dataset, snapshots.require_name(name),
-                                destroy_newer=destroy_newer)
+    name = snapshots.require_name(name)
+    ref = target_ref(runtime, target)
+    if ref is not None:
+        vm_before(runtime.pm, "rollback", ref, context, snapshot=name)
+    result = snapshots.rollback(host_for(runtime, target), target.dataset, name, destroy_newer=destroy_newer)
     if result["destroyed"]:
         context.log(f"destroyed newer snapshots: {', '.join(result['destroyed'])}", "warning")
     context.log(f"rolled {', '.join(result['datasets'])} back to @{name}")
-    return result
+    failures = vm_after(runtime.pm, "rollback", ref, context, snapshot=name) if ref is not None else []
+    return {**result, **hook_errors(failures)}
 
 
 def destroy_snapshot(context: Any, name: str, vm: str | None = None, dataset: str | None = None) -> dict[str, Any]:
@@ -150,7 +162,9 @@ def release(context: Any, name: str, tag: str, vm: str | None = None, dataset: s
 def clone(context: Any, source: str, target: str, snapshot: str | None = None, mode: str = "linked",
           owner: str | None = None) -> dict[str, Any]:
     """``zfs.clone``: clone VM ``source`` as VM ``target`` (linked, full or promote); the new
-    VM gets its own record (new UUID, MACs, VNC password) when the source has one."""
+    VM gets its own record (new UUID, MACs, VNC password) through ``register_vm`` when the
+    source has one. Fires ``bhype_vm_before_clone``/``bhype_vm_after_clone`` on the source
+    (and the ``register`` pair on the clone)."""
     runtime = context.runtime
     src = resolve(runtime, vm=source)
     store = src.store
@@ -161,21 +175,32 @@ def clone(context: Any, source: str, target: str, snapshot: str | None = None, m
         raise ValidationErrors([("owner", "the clone needs an owner")])
     if find_vm_row(runtime, target) is not None:
         raise ValidationErrors([("target", f"a VM named {target!r} already exists")])
+    source_ref = target_ref(runtime, src)
+    if source_ref is not None:
+        vm_before(runtime.pm, "clone", source_ref, context, target=target)
     identity = {NAME_PROPERTY: target, OWNER_PROPERTY: owner}
+
+    def intend(taken: str | None) -> None:
+        # Before the first change: recovery destroys a half-made clone (issue 11).
+        context.intent(UNDO_CLONE, f"clone {target} of {source}", datastore=store.datastore, name=target,
+                       dataset=store.vm_dataset(target), source=src.dataset, snapshot=taken)
+
     result = clones.clone_tree(store.host, src.dataset, store.vm_dataset(target), snapshot=snapshot, mode=mode,
-                               identity=identity, copy_timeout=store.copy_timeout, context=context)
+                               identity=identity, copy_timeout=store.copy_timeout, context=context,
+                               before_changes=intend)
     if row is not None and vm_records_available(runtime) is None:
         try:
-            new = insert_vm(runtime, store, cloned_spec_data(row.spec, target), owner)
+            new = register_vm(context, store.datastore, cloned_spec_data(row.spec, target), owner)
         except BaseException:
             store.remove_vm_dir(target)  # no clone without its record
             raise
-        store.tag_vm(target, new.uuid, owner, new.spec)
+        store.tag_vm(target, new.uuid, owner, new.spec.to_data())
         result.update(uuid=new.uuid, registered=True)
     else:
         result["registered"] = False
     context.log(f"{mode} clone of {source} as {target} from @{result['snapshot']}")
-    return result
+    failures = vm_after(runtime.pm, "clone", source_ref, context, target=target) if source_ref is not None else []
+    return {**result, **hook_errors(failures)}
 
 
 def import_vms_task(context: Any, datastore: str | None = None, register: bool = True) -> dict[str, Any]:
@@ -183,7 +208,7 @@ def import_vms_task(context: Any, datastore: str | None = None, register: bool =
     store = datastore_of(context.runtime, datastore)
     found = import_vms.discover(store.host, store)
     if register:
-        found = import_vms.register(context.runtime, store, found)
+        found = import_vms.register(context, store, found)
     for vm in found:
         context.log(f"{vm.dataset}: {vm.status}" + (f" ({vm.detail})" if vm.detail else ""))
     return {"datastore": store.datastore, "vms": [vm.to_dict() for vm in found]}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bhype_core.errors import BhypeError, CommandError, Conflict, NotFound
+from bhype_core.plugin_api import BhypeError, CommandError, Conflict, NotFound
 from bhype_zfs.argv import Tools
 from bhype_zfs.settings import ZfsSettings
 
@@ -106,7 +106,7 @@ def resolve_platform(runtime: Any, settings: ZfsSettings) -> str:
     """``zfs.platform``, or when ``auto`` the host's platform (``core.platform``/detection)."""
     if settings.platform != "auto":
         return settings.platform
-    from bhype_core.host.platform import detect_platform
+    from bhype_core.plugin_api import detect_platform
 
     return detect_platform(runtime.settings.core.platform)
 

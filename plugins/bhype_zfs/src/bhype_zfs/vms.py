@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bhype_core.errors import Conflict, NotFound, ValidationErrors
+from bhype_core.plugin_api import Conflict, NotFound, ValidationErrors, VMRef, vm_ref
 from bhype_zfs.names import check_dataset
 from bhype_zfs.storage import ZfsStorage
 from bhype_zfs.tool import ZfsHost, zfs_host, zfs_settings
@@ -26,17 +26,10 @@ class Target:
 
 
 def find_vm_row(runtime: Any, name: str) -> Any:
-    """The ``core_vm`` row of VM ``name`` (``None`` when there is none).
+    """The ``core_vm`` row of VM ``name`` (``None`` when there is none)."""
+    from bhype_core.plugin_api import find_vm
 
-    :raises NotFound: the VM layer's tables are not there (no ``core_vms`` plugin loaded).
-    """
-    try:
-        from bhype_core.db.session import session
-        from bhype_core.vm.records import find_vm
-    except ImportError as exc:  # pragma: no cover - an older core without VM records
-        raise NotFound(f"VM records are not available in this bHype core: {exc}") from None
-    with session(runtime) as db:
-        return find_vm(db, name)
+    return find_vm(runtime, name)
 
 
 def datastore_of(runtime: Any, name: str | None) -> ZfsStorage:
@@ -44,8 +37,7 @@ def datastore_of(runtime: Any, name: str | None) -> ZfsStorage:
 
     :raises ValidationErrors: it does not exist or is not a ZFS datastore (``datastore``).
     """
-    from bhype_core.vm.services import open_datastore
-    from bhype_core.vm.settings import vm_settings
+    from bhype_core.plugin_api import open_datastore, vm_settings
 
     if name is None:
         configured = vm_settings(runtime).datastores
@@ -85,15 +77,9 @@ def is_running(runtime: Any, vm: str) -> bool:
 
     A VM without a ``core_vm`` row is not run by bHype: ``False``.
     """
-    row = find_vm_row(runtime, vm)
-    if row is None:
-        return False
-    from bhype_core.vm.models import VMRef
-    from bhype_core.vm.services import active_driver, open_datastore
+    from bhype_core.plugin_api import is_running as core_is_running
 
-    store = open_datastore(runtime, row.datastore)
-    ref = VMRef.of(row, store.vm_dir(row.name))
-    return bool(active_driver(runtime).status(ref.spec, ref.vm_dir).active)
+    return core_is_running(runtime, vm)
 
 
 def require_stopped(runtime: Any, target: Target, running: Any = None) -> None:
@@ -103,6 +89,14 @@ def require_stopped(runtime: Any, target: Target, running: Any = None) -> None:
     check = running or (lambda name: is_running(runtime, name))
     if check(target.vm):
         raise Conflict(f"VM {target.vm} is running: stop it before rolling back its disks")
+
+
+def target_ref(runtime: Any, target: Target) -> VMRef | None:
+    """The :class:`VMRef` lifecycle hooks receive for a VM target (``None`` for a dataset)."""
+    if target.vm is None:
+        return None
+    row = find_vm_row(runtime, target.vm)
+    return vm_ref(runtime, row) if row is not None else None
 
 
 def host_for(runtime: Any, target: Target) -> ZfsHost:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import Principal, PrincipalDep
+from bhype_core.checksums import check_digest
 from bhype_core.errors import Forbidden, ValidationErrors
 from bhype_core.fetch_guard import literal_refusal
 from bhype_core.iso_fetch import check_url
@@ -61,6 +62,7 @@ class IsoFetch(BaseModel):
     url: str
     name: str
     sha256: str | None = Field(None, description="expected SHA-256 (64 hex digits); strongly advised")
+    sha512: str | None = Field(None, description="expected SHA-512 (128 hex digits), e.g. from Debian's SHA512SUMS")
     datastore: str | None = None
 
 
@@ -75,7 +77,7 @@ class IsoTask(BaseModel):
 def _submit(runtime: Any, principal: Principal, kind: str, arguments: dict[str, Any]) -> IsoTask:
     from bhype_core.taskqueue.service import submit
 
-    task = submit(runtime, principal.name, kind, arguments)
+    task = submit(runtime, principal, kind, arguments)
     return IsoTask(task_id=task.id, kind=kind, iso=arguments["name"])
 
 
@@ -100,7 +102,7 @@ def make_router() -> APIRouter:
         connections, checksum verified)."""
         errors = ValidationErrors()
         for check in (lambda: check_url(body.url), lambda: check_iso_name(body.name),
-                      lambda: check_sha256(body.sha256)):
+                      lambda: check_sha256(body.sha256), lambda: check_digest(body.sha512, "sha512", "sha512")):
             try:
                 check()
             except ValidationErrors as exc:
@@ -113,6 +115,8 @@ def make_router() -> APIRouter:
         ensure_absent(open_datastore(runtime, body.datastore), body.name)
         arguments = {"url": body.url, "name": body.name, "sha256": check_sha256(body.sha256),
                      "datastore": body.datastore}
+        if body.sha512:
+            arguments["sha512"] = check_digest(body.sha512, "sha512", "sha512")
         return _submit(runtime, principal, "iso.fetch", arguments)
 
     @router.put("/{name}", status_code=202, response_model=IsoTask,

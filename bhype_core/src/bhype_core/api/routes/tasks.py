@@ -77,8 +77,9 @@ def make_router() -> APIRouter:
 
     @router.post("", status_code=202, response_model=TaskPublic)
     def submit_task(body: TaskSubmit, runtime: RuntimeDep, principal: PrincipalDep) -> TaskPublic:
-        """Queue a task for the caller and answer 202 with it; the worker runs it."""
-        return public(service.submit(runtime, principal.name, body.kind, body.arguments))
+        """Queue a task for the caller and answer 202 with it; the worker runs it. A kind for
+        admins only answers 403 to an operator; another user's object 404, like a missing one."""
+        return public(service.submit(runtime, principal, body.kind, body.arguments))
 
     @router.get("", response_model=TaskList)
     def list_tasks(

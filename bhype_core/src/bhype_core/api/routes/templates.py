@@ -21,6 +21,9 @@ class TemplateInfo(BaseModel):
     cloud_init: bool
     notes: str
     source: str = Field(description="builtin, or admin (a file in vm.templates_dir)")
+    image: dict[str, Any] | None = Field(
+        None, description="the distribution's cloud image (url, checksums, name, file, user) as the template "
+        "names it, before [images] mirrors; GET /api/v1/templates/{name}/image for its library status")
     defaults: dict[str, Any]
 
 

@@ -13,8 +13,10 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
+from bhype_core.api.accepted import TaskAccepted, accept_task
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import Principal, PrincipalDep
+from bhype_core.drivers.boot_plan import mode_errors
 from bhype_core.errors import Conflict, ValidationErrors
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.edit import LIVE_FIELDS, plan_edit
@@ -23,10 +25,14 @@ from bhype_core.vm.plan import show_command
 from bhype_core.vm.public import VMDetail, VMList, summary
 from bhype_core.vm.records import get_vm
 from bhype_core.vm.services import open_datastore
-from bhype_core.vm.submit import submit
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 VMSort = Literal["name", "state", "owner", "updated"]  # bhype_core.vm.listing.SORTS
+# How long a graceful stop (stop, restart) waits before powering off.
+StopTimeout = Annotated[float | None, Query(gt=0, le=3600, description="seconds; default vm.stop_timeout")]
+StartModeQuery = Annotated[Literal["normal", "install", "rescue"],
+                          Query(description="normal: boot the disk; install: the ISO once, then the disk; "
+                                            "rescue: the ISO first on every boot")]
 # Spec fields the API reports at the top level of the request (the rest live under "spec").
 TOP_LEVEL = ("name", "template", "owner")
 
@@ -39,14 +45,6 @@ class VMCreate(BaseModel):
     spec: dict[str, Any] = Field(default_factory=dict, description="spec fields; override the template's")
     datastore: str | None = Field(None, description="datastore; default vm.default_datastore")
     owner: str | None = Field(None, description="admins only: create the VM for this user")
-
-
-class TaskAccepted(BaseModel):
-    """The task that will do the work: follow it under ``/api/v1/tasks/{task_id}``."""
-
-    task_id: str
-    kind: str
-    vm: str
 
 
 class CommandPlan(BaseModel):
@@ -82,8 +80,7 @@ def _admin_only(principal: Principal, spec: dict[str, Any], errors: ValidationEr
 
 
 def _accepted(runtime: Any, principal: Principal, kind: str, arguments: dict[str, Any]) -> TaskAccepted:
-    task_id = submit(runtime, principal.name, kind, arguments)
-    return TaskAccepted(task_id=task_id, kind=kind, vm=arguments["name"])
+    return accept_task(runtime, principal, kind, arguments, vm=arguments["name"])
 
 
 def make_router() -> APIRouter:
@@ -137,37 +134,44 @@ def make_router() -> APIRouter:
             row = get_vm(db, name, principal)
         return VMDetail(**summary(row).model_dump(), spec=row.spec, status=row.status or {})
 
-    def action(kind: str, doc: str, with_timeout: bool = False) -> None:
-        def run(name: str, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:
-            with Session(runtime.engine) as db:
-                get_vm(db, name, principal)
-            return _accepted(runtime, principal, kind, {"name": name})
+    def power(runtime: Any, principal: Principal, kind: str, name: str, timeout: float | None = None) -> TaskAccepted:
+        """Check the caller may see VM ``name``, then queue power action ``kind`` for it."""
+        with Session(runtime.engine) as db:
+            get_vm(db, name, principal)
+        arguments: dict[str, Any] = {"name": name}
+        if timeout is not None:
+            arguments["timeout"] = timeout
+        return _accepted(runtime, principal, kind, arguments)
 
-        def run_with_timeout(
-            name: str,
-            runtime: RuntimeDep,
-            principal: PrincipalDep,
-            timeout: Annotated[
-                float | None, Query(gt=0, le=3600, description="seconds; default vm.stop_timeout")
-            ] = None,
-        ) -> TaskAccepted:
-            with Session(runtime.engine) as db:
-                get_vm(db, name, principal)
-            arguments: dict[str, Any] = {"name": name}
-            if timeout is not None:
-                arguments["timeout"] = timeout
-            return _accepted(runtime, principal, kind, arguments)
+    @router.post("/{name}/start", status_code=202, response_model=TaskAccepted)
+    def vm_start(
+        name: str, runtime: RuntimeDep, principal: PrincipalDep, mode: StartModeQuery = "normal"
+    ) -> TaskAccepted:
+        """Start the VM (preflight first: every problem is named with its fix). `mode`: `normal`
+        boots the disk, `install` boots the ISO once and then the disk, `rescue` the ISO first."""
+        if mode == "normal":
+            return power(runtime, principal, "vm.start", name)
+        with Session(runtime.engine) as db:
+            row = get_vm(db, name, principal)
+        ValidationErrors(mode_errors(row.spec_model(), mode)).raise_if_any()
+        return _accepted(runtime, principal, "vm.start", {"name": name, "mode": mode})
 
-        route = run_with_timeout if with_timeout else run
-        route.__doc__ = doc
-        route.__name__ = kind.replace(".", "_")
-        path = "/{name}/" + kind.removeprefix("vm.").replace("_", "-")
-        router.post(path, status_code=202, response_model=TaskAccepted)(route)
+    @router.post("/{name}/stop", status_code=202, response_model=TaskAccepted)
+    def vm_stop(name: str, runtime: RuntimeDep, principal: PrincipalDep, timeout: StopTimeout = None) -> TaskAccepted:
+        """Shut the VM down gracefully (ACPI); forced off after `timeout` seconds."""
+        return power(runtime, principal, "vm.stop", name, timeout)
 
-    action("vm.start", "Start the VM (preflight first: every problem is named with its fix).")
-    action("vm.stop", "Shut the VM down gracefully (ACPI); forced off after `timeout` seconds.", True)
-    action("vm.restart", "Stop the VM gracefully (as stop), then start it again.", True)
-    action("vm.force_stop", "Power the VM off at once (no guest shutdown).")
+    @router.post("/{name}/restart", status_code=202, response_model=TaskAccepted)
+    def vm_restart(
+        name: str, runtime: RuntimeDep, principal: PrincipalDep, timeout: StopTimeout = None
+    ) -> TaskAccepted:
+        """Stop the VM gracefully (as stop), then start it again."""
+        return power(runtime, principal, "vm.restart", name, timeout)
+
+    @router.post("/{name}/force-stop", status_code=202, response_model=TaskAccepted)
+    def vm_force_stop(name: str, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:
+        """Power the VM off at once (no guest shutdown)."""
+        return power(runtime, principal, "vm.force_stop", name)
 
     @router.patch("/{name}", status_code=202, response_model=TaskAccepted)
     def edit(
@@ -215,11 +219,13 @@ def make_router() -> APIRouter:
         runtime: RuntimeDep,
         principal: PrincipalDep,
         platform: Literal["freebsd", "linux"] | None = None,
+        mode: StartModeQuery = "normal",
     ) -> ShowCommand:
-        """Every host command starting the VM would run on `platform` (default: this host's),
-        without running anything: loader, tap/bridge set-up, the hypervisor's full argv."""
+        """Every host command starting the VM (in `mode`) would run on `platform` (default: this
+        host's), without running anything: loader, tap/bridge set-up, the hypervisor's full argv."""
         with Session(runtime.engine) as db:
             row = get_vm(db, name, principal)
-        return ShowCommand(**show_command(runtime, row, platform))
+        ValidationErrors(mode_errors(row.spec_model(), mode)).raise_if_any()
+        return ShowCommand(**show_command(runtime, row, platform, mode))
 
     return router

@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
-from bhype_core.api.principal import PrincipalDep
-from bhype_webui.views import account, dashboard, library, login, tasks, vms, wizard
+from bhype_core.plugin_api import PrincipalDep
+from bhype_webui.views import account, dashboard, extension_views, library, login, tasks, vms, wizard
 from bhype_webui.views.kit import PageKit, page_route_class
 
 
@@ -26,6 +26,7 @@ def make_views_router(kit: PageKit | None = None) -> APIRouter:
     library.add_routes(router, kit)
     tasks.add_routes(router, kit)
     account.add_routes(router, kit)
+    extension_views.add_routes(router, kit)  # plugin pages: last, a catch-all under /ui
     return router
 
 

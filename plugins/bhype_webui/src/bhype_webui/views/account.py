@@ -8,9 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.api.security import AuthenticatedDep, AuthServiceDep
+from bhype_core.plugin_api import AuthenticatedDep, AuthServiceDep, PrincipalDep, RuntimeDep
 from bhype_webui import notify_store
 from bhype_webui.views.kit import PageKit
 from bhype_webui.views.tasks import target_link

@@ -1,4 +1,5 @@
-"""The dashboard: host summary, VM counts by state, my recent tasks, latest notifications."""
+"""The dashboard: panels (the host cards and other plugins'), VM counts by state, my recent tasks,
+latest notifications."""
 
 from __future__ import annotations
 
@@ -6,12 +7,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.taskqueue import service as tasks
+from bhype_core.plugin_api import PrincipalDep, RuntimeDep, list_tasks
 from bhype_webui import notify_store, vm_query
-from bhype_webui.host_summary import host_summary
 from bhype_webui.views.account import notification_link
+from bhype_webui.views.extension_views import render_panels
 from bhype_webui.views.kit import PageKit
 from bhype_webui.views.tasks import target_link
 
@@ -38,11 +37,12 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
         """The dashboard."""
         with Session(runtime.engine) as db:
             counts = vm_query.state_counts(db, principal)
-        recent = tasks.list_visible(runtime, principal, user=principal.name, limit=8)
+        recent = list_tasks(runtime, principal, user=principal.name, limit=8)
         viewer = notify_store.Viewer(principal.name, principal.is_admin)
         notes, marker = notify_store.list_notifications(runtime.engine, viewer, limit=6)
         return kit.render(
             request, "dashboard.html", "dashboard",
-            host=host_summary(runtime, principal), states=ordered_states(counts), total=sum(counts.values()),
+            panels=render_panels(kit, request, runtime, principal), states=ordered_states(counts),
+            total=sum(counts.values()),
             tasks=recent, notifications=notes, last_read=marker, link=notification_link, task_link=target_link,
         )

@@ -12,12 +12,10 @@ import jinja2
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
-from bhype_core.api.auth_service import SessionEnded
-from bhype_core.api.cookies import clear_session_cookies, csrf_cookie_name
-from bhype_core.errors import BhypeError, Unauthorized
-from bhype_core.units import human_size
+from bhype_core.plugin_api import BhypeError, SessionEnded, Unauthorized, csrf_cookie, end_browser_session, human_size
 
 LOGIN_PATH = "/ui/login"
 # The pages run only their own scripts (no inline script, no eval): htmx is configured to match.
@@ -64,6 +62,29 @@ def fmt_time(value: Any) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def fmt_duration(seconds: float) -> str:
+    """A duration for people: ``0.4 s``, ``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def task_duration(task: Any, now: datetime | None = None) -> str:
+    """How long ``task`` ran (started → finished), or has run so far; empty before it started."""
+    started, finished = getattr(task, "started", None), getattr(task, "finished", None)
+    if not isinstance(started, datetime):
+        return ""
+    end = finished if isinstance(finished, datetime) else (now or datetime.now(UTC))
+    aware = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in (started, end)]
+    text = fmt_duration(max(0.0, (aware[1] - aware[0]).total_seconds()))
+    return text if isinstance(finished, datetime) else f"{text} so far"
+
+
 def make_environment() -> jinja2.Environment:
     """The Jinja2 environment for the templates shipped in ``bhype_webui/templates``."""
     env = jinja2.Environment(
@@ -76,6 +97,7 @@ def make_environment() -> jinja2.Environment:
     env.filters["time"] = fmt_time
     env.filters["size"] = lambda value: human_size(int(value)) if value is not None else ""
     env.filters["urlq"] = lambda value: quote(str(value), safe="")
+    env.filters["duration"] = task_duration
     return env
 
 
@@ -84,6 +106,29 @@ class PageKit:
 
     def __init__(self, env: jinja2.Environment | None = None) -> None:
         self.env = env or make_environment()
+        self._own_loader = self.env.loader
+        self._extended_for: object = None
+
+    def environment(self, runtime: Any) -> jinja2.Environment:
+        """The environment, its loader extended (once per plugin manager) with the template
+        directories plugins registered (``bhype_webui_register_assets``: ``<name>/<file>``)."""
+        if self._extended_for is not runtime.pm:
+            from bhype_webui.extensions import ui_extensions
+
+            prefixed = {
+                assets.name: jinja2.FileSystemLoader(str(assets.template_dir))
+                for assets in ui_extensions(runtime).assets if assets.template_dir is not None
+            }
+            loaders = [self._own_loader, jinja2.PrefixLoader(prefixed)] if prefixed else [self._own_loader]
+            self.env.loader = jinja2.ChoiceLoader([loader for loader in loaders if loader is not None])
+            self._extended_for = runtime.pm
+        return self.env
+
+    def fragment(self, request: Request, name: str, nav: str = "", /, **values: Any) -> Markup:
+        """Template ``name`` rendered as a piece of a page (a dashboard panel, a VM tab) with the
+        layout context plus ``values``; autoescaped inside, safe to insert as is."""
+        env = self.environment(request.app.state.runtime)
+        return Markup(env.get_template(name).render(**self.context(request, nav), **values))  # noqa: S704
 
     def context(self, request: Request, nav: str) -> dict[str, Any]:
         """What the layout needs: the caller, the title, the CSRF cookie's name, the unread count."""
@@ -96,12 +141,15 @@ class PageKit:
             viewer = notify_store.Viewer(principal.name, principal.is_admin)
             unread = notify_store.unread_count(runtime.engine, viewer)
             latest = notify_store.latest_id(runtime.engine, viewer)
+        from bhype_webui.extensions import ui_extensions
+
         return {
             "request": request,
             "title": runtime.settings.section("webui").title,
             "user": principal,
             "nav": nav,
-            "csrf_cookie": csrf_cookie_name(runtime.settings.auth),
+            "nav_entries": ui_extensions(runtime).nav_entries(principal) if principal is not None else [],
+            "csrf_cookie": csrf_cookie(runtime),
             "unread": unread,
             "notify_after": latest,
             "path": request.url.path,
@@ -112,7 +160,8 @@ class PageKit:
     ) -> HTMLResponse:
         """The template ``name`` with the layout context plus ``values`` (call from a thread: the
         context reads the database). Positional parameters leave every keyword to the template."""
-        body = self.env.get_template(name).render(**self.context(request, nav), **values)
+        env = self.environment(request.app.state.runtime)
+        body = env.get_template(name).render(**self.context(request, nav), **values)
         return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
 
     async def error_page(self, request: Request, error: BhypeError) -> HTMLResponse:
@@ -149,7 +198,7 @@ class PageRoute(APIRoute):
                     back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     response = RedirectResponse(login_url(back, expired), status_code=303)
                 if expired:
-                    clear_session_cookies(response, request.app.state.auth.settings, request)
+                    end_browser_session(response, request)
                 return response
             except BhypeError as exc:
                 if not wants_html(request) or is_htmx(request):

@@ -1,5 +1,6 @@
-"""The ISO library (upload with progress, fetch from a URL), the OS templates and the virtual
-switches. Changes go to the API (``/api/v1/isos``, ``/api/v1/switches``) from the page."""
+"""The ISO library (upload with progress, fetch from a URL), the OS templates (with their cloud
+images: in the library, or a button that fetches them) and the virtual switches. Changes go to
+the API (``/api/v1/isos``, ``/api/v1/switches``, ``/api/v1/templates/{name}/image``) from the page."""
 
 from __future__ import annotations
 
@@ -9,22 +10,26 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session, col
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.isos import iso_settings, list_isos
-from bhype_core.network.models import SwitchPublic
-from bhype_core.network.service import list_switches
-from bhype_core.vm.services import open_datastore, template_catalog
-from bhype_core.vm.settings import vm_settings
+from bhype_core.plugin_api import (
+    PrincipalDep,
+    RuntimeDep,
+    SwitchPublic,
+    iso_settings,
+    list_isos,
+    list_switches,
+    open_datastore,
+    template_catalog,
+    vm_settings,
+)
 from bhype_webui.views.kit import PageKit
-from bhype_webui.views.wizard import template_fields
+from bhype_webui.views.wizard import cloud_image_status, template_fields
 
 
 def switch_users(db: Session) -> dict[str, list[str]]:
     """Switch name → the VMs with a NIC on it, in one pass over the VMs (not one per switch)."""
     from sqlalchemy import select
 
-    from bhype_core.vm.models import VM
+    from bhype_core.plugin_api import VM
 
     users: dict[str, list[str]] = {}
     for name, spec in db.execute(select(col(VM.name), col(VM.spec)).order_by(col(VM.name))).all():
@@ -57,7 +62,8 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
     def templates(request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> HTMLResponse:
         """Every OS template a VM can be created from."""
         catalog = template_catalog(runtime)
-        rows = [{**t.summary(), "fields": template_fields(t.summary()["defaults"])} for t in catalog.list()]
+        rows = [{**t.summary(), "fields": template_fields(t.summary()["defaults"]),
+                 "image_status": cloud_image_status(runtime, t.name) if t.image else None} for t in catalog.list()]
         return kit.render(request, "templates.html", "templates", templates=rows,
                           errors=catalog.errors if principal.is_admin else {})
 

@@ -3,18 +3,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from bhype_core.api.cookies import set_session_cookies
-from bhype_core.api.routes.auth import read_credentials
-from bhype_core.api.security import PUBLIC, AuthServiceDep, client_address
-from bhype_core.auth.throttle import TooManyAttempts
-from bhype_core.errors import BhypeError, ValidationErrors
+from bhype_core.plugin_api import (
+    PUBLIC,
+    AuthServiceDep,
+    BhypeError,
+    TooManyAttempts,
+    ValidationErrors,
+    password_login,
+    read_login_form,
+)
 from bhype_webui.views.kit import PageKit, safe_next
 
 EXPIRED = "Your session has ended. Log in again to continue."
@@ -47,12 +50,9 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
         target = safe_next(next)
         username = ""
         try:
-            username, password = await read_credentials(request)
-            previous = request.cookies.get(service.settings.cookie_name)
-            # PAM (through the daemon) and the stores block: keep them off the event loop.
-            record, secret, _ = await asyncio.to_thread(
-                service.login, username, password, client_address(request), replaces=previous
-            )
+            username, password = await read_login_form(request)
+            # PAM (through the daemon) and the stores block: password_login keeps them off the event loop.
+            login = await password_login(request, service, username, password)
         except ValidationErrors as exc:
             message = "Enter your user name and password." if exc.errors else exc.message
             return await run_in_threadpool(form, request, next_path=target, message=message,
@@ -68,5 +68,5 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             return await run_in_threadpool(form, request, next_path=target, message=exc.message,
                                            username=username, status_code=exc.http_status)
         response = RedirectResponse(target, status_code=303)
-        set_session_cookies(response, service.settings, request, secret, record.csrf_token)
+        login.set_cookies(response, request)
         return response

@@ -9,10 +9,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, STATES
-from bhype_core.taskqueue import service
+from bhype_core.plugin_api import (
+    FINAL_STATES,
+    RETRYABLE_STATES,
+    NotFound,
+    PrincipalDep,
+    RuntimeDep,
+    get_vm,
+    list_tasks,
+    show_task,
+)
+from bhype_core.plugin_api import TASK_STATES as STATES
 from bhype_webui.views.kit import PageKit, is_htmx
 
 PAGE = 50
@@ -28,6 +35,19 @@ def target_link(target: str) -> str | None:
     if kind == "iso" and name:
         return "/ui/isos"
     return None
+
+
+def created_vm(runtime: Any, principal: Any, task: Any) -> dict[str, Any] | None:
+    """The VM a succeeded ``vm.create`` task made, if it still exists and ``principal`` may see
+    it: its name, state and whether it has an ISO (the page then offers an install start)."""
+    name = (task.arguments or {}).get("name")
+    if task.kind != "vm.create" or task.state != "succeeded" or not isinstance(name, str):
+        return None
+    try:
+        row = get_vm(runtime, name, principal)
+    except NotFound:
+        return None  # destroyed since, or not the caller's to see
+    return {"name": row.name, "state": row.state, "cdrom": bool((row.spec or {}).get("cdrom"))}
 
 
 def pretty(value: Any) -> str:
@@ -53,7 +73,7 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             scope, user = "mine", None
         who = user or (principal.name if scope == "mine" else None)
         state = state if state in STATES else None
-        rows = service.list_visible(runtime, principal, user=who, state=state, limit=PAGE + 1,
+        rows = list_tasks(runtime, principal, user=who, state=state, limit=PAGE + 1,
                                     offset=(page - 1) * PAGE)
         values = dict(tasks=rows[:PAGE], more=len(rows) > PAGE, page=page, scope=scope, state=state or "",
                       user_filter=user or "", states=STATES, final=FINAL_STATES, link=target_link)
@@ -64,10 +84,10 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
     @router.get("/tasks/{task_id}", response_class=HTMLResponse)
     def task_detail(task_id: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> HTMLResponse:
         """One task: what it does, its progress, its whole log, its result or error."""
-        task, lines = service.show(runtime, principal, task_id)  # another user's task: "not found"
+        task, lines = show_task(runtime, principal, task_id)  # another user's task: "not found"
         return kit.render(
             request, "task_detail.html", "tasks",
             task=task, log=lines, final=task.state in FINAL_STATES, retryable=task.state in RETRYABLE_STATES,
             target=target_link(task.target), pretty=pretty,
-            last_seq=lines[-1].seq if lines else 0,
+            last_seq=lines[-1].seq if lines else 0, created=created_vm(runtime, principal, task),
         )

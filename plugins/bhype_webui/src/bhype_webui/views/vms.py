@@ -9,16 +9,19 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.api.principal import PrincipalDep
-from bhype_core.db.task_models import Task
-from bhype_core.isos import list_isos
-from bhype_core.vm.edit import LIVE_FIELDS
-from bhype_core.vm.public import summary
-from bhype_core.vm.records import get_vm
-from bhype_core.vm.services import open_datastore
+from bhype_core.plugin_api import (
+    LIVE_FIELDS,
+    PrincipalDep,
+    RuntimeDep,
+    Task,
+    get_vm,
+    list_isos,
+    open_datastore,
+    summary,
+)
 from bhype_webui import vm_query
 from bhype_webui.views.dashboard import ordered_states
+from bhype_webui.views.extension_views import render_vm_tab, vm_tabs
 from bhype_webui.views.kit import PageKit, is_htmx
 
 ACTIVE_STATES = ("starting", "running", "stopping")
@@ -61,16 +64,21 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
                           states=ordered_states(counts))
 
     @router.get("/vms/{name}", response_class=HTMLResponse)
-    def vm_detail(name: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> HTMLResponse:
-        """One VM: configuration, disks, NICs, consoles, task history, edit and destroy."""
+    def vm_detail(
+        name: str, request: Request, runtime: RuntimeDep, principal: PrincipalDep, tab: str | None = None
+    ) -> HTMLResponse:
+        """One VM: configuration, disks, NICs, consoles, task history, edit and destroy; with
+        ``tab``, a tab another plugin added (``bhype_webui_register_vm_tabs``) instead."""
         with Session(runtime.engine) as db:
-            row = get_vm(db, name, principal)  # another user's VM is "not found", as in the API
+            row = get_vm(runtime, name, principal)  # another user's VM is "not found", as in the API
             history = vm_tasks(db, principal, name)
             since = vm_query.latest_change(db, principal)
         spec: dict[str, Any] = row.spec or {}
+        vm = summary(row)
+        tab_html = render_vm_tab(kit, request, runtime, principal, row, tab, {"vm": vm, "spec": spec}) if tab else None
         return kit.render(
             request, "vm_detail.html", "vms",
-            vm=summary(row), spec=spec, status=row.status or {}, tasks=history, since=since,
+            vm=vm, spec=spec, status=row.status or {}, tasks=history, since=since,
             active=row.state in ACTIVE_STATES, live_fields=LIVE_FIELDS,
-            isos=iso_names(runtime, row.datastore),
+            isos=iso_names(runtime, row.datastore), tabs=vm_tabs(runtime, principal), tab=tab, tab_html=tab_html,
         )

@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter
 
-from bhype_core.api.deps import RuntimeDep
-from bhype_core.config import Section
-from bhype_core.hookspecs import hookimpl
-from bhype_core.registry import RouterEntry, SettingsSection
+from bhype_core.plugin_api import Event, RouterEntry, Runtime, RuntimeDep, Section, SettingsSection, hookimpl
 from bhype_example_thirdparty import __version__
 
 
@@ -43,7 +39,7 @@ def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
 
 
 @hookimpl
-def bhype_notify(event: Any, runtime: Any) -> None:
+def bhype_notify(event: Event, runtime: Runtime) -> None:
     """Append the event as one JSON line to ``[example] events_file`` (if set)."""
     target = runtime.settings.section("example").events_file if runtime else None
     if target is not None:

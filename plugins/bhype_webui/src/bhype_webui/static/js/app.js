@@ -245,7 +245,8 @@ async function runApiButton(button) {
     button.dispatchEvent(new CustomEvent("bhype:done", { detail: data, bubbles: true }));
     const href = taskLink(data);
     if ("follow" in button.dataset && href) { location.href = href; return; }
-    toast(button.dataset.done || "Done", { href, linkText: "Follow the task" });
+    // An answer without a task (an image already in the library) says what happened itself.
+    toast((!href && data && data.message) || button.dataset.done || "Done", { href, linkText: "Follow the task" });
     if ("reload" in button.dataset) location.reload();
   } catch (error) {
     toast(String(error.message || error), { level: "error" });

@@ -11,7 +11,8 @@ export async function api(path, options = {}) {
   const response = await fetch(path, { credentials: "same-origin", ...options, headers });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
-    throw new Error(body.message || body.detail || `${response.status} ${response.statusText}`);
+    const message = (body.error && body.error.message) || body.message || body.detail;
+    throw new Error(message || `${response.status} ${response.statusText}`);
   }
   return body;
 }

@@ -31,6 +31,7 @@ async function connect() {
   socket.addEventListener("message", (event) => {
     const bytes = new Uint8Array(event.data);
     state.received += bytes.length;
+    if (bytes.length) document.getElementById("serial-hint").hidden = true; // the guest spoke
     term.write(bytes);
   });
   socket.addEventListener("close", (event) => {

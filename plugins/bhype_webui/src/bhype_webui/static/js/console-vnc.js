@@ -37,11 +37,14 @@ async function connect() {
   state.viewerId = ticket.viewer_id;
   const rfb = new RFB(document.getElementById("screen"), websocketUrl(ticket.websocket), { shared: true });
   state.rfb = rfb;
-  rfb.scaleViewport = true;
+  applyScale(rfb);
+  // noVNC's clipboard event: the guest's clipboard text (RFB ServerCutText).
+  rfb.addEventListener("clipboard", (event) => { document.getElementById("clipboard").value = event.detail.text; });
   rfb.addEventListener("connect", () => {
     state.state = "connected";
     showStatus("Connected");
     document.getElementById("ctrl-alt-del").disabled = false;
+    document.getElementById("clipboard-send").disabled = false;
     rfb.focus();
     refreshViewers().catch(() => {});
   });
@@ -50,8 +53,23 @@ async function connect() {
     state.reason = event.detail.clean ? "" : "connection lost";
     showStatus(`Disconnected${state.reason ? ": " + state.reason : ""}`, false);
     document.getElementById("ctrl-alt-del").disabled = true;
+    document.getElementById("clipboard-send").disabled = true;
   });
 }
+
+// noVNC's own display options: scaleViewport fits the screen to the window, resizeSession asks
+// the guest to change its resolution to the window's (where the server supports it).
+function applyScale(rfb) {
+  const how = document.getElementById("scale").value;
+  rfb.scaleViewport = how === "fit";
+  rfb.resizeSession = how === "remote";
+  state.scale = how;
+}
+
+document.getElementById("scale").addEventListener("change", () => state.rfb && applyScale(state.rfb));
+document.getElementById("clipboard-send").addEventListener("click", () => {
+  if (state.rfb) state.rfb.clipboardPasteFrom(document.getElementById("clipboard").value);
+});
 
 document.getElementById("take-control").addEventListener("click", async () => {
   try {

@@ -8,8 +8,10 @@ machine's ``apt.conf.d`` (proxy, validity settings) still applies.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +109,50 @@ def deb_filename(package: str, version: str, arch: str = ARCH) -> str:
     return f"{package}_{version.replace(':', '%3a')}_{arch}.deb"
 
 
+@dataclass(frozen=True)
+class ArchiveFile:
+    """One file of a resolved closure, as ``apt-get --print-uris`` names it."""
+
+    uri: str
+    filename: str
+    size: int
+    # (hashlib name, hex digest) when apt printed one; apt 2.6 prints ``MD5Sum:`` or nothing.
+    checksum: tuple[str, str] | None = None
+
+    def is_valid(self, path: Path) -> bool:
+        """``path`` exists with this size and (when apt gave one) this checksum."""
+        try:
+            if path.stat().st_size != self.size:
+                return False
+        except FileNotFoundError:
+            return False
+        if self.checksum is None:
+            return True
+        algorithm, expected = self.checksum
+        digest = hashlib.new(algorithm)
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest() == expected
+
+
+# apt's hash field names (apt-get(8) --print-uris) → hashlib's.
+_HASHES = {"MD5SUM": "md5", "SHA1": "sha1", "SHA256": "sha256", "SHA512": "sha512"}
+
+
+def parse_print_uris(text: str) -> list[ArchiveFile]:
+    """The files in ``apt-get --print-uris`` output: one line per file,
+    ``'URI' FILENAME SIZE [HASH]`` (apt-get(8); apt 2.6 prints ``MD5Sum:<hex>`` or nothing)."""
+    files = []
+    for match in re.finditer(r"^'(\S+)' (\S+\.deb) (\d+) ?(\S*)\s*$", text, re.MULTILINE):
+        uri, filename, size, field = match.groups()
+        name, _, value = field.partition(":")
+        algorithm = _HASHES.get(name.upper())
+        checksum = (algorithm, value.lower()) if algorithm and value else None
+        files.append(ArchiveFile(uri, filename, int(size), checksum))
+    return files
+
+
 class DebianArchive:
     """A private apt configuration under ``root`` (``sources.list``, ``state/``, ``cache/``)."""
 
@@ -193,21 +239,47 @@ class DebianArchive:
                 raise LookupError(f"apt-get download did not produce {path.name} for {name}")
         return wanted
 
+    def closure(self, packages: Sequence[str]) -> list[ArchiveFile]:
+        """Every ``.deb`` that installing ``packages`` (no recommends) on an empty system needs,
+        whatever the archive cache already holds.
+
+        ``apt-get --print-uris`` lists only the files missing from ``Dir::Cache::archives``
+        (issue 13: a cache filled by an earlier, unfinished build made it print nothing, and
+        the ZFS image lost its whole userland). So the solution is printed against an empty,
+        private archive directory: apt then lists the complete closure.
+        """
+        self.update()
+        with tempfile.TemporaryDirectory(prefix="apt-resolve-", dir=self.root) as empty:
+            (Path(empty) / "partial").mkdir()
+            argv = [
+                "apt-get", *self.options(), "-o", f"Dir::Cache::archives={empty}",
+                "-q", "-y", "--no-install-recommends", "--download-only", "--print-uris", "install", *packages,
+            ]  # fmt: skip
+            result = self.runner.run(argv, timeout=600)
+        files = parse_print_uris(result.stdout)
+        if not files:
+            raise LookupError(f"apt resolved no packages for {list(packages)}: {result.stdout[-500:]!r}")
+        return files
+
     def download_closure(self, packages: Sequence[str]) -> list[Path]:
         """Download ``packages`` and every package they depend on (no recommends), as for an
         empty system, into the private archive cache; return the ``.deb`` files.
 
-        ``apt-get install --download-only`` with the empty private status file does the
-        dependency resolution and keeps already downloaded files.
+        The closure comes from :meth:`closure` (independent of the cache); a cached file is
+        kept when its size and SHA-256 match apt's index, anything else is fetched again.
+        Callers hold the cache's ``apt`` lock (:func:`bhype_testimages.guest_cache.build_lock`).
         """
-        self.update()
-        args = ["apt-get", *self.options(), "-q", "-y", "--no-install-recommends", "--download-only"]
-        result = self.runner.run([*args, "--print-uris", "install", *packages], timeout=600)
-        names = re.findall(r"^'\S+' (\S+\.deb) \d+ ", result.stdout, re.MULTILINE)
-        self.runner.run([*args, "install", *packages], timeout=1800)
+        files = self.closure(packages)
         archives = self.root / "cache" / "archives"
-        debs = [archives / name for name in names]
-        missing = [deb.name for deb in debs if not deb.is_file()]
+        (archives / "partial").mkdir(parents=True, exist_ok=True)
+        stale = [file for file in files if not file.is_valid(archives / file.filename)]
+        for file in stale:
+            (archives / file.filename).unlink(missing_ok=True)
+        if stale:
+            args = ["apt-get", *self.options(), "-q", "-y", "--no-install-recommends", "--download-only"]
+            self.runner.run([*args, "install", *packages], timeout=1800)
+        debs = [archives / file.filename for file in files]
+        missing = [file.filename for file in files if not file.is_valid(archives / file.filename)]
         if missing:
             raise LookupError(f"apt-get --download-only left out {missing}")
         return debs

@@ -5,6 +5,7 @@ Layout under ``$BHYPE_TEST_CACHE`` (default ``~/.cache/bhype-test``)::
     apt/                 private apt configuration, lists and downloaded .deb files
     <kind>/<key>/        one finished build (``manifest.json`` written last)
     <kind>/.tmp-*        a build in progress (renamed into place when complete)
+    <kind>/build.log     every request: reused or built, by which process, how long, failures
     locks/<kind>.lock    flock(2) held while checking for and building an entry
     locks/apt.lock       flock(2) held while using the shared .deb directory
 """
@@ -17,12 +18,16 @@ import os
 import re
 import shutil
 import tempfile
+import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+BUILD_LOG = "build.log"
 
 
 def cache_root() -> Path:
@@ -31,11 +36,6 @@ def cache_root() -> Path:
     root = Path(configured) if configured else Path.home() / ".cache" / "bhype-test"
     root.mkdir(parents=True, exist_ok=True)
     return root
-
-
-def in_ci() -> bool:
-    """True on CI (``CI=true``), where a guest that cannot be built fails the run, never skips."""
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def safe_key(*parts: str) -> str:
@@ -104,8 +104,43 @@ def publish(staging: Path, entry: Path, manifest: dict[str, Any]) -> Path:
 def cached_entry(root: Path, kind: str, suffix: str, build: Callable[[Path, Path, str], Path]) -> Path:
     """The cache entry of ``kind`` whose name ends in ``suffix``, built by
     ``build(root, kind_dir, suffix)`` under the kind's lock when there is none (or when
-    ``BHYPE_TEST_REBUILD`` is set)."""
+    ``BHYPE_TEST_REBUILD`` is set).
+
+    A second process asking meanwhile waits on the lock and then reuses the first one's entry.
+    Every request is recorded in ``<kind>/build.log`` (a failed build with its traceback), so a
+    guest that could not be built can be diagnosed after the test run that needed it.
+    """
     kind_dir = root / kind
+    kind_dir.mkdir(parents=True, exist_ok=True)
+    log = BuildLog(kind_dir / BUILD_LOG)
+    log.write(f"{kind}{suffix}: waiting for the build lock")
     with build_lock(root, kind):
         entry = None if os.environ.get("BHYPE_TEST_REBUILD") else find_entry(kind_dir, suffix)
-        return entry if entry is not None else build(root, kind_dir, suffix)
+        if entry is not None:
+            log.write(f"reused {entry.name}")
+            return entry
+        log.write("building")
+        started = time.monotonic()
+        try:
+            entry = build(root, kind_dir, suffix)
+        except BaseException:
+            log.write(f"build FAILED after {time.monotonic() - started:.1f} s:\n{traceback.format_exc()}")
+            raise
+        log.write(f"built {entry.name} in {time.monotonic() - started:.1f} s")
+        return entry
+
+
+class BuildLog:
+    """Appends time-stamped lines, with the process id, to a cache kind's ``build.log``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, message: str) -> None:
+        """One line (or a block, for a traceback); a full disk must not break the build."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(f"{stamp} pid {os.getpid()}: {message}\n")
+        except OSError:
+            pass

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from bhype_core.host.runner import LocalRunner
-from bhype_core.testing import debian, guest_cache
-from bhype_core.testing.guest_image import GuestImage, add_base_files, add_busybox, add_modules
-from bhype_core.testing.initramfs import Initramfs, library_closure, module_closure, module_index
+from bhype_core.testing.guest_image import GuestImage
+from bhype_testimages import debian, guest_cache
+from bhype_testimages.initramfs import Initramfs, library_closure, module_closure, module_index
+from bhype_testimages.tiny_image import add_base_files, add_busybox, add_modules, image_from_entry
 
 KIND = "zfs-guest"
-READY_MARKER = "BHYPE-ZFS-READY"
 DEFAULT_CMDLINE = "console=ttyS0 panic=-1"
 KERNEL_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "spl", "zfs")
 USERLAND_PACKAGES = ("zfsutils-linux", "udev", "dropbear-bin")
@@ -117,7 +117,7 @@ def zfs_guest_image(root: Path | None = None) -> GuestImage:
     Set ``BHYPE_TEST_REBUILD=1`` to build again from the current Debian packages.
     """
     entry = guest_cache.cached_entry(root or guest_cache.cache_root(), KIND, f"_{script_digest()}", build)
-    return GuestImage.from_entry(entry, DEFAULT_CMDLINE)
+    return image_from_entry(entry, DEFAULT_CMDLINE)
 
 
 def build(root: Path, kind_dir: Path, suffix: str) -> Path:

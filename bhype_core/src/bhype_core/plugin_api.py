@@ -1,0 +1,205 @@
+"""bHype's public plugin surface: the one module a plugin imports from the core.
+
+Everything a plugin under ``plugins/`` (or a third party's) may use is re-exported here,
+typed and documented where it is defined; every other ``bhype_core`` module is private and may
+change without notice. A meta-test (``tests/core/test_plugin_api_surface.py``) fails when a
+plugin imports any other ``bhype_core`` module. A plugin that needs something missing here
+asks for a seam: it is added to the core, documented, typed and tested, then exported here.
+
+What is here, by purpose (``__all__`` is the authoritative list):
+
+* **Hooks** — :data:`hookimpl`; the specifications live in :mod:`bhype_core.hookspecs`
+  (each hook's docstring is its reference).
+* **Registry records** — :class:`SettingsSection`, :class:`DriverEntry`,
+  :class:`StorageBackendEntry`, :class:`TaskKind`, :class:`PeriodicJob`, :class:`Watcher`,
+  :class:`Sampler`, :class:`UndoAction` (what recovery runs for a ``context.intent``),
+  :class:`RouterEntry`, :class:`CliCommand`, :class:`ModelSet`, :class:`DoctorCheck` (+
+  :class:`CheckResult`), :class:`EventKind`; settings sections subclass :class:`Section`.
+* **Runtime and tasks** — :class:`Runtime`, :class:`TaskContext` (``context.submit`` /
+  ``context.wait`` run sub-tasks: :class:`SubTask`, :class:`SubTaskOutcome`), :class:`Cancelled`;
+  :func:`accept_task` submits a task for the caller and builds the ``202``
+  :class:`TaskAccepted`; :func:`list_tasks`/:func:`show_task` read tasks as a user may see them.
+* **API dependencies** — :data:`RuntimeDep`, :data:`PrincipalDep`, :data:`AdminDep`,
+  :data:`AuthenticatedDep`, :data:`AuthServiceDep`, :data:`PUBLIC` (a route anyone may call),
+  :class:`Principal`, :func:`client_address`.
+* **Errors** — :class:`BhypeError` and its family; the API maps each to one JSON shape.
+* **Events** — :class:`Event`, :class:`EventKind`, :func:`event_kinds` (the catalog).
+* **VMs** — :func:`get_vm`, :func:`find_vm`, :func:`list_vms`, :func:`may_see`,
+  :func:`is_admin`, :func:`vm_ref`, :func:`is_running`, :func:`register_vm`/
+  :func:`unregister_vm` (fire the ``bhype_vm_*_register`` hooks), :func:`open_datastore`,
+  :func:`active_driver`, :func:`status_driver`, :class:`VM` (read-only rows),
+  :class:`VMRef`, :class:`VMSpec`, :class:`VMSummary`/:func:`summary`, :data:`LIVE_FIELDS`,
+  :func:`list_page`/:class:`ListQuery` (the paginated VM list the API and CLI use).
+* **Lifecycle hooks** — a plugin whose task changes a VM (snapshot, rollback, clone, backup …)
+  fires the matching pair through :func:`vm_before` (a veto propagates) and :func:`vm_after`
+  (failures recorded, returned as :class:`HookFailure`; :func:`hook_errors` puts them in a
+  task result), never through ``pm.hook`` by hand.
+* **Storage** — :class:`StorageBackend`, :class:`Volume`, :data:`ProgressCallback`,
+  :func:`check_filename`, :data:`NAME_RE`, :data:`ISO_RE`; :class:`Undo` (reverse steps); the
+  capabilities a backend declares and their records (:class:`StorageCapability`,
+  :class:`ConsistentPoint`, :class:`ExportStream`, :class:`ExportFiles`, :class:`SpaceStats`,
+  :class:`VolumeStats`).
+* **Drivers** — :class:`HypervisorDriver`, :class:`VMStatus`, :class:`VMState`,
+  :class:`Problem`, :class:`Attachments`, and what a driver declares: :class:`DriverCapability`,
+  :class:`FirmwareRules`, :data:`SpecCheck`, :class:`VMStats`, :class:`DiskStats`.
+* **A plugin's own hooks** (the web UI's extension hooks) — :class:`Catalog` and :func:`collect`
+  gather records registered through them, attributed to their plugin, as the core's registry
+  does.
+* **Database** — :func:`session`; column types and helpers for a plugin's own tables.
+* **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts).
+* **Templates and images** — :func:`template_catalog`, :func:`cloud_image_status` (a
+  template's cloud image and whether the library has it), :func:`list_isos`, :func:`iso_settings`.
+* **Units and bounds** — :func:`human_size`, :func:`parse_size`; bounded integers for request
+  models and columns (:data:`Int64`, :data:`NonNegativeInt64`, :data:`PositiveInt64`,
+  :data:`INT64_MIN`/:data:`INT64_MAX`) and :func:`event_id` (a ``Last-Event-ID`` header).
+* **Browser sessions** (for web front ends) — :func:`read_login_form`,
+  :func:`password_login`, :class:`BrowserLogin`, :func:`end_browser_session`,
+  :func:`csrf_cookie`, :func:`api_token_role`, :func:`sse`, :class:`SessionEnded`,
+  :class:`TooManyAttempts`.
+* **Consoles** (for web front ends) — :func:`broker_path` says whether the root worker's console
+  broker must open a VM's console for this process (an unprivileged API); :class:`ConsoleBrokerClient`
+  asks it, :class:`ConsoleBrokerUnavailable` when it is not running.
+* **Web UI extensions** — what a plugin registers through the web UI plugin's own hooks
+  (``bhype_webui_register_pages`` …, implemented with ``@hookimpl(optionalhook=True)``):
+  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`;
+  their ``context`` functions get a :class:`UiRequest`.
+* **CLI** — :func:`connection_options`, :func:`api_from`, :class:`VmApi`, :func:`follow`,
+  :class:`StreamEvent`, :func:`format_table`.
+"""
+
+from __future__ import annotations
+
+from bhype_core.api.accepted import TaskAccepted, accept_task
+from bhype_core.api.auth_service import SessionEnded
+from bhype_core.api.browser import (
+    BrowserLogin,
+    api_token_role,
+    csrf_cookie,
+    end_browser_session,
+    password_login,
+    read_login_form,
+    sse,
+)
+from bhype_core.api.deps import RuntimeDep
+from bhype_core.api.limits import INT64_MAX, INT64_MIN, Int64, NonNegativeInt64, PositiveInt64, event_id
+from bhype_core.api.principal import AdminDep, Principal, PrincipalDep
+from bhype_core.api.security import PUBLIC, AuthenticatedDep, AuthServiceDep, client_address
+from bhype_core.auth.throttle import TooManyAttempts
+from bhype_core.cloud_images import image_status as cloud_image_status
+from bhype_core.commands.plugins import format_table
+from bhype_core.commands.task_follow import StreamEvent, follow
+from bhype_core.commands.template import connection_options
+from bhype_core.commands.vm_client import VmApi, api_from
+from bhype_core.config import Section
+from bhype_core.consoles.client import ConsoleBrokerClient, ConsoleBrokerUnavailable, broker_path
+from bhype_core.db.models import USER_LENGTH, utcnow
+from bhype_core.db.session import session
+from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, Task
+from bhype_core.db.task_models import STATES as TASK_STATES
+from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
+from bhype_core.drivers.base import Attachments, HypervisorDriver, Problem, VMState, VMStatus
+from bhype_core.drivers.capabilities import Capability as DriverCapability
+from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, SpecCheck, VMStats
+from bhype_core.errors import (
+    BhypeError,
+    CommandError,
+    ConfigError,
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    PluginError,
+    TaskFailed,
+    Unauthorized,
+    ValidationErrors,
+)
+from bhype_core.event_kinds import SEVERITIES, EventKind
+from bhype_core.events import Event
+from bhype_core.facts import ProbeState, read_probe
+from bhype_core.hookspecs import hookimpl
+from bhype_core.host.platform import detect_platform
+from bhype_core.isos import iso_settings, list_isos
+from bhype_core.network.models import SwitchPublic
+from bhype_core.network.service import list_switches
+from bhype_core.registry import (
+    Catalog,
+    CheckResult,
+    CliCommand,
+    DoctorCheck,
+    DriverEntry,
+    ModelSet,
+    PeriodicJob,
+    RouterEntry,
+    Sampler,
+    SettingsSection,
+    StorageBackendEntry,
+    TaskKind,
+    UndoAction,
+    Watcher,
+    collect,
+)
+from bhype_core.runtime import Runtime
+from bhype_core.spec import VMSpec
+from bhype_core.spec_parts import ISO_RE, NAME_RE
+from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume, check_filename
+from bhype_core.storage.capabilities import (
+    ConsistentPoint,
+    ExportFiles,
+    ExportStream,
+    SpaceStats,
+    StorageCapability,
+    VolumeStats,
+)
+from bhype_core.taskqueue.service import list_visible as list_tasks
+from bhype_core.taskqueue.service import show as show_task
+from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
+from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMTab
+from bhype_core.units import human_size, parse_size
+from bhype_core.vm.access import owns_vm
+from bhype_core.vm.edit import LIVE_FIELDS
+from bhype_core.vm.hooks import HookFailure, VMVerb, hook_errors, vm_after, vm_before
+from bhype_core.vm.listing import ListQuery, list_page
+from bhype_core.vm.models import VM, VMRef
+from bhype_core.vm.public import VMSummary, summary
+from bhype_core.vm.registration import register_vm, unregister_vm, vm_records_available
+from bhype_core.vm.service import find_vm, get_vm, is_admin, is_running, list_vms, may_see, status_driver, vm_ref
+from bhype_core.vm.services import active_driver, open_datastore, template_catalog
+from bhype_core.vm.settings import vm_settings
+from bhype_core.vm.undo import Undo
+
+
+def event_kinds(runtime: Runtime) -> list[EventKind]:
+    """Every event kind this process knows: the core's (``task.failed`` …) and each loaded
+    plugin's, in registration order. What a ``bhype_notify`` consumer reads to build a MIB,
+    filter by severity or label a popup."""
+    return list(runtime.registry.event_kinds)
+
+
+__all__ = [
+    "UndoAction",
+    "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path",
+    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMTab",
+    "cloud_image_status",
+    "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
+    "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",
+    "VMStats", "VMStatus", "VolumeStats", "collect",
+    "Sampler", "SubTask", "SubTaskOutcome",
+    "INT64_MAX", "INT64_MIN", "Int64", "NonNegativeInt64", "PositiveInt64", "event_id",
+    "FINAL_STATES", "ID", "ISO_RE", "LIVE_FIELDS", "NAME_RE", "PUBLIC", "RETRYABLE_STATES", "SEVERITIES",
+    "TABLE_OPTIONS", "TASK_STATES", "USER_LENGTH", "VM", "AdminDep", "AuthServiceDep", "AuthenticatedDep",
+    "BhypeError", "BrowserLogin", "Cancelled", "CheckResult", "CliCommand", "CommandError", "ConfigError",
+    "Conflict", "DoctorCheck", "DriverEntry", "Event", "EventKind", "FieldError", "Forbidden", "HookFailure",
+    "JSONText", "ListQuery", "ModelSet", "NotFound", "PeriodicJob", "PluginError", "Principal", "PrincipalDep",
+    "ProbeState", "ProgressCallback", "RouterEntry", "Runtime", "RuntimeDep", "Section", "SessionEnded",
+    "SettingsSection", "StorageBackend", "StorageBackendEntry", "StreamEvent", "SwitchPublic", "Task",
+    "TaskAccepted", "TaskContext", "TaskFailed", "TaskKind", "TooManyAttempts", "UTCDateTime", "Unauthorized",
+    "Undo", "VMRef", "VMSpec", "VMSummary", "VMVerb", "ValidationErrors", "VmApi", "Volume", "Watcher",
+    "accept_task", "active_driver", "api_from", "api_token_role", "check_filename", "client_address",
+    "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds", "find_vm",
+    "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
+    "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
+    "open_datastore", "owns_vm",
+    "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
+    "sse", "status_driver", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_after", "vm_before",
+    "vm_records_available", "vm_ref", "vm_settings",
+]  # fmt: skip
