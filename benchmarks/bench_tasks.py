@@ -27,6 +27,7 @@ from report import print_table, summary_ms
 
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
+from bhype_core.auth.principal import Principal
 from bhype_core.db.migrate import upgrade
 from bhype_core.db.models import utcnow
 from bhype_core.db.task_models import FINAL_STATES
@@ -94,7 +95,7 @@ def latency(runtime: Any, count: int) -> tuple[list[float], list[float]]:
     """One task at a time on an idle queue: (created→started, created→picked_up) seconds."""
     started, picked = [], []
     for n in range(count):
-        task = service.submit(runtime, "alice", "core.ping", {"echo": n})
+        task = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"echo": n})
         done = wait_for(lambda task_id=task.id: _ended(runtime, task_id), "a ping")
         started.append((done.started - done.created).total_seconds())
         picked.append((done.picked_up - done.created).total_seconds())
@@ -108,7 +109,7 @@ def _ended(runtime: Any, task_id: str) -> Any:
 
 def throughput(runtime: Any, count: int) -> float:
     """Trivial tasks per second from the first submission to the last finish (4 users)."""
-    tasks = [service.submit(runtime, f"user{n % 4}", "core.ping", {}) for n in range(count)]
+    tasks = [service.submit(runtime, Principal(f"user{n % 4}", "operator"), "core.ping", {}) for n in range(count)]
     last = tasks[-1]
     wait_for(lambda: all(_ended(runtime, t.id) for t in (last, tasks[len(tasks) // 2])), "the batch", step=0.05)
     rows = [wait_for(lambda t=t: _ended(runtime, t.id), "a task") for t in tasks]
@@ -119,9 +120,10 @@ def throughput(runtime: Any, count: int) -> float:
 def fairness(runtime: Any, queued: int, sleep: float) -> dict[str, str]:
     """User A queues ``queued`` tasks of ``sleep`` s; once both slots run A's tasks, B submits one.
     Returns B's start delay and how many of A's tasks started before it."""
-    alice = [service.submit(runtime, "alice", "core.ping", {"sleep": sleep}) for _ in range(queued)]
+    alice = [service.submit(runtime, Principal("alice", "operator"), "core.ping", {"sleep": sleep})
+             for _ in range(queued)]
     wait_for(lambda: store.get_task(runtime.engine, alice[1].id).started is not None, "alice using the slots")
-    bob = service.submit(runtime, "bob", "core.ping", {})
+    bob = service.submit(runtime, Principal("bob", "operator"), "core.ping", {})
     visible = utcnow()  # committed: every pass from now on sees bob's task
     bob_row = wait_for(lambda: _ended(runtime, bob.id), "bob's task", step=0.01)
     overtaking = 0

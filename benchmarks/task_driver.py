@@ -19,6 +19,7 @@ from bench_tasks import _ended, wait_for
 
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
+from bhype_core.auth.principal import Principal
 from bhype_core.config import load_settings
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
@@ -30,14 +31,14 @@ def latency(runtime, count: int) -> list[list[float]]:
     samples = []
     for n in range(count):
         time.sleep(0.05)  # an idle queue: the worker threads have backed off
-        task = service.submit(runtime, "alice", "core.ping", {"echo": n})
+        task = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"echo": n})
         done = wait_for(lambda task_id=task.id: _ended(runtime, task_id), "a ping", step=0.002)
         samples.append([(done.started - done.created).total_seconds(), (done.picked_up - done.created).total_seconds()])
     return samples
 
 
 def throughput(runtime, count: int) -> float:
-    tasks = [service.submit(runtime, f"user{n % 4}", "core.ping", {}) for n in range(count)]
+    tasks = [service.submit(runtime, Principal(f"user{n % 4}", "operator"), "core.ping", {}) for n in range(count)]
     wait_for(lambda: _ended(runtime, tasks[-1].id), "the batch", step=0.05)
     rows = [wait_for(lambda t=t: _ended(runtime, t.id), "a task") for t in tasks]
     return count / (max(r.finished for r in rows) - min(r.created for r in rows)).total_seconds()

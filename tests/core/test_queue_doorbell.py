@@ -8,6 +8,7 @@ from pathlib import Path
 
 import bhype_core.builtins.models as core_models
 import bhype_core.builtins.tasks as core_tasks
+from bhype_core.auth.principal import Principal
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.queue import scheduled
@@ -61,7 +62,7 @@ def test_the_in_process_worker_runs_a_task_submitted_while_it_idles_and_stops_pr
     try:
         for worker, _ in handle.consumer.worker_threads:
             worker.delay = HOUR
-        task = service.submit(runtime, "alice", "core.ping", {"echo": 1})
+        task = service.submit(runtime, Principal("alice", "operator"), "core.ping", {"echo": 1})
         done = threading.Event()
 
         def watch() -> None:
