@@ -72,8 +72,7 @@ def refresh_states(
     # Ask the driver with no transaction open: a crash it reports is notified (written) meanwhile.
     for row in rows:
         try:
-            store = open_datastore(runtime, row.datastore)
-            vm_dir = store.vm_dir(row.name)
+            vm_dir = _vm_dir(runtime, row.name, row.datastore)
             signature = _signature(vm_dir)
             if names is None and row.state == "stopped" and quiet.get(row.name) == (row.state_detail, signature):
                 continue  # stopped, and nothing changed since a pass found it stopped
@@ -131,6 +130,16 @@ def quiet_vms(runtime: Any) -> dict[str, tuple[Any, ...]]:
     writing its state file changes the signature; either brings it back into the pass.
     """
     return runtime.extras.setdefault("vm.reconcile.quiet", {})
+
+
+def _vm_dir(runtime: Any, name: str, datastore: str) -> Any:
+    # A VM's directory does not move while its row exists; working it out again (the datastore
+    # confines it with realpath) was most of a pass over 10,000 quiet VMs (issue 15).
+    paths: dict[tuple[str, str], Any] = runtime.extras.setdefault("vm.reconcile.dirs", {})
+    path = paths.get((name, datastore))
+    if path is None:
+        path = paths[(name, datastore)] = open_datastore(runtime, datastore).vm_dir(name)
+    return path
 
 
 def _signature(vm_dir: Any) -> tuple[int, int] | None:
