@@ -23,7 +23,7 @@ from bhype_core.auth.principal import Principal
 from bhype_core.config import load_settings
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service
+from bhype_core.tasks import service
 from bhype_core.worker import start_in_process_worker
 
 

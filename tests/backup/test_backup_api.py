@@ -15,8 +15,7 @@ from sqlmodel import Session, select
 from bhype_backup.status import FACT_KEY, PROBE_KIND, parse_rsync_version, probe
 from bhype_core.api.app import create_app
 from bhype_core.db.models import HostCommand
-from bhype_core.taskqueue import store
-from bhype_core.tasks import TaskContext
+from bhype_core.tasks import TaskContext, store
 from bhype_core.testing import act_as
 from bhype_core.testing.roles import role_account
 from bhype_core.testing.routes import get_route, host_command_count

@@ -48,8 +48,8 @@ def test_the_catalog_holds_the_core_kinds_then_each_plugins(tmp_path, plugin_man
 def test_the_core_kinds_cover_every_event_the_core_raises():
     """Each core module that builds an ``Event`` uses a declared kind."""
     from bhype_core.drivers.base import VMState, VMStatus, crash_event
-    from bhype_core.taskqueue.executor import failed_event
-    from bhype_core.taskqueue.recovery import interrupted_event
+    from bhype_core.tasks.executor import failed_event
+    from bhype_core.tasks.recovery import interrupted_event
 
     class FakeTask:
         id, kind, target, owner, worker_host, worker_pid = "t1", "vm.start", "vm:web1", "alice", "h", 1

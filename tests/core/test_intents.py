@@ -21,8 +21,7 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.registry import TaskKind, UndoAction
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import intents, service, store
-from bhype_core.tasks import MemoryReporter, TaskContext
+from bhype_core.tasks import MemoryReporter, TaskContext, intents, service, store
 from bhype_core.testing import make_settings
 
 
@@ -144,7 +143,7 @@ def test_tasks_of_another_hosts_worker_are_left_to_that_host(runtime, tmp_path):
 
 
 def test_the_executor_forgets_the_journal_of_a_task_that_ends(runtime):
-    from bhype_core.taskqueue.executor import _forget_intents
+    from bhype_core.tasks.executor import _forget_intents
 
     task = task_in_state(runtime, "running")
     context_of(runtime, task).intent("test.remove_file", "a file", path="/nonexistent/bhype-test")

@@ -16,11 +16,11 @@ import bhype_core.builtins.tasks as core_tasks
 from bhype_core.db.migrate import upgrade
 from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
-from bhype_core.queue.periodic_slots import SlotClaimingScheduler, slot_key
 from bhype_core.registry import PeriodicJob
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import store
-from bhype_core.taskqueue.system import SYSTEM_OWNER
+from bhype_core.tasks import store
+from bhype_core.tasks.periodic_slots import SlotClaimingScheduler, slot_key
+from bhype_core.tasks.system import SYSTEM_OWNER
 from bhype_core.testing.queue import queue_config, settings_from
 
 BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
@@ -142,7 +142,7 @@ def test_a_claimed_run_that_cannot_be_queued_is_given_up_for_another_worker(raw_
         raise ConnectionError("database unreachable")
 
     # This worker cannot store the run's Task row.
-    monkeypatch.setattr("bhype_core.queue.periodic_slots.submit_run", broken_submit)
+    monkeypatch.setattr("bhype_core.tasks.periodic_slots.submit_run", broken_submit)
     scheduler_of(first).enqueue_periodic_tasks(due)
     assert not first.huey.storage.has_data_for_key(slot_key("test.every-minute", due))
     monkeypatch.undo()

@@ -23,10 +23,10 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.registry import PeriodicJob
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import store
-from bhype_core.taskqueue.periodic import due_jobs, submit_run
-from bhype_core.taskqueue.retention import prune_system_tasks
-from bhype_core.taskqueue.system import SYSTEM_OWNER, submit_as_system
+from bhype_core.tasks import store
+from bhype_core.tasks.periodic import due_jobs, submit_run
+from bhype_core.tasks.retention import prune_system_tasks
+from bhype_core.tasks.system import SYSTEM_OWNER, submit_as_system
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.testing.tasks import run_queued
 from bhype_core.worker import describe, enqueue_start_jobs

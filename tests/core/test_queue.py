@@ -23,12 +23,11 @@ from bhype_core.db.task_models import FINAL_STATES
 from bhype_core.errors import ConfigError, ValidationErrors
 from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
-from bhype_core.queue import make_queue
-from bhype_core.queue.serializer import JsonSerializer
 from bhype_core.registry import Registry, TaskKind
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service, store
-from bhype_core.tasks import TaskContext
+from bhype_core.tasks import TaskContext, service, store
+from bhype_core.tasks.serializer import JsonSerializer
+from bhype_core.tasks.transport import make_queue
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.testing.tasks import run_queued
 from bhype_core.worker import build_consumer, start_in_process_worker

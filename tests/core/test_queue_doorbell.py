@@ -11,10 +11,9 @@ import bhype_core.builtins.tasks as core_tasks
 from bhype_core.auth.principal import Principal
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
-from bhype_core.queue import scheduled
-from bhype_core.queue.doorbell import Doorbell, WakeableWorker
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service, store
+from bhype_core.tasks import scheduled, service, store
+from bhype_core.tasks.doorbell import Doorbell, WakeableWorker
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.worker import build_consumer, start_in_process_worker
 

@@ -18,10 +18,9 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.registry import TaskKind
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import dispatch, recovery, service, store, subtasks
-from bhype_core.taskqueue.plan import Limits
-from bhype_core.taskqueue.store import WorkerIdentity
-from bhype_core.tasks import SubTask, TaskContext
+from bhype_core.tasks import SubTask, TaskContext, dispatch, recovery, service, store, subtasks
+from bhype_core.tasks.plan import Limits
+from bhype_core.tasks.store import WorkerIdentity
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.testing.tasks import run_queued
 

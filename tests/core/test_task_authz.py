@@ -25,7 +25,7 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.registry import Registry, TaskKind
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import authz, service, store
+from bhype_core.tasks import authz, service, store
 from bhype_core.testing import LocalUser, LocalUsers, make_settings
 from bhype_core.testing.tasks import run_queued
 from bhype_core.vm.models import VM

@@ -18,7 +18,7 @@ from bhype_core.commands.task_follow import parse_events
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service, store
+from bhype_core.tasks import service, store
 from bhype_core.testing.api_server import served_cli
 from bhype_core.testing.queue import queue_config, settings_from
 

@@ -19,8 +19,8 @@ from bhype_core.db.migrate import upgrade
 from bhype_core.db.task_models import FINAL_STATES, Task
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service, store
-from bhype_core.taskqueue.system import SYSTEM_OWNER
+from bhype_core.tasks import service, store
+from bhype_core.tasks.system import SYSTEM_OWNER
 from bhype_core.testing.queue import queue_config, settings_from
 
 pytestmark = pytest.mark.slow

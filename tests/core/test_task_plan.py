@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bhype_core.taskqueue.plan import (
+from bhype_core.tasks.plan import (
     WAITING_BEHIND,
     WAITING_FOR_SLOT,
     Decision,

@@ -24,10 +24,10 @@ from bhype_core.host.audit import current_actor
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.registry import TaskKind
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import dispatch, liveness, service, store
-from bhype_core.taskqueue.executor import execute
-from bhype_core.taskqueue.plan import Limits, waiting_for_lock, waiting_for_user_limit
-from bhype_core.taskqueue.store import WorkerIdentity
+from bhype_core.tasks import dispatch, liveness, service, store
+from bhype_core.tasks.executor import execute
+from bhype_core.tasks.plan import Limits, waiting_for_lock, waiting_for_user_limit
+from bhype_core.tasks.store import WorkerIdentity
 from bhype_core.testing.queue import queue_config, settings_from
 
 ALICE = Principal("alice", "operator")

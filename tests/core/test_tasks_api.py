@@ -16,8 +16,8 @@ from bhype_core.auth.principal import SYSTEM
 from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service
-from bhype_core.taskqueue.system import SYSTEM_OWNER, submit_as_system
+from bhype_core.tasks import service
+from bhype_core.tasks.system import SYSTEM_OWNER, submit_as_system
 from bhype_core.testing.api_auth import act_as
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.worker import start_in_process_worker

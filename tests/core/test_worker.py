@@ -19,7 +19,7 @@ from bhype_core.db.task_models import FINAL_STATES
 from bhype_core.errors import ValidationErrors
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service, store
+from bhype_core.tasks import service, store
 from bhype_core.testing.queue import queue_config, settings_from, write_config
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from bhype_testimages import debian, guest_cache, tiny_image, zfs_image
 
 from bhype_core.testing import guest_image, zfs_guest
+from bhype_testimages import debian, guest_cache, tiny_image, zfs_image
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEADLINE = 120.0  # a guard against a hung helper process, never an assertion on speed

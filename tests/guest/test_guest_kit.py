@@ -6,11 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from bhype_testimages import debian, guest_cache
-from bhype_testimages.initramfs import Initramfs, module_closure, module_index, parse_ldso_list
 
 from bhype_core.drivers.qmp import QMPClient, QMPError
 from bhype_core.testing.parts import require_program
+from bhype_testimages import debian, guest_cache
+from bhype_testimages.initramfs import Initramfs, module_closure, module_index, parse_ldso_list
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

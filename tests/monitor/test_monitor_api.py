@@ -17,10 +17,9 @@ from sqlmodel import Session, select
 
 from bhype_core.api.app import create_app
 from bhype_core.db.models import HostCommand
-from bhype_core.taskqueue import store
-from bhype_core.taskqueue.periodic import due_jobs, submit_run
-from bhype_core.taskqueue.system import SYSTEM_OWNER
-from bhype_core.tasks import TaskContext
+from bhype_core.tasks import TaskContext, store
+from bhype_core.tasks.periodic import due_jobs, submit_run
+from bhype_core.tasks.system import SYSTEM_OWNER
 from bhype_core.testing import act_as
 from bhype_core.testing.routes import get_route, host_command_count
 from bhype_core.testing.tasks import run_queued

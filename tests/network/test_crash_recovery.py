@@ -32,7 +32,7 @@ from bhype_core.isos import partial_path, record_path, upload_path, uploads_dir,
 from bhype_core.network.models import Switch, bridge_name
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service, store
+from bhype_core.tasks import service, store
 from bhype_core.testing.parts import require_program
 from bhype_core.testing.queue import WorkerProcess, queue_config, settings_from, write_config
 from bhype_core.vm.services import open_datastore
@@ -68,7 +68,7 @@ def running(pid: int) -> bool:
 
 def submit(runtime, user: str, kind: str, arguments: dict):
     """Submit as ``user``, with the role their groups give them now (as the worker reads it)."""
-    from bhype_core.taskqueue.authz import owner_principal
+    from bhype_core.tasks.authz import owner_principal
 
     return service.submit(runtime, owner_principal(runtime, user), kind, arguments)
 

@@ -20,7 +20,7 @@ from bhype_core.cloud_images import fetch_image, mirror_url
 from bhype_core.db.task_models import FAILED, SUCCEEDED
 from bhype_core.errors import NotFound, ValidationErrors
 from bhype_core.isos import read_info
-from bhype_core.taskqueue import store
+from bhype_core.tasks import store
 from bhype_core.testing import act_as
 from bhype_core.testing.file_server import FileServer
 from bhype_core.vm.services import open_datastore

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from bhype_core.api.app import create_app
 from bhype_core.db.task_models import SUCCEEDED
 from bhype_core.isos import uploads_dir
-from bhype_core.taskqueue import store
+from bhype_core.tasks import store
 from bhype_core.testing import act_as
 from bhype_core.testing.roles import role_account
 

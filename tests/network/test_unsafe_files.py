@@ -24,7 +24,7 @@ from bhype_core.db.task_models import FAILED, SUCCEEDED
 from bhype_core.iso_fetch import download
 from bhype_core.isos import partial_path, uploads_dir
 from bhype_core.safe_files import UnsafeFile, adopt, chmod_regular, open_regular, read_bytes
-from bhype_core.taskqueue import store
+from bhype_core.tasks import store
 from bhype_core.testing import act_as
 from bhype_core.vm.services import open_datastore
 

@@ -37,7 +37,7 @@ from bhype_core.failpoints import ENV as FAILPOINTS
 from bhype_core.isos import partial_path, upload_path
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue import service, store
+from bhype_core.tasks import service, store
 from bhype_core.testing.parts import missing
 from bhype_core.testing.queue import queue_config, settings_from
 from bhype_core.units import MIB
@@ -348,9 +348,11 @@ def test_a_vm_outlives_its_killed_worker(tmp_path, plugin_env, start_worker):
             {ep.name for ep in metadata.entry_points(group="bhype") if not ep.name.startswith("core_")})
         runtime = client_runtime(raw)
         first = start_worker(toml_tables(raw), env=plugin_env)
-        tasks = [submit(runtime, "alice", "vm.create", {"name": "lives", "overrides": {"boot": "grub",
-                                                                                      "memory": "64M"}}),
-                 submit(runtime, "alice", "vm.start", {"name": "lives"})]
+        # One after the other: a start is refused at submit for a VM that does not exist yet.
+        made = submit(runtime, "alice", "vm.create", {"name": "lives", "overrides": {"boot": "grub",
+                                                                                    "memory": "64M"}})
+        wait_for(lambda: store.get_task(runtime.engine, made.id).state in ("succeeded", "failed"), "the create")
+        tasks = [made, submit(runtime, "alice", "vm.start", {"name": "lives"})]
         ended = wait_for(lambda: all(store.get_task(runtime.engine, t.id).state in ("succeeded", "failed")
                                      for t in tasks) and [store.get_task(runtime.engine, t.id) for t in tasks],
                          "create and start")

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from bhype_core.builtins import network as core_network
 from bhype_core.errors import ValidationErrors
 from bhype_core.network.models import Switch, linux_tap_name, row_from, validate_switch
 from bhype_core.network.service import create_switch
@@ -80,7 +81,7 @@ def test_seeded_guest_on_a_switch_gets_its_hostname_and_loses_its_tap(
     tiny_guest: GuestImage, netns, make_vm_runtime, task_context  # noqa: F811  (netns: the fixture)
 ):
     host_ns = netns("host")
-    runtime = make_vm_runtime(core={"platform": "linux"}, qemu={"accel": "tcg"})
+    runtime = make_vm_runtime(("core_network", core_network), core={"platform": "linux"}, qemu={"accel": "tcg"})
     runtime.__dict__["runner"] = NetnsRunner(host_ns)  # bridge, tap and QEMU all live in host_ns
     create_switch(task_context(runtime, "switch.create", user=None), name="lan")
     boot = {"mode": "grub", "kernel": str(tiny_guest.kernel), "initrd": str(tiny_guest.initrd),

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 from bhype_core.drivers.base import HypervisorFailed
 from bhype_core.errors import Conflict, NotFound
 from bhype_core.hookspecs import hookimpl
-from bhype_core.taskqueue.authz import check_run
+from bhype_core.tasks.authz import check_run
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.models import VM
 from bhype_core.vm.power import force_stop_vm, restart_vm, start_vm, stop_vm

@@ -16,8 +16,7 @@ from bhype_core.auth.principal import Principal
 from bhype_core.db.intent_models import TaskIntent
 from bhype_core.db.task_models import Task
 from bhype_core.network.models import bridge_name, linux_tap_name, vlan_bridge_name
-from bhype_core.taskqueue import intents, service, store
-from bhype_core.tasks import MemoryReporter, TaskContext
+from bhype_core.tasks import MemoryReporter, TaskContext, intents, service, store
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.destroy import destroy_vm
 from bhype_core.vm.intents import FINISH_DESTROY, remove_dir, remove_volume

@@ -1,6 +1,7 @@
 """A third-party plugin that shows itself in the web UI only through the web UI's hooks
 (issue 12), importing nothing but bhype_core.plugin_api: a page with a navigation entry, a VM
-tab, a dashboard panel and its own assets. Its implementations are ``optionalhook``: without the web UI the plugin still loads."""
+tab, a dashboard panel and its own assets. Its implementations are ``optionalhook``: without
+the web UI the plugin still loads."""
 
 from __future__ import annotations
 

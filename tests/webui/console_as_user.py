@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -78,7 +79,8 @@ async def bridge(runtime: Any, vm: str) -> dict[str, Any]:
     try:
         await stream.write(b"\necho privsep-$((6*7)) $(id -u)\n")
         deadline = time.monotonic() + 60
-        while b"privsep-42" not in seen and time.monotonic() < deadline:
+        # The whole answer line: it may arrive in pieces ("privsep-42", then " 0").
+        while not re.search(rb"privsep-42 \d+\s", seen) and time.monotonic() < deadline:
             seen += await asyncio.wait_for(stream.read(), max(0.1, deadline - time.monotonic()))
     finally:
         stream.close()

@@ -15,7 +15,7 @@ import pytest
 from pages_env import HTML, PagesEnv
 
 from bhype_core.auth.principal import Principal
-from bhype_core.taskqueue import service
+from bhype_core.tasks import service
 
 PAGES = ["/ui/", "/ui/vms", "/ui/vms/new", "/ui/isos", "/ui/templates", "/ui/switches", "/ui/tasks",
          "/ui/tokens", "/ui/notifications"]

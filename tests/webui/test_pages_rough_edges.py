@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from bhype_core.db.task_models import Task
 from bhype_core.spec import SpecContext, validate_spec
-from bhype_core.taskqueue import service
+from bhype_core.tasks import service
 from bhype_core.vm.models import VM
 from bhype_webui.host_summary import Space
 from bhype_webui.views.kit import task_duration

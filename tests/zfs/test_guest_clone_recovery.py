@@ -12,8 +12,7 @@ from sqlmodel import Session, col, select
 from bhype_core.auth.principal import Principal
 from bhype_core.db.intent_models import TaskIntent
 from bhype_core.db.task_models import Task
-from bhype_core.taskqueue import intents, service
-from bhype_core.tasks import MemoryReporter, TaskContext
+from bhype_core.tasks import MemoryReporter, TaskContext, intents, service
 from bhype_core.vm.create import create_vm
 from bhype_zfs.clone_undo import UNDO_CLONE, undo_clone
 from bhype_zfs.tasks import clone
@@ -66,3 +65,57 @@ def test_recovery_destroys_a_half_made_clone_and_its_snapshot(tank, guest_runtim
     assert undo_clone(again, **intent.arguments) is None
     assert f"{VMS}/cdst/disk1" in datasets(tank, VMS)
     assert "a VM record named cdst owns it" in again.reporter.lines[-1].message
+
+
+def worker_config(zfs_host, runtime) -> dict:
+    """A worker process on ``runtime``'s database driving the ZFS guest, as guest_settings does."""
+    import importlib.metadata as metadata
+
+    others = sorted({ep.name for ep in metadata.entry_points(group="bhype")
+                     if not ep.name.startswith("core_") and ep.name != "zfs"})
+    return {
+        "core": {"data_dir": str(runtime.settings.core.data_dir), "platform": "linux", "disabled_plugins": others},
+        "queue": {"backend": "sqlite"},
+        "tasks": {"poll_interval": 0.5, "sweep_interval": 2.0},
+        "runner": {"target": zfs_host.target, "ssh_identity": str(zfs_host.identity),
+                   "ssh_options": list(zfs_host.options), "default_timeout": 300},
+        "zfs": {"pool": "tank", "platform": "linux"},
+        "vm": {"default_datastore": "zfs"},
+        "vm.datastores.zfs": {"backend": "zfs", "dataset": "tank/bhype"},
+    }
+
+
+def test_kill_9_after_the_first_dataset_is_cloned_is_undone_by_recovery(tank, zfs_host, guest_runtime,
+                                                                         start_worker):
+    # A real worker dies by SIGKILL right after its first `zfs clone` (a failpoint): the
+    # temporary snapshot and a half-cloned tree are left; the next worker's recovery removes both.
+    import signal
+    import time
+
+    from bhype_core.failpoints import ENV as FAILPOINTS
+    from bhype_core.tasks import store
+
+    runtime = guest_runtime()
+    create_vm(task_context(runtime, "vm.create"), "ksrc", overrides={"boot": {"mode": "bhyveload"},
+                                                                     "disks": [{"size": "8M"}, {"size": "8M"}]})
+    config = worker_config(zfs_host, runtime)
+    first = start_worker(config, env={FAILPOINTS: "after:zfs clone"})
+    victim = service.submit(runtime, Principal("alice", "operator"), "zfs.clone", {"source": "ksrc", "target": "kdst"})
+    assert first.wait(timeout=300) == -signal.SIGKILL, first.log_text()
+    left = datasets(tank, VMS)
+    assert f"{VMS}/kdst" in left and any(name.startswith(f"{VMS}/ksrc@clone-") for name in left), left
+
+    start_worker(config)
+    deadline = time.monotonic() + 300
+    while (task := store.get_task(runtime.engine, victim.id)).state != "interrupted" or \
+            not task.progress_message.endswith("undone"):
+        assert time.monotonic() < deadline, (task.state, task.progress_message)
+        time.sleep(0.5)
+    assert datasets(tank, f"{VMS}/ksrc") == [f"{VMS}/ksrc", f"{VMS}/ksrc/disk0", f"{VMS}/ksrc/disk1"]
+    assert not any(name.startswith(f"{VMS}/kdst") for name in datasets(tank, VMS))
+
+    again = service.submit(runtime, Principal("alice", "operator"), "zfs.clone", {"source": "ksrc", "target": "kdst"})
+    while (task := store.get_task(runtime.engine, again.id)).state in ("queued", "running"):
+        assert time.monotonic() < deadline + 300, task.state
+        time.sleep(0.5)
+    assert task.state == "succeeded", task.error

@@ -16,7 +16,7 @@ from bhype_core.db.migrate import upgrade
 from bhype_core.db.session import session
 from bhype_core.hookspecs import hookimpl
 from bhype_core.runtime import build_runtime
-from bhype_core.taskqueue.store import get_task
+from bhype_core.tasks.store import get_task
 from bhype_core.testing import act_as, make_settings
 from bhype_zfs import health
 from bhype_zfs.models import ZfsHealthState
@@ -120,7 +120,7 @@ def test_bad_init_requests_name_the_field_and_queue_nothing(api_runtime, body, f
     assert response.status_code == 422, response.text
     fields = response.json()["error"]["fields"]
     assert any(f["path"] == field and message in f["message"] for f in fields), fields
-    from bhype_core.taskqueue.store import list_tasks
+    from bhype_core.tasks.store import list_tasks
 
     assert list_tasks(runtime.engine) == []
 

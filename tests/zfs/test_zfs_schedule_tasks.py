@@ -17,11 +17,11 @@ from bhype_core.db.migrate import upgrade
 from bhype_core.db.session import session
 from bhype_core.runtime import build_runtime
 from bhype_core.spec import VMSpec
-from bhype_core.taskqueue import dispatch, service, store
-from bhype_core.taskqueue.periodic import submit_run
-from bhype_core.taskqueue.plan import Limits, waiting_for_lock
-from bhype_core.taskqueue.store import WorkerIdentity
-from bhype_core.taskqueue.system import SYSTEM_OWNER
+from bhype_core.tasks import dispatch, service, store
+from bhype_core.tasks.periodic import submit_run
+from bhype_core.tasks.plan import Limits, waiting_for_lock
+from bhype_core.tasks.store import WorkerIdentity
+from bhype_core.tasks.system import SYSTEM_OWNER
 from bhype_core.testing import make_settings
 from bhype_core.testing.tasks import run_queued
 from bhype_core.vm.models import VM

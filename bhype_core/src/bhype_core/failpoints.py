@@ -3,8 +3,9 @@
 A process whose environment lists a point in ``BHYPE_FAILPOINTS`` (comma-separated names) sends
 itself SIGKILL when it reaches that point: a genuine ``kill -9`` at exactly that step, with no
 chance to clean up, which a timed kill from outside cannot aim at. Every intent a task records
-is a point (``intent:<undo action>``, right after the intent is committed); a few steps name
-their own. Production never sets the variable: a point then costs one environment lookup.
+is a point (``intent:<undo action>``, right after the intent is committed), and so is every host
+command the runner completes (``after:<program> <first argument>``, e.g. ``after:zfs clone``);
+a few steps name their own. Production never sets the variable: a point then costs one environment lookup.
 """
 
 from __future__ import annotations

@@ -150,9 +150,9 @@ from bhype_core.storage.capabilities import (
     StorageCapability,
     VolumeStats,
 )
-from bhype_core.taskqueue.service import list_visible as list_tasks
-from bhype_core.taskqueue.service import show as show_task
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
+from bhype_core.tasks.service import list_visible as list_tasks
+from bhype_core.tasks.service import show as show_task
 from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMTab
 from bhype_core.units import human_size, parse_size
 from bhype_core.vm.access import owns_vm

@@ -62,7 +62,7 @@ class TaskKind:
     VM, ...): it returns nothing or raises :class:`~bhype_core.errors.NotFound` (another user's
     object, the same answer as a missing one), :class:`~bhype_core.errors.Forbidden` or
     :class:`~bhype_core.errors.ValidationErrors` (``arguments.<name>`` paths are added by the
-    caller). Both are enforced by :func:`bhype_core.taskqueue.service.submit` for every entry
+    caller). Both are enforced by :func:`bhype_core.tasks.service.submit` for every entry
     point and again by the worker before ``run``, against the task's stored owner.
 
     ``system`` marks a kind bHype submits itself as :data:`~bhype_core.auth.principal.SYSTEM`
@@ -91,7 +91,7 @@ class TaskKind:
 @dataclass(frozen=True)
 class UndoAction:
     """A step recovery runs to undo what an interrupted task made (see
-    :mod:`bhype_core.taskqueue.intents`).
+    :mod:`bhype_core.tasks.intents`).
 
     ``run(context, **arguments)`` gets the interrupted task's
     :class:`~bhype_core.tasks.TaskContext` and the JSON arguments of the intent; it returns a

@@ -38,7 +38,7 @@ class Runtime:
     def queue(self) -> Any:
         """The huey instance, with every registered task kind bound to it."""
         from bhype_core.private_files import secure_data_dir
-        from bhype_core.queue.huey_factory import make_queue
+        from bhype_core.tasks.transport import make_queue
 
         secure_data_dir(self.settings)
         return make_queue(self.settings, self.registry, runtime=self)

@@ -14,17 +14,17 @@ from huey.consumer import Consumer
 
 from bhype_core.consoles.broker import start_console_broker
 from bhype_core.errors import BhypeError, ConfigError
-from bhype_core.queue.doorbell import WakeableWorker
-from bhype_core.queue.periodic_slots import SlotClaimingScheduler
 from bhype_core.samplers import SamplerThreads
-from bhype_core.taskqueue.periodic import submit_run
+from bhype_core.tasks.doorbell import WakeableWorker
+from bhype_core.tasks.periodic import submit_run
+from bhype_core.tasks.periodic_slots import SlotClaimingScheduler
 from bhype_core.watchers import WatcherThreads
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from bhype_core.runtime import Runtime
-    from bhype_core.taskqueue.scheduler import Scheduler
+    from bhype_core.tasks.scheduler import Scheduler
 
 log = logging.getLogger("bhype.worker")
 
@@ -38,7 +38,7 @@ BACKOFF = 1.15
 
 class BhypeConsumer(Consumer):
     """huey's consumer; installs signal handlers only where Python allows it (main thread),
-    submits each periodic run in one worker only (:mod:`bhype_core.queue.periodic_slots`)
+    submits each periodic run in one worker only (:mod:`bhype_core.tasks.periodic_slots`)
     and logs once it is ready."""
 
     scheduler_class = SlotClaimingScheduler

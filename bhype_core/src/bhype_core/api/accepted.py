@@ -31,7 +31,7 @@ def accept_task(
     :raises ValidationErrors: the kind is unknown or the arguments do not fit it (nothing is
         queued).
     """
-    from bhype_core.taskqueue import service
+    from bhype_core.tasks import service
 
     task = service.submit(runtime, principal, kind, arguments)
     return TaskAccepted(task_id=task.id, kind=kind, vm=vm)

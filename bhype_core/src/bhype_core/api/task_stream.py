@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from bhype_core.db.task_models import FINAL_STATES, Task, TaskLog
-from bhype_core.taskqueue import store
+from bhype_core.tasks import store
 
 if TYPE_CHECKING:
     from bhype_core.runtime import Runtime

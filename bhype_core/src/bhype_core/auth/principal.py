@@ -19,7 +19,7 @@ class Principal:
     """A caller: the local account ``name`` and the bHype ``role`` its groups grant.
 
     The API's authentication guard builds one per request (:mod:`bhype_core.api.security`);
-    the worker builds one from a task's stored owner (:mod:`bhype_core.taskqueue.authz`).
+    the worker builds one from a task's stored owner (:mod:`bhype_core.tasks.authz`).
     """
 
     name: str
@@ -37,5 +37,5 @@ class Principal:
 
 
 # Work bHype submits itself (periodic jobs, recovery): an admin, but the task queue accepts it
-# only for the kinds that declare ``TaskKind.system`` (see bhype_core.taskqueue.authz).
+# only for the kinds that declare ``TaskKind.system`` (see bhype_core.tasks.authz).
 SYSTEM = Principal(SYSTEM_NAME, "admin")

@@ -13,8 +13,8 @@ from typing import Any
 from bhype_core.errors import BhypeError, ValidationErrors
 from bhype_core.hookspecs import hookimpl
 from bhype_core.registry import SettingsSection, TaskKind
-from bhype_core.taskqueue.settings import SECTION, TaskSettings
 from bhype_core.tasks import TaskContext
+from bhype_core.tasks.settings import SECTION, TaskSettings
 
 MAX_SLEEP = 600.0  # seconds; ping is a diagnostic, not a way to park a worker for hours
 SLEEP_STEP = 0.1  # seconds between progress reports while sleeping

@@ -6,8 +6,10 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bhype_core import failpoints
 from bhype_core.errors import BhypeError, CommandError
 from bhype_core.host.audit import AuditSink, deliver, deliver_start, make_record, new_command_id, start_record
 from bhype_core.host.pipeline import LineCallback, PipeResult, run_pipeline
@@ -159,6 +161,8 @@ class Runner(ABC):
             raise
         self._audit(argv, result.returncode, result.duration, result.stderr, dry_run=result.dry_run,
                     command_id=command_id)
+        # Crash-safety tests die right after a given command (``after:zfs clone``): failpoints.
+        failpoints.reached(f"after:{Path(argv[0]).name} {argv[1] if len(argv) > 1 else ''}".rstrip())
         if check:
             result.assert_success()
         return result

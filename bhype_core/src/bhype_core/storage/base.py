@@ -147,6 +147,29 @@ class StorageBackend(ABC):
         self.require(StorageCapability.STATS)
         raise NotImplementedError
 
+    def adopt_volume(self, vm_name: str, volume: str, source: str) -> Volume:
+        """Make the existing disk at ``source`` (an image file, or a ``/dev/zvol/…`` device)
+        disk ``volume`` of VM ``vm_name`` **in place**: no byte is copied, the guest's data stays
+        where it is (a hard link in the same file system, a ``zfs rename`` in the same pool).
+        The VM's directory must exist. Used by ``vmbhyve.import`` (issue 21).
+
+        :raises NotSupported: the backend has no ``adopt`` capability.
+        :raises ValidationErrors: ``source`` cannot be adopted in place (another file system or
+            pool, not a regular file or volume), path ``source``.
+        :raises Conflict: disk ``volume`` exists already.
+        """
+        self.require(StorageCapability.ADOPT)
+        raise NotImplementedError
+
+    def release_volume(self, vm_name: str, volume: str, source: str) -> None:
+        """Undo :meth:`adopt_volume`: give the disk back at ``source`` (the data is never
+        deleted) and forget it as disk ``volume``; absent is fine.
+
+        :raises NotSupported: the backend has no ``adopt`` capability.
+        """
+        self.require(StorageCapability.ADOPT)
+        raise NotImplementedError
+
     # ---------------------------------------------------------------------------------------
     # Files in the VM's directory (the UEFI variable store). The directory belongs to the
     # backend: it may be on the host the runner reaches, not on this machine. These default

@@ -23,6 +23,7 @@ class StorageCapability(StrEnum):
     EXPORT_STREAM = "export-stream"  # a point as one byte stream (zfs send), piped by the runner
     EXPORT_FILES = "export-files"  # a point (or a stopped VM) as a file list for rsync
     STATS = "stats"  # space of the datastore and per disk
+    ADOPT = "adopt"  # take an existing disk (file, zvol) as a VM's disk in place, without copying
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bhype_core.errors import BhypeError, Conflict, NotFound, ValidationErrors
 from bhype_core.spec_parts import ISO_RE, NAME_RE
+from bhype_core.storage.adopt import link_in_place, unlink_adopted
 from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume
 from bhype_core.storage.capabilities import (
     ConsistentPoint,
@@ -85,7 +86,7 @@ class DirectoryStorage(StorageBackend):
     """
 
     name = "directory"
-    capabilities = frozenset({StorageCapability.EXPORT_FILES, StorageCapability.STATS})
+    capabilities = frozenset({StorageCapability.EXPORT_FILES, StorageCapability.STATS, StorageCapability.ADOPT})
 
     def __init__(self, root: Path | str, datastore: str = "default") -> None:
         root = Path(root)
@@ -236,6 +237,19 @@ class DirectoryStorage(StorageBackend):
         if not stat.S_ISREG(info.st_mode):
             raise Conflict(f"{path} is not a regular file (a symlink or device is never used as a disk)")
         return Volume(volume, path, info.st_size)
+
+    def adopt_volume(self, vm_name: str, volume: str, source: str) -> Volume:
+        """Hard-link image ``source`` as disk ``volume`` (same inode, nothing copied); see
+        :mod:`bhype_core.storage.adopt` for what is refused."""
+        target = self._image(vm_name, volume)
+        if not self.vm_dir(vm_name).is_dir():
+            raise NotFound(f"VM directory for {vm_name!r} does not exist in datastore {self.datastore}")
+        info = link_in_place(Path(source), target, self.datastore)
+        return Volume(volume, target, info.st_size)
+
+    def release_volume(self, vm_name: str, volume: str, source: str) -> None:
+        """Drop the datastore's link to ``source`` (renamed back if ``source`` is gone)."""
+        unlink_adopted(Path(source), self._image(vm_name, volume))
 
     def copy_volume(
         self,

@@ -1,7 +1,7 @@
 """Who may act on which VM: the object checks (``TaskKind.authorize``) of the ``vm.*`` kinds.
 
 The task queue runs them when a task is submitted, by any route, and again in the worker
-against the task's stored owner (:mod:`bhype_core.taskqueue.authz`). A VM's owner may act on
+against the task's stored owner (:mod:`bhype_core.tasks.authz`). A VM's owner may act on
 it; anyone else must be an admin. Another user's VM is "not found", the same answer the API
 gives for a VM that does not exist, so names do not leak.
 """

@@ -1,6 +1,6 @@
 """The orphan sweep: VM directories, taps and bridges that no record and no intent owns.
 
-The undo journal (:mod:`bhype_core.taskqueue.intents`) cleans up after tasks interrupted from
+The undo journal (:mod:`bhype_core.tasks.intents`) cleans up after tasks interrupted from
 now on; this sweep is the backstop for what older crashes left (a VM directory with a 1.6 GB
 disk and no row, issue 11). It runs as the ``vm.sweep-orphans`` periodic job, hourly and when
 a worker starts, and reports what it removed in the job's log and a ``host.orphans_removed``

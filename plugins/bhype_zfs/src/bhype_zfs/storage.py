@@ -41,6 +41,7 @@ from bhype_zfs.dependents import refuse_if_dependents
 from bhype_zfs.names import check_dataset
 from bhype_zfs.parse import parse_zfs_get
 from bhype_zfs.replicate import copy_dataset
+from bhype_zfs.storage_adopt import ZfsAdopt
 from bhype_zfs.storage_points import ZfsCapabilities, zfs_capabilities
 from bhype_zfs.tool import ZfsHost, zfs_host, zfs_settings
 
@@ -80,7 +81,7 @@ def _check(name: str, field: str) -> str:
     return name
 
 
-class ZfsStorage(ZfsCapabilities, StorageBackend):
+class ZfsStorage(ZfsAdopt, ZfsCapabilities, StorageBackend):
     """A datastore on ZFS; see the module docstring for its layout. Snapshot/release, export
     and space come from :class:`~bhype_zfs.storage_points.ZfsCapabilities` (issue 12)."""
 

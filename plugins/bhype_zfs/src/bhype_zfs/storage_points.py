@@ -35,10 +35,12 @@ POINT_PREFIX = "bhype-point-"
 
 def zfs_capabilities(disk_type: str) -> frozenset[StorageCapability]:
     """Snapshot, send stream and stats always; a file list only with ``disk_type = "file"`` (a
-    zvol is a device, not a file rsync can read)."""
+    zvol is a device, not a file rsync can read); adopting an existing zvol only with zvols."""
     found = {StorageCapability.SNAPSHOT, StorageCapability.EXPORT_STREAM, StorageCapability.STATS}
     if disk_type == "file":
         found.add(StorageCapability.EXPORT_FILES)
+    else:
+        found.add(StorageCapability.ADOPT)  # zfs rename of an existing zvol (storage_adopt.py)
     return frozenset(found)
 
 

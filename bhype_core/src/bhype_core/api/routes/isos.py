@@ -75,7 +75,7 @@ class IsoTask(BaseModel):
 
 
 def _submit(runtime: Any, principal: Principal, kind: str, arguments: dict[str, Any]) -> IsoTask:
-    from bhype_core.taskqueue.service import submit
+    from bhype_core.tasks.service import submit
 
     task = submit(runtime, principal, kind, arguments)
     return IsoTask(task_id=task.id, kind=kind, iso=arguments["name"])

@@ -64,7 +64,7 @@ def _admin(principal: Principal) -> None:
 
 
 def _submit(runtime: Any, principal: Principal, kind: str, arguments: dict[str, Any]) -> SwitchTask:
-    from bhype_core.taskqueue.service import submit
+    from bhype_core.tasks.service import submit
 
     task = submit(runtime, principal, kind, arguments)
     return SwitchTask(task_id=task.id, kind=kind, switch=arguments.get("name", ""))

@@ -17,8 +17,8 @@ from bhype_core.api.limits import Offset, event_id
 from bhype_core.api.principal import PrincipalDep
 from bhype_core.api.task_stream import task_events
 from bhype_core.db.task_models import Task, TaskBase, TaskLog, TaskLogBase
-from bhype_core.taskqueue import service
-from bhype_core.taskqueue.settings import task_settings
+from bhype_core.tasks import service
+from bhype_core.tasks.settings import task_settings
 
 
 class TaskSubmit(BaseModel):

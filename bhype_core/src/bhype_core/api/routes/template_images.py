@@ -47,7 +47,7 @@ class ImageFetchAnswer(BaseModel):
 
 
 def _submit(runtime: Any, principal: Principal, arguments: dict[str, Any]) -> Any:
-    from bhype_core.taskqueue.service import submit
+    from bhype_core.tasks.service import submit
 
     return submit(runtime, principal, "image.fetch", arguments)
 

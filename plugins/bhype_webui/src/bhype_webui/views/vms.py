@@ -37,7 +37,7 @@ def iso_names(runtime: Any, datastore: str | None) -> list[str]:
 
 
 def vm_tasks(db: Session, principal: Any, name: str) -> list[Task]:
-    """The latest tasks on VM ``name`` that ``principal`` may see (``taskqueue.service.can_see``)."""
+    """The latest tasks on VM ``name`` that ``principal`` may see (``bhype_core.tasks.service.can_see``)."""
     query = select(Task).where(col(Task.target) == f"vm:{name}")
     if not principal.is_admin:
         query = query.where(col(Task.owner) == principal.name)

@@ -1,0 +1,130 @@
+"""One scheduler pass in the database: read the queue, ask the planner, claim rows atomically."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AbstractContextManager
+from datetime import datetime
+
+from sqlalchemy import func, inspect, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import col
+
+from bhype_core.db.locks import exclusive_transaction
+from bhype_core.db.models import utcnow
+from bhype_core.db.task_models import QUEUED, RUNNING, Task
+from bhype_core.tasks.plan import Limits, QueuedTask, RunningTask, plan
+from bhype_core.tasks.store import WorkerIdentity
+
+# A pass reads at most this many queue fronts (oldest first); others wait for a later pass.
+MAX_QUEUED_PER_PASS = 5000
+# Seconds a pass waits for another process's pass on MariaDB before giving up (it retries).
+LOCK_TIMEOUT = 30
+STARTING = "starting"
+
+
+def tables_ready(engine: Engine) -> bool:
+    """Whether ``bhype db upgrade`` has created the task tables."""
+    return inspect(engine).has_table(Task.__tablename__)
+
+
+def scheduling_transaction(engine: Engine) -> AbstractContextManager[Connection]:
+    """A transaction no other scheduler pass (in any process) runs alongside.
+
+    Two workers must not both count a user's running tasks, see a free slot and both start one.
+    Row claims are conditional updates on top of that.
+    """
+    return exclusive_transaction(engine, "tasks", LOCK_TIMEOUT, "another scheduler pass")
+
+
+# Built once: building a statement costs more than SQLite running it (issue 15).
+_ANY_QUEUED = (select(col(Task.id)).where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None)).limit(1))
+
+
+def anything_queued(engine: Engine) -> bool:
+    """Whether any task waits for the scheduler (the pass after every task end asks first:
+    on MariaDB the pass's named lock and transaction cost round trips)."""
+    with engine.connect() as connection:
+        return connection.execute(_ANY_QUEUED).first() is not None
+
+
+def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tuple[str, str]]:
+    """Start whatever may start now: mark the rows running (claimed by ``me``, each with a new
+    dispatch token) and record why the others wait.
+
+    Only the front of each user's queue is read: no user can start more than
+    ``min(per_user, total)`` tasks in one pass, and one more row tells why the rest waits, so
+    a pass costs the same with 10 or 10,000 queued tasks. Rows further back keep saying
+    "queued" until they move up.
+
+    :returns: ``(task id, dispatch token)`` of each task claimed, in the order to run them;
+        the caller hands each to a worker thread (or gives the claim back).
+    """
+    depth = min(limits.per_user, limits.total) + 1
+    if not anything_queued(engine):
+        return []  # no lock, no transaction: a submission nudges again after its commit
+    with scheduling_transaction(engine) as connection:
+        rank = func.row_number().over(partition_by=col(Task.owner), order_by=(col(Task.created), col(Task.id)))
+        front = (
+            select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.progress_message), col(Task.created),
+                   rank.label("rank"))
+            .where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None))  # children: run by their parent
+            .subquery()
+        )
+        queued_rows = connection.execute(
+            select(front.c.id, front.c.owner, front.c.locks, front.c.progress_message)
+            .where(front.c.rank <= depth)
+            .order_by(front.c.created, front.c.id)
+            .limit(MAX_QUEUED_PER_PASS)
+        ).all()
+        if not queued_rows:
+            return []
+        running = [
+            # A running sub-task holds its locks but runs in its parent's slot.
+            RunningTask(row.id, row.owner, tuple(row.locks or ()), in_own_slot=row.parent_id is None)
+            for row in connection.execute(
+                select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.parent_id))
+                .where(col(Task.state) == RUNNING)
+            )
+        ]
+        owners = sorted({row.owner for row in queued_rows})
+        last_served: dict[str, datetime | None] = dict(connection.execute(
+            select(col(Task.owner), func.max(col(Task.started)))
+            .where(col(Task.owner).in_(owners), col(Task.started).is_not(None))
+            .group_by(col(Task.owner))
+        ).all())
+        queued = [QueuedTask(row.id, row.owner, tuple(row.locks or ())) for row in queued_rows]
+        decision = plan(queued, running, limits, last_served)
+
+        claimed = []
+        for task_id in decision.start:
+            token = str(uuid.uuid4())
+            result = connection.execute(
+                update(Task)
+                .where(col(Task.id) == task_id, col(Task.state) == QUEUED)
+                .values(state=RUNNING, started=utcnow(), picked_up=None, dispatch_token=token,
+                        worker_id=me.id, worker_host=me.host, worker_pid=me.pid, progress_message=STARTING)
+            )
+            if result.rowcount == 1:  # else cancelled meanwhile
+                claimed.append((task_id, token))
+        current = {row.id: row.progress_message for row in queued_rows}
+        for task_id, message in decision.waiting.items():
+            if current.get(task_id) != message:
+                connection.execute(
+                    update(Task).where(col(Task.id) == task_id, col(Task.state) == QUEUED)
+                    .values(progress_message=message)
+                )
+    return claimed
+
+
+def release_claim(engine: Engine, task_id: str, token: str) -> bool:
+    """Give back a claim whose queue message could not be sent: the task is queued again."""
+    statement = (
+        update(Task)
+        .where(col(Task.id) == task_id, col(Task.state) == RUNNING, col(Task.dispatch_token) == token,
+               col(Task.picked_up).is_(None))
+        .values(state=QUEUED, started=None, dispatch_token=None, worker_id=None, worker_host=None,
+                worker_pid=None, progress_message="queued again: the queue refused it")
+    )
+    with engine.begin() as connection:
+        return connection.execute(statement).rowcount == 1

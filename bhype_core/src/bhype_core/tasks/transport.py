@@ -1,0 +1,207 @@
+"""The core's one huey instance (the transport of Task row ids), built from settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from huey import Huey
+from huey.storage import MemoryStorage, PriorityRedisStorage, SqliteStorage
+
+from bhype_core.errors import ConfigError
+from bhype_core.private_files import ensure_private_sqlite
+from bhype_core.tasks import scheduled
+from bhype_core.tasks.doorbell import Doorbell
+from bhype_core.tasks.serializer import JsonSerializer
+from bhype_core.tasks.validation import bind_periodic_jobs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from huey.api import TaskWrapper
+
+    from bhype_core.config import Settings
+    from bhype_core.registry import Registry
+    from bhype_core.runtime import Runtime
+    from bhype_core.tasks.scheduler import Scheduler
+
+log = logging.getLogger("bhype.queue")
+
+# Redis client timeouts: a dead or hung server must turn into an error, never a hang. The read
+# timeout must exceed huey's blocking dequeue (read_timeout=1 s below).
+REDIS_CONNECT_TIMEOUT = 5.0
+REDIS_SOCKET_TIMEOUT = 10.0
+
+
+class BhypeHuey(Huey):
+    """huey as bHype's transport: it carries only Task row ids (``bhype.scheduler.execute``)
+    and scheduler nudges; the Task rows are the truth. ``queue`` leads back to the
+    :class:`BhypeQueue` (the consumer's scheduler thread submits periodic runs through it)."""
+
+    queue: BhypeQueue | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Rung after each message this process enqueues: its idle worker threads look at once.
+        self.doorbell = Doorbell()
+
+
+class BhypeQueue:
+    """The task queue transport of one process: a huey instance carrying the ids of started
+    Task rows to worker threads, and scheduler nudges.
+
+    Build it with :func:`make_queue` (``Runtime.queue`` does). ``runtime`` is the runtime whose
+    services the tasks use when they run in this process (the worker, the in-process worker,
+    the ``memory`` backend); a process that only enqueues may leave it unset.
+    """
+
+    def __init__(
+        self,
+        huey: BhypeHuey,
+        backend: str,
+        registry: Registry,
+        detail: str,
+        runtime: Runtime | None = None,
+    ) -> None:
+        self.huey = huey
+        huey.queue = self
+        self.backend = backend
+        self.registry = registry
+        self.detail = detail
+        self.runtime = runtime
+        # Each periodic job's crontab test, by job name (checked here, at start-up).
+        self.periodic: dict[str, Callable[[Any], bool]] = bind_periodic_jobs(registry)
+        self.scheduled: dict[str, TaskWrapper] = scheduled.bind_scheduled(self)
+        self._scheduler: Scheduler | None = None
+        self._scheduler_lock = threading.Lock()
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """This process's task scheduler (built on first use; :meth:`Scheduler.start` runs it).
+
+        Only a process that consumes the queue needs it: it owns the worker's lease, which
+        proves to other workers that the tasks it runs are alive.
+        """
+        with self._scheduler_lock:
+            if self._scheduler is None:
+                from bhype_core.tasks.scheduler import Scheduler
+
+                self._scheduler = Scheduler(self.require_runtime(), self)
+            return self._scheduler
+
+    @property
+    def running_scheduler(self) -> Scheduler | None:
+        """The scheduler if its thread runs in this process, else ``None``."""
+        scheduler = self._scheduler
+        return scheduler if scheduler is not None and scheduler.running else None
+
+    def send_scheduled(self, task_id: str, token: str) -> None:
+        """Hand the started Task row ``task_id`` to a worker thread (raises what the storage
+        raises; the scheduler then gives the claim back)."""
+        scheduled.send(self, scheduled.EXECUTE, task_id, token)
+
+    def nudge(self) -> bool:
+        """Ask the workers' schedulers for a pass now (a task was submitted or cancelled).
+
+        Best effort: the Task row is already stored and schedulers also look on a timer, so a
+        storage failure here is logged, not raised. Returns whether the nudge was sent.
+        """
+        running = self.running_scheduler
+        if running is not None:  # the in-process worker: no round trip needed
+            running.wake()
+            return True
+        try:
+            scheduled.send(self, scheduled.NUDGE)
+        except Exception as exc:  # the row is safe; the scheduler's timer picks it up
+            log.warning("could not nudge the task scheduler: %s: %s", type(exc).__name__, exc)
+            return False
+        return True
+
+    def require_runtime(self) -> Runtime:
+        """The runtime tasks run with here; an error if this process only enqueues."""
+        if self.runtime is None:
+            raise ConfigError("this queue has no runtime to run tasks with; build it through Runtime.queue")
+        return self.runtime
+
+    def health(self) -> dict[str, Any]:
+        """``{"ok", "backend", "pending", "detail"}`` for ``/api/v1/health``; never raises."""
+        try:
+            pending = int(self.huey.pending_count())
+        except Exception as exc:  # health reports the failure instead of raising it
+            return {"ok": False, "backend": self.backend, "pending": None,
+                    "detail": f"{self.detail}: {type(exc).__name__}: {exc}"}
+        return {"ok": True, "backend": self.backend, "pending": pending, "detail": self.detail}
+
+    def close(self) -> None:
+        """Release the storage's connections."""
+        self.huey.storage.close()
+
+
+def make_queue(settings: Settings, registry: Registry, runtime: Runtime | None = None) -> BhypeQueue:
+    """Build the huey queue ``settings.queue`` describes and check every periodic job's
+    schedule.
+
+    Backends: ``auto`` (Redis when ``core.redis_url`` is set, else SQLite), ``sqlite`` (file at
+    ``queue.sqlite_path`` or ``<core.data_dir>/queue.sqlite3``), ``redis`` (on
+    ``core.redis_url``), ``memory`` (runs each task at once in this process; unit tests only).
+
+    :param runtime: the runtime tasks run with in this process (see :class:`BhypeQueue`).
+    :raises ConfigError: ``redis`` without ``core.redis_url``, or an unusable SQLite path.
+    :raises PluginError: a periodic job has a bad schedule or an unknown kind (names the plugin).
+    """
+    queue_settings = settings.queue
+    backend = queue_settings.backend
+    if backend == "auto":
+        backend = "redis" if settings.core.redis_url else "sqlite"
+    common: dict[str, Any] = {"name": queue_settings.name, "serializer": JsonSerializer(), "utc": False}
+    # utc=False: crontab fields of periodic jobs mean the host's local time, as in cron(8).
+    if backend == "memory":
+        huey = BhypeHuey(immediate=True, storage_class=MemoryStorage, **common)
+        detail = f"in-memory queue {queue_settings.name} (tasks run at once)"
+    elif backend == "sqlite":
+        path = sqlite_path(settings)
+        huey = BhypeHuey(storage_class=SqliteStorage, filename=str(path), **common)
+        detail = f"sqlite {path} queue {queue_settings.name}"
+    else:
+        url = settings.core.redis_url
+        if not url:
+            raise ConfigError("queue.backend is 'redis' but core.redis_url is empty")
+        huey = BhypeHuey(storage_class=PriorityRedisStorage, connection_pool=redis_pool(url),
+                         blocking=True, read_timeout=1, **common)
+        detail = f"redis {redacted_url(url)} queue {queue_settings.name}"
+    return BhypeQueue(huey, backend, registry, detail, runtime)
+
+
+def sqlite_path(settings: Settings) -> Path:
+    """Where the SQLite queue lives; its directory is created and the file made 0600 before
+    SQLite opens it (task messages carry arguments; see :mod:`bhype_core.private_files`)."""
+    path = settings.queue.sqlite_path or settings.core.data_dir / "queue.sqlite3"
+    try:
+        ensure_private_sqlite(path)
+    except OSError as exc:
+        raise ConfigError(f"queue.sqlite_path: cannot create {path}: {exc.strerror}") from None
+    return path
+
+
+def redis_pool(url: str) -> Any:
+    """A Redis connection pool for ``url`` with timeouts, so an outage is an error, not a hang."""
+    import redis
+
+    try:
+        return redis.ConnectionPool.from_url(
+            url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT, socket_timeout=REDIS_SOCKET_TIMEOUT
+        )
+    except ValueError as exc:
+        raise ConfigError(f"core.redis_url: {exc}") from None
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password, for logs and health output."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
