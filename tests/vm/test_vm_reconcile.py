@@ -90,3 +90,28 @@ def test_a_crash_the_driver_reports_becomes_an_event_for_the_owner(make_vm_runti
     [event] = inbox.events
     assert (event.kind, event.severity, event.subject, event.user) == ("vm.crashed", "error", "vm:web1", "alice")
     assert "guest triple fault" in event.message and event.data["exit_status"] == 3
+
+
+def test_the_minutely_pass_skips_stopped_vms_until_their_state_file_or_row_changes(two_vms, task_context,
+                                                                                    monkeypatch):
+    """Issue 15: 10,000 stopped VMs must not cost 10,000 spec validations and state reads a minute."""
+    from bhype_core.drivers.state import VMFiles, write_json
+    from bhype_core.vm.services import open_datastore
+    from bhype_core.vm.watch import StateFileWatch
+
+    runtime = two_vms
+    driver = active_driver(runtime)
+    asked: list[str] = []
+    real_status = driver.status
+    monkeypatch.setattr(driver, "status", lambda spec, vm_dir: (asked.append(spec.name), real_status(spec, vm_dir))[1])
+    periodic = task_context(runtime, "vm.reconcile", user=None)
+    assert reconcile(periodic)["checked"] == 2 and sorted(asked) == ["a1", "b1"]
+    asked.clear()
+    assert reconcile(periodic)["checked"] == 2 and asked == []  # nothing changed: nothing asked
+    write_json(VMFiles(open_datastore(runtime, "default").vm_dir("a1")).state, {"state": "stopped"})
+    set_cached(runtime, "b1", "running")  # e.g. a start task
+    assert reconcile(periodic)["changed"]["b1"] == "running -> stopped"
+    assert sorted(asked) == ["a1", "b1"]
+    assert set(StateFileWatch(runtime).signatures()) == set()  # both stopped: no stat at all
+    set_cached(runtime, "a1", "running")
+    assert set(StateFileWatch(runtime).signatures()) == {"a1"}

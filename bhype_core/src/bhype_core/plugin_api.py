@@ -28,7 +28,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`is_admin`, :func:`vm_ref`, :func:`is_running`, :func:`register_vm`/
   :func:`unregister_vm` (fire the ``bhype_vm_*_register`` hooks), :func:`open_datastore`,
   :func:`active_driver`, :func:`status_driver`, :class:`VM` (read-only rows),
-  :class:`VMRef`, :class:`VMSpec`, :class:`VMSummary`/:func:`summary`, :data:`LIVE_FIELDS`.
+  :class:`VMRef`, :class:`VMSpec`, :class:`VMSummary`/:func:`summary`, :data:`LIVE_FIELDS`,
+  :func:`list_page`/:class:`ListQuery` (the paginated VM list the API and CLI use).
 * **Lifecycle hooks** — a plugin whose task changes a VM (snapshot, rollback, clone, backup …)
   fires the matching pair through :func:`vm_before` (a veto propagates) and :func:`vm_after`
   (failures recorded, returned as :class:`HookFailure`; :func:`hook_errors` puts them in a
@@ -157,6 +158,7 @@ from bhype_core.units import human_size, parse_size
 from bhype_core.vm.access import owns_vm
 from bhype_core.vm.edit import LIVE_FIELDS
 from bhype_core.vm.hooks import HookFailure, VMVerb, hook_errors, vm_after, vm_before
+from bhype_core.vm.listing import ListQuery, list_page
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.public import VMSummary, summary
 from bhype_core.vm.registration import register_vm, unregister_vm, vm_records_available
@@ -187,7 +189,7 @@ __all__ = [
     "TABLE_OPTIONS", "TASK_STATES", "USER_LENGTH", "VM", "AdminDep", "AuthServiceDep", "AuthenticatedDep",
     "BhypeError", "BrowserLogin", "Cancelled", "CheckResult", "CliCommand", "CommandError", "ConfigError",
     "Conflict", "DoctorCheck", "DriverEntry", "Event", "EventKind", "FieldError", "Forbidden", "HookFailure",
-    "JSONText", "ModelSet", "NotFound", "PeriodicJob", "PluginError", "Principal", "PrincipalDep",
+    "JSONText", "ListQuery", "ModelSet", "NotFound", "PeriodicJob", "PluginError", "Principal", "PrincipalDep",
     "ProbeState", "ProgressCallback", "RouterEntry", "Runtime", "RuntimeDep", "Section", "SessionEnded",
     "SettingsSection", "StorageBackend", "StorageBackendEntry", "StreamEvent", "SwitchPublic", "Task",
     "TaskAccepted", "TaskContext", "TaskFailed", "TaskKind", "TooManyAttempts", "UTCDateTime", "Unauthorized",
@@ -195,7 +197,8 @@ __all__ = [
     "accept_task", "active_driver", "api_from", "api_token_role", "check_filename", "client_address",
     "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds", "find_vm",
     "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
-    "iso_settings", "list_isos", "list_switches", "list_tasks", "list_vms", "may_see", "open_datastore", "owns_vm",
+    "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
+    "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
     "sse", "status_driver", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",

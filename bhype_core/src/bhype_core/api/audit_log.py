@@ -55,13 +55,19 @@ class AuditLog:
     ) -> None:
         """Store one event; over-long values are cut to the column sizes (an attacker's
         32 KiB user name still leaves a row)."""
-        event = AuditEvent(
-            action=action[:ACTION_LENGTH],
-            user=user[:USER_LENGTH],
-            target=target[:TARGET_LENGTH],
-            detail=detail,
-            remote_addr=None if remote_addr is None else remote_addr[:REMOTE_ADDR_LENGTH],
-        )
         with Session(self.engine) as db:
-            db.add(event)
+            db.add(event_row(action, user=user, target=target, remote_addr=remote_addr, **detail))
             db.commit()
+
+
+def event_row(action: str, *, user: str = "", target: str = "", remote_addr: str | None = None,
+              **detail: Any) -> AuditEvent:
+    """The row :meth:`AuditLog.record` stores, for a caller that commits it in its own
+    transaction (a token use writes its use and its audit event with one commit)."""
+    return AuditEvent(
+        action=action[:ACTION_LENGTH],
+        user=user[:USER_LENGTH],
+        target=target[:TARGET_LENGTH],
+        detail=detail,
+        remote_addr=None if remote_addr is None else remote_addr[:REMOTE_ADDR_LENGTH],
+    )

@@ -19,6 +19,7 @@ from bhype_core.api.audit_log import (
     TOKEN_REFUSED,
     TOKEN_USED,
     AuditLog,
+    event_row,
 )
 from bhype_core.api.principal import Principal
 from bhype_core.api.session_store import (
@@ -227,10 +228,8 @@ class AuthService:
                 )
                 raise TokenRefused("this API token's account can no longer log in")
             role = fresh
-        self.tokens.mark_used(row.id, now, checked=checked, role=role if checked else None)
-        self.audit.record(
-            TOKEN_USED, user=row.username, target=target, remote_addr=address, method=method, path=path
-        )
+        used = event_row(TOKEN_USED, user=row.username, target=target, remote_addr=address, method=method, path=path)
+        self.tokens.mark_used(row.id, now, checked=checked, role=role if checked else None, audit=used)
         return Authenticated(Principal(row.username, cast(Role, role)), "token", token_id=row.id)
 
     def _recheck_token_account(self, username: str) -> tuple[Role | None, str]:

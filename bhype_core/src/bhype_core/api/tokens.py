@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -101,8 +102,12 @@ class TokenStore:
         with Session(self.engine, expire_on_commit=False) as db:
             return db.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(secret))).first()
 
-    def mark_used(self, token_id: int, when: datetime, *, checked: bool, role: str | None = None) -> None:
-        """Record a use (and a re-check of the account, with its refreshed ``role``)."""
+    def mark_used(
+        self, token_id: int, when: datetime, *, checked: bool, role: str | None = None, audit: Any = None
+    ) -> None:
+        """Record a use (and a re-check of the account, with its refreshed ``role``); ``audit``,
+        an audit event row, is stored in the same transaction (one commit per request: on
+        MariaDB each commit is a log flush, issue 15)."""
         values: dict[str, object] = {"last_used_at": when}
         if checked:
             values["checked_at"] = when
@@ -110,6 +115,8 @@ class TokenStore:
             values["role"] = role
         with Session(self.engine) as db:
             db.exec(update(ApiToken).where(col(ApiToken.id) == token_id).values(**values))  # type: ignore[call-overload]
+            if audit is not None:
+                db.add(audit)
             db.commit()
 
 

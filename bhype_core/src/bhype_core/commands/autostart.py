@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from bhype_core.commands.vm_client import all_vms
 from bhype_core.errors import BhypeError
 
 ACTIVE = ("starting", "running", "stopping")
@@ -32,7 +33,7 @@ class Api(Protocol):
 
 
 def _details(api: Api) -> list[dict[str, Any]]:
-    return [api.request("GET", f"/api/v1/vms/{vm['name']}") for vm in api.request("GET", "/api/v1/vms")["vms"]]
+    return [api.request("GET", f"/api/v1/vms/{vm['name']}") for vm in all_vms(api)]
 
 
 def _autostart(vm: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from bhype_core.commands.plugins import format_table
 from bhype_core.commands.template import connection_options
-from bhype_core.commands.vm_client import VmApi, api_from
+from bhype_core.commands.vm_client import VmApi, all_vms, api_from
 from bhype_core.errors import ValidationErrors
 from bhype_core.registry import CliCommand
 
@@ -99,11 +99,11 @@ def _task(api: VmApi, accepted: dict[str, Any], args: argparse.Namespace) -> int
 
 
 def vm_list(args: argparse.Namespace) -> int:
-    answer = api_from(args).request("GET", "/api/v1/vms", owner=args.owner)
+    vms = all_vms(api_from(args), owner=args.owner)
     if args.json:
-        return _print_json(answer["vms"])
+        return _print_json(vms)
     rows = [[v["name"], v["owner"], v["state"], str(v["cpus"]), v["memory"], str(v["disks"]),
-             v["template"] or "-", v["datastore"]] for v in answer["vms"]]
+             v["template"] or "-", v["datastore"]] for v in vms]
     if not rows:
         print("no VMs")
         return 0

@@ -34,6 +34,20 @@ def bhype_error(exc: ApiError) -> BhypeError:
     return _STATUS_ERRORS.get(exc.status or 0, BhypeError)(exc.message)
 
 
+def all_vms(api: Any, **query: Any) -> list[dict[str, Any]]:
+    """Every VM ``GET /api/v1/vms`` lists for ``query`` (owner, state, q, sort), following
+    the ``next`` cursors a page (1,000 VMs) at a time. ``api`` is anything with
+    :meth:`VmApi.request`."""
+    vms: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = api.request("GET", "/api/v1/vms", limit=1000, after=after, **query)
+        vms += page["vms"]
+        after = page.get("next")
+        if not after:
+            return vms
+
+
 @dataclass
 class VmApi:
     """Requests to one bHype server (``base_url``) with a bearer ``token``."""

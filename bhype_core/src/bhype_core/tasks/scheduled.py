@@ -61,3 +61,6 @@ def _next(scheduler: Any) -> None:
 def send(queue: BhypeQueue, name: str, *args: Any) -> None:
     """Put one ``name`` message on the queue (raises what the storage raises)."""
     queue.huey.enqueue(queue.scheduled[name].s(*args))
+    doorbell = getattr(queue.huey, "doorbell", None)
+    if doorbell is not None:  # this process's idle worker threads (bhype serve) look now
+        doorbell.ring()

@@ -14,6 +14,7 @@ from huey.storage import MemoryStorage, PriorityRedisStorage, SqliteStorage
 from bhype_core.errors import ConfigError
 from bhype_core.private_files import ensure_private_sqlite
 from bhype_core.tasks import scheduled
+from bhype_core.tasks.doorbell import Doorbell
 from bhype_core.tasks.serializer import JsonSerializer
 from bhype_core.tasks.validation import bind_periodic_jobs
 
@@ -41,6 +42,11 @@ class BhypeHuey(Huey):
     :class:`BhypeQueue` (the consumer's scheduler thread submits periodic runs through it)."""
 
     queue: BhypeQueue | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Rung after each message this process enqueues: its idle worker threads look at once.
+        self.doorbell = Doorbell()
 
 
 class BhypeQueue:

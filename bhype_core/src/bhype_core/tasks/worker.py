@@ -14,6 +14,7 @@ from huey.consumer import Consumer
 
 from bhype_core.consoles.broker import start_console_broker
 from bhype_core.errors import BhypeError, ConfigError
+from bhype_core.tasks.doorbell import WakeableWorker
 from bhype_core.tasks.periodic import submit_run
 from bhype_core.tasks.periodic_slots import SlotClaimingScheduler
 from bhype_core.tasks.samplers import SamplerThreads
@@ -41,6 +42,7 @@ class BhypeConsumer(Consumer):
     and logs once it is ready."""
 
     scheduler_class = SlotClaimingScheduler
+    worker_class = WakeableWorker
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -55,6 +57,11 @@ class BhypeConsumer(Consumer):
         # runs the consumer in a thread and is stopped through InProcessWorker.stop().
         if threading.current_thread() is threading.main_thread():
             super()._set_signal_handlers()
+
+    def stop(self, graceful: bool = False) -> None:
+        self.stop_flag.set()
+        self.huey.doorbell.ring()  # sleeping worker threads see the stop flag now
+        super().stop(graceful)
 
     def start(self) -> None:
         super().start()

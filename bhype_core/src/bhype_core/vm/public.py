@@ -41,9 +41,11 @@ class VMDetail(VMSummary):
 
 
 class VMList(BaseModel):
-    """VMs sorted by name."""
+    """One page of VMs in the order asked for; ``next`` is the cursor of the following page
+    (pass it as ``after``), ``null`` on the last page."""
 
     vms: list[VMSummary]
+    next: str | None = None
 
 
 def summary(row: VM | Any) -> VMSummary:

@@ -7,7 +7,8 @@ its VM changes state: running, rebooted, powered off, crashed. The minutely
 changed, asks the driver at once (:func:`~bhype_core.vm.reconcile.refresh_states`). A crash
 becomes a ``vm.crashed`` event (the driver's crash listener, once per crash however many
 processes look), the cached state is corrected and the taps are unplugged, seconds after
-the supervisor wrote it. A tick costs one database query and one ``stat`` per VM.
+the supervisor wrote it. A tick costs one database query and one ``stat`` per VM that is not
+stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bhype_core.db.session import session
 from bhype_core.drivers.state import VMFiles
@@ -55,7 +56,10 @@ class StateFileWatch:
     def signatures(self) -> dict[str, Signature]:
         """Every VM's state-file signature."""
         with session(self.runtime) as db:
-            rows = [(name, datastore) for name, datastore in db.exec(select(VM.name, VM.datastore)).all()]
+            # A stopped VM has no supervisor to write its state file (a start task sets the row
+            # going first): 200 running VMs among 10,000 records cost 200 stats (issue 15).
+            query = select(VM.name, VM.datastore).where(col(VM.state) != "stopped")
+            rows = [(name, datastore) for name, datastore in db.exec(query).all()]
         present = set(rows)
         self.paths = {key: path for key, path in self.paths.items() if key in present}  # forget destroyed VMs
         signatures: dict[str, Signature] = {}

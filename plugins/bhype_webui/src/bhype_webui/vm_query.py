@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, select, true
 from sqlmodel import Session, col
 
-from bhype_core.plugin_api import VM, VMSummary, is_admin, summary
+from bhype_core.plugin_api import VM, ListQuery, VMSummary, is_admin, list_page
 
 SORTS = {"name": col(VM.name), "state": col(VM.state), "owner": col(VM.owner), "updated": col(VM.updated)}
 MAX_QUERY = 63  # a VM name is at most 63 characters: a longer search cannot match
@@ -94,10 +94,11 @@ def vm_page(db: Session, principal: Any, flt: VmFilter) -> VmPage:
     pages = max(1, math.ceil(total / flt.per_page))
     if flt.page > pages:
         flt = VmFilter(flt.q, flt.state, flt.owner, flt.sort, pages, flt.per_page)
-    order = [SORTS[flt.sort], col(VM.name)] if flt.sort != "name" else [col(VM.name)]
-    query = select(VM).where(where).order_by(*order).offset((flt.page - 1) * flt.per_page).limit(flt.per_page)
-    rows = db.execute(query).scalars().all()
-    return VmPage(vms=[summary(row) for row in rows], total=total, filter=flt)
+    # The API's and CLI's paginated list (one query, summaries from the stored spec), by page number.
+    query = ListQuery(owner=flt.owner if is_admin(principal) else None, state=flt.state, search=flt.q,
+                      sort=flt.sort, limit=flt.per_page, offset=(flt.page - 1) * flt.per_page)
+    page = list_page(db.connection(), principal, query)
+    return VmPage(vms=[VMSummary(**vm) for vm in page.vms], total=total, filter=flt)
 
 
 def state_counts(db: Session, principal: Any) -> dict[str, int]:

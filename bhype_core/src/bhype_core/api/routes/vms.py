@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
@@ -20,12 +20,14 @@ from bhype_core.drivers.boot_plan import mode_errors
 from bhype_core.errors import Conflict, ValidationErrors
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.edit import LIVE_FIELDS, plan_edit
+from bhype_core.vm.listing import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, list_page, page_json
 from bhype_core.vm.plan import show_command
 from bhype_core.vm.public import VMDetail, VMList, summary
-from bhype_core.vm.records import get_vm, list_vms
+from bhype_core.vm.records import get_vm
 from bhype_core.vm.services import open_datastore
 
 ACTIVE_STATES = ("starting", "running", "stopping")
+VMSort = Literal["name", "state", "owner", "updated"]  # bhype_core.vm.listing.SORTS
 # How long a graceful stop (stop, restart) waits before powering off.
 StopTimeout = Annotated[float | None, Query(gt=0, le=3600, description="seconds; default vm.stop_timeout")]
 StartModeQuery = Annotated[Literal["normal", "install", "rescue"],
@@ -86,11 +88,23 @@ def make_router() -> APIRouter:
     router = APIRouter(tags=["vms"])
 
     @router.get("", response_model=VMList)
-    def list_all(runtime: RuntimeDep, principal: PrincipalDep, owner: str | None = None) -> VMList:
-        """VMs you may see (admins: all, optionally one owner's) with their last known state."""
-        with Session(runtime.engine) as db:
-            rows = list_vms(db, principal, owner)
-        return VMList(vms=[summary(row) for row in rows])
+    def list_all(
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        owner: Annotated[str | None, Query(max_length=255, description="only this owner's VMs")] = None,
+        state: Annotated[str | None, Query(max_length=16, description="only VMs in this state")] = None,
+        q: Annotated[str, Query(max_length=255, description="part of the name")] = "",
+        sort: Annotated[VMSort, Query(description="order (ties broken by name)")] = "name",
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="VMs per page")] = DEFAULT_LIMIT,
+        after: Annotated[str | None, Query(max_length=1024, description="the previous page's 'next'")] = None,
+    ) -> Response:
+        """One page of the VMs you may see (admins: all) with their last known state; follow
+        ``next`` (as ``after``) for the following page."""
+        query = ListQuery(owner=owner, state=state, search=q, sort=sort, limit=limit, after=after)
+        with runtime.engine.connect() as connection:
+            page = list_page(connection, principal, query)
+        # Written by orjson straight from the rows (issue 15); the schema above documents it.
+        return Response(page_json(page), media_type="application/json")
 
     @router.post("", status_code=202, response_model=TaskAccepted)
     def create(body: VMCreate, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:

@@ -1,0 +1,139 @@
+"""Cost at rest (issue 15): CPU and RSS of ``bhype serve`` (with its in-process worker: the
+embedded default) doing nothing, with 0 and 10,000 VM records of which 200 run, against a bare
+uvicorn app and a bare huey consumer idling beside it (the anchors, same run, same window).
+
+The 200 "running" VMs are stand-in processes whose command lines carry the supervisor's
+markers, named by their state files as a supervisor writes them, so the driver reads them as
+running. CPU is sampled from ``/proc/PID/stat`` every second; the window covers two minutely
+``vm.reconcile`` runs (each a Task row: its cost counts). Linux only.
+
+Run: ``./dev bench rest`` or ``.venv/bin/python benchmarks/bench_rest.py [--window S] [--vms V]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_api import answers, start, stop, toml_table
+from bench_vm_list import populate, rss_mb
+from report import print_table
+from sqlalchemy import update
+
+from bhype_core.config import load_settings
+from bhype_core.db.migrate import upgrade
+from bhype_core.drivers.state import SUPERVISOR_MODULE, VMFiles, write_json
+from bhype_core.plugins import make_plugin_manager
+from bhype_core.runtime import build_runtime
+from bhype_core.testing.ports import free_port
+from bhype_core.vm.models import VM
+from bhype_core.vm.services import open_datastore
+
+HERE = Path(__file__).resolve().parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def sample(pids: dict[str, int], window: float) -> dict[str, tuple[float, float]]:
+    """Per process: (mean % of a core over the window, highest 1-second %)."""
+    last = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    first, peak = dict(last), dict.fromkeys(pids, 0.0)
+    began = time.monotonic()
+    while time.monotonic() - began < window:
+        time.sleep(1.0)
+        for name, pid in pids.items():
+            now = cpu_seconds(pid)
+            peak[name] = max(peak[name], (now - last[name]) * 100)
+            last[name] = now
+    spent = time.monotonic() - began
+    return {name: ((last[name] - first[name]) / spent * 100, peak[name]) for name in pids}
+
+
+def stand_ins(runtime, count: int) -> list[subprocess.Popen]:
+    """``count`` VMs made "running": a stand-in supervisor process each, and its state file."""
+    store = open_datastore(runtime, "default")
+    processes = []
+    with runtime.engine.begin() as connection:
+        for index in range(count):
+            name = f"vm{index:05d}"
+            vm_dir = store.create_vm_dir(name)
+            process = subprocess.Popen(["sh", "-c", "sleep 100000; :", SUPERVISOR_MODULE, str(vm_dir)])
+            processes.append(process)
+            write_json(VMFiles(vm_dir).state, {"state": "running", "supervisor_pid": process.pid,
+                                               "hypervisor_pid": None, "detail": "", "restarts": 0})
+            connection.execute(update(VM).where(VM.name == name).values(state="running"))
+        connection.execute(update(VM).where(VM.name >= f"vm{count:05d}").values(state="stopped"))
+    return processes
+
+
+def measure(directory: Path, vms: int, running: int, window: float, settle: float) -> list[dict[str, str]]:
+    work = directory / f"vms{vms}"
+    work.mkdir()
+    port, anchor_port = free_port(), free_port()
+    config = work / "bhype.toml"
+    config.write_text(toml_table("core", {"data_dir": str(work / "data"), "log_level": "warning"})
+                      + toml_table("api", {"host": "127.0.0.1", "port": port})
+                      + toml_table("vm", {"default_datastore": "default"})
+                      + f'[vm.datastores.default]\npath = "{work / "ds"}"\n')
+    runtime = build_runtime(load_settings(config), make_plugin_manager())
+    upgrade(runtime)
+    processes = []
+    if vms:
+        populate(runtime, vms)
+        processes = stand_ins(runtime, running)
+    runtime.engine.dispose()
+    bhype = str(Path(sys.executable).with_name("bhype"))
+    server = start([bhype, "--config", str(config), "serve"], work / "serve.log",
+                   lambda: answers(f"http://127.0.0.1:{port}/api/v1/health"), "bhype serve")
+    anchor_db = f"sqlite:///{work / 'data' / 'bhype.sqlite3'}"
+    anchor_api = start([sys.executable, str(HERE / "anchor_vm_list.py"), anchor_db, str(anchor_port)],
+                       work / "anchor.log", lambda: answers(f"http://127.0.0.1:{anchor_port}/vms?limit=1"), "anchor")
+    with open(work / "huey.log", "wb") as log:
+        anchor_huey = subprocess.Popen([sys.executable, str(HERE / "anchor_huey.py"), "consume",
+                                        f"sqlite:{work / 'anchor-huey.sqlite3'}"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(settle)  # start-up: migrations, the run-at-start reconcile (validates every spec once)
+        pids = {"bhype serve + worker": server.pid, "bare uvicorn": anchor_api.pid, "bare huey": anchor_huey.pid}
+        cpu = sample(pids, window)
+        rows = [{"VM records": str(vms), "running": str(running if vms else 0), "process": name,
+                 "CPU % of a core": f"{cpu[name][0]:.2f}", "peak 1 s %": f"{cpu[name][1]:.1f}",
+                 "RSS MB": f"{rss_mb(pid):.0f}"} for name, pid in pids.items()]
+    finally:
+        stop(server)
+        stop(anchor_api)
+        stop(anchor_huey)
+        for process in processes:
+            process.kill()
+            process.wait()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--window", type=float, default=130.0, help="seconds sampled (default 130: two reconciles)")
+    parser.add_argument("--settle", type=float, default=60.0, help="seconds after start-up before sampling")
+    parser.add_argument("--vms", type=int, default=10000, help="VM records (default 10000)")
+    parser.add_argument("--running", type=int, default=200, help="of which running (default 200)")
+    args = parser.parse_args(argv)
+    if not sys.platform.startswith("linux"):
+        print("bench_rest: reads /proc (Linux only)", file=sys.stderr)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bhype-bench-") as directory:
+        for vms in (0, args.vms):
+            rows += measure(Path(directory), vms, args.running, args.window, args.settle)
+    print_table(f"at rest over {args.window:g} s: CPU (mean, peak second) and RSS; anchors idle alongside", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
