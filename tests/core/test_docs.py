@@ -3,13 +3,16 @@ author's guide, and every relative Markdown link and #anchor resolves."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@functools.cache
 def noxfile():
+    """noxfile.py loaded once (loading it registers its sessions with nox)."""
     spec = importlib.util.spec_from_file_location("bhype_noxfile", ROOT / "noxfile.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
