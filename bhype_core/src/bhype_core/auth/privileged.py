@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import grp
 import logging
-import os
 import pwd
 import socket
 import socketserver
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +21,7 @@ from bhype_core.auth.login import login
 from bhype_core.auth.peercred import peer_credentials
 from bhype_core.auth.settings import AuthSettings, ThrottleSettings
 from bhype_core.auth.throttle import MAX_KEY, MemoryThrottle, TooManyAttempts
+from bhype_core.auth.unix_server import PublishedUnixServer, listening
 from bhype_core.auth.wire import ProtocolError, recv_message, send_message
 from bhype_core.errors import BhypeError, ConfigError, NotFound
 
@@ -118,7 +117,7 @@ class _Handler(socketserver.BaseRequestHandler):
             return False
 
 
-class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class PrivilegedServer(PublishedUnixServer):
     """The daemon side. Runs as root; answers only peers whose uid is in ``allowed_uids``.
 
     The socket is created with mode 0660 and group ``socket_gid``, atomically (bound under a
@@ -128,8 +127,6 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
     (``[auth.throttle] daemon_account_failures`` per ``window_seconds``), whatever the caller does.
     """
 
-    daemon_threads = True
-    allow_reuse_address = False
     # listen(2) backlog: a connect(2) to a full Unix-socket backlog fails at once with EAGAIN
     # for clients with a timeout, so keep room for bursts of logins.
     request_queue_size = 128
@@ -146,18 +143,14 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
         floor: pam.FailureFloor | None = None,
         account_check: Callable[..., AccountStatus] = account_usable,
     ) -> None:
-        self.socket_path = Path(socket_path)
         self.settings = settings
         self.allowed_uids = frozenset(allowed_uids)
-        self.socket_gid = socket_gid
         self.idle_timeout = idle_timeout
         self.floor = floor
         self.account_check = account_check
         self.throttle = MemoryThrottle(settings.throttle, keys=daemon_throttle_keys)
         self._slots = threading.BoundedSemaphore(max_connections)
-        self._bound_inode: int | None = None  # set once our socket is in place; only that is removed
-        self._temporary = self.socket_path  # the name bound before listen(); set by server_bind
-        super().__init__(str(self.socket_path), _Handler, bind_and_activate=True)
+        super().__init__(socket_path, _Handler, socket_gid)
 
     @classmethod
     def from_settings(cls, settings: AuthSettings, **options: Any) -> PrivilegedServer:
@@ -174,50 +167,16 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
             ) from None
         return cls(settings.privileged_socket, settings, [uid], gid, **options)
 
-    def server_bind(self) -> None:
+    def prepare_path(self) -> None:
         path = self.socket_path
         if path.is_socket():
-            if _listening(path):
+            if listening(path):
                 raise ConfigError(f"{path}: another privileged daemon is already listening")
             path.unlink()  # stale socket from a crashed daemon
         elif path.exists() or path.is_symlink():
             raise ConfigError(f"{path}: exists and is not a socket; refusing to replace it")
         # /var/run is emptied at boot on both systems: create the directory (root, 0755).
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        temporary.unlink(missing_ok=True)
-        self.socket.bind(str(temporary))
-        self._temporary = temporary
-        try:
-            if self.socket_gid is not None:
-                os.chown(temporary, -1, self.socket_gid)
-            os.chmod(temporary, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP)  # 0660
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        self.server_address = str(path)
-
-    def server_activate(self) -> None:
-        # listen(2) first, then the rename puts the socket in place: a client that finds the
-        # path can connect at once (a path that exists before listen() refuses connections).
-        temporary = self._temporary
-        try:
-            super().server_activate()
-            os.rename(temporary, self.socket_path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        self._bound_inode = self.socket_path.stat().st_ino
-
-    def server_close(self) -> None:
-        super().server_close()
-        # Remove only the socket this server created (never another daemon's after a failed bind).
-        try:
-            if self._bound_inode is not None and self.socket_path.stat().st_ino == self._bound_inode:
-                self.socket_path.unlink()
-        except OSError:
-            pass
-        self._bound_inode = None
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -277,18 +236,6 @@ class PrivilegedServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
             self.throttle.record_failure(username, "")
             return _error(exc.code, exc.message)
         return {"ok": True, "result": {"identity": identity.to_dict()}}
-
-
-def _listening(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 def _connect(sock: socket.socket, path: str, timeout: float) -> None:

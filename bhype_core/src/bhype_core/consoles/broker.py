@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bhype_core.auth.peercred import peer_credentials
+from bhype_core.auth.unix_server import PublishedUnixServer, listening
 from bhype_core.auth.wire import ProtocolError, encode, recv_message, send_message
 from bhype_core.consoles.locate import check_request, locate_console, open_console
 from bhype_core.errors import BhypeError
@@ -37,7 +38,6 @@ from bhype_core.errors import BhypeError
 log = logging.getLogger("bhype.consoles.broker")
 
 SOCKET_NAME = "console.sock"
-SOCKET_MODE = 0o660
 OPERATIONS = ("locate", "open")
 
 
@@ -80,13 +80,11 @@ class _Handler(socketserver.BaseRequestHandler):
             pass
 
 
-class ConsoleBroker(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class ConsoleBroker(PublishedUnixServer):
     """The root side (see the module docstring). ``driver`` reads VM status (a driver without
     crash listeners: the broker only looks); ``allowed_uids`` may ask; ``socket_gid`` owns the
     socket."""
 
-    daemon_threads = True
-    allow_reuse_address = False
     request_queue_size = 64
 
     def __init__(
@@ -103,13 +101,10 @@ class ConsoleBroker(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.runtime = runtime
         self.driver = driver
         self.allowed_uids = frozenset(allowed_uids)
-        self.socket_gid = socket_gid
         self.idle_timeout = idle_timeout
-        self._bound_inode: int | None = None
-        self._temporary = self.socket_path
-        super().__init__(str(self.socket_path), _Handler, bind_and_activate=True)
+        super().__init__(socket_path, _Handler, socket_gid)
 
-    def server_bind(self) -> None:
+    def prepare_path(self) -> None:
         path = self.socket_path
         try:
             info = os.lstat(path)
@@ -117,45 +112,10 @@ class ConsoleBroker(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             info = None
         if info is not None and stat.S_ISDIR(info.st_mode):
             raise OSError(f"{path} is a directory (planted?): remove it")
-        if info is not None and stat.S_ISSOCK(info.st_mode) and _listening(path):
+        if info is not None and stat.S_ISSOCK(info.st_mode) and listening(path):
             raise OSError(f"{path}: another console broker is already listening")
         # Anything else there (a stale socket of ours, something planted) is replaced by the
-        # rename below, never followed.
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        self.socket.bind(str(temporary))
-        self._temporary = temporary
-        try:
-            if self.socket_gid is not None:
-                os.chown(temporary, -1, self.socket_gid, follow_symlinks=False)
-            os.chmod(temporary, SOCKET_MODE)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        self.server_address = str(path)
-
-    def server_activate(self) -> None:
-        # listen(2) before the rename, so whoever finds the path can connect at once.
-        temporary = self._temporary
-        try:
-            super().server_activate()
-            os.rename(temporary, self.socket_path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        self._bound_inode = os.lstat(self.socket_path).st_ino
-
-    def server_close(self) -> None:
-        super().server_close()
-        try:  # only our own socket, never a later broker's
-            if self._bound_inode is not None and os.lstat(self.socket_path).st_ino == self._bound_inode:
-                self.socket_path.unlink()
-        except OSError:
-            pass
-        self._bound_inode = None
+        # rename into place, never followed.
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("console broker: error while serving a connection")
@@ -197,18 +157,6 @@ class ConsoleBroker(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             if fd is not None:
                 os.close(fd)  # the API process holds its own copy now
-
-
-def _listening(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 class BrokerThread:
