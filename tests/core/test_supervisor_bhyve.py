@@ -439,3 +439,21 @@ def test_vnc_password_is_in_a_0600_file_never_in_bhyves_arguments(host: FakeHost
         assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     finally:
         driver.force_stop(spec, vm_dir)
+
+
+def test_a_status_read_that_races_the_supervisors_exit_reads_its_last_word(host, monkeypatch) -> None:
+    # The supervisor writes "crashed" and exits between the driver's read of state.json and its
+    # liveness check: the driver saw "running" and a dead supervisor. It must read again, not
+    # report a lost supervisor (seen once in a clean-clone run).
+    from bhype_core.drivers import supervised
+
+    driver, spec = host.driver(), make_spec("web11")
+    vm_dir = host.vm_dir("web11")
+    final = {"state": "crashed", "detail": "guest triple fault", "exit_status": 3, "supervisor_pid": 999999,
+             "crash_id": "abc", "instance": spec.instance_name}
+    reads = iter([{**final, "state": "running", "exit_status": None, "crash_id": None}, final])
+    monkeypatch.setattr(supervised, "read_json", lambda path: next(reads, final))
+
+    status = driver.read_status(spec.instance_name, vm_dir)
+
+    assert (status.state, status.exit_status, status.crash_id) == (VMState.CRASHED, 3, "abc")

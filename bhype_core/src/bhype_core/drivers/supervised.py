@@ -213,6 +213,10 @@ class SupervisedDriver(HypervisorDriver):
         sup_pid, hv_pid = data.get("supervisor_pid"), data.get("hypervisor_pid")
         supervisor = self.procs.alive(sup_pid, supervisor_markers(vm_dir))
         hypervisor = self.procs.alive(hv_pid, self.hypervisor_markers(instance)) if hv_pid else False
+        if not (supervisor or hypervisor) and data.get("state") in ACTIVE:
+            # The supervisor writes its final state, then exits: a read that raced its exit is
+            # stale. Now that both are known gone, what the file says is its last word.
+            data = read_json(files.state) or data
         recorded = data.get("state", "unknown")
         detail, crash_id = str(data.get("detail", "")), data.get("crash_id")
         stopping = files.stop_request.exists()
