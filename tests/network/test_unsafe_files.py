@@ -88,6 +88,7 @@ def test_iso_import_still_moves_a_genuine_upload(client, network_runtime) -> Non
     act_as(client.app_ref, "alice", "operator")
     data = os.urandom(4096)
     answer = client.put("/api/v1/isos/boot.iso", content=data)
+    assert answer.status_code == 202, answer.text  # once seen answering otherwise: say why
     run_queued(network_runtime)
     assert store.get_task(network_runtime.engine, answer.json()["task_id"]).state == SUCCEEDED
     iso = open_datastore(network_runtime).iso_path("boot.iso")
