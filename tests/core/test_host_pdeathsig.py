@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -18,29 +17,10 @@ import pytest
 from bhype_core.host import pdeathsig
 from bhype_core.host.audit import RUNNING, acting_as
 from bhype_core.host.runner import LocalRunner
+from bhype_core.testing.waiting import running, wait_for
 
 pytestmark = pytest.mark.skipif(not pdeathsig.supported(), reason="no parent-death signal on this system")
 
-WAIT = 60.0  # seconds; a loaded machine, never a timing assertion
-
-
-def wait_for(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie waiting for init to reap it is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
 def read_pid(path: Path) -> int | None:

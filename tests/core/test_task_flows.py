@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,10 @@ from bhype_core.runtime import build_runtime
 from bhype_core.tasks import service, store
 from bhype_core.tasks.system import SYSTEM_OWNER
 from bhype_core.testing.queue import queue_config, settings_from
+from bhype_core.testing.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
-WAIT = 120.0  # seconds; generous for a loaded 2-core machine, never a timing assertion
 PLUGIN = Path(__file__).resolve().parents[1] / "fake_plugins" / "taskflow_plugin.py"
 ADMIN = Principal("root", "admin")
 ALICE = Principal("alice", "operator")
@@ -77,16 +76,6 @@ def client(raw: dict):
     runtime = build_runtime(settings_from(raw), make_plugin_manager(load_entrypoints=False, plugins=plugins))
     upgrade(runtime)
     return runtime
-
-
-def wait_for(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def row(runtime, task_id: str) -> Task:

@@ -35,9 +35,8 @@ from bhype_core.runtime import build_runtime
 from bhype_core.tasks import service, store
 from bhype_core.testing.parts import require_program
 from bhype_core.testing.queue import WorkerProcess, queue_config, settings_from, write_config
+from bhype_core.testing.waiting import running, wait_for
 from bhype_core.vm.services import open_datastore
-
-WAIT = 120.0  # seconds; generous for a loaded 2-core machine, never a timing assertion
 
 IP_WRAPPER = '''#!/bin/sh
 # The real ip; after it made a bridge, hold (the test kills the worker here).
@@ -46,24 +45,6 @@ case "$*" in
     *"type bridge"*) echo $$ > {pid_file}; exec sleep 600 ;;
 esac
 '''
-
-
-def wait_for(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
 def submit(runtime, user: str, kind: str, arguments: dict):

@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +39,7 @@ from bhype_core.runtime import build_runtime
 from bhype_core.tasks import service, store
 from bhype_core.testing.parts import missing
 from bhype_core.testing.queue import queue_config, settings_from
+from bhype_core.testing.waiting import running, wait_for
 from bhype_core.units import MIB
 from bhype_core.vm.models import VM
 
@@ -137,16 +137,6 @@ def client_runtime(raw: dict):
     return runtime
 
 
-def wait_for(condition, what: str, timeout: float = WAIT, detail=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
-
-
 def add_qcow2(raw: dict, name: str) -> Path:
     """A qcow2 image of ``IMAGE_MIB`` MiB of non-zero data in the datastore's ISO library."""
     target = Path(raw["vm"]["datastores"]["default"]["path"]) / "isos" / name
@@ -172,15 +162,6 @@ def children(pid: int) -> dict[int, str]:
         if int(rest[1]) == pid and rest[0] not in "ZX":
             found[int(entry)] = name
     return found
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie waiting for init to reap it is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
 def vm_files(raw: dict) -> list[str]:
