@@ -1,0 +1,3 @@
+"""The ``hostops`` plugin's hook implementations (services, vulnerability and patch checks)."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The host update workflow: plan, boot environment, stop, install, reboot, bring VMs back."""

@@ -1,0 +1,3 @@
+"""The ``migrate`` plugin's hook implementations."""
+
+from __future__ import annotations
