@@ -46,6 +46,11 @@ What is here, by purpose (``__all__`` is the authoritative list):
   gather records registered through them, attributed to their plugin, as the core's registry
   does.
 * **Database** — :func:`session`; column types and helpers for a plugin's own tables.
+* **Retention** — the one Sanoid-style policy (keep last N, per period counts) for snapshot
+  schedules and backup jobs: :class:`RetentionPolicy`, :class:`RetentionCandidate`,
+  :func:`retention_prune`, :func:`retention_label_by_bucket`, :func:`retention_due_periods`,
+  :func:`retention_bucket`, :func:`retention_protected`, :data:`RETENTION_PERIODS`
+  (:mod:`bhype_core.retention_policy`).
 * **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts).
 * **Templates and images** — :func:`template_catalog`, :func:`cloud_image_status` (a
   template's cloud image and whether the library has it), :func:`list_isos`, :func:`iso_settings`.
@@ -138,6 +143,14 @@ from bhype_core.registry import (
     Watcher,
     collect,
 )
+from bhype_core.retention_policy import PERIODS as RETENTION_PERIODS
+from bhype_core.retention_policy import Candidate as RetentionCandidate
+from bhype_core.retention_policy import Policy as RetentionPolicy
+from bhype_core.retention_policy import bucket as retention_bucket
+from bhype_core.retention_policy import due_periods as retention_due_periods
+from bhype_core.retention_policy import label_by_bucket as retention_label_by_bucket
+from bhype_core.retention_policy import protected as retention_protected
+from bhype_core.retention_policy import prune as retention_prune
 from bhype_core.runtime import Runtime
 from bhype_core.spec import VMSpec
 from bhype_core.spec_parts import ISO_RE, NAME_RE
@@ -177,6 +190,8 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 __all__ = [
     "UndoAction",
+    "RETENTION_PERIODS", "RetentionCandidate", "RetentionPolicy", "retention_bucket", "retention_due_periods",
+    "retention_label_by_bucket", "retention_protected", "retention_prune",
     "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path",
     "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMTab",
     "cloud_image_status",
