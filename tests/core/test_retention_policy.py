@@ -75,7 +75,8 @@ def test_last_alone_and_what_is_never_pruned():
 @pytest.mark.parametrize("seed", range(40))
 def test_invariants_on_random_point_sets(seed):
     rnd = random.Random(seed)
-    items = [point(f"p{i}", T0 - timedelta(minutes=rnd.randrange(0, 400 * 24 * 60))) for i in range(rnd.randrange(1, 80))]
+    count = rnd.randrange(1, 80)
+    items = [point(f"p{i}", T0 - timedelta(minutes=rnd.randrange(0, 400 * 24 * 60))) for i in range(count)]
     policy = RetentionPolicy(last=rnd.randrange(0, 4), **{p: rnd.randrange(0, 5) for p in RETENTION_PERIODS[1:]})
     labelled = retention_label_by_bucket(items, policy)
     doomed = set(retention_prune(labelled, policy, T0))

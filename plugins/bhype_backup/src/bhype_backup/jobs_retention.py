@@ -14,7 +14,13 @@ from typing import Any
 from sqlmodel import col, select
 
 from bhype_backup.jobs_models import BackupJob
-from bhype_core.plugin_api import RetentionCandidate, RetentionPolicy, retention_label_by_bucket, retention_prune, session
+from bhype_core.plugin_api import (
+    RetentionCandidate,
+    RetentionPolicy,
+    retention_label_by_bucket,
+    retention_prune,
+    session,
+)
 
 
 def doomed_points(points: list[Any], policy: RetentionPolicy, now: datetime) -> list[int]:
@@ -35,9 +41,11 @@ def job_points(runtime: Any, job: BackupJob, vm_uuid: str) -> list[Any]:
 
 def prune_points(runtime: Any, runner: Any, job: BackupJob, vm_uuid: str, now: datetime) -> list[int]:
     """Delete the job's points of one VM that its retention no longer keeps; their ids."""
+    doomed = doomed_points(job_points(runtime, job, vm_uuid), RetentionPolicy.parse(job.retention), now)
+    if not doomed:
+        return []
     from bhype_backup.points import delete_point
 
-    doomed = doomed_points(job_points(runtime, job, vm_uuid), RetentionPolicy.parse(job.retention), now)
     for point_id in doomed:
         delete_point(runtime, point_id, runner)
     return doomed

@@ -5,7 +5,7 @@ schedule has a slot newer than its ``last_slot``, one top-level ``backup.job.run
 slots collapse into one run), the drills that are due, and reports jobs that have not
 succeeded within their window (``backup.overdue``, once per missed slot).
 
-``backup.job.run {"job": ID}`` holds the lock ``backup-job:<id>`` (two runs of one job never
+``backup.job.run {"job": ID}`` holds the lock ``backup_job:<id>`` (two runs of one job never
 overlap; the tick also skips a slot while a run is queued or running), runs ``backup.run`` as a
 sub-task per selected VM, then prunes that VM's points of this job by the job's retention
 through ``bhype_backup.points.delete_point``. A VM whose backup failed is not pruned and is
@@ -31,8 +31,8 @@ DRILL_KIND = "backup.drill"
 
 
 def job_lock(arguments: dict[str, Any]) -> list[str]:
-    """``backup-job:<id>``: one run of a job at a time."""
-    return [f"backup-job:{arguments.get('job')}"]
+    """``backup_job:<id>``: one run of a job at a time."""
+    return [f"backup_job:{arguments.get('job')}"]
 
 
 def active_run(runtime: Any, kind: str, job_id: int) -> Task | None:
@@ -84,7 +84,7 @@ def tick(context: Any) -> dict[str, Any]:
         if late is not None and job.overdue_since != late:
             runtime.notify(Event("backup.overdue", f"backup job {job.name} has not succeeded since "
                                  f"its {late:%Y-%m-%d %H:%M} UTC run was due", severity="warning",
-                                 subject=f"backup-job:{job.name}",
+                                 subject=f"backup_job:{job.name}",
                                  data={"job": job.name, "due": late.isoformat(),
                                        "last_success": job.last_success.isoformat() if job.last_success else None}))
             update_job(runtime, job.id or 0, overdue_since=late)

@@ -1,0 +1,77 @@
+"""The ``backup_jobs`` hook module of bhype_backup: jobs, retention, verify, drills, web UI.
+
+A second entry point of the plugin (``backup_jobs = "bhype_backup.jobs_plugin"``) beside
+``backup`` (targets, backup and restore), so each half registers its own kinds, tables and
+routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bhype_core.plugin_api import (
+    CliCommand,
+    EventKind,
+    ModelSet,
+    PeriodicJob,
+    RouterEntry,
+    TaskKind,
+    hookimpl,
+)
+
+
+@hookimpl
+def bhype_register_models(register: Callable[[ModelSet], None]) -> None:
+    """Table ``backup_job`` (migration branch ``backup_jobs``)."""
+    from bhype_backup.jobs_models import JOB_MODELS, MIGRATIONS
+
+    register(ModelSet(name="backup_jobs", models=JOB_MODELS, migrations=MIGRATIONS))
+
+
+@hookimpl
+def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
+    """``backup.jobs.tick`` (periodic), ``backup.job.run`` (one job's run; admins, or bHype
+    itself on schedule; lock ``backup_job:<id>``)."""
+    from bhype_backup import jobs_run
+
+    register(TaskKind(name=jobs_run.TICK_KIND, run=jobs_run.tick, role="admin",
+                      description="submit due backup job runs and drills; report overdue jobs"))
+    register(TaskKind(name=jobs_run.RUN_KIND, run=jobs_run.run_job, role="admin", system=True,
+                      locks=jobs_run.job_lock,
+                      description="run one backup job: backup.run per selected VM, then prune by retention"))
+
+
+@hookimpl
+def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
+    """``backup.jobs.tick`` every minute (each job's own schedule decides what is due)."""
+    from bhype_backup import jobs_run
+
+    register(PeriodicJob(name="backup.jobs", kind=jobs_run.TICK_KIND, minute="*",
+                         description="run due backup jobs and drills; report overdue jobs"))
+
+
+@hookimpl
+def bhype_register_event_kinds(register: Callable[[EventKind], None]) -> None:
+    """The events backup jobs, verification and drills deliver (through ``bhype_notify``)."""
+    job = {"job": "the job's name"}
+    register(EventKind("backup.failed", "error", "A VM's backup in a job failed.",
+                       {**job, "vm": "the VM", "target": "the target", "task": "the failed backup.run task",
+                        "error": "what went wrong"}))
+    register(EventKind("backup.overdue", "warning", "A backup job has not succeeded within its window.",
+                       {**job, "due": "the slot that was due (UTC)", "last_success": "its last success, or null"}))
+
+
+@hookimpl
+def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
+    """``/api/v1/backup/jobs`` (mounted beside the plugin's other backup routes)."""
+    from bhype_backup.jobs_api import make_router
+
+    register(RouterEntry(name="backup_jobs", router=make_router(), prefix="/api/v1/backup"))
+
+
+@hookimpl
+def bhype_register_cli_commands(register: Callable[[CliCommand], None]) -> None:
+    """``bhype backup job …``."""
+    from bhype_backup.jobs_cli import command
+
+    register(command())
