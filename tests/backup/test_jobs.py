@@ -78,14 +78,16 @@ class Recorder:
         self.events.append(event)
 
 
-@pytest.fixture
-def jobs(tmp_path, plugin_manager, register_plugin, local_user):
+def jobs_runtime(tmp_path, plugin_manager, register_plugin, local_user, **sections):
+    """A migrated runtime with the core, both backup hook modules and a :class:`Recorder`;
+    target ``nas``; VMs web (alice, prod), db (bob, prod sql), scratch (alice), other (carol);
+    ``recorder.admin`` is a real admin account."""
     recorder = Recorder()
     for name, plugin in (("core_models", core_models), ("core_tasks", core_tasks), ("core_vms", core_vms),
                          ("backup", bhype_backup.plugin), ("backup_jobs", bhype_backup.jobs_plugin),
                          ("recorder", recorder)):
         register_plugin(plugin, name)
-    runtime = build_runtime(make_settings(tmp_path / "data"), plugin_manager)
+    runtime = build_runtime(make_settings(tmp_path / "data", **sections), plugin_manager)
     upgrade(runtime)
     with session(runtime, write=True) as db:
         db.add(BackupTarget(name="nas", kind="local", destination=str(tmp_path / "nas")))
@@ -94,6 +96,12 @@ def jobs(tmp_path, plugin_manager, register_plugin, local_user):
             spec = VMSpec.model_validate({"name": name, "tags": tags})
             db.add(VM(name=name, uuid=str(spec.uuid), owner=owner, datastore="default", spec=spec.to_data()))
     recorder.admin = Principal(role_account(local_user, runtime).name, "admin")
+    return runtime, recorder
+
+
+@pytest.fixture
+def jobs(tmp_path, plugin_manager, register_plugin, local_user):
+    runtime, recorder = jobs_runtime(tmp_path, plugin_manager, register_plugin, local_user)
     yield runtime, recorder
     runtime.queue.scheduler.lease.release()
     runtime.engine.dispose()
