@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bhype_core.plugin_api import (
+    Assets,
     CliCommand,
     EventKind,
     ModelSet,
+    Page,
     PeriodicJob,
     RouterEntry,
     TaskKind,
+    VMTab,
     hookimpl,
 )
 
@@ -75,3 +78,29 @@ def bhype_register_cli_commands(register: Callable[[CliCommand], None]) -> None:
     from bhype_backup.jobs_cli import command
 
     register(command())
+
+
+@hookimpl(optionalhook=True)
+def bhype_webui_register_pages(register: Callable[[Page], None]) -> None:
+    """The Backups page (targets, jobs, points, running backups; admins)."""
+    from bhype_backup import ui
+
+    for page in ui.pages():
+        register(page)
+
+
+@hookimpl(optionalhook=True)
+def bhype_webui_register_vm_tabs(register: Callable[[VMTab], None]) -> None:
+    """The Backups tab of a VM's page: its points with verify and restore, its running backups."""
+    from bhype_backup import ui
+
+    for tab in ui.vm_tabs():
+        register(tab)
+
+
+@hookimpl(optionalhook=True)
+def bhype_webui_register_assets(register: Callable[[Assets], None]) -> None:
+    """Templates ``backup_ui/…`` and the page script."""
+    from bhype_backup import ui
+
+    register(ui.assets())
