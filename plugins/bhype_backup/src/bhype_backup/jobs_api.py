@@ -1,4 +1,4 @@
-"""``/api/v1/backup/jobs``: backup jobs and their runs.
+"""``/api/v1/backup/jobs`` (backup jobs and their runs) and ``/api/v1/backup/points/{id}/verify``.
 
 Jobs are admin-managed records (no host change: created, listed and removed directly); a run,
 a verify and a drill are tasks (202 + task id).
@@ -11,7 +11,16 @@ from pydantic import BaseModel
 
 from bhype_backup.jobs_run import RUN_KIND, active_run
 from bhype_backup.jobs_service import JobCreate, JobPublic, create_job, delete_job, get_job, list_jobs
-from bhype_core.plugin_api import AdminDep, Conflict, RuntimeDep, TaskAccepted, accept_task
+from bhype_backup.verify import VERIFY_KIND
+from bhype_core.plugin_api import (
+    AdminDep,
+    Conflict,
+    PositiveInt64,
+    PrincipalDep,
+    RuntimeDep,
+    TaskAccepted,
+    accept_task,
+)
 
 
 class JobList(BaseModel):
@@ -53,5 +62,11 @@ def make_router() -> APIRouter:
         if previous is not None:
             raise Conflict(f"job {name} already has a run {previous.state}: task {previous.id}")
         return accept_task(runtime, principal, RUN_KIND, {"job": job.id})
+
+    @router.post("/points/{point_id}/verify", status_code=202, response_model=TaskAccepted)
+    def verify_point(point_id: PositiveInt64, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:
+        """Queue ``backup.verify``: re-read the point from its target and check every checksum
+        against its manifest (admins, or the owner of the point's VM)."""
+        return accept_task(runtime, principal, VERIFY_KIND, {"point": point_id})
 
     return router

@@ -110,6 +110,18 @@ def job_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def verify(args: argparse.Namespace) -> int:
+    """``verify POINT [--no-follow] [--json]``: re-read a point and check every checksum."""
+    accepted = api_from(args).request("POST", f"{BACKUP}/points/{args.point}/verify")
+    if args.no_follow:
+        return print_json(accepted) if args.json else (print(f"task {accepted['task_id']}") or 0)
+    result = run_task(args, accepted)
+    if args.json:
+        return print_json(result)
+    print(f"point {args.point}: every checksum matches its manifest")
+    return 0
+
+
 def _sub(sub: argparse._SubParsersAction, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help)
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -147,10 +159,18 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
     _sub(inner, "remove", job_remove, "remove a job (its backups stay)").add_argument("name")
 
 
+def add_verify_command(sub: argparse._SubParsersAction) -> None:
+    """``verify POINT`` under a ``bhype backup`` parser's sub-commands."""
+    check = _sub(sub, "verify", verify, "re-read a backup from its target and check every checksum")
+    check.add_argument("point", type=int)
+    check.add_argument("--no-follow", action="store_true", help="only queue it")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """The ``bhype backup`` sub-commands this hook module provides (jobs, verify)."""
     sub = parser.add_subparsers(dest="backup_command", metavar="COMMAND", required=True)
     add_job_commands(sub)
+    add_verify_command(sub)
     for extra in EXTRA_COMMANDS:
         extra(sub)
 

@@ -17,10 +17,19 @@ from bhype_core.plugin_api import (
     Page,
     PeriodicJob,
     RouterEntry,
+    SettingsSection,
     TaskKind,
     VMTab,
     hookimpl,
 )
+
+
+@hookimpl
+def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None:
+    """Declare ``[backup_jobs]`` (weekly verify, drill switch)."""
+    from bhype_backup.jobs_settings import JobsSettings
+
+    register(SettingsSection(name="backup_jobs", model=JobsSettings))
 
 
 @hookimpl
@@ -42,6 +51,13 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     register(TaskKind(name=jobs_run.RUN_KIND, run=jobs_run.run_job, role="admin", system=True,
                       locks=jobs_run.job_lock,
                       description="run one backup job: backup.run per selected VM, then prune by retention"))
+    from bhype_backup import verify
+
+    register(TaskKind(name=verify.VERIFY_KIND, run=verify.verify, role="operator", system=True,
+                      authorize=verify.point_owner, locks=lambda a: [f"backup_point:{a.get('point')}"],
+                      description="re-read a backup point from its target and check every checksum"))
+    register(TaskKind(name=verify.WEEKLY_KIND, run=verify.verify_weekly, role="admin",
+                      description="queue backup.verify for the newest point of each VM on each target"))
 
 
 @hookimpl
@@ -51,6 +67,8 @@ def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> Non
 
     register(PeriodicJob(name="backup.jobs", kind=jobs_run.TICK_KIND, minute="*",
                          description="run due backup jobs and drills; report overdue jobs"))
+    register(PeriodicJob(name="backup.verify-weekly", kind="backup.verify_weekly", minute="0", hour="3",
+                         day_of_week="0", description="verify the newest point of each VM on each target"))
 
 
 @hookimpl
@@ -62,6 +80,9 @@ def bhype_register_event_kinds(register: Callable[[EventKind], None]) -> None:
                         "error": "what went wrong"}))
     register(EventKind("backup.overdue", "warning", "A backup job has not succeeded within its window.",
                        {**job, "due": "the slot that was due (UTC)", "last_success": "its last success, or null"}))
+    register(EventKind("backup.verify_mismatch", "error", "A backup point no longer matches its manifest.",
+                       {"point": "the point's id", "vm": "the VM", "target": "the target",
+                        "files": "the files that differ or are missing"}))
 
 
 @hookimpl
