@@ -70,7 +70,7 @@ class Recorder:
 
     @hookimpl
     def bhype_register_tasks(self, register):
-        register(TaskKind(name="backup.run", run=self.backup_run, role="admin", system=True,
+        register(TaskKind(name="backup.run", run=self.backup_run, role="operator",
                           locks=lambda a: [f"vm:{a.get('vm')}"]))
 
     @hookimpl
@@ -96,6 +96,7 @@ def jobs_runtime(tmp_path, plugin_manager, register_plugin, local_user, **sectio
             spec = VMSpec.model_validate({"name": name, "tags": tags})
             db.add(VM(name=name, uuid=str(spec.uuid), owner=owner, datastore="default", spec=spec.to_data()))
     recorder.admin = Principal(role_account(local_user, runtime).name, "admin")
+    runtime.test_admin = recorder.admin.name
     return runtime, recorder
 
 
@@ -108,7 +109,7 @@ def jobs(tmp_path, plugin_manager, register_plugin, local_user):
 
 
 def add(runtime, **fields) -> BackupJob:
-    return create_job(runtime, "root", JobCreate(**{"name": "nightly", "target": "nas", **fields}))
+    return create_job(runtime, runtime.test_admin, JobCreate(**{"name": "nightly", "target": "nas", **fields}))
 
 
 def test_a_job_is_validated_as_a_whole(jobs):
@@ -172,10 +173,11 @@ def test_the_tick_runs_missed_slots_once_and_never_beside_a_queued_run(jobs):
     update_job(runtime, job.id, last_slot=datetime.now(UTC) - timedelta(days=1))
     first = submit_run(runtime, tick, "after a day")
     run_queued(runtime)
-    assert len(recorder.calls) == 1 and recorder.calls[0]["owner"] is None  # @system
+    # Owned by the admin who made the job, as are its backup.run sub-tasks.
+    assert len(recorder.calls) == 1 and recorder.calls[0]["owner"] == recorder.admin.name
     with session(runtime) as db:
         runs = db.exec(select(Task).where(Task.kind == "backup.job.run")).all()
-        assert len(runs) == 1 and runs[0].owner == "@system" and runs[0].locks == [f"backup_job:{job.id}"]
+        assert len(runs) == 1 and runs[0].owner == recorder.admin.name and runs[0].locks == [f"backup_job:{job.id}"]
         assert db.get(Task, first.id).result["nightly"]["run"] == runs[0].id
     # A slot comes while a (manual) run is still queued (waiting for its lock, which another
     # worker's task holds): the tick adds no second run, and the lock keeps them apart anyway.
@@ -197,7 +199,7 @@ def test_two_runs_of_one_job_hold_one_lock(jobs):
     runtime, _ = jobs
     job = add(runtime, vms=["web"])
     kind = runtime.registry.tasks["backup.job.run"]
-    assert kind.locks({"job": job.id}) == [f"backup_job:{job.id}"] and kind.system
+    assert kind.locks({"job": job.id}) == [f"backup_job:{job.id}"]
 
 
 def test_retention_prunes_the_jobs_own_points_through_delete_point(jobs):

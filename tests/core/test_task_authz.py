@@ -187,7 +187,7 @@ def test_system_rows_run_only_kinds_the_system_submits(world):
     # The kinds of the periodic jobs, their sub-tasks, and core.ping (harmless: the system may
     # ping itself): each declared, and reviewed here.
     assert system_kinds == {job.kind for job in registry.periodic_jobs} | {"core.ping", "zfs.run_schedule",
-                                                                           "backup.job.run", "backup.verify"}
+                                                                           "backup.verify"}
     assert {"vm.reconcile", "monitor.probe", "backup.probe", "zfs.probe", "zfs.run_schedules"} <= system_kinds
     forged = store.insert_task(engine, store.new_task(owner="@system", kind="switch.create",
                                                       arguments={"name": "x"}, locks=[], retry_of=None))

@@ -48,7 +48,7 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 
     register(TaskKind(name=jobs_run.TICK_KIND, run=jobs_run.tick, role="admin",
                       description="submit due backup job runs and drills; report overdue jobs"))
-    register(TaskKind(name=jobs_run.RUN_KIND, run=jobs_run.run_job, role="admin", system=True,
+    register(TaskKind(name=jobs_run.RUN_KIND, run=jobs_run.run_job, role="admin",
                       locks=jobs_run.job_lock,
                       description="run one backup job: backup.run per selected VM, then prune by retention"))
     from bhype_backup import verify

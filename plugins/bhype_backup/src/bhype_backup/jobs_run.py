@@ -3,7 +3,11 @@
 ``backup.jobs.tick`` (a periodic job, every minute, ``@system``) submits, per enabled job whose
 schedule has a slot newer than its ``last_slot``, one top-level ``backup.job.run`` task (missed
 slots collapse into one run), the drills that are due, and reports jobs that have not
-succeeded within their window (``backup.overdue``, once per missed slot).
+succeeded within their window (``backup.overdue``, once per missed slot). Runs and drills are
+owned by the admin who made the job: they and their sub-tasks (``backup.run``,
+``backup.restore``, ``vm.start`` …) are checked against that account's role when they run, so
+a job never does more than its owner may (an owner who is no longer an admin makes the run
+fail, ``forbidden``).
 
 ``backup.job.run {"job": ID}`` holds the lock ``backup_job:<id>`` (two runs of one job never
 overlap; the tick also skips a slot while a run is queued or running), runs ``backup.run`` as a
@@ -23,7 +27,7 @@ from bhype_backup import schedule as cron
 from bhype_backup.jobs_models import BackupJob
 from bhype_backup.jobs_retention import prune_points
 from bhype_backup.jobs_service import get_job, list_jobs, selected_vms, update_job
-from bhype_core.plugin_api import Event, Task, TaskFailed, session, submit_as_system, utcnow
+from bhype_core.plugin_api import Event, Principal, Task, TaskFailed, accept_task, session, utcnow
 
 RUN_KIND = "backup.job.run"
 TICK_KIND = "backup.jobs.tick"
@@ -41,6 +45,12 @@ def active_run(runtime: Any, kind: str, job_id: int) -> Task | None:
     with session(runtime) as db:
         rows = list(db.exec(query).all())
     return next((row for row in rows if (row.arguments or {}).get("job") == job_id), None)
+
+
+def owner_of(job: BackupJob) -> Principal:
+    """Whom a scheduled run or drill of ``job`` runs as: the admin who made the job (the worker
+    checks that account's role again before it runs anything)."""
+    return Principal(job.owner, "admin")
 
 
 def overdue_slot(job: BackupJob, now: Any) -> Any:
@@ -70,15 +80,15 @@ def tick(context: Any) -> dict[str, Any]:
                             f"is still {previous.state}", "warning")
                 done["skipped"] = previous.id
             else:
-                task = submit_as_system(runtime, RUN_KIND, {"job": job.id})
-                context.log(f"job {job.name}: the {slot:%Y-%m-%d %H:%M} run is task {task.id}")
-                done["run"] = task.id
+                task = accept_task(runtime, owner_of(job), RUN_KIND, {"job": job.id})
+                context.log(f"job {job.name}: the {slot:%Y-%m-%d %H:%M} run is task {task.task_id}")
+                done["run"] = task.task_id
             update_job(runtime, job.id or 0, last_slot=slot)
         if job.drill_schedule:
             drill_slot = cron.due_slot(cron.parse(job.drill_schedule), job.last_drill_slot, now)
             if drill_slot is not None:
                 if active_run(runtime, DRILL_KIND, job.id or 0) is None:
-                    done["drill"] = submit_as_system(runtime, DRILL_KIND, {"job": job.id}).id
+                    done["drill"] = accept_task(runtime, owner_of(job), DRILL_KIND, {"job": job.id}).task_id
                 update_job(runtime, job.id or 0, last_drill_slot=drill_slot)
         late = overdue_slot(job, now)
         if late is not None and job.overdue_since != late:
