@@ -58,7 +58,7 @@ class Recorder:
     def backup_run(self, context: Any, vm: str, target: str, mode: str, job: int | None = None) -> dict:
         self.calls.append({"vm": vm, "target": target, "mode": mode, "job": job, "owner": context.user})
         if vm in self.fail:
-            raise ValueError(f"{vm}: target full")
+            raise ValueError(f"rsync: write failed on {vm}/disk0.img: No space left on device (28)")
         with session(context.runtime, write=True) as db:
             row = db.exec(select(VM).where(VM.name == vm)).one()
             when = self.clock or datetime.now(UTC)
@@ -149,7 +149,9 @@ def test_a_run_backs_up_each_selected_vm_and_reports_failures(jobs):
     assert sorted((c["vm"], c["target"], c["mode"], c["job"]) for c in recorder.calls) == [
         ("db", "nas", "crash", job.id), ("web", "nas", "crash", job.id)]
     [failed] = [e for e in recorder.events if e.kind == "backup.failed"]
-    assert failed.subject == "vm:db" and "target full" in failed.message and failed.data["job"] == "nightly"
+    assert failed.subject == "vm:db" and "No space left" in failed.message and failed.data["job"] == "nightly"
+    [full] = [e for e in recorder.events if e.kind == "backup.target_full"]
+    assert full.subject == "backup-target:nas" and full.data["vm"] == "db"
     stored = get_job(runtime, "nightly")
     assert stored.last_state == "failed" and stored.last_success is None and stored.last_task == task.id
     recorder.fail = set()

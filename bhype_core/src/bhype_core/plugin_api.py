@@ -65,7 +65,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`TooManyAttempts`.
 * **Consoles** (for web front ends) — :func:`broker_path` says whether the root worker's console
   broker must open a VM's console for this process (an unprivileged API); :class:`ConsoleBrokerClient`
-  asks it, :class:`ConsoleBrokerUnavailable` when it is not running.
+  asks it, :class:`ConsoleBrokerUnavailable` when it is not running; task code in the worker opens a
+  running VM's console itself with :func:`open_vm_console` (a restore drill reading the serial
+  console).
 * **Web UI extensions** — what a plugin registers through the web UI plugin's own hooks
   (``bhype_webui_register_pages`` …, implemented with ``@hookimpl(optionalhook=True)``):
   :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`;
@@ -99,6 +101,7 @@ from bhype_core.commands.template import connection_options
 from bhype_core.commands.vm_client import VmApi, api_from
 from bhype_core.config import Section
 from bhype_core.consoles.client import ConsoleBrokerClient, ConsoleBrokerUnavailable, broker_path
+from bhype_core.consoles.locate import open_vm_console
 from bhype_core.db.models import USER_LENGTH, utcnow
 from bhype_core.db.session import session
 from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, Task
@@ -195,7 +198,7 @@ __all__ = [
     "UndoAction",
     "RETENTION_PERIODS", "RetentionCandidate", "RetentionPolicy", "retention_bucket", "retention_due_periods",
     "retention_label_by_bucket", "retention_protected", "retention_prune",
-    "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path",
+    "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path", "open_vm_console",
     "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMTab",
     "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",

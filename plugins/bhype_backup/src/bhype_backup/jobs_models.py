@@ -23,8 +23,8 @@ class BackupJob(SQLModel, table=True):
     core's policy text (``last=3 daily=7``); ``schedule`` a crontab(5) line in UTC.
     ``last_slot`` is the schedule slot the newest run was submitted for (missed runs run once).
     ``drill_schedule`` (empty: no drills) restores the newest point of each selected VM as a
-    temporary VM and waits for ``drill_check`` (``{"kind": "serial", "text": …}``,
-    ``{"kind": "tcp", "port": N}`` or ``{"kind": "vnc"}``).
+    temporary VM and waits for ``drill_check`` (``{"kind": "serial", "text": …}``: that text on
+    its serial console).
     """
 
     __tablename__ = "backup_job"  # type: ignore[assignment]

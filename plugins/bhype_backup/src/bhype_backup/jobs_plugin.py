@@ -56,6 +56,12 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     register(TaskKind(name=verify.VERIFY_KIND, run=verify.verify, role="operator", system=True,
                       authorize=verify.point_owner, locks=lambda a: [f"backup_point:{a.get('point')}"],
                       description="re-read a backup point from its target and check every checksum"))
+    from bhype_backup import drill
+
+    register(TaskKind(name=drill.DRILL_KIND, run=drill.drill, role="admin",
+                      locks=lambda a: [f"backup_drill:{a.get('job') or 'point-' + str(a.get('point'))}"],
+                      description="restore the newest point as a temporary VM on an isolated switch, boot it, "
+                                  "wait for its sign of life, destroy it"))
     register(TaskKind(name=verify.WEEKLY_KIND, run=verify.verify_weekly, role="admin",
                       description="queue backup.verify for the newest point of each VM on each target"))
 
@@ -83,6 +89,10 @@ def bhype_register_event_kinds(register: Callable[[EventKind], None]) -> None:
     register(EventKind("backup.verify_mismatch", "error", "A backup point no longer matches its manifest.",
                        {"point": "the point's id", "vm": "the VM", "target": "the target",
                         "files": "the files that differ or are missing"}))
+    register(EventKind("backup.drill_failed", "error", "A restore drill did not see its sign of life.",
+                       {"point": "the point's id", "vm": "the VM", "target": "the target", "error": "what happened"}))
+    register(EventKind("backup.target_full", "error", "A backup failed because its target ran out of space.",
+                       {**job, "vm": "the VM", "target": "the target", "error": "the failure"}))
 
 
 @hookimpl

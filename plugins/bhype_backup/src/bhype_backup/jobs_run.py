@@ -18,6 +18,7 @@ reported (``backup.failed``); the run fails naming them.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +31,8 @@ from bhype_backup.jobs_service import get_job, list_jobs, selected_vms, update_j
 from bhype_core.plugin_api import Event, Principal, Task, TaskFailed, accept_task, session, utcnow
 
 RUN_KIND = "backup.job.run"
+# rsync(1)/write(2) out of space (ENOSPC), a quota, or the target saying so itself.
+FULL = re.compile(r"No space left on device|Disk quota exceeded|ENOSPC|target (is )?full", re.IGNORECASE)
 TICK_KIND = "backup.jobs.tick"
 DRILL_KIND = "backup.drill"
 
@@ -125,6 +128,10 @@ def run_job(context: Any, job: int) -> dict[str, Any]:
                 context.log(f"{vm.name}: backup {outcome.state}: {message}", "error")
                 failed.append(vm.name)
                 results[vm.name] = {"state": outcome.state, "error": message, "task": outcome.id}
+                if FULL.search(message):
+                    runtime.notify(Event("backup.target_full", f"target {row.target} is full: backup of {vm.name} "
+                                         f"failed: {message}", severity="error", subject=f"backup-target:{row.target}",
+                                         data={"job": row.name, "vm": vm.name, "target": row.target, "error": message}))
                 runtime.notify(Event("backup.failed", f"backup of {vm.name} to {row.target} failed: {message}",
                                      severity="error", subject=f"vm:{vm.name}",
                                      data={"job": row.name, "vm": vm.name, "target": row.target,

@@ -21,7 +21,7 @@ from bhype_core.plugin_api import (
 )
 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
-DRILL_KINDS = ("serial", "tcp", "vnc")
+DRILL_KINDS = ("serial",)  # a TCP port or the VNC screen changing: not yet
 
 
 class JobCreate(BaseModel):
@@ -101,8 +101,6 @@ def check_drill(check: dict[str, Any]) -> list[tuple[str, str]]:
         return [("drill_check.kind", f"must be one of {', '.join(DRILL_KINDS)}")]
     if kind == "serial" and not (isinstance(check.get("text"), str) and 0 < len(check["text"]) <= 200):
         return [("drill_check.text", "the serial console text to wait for (1-200 characters)")]
-    if kind == "tcp" and not (isinstance(check.get("port"), int) and 1 <= check["port"] <= 65535):
-        return [("drill_check.port", "a TCP port (1-65535)")]
     return []
 
 
