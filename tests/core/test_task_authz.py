@@ -38,6 +38,7 @@ EXPECTED_OPERATOR_KINDS = {
     "iso.fetch", "iso.import", "iso.delete", "image.fetch",
     "zfs.list_snapshots", "zfs.list_holds", "zfs.snapshot", "zfs.rollback", "zfs.destroy_snapshot",
     "zfs.hold", "zfs.release", "zfs.clone",
+    "backup.run", "backup.restore",  # a VM owner backs up and restores their own VMs (issue 16)
 }
 
 

@@ -61,6 +61,8 @@ def describe_exit(status: int | None) -> str:
     """A short explanation of an rsync exit status (``exit N`` for unknown ones)."""
     if status is None:
         return "did not exit normally"
+    if status == 255:  # rsync passes on its remote shell's failure: ssh(1) exits 255 on its own errors
+        return "the remote shell (ssh) failed: host key changed, login refused or host unreachable"
     try:
         return _TEXT.get(RsyncExit(status), "success")
     except ValueError:
