@@ -38,3 +38,13 @@ def backup_db_runtime(backup_runtime, register_plugin):
     yield build
     for runtime in built:
         runtime.engine.dispose()
+
+
+@pytest.fixture
+def world(tmp_path, local_user):
+    """A backup host (see ``tests/backup/world.py``): all plugins, the queue in this thread."""
+    from .world import close_world, make_world
+
+    built = make_world(tmp_path, local_user)
+    yield built
+    close_world(built)

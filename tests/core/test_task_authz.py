@@ -39,6 +39,7 @@ EXPECTED_OPERATOR_KINDS = {
     "zfs.list_snapshots", "zfs.list_holds", "zfs.snapshot", "zfs.rollback", "zfs.destroy_snapshot",
     "zfs.hold", "zfs.release", "zfs.clone",
     "backup.verify",  # only a point of their own VM (another user's answers like a missing one)
+    "backup.run", "backup.restore",  # a VM owner backs up and restores their own VMs (issue 16)
 }
 
 
