@@ -13,7 +13,7 @@ import pytest
 from bhype_core import cli
 from bhype_core.testing.api_server import served_cli
 
-from test_jobs import jobs_runtime  # tests/backup has no package: pytest puts it on sys.path
+from .test_jobs import jobs_runtime
 
 
 @pytest.fixture

@@ -79,7 +79,8 @@ def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> Non
 
 @hookimpl
 def bhype_register_event_kinds(register: Callable[[EventKind], None]) -> None:
-    """The events backup jobs, verification and drills deliver (through ``bhype_notify``)."""
+    """The events backup jobs, verification and drills deliver (through ``bhype_notify``);
+    ``backup.target_full`` is the ``backup`` hook module's (a job run raises it too)."""
     job = {"job": "the job's name"}
     register(EventKind("backup.failed", "error", "A VM's backup in a job failed.",
                        {**job, "vm": "the VM", "target": "the target", "task": "the failed backup.run task",
@@ -91,8 +92,6 @@ def bhype_register_event_kinds(register: Callable[[EventKind], None]) -> None:
                         "files": "the files that differ or are missing"}))
     register(EventKind("backup.drill_failed", "error", "A restore drill did not see its sign of life.",
                        {"point": "the point's id", "vm": "the VM", "target": "the target", "error": "what happened"}))
-    register(EventKind("backup.target_full", "error", "A backup failed because its target ran out of space.",
-                       {**job, "vm": "the VM", "target": "the target", "error": "the failure"}))
 
 
 @hookimpl
