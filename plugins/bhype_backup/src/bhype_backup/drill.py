@@ -4,7 +4,8 @@ For each VM a job selects (``{"job": ID}``, submitted by the jobs tick on the jo
 ``drill_schedule``) or for one point (``{"point": ID, "text": …, "timeout": …}``), the newest
 complete point is restored as a new VM ``drill-<point>-<random>`` (``backup.restore`` with
 ``as``: new UUID and MACs), its NICs are moved to the isolated switch ``[backup_jobs]
-drill_switch`` (created without uplink if missing), it is started, and its serial console is
+drill_switch`` (created without uplink if missing; when none is configured they are removed,
+so the copy can never answer on the production network), it is started, and its serial console is
 read until the configured text appears or the timeout passes. The point records
 ``drill_state`` (``ok``/``failed``), ``drill_at`` and ``drill_excerpt`` (the console lines
 around the text, or the last ones seen); a failure is a ``backup.drill_failed`` event. The
@@ -95,7 +96,8 @@ def run_sub(context: Any, kind: str, arguments: dict[str, Any]) -> Any:
 
 
 def isolate(context: Any, name: str) -> None:
-    """Move every NIC of VM ``name`` to the drill switch (created, without uplink, if missing)."""
+    """Cut VM ``name`` off every network: its NICs move to the drill switch (created without
+    uplink if missing), or, with no drill switch configured, are removed."""
     vm = find_vm(context.runtime, name)
     if vm is None:
         raise NotFound(f"the restored VM {name} is gone")
@@ -103,6 +105,10 @@ def isolate(context: Any, name: str) -> None:
     if not nics:
         return
     switch = context.settings.section("backup_jobs").drill_switch
+    if not switch:
+        context.log(f"{name}: NICs removed (no drill switch configured): the drill runs without network")
+        run_sub(context, "vm.edit", {"name": name, "changes": {"nics": []}})
+        return
     if switch not in {s.name for s in list_switches(context.runtime)}:
         context.log(f"creating the isolated drill switch {switch} (no uplink)")
         run_sub(context, "switch.create", {"name": switch})
@@ -119,7 +125,7 @@ def drill_point(context: Any, point: Any, text: str, timeout: int) -> dict[str, 
     restored = False
     try:
         context.log(f"point {point.id} ({point.vm_name}): restoring as {name}")
-        run_sub(context, "backup.restore", {"point": point.id, "as": name})
+        run_sub(context, "backup.restore", {"point": point.id, "vm": point.vm_name, "as": name})
         restored = True
         isolate(context, name)
         run_sub(context, "vm.start", {"name": name})

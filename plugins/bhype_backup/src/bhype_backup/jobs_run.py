@@ -129,8 +129,9 @@ def run_job(context: Any, job: int) -> dict[str, Any]:
                 failed.append(vm.name)
                 results[vm.name] = {"state": outcome.state, "error": message, "task": outcome.id}
                 if FULL.search(message):
-                    runtime.notify(Event("backup.target_full", f"target {row.target} is full: backup of {vm.name} "
-                                         f"failed: {message}", severity="warning", subject=f"backup-target:{row.target}",
+                    runtime.notify(Event("backup.target_full",
+                                         f"target {row.target} is full: backup of {vm.name} failed: {message}",
+                                         severity="warning", subject=f"backup-target:{row.target}",
                                          data={"target": row.target, "free": None, "job": row.name, "vm": vm.name,
                                                "error": message}))
                 runtime.notify(Event("backup.failed", f"backup of {vm.name} to {row.target} failed: {message}",

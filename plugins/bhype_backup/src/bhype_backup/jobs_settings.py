@@ -12,7 +12,8 @@ class JobsSettings(Section):
 
     weekly_verify: bool = Field(True, description="every Sunday 03:00 (host time), verify the newest "
                                                   "point of each VM on each target")
-    drill_switch: str = Field("bhype-drill", min_length=1, max_length=15,
-                              description="the isolated switch (no uplink) drill VMs are attached to")
+    drill_switch: str = Field("", max_length=15,
+                              description="the isolated switch (created without uplink if missing) drill VMs' NICs "
+                                          "are moved to; empty: drill VMs get no NIC at all")
     drill_prefix: str = Field("drill-", min_length=1, max_length=20,
                               description="name prefix of temporary drill VMs")
