@@ -16,14 +16,19 @@ import pytest
 from bhype_backup.drill import clean, wait_for_text
 from bhype_backup.jobs_service import JobCreate, create_job, update_job
 from bhype_backup.models import BackupPoint
+from bhype_core.db.migrate import upgrade
 from bhype_core.db.session import session
 from bhype_core.drivers.select import select_driver
 from bhype_core.hookspecs import hookimpl
 from bhype_core.plugin_api import find_vm, list_vms
+from bhype_core.plugins import make_plugin_manager
+from bhype_core.runtime import build_runtime
 from bhype_core.spec import validate_spec
+from bhype_core.testing import make_settings
 from bhype_core.testing.guest_image import READY_MARKER
+from bhype_core.testing.roles import role_account
 
-from .world import close_world, make_world
+from .world import World, close_world
 
 WAIT = 300  # seconds a drill may wait for the guest (TCG on a loaded machine; a bound, not a timing assertion)
 
@@ -42,7 +47,13 @@ def guest_world(tiny_guest, local_user):
     root = Path(tempfile.mkdtemp(prefix="bh-dr-", dir="/tmp"))  # unix socket paths stay short
     (root / "templates").mkdir()
     (root / "templates" / "tiny.toml").write_text(tiny_guest.template_toml())
-    world = make_world(root, local_user, vm={"templates_dir": str(root / "templates"), "stop_timeout": 90})
+    settings = make_settings(root / "data", queue={"backend": "sqlite"}, qemu={"accel": "tcg"},
+                             vm={"datastores": {"default": {"path": str(root / "ds")}},
+                                 "templates_dir": str(root / "templates"), "stop_timeout": 90})
+    runtime = build_runtime(settings, make_plugin_manager(load_entrypoints=True))
+    assert not runtime.pm.blocked, runtime.pm.blocked
+    upgrade(runtime)
+    world = World(runtime, root, role_account(local_user, runtime, "admin"))
     world.events = Events()
     world.runtime.pm.register(world.events, "test-events")
     try:
