@@ -6,13 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from bhype_core.plugin_api import AdminDep, RuntimeDep, TaskAccepted, accept_task
+from bhype_core.plugin_api import AdminDep, AuthenticatedDep, RuntimeDep, TaskAccepted, accept_task
 from bhype_snmp import managers as store
 from bhype_snmp.managers import ManagerCreate, ManagerPublic
+from bhype_snmp.mib import mib_text
 
 TEST_KIND = "snmp.test"
+INSTALL_MIB_KIND = "snmp.install_mib"
+
+
+class MibInstall(BaseModel):
+    """Where to install BHYPE-MIB (``null``: net-snmp's MIB directory for this platform)."""
+
+    directory: str | None = None
 
 
 class SnmpStatus(BaseModel):
@@ -59,5 +68,15 @@ def make_router() -> APIRouter:
         an inform was acknowledged, or why not)."""
         store.get_manager(runtime, name)  # 404 now, not a failed task
         return accept_task(runtime, principal, TEST_KIND, {"manager": name})
+
+    @router.get("/mib", response_class=PlainTextResponse)
+    def mib(caller: AuthenticatedDep) -> str:
+        """BHYPE-MIB's text, for a manager's MIB browser."""
+        return mib_text()
+
+    @router.post("/mib/install", status_code=202, response_model=TaskAccepted)
+    def install_mib(body: MibInstall, runtime: RuntimeDep, principal: AdminDep) -> Any:
+        """Install BHYPE-MIB where net-snmp finds MIBs on this host (task ``snmp.install_mib``)."""
+        return accept_task(runtime, principal, INSTALL_MIB_KIND, body.model_dump())
 
     return router

@@ -33,13 +33,15 @@ def _secret(field: str, prompt: str) -> str:
     if value:
         return value
     if not sys.stdin.isatty():
-        raise ValidationErrors([(field, f"set ${SECRET_ENV[field]} (stdin is no terminal to ask on); nothing was added")])
+        raise ValidationErrors([(field, f"set ${SECRET_ENV[field]} (stdin is no terminal to ask on); "
+                                        "nothing was added")])
     return getpass.getpass(f"{prompt}: ")
 
 
 def manager_add(args: argparse.Namespace) -> int:
     """``manager add NAME HOST [--port] [--v3 --user U] [--inform] …``."""
-    body: dict[str, Any] = {"name": args.name, "host": args.host, "port": args.port, "version": "3" if args.v3 else "2c",
+    body: dict[str, Any] = {"name": args.name, "host": args.host, "port": args.port,
+                            "version": "3" if args.v3 else "2c",
                             "notify_type": "inform" if args.inform else "trap", "min_severity": args.min_severity,
                             "rate_limit": args.rate_limit, "timeout": args.timeout, "retries": args.retries,
                             "enabled": not args.disabled}
@@ -52,7 +54,8 @@ def manager_add(args: argparse.Namespace) -> int:
     added = api_from(args).request("POST", f"{SNMP}/managers", body)
     if args.json:
         return _print_json(added)
-    print(f"manager {added['name']}: {added['notify_type']}s (SNMPv{added['version']}) to {added['host']}:{added['port']}")
+    target = f"{added['host']}:{added['port']}"
+    print(f"manager {added['name']}: {added['notify_type']}s (SNMPv{added['version']}) to {target}")
     return 0
 
 
@@ -107,6 +110,25 @@ def snmp_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def mib_show(args: argparse.Namespace) -> int:
+    """``mib show``: BHYPE-MIB's text as this package ships it (also ``GET /api/v1/snmp/mib``)."""
+    from bhype_snmp.mib import mib_text
+
+    print(mib_text(), end="")
+    return 0
+
+
+def mib_install(args: argparse.Namespace) -> int:
+    """``mib install [--dir DIR]``: the worker writes BHYPE-MIB.txt into net-snmp's MIB directory."""
+    api = api_from(args)
+    accepted = api.request("POST", f"{SNMP}/mib/install", {"directory": args.dir})
+    result = api.wait_task(accepted["task_id"], timeout=300)["result"]
+    if args.json:
+        return _print_json(result)
+    print(f"installed {result['path']} (load it with: snmptranslate -m +BHYPE-MIB …)")
+    return 0
+
+
 def _command(sub: argparse._SubParsersAction, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help)
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -119,6 +141,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """The ``bhype snmp`` sub-commands."""
     sub = parser.add_subparsers(dest="snmp_command", metavar="COMMAND", required=True)
     _command(sub, "status", snmp_status, "engine ID, managers, agent (admins)")
+    mib = sub.add_parser("mib", help="BHYPE-MIB")
+    mibs = mib.add_subparsers(dest="mib_command", metavar="COMMAND", required=True)
+    mibs.add_parser("show", help="print BHYPE-MIB").set_defaults(snmp_handler=mib_show)
+    _command(mibs, "install", mib_install, "install BHYPE-MIB where net-snmp finds MIBs (admins)").add_argument(
+        "--dir", default=None, help="default: /usr/local/share/snmp/mibs (FreeBSD), /usr/share/snmp/mibs (Linux)")
     manager = sub.add_parser("manager", help="notification receivers (admins)")
     inner = manager.add_subparsers(dest="manager_command", metavar="COMMAND", required=True)
     add = _command(inner, "add", manager_add, "add a manager (secrets from $BHYPE_SNMP_* or the terminal)")

@@ -42,12 +42,17 @@ def bhype_register_models(register: Callable[[ModelSet], None]) -> None:
 
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
-    """``snmp.test``: a test notification to one manager (admins)."""
-    from bhype_snmp.api import TEST_KIND
+    """``snmp.test``: a test notification to one manager; ``snmp.install_mib``: BHYPE-MIB into
+    net-snmp's MIB directory (admins)."""
+    from bhype_snmp.api import INSTALL_MIB_KIND, TEST_KIND
+    from bhype_snmp.mib import install_task
     from bhype_snmp.tasks import test_manager
 
     register(TaskKind(name=TEST_KIND, run=test_manager, role="admin",
-                      description="send a test notification to an SNMP manager; says whether an inform was acknowledged"))
+                      description="send a test notification to an SNMP manager; "
+                                  "says whether an inform was acknowledged"))
+    register(TaskKind(name=INSTALL_MIB_KIND, run=install_task, role="admin",
+                      description="install BHYPE-MIB where net-snmp finds MIBs on this host"))
 
 
 @hookimpl

@@ -165,7 +165,8 @@ class Sender:
                 continue
             held = self.limiter.take_suppressed(key)
             if held:
-                log.warning("SNMP rate limit: %d %s events for manager %s were not sent", held, event.kind, manager.name)
+                log.warning("SNMP rate limit: %d %s events for manager %s were not sent", held, event.kind,
+                            manager.name)
             chosen.append(manager)
         if not chosen:
             return []
