@@ -46,9 +46,9 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     net-snmp's MIB directory (admins)."""
     from bhype_snmp.api import INSTALL_MIB_KIND, TEST_KIND
     from bhype_snmp.mib import install_task
-    from bhype_snmp.tasks import test_manager
+    from bhype_snmp.tasks import check_manager
 
-    register(TaskKind(name=TEST_KIND, run=test_manager, role="admin",
+    register(TaskKind(name=TEST_KIND, run=check_manager, role="admin",
                       description="send a test notification to an SNMP manager; "
                                   "says whether an inform was acknowledged"))
     register(TaskKind(name=INSTALL_MIB_KIND, run=install_task, role="admin",

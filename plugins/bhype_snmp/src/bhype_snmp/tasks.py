@@ -8,7 +8,7 @@ from bhype_snmp import managers as store
 from bhype_snmp.sender import send_test
 
 
-def test_manager(context: Any, manager: str) -> dict[str, Any]:
+def check_manager(context: Any, manager: str) -> dict[str, Any]:
     """Send ``bhypeTestNotification`` to ``manager`` and wait: a trap is reported sent (nothing
     comes back), an inform acknowledged or not (with why: timeout, wrong key …). An inform
     nobody acknowledged is a result, not a task failure, so the CLI can show it."""
