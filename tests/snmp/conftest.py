@@ -14,14 +14,14 @@ from bhype_snmp.sender import EXTRAS_KEY
 
 @pytest.fixture
 def snmp_runtime(tmp_path, plugin_manager, register_plugin):
-    """``snmp_runtime(runner=None, **snmp_section)`` → a migrated runtime whose plugins are the
+    """``snmp_runtime(runner=None, sections=None, **snmp_section)`` → a migrated runtime whose plugins are the
     core's tables and ``snmp`` (its sender thread, if one started, is stopped after the test)."""
     register_plugin(models, "core_models")
     register_plugin(bhype_snmp.plugin, "snmp")
     built = []
 
-    def build(runner=None, **snmp):
-        sections = {"snmp": snmp}
+    def build(runner=None, sections=None, **snmp):
+        sections = {**(sections or {}), "snmp": snmp}
         if runner:
             sections["runner"] = runner
         runtime = build_runtime(make_settings(tmp_path / "data", **sections), plugin_manager)
