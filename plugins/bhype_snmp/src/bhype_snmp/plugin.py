@@ -11,6 +11,7 @@ from bhype_core.plugin_api import (
     ModelSet,
     RouterEntry,
     Runtime,
+    Sampler,
     SettingsSection,
     TaskKind,
     hookimpl,
@@ -53,6 +54,16 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
                                   "says whether an inform was acknowledged"))
     register(TaskKind(name=INSTALL_MIB_KIND, run=install_task, role="admin",
                       description="install BHYPE-MIB where net-snmp finds MIBs on this host"))
+
+
+@hookimpl
+def bhype_register_samplers(register: Callable[[Sampler], None]) -> None:
+    """``snmp.agent``: BHYPE-MIB's host scalars and VM table over SNMP, once per host (does
+    nothing unless ``[snmp] agent_enabled``)."""
+    from bhype_snmp.agent_service import start_agent
+
+    register(Sampler(name="snmp.agent", start=start_agent, interval=1.0,
+                     description="serve BHYPE-MIB's VM table (read-only SNMP agent; off by default)"))
 
 
 @hookimpl
