@@ -53,7 +53,8 @@ def test_v3_informs_with_auth_and_priv_are_acknowledged(snmp_runtime, tmp_path, 
                     user="nms", auth_key=AUTH_KEY, priv_key=PRIV_KEY)
         with caplog.at_level(logging.DEBUG):
             runtime.notify(Event(kind="vm.crashed", message="bhyve exited with status 4", severity="error",
-                                 subject="vm:db1", data={"exit_status": 4, "vm_uuid": "0f6e2c1a-3b7d-4c2e-9a55-1d2e3f4a5b6c"}))
+                                 subject="vm:db1",
+                                 data={"exit_status": 4, "vm_uuid": "0f6e2c1a-3b7d-4c2e-9a55-1d2e3f4a5b6c"}))
             sender = sender_for(runtime)
             sender.flush()
         [line] = trapd.wait_notifications(1)
