@@ -131,3 +131,28 @@ def test_v3_trap_as_the_stored_engine_id_for_a_kind_another_plugin_declares(snmp
         [line] = trapd.wait_notifications(1)
     assert "BHYPE-MIB::bhypeEventKind.0 = STRING: acme.widget_jammed" in line
     assert "BHYPE-MIB::bhypeEventSeverity.0 = INTEGER: critical(4)" in line
+
+
+def test_an_unanswered_inform_is_retried_then_logged(snmp_runtime, caplog):
+    import socket
+
+    runtime = snmp_runtime()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # receives, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.settimeout(0.5)
+        add_manager(runtime, name="mute", host="127.0.0.1", port=silent.getsockname()[1], community=COMMUNITY,
+                    notify_type="inform", timeout=1, retries=2)
+        with caplog.at_level(logging.ERROR, logger="bhype_snmp.sender"):
+            runtime.notify(Event(kind="task.failed", message="nobody listens", severity="error"))
+            sender = sender_for(runtime)
+            assert sender.flush(60)
+        received = []
+        while True:
+            try:
+                received.append(silent.recv(65535))
+            except TimeoutError:
+                break
+    # The first send and two retries (each waiting twice as long as the one before), then given up.
+    assert len(received) == 3 and sender.results[-1].attempts == 3 and sender.results[-1].acknowledged is False
+    assert sender.stats["unacknowledged"] == 1
+    assert "SNMP inform to manager mute not acknowledged after 3 attempt(s): event task.failed" in caplog.text

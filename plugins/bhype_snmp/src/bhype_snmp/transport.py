@@ -93,7 +93,16 @@ def auth_data(manager: SnmpManager) -> CommunityData | UsmUserData:
 
 async def _target(manager: SnmpManager, timeout: float) -> Any:
     kind = Udp6TransportTarget if ":" in manager.host else UdpTransportTarget
-    return await kind.create((manager.host, manager.port), timeout=timeout, retries=0)
+    target = await kind.create((manager.host, manager.port), timeout=timeout, retries=0)
+    # pysnmp's high-level API files each target under a tag and sends to *every* target of the
+    # tag; its default tag (user, address) would gather one target per timeout (each retry
+    # waits longer) or per changed setting, and send the notification to each. One tag per
+    # distinct set-up keeps it one target. hash() stays in this process (never logged).
+    target.tagList = "bhype-" + format(hash((manager.name, manager.host, manager.port, manager.version,
+                                            manager.community, manager.user, manager.auth_protocol,
+                                            manager.auth_key, manager.priv_protocol, manager.priv_key,
+                                            timeout)) & 0xFFFFFFFFFFFF, "x")
+    return target
 
 
 async def send(engine: SnmpEngine, manager: SnmpManager, notification: Notification) -> SendResult:
