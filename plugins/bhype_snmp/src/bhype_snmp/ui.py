@@ -1,4 +1,5 @@
-"""The web UI page ``/ui/snmp`` (admins): managers without secrets, the engine ID, the agent."""
+"""The web UI page ``/ui/snmp`` (admins): managers without secrets (add, test, remove through the
+API with the web UI's declarative forms and buttons), the engine ID, the agent."""
 
 from __future__ import annotations
 
