@@ -81,7 +81,7 @@ def uptime_ticks(row: VmRow, now: datetime) -> int:
     if row.state not in RUNNING or row.since is None:
         return 0
     since = row.since if row.since.tzinfo else row.since.replace(tzinfo=UTC)
-    return _gauge((now - since).total_seconds() * 100)
+    return _gauge(int((now - since).total_seconds() * 100))
 
 
 def snapshot(rows: list[VmRow], *, host: str, facts: dict[str, Any],
