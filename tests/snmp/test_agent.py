@@ -26,7 +26,7 @@ from bhype_core.vm.power import force_stop_vm, start_vm, stop_vm
 from bhype_snmp import oids
 from bhype_snmp.agent_service import EXTRAS_KEY, start_agent
 
-from .trapd import free_udp_port, mib_path
+from .kit import free_udp_port, mib_path
 
 pytestmark = pytest.mark.guest
 COMMUNITY = "agent-S3cret"

@@ -12,7 +12,7 @@ from bhype_core.testing.waiting import wait_for
 from bhype_snmp import sender as sender_module
 from bhype_snmp.sender import sender_for
 
-from .trapd import add_manager, snmptrapd
+from .kit import add_manager, snmptrapd
 
 COMMUNITY = "burst-community"
 

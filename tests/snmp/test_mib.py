@@ -15,7 +15,7 @@ from bhype_core.testing.parts import require_program
 from bhype_snmp import oids
 from bhype_snmp.mib import MIB_FILE, install
 
-from .trapd import mib_path, standard_mib_dirs
+from .kit import mib_path, standard_mib_dirs
 
 DEFINITION = re.compile(r"^(\w+)[ \t]+(?:OBJECT-TYPE|NOTIFICATION-TYPE|OBJECT IDENTIFIER|MODULE-IDENTITY|"
                         r"OBJECT-GROUP|NOTIFICATION-GROUP|MODULE-COMPLIANCE)\b", re.MULTILINE)

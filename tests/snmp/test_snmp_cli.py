@@ -15,7 +15,7 @@ from bhype_core import cli
 from bhype_core.testing.api_server import served_cli
 from bhype_core.testing.roles import role_account
 
-from .trapd import snmptrapd
+from .kit import snmptrapd
 
 AUTH_KEY, PRIV_KEY = "cli-auth-S3cret", "cli-priv-S3cret"
 

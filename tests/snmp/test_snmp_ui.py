@@ -18,13 +18,16 @@ from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
 from bhype_snmp import managers
 
+from .kit import require_webui
+
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 
 
 @pytest.fixture
 def app(tmp_path):
     pm = make_plugin_manager(load_entrypoints=True)
-    assert not pm.blocked and pm.has_plugin("webui") and pm.has_plugin("snmp")
+    require_webui(pm)
+    assert not pm.blocked and pm.has_plugin("snmp")
     runtime = build_runtime(make_settings(tmp_path / "data", auth={"account_recheck_interval": 3600}), pm)
     upgrade(runtime)
     managers.create_manager(runtime, managers.ManagerCreate(name="nms1", host="192.0.2.7", community="ui-S3cret"))

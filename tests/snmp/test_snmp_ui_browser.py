@@ -25,7 +25,7 @@ from bhype_core.testing.roles import role_account
 from bhype_core.testing.waiting import wait_for
 from bhype_snmp import managers
 
-from .trapd import snmptrapd
+from .kit import require_webui, snmptrapd
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -52,6 +52,7 @@ def browser():
 
 def test_add_test_and_remove_a_manager_in_the_browser(browser, tmp_path, local_user):
     pm = make_plugin_manager(load_entrypoints=True)
+    require_webui(pm)
     runtime = build_runtime(make_settings(tmp_path / "data", queue={"backend": "sqlite"},
                                           auth={"account_recheck_interval": 3600}), pm)
     upgrade(runtime)

@@ -12,7 +12,7 @@ from bhype_snmp import managers
 from bhype_snmp.sender import send_test, sender_for
 from bhype_snmp.tasks import check_manager
 
-from .trapd import add_manager, snmptrapd
+from .kit import add_manager, snmptrapd
 
 COMMUNITY = "c0mmunity-S3cret"
 AUTH_KEY, PRIV_KEY = "auth-pass-S3cret", "priv-pass-S3cret"

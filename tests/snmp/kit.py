@@ -1,5 +1,5 @@
-"""Real net-snmp parts for the SNMP tests: standard MIB directories, snmptrapd on a loopback
-UDP port with BHYPE-MIB loaded (its decoded output names bHype's objects), free UDP ports.
+"""The SNMP tests' kit: standard MIB directories, snmptrapd on a loopback UDP port with BHYPE-MIB
+loaded (its decoded output names bHype's objects), free UDP ports, managers, the web UI check.
 
 snmptrapd(8) flags: ``-f`` foreground, ``-Lo`` log to stdout, ``-C`` no default config files,
 ``-c FILE`` this one, ``-n`` no reverse lookups, ``-M``/``-m`` MIB dirs and modules (snmpcmd(1)),
@@ -113,3 +113,11 @@ def snmptrapd(tmp_path: Path, config: str) -> Iterator[Trapd]:
 def add_manager(runtime, **values):
     """Store a manager (``ManagerCreate`` fields) and return its row."""
     return managers.create_manager(runtime, managers.ManagerCreate(**values))
+
+
+def require_webui(pm) -> None:
+    """The page tests need the web UI plugin installed next to this one (``nox -s
+    "tests(package='bhype_snmp')"`` installs only the core and bhype-snmp: run it with
+    ``--without webui`` to leave them out by name)."""
+    if not pm.has_plugin("webui"):
+        missing("webui", "the bhype-webui plugin is not installed (its page hooks render /ui/snmp)")
