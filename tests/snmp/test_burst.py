@@ -82,3 +82,34 @@ def test_an_event_that_does_not_fit_the_queue_is_dropped_and_logged(snmp_runtime
     # The sender holds one event; ten wait in the queue; the rest were refused, each logged.
     assert sender.stats["queued"] + sender.stats["dropped"] == 100 and sender.stats["dropped"] >= 89
     assert caplog.text.count("SNMP queue full (10 events): event task.failed") == sender.stats["dropped"]
+
+
+EXITING = """
+import pathlib, sys
+import bhype_snmp.plugin
+from bhype_core.builtins import models
+from bhype_core.db.migrate import upgrade
+from bhype_core.events import Event
+from bhype_core.plugins import make_plugin_manager
+from bhype_core.runtime import build_runtime
+from bhype_core.testing import make_settings
+from bhype_snmp.sender import sender_for
+
+pm = make_plugin_manager(load_entrypoints=False, plugins=[("core_models", models), ("snmp", bhype_snmp.plugin)])
+runtime = build_runtime(make_settings(pathlib.Path(sys.argv[1])), pm)
+upgrade(runtime)
+runtime.notify(Event(kind="task.failed", message="x", severity="error"))
+assert sender_for(runtime).flush(60)
+print("leaving")
+"""
+
+
+def test_a_process_with_an_idle_sender_exits(tmp_path):
+    # The sender thread waits for work without parking a thread in a blocking get, which
+    # would hold up the interpreter's exit (a worker that never stops). The timeout is a bound.
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", EXITING, str(tmp_path / "data")], capture_output=True,
+                            text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (0, "leaving\n"), result.stderr

@@ -49,6 +49,8 @@ class Sender:
         self._pending = 0
         self._thread: threading.Thread | None = None
         self._managers: tuple[float, list[SnmpManager]] = (0.0, [])
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
         self.sender_thread_id: int | None = None
 
     # -- the raising side -------------------------------------------------------------------
@@ -58,18 +60,32 @@ class Sender:
         self._start()
         with self._lock:
             self._pending += 1
-        try:
-            self.queue.put_nowait(event)
-        except queue.Full:
-            with self._idle:
+            try:
+                self.queue.put_nowait(event)
+            except queue.Full:
                 self._pending -= 1
                 self._idle.notify_all()
-            self.stats["dropped"] += 1
+                self.stats["dropped"] += 1
+                full = True
+            else:
+                self.stats["queued"] += 1
+                full = False
+        if full:
             log.error("SNMP queue full (%d events): event %s (%s) dropped", self.queue.maxsize, event.kind,
                       event.message[:80])
             return False
-        self.stats["queued"] += 1
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        """Tell the sender's loop something is queued (it awaits this, never a blocking get:
+        a thread parked in ``queue.get`` would hold up the interpreter's exit)."""
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            try:
+                loop.call_soon_threadsafe(wakeup.set)
+            except RuntimeError:  # the loop just closed; the next submit starts a new one
+                pass
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until every queued event was sent (informs answered or given up); ``False`` on timeout."""
@@ -86,6 +102,7 @@ class Sender:
         """Send what is queued, then end the thread."""
         if self._thread is not None and self._thread.is_alive():
             self.queue.put(_STOP)
+            self._wake()
             self._thread.join(timeout)
 
     def _start(self) -> None:
@@ -105,12 +122,20 @@ class Sender:
             log.exception("SNMP sender stopped")
 
     async def _main(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         engine = new_engine(store.engine_id(self.runtime))
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:
-                item = await asyncio.to_thread(self.queue.get)
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    self._wakeup.clear()
+                    if self.queue.empty():  # nothing slipped in between: wait for submit's wake-up
+                        await self._wakeup.wait()
+                    continue
                 if item is _STOP:
                     break
                 try:
@@ -128,6 +153,7 @@ class Sender:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
         finally:
+            self._loop = None
             engine.close_dispatcher()
 
     async def _finish(self, sends: list[Any]) -> None:
