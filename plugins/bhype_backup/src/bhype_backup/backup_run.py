@@ -37,6 +37,10 @@ from bhype_backup.points import leftovers, list_points
 from bhype_backup.sources import SourceView, check_mode, open_source
 from bhype_backup.targets import get_target
 from bhype_core.plugin_api import (
+    BhypeError,
+    Cancelled,
+    Event,
+    TransferFailed,
     NotFound,
     ValidationErrors,
     find_vm,
@@ -126,7 +130,7 @@ def run_backup(context: Any, vm: str, target: str, mode: str = "stop", job: int 
     row, tgt, store = plan(runtime, vm, target, mode)
     ref = vm_ref(runtime, row)
     endpoint = Endpoint(runtime, tgt)
-    vm_before(runtime.pm, "backup", ref, context, target=target, mode=mode)
+    vm_before(runtime.pm, "backup", ref, context, destination=target)
     started = datetime.now(UTC)
     interrupted = leftovers(runtime, row.uuid, target)
     previous = next(iter(list_points(runtime, vm_uuid=row.uuid, target=target)), None)
@@ -141,13 +145,29 @@ def run_backup(context: Any, vm: str, target: str, mode: str = "stop", job: int 
                 f"mode {mode}")
     try:
         result = _transfer(context, ref, row, store, endpoint, point, previous, interrupted, started)
-    except BaseException:
+    except Cancelled:
         _forget(runtime, endpoint, point)
-        context.log(f"point {point.path} removed: the backup did not complete", "error")
+        context.log(f"cancelled: point {point.path} removed", "warning")
+        raise
+    except TransferFailed as exc:
+        context.log(f"the backup did not complete: {point.path} stays unlisted for the next run to resume from",
+                    "error")
+        if "No space left on device" in exc.stderr:
+            free = endpoint.free_bytes()
+            runtime.notify(Event("backup.target_full", f"backup target {target} is full (backing up {vm})",
+                                 severity="warning", subject=f"backup_target:{target}",
+                                 data={"target": target, "free": free}))
+            raise BhypeError(f"target {target} is full: {exc.message}") from exc
+        raise
+    except BaseException:
+        # Never listed (no manifest, not complete); what reached the target is the basis the
+        # next run of this VM to this target resumes from (then removed).
+        context.log(f"the backup did not complete: {point.path} stays unlisted for the next run to resume from",
+                    "error")
         raise
     for old in interrupted:  # their data served as a basis; the new point is complete without them
         _forget(runtime, endpoint, old)
-    failures = vm_after(runtime.pm, "backup", ref, context, target=target, mode=mode, point=point.id)
+    failures = vm_after(runtime.pm, "backup", ref, context, destination=target)
     return {**result, **hook_errors(failures)}
 
 
@@ -172,8 +192,9 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
             bases = [f"../../{p.path}" for p in [*reversed(interrupted), *([previous] if previous else [])]]
             options = endpoint.rsync_options()
             basis_option = {"copy_dest": bases} if tgt.windows else {"link_dest": bases}
-            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, **basis_option,
-                              extra=["--copy-links", "--exclude=/manifest.json"])
+            bwlimit = runtime.settings.section("backup").bwlimit
+            extra = ["--copy-links", "--exclude=/manifest.json"] + ([f"--bwlimit={bwlimit}"] if bwlimit else [])
+            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, **basis_option, extra=extra)
             context.log(f"rsync {len(files)} file(s), {manifest.size} bytes"
                         + (f", basis {previous.path}" if previous else ", full (no earlier point)"))
             stats = run_rsync(context.runner, argv, on_progress=task_progress(context, "transfer", start=5, span=90),
