@@ -194,7 +194,9 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
             basis_option = {"copy_dest": bases} if tgt.windows else {"link_dest": bases}
             bwlimit = runtime.settings.section("backup").bwlimit
             extra = ["--copy-links", "--exclude=/manifest.json"] + ([f"--bwlimit={bwlimit}"] if bwlimit else [])
-            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, **basis_option, extra=extra)
+            # Sparse-aware on POSIX targets (holes stay holes); a Windows rsync may not keep them.
+            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, **basis_option, extra=extra,
+                              sparse=not tgt.windows)
             context.log(f"rsync {len(files)} file(s), {manifest.size} bytes"
                         + (f", basis {previous.path}" if previous else ", full (no earlier point)"))
             stats = run_rsync(context.runner, argv, on_progress=task_progress(context, "transfer", start=5, span=90),
