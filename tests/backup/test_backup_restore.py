@@ -221,3 +221,16 @@ def test_vm_destroyed_while_the_backup_was_queued(world, tmp_path):
     failed = store.get_task(world.runtime.engine, backup.id)
     assert failed.state == "failed" and "no VM named 'gone'" in failed.error["message"]
     assert list_points(world.runtime) == []
+
+
+def test_a_change_that_keeps_size_and_mtime_is_still_backed_up(world, tmp_path):
+    world.create_vm("sly", disks=["8M"])
+    root = add_local(world, tmp_path)
+    first = world.ok("backup.run", {"vm": "sly", "target": "usb", "mode": "stop", "job": None})
+    disk = world.disk("sly")
+    before = os.stat(disk)
+    write_pattern(disk, 42, offset=5 * MiB, length=4096)
+    os.utime(disk, ns=(before.st_atime_ns, before.st_mtime_ns))  # rsync's quick check would skip it
+    second = world.ok("backup.run", {"vm": "sly", "target": "usb", "mode": "stop", "job": None})
+    assert (root / second["path"] / "disks" / "disk0.img").read_bytes() == disk.read_bytes()
+    assert (root / first["path"] / "disks" / "disk0.img").read_bytes() != disk.read_bytes()

@@ -23,6 +23,7 @@ import json
 import shutil
 import socket
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -178,9 +179,33 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
     try:
         with open_source(context, ref, store, point.mode, staging / "crash") as view:
             root, entries = _stage(view, ref, row.owner, staging)
-            context.progress(2, "checksumming the VM's files")
-            files = [describe_file(path, role, original, stored, volume)
-                     for role, stored, path, volume, original in entries]
+            # The files are stable while the view is open (stopped VM, snapshot or staging copy):
+            # checksum them in a thread while rsync reads them too (one read from the page cache).
+            hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bhype-backup-hash")
+            described = hashing.submit(lambda: [describe_file(path, role, original, stored, volume)
+                                                for role, stored, path, volume, original in entries])
+            endpoint.makedirs(point.path)
+            bases = [f"../../{p.path}" for p in [*reversed(interrupted), *([previous] if previous else [])]]
+            options = endpoint.rsync_options()
+            basis_option = {"copy_dest": bases} if tgt.windows else {"link_dest": bases}
+            bwlimit = runtime.settings.section("backup").bwlimit
+            # --checksum: a disk image can change without its size or (whole-second, or with
+            # --modify-window=1 two-second) mtime changing; rsync's quick check would then skip it.
+            # Files equal by checksum are still hard-linked/copied from the basis.
+            extra = ["--copy-links", "--checksum", "--exclude=/manifest.json"]
+            extra += [f"--bwlimit={bwlimit}"] if bwlimit else []
+            # Sparse-aware on POSIX targets (holes stay holes); a Windows rsync may not keep them.
+            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, **basis_option, extra=extra,
+                              sparse=not tgt.windows)
+            context.log(f"rsync {len(entries)} file(s)"
+                        + (f", basis {previous.path}" if previous else ", full (no earlier point)"))
+            try:
+                stats = run_rsync(context.runner, argv,
+                                  on_progress=task_progress(context, "transfer", start=5, span=90),
+                                  cancel=context.cancel_requested, timeout=7 * 24 * 3600)
+                files = described.result()
+            finally:
+                hashing.shutdown(wait=True)
             manifest = Manifest(vm={"name": ref.name, "uuid": ref.uuid, "owner": row.owner,
                                     "datastore": row.datastore},
                                 spec=ref.spec.to_data(), mode=point.mode, consistency=view.consistency,
@@ -188,19 +213,6 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
                                 plugin_version=__version__, started=started.isoformat(), windows=tgt.windows,
                                 basis=previous.path if previous else None, stop_window=view.stop_window,
                                 warnings=list(view.warnings), files=files)
-            endpoint.makedirs(point.path)
-            bases = [f"../../{p.path}" for p in [*reversed(interrupted), *([previous] if previous else [])]]
-            options = endpoint.rsync_options()
-            basis_option = {"copy_dest": bases} if tgt.windows else {"link_dest": bases}
-            bwlimit = runtime.settings.section("backup").bwlimit
-            extra = ["--copy-links", "--exclude=/manifest.json"] + ([f"--bwlimit={bwlimit}"] if bwlimit else [])
-            # Sparse-aware on POSIX targets (holes stay holes); a Windows rsync may not keep them.
-            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, **basis_option, extra=extra,
-                              sparse=not tgt.windows)
-            context.log(f"rsync {len(files)} file(s), {manifest.size} bytes"
-                        + (f", basis {previous.path}" if previous else ", full (no earlier point)"))
-            stats = run_rsync(context.runner, argv, on_progress=task_progress(context, "transfer", start=5, span=90),
-                              cancel=context.cancel_requested, timeout=7 * 24 * 3600)
         manifest.finished = datetime.now(UTC).isoformat()
         data = manifest.to_json()
         (staging / MANIFEST).write_bytes(data)
