@@ -234,3 +234,37 @@ def test_a_change_that_keeps_size_and_mtime_is_still_backed_up(world, tmp_path):
     second = world.ok("backup.run", {"vm": "sly", "target": "usb", "mode": "stop", "job": None})
     assert (root / second["path"] / "disks" / "disk0.img").read_bytes() == disk.read_bytes()
     assert (root / first["path"] / "disks" / "disk0.img").read_bytes() != disk.read_bytes()
+
+
+def test_ssh_target_backup_restore_and_a_changed_host_key(world, tmp_path):
+    from bhype_core.testing.sshd import start_sshd
+
+    world.create_vm("ssh1", disks=["8M"])
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    with start_sshd(tmp_path / "sshd") as server:
+        destination = f"ssh://{server.user}@{server.host}:{server.port}{remote}"
+        world.ok("backup.target_add", {"name": "far", "destination": destination, "key": server.identity.read_text()})
+        first = world.ok("backup.run", {"vm": "ssh1", "target": "far", "mode": "stop", "job": None})
+        write_pattern(world.disk("ssh1"), 8, offset=MiB, length=MiB // 4)
+        second = world.ok("backup.run", {"vm": "ssh1", "target": "far", "mode": "stop", "job": None})
+        assert second["literal_bytes"] < MiB
+        assert os.stat(remote / second["path"] / "config" / "spec.json").st_nlink == 1  # written anew
+        assert (remote / second["path"] / "disks" / "disk0.img").read_bytes() == world.disk("ssh1").read_bytes()
+        world.ok("backup.restore", {"point": first["point"], "vm": "ssh1", "as": "ssh2"})
+        assert world.disk("ssh2").read_bytes() == (remote / first["path"] / "disks" / "disk0.img").read_bytes()
+        port = server.port
+    with start_sshd(tmp_path / "sshd2") as impostor:  # another host key where the target points
+        from bhype_backup.models import BackupTarget
+        from bhype_core.plugin_api import session
+        from sqlmodel import select
+
+        with session(world.runtime) as db:
+            row = db.exec(select(BackupTarget)).one()
+            row.destination = row.destination.replace(f":{port}/", f":{impostor.port}/")
+            db.add(row)
+        known = world.runtime.settings.core.data_dir / "backup" / "secrets" / "far" / "known_hosts"
+        known.write_text(known.read_text().replace(f"]:{port} ", f"]:{impostor.port} "))
+        failed = world.run("backup.run", {"vm": "ssh1", "target": "far", "mode": "stop", "job": None})
+        assert failed.state == "failed" and "Host key verification failed" in failed.error["message"]
+    assert [p.id for p in list_points(world.runtime, vm="ssh1")] == [second["point"], first["point"]]
