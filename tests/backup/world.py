@@ -71,8 +71,9 @@ def write_pattern(path: Path, seed: int, offset: int = 0, length: int = 3 * MiB)
 
 
 def make_world(tmp_path: Path, local_user: Any, **sections: Any) -> World:
-    settings = make_settings(tmp_path / "data", queue={"backend": "sqlite"}, qemu={"accel": "tcg"},
-                             vm={"datastores": {"default": {"path": str(tmp_path / "ds")}}}, **sections)
+    vm = {"datastores": {"default": {"path": str(tmp_path / "ds")}}, **sections.pop("vm", {})}
+    settings = make_settings(tmp_path / "data", queue={"backend": "sqlite"}, qemu={"accel": "tcg"}, vm=vm,
+                             **sections)
     runtime = build_runtime(settings, make_plugin_manager(load_entrypoints=True))
     assert not runtime.pm.blocked, runtime.pm.blocked
     upgrade(runtime)

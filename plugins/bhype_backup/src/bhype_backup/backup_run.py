@@ -23,6 +23,7 @@ import json
 import shutil
 import socket
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -37,6 +38,10 @@ from bhype_backup.points import leftovers, list_points
 from bhype_backup.sources import SourceView, check_mode, open_source
 from bhype_backup.targets import get_target
 from bhype_core.plugin_api import (
+    BhypeError,
+    Cancelled,
+    Event,
+    TransferFailed,
     NotFound,
     ValidationErrors,
     find_vm,
@@ -126,7 +131,7 @@ def run_backup(context: Any, vm: str, target: str, mode: str = "stop", job: int 
     row, tgt, store = plan(runtime, vm, target, mode)
     ref = vm_ref(runtime, row)
     endpoint = Endpoint(runtime, tgt)
-    vm_before(runtime.pm, "backup", ref, context, target=target, mode=mode)
+    vm_before(runtime.pm, "backup", ref, context, destination=target)
     started = datetime.now(UTC)
     interrupted = leftovers(runtime, row.uuid, target)
     previous = next(iter(list_points(runtime, vm_uuid=row.uuid, target=target)), None)
@@ -141,13 +146,29 @@ def run_backup(context: Any, vm: str, target: str, mode: str = "stop", job: int 
                 f"mode {mode}")
     try:
         result = _transfer(context, ref, row, store, endpoint, point, previous, interrupted, started)
-    except BaseException:
+    except Cancelled:
         _forget(runtime, endpoint, point)
-        context.log(f"point {point.path} removed: the backup did not complete", "error")
+        context.log(f"cancelled: point {point.path} removed", "warning")
+        raise
+    except TransferFailed as exc:
+        context.log(f"the backup did not complete: {point.path} stays unlisted for the next run to resume from",
+                    "error")
+        if "No space left on device" in exc.stderr:
+            free = endpoint.free_bytes()
+            runtime.notify(Event("backup.target_full", f"backup target {target} is full (backing up {vm})",
+                                 severity="warning", subject=f"backup_target:{target}",
+                                 data={"target": target, "free": free}))
+            raise BhypeError(f"target {target} is full: {exc.message}") from exc
+        raise
+    except BaseException:
+        # Never listed (no manifest, not complete); what reached the target is the basis the
+        # next run of this VM to this target resumes from (then removed).
+        context.log(f"the backup did not complete: {point.path} stays unlisted for the next run to resume from",
+                    "error")
         raise
     for old in interrupted:  # their data served as a basis; the new point is complete without them
         _forget(runtime, endpoint, old)
-    failures = vm_after(runtime.pm, "backup", ref, context, target=target, mode=mode, point=point.id)
+    failures = vm_after(runtime.pm, "backup", ref, context, destination=target)
     return {**result, **hook_errors(failures)}
 
 
@@ -158,9 +179,33 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
     try:
         with open_source(context, ref, store, point.mode, staging / "crash") as view:
             root, entries = _stage(view, ref, row.owner, staging)
-            context.progress(2, "checksumming the VM's files")
-            files = [describe_file(path, role, original, stored, volume)
-                     for role, stored, path, volume, original in entries]
+            # The files are stable while the view is open (stopped VM, snapshot or staging copy):
+            # checksum them in a thread while rsync reads them too (one read from the page cache).
+            hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bhype-backup-hash")
+            described = hashing.submit(lambda: [describe_file(path, role, original, stored, volume)
+                                                for role, stored, path, volume, original in entries])
+            endpoint.makedirs(point.path)
+            bases = [f"../../{p.path}" for p in [*reversed(interrupted), *([previous] if previous else [])]]
+            options = endpoint.rsync_options()
+            basis_option = {"copy_dest": bases} if tgt.windows else {"link_dest": bases}
+            bwlimit = runtime.settings.section("backup").bwlimit
+            # --checksum: a disk image can change without its size or (whole-second, or with
+            # --modify-window=1 two-second) mtime changing; rsync's quick check would then skip it.
+            # Files equal by checksum are still hard-linked/copied from the basis.
+            extra = ["--copy-links", "--checksum", "--exclude=/manifest.json"]
+            extra += [f"--bwlimit={bwlimit}"] if bwlimit else []
+            # Sparse-aware on POSIX targets (holes stay holes); a Windows rsync may not keep them.
+            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, **basis_option, extra=extra,
+                              sparse=not tgt.windows)
+            context.log(f"rsync {len(entries)} file(s)"
+                        + (f", basis {previous.path}" if previous else ", full (no earlier point)"))
+            try:
+                stats = run_rsync(context.runner, argv,
+                                  on_progress=task_progress(context, "transfer", start=5, span=90),
+                                  cancel=context.cancel_requested, timeout=7 * 24 * 3600)
+                files = described.result()
+            finally:
+                hashing.shutdown(wait=True)
             manifest = Manifest(vm={"name": ref.name, "uuid": ref.uuid, "owner": row.owner,
                                     "datastore": row.datastore},
                                 spec=ref.spec.to_data(), mode=point.mode, consistency=view.consistency,
@@ -168,16 +213,6 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
                                 plugin_version=__version__, started=started.isoformat(), windows=tgt.windows,
                                 basis=previous.path if previous else None, stop_window=view.stop_window,
                                 warnings=list(view.warnings), files=files)
-            endpoint.makedirs(point.path)
-            bases = [f"../../{p.path}" for p in [*reversed(interrupted), *([previous] if previous else [])]]
-            options = endpoint.rsync_options()
-            basis_option = {"copy_dest": bases} if tgt.windows else {"link_dest": bases}
-            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, **basis_option,
-                              extra=["--copy-links", "--exclude=/manifest.json"])
-            context.log(f"rsync {len(files)} file(s), {manifest.size} bytes"
-                        + (f", basis {previous.path}" if previous else ", full (no earlier point)"))
-            stats = run_rsync(context.runner, argv, on_progress=task_progress(context, "transfer", start=5, span=90),
-                              cancel=context.cancel_requested, timeout=7 * 24 * 3600)
         manifest.finished = datetime.now(UTC).isoformat()
         data = manifest.to_json()
         (staging / MANIFEST).write_bytes(data)

@@ -21,8 +21,8 @@ MANIFEST = "manifest.json"
 
 
 def point_name(created: datetime, point_id: int) -> str:
-    """``20261207T174500Z-17``: sorts by time, unique by id."""
-    return f"{created.strftime('%Y%m%dT%H%M%SZ')}-{point_id}"
+    """``20261207-174500-17`` (UTC): sorts by time, unique by id, safe everywhere."""
+    return f"{created.strftime('%Y%m%d-%H%M%S')}-{point_id}"
 
 
 def point_path(vm_uuid: str, name: str) -> str:
@@ -48,6 +48,7 @@ def safe_name(original: str, taken: set[str]) -> str:
     candidate = cleaned
     if candidate in taken or not is_safe(candidate):
         digest = hashlib.sha256(original.encode()).hexdigest()[:8]
-        candidate = f"{cleaned[:70]}-{digest}"
+        stem, dot, extension = cleaned.rpartition(".") if "." in cleaned[1:] else (cleaned, "", "")
+        candidate = f"{stem[:60]}-{digest}{dot}{extension[:10]}"
     taken.add(candidate)
     return candidate

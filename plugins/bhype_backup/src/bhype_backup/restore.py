@@ -215,7 +215,7 @@ def _onto_same_vm(context: Any, row: Any, endpoint: Endpoint, manifest: Manifest
     if is_running(runtime, name):
         raise Conflict(f"VM {name} is running: stop it before restoring onto it")
     ref = vm_ref(runtime, vm_row)
-    vm_before(runtime.pm, "restore", ref, context, point=row.id)
+    vm_before(runtime.pm, "restore", ref, context, source=f"point {row.id} on {row.target}")
     store = open_datastore(runtime, vm_row.datastore)
     current = {d.volume or f"disk{i}" for i, d in enumerate(ref.spec.disks)}
     missing = [f.volume for f in disks if f.volume not in current]
@@ -225,6 +225,6 @@ def _onto_same_vm(context: Any, row: Any, endpoint: Endpoint, manifest: Manifest
                               with_config=not single)
     context.log(f"restored point {row.id} onto VM {name}: {', '.join(restored)}")
     context.progress(100, f"restored onto {name}")
-    failures = vm_after(runtime.pm, "restore", ref, context, point=row.id)
+    failures = vm_after(runtime.pm, "restore", ref, context, source=f"point {row.id} on {row.target}")
     return {"point": row.id, "vm": name, "uuid": vm_row.uuid, "restored": restored, "new_vm": False,
             **hook_errors(failures)}
