@@ -113,3 +113,8 @@ def test_weekly_verify_queues_the_newest_point_of_each_vm(world, tmp_path):
     with session(world.runtime) as db:
         assert db.get(BackupPoint, newest).verify_state == "ok"
         assert db.get(BackupPoint, older).verify_state == "none"
+    # Turned off in the settings, the weekly run queues nothing.
+    world.runtime.settings.section("backup_jobs").weekly_verify = False
+    off = submit_run(world.runtime, job, "off")
+    run_queued(world.runtime)
+    assert store.get_task(world.runtime.engine, off.id).result == {"skipped": "weekly_verify is off"}

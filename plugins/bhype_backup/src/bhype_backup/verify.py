@@ -62,6 +62,14 @@ def set_state(runtime: Any, point_id: int, state: str) -> None:
             db.add(row)
 
 
+def point_exists(runtime: Any, point_id: int) -> bool:
+    """Whether point ``point_id`` still has its row."""
+    from bhype_backup.models import BackupPoint
+
+    with session(runtime) as db:
+        return db.get(BackupPoint, point_id) is not None
+
+
 def check_point(context: Any, point: Any, endpoint: Any) -> list[dict[str, Any]]:
     """Every problem found re-reading ``point`` through ``endpoint`` (empty: all match)."""
     from bhype_backup.manifest import check_file, parse_manifest
@@ -138,6 +146,10 @@ def verify(context: Any, point: int) -> dict[str, Any]:
         set_state(runtime, point, "none")
         raise
     context.progress(100.0, "checked")
+    if problems and not point_exists(runtime, point):
+        # Deleted while being read (retention, or a delete): nothing is wrong with a backup.
+        context.log(f"point {point} was deleted while it was verified", "warning")
+        return {"point": point, "state": "deleted", "problems": []}
     if not problems:
         set_state(runtime, point, "ok")
         context.log("every checksum matches the manifest")
@@ -156,16 +168,21 @@ def verify(context: Any, point: int) -> dict[str, Any]:
 
 def verify_weekly(context: Any) -> dict[str, Any]:
     """``backup.verify_weekly`` (periodic, on by default): queue ``backup.verify`` for the
-    newest complete point of each VM on each target (``[backup_jobs] weekly_verify = false``
-    turns it off)."""
+    newest complete point of each VM on each rsync target (``[backup_jobs] weekly_verify =
+    false`` turns it off)."""
     from bhype_backup.models import BackupPoint
     from bhype_core.plugin_api import submit_as_system
 
     if not context.settings.section("backup_jobs").weekly_verify:
         return {"skipped": "weekly_verify is off"}
+    from bhype_backup.models import BackupTarget
+
     newest: dict[tuple[str, str], Any] = {}
     with session(context.runtime) as db:
+        rsync_targets = set(db.exec(select(BackupTarget.name).where(col(BackupTarget.kind) != "zfs")).all())
         for point in db.exec(select(BackupPoint).where(col(BackupPoint.complete).is_(True))).all():
+            if point.target not in rsync_targets:  # ZFS targets check themselves (zpool scrub)
+                continue
             key = (point.vm_uuid, point.target)
             if key not in newest or point.created > newest[key].created:
                 newest[key] = point
