@@ -1,6 +1,6 @@
 """Restore drills with a real guest (the tiny test guest under QEMU TCG, which prints its ready
 marker on the serial console): a job's drill restores the newest point as a temporary VM
-without network, boots it, sees the marker, records ``ok`` with the console excerpt on the
+without network, boots it, sees the marker (and, asked to, its VNC screen changing), records ``ok`` with the console excerpt on the
 point and destroys the VM; a drill waiting for text that never comes records ``failed``, raises
 ``backup.drill_failed`` and destroys its VM too. The tick submits a due drill as the job's admin."""
 
@@ -102,6 +102,11 @@ def test_drills_pass_on_the_marker_and_fail_without_it(guest_world):
         assert row.drill_state == "ok" and row.drill_at is not None and READY_MARKER in row.drill_excerpt
     assert [vm.name for vm in list_vms(world.runtime)] == ["g1"]  # the drill VM is gone
     assert not [p for p in (world.root / "ds" / "vms").iterdir() if p.name.startswith("drill-")]
+
+    # The other sign of life: the VNC screen changing while the guest boots.
+    [seen] = world.ok("backup.drill", {"point": point, "vnc": True, "timeout": WAIT})["drills"]
+    assert seen["state"] == "ok" and "VNC screen" in seen["excerpt"] and "changed" in seen["excerpt"]
+    assert [vm.name for vm in list_vms(world.runtime)] == ["g1"]
 
     failed = world.run("backup.drill", {"point": point, "text": "THIS-NEVER-APPEARS", "timeout": 60})
     assert failed.state == "failed" and "g1 (point" in failed.error["message"]

@@ -6,7 +6,8 @@ complete point is restored as a new VM ``drill-<point>-<random>`` (``backup.rest
 ``as``: new UUID and MACs), its NICs are moved to the isolated switch ``[backup_jobs]
 drill_switch`` (created without uplink if missing; when none is configured they are removed,
 so the copy can never answer on the production network), it is started, and its serial console is
-read until the configured text appears or the timeout passes. The point records
+read until the configured text appears — or its VNC screen is watched until it changes
+(:mod:`bhype_backup.drill_vnc`) — or the timeout passes. The point records
 ``drill_state`` (``ok``/``failed``), ``drill_at`` and ``drill_excerpt`` (the console lines
 around the text, or the last ones seen); a failure is a ``backup.drill_failed`` event. The
 temporary VM is always force-stopped and destroyed, whatever happened.
@@ -115,7 +116,29 @@ def isolate(context: Any, name: str) -> None:
     run_sub(context, "vm.edit", {"name": name, "changes": {"nics": [{**nic, "switch": switch} for nic in nics]}})
 
 
-def drill_point(context: Any, point: Any, text: str, timeout: int) -> dict[str, Any]:
+def sign_of_life(context: Any, name: str, check: dict[str, Any], timeout: int) -> tuple[bool, str, str]:
+    """Wait for the check's sign of life on VM ``name``; (seen, excerpt, error)."""
+    if check.get("kind") == "vnc":
+        from bhype_backup.drill_vnc import wait_for_change
+
+        context.log(f"{name} started; waiting up to {timeout} s for its VNC screen to change")
+        fd = open_vm_console(context.runtime, name, "vnc")
+        try:
+            changed, said = wait_for_change(fd, timeout, context.cancel_requested)
+        finally:
+            os.close(fd)
+        return changed, said, "" if changed else f"{said} within {timeout} s"
+    text = str(check.get("text") or "")
+    context.log(f"{name} started; waiting up to {timeout} s for {text!r} on its serial console")
+    fd = open_vm_console(context.runtime, name, "serial")
+    try:
+        passed, excerpt = wait_for_text(fd, text, timeout, context.cancel_requested)
+    finally:
+        os.close(fd)
+    return passed, excerpt, "" if passed else f"{text!r} did not appear on the serial console within {timeout} s"
+
+
+def drill_point(context: Any, point: Any, check: dict[str, Any], timeout: int) -> dict[str, Any]:
     """Drill one point (see the module docstring); never raises for a failed drill."""
     runtime = context.runtime
     prefix = context.settings.section("backup_jobs").drill_prefix
@@ -129,14 +152,7 @@ def drill_point(context: Any, point: Any, text: str, timeout: int) -> dict[str, 
         restored = True
         isolate(context, name)
         run_sub(context, "vm.start", {"name": name})
-        context.log(f"{name} started; waiting up to {timeout} s for {text!r} on its serial console")
-        fd = open_vm_console(runtime, name, "serial")
-        try:
-            passed, excerpt = wait_for_text(fd, text, timeout, context.cancel_requested)
-        finally:
-            os.close(fd)
-        if not passed:
-            error = f"{text!r} did not appear on the serial console within {timeout} s"
+        passed, excerpt, error = sign_of_life(context, name, check, timeout)
     except (BhypeError, OSError) as exc:
         error = getattr(exc, "message", None) or str(exc)
     finally:
@@ -177,8 +193,9 @@ def newest_points(runtime: Any, job: Any) -> list[Any]:
 
 
 def drill(context: Any, job: int | None = None, point: int | None = None, text: str | None = None,
-          timeout: int | None = None) -> dict[str, Any]:
-    """``backup.drill``: drill a job's newest points, or one point; fails if any drill failed."""
+          vnc: bool = False, timeout: int | None = None) -> dict[str, Any]:
+    """``backup.drill``: drill a job's newest points (its ``drill_check``), or one point
+    (``text`` on the serial console, or ``vnc``: the screen changing); fails if any failed."""
     from bhype_backup.jobs_service import get_job
     from bhype_backup.verify import get_point
 
@@ -187,13 +204,14 @@ def drill(context: Any, job: int | None = None, point: int | None = None, text: 
         raise ValidationErrors([("job", "give either a job or a point")])
     if job is not None:
         row = get_job(runtime, job)
-        text, timeout = row.drill_check.get("text"), row.drill_timeout
+        check, timeout = dict(row.drill_check), row.drill_timeout
         points = newest_points(runtime, row)
     else:
+        check = {"kind": "vnc"} if vnc else {"kind": "serial", "text": text}
         points = [get_point(runtime, int(point or 0))]
-    if not text:
-        raise ValidationErrors([("text", "the serial console text that proves the guest is alive")])
-    results = [drill_point(context, p, text, int(timeout or 600)) for p in points]
+    if check.get("kind") not in ("serial", "vnc") or (check["kind"] == "serial" and not check.get("text")):
+        raise ValidationErrors([("text", "the serial console text that proves the guest is alive (or vnc)")])
+    results = [drill_point(context, p, check, int(timeout or 600)) for p in points]
     failed = [r for r in results if r["state"] != "ok"]
     if failed:
         raise TaskFailed("restore drill failed for " + ", ".join(f"{r['vm']} (point {r['point']})" for r in failed))

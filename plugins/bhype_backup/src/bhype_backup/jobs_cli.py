@@ -44,9 +44,11 @@ def run_task(args: argparse.Namespace, accepted: dict[str, Any]) -> Any:
 
 
 def drill_check(args: argparse.Namespace) -> dict[str, Any]:
-    """The drill's sign of life from ``--drill-serial``."""
+    """The drill's sign of life from ``--drill-serial`` or ``--drill-vnc``."""
     if args.drill_serial:
         return {"kind": "serial", "text": args.drill_serial}
+    if args.drill_vnc:
+        return {"kind": "vnc"}
     return {}
 
 
@@ -143,8 +145,10 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
                      help="a run must succeed within this long of its slot (else backup.overdue)")
     add.add_argument("--disabled", action="store_true")
     add.add_argument("--drill-schedule", default="", help="crontab(5) line for restore drills (empty: none)")
-    add.add_argument("--drill-serial", default="", metavar="TEXT",
-                     help="a drill passes when the restored guest's serial console prints TEXT")
+    sign = add.add_mutually_exclusive_group()
+    sign.add_argument("--drill-serial", default="", metavar="TEXT",
+                      help="a drill passes when the restored guest's serial console prints TEXT")
+    sign.add_argument("--drill-vnc", action="store_true", help="… when its VNC screen changes")
     add.add_argument("--drill-timeout", type=int, default=600, metavar="SECONDS")
     _sub(inner, "list", job_list, "every job and its last run")
     run = _sub(inner, "run", job_run, "run a job now and follow it")

@@ -24,7 +24,7 @@ class BackupJob(SQLModel, table=True):
     ``last_slot`` is the schedule slot the newest run was submitted for (missed runs run once).
     ``drill_schedule`` (empty: no drills) restores the newest point of each selected VM as a
     temporary VM and waits for ``drill_check`` (``{"kind": "serial", "text": …}``: that text on
-    its serial console).
+    its serial console; ``{"kind": "vnc"}``: its VNC screen changing).
     """
 
     __tablename__ = "backup_job"  # type: ignore[assignment]

@@ -21,7 +21,7 @@ from bhype_core.plugin_api import (
 )
 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
-DRILL_KINDS = ("serial",)  # a TCP port or the VNC screen changing: not yet
+DRILL_KINDS = ("serial", "vnc")  # a TCP port answering: not yet
 
 
 class JobCreate(BaseModel):
