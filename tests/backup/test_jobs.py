@@ -272,3 +272,23 @@ def test_overdue_is_reported_once_per_missed_slot(jobs):
     submit_run(runtime, tick, "after success")
     run_queued(runtime)
     assert len([e for e in recorder.events if e.kind == "backup.overdue"]) == 1
+
+
+def test_verify_is_for_admins_and_the_owner_of_the_points_vm(jobs):
+    runtime, recorder = jobs
+    with session(runtime, write=True) as db:
+        web = db.exec(select(VM).where(VM.name == "web")).one()  # alice's
+        point = BackupPoint(vm_uuid=web.uuid, vm_name="web", target="nas", path="web/1", mode="stop",
+                            complete=True)
+        db.add(point)
+        db.flush()
+        point_id = point.id
+    from bhype_core.errors import NotFound
+
+    queued = service.submit(runtime, Principal("alice", "operator"), "backup.verify", {"point": point_id})
+    assert queued.locks == [f"backup_point:{point_id}"]
+    with pytest.raises(NotFound, match=f"no backup point {point_id}"):
+        service.submit(runtime, Principal("bob", "operator"), "backup.verify", {"point": point_id})
+    with pytest.raises(NotFound):
+        service.submit(runtime, Principal("alice", "operator"), "backup.verify", {"point": point_id + 99})
+    service.submit(runtime, recorder.admin, "backup.verify", {"point": point_id})
