@@ -33,6 +33,13 @@ class NoInstaller(BhypeError):
     http_status = 409
 
 
+class InstallFailed(BhypeError):
+    """An installer failed; the message ends with the last lines it printed."""
+
+    code = "install_failed"
+    http_status = 409
+
+
 @dataclass(frozen=True)
 class Install:
     """One installer command's outcome: every line it printed, and whether it changed anything."""
@@ -95,14 +102,16 @@ class UpdatePlatform:
         return steps
 
     def install(self, name: str, tool_argv: list[str], env: dict[str, str] | None) -> Install:
-        """Run one installer; a failure raises :class:`CommandError` (its output in the
-        message). freebsd-update's exit 2 (nothing staged) is "nothing to install"."""
+        """Run one installer; a failure raises :class:`InstallFailed` (its last lines in the
+        message: freebsd-update says why on stdout). freebsd-update's exit 2 with "No updates
+        are available to install." is "nothing to install", not a failure."""
         result = self._run(tool_argv, timeout=self.settings.install_timeout, check=False, env=env)
         output = result.stdout + ("\n" + result.stderr if result.stderr else "")
         lines = [line for line in output.splitlines() if line.strip()]
         nothing = nothing_to_install(output)
         if result.returncode != 0 and not (result.returncode == 2 and nothing):
-            result.assert_success()
+            tail = " | ".join(lines[-5:]) or "no output"
+            raise InstallFailed(f"{' '.join(tool_argv)} exited with status {result.returncode}: {tail}")
         return Install(name, self.command(tool_argv), lines, installed=not nothing)
 
     def reboot(self) -> None:
