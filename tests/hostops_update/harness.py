@@ -136,9 +136,8 @@ class UpdateHost:
 
     def started_vms(self, since: str) -> list[str]:
         """Names of the VMs ``vm.start`` sub-tasks started after task ``since`` was created, oldest first."""
-        tasks = self.client.get("/api/v1/tasks", params={"kind": "vm.start", "limit": 100}).json()
-        parent = self.client.get(f"/api/v1/tasks/{since}").json()
-        ours = [t for t in tasks if t.get("parent_id") == parent["id"] and t["state"] == "succeeded"]
+        tasks = self.client.get("/api/v1/tasks", params={"kind": "vm.start", "limit": 100}).json()["tasks"]
+        ours = [t for t in tasks if t["parent_id"] == since and t["state"] == "succeeded"]
         return [t["arguments"]["name"] for t in sorted(ours, key=lambda t: t["created"])]
 
     def wait_worker_gone(self, worker: ServiceWorker) -> int:
