@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bhype_core.errors import CommandError
 from bhype_core.host.runner import LocalRunner
 from bhype_hostops.update import standin
-from bhype_hostops.update.platform import InstallFailed, UpdatePlatform
+from bhype_hostops.update.platform import InstallFailed, ToolFailed, UpdatePlatform
 from bhype_hostops.update.settings import UpdateSettings
 
 
@@ -32,7 +31,8 @@ def test_boot_environments_are_created_and_listed(platform) -> None:
         ("default", True, True)]
     platform.create_boot_environment("bhype-update-1")
     assert [be.name for be in platform.boot_environments()] == ["default", "bhype-update-1"]
-    with pytest.raises(CommandError, match="already exists"):
+    with pytest.raises(ToolFailed, match="^bectl create -r bhype-update-1 exited with status 1: bectl create: "
+                                         "boot environment bhype-update-1 already exists$"):
         platform.create_boot_environment("bhype-update-1")
     assert platform.boot_id() == f"{standin.DEFAULT_STATE['boot_sec']}.0"
 

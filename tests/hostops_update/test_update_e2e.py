@@ -109,9 +109,8 @@ def test_failed_install_stops_then_resumes(tiny_guest, bhype_roles) -> None:
         assert (run["state"], run["step"]) == ("failed", "install")
         assert "pkg: repository unreachable" in run["error"] and "Resume it" in failed["error"]["message"]
         assert host.vm_state("solo") == "stopped"
-        assert host.post(f"{UPDATE}/run", {"confirm": True})  # a second run is refused by its task
-        refused = host.task(host.client.get(f"{UPDATE}/runs").json() and host.client.get(
-            "/api/v1/tasks", params={"kind": "hostops.update.run", "limit": 1}).json()[0]["id"], expect="failed")
+        second = host.post(f"{UPDATE}/run", {"confirm": True})["task_id"]  # refused by its task: one open run
+        refused = host.task(second, expect="failed")
         assert f"host update run {run['id']} is failed" in refused["error"]["message"]
 
         host.standin(lambda state: state["fail"].clear())

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from bhype_core.plugin_api import BhypeError, ConfigError, detect_platform
+from bhype_core.plugin_api import BhypeError, CommandError, ConfigError, detect_platform
 from bhype_hostops.update import argv
 from bhype_hostops.update.parse import (
     BootEnvironment,
@@ -30,6 +30,13 @@ class NoInstaller(BhypeError):
     """This host has no update installer configured (not FreeBSD, no stand-in)."""
 
     code = "no_installer"
+    http_status = 409
+
+
+class ToolFailed(BhypeError):
+    """A host tool of the workflow failed; the message names it and ends with what it said."""
+
+    code = "tool_failed"
     http_status = 409
 
 
@@ -65,7 +72,13 @@ class UpdatePlatform:
 
     def _run(self, tool_argv: list[str], *, timeout: float = QUERY_TIMEOUT, check: bool = True,
              env: dict[str, str] | None = None) -> Any:
-        return self.runner.run(self.command(tool_argv), timeout=timeout, check=check, env=env)
+        try:
+            return self.runner.run(self.command(tool_argv), timeout=timeout, check=check, env=env)
+        except CommandError as exc:
+            # Name the tool, not the stand-in's interpreter; say why in its own words.
+            what = exc.reason or f"exited with status {exc.returncode}"
+            tail = (exc.stderr_tail or exc.stdout or "").strip().replace("\n", " | ")[-500:]
+            raise ToolFailed(f"{' '.join(tool_argv)} {what}" + (f": {tail}" if tail else "")) from exc
 
     def boot_environments(self) -> list[BootEnvironment]:
         """``bectl list -H``, parsed."""
