@@ -115,7 +115,7 @@ def _plugin_commands(sub: argparse._SubParsersAction, runtime: Runtime) -> None:
     for name in catalog.names():
         command = catalog[name]
         words = name.split(" ")
-        target = sub
+        target: argparse._SubParsersAction | None = sub
         if len(words) == 2:  # "host update": under a core command that has sub-commands
             parent = sub.choices.get(words[0])
             target = _subcommands(parent) if parent is not None else None
@@ -125,6 +125,7 @@ def _plugin_commands(sub: argparse._SubParsersAction, runtime: Runtime) -> None:
         elif len(words) != 1:
             raise PluginError(f"plugin {catalog.plugin_of(name)!r} registers CLI command {name!r}: "
                               "one word, or two to nest under a core command")
+        assert target is not None
         if words[-1] in target.choices:
             raise PluginError(
                 f"plugin {catalog.plugin_of(name)!r} registers CLI command {name!r}, which already exists"

@@ -95,48 +95,49 @@ def run_update(context: Any, run: int | None = None, mode: str = "update") -> di
     runtime = context.runtime
     settings = update_settings(runtime)
     current = _open(context, run, mode)
-    context.checkpoint("run", {"run": current.id})
+    run_id: int = current.id
+    context.checkpoint("run", {"run": run_id})
     bring_back = current.data.get("mode") == "bring_back"
     platform = None
     for number, (step, on_host, keep, function) in enumerate(STEPS):
-        current = runs.get(runtime, current.id)
+        current = runs.get(runtime, run_id)
         if step in current.data.get("done", []):
             continue
         if bring_back and not keep:
-            runs.report(runtime, current.id, step, "skipped", "skipped: bringing the VMs back without updating")
+            runs.report(runtime, run_id, step, "skipped", "skipped: bringing the VMs back without updating")
             continue
         context.progress(5 + 90 * number / len(STEPS), step.replace("_", " "))
-        runs.update(runtime, current.id, step=step)
+        runs.update(runtime, run_id, step=step)
         try:
             if on_host and platform is None:
                 platform = select_platform(runtime, settings)
             args = (context, current, platform, settings) if on_host else (context, current, settings)
             message = function(*args)
         except Cancelled:
-            runs.update(runtime, current.id, state="failed", error=f"cancelled at step {step}")
-            runs.report(runtime, current.id, step, "failed", "cancelled")
+            runs.update(runtime, run_id, state="failed", error=f"cancelled at step {step}")
+            runs.report(runtime, run_id, step, "failed", "cancelled")
             raise
         except Exception as exc:  # noqa: BLE001 - every failure stops the run at its step, said clearly
             text = exc.message if isinstance(exc, BhypeError) else f"{type(exc).__name__}: {exc}"
-            message = (f"host update run {current.id} stopped at step {step}: {text}. Resume it to retry "
+            message = (f"host update run {run_id} stopped at step {step}: {text}. Resume it to retry "
                        f"this step, or bring the VMs back without updating")
-            runs.report(runtime, current.id, step, "failed", text)
-            runs.update(runtime, current.id, state="failed", error=message)
+            runs.report(runtime, run_id, step, "failed", text)
+            runs.update(runtime, run_id, state="failed", error=message)
             context.log(message, "error")
-            _notify(context, "hostops.update.failed", current.id, message, "error", step=step, error=text)
+            _notify(context, "hostops.update.failed", run_id, message, "error", step=step, error=text)
             raise substeps.StepFailed(message) from exc
         state = "skipped" if message is None else "done"
-        runs.report(runtime, current.id, step, state, message or "skipped")
+        runs.report(runtime, run_id, step, state, message or "skipped")
         context.log(f"step {step}: {message or 'skipped'}")
-        _notify(context, "hostops.update.step", current.id, f"host update run {current.id}: {step}: "
+        _notify(context, "hostops.update.step", run_id, f"host update run {run_id}: {step}: "
                 f"{message or 'skipped'}", step=step, state=state)
-        context.checkpoint(step, {"run": current.id})
+        context.checkpoint(step, {"run": run_id})
     final = "brought_back" if bring_back else "done"
-    finished = runs.update(runtime, current.id, state=final, step="finished")
-    text = (f"host update run {current.id}: the VMs are back without updating" if bring_back
-            else f"host update run {current.id} finished: {len(finished.data.get('vms_started', []))} VM(s) back")
+    finished = runs.update(runtime, run_id, state=final, step="finished")
+    text = (f"host update run {run_id}: the VMs are back without updating" if bring_back
+            else f"host update run {run_id} finished: {len(finished.data.get('vms_started', []))} VM(s) back")
     context.log(text)
-    _notify(context, "hostops.update.done", current.id, text, state=final)
+    _notify(context, "hostops.update.done", run_id, text, state=final)
     context.progress(100, final)
     return finished.to_dict()
 
