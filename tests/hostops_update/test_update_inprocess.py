@@ -48,7 +48,7 @@ def stack(tmp_path, plugin_manager, register_plugin, bhype_roles):
     admin = bhype_roles.admin()
     act_as(app, admin.name, "admin")
     with TestClient(app) as client:
-        yield runtime, client, app, events, tmp_path / "standin"
+        yield runtime, client, app, events, tmp_path / "standin", admin.name
     runtime.queue.scheduler.lease.release()
     runtime.engine.dispose()
 
@@ -61,7 +61,7 @@ def run(runtime, client, path, body=None):
 
 
 def test_plan_then_a_failed_install_resumed(stack) -> None:
-    runtime, client, app, events, state_dir = stack
+    runtime, client, app, events, state_dir, _ = stack
     state = standin.load(state_dir)
     state["pending"]["packages"] = [{"name": "curl", "from": "8.4.0", "to": "8.6.0"}]
     state["fail"]["pkg"] = "pkg: repository unreachable"
@@ -106,7 +106,7 @@ def test_plan_then_a_failed_install_resumed(stack) -> None:
 
 
 def test_a_stopped_run_is_brought_back_without_updating(stack) -> None:
-    runtime, client, app, events, state_dir = stack
+    runtime, client, app, events, state_dir, _ = stack
     state = standin.load(state_dir)
     state["pending"]["base"] = ["14.3-RELEASE-p2"]
     state["fail"]["freebsd-update"] = "freebsd-update: securelevel"
@@ -129,7 +129,7 @@ def test_a_stopped_run_is_brought_back_without_updating(stack) -> None:
 
 
 def test_operators_get_nothing(stack) -> None:
-    runtime, client, app, events, state_dir = stack
+    runtime, client, app, events, state_dir, _ = stack
     act_as(app, "someone", "operator")
     for method, path in (("post", "/plan"), ("get", "/plan"), ("post", "/run"), ("get", "/runs"),
                          ("post", "/runs/1/resume"), ("post", "/runs/1/abort")):
@@ -166,3 +166,42 @@ def test_a_two_word_cli_command_must_nest_under_a_core_command(tmp_path, plugin_
         runtime = build_runtime(make_settings(tmp_path / "data"), manager)
         with pytest.raises(PluginError, match=error):
             build_parser(runtime)
+
+
+def test_windows_are_off_by_default_and_start_a_run_owned_by_the_admin(stack) -> None:
+    from datetime import datetime
+
+    from bhype_core.auth.principal import SYSTEM
+    from bhype_core.tasks import service
+    from bhype_hostops.update.settings import UpdateSettings, update_settings
+    from bhype_hostops.update.window import DAYS, KIND, due
+
+    runtime, client, app, events, state_dir, admin = stack
+    monday_3 = datetime(2026, 12, 7, 3, 0)  # a Monday
+    assert not due(UpdateSettings(window_days=list(DAYS)), monday_3)  # off by default
+    assert due(UpdateSettings(window_enabled=True, window_owner="x", window_days=["mon"]), monday_3)
+    assert not due(UpdateSettings(window_enabled=True, window_owner="x", window_days=["sun"]), monday_3)
+    assert not due(UpdateSettings(window_enabled=True, window_owner="x", window_days=["mon"]),
+                   monday_3.replace(hour=4))
+    with pytest.raises(ValueError, match="window_enabled needs window_owner"):
+        UpdateSettings(window_enabled=True)
+    assert runtime.registry.periodic_jobs["hostops.update-window"].kind == KIND
+
+    def window() -> dict:
+        task = service.submit(runtime, SYSTEM, KIND, {})
+        run_queued(runtime)
+        return client.get(f"/api/v1/tasks/{task.id}").json()
+
+    assert window()["result"] == {"started": None, "reason": "update windows are off"}
+    settings = update_settings(runtime)
+    settings.window_enabled, settings.window_owner, settings.window_days = True, admin, list(DAYS)
+    for _ in range(2):  # again if the hour turned while the job ran
+        hour = datetime.now().hour
+        settings.window_hour = hour
+        started = window()
+        if datetime.now().hour == hour:
+            break
+    assert started["state"] == "succeeded", started
+    run_task = client.get(f"/api/v1/tasks/{started['result']['started']}").json()
+    assert (run_task["kind"], run_task["owner"], run_task["state"]) == ("hostops.update.run", admin, "succeeded")
+    assert client.get(f"{UPDATE}/runs").json()[0]["state"] == "done"

@@ -11,6 +11,7 @@ from bhype_core.plugin_api import (
     EventKind,
     ModelSet,
     Page,
+    PeriodicJob,
     RouterEntry,
     SettingsSection,
     TaskKind,
@@ -39,6 +40,20 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
                       locks=lambda arguments: [LOCK],
                       description="update the host: boot environment, stop VMs and services, install, "
                                   "reboot, bring the VMs back in order, check"))
+    from bhype_hostops.update.window import KIND, window_job
+
+    register(TaskKind(name=KIND, run=window_job, role="admin",
+                      description="start a host update run if an update window begins now"))
+
+
+@hookimpl
+def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
+    """Every hour on the hour: start a host update when a configured window begins (windows
+    are off by default: the job then only says so)."""
+    from bhype_hostops.update.window import KIND
+
+    register(PeriodicJob(name="hostops.update-window", kind=KIND, minute="0",
+                         description="start a host update when an update window begins (off by default)"))
 
 
 @hookimpl

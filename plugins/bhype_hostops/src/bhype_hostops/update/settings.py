@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bhype_core.plugin_api import NAME_RE, Section
 
@@ -38,6 +38,12 @@ class UpdateSettings(Section):
     install_timeout: float = Field(7200.0, gt=0, le=86400, description="seconds allowed per install command")
     reboot_wait: float = Field(900.0, gt=0, le=7200,
                                description="seconds to wait for the host to go down after asking for a reboot")
+    window_enabled: bool = Field(False, description="start a host update at the window (off by default)")
+    window_days: list[str] = Field(default_factory=lambda: ["sun"],
+                                   description="days of the update window: mon … sun")
+    window_hour: int = Field(3, ge=0, le=23, description="hour (host local time) the window begins")
+    window_owner: str = Field("", max_length=255,
+                              description="the admin account a window's run belongs to (required when enabled)")
     be_prefix: str = Field("bhype-update", min_length=1, max_length=40,
                            description="prefix of the boot environment created before installing")
 
@@ -48,6 +54,20 @@ class UpdateSettings(Section):
             if not NAME_RE.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid service name (letters, digits, '.', '_', '-')")
         return value
+
+    @field_validator("window_days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        unknown = [day for day in value if day not in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")]
+        if unknown:
+            raise ValueError(f"unknown day(s) {', '.join(unknown)}: use mon, tue, wed, thu, fri, sat, sun")
+        return value
+
+    @model_validator(mode="after")
+    def _owner(self) -> UpdateSettings:
+        if self.window_enabled and not self.window_owner:
+            raise ValueError("window_enabled needs window_owner: the admin account the scheduled run belongs to")
+        return self
 
     @field_validator("be_prefix")
     @classmethod
