@@ -205,3 +205,43 @@ def test_windows_are_off_by_default_and_start_a_run_owned_by_the_admin(stack) ->
     run_task = client.get(f"/api/v1/tasks/{started['result']['started']}").json()
     assert (run_task["kind"], run_task["owner"], run_task["state"]) == ("hostops.update.run", admin, "succeeded")
     assert client.get(f"{UPDATE}/runs").json()[0]["state"] == "done"
+
+
+def test_a_service_the_service_kinds_refuse_is_a_problem_of_the_plan(tmp_path, plugin_manager, register_plugin,
+                                                                     bhype_roles) -> None:
+    """The service kinds' own object checks are asked at plan time (ops's allow-list, here a
+    stand-in one), so a refused service stops the plan, not a run whose VMs are already down."""
+    import bhype_hostops.update.plugin
+    from bhype_core.errors import ValidationErrors
+    from bhype_core.registry import TaskKind
+
+    def allow_list(principal, arguments, runtime) -> None:
+        if arguments["name"] != "rsyncd":
+            raise ValidationErrors([("name", f"{arguments['name']} is not in [hostops] services")])
+
+    class Services:
+        @hookimpl
+        def bhype_register_tasks(self, register) -> None:
+            for action in ("stop", "start"):
+                register(TaskKind(name=f"service.{action}", run=lambda context, name: {}, role="admin",
+                                  authorize=allow_list))
+
+    register_plugin(models, "core_models")
+    register_plugin(bhype_hostops.update.plugin, "hostops_update")
+    register_plugin(Services(), "services")
+    settings = make_settings(tmp_path / "data", auth=bhype_roles.auth_section(),
+                             hostops_update={"platform": "standin", "standin_dir": str(tmp_path / "standin"),
+                                             "services": ["rsyncd", "nginx"]})
+    runtime = build_runtime(settings, plugin_manager)
+    upgrade(runtime)
+    app = create_app(runtime=runtime)
+    act_as(app, bhype_roles.admin().name, "admin")
+    with TestClient(app) as client:
+        refused = run(runtime, client, "/run", {"confirm": True})
+        assert refused["state"] == "failed"
+        message = refused["error"]["message"]
+        assert "service.stop refuses service nginx: name: nginx is not in [hostops] services" in message
+        assert "rsyncd" not in message.split("cannot start: ", 1)[1]
+        assert client.get(f"{UPDATE}/runs").json() == []  # nothing was started
+    runtime.queue.scheduler.lease.release()
+    runtime.engine.dispose()

@@ -139,4 +139,24 @@ def gather(context: Any, settings: UpdateSettings, platform: Any, platform_error
         last = {"id": task.id, "result": task.result,
                 "finished": task.finished.isoformat() if task.finished else None}
     registered = set(runtime.registry.tasks.names())
-    return build_plan(vms, settings, updates_from_check(last), host, registered, datetime.now(UTC))
+    plan = build_plan(vms, settings, updates_from_check(last), host, registered, datetime.now(UTC))
+    plan["problems"] += service_problems(runtime, principal, settings.services, registered)
+    return plan
+
+
+def service_problems(runtime: Any, principal: Principal, services: list[str], registered: set[str]) -> list[str]:
+    """Ask the ``service.stop``/``service.start`` kinds' own object checks now whether they
+    would accept each service (an allow-list, say), so a refusal stops the plan, not a run
+    whose VMs are already down."""
+    problems = []
+    for kind in SERVICE_KINDS:
+        if kind not in registered or not services:
+            continue
+        check = runtime.registry.tasks[kind].authorize
+        for name in services:
+            try:
+                if check is not None:
+                    check(principal, {"name": name}, runtime)
+            except BhypeError as exc:
+                problems.append(f"{kind} refuses service {name}: {exc.message}")
+    return problems
