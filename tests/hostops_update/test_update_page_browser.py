@@ -73,6 +73,19 @@ def test_plan_confirm_and_follow_the_steps(tmp_path, bhype_roles, browser) -> No
                 "start_vms", "start_services", "check"]
             assert "install: done: installed: packages; no reboot needed" in steps
             assert page.locator("#resume-run").is_hidden() and page.locator("#abort-run").is_hidden()
+
+            # A run that stops: its error and both ways on; bring the VMs back from the page.
+            state = standin.load(tmp_path / "standin")
+            state["fail"]["pkg"] = "pkg: repository unreachable"
+            standin.save(tmp_path / "standin", state)
+            page.locator("#start-update").click()
+            expect(page.locator("#run-state")).to_contain_text(": failed (step install)", timeout=180_000)
+            assert "pkg: repository unreachable" in page.locator("#run-error").inner_text()
+            assert page.locator("#resume-run").is_visible() and page.locator("#abort-run").is_visible()
+            page.locator("#abort-run").click()
+            expect(page.locator("#run-state")).to_contain_text(": brought_back", timeout=180_000)
+            assert dialogs[-1] == "Stop updating and bring the VMs and services back?"
+            assert page.locator("#abort-run").is_hidden()
             assert errors == []
             context.close()
     finally:

@@ -29,11 +29,24 @@ function showRun(run) {
   $("abort-run").hidden = !stopped;
 }
 
-async function pollRun() {
+async function refreshRun() {
   const answer = await api("GET", `${BASE}/runs`);
   if (answer.ok && answer.data.length) showRun(answer.data[0]);
-  const state = answer.ok && answer.data.length ? answer.data[0].state : "";
-  if (state === "running") setTimeout(pollRun, 2000);
+  return answer.ok && answer.data.length ? answer.data[0] : null;
+}
+
+// Follow the task working on the run: the run's steps are shown as they arrive, until the task
+// ends (a reboot in between only makes the answers wait).
+async function follow(taskId) {
+  for (;;) {
+    await refreshRun();
+    const answer = await api("GET", `/api/v1/tasks/${taskId}`);
+    if (answer.ok && !["queued", "running"].includes(answer.data.state)) {
+      await refreshRun();
+      return answer.data;
+    }
+    await new Promise((done) => setTimeout(done, 1500));
+  }
 }
 
 async function submit(path, body) {
@@ -60,7 +73,7 @@ $("start-update").addEventListener("click", async () => {
   const accepted = await submit("/run", { confirm: true });
   if (accepted) {
     toast(`host update started (task ${accepted.task_id})`);
-    setTimeout(pollRun, 1000);
+    await follow(accepted.task_id);
   }
 });
 
@@ -70,8 +83,11 @@ for (const [id, verb] of [["resume-run", "resume"], ["abort-run", "abort"]]) {
     const what = verb === "resume" ? "Retry the failed step and go on with the update?"
       : "Stop updating and bring the VMs and services back?";
     if (!run || !window.confirm(what)) return;
-    if (await submit(`/runs/${run}/${verb}`)) setTimeout(pollRun, 1000);
+    const accepted = await submit(`/runs/${run}/${verb}`);
+    if (accepted) await follow(accepted.task_id);
   });
 }
 
-if ($("run-state").textContent.includes(": running")) setTimeout(pollRun, 2000);
+// A run already going when the page opens: follow its task.
+const running = document.getElementById("update-run").dataset.task;
+if (running && $("run-state").textContent.includes(": running")) follow(running);
