@@ -29,6 +29,8 @@ def _require(context: Any, kind: str, why: str) -> None:
 
 
 def _error(outcome: Any) -> str:
+    if outcome.state == "queued":
+        return "still waiting for a lock another task holds (see the sub-task's progress)"
     error = outcome.error or {}
     return error.get("message") or f"ended {outcome.state}"
 
@@ -52,7 +54,7 @@ def stop_vms(context: Any, run: Any, settings: Any) -> str:
         arguments: dict[str, Any] = {"name": name}
         if vm.get("stop_timeout"):
             arguments["timeout"] = vm["stop_timeout"]
-        outcome = sub(context, "vm.stop", arguments)
+        outcome = sub(context, "vm.stop", arguments, timeout=settings.vm_start_wait)
         if not outcome.ok:
             raise StepFailed(f"VM {name} did not stop: {_error(outcome)}")
         forced = bool((outcome.result or {}).get("forced"))

@@ -53,6 +53,10 @@ def _open(context: Any, run: int | None, mode: str) -> Any:
         if mode != "update":
             raise ValidationErrors([("run", "bring_back needs the run whose VMs to bring back")])
         current = runs.latest(runtime, open_only=True)
+        if current is not None and current.task_id == context.task_id:
+            # This task made the run, then its worker died before the first checkpoint.
+            context.log(f"resuming host update run {current.id} (made by this task before its worker stopped)")
+            return current
         if current is not None:
             raise Conflict(f"host update run {current.id} is {current.state} at step {current.step or 'start'}: "
                            "resume it, or bring its VMs back without updating, before starting another")
