@@ -34,7 +34,8 @@ class UpdateSettings(Section):
     vm_stop_timeout: int | None = Field(
         None, ge=1, le=3600, description="seconds for each VM's ACPI shutdown before it is forced off "
                                          "(default: the VM's autostart.stop_timeout, else vm.stop_timeout)")
-    vm_start_wait: float = Field(600.0, gt=0, le=7200, description="seconds a VM's start or stop may wait for a lock another task holds")
+    vm_start_wait: float = Field(600.0, gt=0, le=7200,
+                                 description="seconds a VM's start or stop may wait for a lock another task holds")
     install_timeout: float = Field(7200.0, gt=0, le=86400, description="seconds allowed per install command")
     reboot_wait: float = Field(900.0, gt=0, le=7200,
                                description="seconds to wait for the host to go down after asking for a reboot")
