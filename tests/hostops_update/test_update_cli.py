@@ -75,6 +75,7 @@ def test_plan_first_then_run_follow_status(server, bhype) -> None:
     status, out, err = bhype("host", "update", "run", "--yes", "--follow")
     assert status == 0, err + out
     assert "packages: \tcurl: 8.4.0 -> 8.6.0" in out  # the task's log, live
+    assert "as planned:\nplatform: standin" in out  # the plan the run made, in its log
     assert "step reboot: no reboot needed" in out
     status, out, _ = bhype("host", "update", "status", "--json")
     run = json.loads(out)

@@ -14,6 +14,7 @@ from typing import Any
 
 from bhype_core.plugin_api import BhypeError, Cancelled, Conflict, Event, ValidationErrors
 from bhype_hostops.update import hoststeps, runs, substeps
+from bhype_hostops.update.cli import render_plan
 from bhype_hostops.update.plan import gather
 from bhype_hostops.update.platform import select_platform
 from bhype_hostops.update.settings import update_settings
@@ -66,7 +67,9 @@ def _open(context: Any, run: int | None, mode: str) -> Any:
         if plan["problems"]:
             raise Conflict("the host update cannot start: " + "; ".join(plan["problems"]))
         created = runs.create(runtime, context.user or "@system", context.task_id, plan, mode)
-        context.log(f"host update run {created.id}: plan {plan}")
+        context.log(f"host update run {created.id}, as planned:")
+        for line in render_plan(plan).splitlines():
+            context.log(line)
         return created
     existing = runs.get(runtime, run)
     if existing.state not in ("failed", "running"):
