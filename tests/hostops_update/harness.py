@@ -147,6 +147,12 @@ class UpdateHost:
             time.sleep(0.2)
         return worker.process.returncode
 
+    def wait_for(self, check: Callable[[], Any], what: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while not check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.logs()}"
+            time.sleep(0.3)
+
     def logs(self) -> str:
         return "\n".join(w.log_text()[-4000:] for w in self.workers)
 

@@ -23,7 +23,7 @@ def test_update_with_reboot_brings_back_exactly_the_running_vms_in_order(tiny_gu
     with update_host(tiny_guest, bhype_roles) as host:
         host.standin(_pending)
         host.create("beta", {"enabled": True, "order": 20})
-        host.create("alpha", {"enabled": False, "order": 10})  # ran by hand: still brought back
+        host.create("alpha", {"enabled": False, "order": 10, "delay": 30})  # ran by hand: still brought back
         host.create("gamma", {"enabled": True, "order": 5})  # stopped: stays stopped
         for name in ("beta", "alpha"):
             host.task(host.post(f"/api/v1/vms/{name}/start")["task_id"])
@@ -50,7 +50,14 @@ def test_update_with_reboot_brings_back_exactly_the_running_vms_in_order(tiny_gu
         for name in ("alpha", "beta", "gamma"):
             assert host.vm_state(name) == "stopped"
 
-        host.start_worker()  # the host is back: bHype starts, the worker resumes the run
+        second = host.start_worker()  # the host is back: bHype starts, the worker resumes the run
+        # Killed again while it waits alpha's autostart delay before beta: the next worker goes on
+        # with beta and never starts alpha a second time.
+        host.wait_for(lambda: host.run(run["id"])["data"].get("vms_started") == ["alpha"], "alpha back")
+        second.process.kill()
+        host.wait_worker_gone(second)
+        assert host.vm_state("beta") == "stopped"
+        host.start_worker()
         task = host.task(task_id)
         run = host.run(run["id"])
         assert run["state"] == "done", run
