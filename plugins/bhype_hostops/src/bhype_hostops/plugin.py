@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bhype_core.plugin_api import PeriodicJob, SettingsSection, TaskKind, hookimpl
+from bhype_core.plugin_api import ModelSet, PeriodicJob, SettingsSection, TaskKind, hookimpl
 from bhype_hostops.settings import HostopsSettings
 
 
@@ -19,8 +19,13 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     """``service.status|start|stop|restart|reload|enable|disable`` and ``hostops.probe_services``."""
     from bhype_hostops.service_tasks import task_kinds
 
+    from bhype_hostops import rsyncd
+
     for kind in task_kinds():
         register(kind)
+    register(TaskKind(name=rsyncd.APPLY_KIND, run=rsyncd.apply, role="admin",
+                      locks=lambda arguments: ["hostops:rsyncd"],
+                      description="write rsyncd.conf and its 0600 secrets file from the stored modules and users"))
 
 
 @hookimpl
@@ -30,3 +35,12 @@ def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> Non
 
     register(PeriodicJob(name=PROBE_KIND, kind=PROBE_KIND, minute="*/5", run_at_start=True,
                          description="query the allow-listed host services for GET /api/v1/hostops/services"))
+
+
+@hookimpl
+def bhype_register_models(register: Callable[[ModelSet], None]) -> None:
+    """Tables ``hostops_rsync_module``, ``hostops_rsync_user``, ``hostops_finding``,
+    ``hostops_check_run`` (branch ``hostops``)."""
+    from bhype_hostops.models import HOSTOPS_MODELS, MIGRATIONS
+
+    register(ModelSet(name="hostops", models=HOSTOPS_MODELS, migrations=MIGRATIONS))
