@@ -113,3 +113,17 @@ def task_kinds() -> list[TaskKind]:
     kinds.append(TaskKind(name=PROBE_KIND, run=probe, role="admin",
                           description="query every allow-listed host service; stored for GET /api/v1/hostops/services"))
     return kinds
+
+
+def service_list(runtime: Runtime) -> list[dict[str, Any]]:
+    """Each allow-listed service with its last probed state and how old that is (API, UI)."""
+    listed = []
+    for name in _settings(runtime).services:
+        fact = runtime.facts.get(fact_key(name))
+        entry: dict[str, Any] = {"name": name, "running": None, "enabled": None, "pids": [], "detail": "",
+                                 "probed_at": None}
+        if fact is not None:
+            entry.update({key: fact.value.get(key) for key in ("running", "enabled", "pids", "detail")})
+            entry["probed_at"] = fact.updated.isoformat()
+        listed.append(entry)
+    return listed

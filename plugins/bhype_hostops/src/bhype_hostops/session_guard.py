@@ -1,7 +1,7 @@
 """Which host services the requesting admin's own session depends on, and the refusal to stop them.
 
 A request that reached the API over loopback may come through an SSH tunnel or from a CLI in an
-SSH login (the CLI says so with ``X-Bhype-Session``, read from ``SSH_CONNECTION``); stopping
+SSH login (the CLI says so with ``session_hint``, read from ``SSH_CONNECTION``); stopping
 sshd would cut that session. Every request goes through the API's front end, if one is
 configured (``[hostops] front_end_services``, e.g. nginx). Stopping one of those needs
 ``confirm_session_loss``. This is a guard against locking oneself out, not an access control:
@@ -16,21 +16,20 @@ from bhype_core.plugin_api import ValidationErrors
 from bhype_hostops.settings import HostopsSettings
 
 SESSIONS = ("ssh", "web", "local")
-SESSION_HEADER = "X-Bhype-Session"
 GUARDED_ACTIONS = ("stop",)
 
 
-def session_from(client: str, header: str | None) -> str:
+def session_from(client: str, hint: str | None) -> str:
     """Classify a request: ``ssh`` (it may depend on sshd), ``local`` (a CLI on the host's own
     console) or ``web`` (from another machine, straight to the API or its front end)."""
     try:
         loopback = ipaddress.ip_address(client).is_loopback
     except ValueError:
         loopback = client in ("localhost", "")
-    if header == "ssh":
+    if hint == "ssh":
         return "ssh"
     if loopback:
-        return "local" if header == "local" else "ssh"  # a loopback browser may be at the end of `ssh -L`
+        return "local" if hint == "local" else "ssh"  # a loopback browser may be at the end of `ssh -L`
     return "web"
 
 

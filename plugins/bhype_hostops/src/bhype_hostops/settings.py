@@ -59,8 +59,6 @@ class HostopsSettings(Section):
     check_platform: Literal["auto", "freebsd", "none"] = Field(
         "auto", description="auto: run the FreeBSD checks on FreeBSD only; none: never"
     )
-    check_hour: str = Field("4", description="hour (cron field) of the daily check")
-    check_minute: str = Field("17", description="minute (cron field) of the daily check")
     check_timeout: float = Field(900.0, gt=0, le=86400, description="seconds allowed per check command")
     dismiss_days: int = Field(7, ge=1, le=365, description="a dismissed finding comes back after this many days")
 
