@@ -19,8 +19,9 @@ def hostops_runtime(tmp_path, plugin_manager, register_plugin, bhype_roles):
     register_plugin(bhype_hostops.plugin, "hostops")
     built = []
 
-    def build(**hostops):
-        settings = make_settings(tmp_path / "data", hostops=hostops, auth=bhype_roles.auth_section())
+    def build(sections: dict | None = None, **hostops):
+        settings = make_settings(tmp_path / "data", hostops=hostops, auth=bhype_roles.auth_section(),
+                                 **(sections or {}))
         runtime = build_runtime(settings, plugin_manager)
         upgrade(runtime)
         runtime.extras["admin"] = bhype_roles.admin()

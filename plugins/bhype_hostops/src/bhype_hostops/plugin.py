@@ -79,3 +79,11 @@ def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
     from bhype_hostops.api import make_router
 
     register(RouterEntry(name="hostops", router=make_router()))
+
+
+@hookimpl
+def bhype_register_cli_commands(register: Callable[[CliCommand], None]) -> None:
+    """``bhype service …``."""
+    from bhype_hostops.cli import command
+
+    register(command())
