@@ -50,17 +50,19 @@ def make_router() -> APIRouter:
 
     @router.post("/services/{name}/{action}", status_code=202, response_model=TaskAccepted)
     def act(name: str, action: str, request: Request, runtime: RuntimeDep, principal: AdminDep,
-            body: ServiceAction | None = None) -> TaskAccepted:
+            body: ServiceAction | None = None, confirm_session_loss: bool = False) -> TaskAccepted:
         """Queue ``service.<action>`` (status, start, stop, restart, reload, enable, disable) on
         an allow-listed service. Stopping the service this session depends on (sshd over SSH,
-        the API's front end) needs ``confirm_session_loss``."""
+        the API's front end) needs ``confirm_session_loss`` (in the body, or as a query
+        parameter: the web UI's confirmation box adds it there)."""
         body = body or ServiceAction()
+        confirmed = body.confirm_session_loss or confirm_session_loss
         if action not in ACTIONS:
             raise NotFound(f"no service action {action!r} (one of {', '.join(ACTIONS)})")
         check_allowed(runtime.settings.section("hostops"), name)
         session = session_from(client_address(request), body.session_hint)
         return accept_task(runtime, principal, f"service.{action}",
-                           {"name": name, "session": session, "confirm_session_loss": body.confirm_session_loss})
+                           {"name": name, "session": session, "confirm_session_loss": confirmed})
 
     @router.get("/rsyncd")
     def rsyncd_config(runtime: RuntimeDep, principal: AdminDep) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from bhype_core.plugin_api import (
     hookimpl,
 )
 from bhype_hostops.settings import HostopsSettings
+from bhype_hostops.webui import bhype_webui_register_assets, bhype_webui_register_pages  # noqa: F401  (hooks)
 
 
 @hookimpl
