@@ -54,7 +54,8 @@ def install(directory: Path) -> dict[str, str]:
 
 
 def scenario(directory: Path, answers: dict[str, tuple[int, str, str]]) -> None:
-    """Make the stand-ins in ``directory`` answer ``answers`` (``"pkg audit -F -Rjson": (1, "@audit_several.json", "")``)."""
+    """Make the stand-ins in ``directory`` answer ``answers``
+    (``"pkg audit -F -Rjson": (1, "@audit_several.json", "")``)."""
     resolved = {key: [code, sample(out), sample(err)] for key, (code, out, err) in answers.items()}
     (directory / "scenario.json").write_text(json.dumps(resolved))
 

@@ -70,7 +70,8 @@ def test_a_new_vulnerability_pops_up_live_once_and_stays_on_the_updates_page(tmp
             page.screenshot(path=str(ARTIFACTS / "hostops-popup.png"), full_page=True)
 
             check(env)  # second run, same answers: nothing pops
-            tools.scenario(bin_dir, tools.classic((1, "@audit_curl_changed.json", ""), upgrade="@pkg_upgrade_pending.txt"))
+            tools.scenario(bin_dir, tools.classic((1, "@audit_curl_changed.json", ""),
+                                                  upgrade="@pkg_upgrade_pending.txt"))
             check(env)  # third run: curl changed (pops again), python311 resolved
             page.locator(".toast", has_text="CVE-2024-00003").wait_for(timeout=WAIT)
             assert curl_toasts.count() == 2  # the first run's and the change's; none from the second run

@@ -104,7 +104,8 @@ def test_sshd_t_failure_stops_a_reload_on_freebsd():
 
 
 def test_sysrc_that_changes_nothing_is_an_error():
-    platform, _ = freebsd({("sysrc", "sshd_enable=YES"): (1, "", "sysrc: cannot create /etc/rc.conf: Read-only file system\n")})
+    refused = (1, "", "sysrc: cannot create /etc/rc.conf: Read-only file system\n")
+    platform, _ = freebsd({("sysrc", "sshd_enable=YES"): refused})
     with pytest.raises(Conflict, match="Read-only file system"):
         platform.set_enabled("sshd", True)
 

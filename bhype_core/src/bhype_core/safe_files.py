@@ -232,7 +232,9 @@ def chmod_regular(path: str | os.PathLike[str], mode: int) -> bool:
         os.close(fd)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, owner: tuple[int, int] | None = None) -> None:
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, owner: tuple[int, int] | None = None
+) -> None:
     """Replace file ``path`` with ``data`` in one step: readers see the old or the new content,
     never a half-written file, and a crash leaves the old one.
 

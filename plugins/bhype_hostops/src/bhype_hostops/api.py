@@ -13,11 +13,10 @@ from pydantic import BaseModel, Field
 
 from bhype_core.plugin_api import AdminDep, NotFound, RuntimeDep, TaskAccepted, accept_task, client_address
 from bhype_hostops import findings_store, rsyncd
-from bhype_hostops.rsyncd_conf import RsyncdConfig
 from bhype_hostops.check_task import CHECK_KIND
+from bhype_hostops.rsyncd_conf import RsyncdConfig
 from bhype_hostops.service_tasks import ACTIONS, PROBE_KIND, check_allowed, service_list
 from bhype_hostops.session_guard import session_from
-
 
 
 class ServiceAction(BaseModel):

@@ -147,7 +147,7 @@ class Checks:
         for item in found:
             issues = [{"description": i.description, "cves": list(i.cves), "url": i.url, "vid": i.vid,
                        "affected": list(i.affected)} for i in item.issues]
-            title = "; ".join(issue["description"] for issue in issues) or "vulnerable"
+            title = "; ".join(issue.description for issue in item.issues) or "vulnerable"
             findings.append(Finding(f"vuln:{item.package}", "vulnerability", source, item.package, item.version,
                                     title[:1024], {"cves": item.cves, "issues": issues,
                                                    "urls": [i.url for i in item.issues],

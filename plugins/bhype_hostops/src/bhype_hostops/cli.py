@@ -13,7 +13,15 @@ import os
 import sys
 from typing import Any
 
-from bhype_core.plugin_api import CliCommand, StreamEvent, TaskFailed, api_from, connection_options, follow, format_table
+from bhype_core.plugin_api import (
+    CliCommand,
+    StreamEvent,
+    TaskFailed,
+    api_from,
+    connection_options,
+    follow,
+    format_table,
+)
 from bhype_hostops.service_tasks import ACTIONS
 
 API = "/api/v1/hostops"

@@ -27,9 +27,8 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 @hookimpl
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     """``service.status|start|stop|restart|reload|enable|disable`` and ``hostops.probe_services``."""
-    from bhype_hostops.service_tasks import task_kinds
-
     from bhype_hostops import check_task, rsyncd
+    from bhype_hostops.service_tasks import task_kinds
 
     register(TaskKind(name=check_task.CHECK_KIND, run=check_task.run_check, role="admin",
                       locks=lambda arguments: ["hostops:check"],
@@ -50,7 +49,8 @@ def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> Non
     from bhype_hostops.service_tasks import PROBE_KIND
 
     register(PeriodicJob(name=CHECK_KIND, kind=CHECK_KIND, minute="17", hour="4",
-                         description="daily vulnerability and patch checks (pkg audit, freebsd-update, pkg upgrade -n)"))
+                         description="daily vulnerability and patch checks (pkg audit, freebsd-update, "
+                                     "pkg upgrade -n)"))
 
     register(PeriodicJob(name=PROBE_KIND, kind=PROBE_KIND, minute="*/5", run_at_start=True,
                          description="query the allow-listed host services for GET /api/v1/hostops/services"))

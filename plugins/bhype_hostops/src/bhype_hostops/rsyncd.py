@@ -51,11 +51,11 @@ def save_config(runtime: Runtime, config: RsyncdConfig) -> None:
                   for index, user in enumerate(config.users) if user.password is None and user.name not in stored]
         if errors:
             raise ValidationErrors(errors)
-        for row in db.exec(select(HostopsRsyncModule)):
-            db.delete(row)
-        for name, row in stored.items():
+        for module_row in db.exec(select(HostopsRsyncModule)):
+            db.delete(module_row)
+        for name, user_row in stored.items():
             if name not in {user.name for user in config.users}:
-                db.delete(row)
+                db.delete(user_row)
         db.flush()  # the unit of work inserts before it deletes: a kept module name would clash
         for user in config.users:
             row = stored.get(user.name) or HostopsRsyncUser(name=user.name, password="")
