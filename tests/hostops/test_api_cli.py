@@ -43,6 +43,9 @@ def test_routes_are_for_admins_and_validate_before_queuing(hostops_runtime):
     assert refused.status_code == 422 and "would cut" in refused.text
     assert admin.post("/api/v1/hostops/services/sshd/stop",
                       json={"session_hint": "ssh", "confirm_session_loss": True}).status_code == 202
+    # The web UI's confirmation box adds the flag as a query parameter.
+    assert admin.post("/api/v1/hostops/services/sshd/stop?confirm_session_loss=true",
+                      json={"session_hint": "ssh"}).status_code == 202
     operator = client_as(runtime, "someone", "operator")
     for method, path in (("GET", "/services"), ("POST", "/services/sshd/start"), ("GET", "/findings"),
                          ("POST", "/check"), ("GET", "/rsyncd")):
