@@ -64,6 +64,9 @@ def test_three_runs_pop_once_then_on_change_and_close_when_resolved(checked):
     assert '"curl"' in curl["raw_output"]  # the check's raw output is stored with the finding
     assert found["patch:base"]["version"] == "14.1-RELEASE-p5"
     assert found["patch:packages"]["data"]["count"] == 3
+    # What the update workflow's plan reads: the pending base and package updates.
+    assert first.result["patches"]["base"] == [{"name": "FreeBSD", "new": "14.1-RELEASE-p5", "files": 4}]
+    assert [p["name"] for p in first.result["patches"]["packages"]] == ["curl", "python311", "sudo"]
     fetches = [c for c in tools.calls(bin_dir) if c["argv"].startswith("freebsd-update --not-running-from-cron")]
     assert fetches and all(c["pager"] == "cat" for c in fetches)  # the file list is not paged
 
@@ -147,6 +150,7 @@ def test_pkgbase_host_uses_the_base_repository_not_freebsd_update(checked):
     found = {f["key"]: f for f in findings_store.list_findings(runtime)}
     assert [u["name"] for u in found["patch:base"]["data"]["upgrades"]] == ["FreeBSD-kernel-generic", "FreeBSD-runtime"]
     assert [u["name"] for u in found["patch:packages"]["data"]["upgrades"]] == ["curl"]
+    assert [p["name"] for p in task.result["patches"]["base"]] == ["FreeBSD-kernel-generic", "FreeBSD-runtime"]
     assert sorted(heard.take()) == [("hostops.patches", "FreeBSD-base"), ("hostops.patches", "packages")]
 
 
@@ -157,6 +161,7 @@ def test_freebsd_update_refusing_without_a_tty_is_an_error_not_a_clean_bill(chec
     tools.scenario(bin_dir, answers)
     task = check(runtime)
     assert task.result["checks"]["freebsd-update"] == "error"
+    assert "patches" not in task.result  # unknown, not "none pending"
     assert "without a terminal" in " ".join(task.result["errors"])
 
 
@@ -165,4 +170,5 @@ def test_on_linux_nothing_is_pretended(hostops_runtime):
     task = run_task(runtime, "hostops.check", {})
     assert task.state == "succeeded"
     assert set(task.result["checks"].values()) == {"skipped"} and task.result["findings"] == 0
+    assert "patches" not in task.result
     assert "not a FreeBSD host" in task.log_text

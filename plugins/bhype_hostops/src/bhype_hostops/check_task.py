@@ -47,6 +47,22 @@ def _event(finding: dict[str, Any], task_id: str) -> Event:
                        "finding_id": finding["id"], "task_id": task_id})
 
 
+def pending_patches(report: CheckReport) -> dict[str, list[dict[str, Any]]] | None:
+    """``{"base": [...], "packages": [...]}`` for the update workflow's plan, or None when a
+    patch check did not answer (the workflow then says the updates are unknown)."""
+    status = {outcome.name: outcome.status for outcome in report.outcomes}
+    if status.get("pkg-upgrade") != "ok" or "ok" not in (status.get("freebsd-update"), status.get("pkgbase")):
+        return None
+    found = {finding.key: finding for finding in report.findings}
+    base: list[dict[str, Any]] = []
+    if "patch:base" in found:
+        data = found["patch:base"].data
+        base = data.get("upgrades") or [{"name": "FreeBSD", "new": data.get("target", ""),
+                                         "files": data.get("file_count", 0)}]
+    packages = found["patch:packages"].data["upgrades"] if "patch:packages" in found else []
+    return {"base": list(base), "packages": list(packages)}
+
+
 def run_check(context: TaskContext) -> dict[str, Any]:
     """Run the checks (FreeBSD only; skipped elsewhere, never pretended), store and announce."""
     runtime = context.runtime
@@ -62,6 +78,10 @@ def run_check(context: TaskContext) -> dict[str, Any]:
     errors = [f"{o.name}: {o.message}" for o in report.outcomes if o.status == "error"]
     for line in errors:
         context.log(line, "warning")
-    return {"run": record.run_id, "findings": len(report.findings), "announced": len(record.announce),
+    result: dict[str, Any] = {}
+    patches = pending_patches(report)
+    if patches is not None:
+        result["patches"] = patches
+    return result | {"run": record.run_id, "findings": len(report.findings), "announced": len(record.announce),
             "opened": record.opened, "resolved": record.resolved,
             "checks": {o.name: o.status for o in report.outcomes}, "errors": errors}
