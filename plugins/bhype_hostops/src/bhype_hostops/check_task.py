@@ -67,7 +67,11 @@ def run_check(context: TaskContext) -> dict[str, Any]:
     """Run the checks (FreeBSD only; skipped elsewhere, never pretended), store and announce."""
     runtime = context.runtime
     settings: HostopsSettings = runtime.settings.section("hostops")
-    if checks_apply(settings, runtime.settings.core.platform):
+    if settings.check_platform == "debian":
+        from bhype_hostops.debian_checks import debian_report
+
+        report = debian_report(runtime.runner, settings.check_timeout, context.log)
+    elif checks_apply(settings, runtime.settings.core.platform):
         report = Checks(runtime.runner, settings, context.log).all()
     else:
         context.log("not a FreeBSD host: the pkg and freebsd-update checks are skipped")

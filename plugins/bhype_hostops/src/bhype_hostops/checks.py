@@ -232,6 +232,6 @@ class Checks:
 
 def checks_apply(settings: HostopsSettings, core_platform: str) -> bool:
     """Whether this host gets the FreeBSD checks (``[hostops] check_platform``)."""
-    if settings.check_platform == "none":
+    if settings.check_platform in ("none", "debian"):
         return False
     return settings.check_platform == "freebsd" or detect_platform(core_platform) == "freebsd"

@@ -56,8 +56,8 @@ class HostopsSettings(Section):
     pkg_command: str = Field("pkg", min_length=1, description="pkg(8) executable")
     freebsd_update_command: str = Field("freebsd-update", min_length=1, description="freebsd-update(8) executable")
     freebsd_version_command: str = Field("freebsd-version", min_length=1, description="freebsd-version(1) executable")
-    check_platform: Literal["auto", "freebsd", "none"] = Field(
-        "auto", description="auto: run the FreeBSD checks on FreeBSD only; none: never"
+    check_platform: Literal["auto", "freebsd", "debian", "none"] = Field(
+        "auto", description="auto: the FreeBSD checks on FreeBSD only; debian: apt-get -s upgrade (opt-in); none: never"
     )
     check_timeout: float = Field(900.0, gt=0, le=86400, description="seconds allowed per check command")
     dismiss_days: int = Field(7, ge=1, le=365, description="a dismissed finding comes back after this many days")
