@@ -96,6 +96,14 @@ def test_modules_users_and_hosts_are_served_by_a_real_daemon(hostops_runtime, da
     refused = rsync(str(source), f"{url}/incoming/second.img", password=PASSWORD)
     assert refused.returncode != 0 and "read only" in refused.stderr
 
+    # The daemon as a service: enabled at boot, then stopped, through the same tasks as sshd.
+    enabled = run_task(runtime, "service.enable", {"name": "rsyncd"})
+    assert enabled.state == "succeeded" and enabled.result["enabled"] is True and enabled.result["running"] is True
+    stopped = run_task(runtime, "service.stop", {"name": "rsyncd"})
+    assert stopped.state == "succeeded" and stopped.result["running"] is False and daemon.pid() is None
+    assert rsync(f"rsync://127.0.0.1:{daemon.port}/").returncode != 0  # nothing listens any more
+    assert run_task(runtime, "service.disable", {"name": "rsyncd"}).result["enabled"] is False
+
 
 def test_bad_configurations_are_refused_and_nothing_is_written(hostops_runtime, tmp_path):
     bad = [
