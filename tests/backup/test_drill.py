@@ -1,8 +1,9 @@
 """Restore drills with a real guest (the tiny test guest under QEMU TCG, which prints its ready
 marker on the serial console): a job's drill restores the newest point as a temporary VM
-without network, boots it, sees the marker (and, asked to, its VNC screen changing), records ``ok`` with the console excerpt on the
-point and destroys the VM; a drill waiting for text that never comes records ``failed``, raises
-``backup.drill_failed`` and destroys its VM too. The tick submits a due drill as the job's admin."""
+without network, boots it, sees the marker (and, asked to, its VNC screen changing), records
+``ok`` with the console excerpt on the point and destroys the VM; a drill waiting for text that
+never comes records ``failed``, raises ``backup.drill_failed`` and destroys its VM too. The
+tick submits a due drill as the job's admin."""
 
 from __future__ import annotations
 
