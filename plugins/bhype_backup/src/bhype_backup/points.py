@@ -39,7 +39,7 @@ class PointPublic(BaseModel):
 def public(point: BackupPoint) -> PointPublic:
     """What the API shows of ``point``."""
     duration = (point.finished - point.created).total_seconds() if point.finished else None
-    return PointPublic(**point.model_dump(exclude={"complete", "task_id"}), id=point.id or 0,
+    return PointPublic(**point.model_dump(exclude={"complete", "task_id", "id"}), id=point.id or 0,
                        duration_seconds=duration)
 
 
