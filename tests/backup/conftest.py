@@ -9,6 +9,7 @@ import bhype_core.builtins.models as core_models
 from bhype_core.db.migrate import upgrade
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
+from bhype_core.testing.netns import netns  # noqa: F401  (fixture)
 
 
 @pytest.fixture

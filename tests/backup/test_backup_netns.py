@@ -9,7 +9,7 @@ import pytest
 
 from bhype_backup.points import list_points
 from bhype_core.db.models import HostCommandSink
-from bhype_core.testing.netns import NetnsRunner, in_ns, netns, veth_into  # noqa: F401 (fixture)
+from bhype_core.testing.netns import NetnsRunner, in_ns, veth_into
 from bhype_core.testing.rsyncd import start_rsyncd
 
 from .world import MiB, write_pattern

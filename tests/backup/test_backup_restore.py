@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
 from bhype_backup.manifest import parse_manifest
 from bhype_backup.points import list_points
 from bhype_core.testing.rsyncd import start_rsyncd
@@ -136,9 +134,10 @@ def test_rsync_killed_mid_way_then_the_next_run_resumes(world, tmp_path):
         assert list_points(world.runtime) == []
     world.runtime.settings.section("backup").bwlimit = 0
     with start_rsyncd(tmp_path / "rsyncd2", {"vms": module}, password=daemon.password) as again:
+        from sqlmodel import select
+
         from bhype_backup.models import BackupTarget
         from bhype_core.plugin_api import session
-        from sqlmodel import select
 
         with session(world.runtime) as db:
             row = db.exec(select(BackupTarget)).one()
@@ -255,9 +254,10 @@ def test_ssh_target_backup_restore_and_a_changed_host_key(world, tmp_path):
         assert world.disk("ssh2").read_bytes() == (remote / first["path"] / "disks" / "disk0.img").read_bytes()
         port = server.port
     with start_sshd(tmp_path / "sshd2") as impostor:  # another host key where the target points
+        from sqlmodel import select
+
         from bhype_backup.models import BackupTarget
         from bhype_core.plugin_api import session
-        from sqlmodel import select
 
         with session(world.runtime) as db:
             row = db.exec(select(BackupTarget)).one()

@@ -11,7 +11,6 @@ from bhype_backup.points import list_points
 from bhype_core.api.principal import Principal
 from bhype_core.db.task_models import FINAL_STATES
 from bhype_core.tasks import service, store
-from bhype_core.testing.queue import start_worker  # noqa: F401 (fixture)
 from bhype_core.testing.rsyncd import start_rsyncd
 
 from .world import MiB, write_pattern

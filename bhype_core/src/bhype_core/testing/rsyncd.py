@@ -118,7 +118,8 @@ def start_rsyncd(
             break
         process.wait()
     if daemon is None:
-        raise RuntimeError(f"rsync daemon could not start: {log_path.read_text(errors='replace') if log_path.exists() else ''}")
+        logged = log_path.read_text(errors="replace") if log_path.exists() else ""
+        raise RuntimeError(f"rsync daemon could not start: {logged}")
     try:
         yield daemon
     finally:

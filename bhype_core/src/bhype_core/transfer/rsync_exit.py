@@ -37,7 +37,8 @@ _TEXT = {
     RsyncExit.PROTOCOL: "protocol incompatibility",
     RsyncExit.FILE_SELECT: "errors selecting input/output files or directories",
     RsyncExit.UNSUPPORTED: "action not supported by the other side",
-    RsyncExit.STARTING_PROTOCOL: "error starting the client-server protocol (daemon refused: wrong password or module?)",
+    RsyncExit.STARTING_PROTOCOL: ("error starting the client-server protocol "
+                                  "(daemon refused: wrong password or module?)"),
     RsyncExit.SOCKET_IO: "socket I/O error (target unreachable?)",
     RsyncExit.FILE_IO: "file I/O error (target full?)",
     RsyncExit.STREAM: "error in the protocol data stream (the other side died?)",

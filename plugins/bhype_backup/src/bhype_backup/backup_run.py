@@ -41,8 +41,8 @@ from bhype_core.plugin_api import (
     BhypeError,
     Cancelled,
     Event,
-    TransferFailed,
     NotFound,
+    TransferFailed,
     ValidationErrors,
     find_vm,
     hook_errors,
@@ -79,7 +79,10 @@ def plan(runtime: Any, vm: str, target: str, mode: str) -> tuple[Any, Any, Any]:
     return row, tgt, store
 
 
-def _stage(view: SourceView, ref: Any, owner: str, staging: Path) -> tuple[Path, list[tuple[str, str, Path, str | None, str]]]:
+Entry = tuple[str, str, Path, str | None, str]
+
+
+def _stage(view: SourceView, ref: Any, owner: str, staging: Path) -> tuple[Path, list[Entry]]:
     """A private view of the point: ``disks/<safe>`` and ``config/<safe>`` symlinks to the
     files (rsync ``--copy-links`` sends their content) plus ``config/spec.json`` and
     ``config/metadata.json``. Returns the view and ``(role, stored, path, volume, original)``."""
@@ -87,7 +90,7 @@ def _stage(view: SourceView, ref: Any, owner: str, staging: Path) -> tuple[Path,
     (root / "disks").mkdir(parents=True)
     (root / "config").mkdir()
     taken: set[str] = {"spec.json", "metadata.json"}
-    entries: list[tuple[str, str, Path, str | None, str]] = []
+    entries: list[Entry] = []
     for volume, path in view.disks.items():
         stored = "disks/" + safe_name(f"{volume}.img", taken)
         (root / stored).symlink_to(path)
@@ -141,6 +144,7 @@ def run_backup(context: Any, vm: str, target: str, mode: str = "stop", job: int 
         db.add(point)
         db.flush()
         point.path = point_path(row.uuid, point_name(started, point.id or 0))
+    assert point.id is not None
     _finish_row(runtime, point.id, path=point.path)
     context.log(f"backing {vm} up to {target} ({tgt.kind}{', windows' if tgt.windows else ''}) as {point.path}, "
                 f"mode {mode}")
@@ -187,7 +191,6 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
             endpoint.makedirs(point.path)
             bases = [f"../../{p.path}" for p in [*reversed(interrupted), *([previous] if previous else [])]]
             options = endpoint.rsync_options()
-            basis_option = {"copy_dest": bases} if tgt.windows else {"link_dest": bases}
             bwlimit = runtime.settings.section("backup").bwlimit
             # --checksum: a disk image can change without its size or (whole-second, or with
             # --modify-window=1 two-second) mtime changing; rsync's quick check would then skip it.
@@ -195,7 +198,8 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
             extra = ["--copy-links", "--checksum", "--exclude=/manifest.json"]
             extra += [f"--bwlimit={bwlimit}"] if bwlimit else []
             # Sparse-aware on POSIX targets (holes stay holes); a Windows rsync may not keep them.
-            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, **basis_option, extra=extra,
+            argv = rsync_argv([str(root) + "/"], endpoint.url(point.path), **options, extra=extra,
+                              copy_dest=bases if tgt.windows else (), link_dest=() if tgt.windows else bases,
                               sparse=not tgt.windows)
             context.log(f"rsync {len(entries)} file(s)"
                         + (f", basis {previous.path}" if previous else ", full (no earlier point)"))
@@ -223,6 +227,7 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
         shutil.rmtree(staging, ignore_errors=True)
     digest = hashlib.sha256(data).hexdigest()
     note = "; ".join(manifest.warnings)
+    assert point.id is not None
     _finish_row(runtime, point.id, complete=True, finished=utcnow(), size=manifest.size,
                 bytes_sent=stats.bytes_sent, manifest_sha256=digest, note=note, task_id=None)
     context.log(f"point {point.id} complete: {manifest.size} bytes, {stats.bytes_sent} sent "

@@ -44,7 +44,8 @@ class Destination:
         who = f"{self.user}@" if self.user else ""
         port = f":{self.port}" if self.port else ""
         scheme = {"daemon": "rsync", "ssh": "ssh", "zfs": "zfs"}[self.kind]
-        return f"{scheme}://{who}{self.host}{port}/{self.path.lstrip('/')}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{who}{host}{port}/{self.path.lstrip('/')}"
 
 
 def _fail(message: str) -> ValidationErrors:

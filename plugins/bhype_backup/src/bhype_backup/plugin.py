@@ -35,7 +35,7 @@ def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     """``backup.probe`` (rsync on the host), the target kinds (admins), ``backup.run`` and
     ``backup.restore`` (admins, and VM owners for their own VMs), ``backup.delete_point``."""
-    from bhype_backup import access, backup_run, restore, tasks, targets
+    from bhype_backup import access, backup_run, restore, targets, tasks
 
     register(TaskKind(name=status.PROBE_KIND, run=status.probe, role="admin",
                       description="probe rsync on the host; store it for GET /api/v1/backup/status"))

@@ -39,7 +39,7 @@ class PointPublic(BaseModel):
 def public(point: BackupPoint) -> PointPublic:
     """What the API shows of ``point``."""
     duration = (point.finished - point.created).total_seconds() if point.finished else None
-    return PointPublic(**point.model_dump(exclude={"complete", "task_id"}), id=point.id or 0,
+    return PointPublic(**point.model_dump(exclude={"complete", "task_id", "id"}), id=point.id or 0,
                        duration_seconds=duration)
 
 
@@ -75,7 +75,8 @@ def leftovers(runtime: Any, vm_uuid: str, target: str) -> list[BackupPoint]:
 
 
 def delete_point(runtime: Any, point_id: int, runner: Any = None) -> dict[str, Any]:
-    """Delete point ``point_id``: its directory on the target, then its row. Retention (bak2) calls this; so does ``DELETE /points/{id}``.
+    """Delete point ``point_id``: its directory on the target, then its row. Retention (bak2)
+    calls this; so does ``DELETE /points/{id}`` (task ``backup.delete_point``).
 
     :raises NotFound: no such point.
     """
@@ -83,7 +84,9 @@ def delete_point(runtime: Any, point_id: int, runner: Any = None) -> dict[str, A
 
     with session(runtime) as db:
         point = db.get(BackupPoint, int(point_id))
-        target = db.exec(select(BackupTarget).where(BackupTarget.name == point.target)).first() if point else None
+        target = None
+        if point is not None:
+            target = db.exec(select(BackupTarget).where(BackupTarget.name == point.target)).first()
     if point is None:
         raise NotFound(f"no backup point {point_id}")
     if target is not None:

@@ -41,6 +41,7 @@ from bhype_core.plugin_api import (
     vm_after,
     vm_before,
     vm_ref,
+    vm_settings,
 )
 
 
@@ -169,21 +170,22 @@ def _as_new_vm(context: Any, row: Any, endpoint: Endpoint, manifest: Manifest, n
     runtime = context.runtime
     if find_vm(runtime, name) is not None:
         raise ValidationErrors([("as", f"a VM named {name!r} exists")])
-    store = open_datastore(runtime, datastore or manifest.vm.get("datastore"))
-    owner = context.user or manifest.vm.get("owner")
+    store_name = datastore or manifest.vm.get("datastore") or vm_settings(runtime).default_datastore
+    store = open_datastore(runtime, store_name)
+    owner = str(context.user or manifest.vm.get("owner"))
     disks = [f for f in manifest.files if f.role == "disk"]
     store.create_vm_dir(name)
     try:
         restored = _restore_files(context, store, name, row, endpoint, manifest, disks, create=True,
                                   with_config=True)
-        ref = register_vm(context, store.datastore, _new_spec(manifest, name), owner)
+        ref = register_vm(context, store_name, _new_spec(manifest, name), owner)
     except BaseException:
         store.remove_vm_dir(name)
         context.log(f"restore failed: the new VM {name} was removed again", "error")
         raise
-    context.log(f"restored point {row.id} as new VM {name} ({ref.uuid}) in datastore {store.datastore}")
+    context.log(f"restored point {row.id} as new VM {name} ({ref.uuid}) in datastore {store_name}")
     context.progress(100, f"restored as {name}")
-    return {"point": row.id, "vm": name, "uuid": ref.uuid, "datastore": store.datastore, "restored": restored,
+    return {"point": row.id, "vm": name, "uuid": ref.uuid, "datastore": store_name, "restored": restored,
             "new_vm": True}
 
 
@@ -200,13 +202,14 @@ def _onto_same_vm(context: Any, row: Any, endpoint: Endpoint, manifest: Manifest
     if vm_row is None:  # destroyed meanwhile: re-create it with its name and UUID
         if single:
             raise NotFound(f"VM {name} does not exist any more: restore the whole point")
-        store = open_datastore(runtime, manifest.vm.get("datastore"))
+        store_name = manifest.vm.get("datastore") or vm_settings(runtime).default_datastore
+        store = open_datastore(runtime, store_name)
         store.create_vm_dir(name)
         try:
             restored = _restore_files(context, store, name, row, endpoint, manifest, disks, create=True,
                                       with_config=True)
             spec = {k: v for k, v in manifest.spec.items() if k != "owner"}
-            ref = register_vm(context, store.datastore, spec, manifest.vm.get("owner") or context.user)
+            ref = register_vm(context, store_name, spec, str(manifest.vm.get("owner") or context.user))
         except BaseException:
             store.remove_vm_dir(name)
             raise
