@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from collections import namedtuple
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from bhype_monitor.host_sample import rate
 log = logging.getLogger("bhype.monitor")
 
 ACTIVE_STATES = ("starting", "running", "stopping")
+# The fields of psutil's per-NIC counters, for the ones read from /proc/PID/net/dev.
+NetCounters = namedtuple("NetCounters", "bytes_sent bytes_recv packets_sent packets_recv errin errout dropin dropout")
 TAPS_FILE = "taps.json"  # written by the core at start (network/taps.py): [{"tap": NAME, …}, …]
 
 
@@ -44,6 +48,7 @@ class Tracked:
     nics: dict[str, Any] = field(default_factory=dict)
     at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    netns: int | None = None
 
 
 def read_taps(vm_dir: Path) -> list[str | None]:
@@ -53,6 +58,28 @@ def read_taps(vm_dir: Path) -> list[str | None]:
     except (OSError, ValueError):
         return []
     return [entry.get("tap") if isinstance(entry, dict) else None for entry in plugged]
+
+
+def parse_net_dev(text: str) -> dict[str, NetCounters]:
+    """proc(5) ``/proc/net/dev``: two header lines, then ``name: rx bytes packets errs drop fifo
+    frame compressed multicast tx bytes packets errs drop …`` per interface."""
+    found = {}
+    for line in text.splitlines()[2:]:
+        name, colon, rest = line.partition(":")
+        fields = rest.split()
+        if not colon or len(fields) < 12:
+            continue
+        rx, tx = [int(v) for v in fields[:4]], [int(v) for v in fields[8:12]]
+        found[name.strip()] = NetCounters(tx[0], rx[0], tx[1], rx[1], rx[2], tx[2], rx[3], tx[3])
+    return found
+
+
+def net_namespace(pid: int | str) -> int | None:
+    """The inode of a process's network namespace (Linux; ``None`` elsewhere or unreadable)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
 
 
 class VMReader:
@@ -90,7 +117,11 @@ class VMReader:
             process = psutil.Process(status.pid)
         except psutil.Error:
             return None
-        return Tracked(row.name, process, read_taps(self._vm_dir(row)), int(spec.memory), int(spec.cpus.count))
+        tracked = Tracked(row.name, process, read_taps(self._vm_dir(row)), int(spec.memory), int(spec.cpus.count))
+        namespace = net_namespace(status.pid)
+        # A hypervisor in another network namespace has its taps there: read them through it.
+        tracked.netns = namespace if namespace is not None and namespace != net_namespace("self") else None
+        return tracked
 
     def read(self, nics: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
         """``{vm uuid: {"name", "owner", "state", "metrics", "nics"}}`` for every VM (running
@@ -102,6 +133,7 @@ class VMReader:
         seen: set[str] = set()
         out: dict[str, dict[str, Any]] = {}
         self.stopped = []
+        namespaces: dict[int, dict[str, Any]] = {}
         for row in rows:
             seen.add(row.uuid)
             known = self.tracked.get(row.uuid)
@@ -115,12 +147,16 @@ class VMReader:
                 known = self._discover(row, driver)
                 if known is not None:
                     self.tracked[row.uuid] = known
+            if known is not None and known.netns is not None:
+                nics_of = self._namespace_nics(known, namespaces)
+            else:
+                nics_of = nics
             entry: dict[str, Any] = {"name": row.name, "owner": row.owner, "state": row.state, "metrics": {}}
             if known is not None:
                 entry["state"] = "running" if row.state not in ACTIVE_STATES else row.state
                 entry["cpus"] = known.cpus
                 try:
-                    self._measure(known, entry, nics)
+                    self._measure(known, entry, nics_of)
                 except psutil.Error:  # ended during the read: the next tick reports it
                     pass
                 if self.driver_stats_every and self._ticks % self.driver_stats_every == 1:
@@ -130,6 +166,18 @@ class VMReader:
         for uuid in set(self.tracked) - seen:  # destroyed since the last tick
             self.tracked.pop(uuid)
         return out
+
+    @staticmethod
+    def _namespace_nics(vm: Tracked, cache: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        """The interface counters of the VM's namespace, read once per namespace and tick."""
+        assert vm.netns is not None
+        if vm.netns not in cache:
+            try:
+                with open(f"/proc/{vm.process.pid}/net/dev") as handle:
+                    cache[vm.netns] = parse_net_dev(handle.read())
+            except OSError:
+                cache[vm.netns] = {}
+        return cache[vm.netns]
 
     def _measure(self, vm: Tracked, entry: dict[str, Any], nics: dict[str, Any]) -> None:
         now = time.monotonic()
