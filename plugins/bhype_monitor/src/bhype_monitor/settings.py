@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+
+from pydantic import Field, field_validator
 
 from bhype_core.plugin_api import Section
 
@@ -33,3 +35,14 @@ class MonitorSettings(Section):
     load_clear: float = Field(1.5, ge=0, description="host 1-minute load per CPU, clearing")
     pool_capacity_high: float = Field(85.0, gt=0, le=100, description="ZFS pool capacity %, raising")
     pool_capacity_clear: float = Field(80.0, ge=0, le=100, description="ZFS pool capacity %, clearing")
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Each entry must be an IP address or network (``10.0.0.0/8``)."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
