@@ -21,7 +21,7 @@ from bhype_webui.extensions import collect_extensions
 
 WEBUI_HOOKS = ("bhype_webui_register_pages", "bhype_webui_register_vm_tabs",
                "bhype_webui_register_dashboard_panels", "bhype_webui_register_nav_entries",
-               "bhype_webui_register_assets")
+               "bhype_webui_register_assets", "bhype_webui_register_vm_columns")
 
 
 @pytest.fixture

@@ -61,7 +61,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   asks it, :class:`ConsoleBrokerUnavailable` when it is not running.
 * **Web UI extensions** — what a plugin registers through the web UI plugin's own hooks
   (``bhype_webui_register_pages`` …, implemented with ``@hookimpl(optionalhook=True)``):
-  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`;
+  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`,
+  :class:`VMColumn` (an extra column of the VM list);
   their ``context`` functions get a :class:`UiRequest`.
 * **CLI** — :func:`connection_options`, :func:`api_from`, :class:`VmApi`, :func:`follow`,
   :class:`StreamEvent`, :func:`format_table`.
@@ -153,7 +154,7 @@ from bhype_core.storage.capabilities import (
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
 from bhype_core.tasks.service import list_visible as list_tasks
 from bhype_core.tasks.service import show as show_task
-from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMTab
+from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMColumn, VMTab
 from bhype_core.units import human_size, parse_size
 from bhype_core.vm.access import owns_vm
 from bhype_core.vm.edit import LIVE_FIELDS
@@ -178,7 +179,7 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 __all__ = [
     "UndoAction",
     "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path",
-    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMTab",
+    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMColumn", "VMTab",
     "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
     "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",

@@ -22,6 +22,15 @@ from bhype_monitor.api import make_router
 from bhype_monitor.metrics import make_metrics_router
 from bhype_monitor.settings import MonitorSettings
 from bhype_monitor.thresholds import EVENT_KINDS
+from bhype_monitor.ui import (  # the web UI's hooks, implemented there (optionalhook)
+    bhype_webui_register_assets,
+    bhype_webui_register_dashboard_panels,
+    bhype_webui_register_vm_columns,
+    bhype_webui_register_vm_tabs,
+)
+
+__all__ = ["bhype_webui_register_assets", "bhype_webui_register_dashboard_panels", "bhype_webui_register_vm_columns",
+           "bhype_webui_register_vm_tabs"]
 
 
 @hookimpl
