@@ -67,3 +67,21 @@ def test_scraped_text_parses_with_per_vm_labels(vm_monitor_runtime) -> None:
     rss = {s.labels["vm"]: s.value for s in families["bhype_vm_mem_rss"].samples}
     assert set(rss) == {"web1", "db1"} and all(v > 0 for v in rss.values())
     assert {s.labels["vm"] for s in families["bhype_vm_cpu_percent"].samples} == {"web1", "db1"}
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_we_serve() -> None:
+    """docs/grafana-bhype.json: every metric a panel queries is one /metrics can serve."""
+    import json
+    import re
+    from pathlib import Path
+
+    from bhype_monitor.metrics import HOST_GAUGES, NIC_GAUGES, VM_GAUGES
+
+    served = ({f"bhype_host_{k}" for k in HOST_GAUGES} | {f"bhype_vm_{k}" for k in VM_GAUGES}
+              | {f"bhype_vm_nic_{k}" for k in NIC_GAUGES}
+              | {"bhype_host_core_cpu_percent", "bhype_pool_capacity_percent", "bhype_pool_online", "bhype_vm_running"})
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana-bhype.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\bbhype_[a-z0-9_]+", target["expr"])}
+    queried |= {name for var in dashboard["templating"]["list"] for name in re.findall(r"\bbhype_[a-z0-9_]+", var.get("query", ""))}
+    assert queried and queried <= served, queried - served

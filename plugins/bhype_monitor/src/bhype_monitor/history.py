@@ -11,20 +11,22 @@ position is found again from the table after a restart: nothing lives only in me
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, func, insert, select
 
 from bhype_monitor.models import MonitorSample
 
 DAY = 86400
 TABLE = MonitorSample.__table__  # type: ignore[attr-defined]
-MAX_POINTS = 2000  # a series answer never has more points than this (the step grows instead)
+# A series answer has at most about this many points (the step grows instead, and the coarsest
+# tier that fits is read: 30 days come from the hourly tier, 720 rows).
+MAX_POINTS = 720
 
 
 @dataclass(frozen=True)
@@ -48,32 +50,44 @@ def rows_per_series(levels: list[Tier]) -> int:
 
 
 def _dump(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"))
+    return orjson.dumps(data).decode()
 
 
 def _round(value: float) -> float | int:
     return int(value) if float(value).is_integer() else round(value, 3)
 
 
-def aggregate(rows: Iterable[tuple[int, str]]) -> tuple[int, dict[str, list[float | int]]]:
-    """Combine ``(n, data)`` rows of any tier into ``(n, {metric: [min, avg, max]})``."""
+def aggregate(rows: Iterable[tuple[int, str]], keep: Collection[str] | None = None,
+              exact: bool = True) -> tuple[int, dict[str, list[float | int]]]:
+    """Combine ``(n, data)`` rows of any tier into ``(n, {metric: [min, avg, max]})`` (avg
+    weighted by ``n``); only the metrics in ``keep`` when given. ``exact=False`` rounds only the
+    average (what a read needs; stored values are rounded already)."""
     total = 0
-    low: dict[str, float] = {}
-    high: dict[str, float] = {}
-    weighted: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
+    acc: dict[str, list[Any]] = {}
     for n, data in rows:
         total += n
-        for metric, value in json.loads(data).items():
-            lo, avg, hi = value if isinstance(value, list) else (value, value, value)
+        for metric, value in orjson.loads(data).items():
+            if keep is not None and metric not in keep:
+                continue
+            if value.__class__ is list:
+                lo, avg, hi = value
+            else:
+                lo = avg = hi = value
             if lo is None:
                 continue
-            low[metric] = min(low.get(metric, lo), lo)
-            high[metric] = max(high.get(metric, hi), hi)
-            weighted[metric] += avg * n
-            counts[metric] += n
-    out = {m: [_round(low[m]), _round(weighted[m] / counts[m]), _round(high[m])] for m in low}
-    return total, out
+            found = acc.get(metric)
+            if found is None:
+                acc[metric] = [lo, avg * n, hi, n]
+                continue
+            if lo < found[0]:
+                found[0] = lo
+            if hi > found[2]:
+                found[2] = hi
+            found[1] += avg * n
+            found[3] += n
+    if exact:
+        return total, {m: [_round(a[0]), _round(a[1] / a[3]), _round(a[2])] for m, a in acc.items()}
+    return total, {m: [a[0], round(a[1] / a[3], 3), a[2]] for m, a in acc.items()}
 
 
 class History:
@@ -170,14 +184,15 @@ class History:
     def series(self, series: str, start: float, end: float, step: int | None = None,
                metrics: Iterable[str] | None = None) -> dict[str, Any]:
         """The values of ``series`` between ``start`` and ``end`` (epoch seconds) every ``step``
-        seconds (default: the tier's, grown so no more than :data:`MAX_POINTS` come back):
+        seconds (default: the tier's, grown so about :data:`MAX_POINTS` come back):
         ``{"t": [bucket starts], "metrics": {name: {"min": [...], "avg": [...], "max": [...]}}}``,
         ``None`` where a bucket has no sample."""
         if end < start:
             raise ValueError("'to' is before 'from'")
-        tier = self.pick_tier(start, step)
+        spread = (end - start) / MAX_POINTS
+        tier = self.pick_tier(start, max(step or 0, int(spread)) or None)
         base = self.levels[tier].step
-        wanted = max(base, step or base, math.ceil((end - start) / MAX_POINTS / base) * base)
+        wanted = max(base, step or base, math.ceil(spread / base) * base)
         wanted = math.ceil(wanted / base) * base
         with self.engine.connect() as connection:
             found = connection.execute(
@@ -195,10 +210,8 @@ class History:
         for index, ts in enumerate(times):
             if ts not in groups:
                 continue
-            _, values = aggregate(groups[ts])
+            _, values = aggregate(groups[ts], keep, exact=False)
             for metric, (lo, avg, hi) in values.items():
-                if keep is not None and metric not in keep:
-                    continue
                 if metric not in out:
                     out[metric] = {"min": [None] * len(times), "avg": [None] * len(times), "max": [None] * len(times)}
                 out[metric]["min"][index], out[metric]["avg"][index], out[metric]["max"][index] = lo, avg, hi
@@ -215,7 +228,7 @@ class History:
                 select(TABLE.c.series, TABLE.c.ts, TABLE.c.data)
                 .where(TABLE.c.tier == 0, TABLE.c.ts == newest, TABLE.c.series.startswith(prefix))
             ).all()
-        return {series: (int(ts), json.loads(data)) for series, ts, data in rows}
+        return {series: (int(ts), orjson.loads(data)) for series, ts, data in rows}
 
     def counts(self) -> dict[int, int]:
         """Rows per tier (for the docs' sizes and the benchmark)."""
