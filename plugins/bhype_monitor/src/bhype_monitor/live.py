@@ -1,5 +1,6 @@
 """The live snapshot (the newest values of the host and every VM): in Redis when
-``core.redis_url`` is set, else in the database's fact store, where the API process reads it.
+``core.redis_url`` is set (key ``monitor.redis_key``), else in the database's fact store, where
+the API process reads it.
 
 The worker also keeps it in its own memory (``runtime.extras``) for thresholds and ``/metrics``
 in the same process; the snapshot is replaced each tick, never accumulated.
@@ -11,7 +12,6 @@ import json
 from typing import Any
 
 FACT_KEY = "monitor.current"
-REDIS_KEY = "bhype:monitor:current"
 EXTRAS_KEY = "monitor.current"
 
 
@@ -29,7 +29,8 @@ def put(runtime: Any, snapshot: dict[str, Any], interval: float) -> None:
     shows as no data, not as stale data)."""
     runtime.extras[EXTRAS_KEY] = snapshot
     if runtime.settings.core.redis_url:
-        _redis(runtime).set(REDIS_KEY, json.dumps(snapshot, separators=(",", ":")), ex=max(30, int(3 * interval)))
+        key = runtime.settings.section("monitor").redis_key
+        _redis(runtime).set(key, json.dumps(snapshot, separators=(",", ":")), ex=max(30, int(3 * interval)))
     else:
         runtime.facts.put(FACT_KEY, snapshot)
 
@@ -37,7 +38,7 @@ def put(runtime: Any, snapshot: dict[str, Any], interval: float) -> None:
 def get(runtime: Any) -> dict[str, Any] | None:
     """The newest snapshot, or ``None`` before the first tick (or after the sampler died, with Redis)."""
     if runtime.settings.core.redis_url:
-        raw = _redis(runtime).get(REDIS_KEY)
+        raw = _redis(runtime).get(runtime.settings.section("monitor").redis_key)
         return json.loads(raw) if raw else None
     fact = runtime.facts.get(FACT_KEY)
     return fact.value if fact else None
