@@ -121,7 +121,8 @@ def start_load(runtime, vms: int, ns: str):
     prefix = ["ip", "netns", "exec", ns] if with_taps else []
     standins = []
     for name, uuid, tap in zip(names, uuids, taps, strict=True):
-        standins.append(start_standin(runtime, name, "bench", uuid=str(uuid), argv=[*prefix, "sh", "-c", "sleep 1000000; :"],
+        argv = [*prefix, "sh", "-c", "sleep 1000000; :"]
+        standins.append(start_standin(runtime, name, "bench", uuid=str(uuid), argv=argv,
                                       taps=[tap] if with_taps else None))
     return standins, with_taps
 
@@ -146,7 +147,8 @@ def history_growth(root: Path, vms: int, metrics: dict) -> tuple[float, dict[int
         per_tier = {}
         for tier in range(4):
             count = connection.execute(text(f"SELECT COUNT(*) FROM monitor_sample WHERE tier={tier}")).scalar()
-            size = connection.execute(text(f"SELECT SUM(LENGTH(data)) + COUNT(*) * 40 FROM monitor_sample WHERE tier={tier}")).scalar()
+            size = connection.execute(text(
+                f"SELECT SUM(LENGTH(data)) + COUNT(*) * 40 FROM monitor_sample WHERE tier={tier}")).scalar()
             per_tier[tier] = (size or 0) / count if count else 0.0
     runtime.engine.dispose()
     return total / vms, per_tier
@@ -241,7 +243,8 @@ def main() -> int:
         *({"what": f"tier {t}: bytes per row (data + ~40 B row/key)", "value": f"{per_row[t]:.0f}"} for t in range(4)),
         {"what": "steady state per VM (all tiers full: 31,944 rows)", "value": f"{year / 2**20:.1f} MiB"},
     ])
-    print_table("Series query: one VM, 30 days (auto step), 200 runs", [{"what": "History.series", **summary_ms(query)}])
+    print_table("Series query: one VM, 30 days (auto step), 200 runs",
+                [{"what": "History.series", **summary_ms(query)}])
     return 0
 
 

@@ -3,7 +3,6 @@ stops) and in the fact store; alarms on pools and host load with hysteresis, pur
 
 from __future__ import annotations
 
-
 import pytest
 import redis
 
@@ -44,7 +43,8 @@ def test_pool_and_load_alarms_with_hysteresis() -> None:
     assert update(90, "ONLINE", 1.0) == []  # once over: not yet (sustain 2)
     assert update(90, "ONLINE", 5.0) == [("monitor.threshold.raised", "pool:tank")]
     assert update(83, "ONLINE", 5.0) == [("monitor.threshold.raised", "host")]  # 83: between the levels, stays up
-    assert update(79, "DEGRADED", 3.5) == [("monitor.threshold.cleared", "pool:tank"), ("monitor.pool.degraded", "pool:tank")]
+    assert update(79, "DEGRADED", 3.5) == [("monitor.threshold.cleared", "pool:tank"),
+                                           ("monitor.pool.degraded", "pool:tank")]
     assert update(79, "DEGRADED", 3.1) == []  # load 1.55 per CPU: under the raise level, not the clear one
     assert update(79, "DEGRADED", 2.9) == [("monitor.threshold.cleared", "host")]  # 1.45 < 1.5
     assert update(79, "ONLINE", 2.9) == [("monitor.threshold.cleared", "pool:tank")]
@@ -52,5 +52,6 @@ def test_pool_and_load_alarms_with_hysteresis() -> None:
     # A new Alarms over the stored state (a restarted worker) does not raise what is already up.
     alarms.raised = {"pool:tank.health"}
     again = Alarms(lambda: {"raised": ["pool:tank.health"]}, stored.append)
-    snapshot = {"host": {"metrics": {}, "cpus": 1}, "vms": {}, "pools": [{"name": "tank", "cap": 1, "health": "FAULTED"}]}
+    snapshot = {"host": {"metrics": {}, "cpus": 1}, "vms": {},
+                "pools": [{"name": "tank", "cap": 1, "health": "FAULTED"}]}
     assert again.update(snapshot, [], settings) == []

@@ -83,5 +83,6 @@ def test_the_grafana_dashboard_asks_only_for_metrics_we_serve() -> None:
     dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana-bhype.json").read_text())
     queried = {name for panel in dashboard["panels"] for target in panel["targets"]
                for name in re.findall(r"\bbhype_[a-z0-9_]+", target["expr"])}
-    queried |= {name for var in dashboard["templating"]["list"] for name in re.findall(r"\bbhype_[a-z0-9_]+", var.get("query", ""))}
+    queried |= {name for var in dashboard["templating"]["list"]
+                for name in re.findall(r"\bbhype_[a-z0-9_]+", var.get("query", ""))}
     assert queried and queried <= served, queried - served

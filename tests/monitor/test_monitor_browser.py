@@ -57,7 +57,8 @@ def sampled(tmp_path) -> Iterator[PagesEnv]:
 def wait_attr(page, selector: str, attribute: str, above: int) -> int:
     """Wait until ``attribute`` of ``selector`` is a number above ``above``; return it."""
     page.wait_for_function(
-        "([sel, attr, above]) => Number((document.querySelector(sel) || {dataset: {}}).getAttribute(attr) || 0) > above",
+        "([sel, attr, above]) => "
+        "Number((document.querySelector(sel) || {dataset: {}}).getAttribute(attr) || 0) > above",
         arg=[selector, attribute, above], timeout=WAIT)
     return int(page.locator(selector).get_attribute(attribute))
 

@@ -27,7 +27,11 @@ def test_top_and_stats(vm_monitor_runtime, tmp_path, monkeypatch, capsys) -> Non
         with served_cli(runtime, tmp_path, monkeypatch, [("alice", "operator")], "alice") as cli:
             config = ["--config", str(cli["config"])]
             deadline = time.monotonic() + 120  # a bound on a loaded machine, not a timing assertion
-            while "cpu_percent" not in (live.get(runtime) or {}).get("vms", {}).get(standins[0].uuid, {}).get("metrics", {}):
+            def sampled() -> bool:
+                vm = (live.get(runtime) or {}).get("vms", {}).get(standins[0].uuid, {})
+                return "cpu_percent" in vm.get("metrics", {})
+
+            while not sampled():
                 assert time.monotonic() < deadline, "the worker's sampler took no second sample"
                 time.sleep(0.5)
             time.sleep(2.5)  # one more sample, so the history's newest bucket has a CPU %

@@ -27,9 +27,11 @@ def top_lines(host: dict[str, Any] | None, ranked: list[dict[str, Any]], by: str
         metrics = host.get("metrics", {})
         lines.append(f"host  cpu {metrics.get('cpu_percent', 0):.1f}%  load {metrics.get('load1', 0):.2f} "
                      f"{metrics.get('load5', 0):.2f} {metrics.get('load15', 0):.2f}  "
-                     f"mem {human_size(int(metrics.get('mem_used', 0)))}/{human_size(int(metrics.get('mem_total', 0)))}  "
+                     f"mem {human_size(int(metrics.get('mem_used', 0)))}"
+                     f"/{human_size(int(metrics.get('mem_total', 0)))}  "
                      f"up {int(metrics.get('uptime', 0)) // 3600} h")
-    rows = [[vm["name"], vm.get("owner") or "", f"{vm['cpu_percent']:.1f}" if vm.get("cpu_percent") is not None else "-",
+    rows = [[vm["name"], vm.get("owner") or "",
+             f"{vm['cpu_percent']:.1f}" if vm.get("cpu_percent") is not None else "-",
              human_size(int(vm["mem_rss"])) if vm.get("mem_rss") is not None else "-",
              _rate(vm.get("disk_bps")), _rate(vm.get("net_bps"))] for vm in ranked]
     lines.append(f"VMs by {by}:")

@@ -13,7 +13,8 @@ class MonitorSettings(Section):
     """``[monitor]``: sampling, history, the ``/metrics`` endpoint and alert thresholds."""
 
     history_retention_days: int = Field(365, ge=1, le=3650, description="days the hourly history is kept")
-    sample_interval_seconds: int = Field(10, ge=2, le=3600, description="seconds between samples (one pass over all VMs)")
+    sample_interval_seconds: int = Field(10, ge=2, le=3600,
+                                         description="seconds between samples (one pass over all VMs)")
     command_timeout: float = Field(5.0, gt=0, le=60, description="seconds allowed per host query")
     slow_every: int = Field(
         6, ge=1, le=360,

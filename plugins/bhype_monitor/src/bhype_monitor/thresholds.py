@@ -102,14 +102,17 @@ class Alarms:
             if pool.get("health") != "ONLINE" and alarm not in self.raised:
                 self.raised.add(alarm)
                 events.append(Event(POOL_DEGRADED, f"pool {pool['name']} is {pool.get('health')}", severity="error",
-                                    subject=f"pool:{pool['name']}", data={"pool": pool["name"], "health": pool.get("health")}))
+                                    subject=f"pool:{pool['name']}",
+                                    data={"pool": pool["name"], "health": pool.get("health")}))
             elif pool.get("health") == "ONLINE" and alarm in self.raised:
                 self.raised.discard(alarm)
                 events.append(Event(CLEARED, f"pool {pool['name']} is ONLINE again", subject=f"pool:{pool['name']}",
-                                    data={"alarm": alarm, "value": 0, "subject": f"pool:{pool['name']}", "threshold": 0}))
+                                    data={"alarm": alarm, "value": 0, "subject": f"pool:{pool['name']}",
+                                          "threshold": 0}))
         for vm in stopped:
             if vm.get("state") == "crashed":
-                events.append(Event(VM_STOPPED, f"VM {vm['name']} stopped unexpectedly: {vm.get('detail') or 'crashed'}",
+                why = vm.get("detail") or "crashed"
+                events.append(Event(VM_STOPPED, f"VM {vm['name']} stopped unexpectedly: {why}",
                                     severity="error", subject=f"vm:{vm['name']}", user=vm.get("owner"),
                                     data={"vm": vm["name"], "state": vm["state"], "detail": vm.get("detail", "")}))
         if self.raised != before:

@@ -117,7 +117,8 @@ class VMReader:
             process = psutil.Process(status.pid)
         except psutil.Error:
             return None
-        tracked = Tracked(row.name, process, read_taps(self._vm_dir(row)), int(spec.memory), int(spec.cpus.count))
+        tracked = Tracked(row.name, process, read_taps(self._vm_dir(row)), int(spec.memory),
+                          int(spec.cpus.count or 1))
         namespace = net_namespace(status.pid)
         # A hypervisor in another network namespace has its taps there: read them through it.
         tracked.netns = namespace if namespace is not None and namespace != net_namespace("self") else None
@@ -211,22 +212,21 @@ class VMReader:
         rx_total = tx_total = 0.0
         for index, tap in enumerate(vm.taps):
             counters = nics.get(tap) if tap else None
-            if counters is None:
+            if tap is None or counters is None:
                 continue
             before = vm.nics.get(tap)
-            values = {
-                "tap": tap,
-                "rx_bps": rate(counters.bytes_sent, before and before.bytes_sent, seconds),
-                "tx_bps": rate(counters.bytes_recv, before and before.bytes_recv, seconds),
+            rx = rate(counters.bytes_sent, before and before.bytes_sent, seconds)
+            tx = rate(counters.bytes_recv, before and before.bytes_recv, seconds)
+            per_nic[f"net{index}"] = {
+                "tap": tap, "rx_bps": rx, "tx_bps": tx,
                 "rx_pps": rate(counters.packets_sent, before and before.packets_sent, seconds),
                 "tx_pps": rate(counters.packets_recv, before and before.packets_recv, seconds),
             }
-            per_nic[f"net{index}"] = values
             vm.nics[tap] = counters
-            if values["rx_bps"] is not None:
-                metrics[f"net{index}_rx_bps"], metrics[f"net{index}_tx_bps"] = values["rx_bps"], values["tx_bps"]
-                rx_total += values["rx_bps"]
-                tx_total += values["tx_bps"] or 0.0
+            if rx is not None and tx is not None:
+                metrics[f"net{index}_rx_bps"], metrics[f"net{index}_tx_bps"] = rx, tx
+                rx_total += rx
+                tx_total += tx
         if seconds and per_nic:
             metrics["net_rx_bps"], metrics["net_tx_bps"] = rx_total, tx_total
         vm.cpu, vm.io, vm.at = cpu, io, now
