@@ -72,7 +72,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   console).
 * **Web UI extensions** — what a plugin registers through the web UI plugin's own hooks
   (``bhype_webui_register_pages`` …, implemented with ``@hookimpl(optionalhook=True)``):
-  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`;
+  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`,
+  :class:`VMColumn` (an extra column of the VM list);
   their ``context`` functions get a :class:`UiRequest`.
 * **Transfers** (shared by backups and moves; :mod:`bhype_core.transfer`) — argv builders
   :func:`rsync_argv` (+ :class:`SshTransport`, :func:`daemon_url`, :func:`ssh_destination`,
@@ -213,7 +214,7 @@ from bhype_core.transfer import (
     zfs_resume_argv,
     zfs_send_argv,
 )
-from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMTab
+from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMColumn, VMTab
 from bhype_core.units import human_size, parse_size
 from bhype_core.vm.access import owns_vm
 from bhype_core.vm.edit import LIVE_FIELDS
@@ -244,7 +245,7 @@ __all__ = [
     "RETENTION_PERIODS", "RetentionCandidate", "RetentionPolicy", "retention_bucket", "retention_due_periods",
     "retention_label_by_bucket", "retention_protected", "retention_prune",
     "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path", "open_vm_console",
-    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMTab",
+    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMColumn", "VMTab",
     "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
     "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",
