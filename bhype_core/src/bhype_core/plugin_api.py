@@ -20,7 +20,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`accept_task` submits a task for the caller and builds the ``202``
   :class:`TaskAccepted`; :func:`submit_as_system` queues a top-level task owned by ``@system``
   (a kind that declares ``system=True``: work a plugin's own periodic job fans out, such as
-  one backup job's run, that must not wait in the periodic task's slot); :func:`list_tasks`/:func:`show_task` read tasks as a user may see them.
+  one backup job's run, that must not wait in the periodic task's slot); :func:`list_tasks`/
+  :func:`show_task` read tasks as a user may see them.
 * **API dependencies** — :data:`RuntimeDep`, :data:`PrincipalDep`, :data:`AdminDep`,
   :data:`AuthenticatedDep`, :data:`AuthServiceDep`, :data:`PUBLIC` (a route anyone may call),
   :class:`Principal`, :func:`client_address`.
@@ -185,8 +186,8 @@ from bhype_core.storage.capabilities import (
 )
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
 from bhype_core.tasks.service import list_visible as list_tasks
-from bhype_core.tasks.system import submit_as_system
 from bhype_core.tasks.service import show as show_task
+from bhype_core.tasks.system import submit_as_system
 from bhype_core.transfer import (
     RsyncExit,
     RsyncStats,
@@ -267,7 +268,8 @@ __all__ = [
     "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
     "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
-    "sse", "status_driver", "submit_as_system", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_after", "vm_before",
+    "sse", "status_driver", "submit_as_system", "summary", "template_catalog", "unregister_vm", "utcnow",
+    "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
 ]  # fmt: skip
