@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 # Seconds between reads of the cancel flag: check_cancelled() may sit in a tight loop, the
 # database should not (a cancel is honoured within this delay of the next safe point).
 CANCEL_POLL = 0.2
+# Seconds a progress report may wait before it is written: reports within this time of the
+# task's start or of the last write are coalesced into one UPDATE (a task done by then ends
+# with its final row instead: no progress commit at all, issue 15).
+PROGRESS_DELAY = 0.25
 
 
 class RowReporter:
@@ -27,7 +31,8 @@ class RowReporter:
     """
 
     def __init__(
-        self, engine: Engine, task_id: str, token: str | None, clock: Callable[[], float] = time.monotonic
+        self, engine: Engine, task_id: str, token: str | None, clock: Callable[[], float] = time.monotonic,
+        *, fresh: bool = False, progress_delay: float = PROGRESS_DELAY,
     ) -> None:
         self.engine = engine
         self.task_id = task_id
@@ -36,14 +41,58 @@ class RowReporter:
         self._lock = threading.Lock()
         self._checked_at: float | None = None
         self._cancelled = False
+        # The last log seq this reporter wrote (a fresh run's log is empty): the next line is one
+        # plain INSERT (store.append_log ``after``); None = look it up under the lock.
+        self._seq: int | None = 0 if fresh else None
+        self._progress_delay = progress_delay
+        self._written_at = clock()  # the start counts as a write: early reports wait
+        self._pending: Progress | None = None
+        self._timer: threading.Timer | None = None
+        self._closed = False
 
     def log(self, context: TaskContext, line: LogLine) -> None:
         """Append the line to the task's log."""
-        store.append_log(self.engine, self.task_id, line.message, level=line.level, time=line.time)
+        with self._lock:
+            after = self._seq
+        seq = store.append_log(self.engine, self.task_id, line.message, level=line.level, time=line.time,
+                               after=after)
+        with self._lock:
+            self._seq = max(seq, self._seq or 0)
 
     def progress(self, context: TaskContext, progress: Progress) -> None:
-        """Store the latest progress on the Task row."""
+        """Store the latest progress on the Task row: at once when the last write is older than
+        the delay, else when the delay has passed (reports in between only replace it)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._pending = progress
+            if self._timer is not None:
+                return
+            wait = self._written_at + self._progress_delay - self._clock()
+            if wait > 0:
+                self._timer = threading.Timer(wait, self._flush)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+        self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            progress, self._pending, self._timer = self._pending, None, None
+            if progress is None or self._closed:
+                return
+            self._written_at = self._clock()
+        # Guarded by state and token: a write racing the task's end matches nothing.
         store.set_progress(self.engine, self.task_id, self.token, progress.percent, progress.message)
+
+    def close(self) -> None:
+        """The task ends: drop progress not yet written (its final row replaces it)."""
+        with self._lock:
+            self._closed = True
+            self._pending = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def checkpoint(self, context: TaskContext, state: dict[str, Any]) -> None:
         """Store a resumable task's checkpoint on its row (dropped once the task no longer
