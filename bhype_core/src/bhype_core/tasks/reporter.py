@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ class RowReporter:
         self._progress_delay = progress_delay
         self._written_at = clock()  # the start counts as a write: early reports wait
         self._pending: Progress | None = None
-        self._timer: threading.Timer | None = None
+        self._scheduled = False
         self._closed = False
 
     def log(self, context: TaskContext, line: LogLine) -> None:
@@ -66,19 +67,18 @@ class RowReporter:
             if self._closed:
                 return
             self._pending = progress
-            if self._timer is not None:
+            if self._scheduled:
                 return
             wait = self._written_at + self._progress_delay - self._clock()
             if wait > 0:
-                self._timer = threading.Timer(wait, self._flush)
-                self._timer.daemon = True
-                self._timer.start()
+                self._scheduled = True
+                FLUSHER.schedule(self, time.monotonic() + wait)
                 return
         self._flush()
 
     def _flush(self) -> None:
         with self._lock:
-            progress, self._pending, self._timer = self._pending, None, None
+            progress, self._pending, self._scheduled = self._pending, None, False
             if progress is None or self._closed:
                 return
             self._written_at = self._clock()
@@ -90,9 +90,9 @@ class RowReporter:
         with self._lock:
             self._closed = True
             self._pending = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            scheduled, self._scheduled = self._scheduled, False
+        if scheduled:
+            FLUSHER.cancel(self)
 
     def checkpoint(self, context: TaskContext, state: dict[str, Any]) -> None:
         """Store a resumable task's checkpoint on its row (dropped once the task no longer
@@ -110,3 +110,44 @@ class RowReporter:
             self._checked_at = now
             self._cancelled = store.is_cancel_requested(self.engine, self.task_id)
             return self._cancelled
+
+
+class _Flusher:
+    """One daemon thread writing the reporters' delayed progress when it is due (a thread per
+    report would cost more than the write it saves)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._due: dict[RowReporter, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, reporter: RowReporter, due: float) -> None:
+        with self._condition:
+            self._due[reporter] = due
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="bhype-progress", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+
+    def cancel(self, reporter: RowReporter) -> None:
+        with self._condition:
+            self._due.pop(reporter, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                now = time.monotonic()
+                ready = [reporter for reporter, due in self._due.items() if due <= now]
+                for reporter in ready:
+                    del self._due[reporter]
+                if not ready:
+                    self._condition.wait(min(self._due.values()) - now if self._due else None)
+                    continue
+            for reporter in ready:
+                try:
+                    reporter._flush()
+                except Exception:  # progress is best effort; the next report tries again
+                    logging.getLogger("bhype.tasks").exception("task %s: progress not written", reporter.task_id)
+
+
+FLUSHER = _Flusher()
