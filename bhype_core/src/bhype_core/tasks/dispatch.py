@@ -41,11 +41,19 @@ def scheduling_transaction(engine: Engine) -> AbstractContextManager[Connection]
 _ANY_QUEUED = (select(col(Task.id)).where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None)).limit(1))
 
 
-def anything_queued(engine: Engine) -> bool:
-    """Whether any task waits for the scheduler (the pass after every task end asks first:
-    on MariaDB the pass's named lock and transaction cost round trips)."""
+_RUNNING_IN_SLOTS = (select(func.count()).select_from(Task)
+                     .where(col(Task.state) == RUNNING, col(Task.parent_id).is_(None)))
+
+
+def anything_queued(engine: Engine, total: int | None = None) -> bool:
+    """Whether any task waits for the scheduler and, given the ``total`` number of slots, one
+    is free (the pass after every task end and every nudge asks first: on MariaDB the pass's
+    named lock and transaction cost round trips, and a burst of submissions sends a nudge each
+    while every slot is taken, issue 15)."""
     with engine.connect() as connection:
-        return connection.execute(_ANY_QUEUED).first() is not None
+        if connection.execute(_ANY_QUEUED).first() is None:
+            return False
+        return total is None or (connection.execute(_RUNNING_IN_SLOTS).scalar() or 0) < total
 
 
 def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: bool = False) -> list[tuple[str, str]]:
@@ -65,8 +73,8 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
         the caller hands each to a worker thread (or gives the claim back).
     """
     depth = min(limits.per_user, limits.total) + 1
-    if not anything_queued(engine):
-        return []  # no lock, no transaction: a submission nudges again after its commit
+    if not anything_queued(engine, limits.total):
+        return []  # no lock, no transaction: a submission or a task's end looks again
     with scheduling_transaction(engine) as connection:
         rank = func.row_number().over(partition_by=col(Task.owner), order_by=(col(Task.created), col(Task.id)))
         front = (
