@@ -35,7 +35,7 @@ from bhype_core.plugin_api import (
     vm_ref,
 )
 from bhype_migrate import journal
-from bhype_migrate.checksums import checksum_tree
+from bhype_migrate.checksums import checksum_tree, regular_files
 from bhype_migrate.facts import INCOMING_PREFIX
 from bhype_migrate.peer_client import MIGRATE, Peer
 from bhype_migrate.plan import NOT_MOVED, make_plan, move_options, transfer_spec
@@ -67,23 +67,24 @@ class Move:
         return self.data["as"] or self.data["vm"]
 
     # -- steps ---------------------------------------------------------------------------
-    def copy(self, label: str, low: float, high: float) -> int:
-        """One rsync pass of the VM's files to the peer's incoming directory; bytes sent."""
+    def copy(self, label: str, low: float, high: float, delta: bool) -> int:
+        """One rsync pass of the VM's directory to the peer's incoming directory; returns the
+        bytes of changed data it sent (what a warm move converges on)."""
+        from bhype_core.plugin_api import task_progress
+
         self.context.check_cancelled()
-        destination = f"{self.data['target_root']}/{self.data['incoming']}/"
+        destination = f"{self.data['target_root']}/{self.data['incoming']}"
         started = time.monotonic()
-
-        def progress(done: int, total: int, rate: float, eta: float | None) -> None:
-            percent = low + (high - low) * (done / total if total else 0)
-            eta_text = f", ETA {eta:.0f} s" if eta is not None else ""
-            self.context.progress(min(high, percent), f"{label}: {done} of {total} bytes at {rate / 2**20:.1f} MiB/s"
-                                                      f"{eta_text}")
-
-        sent = send_files(self.context, self.peer, self.data["source_dir"], self.data["files"], destination, progress)
-        self.data["bytes_sent"] = self.data.get("bytes_sent", 0) + sent
+        stats = send_files(self.context, self.peer, self.data["source_dir"], destination, delta=delta,
+                           on_progress=task_progress(self.context, label, start=low, span=high - low))
+        self.data["bytes_sent"] = self.data.get("bytes_sent", 0) + stats.bytes_sent
         journal.set_state(self.runtime, self.context.task_id, "transferring", bytes_sent=self.data["bytes_sent"])
-        self.context.log(f"{label}: sent {sent} bytes in {time.monotonic() - started:.1f} s")
-        return sent
+        seconds = time.monotonic() - started
+        self.context.log(f"{label}: {stats.literal_bytes} bytes of changed data, {stats.bytes_sent} bytes sent "
+                         f"in {seconds:.1f} s")
+        self.data.setdefault("passes", []).append({"label": label, "changed": stats.literal_bytes,
+                                                   "sent": stats.bytes_sent, "seconds": round(seconds, 3)})
+        return stats.literal_bytes
 
     def stop_source(self) -> None:
         """Stop the source VM (a graceful stop as a sub-task); the offline window starts."""
@@ -103,7 +104,8 @@ class Move:
         self.context.progress(80, "checksumming the VM's files")
         from pathlib import Path
 
-        sums = checksum_tree(Path(self.data["source_dir"]), self.data["files"])
+        root = Path(self.data["source_dir"])
+        sums = checksum_tree(root, regular_files(root))  # as the final copy left them (VM stopped)
         body = {"incoming": self.data["incoming"], "datastore": self.data["target_datastore"],
                 "spec": self.data["spec"], "owner": self.data["owner"], "checksums": sums}
         self.context.log(f"checksums of {len(sums)} file(s) taken; the peer verifies them and registers the VM")
@@ -155,6 +157,7 @@ class Move:
             "vm": self.data["vm"], "to": self.data["to"], "as": self.data["as"], "mode": self.data["mode"],
             "transport": self.data["transport"], "bytes_sent": self.data.get("bytes_sent", 0),
             "offline_seconds": self.data.get("offline"), "started": bool(self.data["start"]),
+            "passes": self.data.get("passes", []),
             "source": "kept, stopped, marked moved" if self.data["keep_source"] else "removed",
             "not_moved": NOT_MOVED, **hook_errors(failures),
         }
@@ -163,12 +166,13 @@ class Move:
         try:
             if self.data["mode"] == "warm" and is_running(self.runtime, self.data["vm"]):
                 for attempt in range(1, self.settings.warm_passes + 1):
-                    sent = self.copy(f"warm pass {attempt} (VM running)", 0, 60)
-                    if attempt > 1 and sent < self.settings.warm_delta:
+                    changed = self.copy(f"warm pass {attempt} (VM running)", 0, 60, delta=attempt > 1)
+                    if attempt > 1 and changed < self.settings.warm_delta:
                         break
             self.stop_source()
             self.step("stopped", 60, f"VM {self.data['vm']} is stopped here")
-            self.copy("final copy" if self.data["mode"] == "warm" else "copy", 60, 80)
+            warm = self.data["mode"] == "warm"
+            self.copy("final copy (VM stopped)" if warm else "copy", 60 if warm else 0, 80, delta=warm)
             self.step("transferred", 80, "files copied")
             self.context.check_cancelled()
             received = self.receive()

@@ -131,3 +131,27 @@ def bhype_vm_before_start(vm: VMRef, context: TaskContext) -> None:
         what = "was moved to" if held.state == "kept" else f"is being moved ({held.state}) to"
         raise ValidationErrors([("name", f"VM {vm.name} {what} peer {held.peer} (task {held.task_id}); "
                                          "it is not started here")])
+
+
+@hookimpl(optionalhook=True)
+def bhype_webui_register_pages(register: Callable[[Any], None]) -> None:
+    """The admins' "Peers" page."""
+    from bhype_migrate.ui import register_pages
+
+    register_pages(register)
+
+
+@hookimpl(optionalhook=True)
+def bhype_webui_register_vm_tabs(register: Callable[[Any], None]) -> None:
+    """The "Move" tab (the move dialog) on each VM page, for admins."""
+    from bhype_migrate.ui import register_vm_tabs
+
+    register_vm_tabs(register)
+
+
+@hookimpl(optionalhook=True)
+def bhype_webui_register_assets(register: Callable[[Any], None]) -> None:
+    """The plugin's templates."""
+    from bhype_migrate.ui import register_assets
+
+    register_assets(register)
