@@ -63,6 +63,16 @@ What is here, by purpose (``__all__`` is the authoritative list):
   (``bhype_webui_register_pages`` …, implemented with ``@hookimpl(optionalhook=True)``):
   :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`;
   their ``context`` functions get a :class:`UiRequest`.
+* **Transfers** (shared by backups and moves; :mod:`bhype_core.transfer`) — argv builders
+  :func:`rsync_argv` (+ :class:`SshTransport`, :func:`daemon_url`, :func:`ssh_destination`,
+  :func:`path_arg`), :func:`zfs_send_argv`/:func:`zfs_receive_argv`/:func:`zfs_resume_argv`;
+  parsers :func:`parse_rsync_progress`, :func:`parse_rsync_stats` (:class:`RsyncStats`),
+  :class:`TransferProgress`, :class:`RsyncExit`/:func:`describe_exit`; runs :func:`run_rsync`
+  and :func:`send_receive` (progress, cancel, timeout; :class:`TransferFailed`,
+  :class:`SendResult`), :func:`task_progress`; secrets :func:`write_secret`/:func:`read_secret`/
+  :func:`remove_secret`; SSH host keys :func:`pin_host_key`, :func:`parse_known_hosts`,
+  :func:`fingerprint`. :class:`CommandCancelled` is what a runner raises when its ``cancel``
+  check stops a command.
 * **CLI** — :func:`connection_options`, :func:`api_from`, :class:`VmApi`, :func:`follow`,
   :class:`StreamEvent`, :func:`format_table`.
 """
@@ -102,6 +112,7 @@ from bhype_core.drivers.capabilities import Capability as DriverCapability
 from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, SpecCheck, VMStats
 from bhype_core.errors import (
     BhypeError,
+    CommandCancelled,
     CommandError,
     ConfigError,
     Conflict,
@@ -153,6 +164,33 @@ from bhype_core.storage.capabilities import (
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
 from bhype_core.tasks.service import list_visible as list_tasks
 from bhype_core.tasks.service import show as show_task
+from bhype_core.transfer import (
+    RsyncExit,
+    RsyncStats,
+    SendResult,
+    SshTransport,
+    TransferFailed,
+    TransferProgress,
+    daemon_url,
+    describe_exit,
+    fingerprint,
+    parse_known_hosts,
+    parse_rsync_progress,
+    parse_rsync_stats,
+    path_arg,
+    pin_host_key,
+    read_secret,
+    remove_secret,
+    rsync_argv,
+    run_rsync,
+    send_receive,
+    ssh_destination,
+    task_progress,
+    write_secret,
+    zfs_receive_argv,
+    zfs_resume_argv,
+    zfs_send_argv,
+)
 from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMTab
 from bhype_core.units import human_size, parse_size
 from bhype_core.vm.access import owns_vm
@@ -176,6 +214,10 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 
 __all__ = [
+    "CommandCancelled", "RsyncExit", "RsyncStats", "SendResult", "SshTransport", "TransferFailed", "TransferProgress",
+    "daemon_url", "describe_exit", "fingerprint", "parse_known_hosts", "parse_rsync_progress", "parse_rsync_stats",
+    "path_arg", "pin_host_key", "read_secret", "remove_secret", "rsync_argv", "run_rsync", "send_receive",
+    "ssh_destination", "task_progress", "write_secret", "zfs_receive_argv", "zfs_resume_argv", "zfs_send_argv",
     "UndoAction",
     "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path",
     "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMTab",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from bhype_backup import status
 from bhype_backup.api import make_router
 from bhype_backup.settings import BackupSettings
-from bhype_core.plugin_api import PeriodicJob, RouterEntry, SettingsSection, TaskKind, hookimpl
+from bhype_core.plugin_api import ModelSet, PeriodicJob, RouterEntry, SettingsSection, TaskKind, hookimpl
 
 
 @hookimpl
@@ -36,3 +36,11 @@ def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> Non
     """``backup.probe`` every 5 minutes, so the status route has something recent to show."""
     register(PeriodicJob(name=status.PROBE_KIND, kind=status.PROBE_KIND, minute="*/5", run_at_start=True,
                          description="probe rsync on the host for GET /api/v1/backup/status"))
+
+
+@hookimpl
+def bhype_register_models(register: Callable[[ModelSet], None]) -> None:
+    """Tables ``backup_target`` and ``backup_point`` with their migrations (branch ``backup``)."""
+    from bhype_backup.models import BACKUP_MODELS, MIGRATIONS
+
+    register(ModelSet(name="backup", models=BACKUP_MODELS, migrations=MIGRATIONS))
