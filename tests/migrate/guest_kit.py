@@ -102,7 +102,7 @@ def read_disk_in_guest(host: BhypeHost, name: str) -> int:
     while True:
         type_line(host, name, "dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 24; echo ' DISK-READ'")
         text = serial_log(host, name)[before:]
-        found = re.search(r"COUNT (\d+) END\s*DISK-READ", text)
+        found = re.search(r"COUNT (\d+) END[\s\x00]*DISK-READ", text)
         if found:
             return int(found.group(1))
         assert time.monotonic() < deadline, f"the guest did not read its disk:\n{text[-2000:]}"

@@ -216,6 +216,8 @@ def host_config(root: Path, sections: dict[str, dict[str, Any]]) -> dict[str, di
         "core": {"data_dir": str(root / "data")},
         "queue": {"backend": "sqlite", "in_process_worker": False},
         "tasks": {"poll_interval": 0.2},
+        # No privileged auth daemon per host: the (root) API checks accounts itself.
+        "auth": {"backend": "in-process"},
         "vm": {"datastores": {"default": {"path": str(root / "ds")}}},
     }
     for name, values in sections.items():
@@ -256,7 +258,8 @@ def bhype_hosts(netns: Any, bhype_roles: Any) -> Iterator[Callable[..., BhypeHos
         number = len(lan.hosts) + 1
         short = Path(f"/tmp/bh-{os.getpid()}-{number}-{name}")  # VM sockets need short paths (unix(7))
         short.mkdir(exist_ok=True)
-        sections = {**sections, "auth": {**bhype_roles.auth_section(), **sections.get("auth", {})}}
+        sections = {**sections, "auth": {"backend": "in-process", **bhype_roles.auth_section(),
+                                         **sections.get("auth", {})}}
         host = BhypeHost(name, netns(name), f"10.77.0.{number}", short, host_config(short, sections))
         lan.hosts.append(host)
         port = lan.port_of(host)

@@ -29,6 +29,7 @@ from bhype_core.plugin_api import (
     hook_errors,
     is_running,
     open_datastore,
+    task_progress,
     unregister_vm,
     vm_after,
     vm_before,
@@ -70,8 +71,6 @@ class Move:
     def copy(self, label: str, low: float, high: float, delta: bool) -> int:
         """One rsync pass of the VM's directory to the peer's incoming directory; returns the
         bytes of changed data it sent (what a warm move converges on)."""
-        from bhype_core.plugin_api import task_progress
-
         self.context.check_cancelled()
         destination = f"{self.data['target_root']}/{self.data['incoming']}"
         started = time.monotonic()

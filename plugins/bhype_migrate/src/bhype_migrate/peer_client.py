@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bhype_core.plugin_api import NotFound, VmApi, session
+from bhype_core.plugin_api import NotFound, SshTransport, VmApi, session, ssh_destination
 from bhype_migrate import secrets
 from bhype_migrate.models import MigratePeer
-from bhype_migrate.ssh_argv import remote_shell, ssh_argv
 
 MIGRATE = "/api/v1/migrate"
 
@@ -42,18 +41,18 @@ class Peer:
         key, _ = secrets.ssh_key(context)
         return cls(row, VmApi(row.url, token), key, secrets.known_hosts_path(context.runtime, name))
 
-    def ssh(self, *command: str) -> list[str]:
-        """ssh argv running ``command`` on the peer as its SSH user."""
-        return ssh_argv(self.key, self.known_hosts, self.row.ssh_port, self.row.ssh_user, self.row.ssh_host, *command)
-
     @property
-    def rsync_shell(self) -> str:
-        """rsync ``-e`` value for this peer."""
-        return remote_shell(self.key, self.known_hosts, self.row.ssh_port)
+    def transport(self) -> SshTransport:
+        """How ssh and rsync reach the peer: bHype's key, only the pinned host key."""
+        return SshTransport(key_file=str(self.key), known_hosts=str(self.known_hosts), port=self.row.ssh_port)
+
+    def ssh(self, *command: str) -> list[str]:
+        """ssh(1) argv running ``command`` on the peer as its SSH user."""
+        return [*self.transport.argv(), f"{self.row.ssh_user}@{self.row.ssh_host}", "--", *command]
 
     def remote(self, path: str) -> str:
         """``user@host:path`` for rsync."""
-        return f"{self.row.ssh_user}@{self.row.ssh_host}:{path}"
+        return ssh_destination(self.row.ssh_user, self.row.ssh_host, path)
 
     def info(self) -> dict[str, Any]:
         """The peer's host facts."""

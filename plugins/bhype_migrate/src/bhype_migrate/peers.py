@@ -17,6 +17,7 @@ from bhype_core.plugin_api import (
     ValidationErrors,
     VmApi,
     find_vm,
+    pin_host_key,
     session,
     template_catalog,
 )
@@ -24,7 +25,6 @@ from bhype_migrate import secrets
 from bhype_migrate.facts import host_facts
 from bhype_migrate.models import MigratePeer
 from bhype_migrate.peer_client import MIGRATE, Peer, find_peer
-from bhype_migrate.ssh_argv import keyscan_argv, pinned_lines
 
 SCRUBBED = "(stored in the worker's private file)"
 
@@ -57,14 +57,11 @@ def add_peer(context: TaskContext, name: str, url: str, token: str, ssh_host: st
         raise ValidationErrors([("ssh_host", "no SSH host given and none in the URL")])
     facts = VmApi(url.rstrip("/"), token).request("GET", f"{MIGRATE}/info")  # 401/403: not an admin token
     context.log(f"peer {name}: bHype at {url} answers (host {facts.get('host')}, driver {facts.get('driver')})")
-    scanned = context.runner.run(keyscan_argv(ssh_host, ssh_port), timeout=30, check=False)
-    host_key = pinned_lines(scanned.stdout)
-    if not host_key:
-        raise BhypeError(f"no SSH host key from {ssh_host}:{ssh_port} (ssh-keyscan: {scanned.stderr.strip()[-300:]})")
+    host_key = pin_host_key(ssh_host, ssh_port, runner=context.runner)
     _, public_key = secrets.ssh_key(context)
     try:
         secrets.store_token(runtime, name, token)
-        secrets.write_private(secrets.known_hosts_path(runtime, name), host_key.encode(), mode=0o600)
+        secrets.store_known_hosts(runtime, name, host_key)
         row = MigratePeer(name=name, url=url.rstrip("/"), ssh_host=ssh_host, ssh_port=ssh_port,
                           ssh_user=ssh_user, host_key=host_key, token_hint=token[:12])
         with session(runtime) as db:

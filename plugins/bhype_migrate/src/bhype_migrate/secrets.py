@@ -1,19 +1,18 @@
 """The worker's private files for peers: each peer's API token, bHype's SSH key, pinned host keys.
 
-All live in ``<data_dir>/migrate`` (0700, the worker's user): a token file is 0600, written
-under a temporary name opened with ``O_NOFOLLOW|O_EXCL`` and renamed into place, so a link
-planted by anyone cannot be written through, and it never appears in argv, logs or the API.
+All live in ``<data_dir>/migrate`` (0700, the worker's user), written with the core's
+:func:`write_secret` (0600, ``O_NOFOLLOW``, renamed into place), so a link planted by anyone
+cannot be written through; a token never appears in argv, logs or the API.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
-from bhype_core.plugin_api import NotFound, ValidationErrors
+from bhype_core.plugin_api import ValidationErrors, read_secret, remove_secret, write_secret
 
 PEER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 KEY_NAME = "id_ed25519"
@@ -36,40 +35,6 @@ def migrate_dir(runtime: Any) -> Path:
     return path
 
 
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` with ``mode`` atomically, never following a symlink."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        os.unlink(partial)
-    except FileNotFoundError:
-        pass
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(partial, path)
-
-
-def read_private(path: Path) -> str:
-    """A private file's text, refusing a symlink or a file others may read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NotFound(f"{path} does not exist") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) & 0o077:
-            raise ValidationErrors([("path", f"{path} is not a private regular file")])
-        return os.read(fd, 1 << 16).decode()
-    finally:
-        os.close(fd)
-
-
 def token_path(runtime: Any, peer: str) -> Path:
     """Where peer ``peer``'s API token is kept."""
     return migrate_dir(runtime) / f"peer-{check_peer_name(peer)}.token"
@@ -80,20 +45,25 @@ def known_hosts_path(runtime: Any, peer: str) -> Path:
     return migrate_dir(runtime) / f"peer-{check_peer_name(peer)}.known_hosts"
 
 
+def store_known_hosts(runtime: Any, peer: str, text: str) -> None:
+    """Pin peer ``peer``'s SSH host keys (known_hosts text)."""
+    write_secret(known_hosts_path(runtime, peer), text)
+
+
 def store_token(runtime: Any, peer: str, token: str) -> None:
     """Keep peer ``peer``'s token (0600, the worker only)."""
-    write_private(token_path(runtime, peer), token.encode())
+    write_secret(token_path(runtime, peer), token)
 
 
 def load_token(runtime: Any, peer: str) -> str:
     """Peer ``peer``'s token."""
-    return read_private(token_path(runtime, peer)).strip()
+    return read_secret(token_path(runtime, peer)).decode().strip()
 
 
 def forget_peer_files(runtime: Any, peer: str) -> None:
     """Remove a peer's token and pinned host key (absent is fine)."""
     for path in (token_path(runtime, peer), known_hosts_path(runtime, peer)):
-        path.unlink(missing_ok=True)
+        remove_secret(path)
 
 
 def ssh_key(context: Any) -> tuple[Path, str]:

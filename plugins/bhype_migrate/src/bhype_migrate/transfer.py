@@ -13,29 +13,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bhype_core.plugin_api import RsyncStats, TransferProgress, path_arg, rsync_argv, run_rsync
+
 IO_TIMEOUT = 30  # seconds without data before rsync gives up (a cut link)
 
 
 def move_argv(peer: Any, source_dir: str, destination: str, *, delta: bool) -> list[str]:
     """The rsync argv copying ``source_dir``'s contents to ``destination`` on the peer."""
-    from bhype_core.plugin_api import SshTransport, path_arg, rsync_argv, ssh_destination
-
-    transport = SshTransport(key_file=str(peer.key), known_hosts=str(peer.known_hosts), port=peer.row.ssh_port)
-    return rsync_argv([path_arg(source_dir, contents=True)],
-                      ssh_destination(peer.row.ssh_user, peer.row.ssh_host, path_arg(destination, contents=True)),
-                      ssh=transport, delta=delta, inplace=True, sparse=True, io_timeout=IO_TIMEOUT,
+    return rsync_argv([path_arg(source_dir, contents=True)], peer.remote(path_arg(destination, contents=True)),
+                      ssh=peer.transport, delta=delta, inplace=True, sparse=True, io_timeout=IO_TIMEOUT,
                       extra=["--mkpath", "--no-specials", "--no-devices", "--delete"])
 
 
 def send_files(context: Any, peer: Any, source_dir: str, destination: str, *, delta: bool,
-               on_progress: Callable[[Any], object]) -> Any:
+               on_progress: Callable[[TransferProgress], object]) -> RsyncStats:
     """Copy the VM directory ``source_dir`` to ``destination`` on the peer; rsync's
     ``--stats`` (:class:`RsyncStats`: ``literal_bytes`` changed data, ``bytes_sent`` on the wire).
 
     :raises Cancelled: the task was cancelled (rsync is stopped).
     :raises TransferFailed: rsync failed (link cut, disk full on the peer …), with its meaning.
     """
-    from bhype_core.plugin_api import run_rsync
-
     return run_rsync(context.runner, move_argv(peer, source_dir, destination, delta=delta),
                      on_progress=on_progress, cancel=context.cancel_requested, timeout=24 * 3600)
