@@ -18,7 +18,7 @@ def wait_task(host: BhypeHost, accepted: dict[str, Any], expect: str | None = "s
 
     deadline = time.monotonic() + timeout
     while True:
-        task = api.request("GET", f"/api/v1/tasks/{accepted['task_id']}")
+        task = api.request("GET", f"/api/v1/tasks/{accepted.get('task_id') or accepted['id']}")
         if task["state"] not in ("queued", "running"):
             break
         assert time.monotonic() < deadline, f"task {task['kind']} still {task['state']}:\n{host.log('worker')[-3000:]}"

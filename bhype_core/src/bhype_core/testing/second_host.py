@@ -119,10 +119,12 @@ class BhypeHost:
         self.processes[what] = process
         return process
 
-    def _wait_log(self, what: str, text: str, timeout: float = START_TIMEOUT) -> None:
+    def _wait_log(self, what: str, text: str, seen: int = 0, timeout: float = START_TIMEOUT) -> None:
+        """Wait until ``text`` is in process ``what``'s log more than ``seen`` times (a
+        restarted process appends to the same log)."""
         deadline = time.monotonic() + timeout
         process = self.processes[what]
-        while text not in self.log(what):
+        while self.log(what).count(text) <= seen:
             if process.poll() is not None:
                 raise AssertionError(f"{self.name} {what} exited ({process.returncode}):\n{self.log(what)[-4000:]}")
             if time.monotonic() > deadline:
@@ -147,9 +149,10 @@ class BhypeHost:
     def start_api(self) -> None:
         """Start ``bhype serve`` on ``address:8080`` in the namespace (waits until it answers)."""
         bhype = str(Path(sys.executable).with_name("bhype"))
+        seen = self.log("api").count("Application startup complete")
         self._spawn("api", [bhype, "--config", str(self.config), "serve", "--host", self.address,
                             "--port", str(API_PORT)])
-        self._wait_log("api", "Application startup complete")
+        self._wait_log("api", "Application startup complete", seen)
 
     def start_sshd(self) -> None:
         """A real sshd on port 22 of this host's address (root, key auth only)."""
@@ -158,13 +161,16 @@ class BhypeHost:
         directory = self.root / "sshd"
         directory.mkdir(parents=True, exist_ok=True)
         host_key = directory / "ssh_host_ed25519_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+        if not host_key.exists():  # a restarted sshd keeps its host key (peers pinned it)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
         self.authorized_keys.touch()
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         config = _write_config(directory, self.address, SSH_PORT, "root", host_key, self.authorized_keys,
                                f"{self.netns}-sshd")
+        listening = f"Server listening on {self.address} port {SSH_PORT}"
+        seen = self.log("sshd").count(listening)
         self._spawn("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)])
-        self._wait_log("sshd", f"Server listening on {self.address} port {SSH_PORT}")
+        self._wait_log("sshd", listening, seen)
 
     def stop(self, what: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         """Stop process ``what`` (by its pid) with ``sig``; SIGKILL after ``timeout``."""
@@ -179,8 +185,20 @@ class BhypeHost:
             return process.wait(timeout)
 
     def kill(self, what: str) -> None:
-        """``kill -9`` process ``what``: no chance to clean up."""
+        """``kill -9`` process ``what``: no chance to clean up. For ``sshd`` its sessions die
+        too (each calls setsid(), so they are found by parent and by their environment)."""
+        process = self.processes.get(what)
+        extra: list[int] = []
+        if what == "sshd" and process is not None:
+            from bhype_core.testing.sshd import _descendants, _marked
+
+            extra = _descendants(process.pid) + _marked(f"{self.netns}-sshd")
         self.stop(what, signal.SIGKILL)
+        for pid in extra:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def runtime(self) -> Any:
         """A runtime over this host's settings (for reading its database in assertions)."""
@@ -244,7 +262,8 @@ def toml_text(raw: dict[str, Any], prefix: str = "") -> str:
 
 @pytest.fixture
 def bhype_hosts(netns: Any, bhype_roles: Any) -> Iterator[Callable[..., BhypeHost]]:
-    """``bhype_hosts(name, sshd=False, **sections) -> BhypeHost``: a bHype host in its own
+    """``bhype_hosts(name, sshd=False, datastore_size=None, **sections) -> BhypeHost``: a bHype
+    host (``datastore_size``: its datastore on a tmpfs of that size) in its own
     namespace (address ``10.77.0.<n>``), migrated, with an admin token, its API and worker
     running (and sshd when asked). All hosts share one lan bridge; everything is stopped after
     the test. ``bhype_hosts.lan`` cuts and mends links; ``bhype_hosts.admin`` is the real
@@ -254,7 +273,10 @@ def bhype_hosts(netns: Any, bhype_roles: Any) -> Iterator[Callable[..., BhypeHos
     in_ns(lan.netns, "ip", "link", "add", "br0", "type", "bridge")
     in_ns(lan.netns, "ip", "link", "set", "br0", "up")
 
-    def create(name: str, *, sshd: bool = False, **sections: dict[str, Any]) -> BhypeHost:
+    mounts: list[Path] = []
+
+    def create(name: str, *, sshd: bool = False, datastore_size: str | None = None,
+               **sections: dict[str, Any]) -> BhypeHost:
         number = len(lan.hosts) + 1
         short = Path(f"/tmp/bh-{os.getpid()}-{number}-{name}")  # VM sockets need short paths (unix(7))
         short.mkdir(exist_ok=True)
@@ -266,6 +288,12 @@ def bhype_hosts(netns: Any, bhype_roles: Any) -> Iterator[Callable[..., BhypeHos
         veth_into(lan.netns, port, host.netns, f"{host.address}/24")
         in_ns(lan.netns, "ip", "link", "set", port, "master", "br0")
         host.config.write_text(toml_text(host.raw_config))
+        if datastore_size:  # a small file system to fill; mounted before the processes start
+            # (``ip netns exec`` gives each process a copy of the mount table as it is then).
+            (short / "ds").mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={datastore_size}", "tmpfs", str(short / "ds")],
+                           check=True)
+            mounts.append(short / "ds")
         _migrate_and_token(host, admin)
         if sshd:
             host.start_sshd()
@@ -281,6 +309,8 @@ def bhype_hosts(netns: Any, bhype_roles: Any) -> Iterator[Callable[..., BhypeHos
             host.stop(what, timeout=20)
     import shutil
 
+    for mount in mounts:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
     for host in lan.hosts:
         shutil.rmtree(host.root, ignore_errors=True)
 
