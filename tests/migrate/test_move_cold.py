@@ -69,3 +69,20 @@ def test_cold_move_keeps_identity_and_every_written_value(guest_hosts: Any) -> N
     assert read_disk_in_guest(b, "web") >= written
     image = b.root / "ds" / "vms" / "web" / "disk0.img"
     assert disk_counter(image) >= written
+
+
+def test_warm_move_copies_while_running_and_reports_the_offline_window(guest_hosts: Any) -> None:
+    a, b = guest_hosts
+    before = create_vm(a, "live")
+    start_and_boot(a, "live")
+    start_counter(a, "live")
+    with SerialWatch(a, "live") as watch:
+        result = move(a, vm="live", to="b", mode="warm", start=True)["result"]
+    written = last_written(watch.text)
+    labels = [p["label"] for p in result["passes"]]
+    assert labels[0].startswith("warm pass 1") and labels[-1].startswith("final copy"), labels
+    # The final copy (VM stopped) sends only the delta, less than the first full pass.
+    assert result["passes"][-1]["changed"] < result["passes"][0]["changed"]
+    assert result["offline_seconds"] is not None and result["offline_seconds"] > 0
+    assert vm(b, "live")["uuid"] == before["uuid"]
+    assert read_disk_in_guest(b, "live") >= written
