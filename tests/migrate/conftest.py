@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from bhype_core.testing.netns import netns  # noqa: F401  (fixture)
 from bhype_core.testing.second_host import BhypeHost, bhype_hosts  # noqa: F401  (fixture)
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +27,7 @@ import pytest
 
 from bhype_core.commands.vm_client import VmApi
 from bhype_core.testing.netns import in_ns, veth_into
+from bhype_core.testing.parts import missing
 from bhype_core.testing.queue import READY_LINE
 
 T = TypeVar("T")
@@ -260,59 +264,89 @@ def toml_text(raw: dict[str, Any], prefix: str = "") -> str:
     return text
 
 
-@pytest.fixture
-def bhype_hosts(netns: Any, bhype_roles: Any) -> Iterator[Callable[..., BhypeHost]]:
-    """``bhype_hosts(name, sshd=False, datastore_size=None, **sections) -> BhypeHost``: a bHype
-    host (``datastore_size``: its datastore on a tmpfs of that size) in its own
-    namespace (address ``10.77.0.<n>``), migrated, with an admin token, its API and worker
-    running (and sshd when asked). All hosts share one lan bridge; everything is stopped after
-    the test. ``bhype_hosts.lan`` cuts and mends links; ``bhype_hosts.admin`` is the real
-    account (in a kit-made admin group) whose token each host's ``admin_token`` is."""
-    admin = bhype_roles.admin().name
-    lan = Lan(netns("lan"))
-    in_ns(lan.netns, "ip", "link", "add", "br0", "type", "bridge")
-    in_ns(lan.netns, "ip", "link", "set", "br0", "up")
+@contextmanager
+def host_lan() -> Iterator[Callable[..., BhypeHost]]:
+    """``with host_lan() as create:``, then ``create(name, sshd=False, datastore_size=None,
+    **sections) -> BhypeHost``: a bHype host (``datastore_size``: its datastore on a tmpfs of
+    that size) in its own namespace (address ``10.77.0.<n>``), migrated, with an admin token,
+    its API and worker running (and sshd when asked). All hosts share one lan bridge;
+    everything (processes, namespaces, mounts, the kit-made admin account) is removed on exit.
+    ``create.lan`` cuts and mends links; ``create.admin`` is the admin account's name. Needs
+    root and iproute2 (usable outside pytest: benchmarks)."""
+    from bhype_core.testing.accounts import Roles
+    from bhype_core.testing.users import LocalUsers
 
+    run_id = secrets.token_hex(3)
+    namespaces: list[str] = []
     mounts: list[Path] = []
 
-    def create(name: str, *, sshd: bool = False, datastore_size: str | None = None,
-               **sections: dict[str, Any]) -> BhypeHost:
-        number = len(lan.hosts) + 1
-        short = Path(f"/tmp/bh-{os.getpid()}-{number}-{name}")  # VM sockets need short paths (unix(7))
-        short.mkdir(exist_ok=True)
-        sections = {**sections, "auth": {"backend": "in-process", **bhype_roles.auth_section(),
-                                         **sections.get("auth", {})}}
-        host = BhypeHost(name, netns(name), f"10.77.0.{number}", short, host_config(short, sections))
-        lan.hosts.append(host)
-        port = lan.port_of(host)
-        veth_into(lan.netns, port, host.netns, f"{host.address}/24")
-        in_ns(lan.netns, "ip", "link", "set", port, "master", "br0")
-        host.config.write_text(toml_text(host.raw_config))
-        if datastore_size:  # a small file system to fill; mounted before the processes start
-            # (``ip netns exec`` gives each process a copy of the mount table as it is then).
-            (short / "ds").mkdir()
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={datastore_size}", "tmpfs", str(short / "ds")],
-                           check=True)
-            mounts.append(short / "ds")
-        _migrate_and_token(host, admin)
-        if sshd:
-            host.start_sshd()
-        host.start_api()
-        host.start_worker()
-        return host
+    def netns(tag: str) -> str:
+        name = f"bht-{run_id}-{tag}"
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+        namespaces.append(name)
+        in_ns(name, "ip", "link", "set", "lo", "up")
+        return name
 
-    create.lan = lan  # type: ignore[attr-defined]
-    create.admin = admin  # type: ignore[attr-defined]
-    yield create
-    for host in reversed(lan.hosts):
-        for what in ("worker", "api", "sshd"):
-            host.stop(what, timeout=20)
-    import shutil
+    with LocalUsers() as users:
+        roles = Roles(users, users.group(), users.group())
+        admin = roles.admin().name
+        lan = Lan(netns("lan"))
+        in_ns(lan.netns, "ip", "link", "add", "br0", "type", "bridge")
+        in_ns(lan.netns, "ip", "link", "set", "br0", "up")
 
-    for mount in mounts:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-    for host in lan.hosts:
-        shutil.rmtree(host.root, ignore_errors=True)
+        def create(name: str, *, sshd: bool = False, datastore_size: str | None = None,
+                   **sections: dict[str, Any]) -> BhypeHost:
+            number = len(lan.hosts) + 1
+            short = Path(f"/tmp/bh-{os.getpid()}-{number}-{name}")  # VM sockets need short paths (unix(7))
+            short.mkdir(exist_ok=True)
+            sections = {**sections, "auth": {"backend": "in-process", **roles.auth_section(),
+                                             **sections.get("auth", {})}}
+            host = BhypeHost(name, netns(name), f"10.77.0.{number}", short, host_config(short, sections))
+            lan.hosts.append(host)
+            port = lan.port_of(host)
+            veth_into(lan.netns, port, host.netns, f"{host.address}/24")
+            in_ns(lan.netns, "ip", "link", "set", port, "master", "br0")
+            host.config.write_text(toml_text(host.raw_config))
+            if datastore_size:  # a small file system to fill; mounted before the processes start
+                # (``ip netns exec`` gives each process a copy of the mount table as it is then).
+                (short / "ds").mkdir()
+                subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={datastore_size}", "tmpfs", str(short / "ds")],
+                               check=True)
+                mounts.append(short / "ds")
+            _migrate_and_token(host, admin)
+            if sshd:
+                host.start_sshd()
+            host.start_api()
+            host.start_worker()
+            return host
+
+        create.lan = lan  # type: ignore[attr-defined]
+        create.admin = admin  # type: ignore[attr-defined]
+        try:
+            yield create
+        finally:
+            for host in reversed(lan.hosts):
+                for what in ("worker", "api", "sshd"):
+                    if what == "sshd":
+                        host.kill("sshd")
+                    else:
+                        host.stop(what, timeout=20)
+            for mount in mounts:
+                subprocess.run(["umount", "-l", str(mount)], check=False)
+            for host in lan.hosts:
+                shutil.rmtree(host.root, ignore_errors=True)
+            for name in reversed(namespaces):
+                subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def bhype_hosts() -> Iterator[Callable[..., BhypeHost]]:
+    """:func:`host_lan` for a test: ``bhype_hosts(name, sshd=False, datastore_size=None,
+    **sections)``; fails without root or iproute2, unless the run says ``--without netns``."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        missing("netns", "several bHype hosts need root and iproute2 (network namespaces)")
+    with host_lan() as create:
+        yield create
 
 
 def _migrate_and_token(host: BhypeHost, admin: str) -> None:
