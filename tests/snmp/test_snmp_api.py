@@ -1,59 +1,107 @@
-"""``GET /api/v1/snmp/status`` through the real app: targets and security, secrets never echoed."""
+"""``/api/v1/snmp`` through the real app: managers added, listed and removed by admins only,
+secrets accepted and never echoed, bad input refused with the field named and nothing stored."""
 
 from __future__ import annotations
 
+import pytest
+from fastapi.testclient import TestClient
+
 from bhype_core.api.app import create_app
-from bhype_core.testing.routes import get_route
+from bhype_core.testing.api_auth import act_as
+from bhype_snmp import managers
+
+V3 = {"name": "secure", "host": "nms.example.net", "version": "3", "notify_type": "inform", "user": "bhype",
+      "auth_key": "auth-S3cret-phrase", "priv_key": "priv-S3cret-phrase", "auth_protocol": "SHA512",
+      "priv_protocol": "AES256", "min_severity": "warning", "rate_limit": 3}
+V2C = {"name": "nms1", "host": "192.0.2.7", "port": 10162, "community": "c0mmunity-S3cret"}
+SECRETS = ("auth-S3cret-phrase", "priv-S3cret-phrase", "c0mmunity-S3cret")
 
 
-def get_status(runtime) -> tuple[dict, str]:
-    response = get_route(runtime, "/api/v1/snmp/status", "admin", "admin")
-    return response.json(), response.text
-
-
-def test_only_the_snmp_router_is_mounted(snmp_runtime):
+@pytest.fixture
+def client(snmp_runtime):
     runtime = snmp_runtime()
-    assert runtime.registry.routers.names() == ["snmp"]
-    assert "/api/v1/snmp/status" in create_app(runtime=runtime).openapi()["paths"]
+    app = create_app(runtime=runtime)
+
+    def as_role(role: str = "admin") -> TestClient:
+        act_as(app, f"{role}-user", role)
+        return TestClient(app)
+
+    as_role.runtime = runtime
+    return as_role
 
 
-def test_v2c_status_lists_targets_and_hides_the_community(snmp_runtime):
-    runtime = snmp_runtime(
-        trap_targets=["127.0.0.1", "traps.example.net:10162", "[::1]:1162"], community="c0mmunity-S3cret"
-    )
-    body, text = get_status(runtime)
-    assert body == {
-        "version": "2c",
-        "trap_targets": [
-            {"host": "127.0.0.1", "port": 162},
-            {"host": "traps.example.net", "port": 10162},
-            {"host": "::1", "port": 1162},
-        ],
-        "community_set": True,
-        "v3": None,
-    }
-    assert "c0mmunity-S3cret" not in text
+def test_managers_round_trip_without_secrets(client):
+    api = client()
+    assert api.post("/api/v1/snmp/managers", json=V3).status_code == 201
+    created = api.post("/api/v1/snmp/managers", json=V2C)
+    assert created.status_code == 201
+    listed = api.get("/api/v1/snmp/managers")
+    assert [m["name"] for m in listed.json()] == ["nms1", "secure"]
+    secure = listed.json()[1]
+    assert secure == {"name": "secure", "host": "nms.example.net", "port": 162, "version": "3",
+                      "notify_type": "inform", "community_set": False, "user": "bhype", "auth_protocol": "SHA512",
+                      "priv_protocol": "AES256", "keys_set": True, "min_severity": "warning", "rate_limit": 3,
+                      "timeout": 1, "retries": 3, "enabled": True}
+    assert listed.json()[0]["community_set"] is True and listed.json()[0]["port"] == 10162
+    for text in (created.text, listed.text, api.get("/api/v1/snmp/status").text):
+        assert not any(secret in text for secret in SECRETS)
+    stored = managers.get_manager(client.runtime, "secure")  # the worker can still use them
+    assert (stored.auth_key, stored.priv_key, stored.community) == ("auth-S3cret-phrase", "priv-S3cret-phrase", "")
+    assert api.delete("/api/v1/snmp/managers/secure").status_code == 204
+    assert [m["name"] for m in api.get("/api/v1/snmp/managers").json()] == ["nms1"]
+    assert api.delete("/api/v1/snmp/managers/secure").status_code == 404
 
 
-def test_v3_status_shows_protocols_not_pass_phrases(snmp_runtime):
-    runtime = snmp_runtime(
-        version="3",
-        trap_targets=["nms.example.net"],
-        v3_user="bhype",
-        v3_auth_password="auth-S3cret-phrase",
-        v3_priv_protocol="AES256",
-        v3_priv_password="priv-S3cret-phrase",
-        community="never-used-in-v3",
-    )
-    body, text = get_status(runtime)
-    assert body["version"] == "3"
-    assert body["community_set"] is False  # v3 sends no community
-    assert body["v3"] == {
-        "user": "bhype",
-        "auth_protocol": "SHA256",
-        "auth_password_set": True,
-        "priv_protocol": "AES256",
-        "priv_password_set": True,
-    }
-    for secret in ("auth-S3cret-phrase", "priv-S3cret-phrase", "never-used-in-v3"):
-        assert secret not in text
+@pytest.mark.parametrize(
+    ("body", "field", "why"),
+    [
+        ({**V2C, "community": ""}, "community", "required for SNMP v2c"),
+        ({**V3, "user": ""}, "user", "required for SNMP v3"),
+        ({**V3, "auth_key": "short"}, "auth_key", "at least 8 characters"),
+        ({**V3, "auth_protocol": "MD5"}, "auth_protocol", "SHA224"),
+        ({**V3, "priv_protocol": "DES"}, "priv_protocol", "AES"),
+        ({**V2C, "host": "bad_host!"}, "host", "not a valid host name"),
+        ({**V2C, "name": "-x"}, "name", "letters, digits"),
+        ({**V2C, "port": 70000}, "port", "less than or equal to 65535"),
+        ({**V2C, "min_severity": "loud"}, "min_severity", "info"),
+    ],
+)
+def test_bad_managers_are_refused_naming_the_field(client, body, field, why):
+    api = client()
+    response = api.post("/api/v1/snmp/managers", json=body)
+    assert response.status_code == 422, response.text
+    assert field in response.text and why in response.text
+    assert not any(secret in response.text for secret in SECRETS)
+    assert api.get("/api/v1/snmp/managers").json() == []
+
+
+def test_a_second_manager_of_the_same_name_conflicts(client):
+    api = client()
+    assert api.post("/api/v1/snmp/managers", json=V2C).status_code == 201
+    response = api.post("/api/v1/snmp/managers", json={**V2C, "host": "192.0.2.8"})
+    assert response.status_code == 409 and "already exists" in response.text
+    assert [m["host"] for m in api.get("/api/v1/snmp/managers").json()] == ["192.0.2.7"]
+
+
+def test_operators_may_not_see_or_change_managers(client):
+    client().post("/api/v1/snmp/managers", json=V2C)
+    operator = client("operator")
+    for method, path in (("get", "/api/v1/snmp/managers"), ("post", "/api/v1/snmp/managers"),
+                         ("delete", "/api/v1/snmp/managers/nms1"), ("post", "/api/v1/snmp/managers/nms1/test"),
+                         ("get", "/api/v1/snmp/status"), ("post", "/api/v1/snmp/mib/install")):
+        response = getattr(operator, method)(path, **({"json": V2C} if method == "post" else {}))
+        assert response.status_code == 403, (method, path, response.text)
+    assert operator.get("/api/v1/snmp/mib").text.startswith("BHYPE-MIB DEFINITIONS ::= BEGIN")
+
+
+def test_status_shows_the_engine_id_it_keeps(client):
+    api = client()
+    first = api.get("/api/v1/snmp/status").json()
+    assert first["engine_id"].startswith("80001f8805") and len(first["engine_id"]) == 2 * 17
+    assert api.get("/api/v1/snmp/status").json()["engine_id"] == first["engine_id"]
+    assert first["agent_enabled"] is False and first["managers"] == 0
+
+
+def test_testing_an_unknown_manager_is_404_and_queues_nothing(client):
+    response = client().post("/api/v1/snmp/managers/nobody/test")
+    assert response.status_code == 404 and "no SNMP manager named 'nobody'" in response.text

@@ -1,50 +1,28 @@
-"""The ``[snmp]`` section: trap targets, v2c and v3 security, errors that name the key and never a secret."""
+"""The ``[snmp]`` section: defaults (agent off), bounds named by key, target and host parsing."""
 
 from __future__ import annotations
 
 import pytest
 
 from bhype_core.errors import ConfigError
-from bhype_snmp.settings import split_target
-
-V3 = {
-    "version": "3",
-    "v3_user": "bhype",
-    "v3_auth_password": "auth-secret-1",
-    "v3_priv_password": "priv-secret-2",
-}
+from bhype_snmp.settings import check_host, split_target
 
 
-def test_defaults_are_v2c_without_targets(snmp_runtime):
+def test_defaults_send_nothing_anywhere_and_keep_the_agent_off(snmp_runtime):
     settings = snmp_runtime().settings.section("snmp")
-    assert settings.version == "2c" and settings.trap_targets == []
-    assert settings.community.get_secret_value() == "public"
-
-
-def test_v3_settings_are_read(snmp_runtime):
-    settings = snmp_runtime(**V3, v3_auth_protocol="SHA512").settings.section("snmp")
-    assert settings.v3_user == "bhype" and settings.v3_auth_protocol == "SHA512"
-    assert settings.v3_priv_password.get_secret_value() == "priv-secret-2"
-
-
-def test_v3_without_privacy_needs_no_priv_password(snmp_runtime):
-    values = {**V3, "v3_priv_protocol": "none", "v3_priv_password": ""}
-    assert snmp_runtime(**values).settings.section("snmp").v3_priv_protocol == "none"
+    assert settings.agent_enabled is False and settings.agent_community.get_secret_value() == ""
+    assert (settings.rate_limit, settings.rate_window, settings.queue_size) == (10, 60, 10000)
+    assert settings.web_url == "" and settings.agent_address == "127.0.0.1:1161"
 
 
 @pytest.mark.parametrize(
     ("values", "key", "why"),
     [
-        ({"trap_targets": ["nms.example.net:70000"]}, "snmp.trap_targets.0", "port must be a number from 1"),
-        ({"trap_targets": ["ok:162", "::1"]}, "snmp.trap_targets.1", "write IPv6 addresses in brackets"),
-        ({"trap_targets": ["[fe80::zz]:162"]}, "snmp.trap_targets.0", "is not an IPv6 address"),
-        ({"trap_targets": ["bad_host!:162"]}, "snmp.trap_targets.0", "not a valid host name"),
-        ({"trap_targets": "nms:162"}, "snmp.trap_targets", "valid list"),
-        ({"version": "1"}, "snmp.version", "'2c' or '3'"),
-        ({"community": ""}, "snmp.community", "must not be empty for SNMP v2c"),
-        ({**V3, "v3_user": ""}, "snmp.v3_user", "required for SNMP v3"),
-        ({**V3, "v3_auth_protocol": "SHA1"}, "snmp.v3_auth_protocol", "Input should be"),
-        ({"traps": []}, "snmp.traps", "Extra inputs are not permitted"),
+        ({"queue_size": 1}, "snmp.queue_size", "greater than or equal to 10"),
+        ({"rate_limit": -1}, "snmp.rate_limit", "greater than or equal to 0"),
+        ({"rate_window": 0}, "snmp.rate_window", "greater than or equal to 1"),
+        ({"agent_enabled": "perhaps"}, "snmp.agent_enabled", "valid boolean"),
+        ({"trap_targets": []}, "snmp.trap_targets", "Extra inputs are not permitted"),
     ],
 )
 def test_invalid_values_name_the_key(snmp_runtime, values, key, why):
@@ -53,12 +31,10 @@ def test_invalid_values_name_the_key(snmp_runtime, values, key, why):
     assert f"{key}:" in caught.value.message and why in caught.value.message
 
 
-@pytest.mark.parametrize("field", ["v3_auth_password", "v3_priv_password"])
-def test_short_pass_phrases_are_refused_without_echoing_them(snmp_runtime, field):
+def test_the_agent_community_is_never_echoed_in_errors(snmp_runtime):
     with pytest.raises(ConfigError) as caught:
-        snmp_runtime(**{**V3, field: "hunter2"})
-    assert f"snmp.{field}: " in caught.value.message and "at least 8 characters" in caught.value.message
-    assert "hunter2" not in caught.value.message
+        snmp_runtime(agent_community="agent-S3cret", agent_refresh=0)
+    assert "snmp.agent_refresh" in caught.value.message and "agent-S3cret" not in caught.value.message
 
 
 def test_split_target_forms():
@@ -66,3 +42,15 @@ def test_split_target_forms():
     assert split_target("192.0.2.7:10162") == ("192.0.2.7", 10162)
     assert split_target("[2001:db8::7]") == ("2001:db8::7", 162)
     assert split_target("[::1]:1162") == ("::1", 1162)
+    for bad, why in (("nms:70000", "port must be"), ("::1", "brackets"), ("[fe80::zz]", "not an IPv6"),
+                     ("bad_host!", "not a valid host name")):
+        with pytest.raises(ValueError, match=why):
+            split_target(bad)
+
+
+def test_check_host_forms():
+    assert check_host(" nms.example.net ") == "nms.example.net"
+    assert check_host("2001:db8::7") == "2001:db8::7"
+    for bad in ("bad_host!", "fe80::zz", ""):
+        with pytest.raises(ValueError):
+            check_host(bad)

@@ -78,7 +78,12 @@ class ConsoleBrokerClient:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(self.timeout)
                 sock.connect(self.socket_path)
-                sock.sendall(encode({"op": op, "args": {"vm": vm, "kind": kind}}))
+                try:
+                    sock.sendall(encode({"op": op, "args": {"vm": vm, "kind": kind}}))
+                except (BrokenPipeError, ConnectionResetError):
+                    # The broker answers a refused peer before reading and hangs up (as the
+                    # auth daemon does); its answer is still waiting in our receive queue.
+                    pass
                 data = b""
                 while len(data) < _HEADER + _length(data):
                     # The descriptor arrives with the answer's first bytes (SCM_RIGHTS).

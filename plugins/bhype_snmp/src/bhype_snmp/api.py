@@ -1,61 +1,37 @@
-"""The ``/api/v1/snmp`` router. Secrets (community, v3 pass phrases) are never echoed: only
-whether they are set."""
+"""The ``/api/v1/snmp`` router (admins): managers, their test, the engine ID. Secrets
+(community, v3 keys) are accepted, stored and never echoed: only whether they are set."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from bhype_core.plugin_api import RuntimeDep
-from bhype_snmp.settings import SnmpSettings, split_target
+from bhype_core.plugin_api import AdminDep, AuthenticatedDep, RuntimeDep, TaskAccepted, accept_task
+from bhype_snmp import managers as store
+from bhype_snmp.managers import ManagerCreate, ManagerPublic
+from bhype_snmp.mib import mib_text
+
+TEST_KIND = "snmp.test"
+INSTALL_MIB_KIND = "snmp.install_mib"
 
 
-class TrapTargetStatus(BaseModel):
-    """One trap receiver."""
+class MibInstall(BaseModel):
+    """Where to install BHYPE-MIB (``null``: net-snmp's MIB directory for this platform)."""
 
-    host: str
-    port: int
-
-
-class V3Status(BaseModel):
-    """SNMP v3 user security, without the pass phrases."""
-
-    user: str
-    auth_protocol: str
-    auth_password_set: bool
-    priv_protocol: str
-    priv_password_set: bool
+    directory: str | None = None
 
 
 class SnmpStatus(BaseModel):
     """``GET /api/v1/snmp/status``."""
 
-    version: str
-    trap_targets: list[TrapTargetStatus]
-    community_set: bool
-    v3: V3Status | None
-
-
-def snmp_status(settings: SnmpSettings) -> SnmpStatus:
-    """The status document for ``settings``."""
-    targets = [
-        TrapTargetStatus(host=host, port=port) for host, port in map(split_target, settings.trap_targets)
-    ]
-    v3 = None
-    if settings.version == "3":
-        v3 = V3Status(
-            user=settings.v3_user,
-            auth_protocol=settings.v3_auth_protocol,
-            auth_password_set=bool(settings.v3_auth_password.get_secret_value()),
-            priv_protocol=settings.v3_priv_protocol,
-            priv_password_set=bool(settings.v3_priv_password.get_secret_value()),
-        )
-    return SnmpStatus(
-        version=settings.version,
-        trap_targets=targets,
-        community_set=settings.version == "2c" and bool(settings.community.get_secret_value()),
-        v3=v3,
-    )
+    engine_id: str
+    managers: int
+    enabled_managers: int
+    agent_enabled: bool
+    agent_address: str
 
 
 def make_router() -> APIRouter:
@@ -63,8 +39,44 @@ def make_router() -> APIRouter:
     router = APIRouter(tags=["snmp"])
 
     @router.get("/status", response_model=SnmpStatus)
-    def status(runtime: RuntimeDep) -> SnmpStatus:
-        """The configured trap receivers and security settings (secrets shown only as set/unset)."""
-        return snmp_status(runtime.settings.section("snmp"))
+    def status(runtime: RuntimeDep, principal: AdminDep) -> SnmpStatus:
+        """This host's snmpEngineID (v3 receivers of traps need it), manager counts and the agent."""
+        rows = store.list_managers(runtime)
+        settings = runtime.settings.section("snmp")
+        return SnmpStatus(engine_id=store.engine_id(runtime).hex(), managers=len(rows),
+                          enabled_managers=sum(row.enabled for row in rows), agent_enabled=settings.agent_enabled,
+                          agent_address=settings.agent_address)
+
+    @router.get("/managers", response_model=list[ManagerPublic])
+    def managers(runtime: RuntimeDep, principal: AdminDep) -> list[ManagerPublic]:
+        """Every manager, secrets shown only as set or not."""
+        return [ManagerPublic.of(row) for row in store.list_managers(runtime)]
+
+    @router.post("/managers", status_code=201, response_model=ManagerPublic)
+    def add_manager(body: ManagerCreate, runtime: RuntimeDep, principal: AdminDep) -> ManagerPublic:
+        """Add a manager (v2c community, or v3 user with SHA-2 auth and AES privacy)."""
+        return ManagerPublic.of(store.create_manager(runtime, body))
+
+    @router.delete("/managers/{name}", status_code=204)
+    def remove_manager(name: str, runtime: RuntimeDep, principal: AdminDep) -> None:
+        """Remove a manager."""
+        store.delete_manager(runtime, name)
+
+    @router.post("/managers/{name}/test", status_code=202, response_model=TaskAccepted)
+    def test_manager(name: str, runtime: RuntimeDep, principal: AdminDep) -> Any:
+        """Send a test notification to the manager (task ``snmp.test``: its result says whether
+        an inform was acknowledged, or why not)."""
+        store.get_manager(runtime, name)  # 404 now, not a failed task
+        return accept_task(runtime, principal, TEST_KIND, {"manager": name})
+
+    @router.get("/mib", response_class=PlainTextResponse)
+    def mib(caller: AuthenticatedDep) -> str:
+        """BHYPE-MIB's text, for a manager's MIB browser."""
+        return mib_text()
+
+    @router.post("/mib/install", status_code=202, response_model=TaskAccepted)
+    def install_mib(body: MibInstall, runtime: RuntimeDep, principal: AdminDep) -> Any:
+        """Install BHYPE-MIB where net-snmp finds MIBs on this host (task ``snmp.install_mib``)."""
+        return accept_task(runtime, principal, INSTALL_MIB_KIND, body.model_dump())
 
     return router

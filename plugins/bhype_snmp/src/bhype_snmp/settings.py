@@ -1,12 +1,11 @@
-"""The ``[snmp]`` settings section: trap targets, v2c community or v3 user security."""
+"""The ``[snmp]`` settings section: the link base, the sender's queue, default rate limit, the agent."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr
 
 from bhype_core.plugin_api import Section
 
@@ -16,6 +15,23 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 # RFC 3414 section 11.2 (and net-snmp's snmpd.conf(5) createUser): shorter pass phrases are refused.
 MIN_PASSPHRASE = 8
+
+
+def check_host(host: str) -> str:
+    """``host`` as given when it is a host name, an IPv4 or an IPv6 address (no brackets).
+
+    :raises ValueError: naming what is wrong.
+    """
+    host = host.strip()
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+        return host
+    if not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not a valid host name or IPv4 address")
+    return host
 
 
 def split_target(text: str) -> tuple[str, int]:
@@ -48,57 +64,19 @@ def split_target(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _valid_target(text: str) -> str:
-    split_target(text)
-    return text.strip()
-
-
-TrapTarget = Annotated[str, AfterValidator(_valid_target)]
-AuthProtocol = Literal["SHA", "SHA224", "SHA256", "SHA384", "SHA512", "MD5"]
-PrivProtocol = Literal["AES", "AES192", "AES256", "DES", "none"]
-
-
 class SnmpSettings(Section):
-    """``[snmp]``: where traps go and how they are authenticated. Field order matters: the v3
-    checks read ``version`` (validated first)."""
+    """``[snmp]``. Where notifications go is not here: managers are rows an admin adds
+    (``bhype snmp manager add``); this section holds what applies to all of them."""
 
-    version: Literal["2c", "3"] = Field("2c", description="SNMP version of the traps")
-    trap_targets: list[TrapTarget] = Field(default_factory=list, description="host[:port] receivers")
-    community: SecretStr = Field(SecretStr("public"), description="v2c community (a shared secret)")
-    v3_user: str = Field("", description="v3 security name (USM user)")
-    v3_auth_protocol: AuthProtocol = "SHA256"
-    v3_auth_password: SecretStr = SecretStr("")
-    v3_priv_protocol: PrivProtocol = "AES"
-    v3_priv_password: SecretStr = SecretStr("")
-
-    @field_validator("community")
-    @classmethod
-    def _community_for_v2c(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        if info.data.get("version") == "2c" and not value.get_secret_value():
-            raise ValueError("must not be empty for SNMP v2c")
-        return value
-
-    @field_validator("v3_user")
-    @classmethod
-    def _user_for_v3(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("version") == "3" and not value:
-            raise ValueError("is required for SNMP v3")
-        return value
-
-    @field_validator("v3_auth_password")
-    @classmethod
-    def _auth_for_v3(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        if info.data.get("version") == "3" and len(value.get_secret_value()) < MIN_PASSPHRASE:
-            raise ValueError(f"must be at least {MIN_PASSPHRASE} characters for SNMP v3 (RFC 3414)")
-        return value
-
-    @field_validator("v3_priv_password")
-    @classmethod
-    def _priv_for_v3(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        needs_priv = info.data.get("version") == "3" and info.data.get("v3_priv_protocol") != "none"
-        if needs_priv and len(value.get_secret_value()) < MIN_PASSPHRASE:
-            raise ValueError(
-                f"must be at least {MIN_PASSPHRASE} characters for SNMP v3 privacy "
-                '(or set v3_priv_protocol = "none")'
-            )
-        return value
+    web_url: str = Field("", description="base URL of the web UI for the link varbind (empty: no link)")
+    host_name: str = Field("", description="the host name sent in notifications (empty: the system's)")
+    queue_size: int = Field(10000, ge=10, le=1_000_000,
+                            description="events waiting to be sent; past it new events are dropped (logged)")
+    rate_limit: int = Field(10, ge=0, le=1_000_000,
+                            description="default per manager and event kind: at most N per rate_window (0: none)")
+    rate_window: int = Field(60, ge=1, le=86400, description="seconds of the rate limit's window")
+    agent_enabled: bool = Field(False, description="serve BHYPE-MIB's host scalars and VM table (read-only)")
+    agent_address: str = Field("127.0.0.1:1161", description="host:port the agent listens on (UDP)")
+    agent_community: SecretStr = Field(SecretStr(""),
+                                       description="v2c community the agent answers (empty: it does not start)")
+    agent_refresh: int = Field(5, ge=1, le=3600, description="seconds between refreshes of the agent's values")

@@ -1,0 +1,60 @@
+"""The ``snmp.agent`` sampler: in the one worker per host that holds its lease, start the agent
+(when ``[snmp] agent_enabled``) and refresh its snapshot from the VM records every
+``agent_refresh`` seconds."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bhype_core.plugin_api import list_vms
+from bhype_snmp.agent import Agent
+from bhype_snmp.agent_values import host_facts, snapshot, vm_rows
+from bhype_snmp.notification import host_name
+from bhype_snmp.settings import split_target
+
+log = logging.getLogger(__name__)
+EXTRAS_KEY = "snmp.agent"
+
+
+def refresh(runtime: Any, agent: Agent, facts: dict[str, Any]) -> int:
+    """Serve the VM records as they are now (one query); returns how many VMs."""
+    rows = vm_rows(list_vms(runtime))  # principal None: the system sees every VM
+    settings = runtime.settings.section("snmp")
+    agent.instrumentation.replace(snapshot(rows, host=host_name(settings.host_name), facts=facts))
+    return len(rows)
+
+
+def start_agent(runtime: Any) -> Callable[[], Any]:
+    """Sampler start: the agent (or nothing when it is off), and the tick that refreshes it.
+
+    :raises OSError: the agent's port could not be bound (the worker logs it; the next lease retries).
+    """
+    settings = runtime.settings.section("snmp")
+    community = settings.agent_community.get_secret_value()
+    if not settings.agent_enabled:
+        return lambda: None
+    if not community:
+        log.error("[snmp] agent_enabled is set but agent_community is empty: the SNMP agent does not start")
+        return lambda: None
+    host, port = split_target(settings.agent_address)
+    previous = runtime.extras.pop(EXTRAS_KEY, None)
+    if previous is not None:  # the lease came back to this worker: free the port first
+        previous.stop()
+    agent = Agent(host, port, community)
+    agent.start()
+    runtime.extras[EXTRAS_KEY] = agent
+    facts = host_facts()
+    last = [0.0]
+
+    def tick() -> int | None:
+        if time.monotonic() - last[0] < settings.agent_refresh:
+            return None
+        last[0] = time.monotonic()
+        return refresh(runtime, agent, facts)
+
+    tick()
+    log.info("SNMP agent answering on %s:%d (BHYPE-MIB, read-only, SNMPv2c)", host, port)
+    return tick

@@ -1,0 +1,55 @@
+"""The plugin's tables: the managers notifications go to, and this host's SNMP engine ID."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Text
+from sqlmodel import Field, SQLModel
+
+from bhype_core.plugin_api import ID, TABLE_OPTIONS, UTCDateTime, utcnow
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class SnmpManager(SQLModel, table=True):
+    """Table ``snmp_manager``: one notification receiver. ``community``, ``auth_key`` and
+    ``priv_key`` are secrets: never in API output, logs or task results."""
+
+    __tablename__ = "snmp_manager"  # type: ignore[assignment]
+    __table_args__ = dict(TABLE_OPTIONS)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    name: str = Field(max_length=63, unique=True)
+    host: str = Field(max_length=253)
+    port: int = 162
+    version: str = Field(default="2c", max_length=4)  # "2c" or "3"
+    notify_type: str = Field(default="trap", max_length=8)  # "trap" or "inform"
+    community: str = Field(default="", sa_type=Text)
+    user: str = Field(default="", max_length=32)
+    auth_protocol: str = Field(default="SHA256", max_length=8)
+    auth_key: str = Field(default="", sa_type=Text)
+    priv_protocol: str = Field(default="AES", max_length=8)
+    priv_key: str = Field(default="", sa_type=Text)
+    min_severity: str = Field(default="info", max_length=8)
+    rate_limit: int | None = None  # per event kind per window; None: the [snmp] default
+    timeout: int = 1  # seconds before an inform's first retry (then doubled: back-off)
+    retries: int = 3
+    enabled: bool = True
+    created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SnmpEngine(SQLModel, table=True):
+    """Table ``snmp_engine``: this host's snmpEngineID (RFC 3411), made once and kept, so v3
+    receivers configured with it (``createUser -e``) keep accepting traps across restarts."""
+
+    __tablename__ = "snmp_engine"  # type: ignore[assignment]
+    __table_args__ = dict(TABLE_OPTIONS)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    engine_id: str = Field(max_length=66)  # hex, 5 to 32 octets
+    created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+SNMP_MODELS: tuple[type[SQLModel], ...] = (SnmpManager, SnmpEngine)
