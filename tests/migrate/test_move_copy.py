@@ -46,3 +46,25 @@ def test_dry_run_lists_what_is_missing_on_the_target(hosts: Any) -> None:
     assert "backup jobs and backup points" in plan["not_moved"]
     refused = wait_task(a, a.api().request("POST", "/api/v1/migrate/moves", {"vm": "net", "to": "b"}), expect="failed")
     assert "exists on this host already" in refused["error"]["message"]
+
+
+def test_cli_peer_list_and_vm_move_dry_run(hosts: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    a, b, _ = hosts
+    filled_vm(a, "cli", 8)
+    bhype = str(Path(sys.executable).with_name("bhype"))
+
+    def cli(*words: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", a.netns, bhype, "--config", str(a.config), *words,
+                               "--url", a.url, "--token", a.admin_token], capture_output=True, text=True, timeout=300)
+
+    listed = cli("peer", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "b" in listed.stdout and b.url in listed.stdout and b.admin_token not in listed.stdout
+    plan = cli("vm", "move", "cli", "--to", "b", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert "move cli to b (cold, rsync)" in plan.stdout and "not moved:" in plan.stdout
+    assert vm(a, "cli")["name"] == "cli"  # a dry run changes nothing

@@ -1,4 +1,4 @@
-"""``bhype peer …`` and ``bhype move …``: clients of ``/api/v1/migrate`` like ``bhype vm``.
+"""``bhype peer …`` and ``bhype vm move …``: clients of ``/api/v1/migrate`` like ``bhype vm``.
 
 They talk to the API with the stored token (``bhype login``, ``--token``/``$BHYPE_TOKEN``),
 follow the queued task to its end (its log on stderr) and print the result on stdout. A
@@ -74,7 +74,7 @@ def peer_list(args: argparse.Namespace) -> int:
     peers = api_from(args).request("GET", f"{MIGRATE}/peers")["peers"]
     rows = [[p["name"], p["url"], f"{p['ssh_user']}@{p['ssh_host']}:{p['ssh_port']}",
              {True: "ok", False: "FAILED", None: "-"}[p["test_ok"]]] for p in peers]
-    return _print(args, peers, format_table(["NAME", "URL", "SSH", "TEST"], rows))
+    return _print(args, peers, format_table(rows, ["NAME", "URL", "SSH", "TEST"]))
 
 
 def peer_show(args: argparse.Namespace) -> int:
@@ -152,7 +152,7 @@ def configure_peer(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_move(parser: argparse.ArgumentParser) -> None:
-    """``bhype move NAME --to PEER …``."""
+    """``bhype vm move NAME --to PEER …``."""
     parser.add_argument("vm")
     parser.add_argument("--to", required=True, help="the peer")
     parser.add_argument("--mode", choices=["cold", "warm"], default="cold")
@@ -178,5 +178,5 @@ def peer_command() -> CliCommand:
 
 
 def move_command() -> CliCommand:
-    """The ``bhype move`` command record."""
-    return CliCommand(name="move", help="move a VM to a peer host (cold or warm)", configure=configure_move, run=run)
+    """The ``bhype vm move`` command record (nested under the core's ``bhype vm``)."""
+    return CliCommand(name="vm move", help="move a VM to a peer host (cold or warm)", configure=configure_move, run=run)

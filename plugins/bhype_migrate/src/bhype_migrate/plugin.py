@@ -1,6 +1,6 @@
 """The ``migrate`` plugin's hook implementations: peers, moves, the receiving side, the
 ``[migrate]`` section, the start veto for VMs being moved, ``/api/v1/migrate`` and
-``bhype peer`` / ``bhype move``."""
+``bhype peer`` / ``bhype vm move``."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def bhype_register_routers(register: Callable[[RouterEntry], None]) -> None:
 
 @hookimpl
 def bhype_register_cli_commands(register: Callable[[CliCommand], None]) -> None:
-    """``bhype peer …`` and ``bhype move …``."""
+    """``bhype peer …`` and ``bhype vm move …``."""
     from bhype_migrate.cli import move_command, peer_command
 
     register(peer_command())
