@@ -191,3 +191,17 @@ def test_source_worker_killed_after_the_target_started_finishes_on_restart(hosts
     moved = vm(b, "svc")
     assert moved["uuid"] == uuid and moved["state"] == "running"
     assert sha(image(b, "svc")) == digest
+
+
+def test_cancel_during_the_copy_rolls_back(hosts: Any) -> None:
+    a, b, _ = hosts
+    digest = filled_vm(a, "cx", 600)
+    accepted = start_move(a, vm="cx", to="b")
+    wait_incoming_bytes(b, 16 * 2**20)
+    a.api().request("POST", f"/api/v1/tasks/{accepted['task_id']}/cancel")
+    task = wait_task(a, accepted, expect=None)
+    if task["state"] == "succeeded":  # the copy won the race against the cancel
+        pytest.skip("the move finished before the cancel reached it")
+    assert task["state"] == "cancelled", task
+    assert incoming(b) == []
+    assert_only_on_source(a, b, "cx", digest)
