@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bhype_core.errors import CommandError, ConfigError
+from bhype_core.host.pipeline import CancelCheck, LineCallback
 from bhype_core.host.runner import (
     DEFAULT_KILL_GRACE,
     DEFAULT_TIMEOUT,
@@ -23,7 +24,6 @@ from bhype_core.host.runner import (
     Runner,
     run_process,
 )
-from bhype_core.host.pipeline import CancelCheck, LineCallback
 from bhype_core.host.stream import run_streaming
 
 # ssh(1): "ssh exits with the exit status of the remote command or with 255 if an error

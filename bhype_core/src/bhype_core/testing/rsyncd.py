@@ -9,6 +9,7 @@ a child of the test (rsync(1) ``--daemon``), so it is stopped by its own pid.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -105,7 +106,8 @@ def start_rsyncd(
     log_path = directory / "rsyncd.log"
     daemon: RsyncDaemon | None = None
     for _attempt in range(5):
-        port = free_port(host)
+        # Inside another namespace (``wrap``) nothing else listens: any port of the range will do.
+        port = random.randint(20000, 30000) if wrap else free_port(host)
         argv = [*(wrap or []), program, "--daemon", "--no-detach", f"--config={config}", f"--address={host}",
                 f"--port={port}"]
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -116,7 +118,8 @@ def start_rsyncd(
             break
         process.wait()
     if daemon is None:
-        raise RuntimeError(f"rsync daemon could not start: {log_path.read_text(errors='replace') if log_path.exists() else ''}")
+        logged = log_path.read_text(errors="replace") if log_path.exists() else ""
+        raise RuntimeError(f"rsync daemon could not start: {logged}")
     try:
         yield daemon
     finally:

@@ -37,7 +37,8 @@ _TEXT = {
     RsyncExit.PROTOCOL: "protocol incompatibility",
     RsyncExit.FILE_SELECT: "errors selecting input/output files or directories",
     RsyncExit.UNSUPPORTED: "action not supported by the other side",
-    RsyncExit.STARTING_PROTOCOL: "error starting the client-server protocol (daemon refused: wrong password or module?)",
+    RsyncExit.STARTING_PROTOCOL: ("error starting the client-server protocol "
+                                  "(daemon refused: wrong password or module?)"),
     RsyncExit.SOCKET_IO: "socket I/O error (target unreachable?)",
     RsyncExit.FILE_IO: "file I/O error (target full?)",
     RsyncExit.STREAM: "error in the protocol data stream (the other side died?)",
@@ -61,6 +62,8 @@ def describe_exit(status: int | None) -> str:
     """A short explanation of an rsync exit status (``exit N`` for unknown ones)."""
     if status is None:
         return "did not exit normally"
+    if status == 255:  # rsync passes on its remote shell's failure: ssh(1) exits 255 on its own errors
+        return "the remote shell (ssh) failed: host key changed, login refused or host unreachable"
     try:
         return _TEXT.get(RsyncExit(status), "success")
     except ValueError:
