@@ -20,7 +20,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`accept_task` submits a task for the caller and builds the ``202``
   :class:`TaskAccepted`; :func:`submit_as_system` queues a top-level task owned by ``@system``
   (a kind that declares ``system=True``: work a plugin's own periodic job fans out, such as
-  one backup job's run, that must not wait in the periodic task's slot); :func:`list_tasks`/:func:`show_task` read tasks as a user may see them.
+  one backup job's run, that must not wait in the periodic task's slot); :func:`list_tasks`/
+  :func:`show_task` read tasks as a user may see them.
 * **API dependencies** — :data:`RuntimeDep`, :data:`PrincipalDep`, :data:`AdminDep`,
   :data:`AuthenticatedDep`, :data:`AuthServiceDep`, :data:`PUBLIC` (a route anyone may call),
   :class:`Principal`, :func:`client_address`.
@@ -72,7 +73,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   console).
 * **Web UI extensions** — what a plugin registers through the web UI plugin's own hooks
   (``bhype_webui_register_pages`` …, implemented with ``@hookimpl(optionalhook=True)``):
-  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`;
+  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`,
+  :class:`VMColumn` (an extra column of the VM list);
   their ``context`` functions get a :class:`UiRequest`.
 * **Transfers** (shared by backups and moves; :mod:`bhype_core.transfer`) — argv builders
   :func:`rsync_argv` (+ :class:`SshTransport`, :func:`daemon_url`, :func:`ssh_destination`,
@@ -184,8 +186,8 @@ from bhype_core.storage.capabilities import (
 )
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
 from bhype_core.tasks.service import list_visible as list_tasks
-from bhype_core.tasks.system import submit_as_system
 from bhype_core.tasks.service import show as show_task
+from bhype_core.tasks.system import submit_as_system
 from bhype_core.transfer import (
     RsyncExit,
     RsyncStats,
@@ -213,7 +215,7 @@ from bhype_core.transfer import (
     zfs_resume_argv,
     zfs_send_argv,
 )
-from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMTab
+from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMColumn, VMTab
 from bhype_core.units import human_size, parse_size
 from bhype_core.vm.access import owns_vm
 from bhype_core.vm.edit import LIVE_FIELDS
@@ -244,7 +246,7 @@ __all__ = [
     "RETENTION_PERIODS", "RetentionCandidate", "RetentionPolicy", "retention_bucket", "retention_due_periods",
     "retention_label_by_bucket", "retention_protected", "retention_prune",
     "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path", "open_vm_console",
-    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMTab",
+    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMColumn", "VMTab",
     "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
     "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",
@@ -266,7 +268,8 @@ __all__ = [
     "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
     "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
-    "sse", "status_driver", "submit_as_system", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_after", "vm_before",
+    "sse", "status_driver", "submit_as_system", "summary", "template_catalog", "unregister_vm", "utcnow",
+    "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
 ]  # fmt: skip
