@@ -11,7 +11,15 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from bhype_core.plugin_api import AdminDep, NotFound, RuntimeDep, TaskAccepted, accept_task, client_address
+from bhype_core.plugin_api import (
+    AdminDep,
+    NotFound,
+    PositiveInt64,
+    RuntimeDep,
+    TaskAccepted,
+    accept_task,
+    client_address,
+)
 from bhype_hostops import findings_store, rsyncd
 from bhype_hostops.check_task import CHECK_KIND
 from bhype_hostops.rsyncd_conf import RsyncdConfig
@@ -87,7 +95,7 @@ def make_router() -> APIRouter:
         return accept_task(runtime, principal, CHECK_KIND, {})
 
     @router.post("/findings/{finding_id}/dismiss")
-    def dismiss(finding_id: int, runtime: RuntimeDep, principal: AdminDep,
+    def dismiss(finding_id: PositiveInt64, runtime: RuntimeDep, principal: AdminDep,
                 body: Dismissal | None = None) -> dict[str, Any]:
         """Silence a finding for a while; it pops again after that, or at once if it changes."""
         days = (body.days if body else None) or runtime.settings.section("hostops").dismiss_days

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from bhype_core.plugin_api import AdminDep, NotFound, RuntimeDep, TaskAccepted, accept_task, session
+from bhype_core.plugin_api import AdminDep, NonNegativeInt64, NotFound, RuntimeDep, TaskAccepted, accept_task, session
 from bhype_migrate import journal
 from bhype_migrate.facts import check_fit, host_facts
 from bhype_migrate.models import MigratePeer
@@ -61,7 +61,7 @@ class FitCheck(BaseModel):
 
     spec: dict[str, Any]
     datastore: str | None = None
-    size: int = Field(0, ge=0)
+    size: NonNegativeInt64 = 0
 
 
 class Receive(BaseModel):

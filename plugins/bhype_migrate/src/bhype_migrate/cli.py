@@ -59,7 +59,8 @@ def peer_add(args: argparse.Namespace) -> int:
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
     if not token:
-        raise ValidationErrors([("token", "give the other host's admin token (--token-file, $BHYPE_PEER_TOKEN or --token)")])
+        raise ValidationErrors([("token",
+                                 "give the other host's admin token (--token-file, $BHYPE_PEER_TOKEN or --token)")])
     body = {"name": args.name, "url": args.peer_url, "token": token, "ssh_host": args.ssh_host or "",
             "ssh_port": args.ssh_port, "ssh_user": args.ssh_user}
     # --url/--token name the peer here (as the docs write it); this host's API is --api-url/--api-token.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from bhype_core.plugin_api import AdminDep, AuthenticatedDep, RuntimeDep, TaskAccepted, accept_task
@@ -69,10 +69,13 @@ def make_router() -> APIRouter:
         store.get_manager(runtime, name)  # 404 now, not a failed task
         return accept_task(runtime, principal, TEST_KIND, {"manager": name})
 
-    @router.get("/mib", response_class=PlainTextResponse)
-    def mib(caller: AuthenticatedDep) -> str:
+    # response_class=Response (no media type of its own) keeps the error answers documented as
+    # bHype's JSON error shape; the 200 is declared as text/plain.
+    @router.get("/mib", response_class=Response,
+                responses={200: {"content": {"text/plain": {}}, "description": "BHYPE-MIB (SMIv2 text)"}})
+    def mib(caller: AuthenticatedDep) -> Response:
         """BHYPE-MIB's text, for a manager's MIB browser."""
-        return mib_text()
+        return PlainTextResponse(mib_text())
 
     @router.post("/mib/install", status_code=202, response_model=TaskAccepted)
     def install_mib(body: MibInstall, runtime: RuntimeDep, principal: AdminDep) -> Any:

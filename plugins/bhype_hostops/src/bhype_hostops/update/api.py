@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from bhype_core.plugin_api import (
     AdminDep,
     NotFound,
+    PositiveInt64,
     RuntimeDep,
     TaskAccepted,
     ValidationErrors,
@@ -70,18 +71,18 @@ def make_router() -> APIRouter:
         return [item.to_dict() for item in runs.recent(runtime)]
 
     @router.get("/runs/{run_id}")
-    def show_run(run_id: int, runtime: RuntimeDep, principal: AdminDep) -> dict[str, Any]:
+    def show_run(run_id: PositiveInt64, runtime: RuntimeDep, principal: AdminDep) -> dict[str, Any]:
         """One run."""
         return runs.get(runtime, run_id).to_dict()
 
     @router.post("/runs/{run_id}/resume", status_code=202, response_model=TaskAccepted)
-    def resume(run_id: int, runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
+    def resume(run_id: PositiveInt64, runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
         """Queue ``hostops.update.run`` to resume a stopped run from the step that failed."""
         runs.get(runtime, run_id)
         return accept_task(runtime, principal, RUN_KIND, {"run": run_id})
 
     @router.post("/runs/{run_id}/abort", status_code=202, response_model=TaskAccepted)
-    def abort(run_id: int, runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
+    def abort(run_id: PositiveInt64, runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
         """Queue ``hostops.update.run`` in ``bring_back`` mode: skip the rest of the update,
         start the VMs and services the run stopped, run the checks."""
         runs.get(runtime, run_id)
