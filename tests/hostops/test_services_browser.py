@@ -22,6 +22,7 @@ from pages_env import PagesEnv  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.sshd]
 WAIT = 60_000  # ms: a bound for a loaded machine, not a timing assertion
+STATE_IS = """(state) => document.querySelector('#services tr[data-service="sshd"] .state')?.textContent === state"""
 
 
 @pytest.fixture
@@ -76,9 +77,7 @@ def test_the_services_page_follows_the_action_and_shows_the_new_state(tmp_path, 
             assert row.locator(".state").inner_text() == "Start sshd…"  # following the task
             assert test_sshd.pid() is None  # nothing ran yet: the worker has not taken it
             assert queued(env) == 1
-            page.wait_for_function(
-                """() => document.querySelector('#services tr[data-service="sshd"] .state')?.textContent === 'running'""",
-                timeout=WAIT)
+            page.wait_for_function(STATE_IS, arg="running", timeout=WAIT)
             assert test_sshd.pid() is not None  # the daemon the row now says runs
             assert "never" not in row.inner_text()  # "Seen" is the task's time now
             assert page.locator('#services tr[data-service="sshd"][aria-busy]').count() == 0
@@ -88,9 +87,7 @@ def test_the_services_page_follows_the_action_and_shows_the_new_state(tmp_path, 
             page.locator("#confirm-ok").click()
             page.locator(".toast", has_text="Stop sshd queued").first.wait_for(timeout=WAIT)
             assert queued(env) == 1
-            page.wait_for_function(
-                """() => document.querySelector('#services tr[data-service="sshd"] .state')?.textContent === 'stopped'""",
-                timeout=WAIT)
+            page.wait_for_function(STATE_IS, arg="stopped", timeout=WAIT)
             assert test_sshd.pid() is None
             assert page.evaluate("() => window.bhypeSamePage") == "yes"  # no reload happened
             ARTIFACTS.mkdir(exist_ok=True)
