@@ -112,7 +112,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction 
 
 def _plugin_commands(sub: argparse._SubParsersAction, runtime: Runtime) -> None:
     catalog = runtime.registry.cli_commands
-    for name in catalog.names():
+    # One-word commands first: a two-word one may nest under a built-in plugin's command
+    # (``vm move`` under core_vms's ``vm``) whichever plugin registered first.
+    for name in sorted(catalog.names(), key=lambda name: name.count(" ")):
         command = catalog[name]
         words = name.split(" ")
         target: argparse._SubParsersAction | None = sub

@@ -1,0 +1,108 @@
+"""What this host tells a peer that wants to move a VM here: its hypervisor, datastores and
+space, switches, templates, and whether a given VM would fit (names, UUID, MACs, switches,
+features, space). Answered by the API process from the database and ``statvfs``: no host
+command runs, so a peer's ``test`` and a dry run change nothing here."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from bhype_core.plugin_api import (
+    VMSpec,
+    active_driver,
+    detect_platform,
+    list_switches,
+    list_vms,
+    open_datastore,
+    session,
+    template_catalog,
+    vm_settings,
+)
+from bhype_migrate import __version__
+
+INCOMING_PREFIX = ".bhype-incoming-"
+
+
+def datastore_root(runtime: Any, name: str) -> Path | None:
+    """The directory a directory datastore keeps VMs under (``None`` for other backends)."""
+    store = open_datastore(runtime, name)
+    root = getattr(store, "root", None)
+    return Path(root) if getattr(store, "name", "") == "directory" and root is not None else None
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes for root on the file system holding ``path`` (its nearest existing parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+def datastores(runtime: Any) -> list[dict[str, Any]]:
+    """Each configured datastore: name, backend, root (directory backend) and free bytes."""
+    found = []
+    for name, entry in vm_settings(runtime).datastores.items():
+        root = datastore_root(runtime, name) if entry.backend == "directory" else None
+        found.append({"name": name, "backend": entry.backend, "root": str(root) if root else None,
+                      "free": free_bytes(root) if root else None})
+    return found
+
+
+def host_facts(runtime: Any) -> dict[str, Any]:
+    """The ``GET /api/v1/migrate/info`` answer."""
+    driver = active_driver(runtime)
+    with session(runtime) as db:
+        switches = sorted(switch.name for switch in list_switches(db))
+    settings = vm_settings(runtime)
+    return {
+        "host": socket.gethostname(),
+        "migrate_version": __version__,
+        "platform": detect_platform(getattr(runtime.settings.core, "platform", None)),
+        "driver": driver.name,
+        "capabilities": sorted(str(c) for c in driver.capabilities),
+        "default_datastore": settings.default_datastore,
+        "datastores": datastores(runtime),
+        "switches": switches,
+        "templates": template_catalog(runtime).names(),
+    }
+
+
+def check_fit(runtime: Any, spec_data: dict[str, Any], datastore: str | None, size: int) -> dict[str, Any]:
+    """Whether a VM with ``spec_data`` (``size`` bytes of files) could be received here:
+    ``problems`` as ``[path, message]`` pairs (empty when it fits) and the datastore chosen."""
+    problems: list[list[str]] = []
+    settings = vm_settings(runtime)
+    datastore = datastore or settings.default_datastore
+    spec = VMSpec.model_validate(spec_data)
+    taken = {vm.name: vm for vm in list_vms(runtime)}
+    uuids = {str(vm.uuid).lower(): vm.name for vm in taken.values()}
+    if spec.name in taken:
+        problems.append(["name", f"a VM named {spec.name!r} exists on this host already"])
+    if str(spec.uuid).lower() in uuids:
+        problems.append(["uuid", f"VM {uuids[str(spec.uuid).lower()]!r} here has UUID {spec.uuid} already"])
+    with session(runtime) as db:
+        switches = {switch.name for switch in list_switches(db)}
+    for index, nic in enumerate(spec.nics):
+        if nic.switch and nic.switch not in switches:
+            problems.append([f"nics.{index}.switch", f"switch {nic.switch!r} does not exist on this host"])
+    driver = active_driver(runtime)
+    for path, message in driver.capability_check(spec):
+        problems.append([path, f"incompatible hypervisor: {message}"])
+    root = None
+    if datastore not in settings.datastores:
+        problems.append(["datastore", f"no datastore {datastore!r} here"])
+    else:
+        root = datastore_root(runtime, datastore)
+        if root is None:
+            problems.append(["datastore", f"datastore {datastore!r} is not directory storage (rsync needs one)"])
+        else:
+            free = free_bytes(root)
+            if free is not None and free < size:
+                problems.append(["space", f"datastore {datastore!r} has {free} bytes free, the VM needs {size}"])
+    return {"problems": problems, "datastore": datastore, "root": str(root) if root else None}

@@ -1,0 +1,132 @@
+"""The target side of a move: ``migrate.receive`` checks the files a peer sent, puts them in
+place and registers the VM (keeping its UUID and MACs); ``migrate.discard`` removes what a
+failed or rolled-back move left here. Both run on the receiving host's worker, queued by the
+moving host through this host's API with an admin token."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bhype_core.plugin_api import (
+    BhypeError,
+    TaskContext,
+    UndoAction,
+    ValidationErrors,
+    find_vm,
+    is_running,
+    register_vm,
+    unregister_vm,
+)
+from bhype_migrate.checksums import checksum_tree, mismatches, regular_files
+from bhype_migrate.facts import INCOMING_PREFIX, datastore_root
+
+INCOMING_RE = re.compile(rf"^{re.escape(INCOMING_PREFIX)}[0-9a-f-]{{36}}$")
+UNRECEIVE = "migrate.unreceive"
+
+
+def incoming_dir(runtime: Any, datastore: str, incoming: str) -> Path:
+    """The incoming directory ``incoming`` (a bare ``.bhype-incoming-<uuid>`` name) of a
+    directory datastore, confined to its root."""
+    if not isinstance(incoming, str) or not INCOMING_RE.match(incoming):
+        raise ValidationErrors([("incoming", f"{incoming!r} is not an incoming directory name")])
+    root = datastore_root(runtime, datastore)
+    if root is None:
+        raise ValidationErrors([("datastore", f"datastore {datastore!r} is not directory storage")])
+    return root / incoming
+
+
+def _vm_dir(runtime: Any, datastore: str, name: str) -> Path:
+    from bhype_core.plugin_api import open_datastore
+
+    return Path(open_datastore(runtime, datastore).vm_dir(name))
+
+
+def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str, Any], owner: str,
+            checksums: dict[str, str]) -> dict[str, Any]:
+    """Verify the files in ``incoming`` against ``checksums`` (every file, nothing extra),
+    move them into VM ``spec['name']``'s directory and register it with ``spec`` (its UUID and
+    MACs kept). Any failure puts the files back in ``incoming`` and registers nothing."""
+    runtime = context.runtime
+    source = incoming_dir(runtime, datastore, incoming)
+    if not source.is_dir() or source.is_symlink():
+        raise BhypeError(f"nothing was received in {incoming}")
+    files = regular_files(source)
+    total = sum((source / name).stat().st_size for name in files) or 1
+    done = [0]
+
+    def counted(count: int) -> None:
+        done[0] += count
+        context.progress(min(90.0, 90.0 * done[0] / total), "verifying checksums")
+
+    problems = mismatches(checksums, checksum_tree(source, files, counted))
+    if problems:
+        raise BhypeError(f"the received files do not match the source: {'; '.join(problems[:10])}")
+    context.log(f"checksums of {len(files)} file(s) verified")
+    name = spec["name"]
+    target = _vm_dir(runtime, datastore, name)
+    if os.path.lexists(target):
+        raise ValidationErrors([("name", f"the directory of a VM named {name!r} exists on this host already")])
+    context.intent(UNRECEIVE, f"VM {name} received in {target}", datastore=datastore, incoming=incoming,
+                   name=name, uuid=str(spec.get("uuid", "")))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(source, target)
+    try:
+        ref = register_vm(context, datastore, spec, owner)
+    except BaseException:
+        os.rename(target, source)
+        raise
+    context.progress(100.0, "registered")
+    return {"vm": ref.name, "uuid": str(ref.uuid), "files": len(files), "datastore": datastore}
+
+
+def _remove_vm(context: TaskContext, datastore: str, name: str, uuid: str) -> str | None:
+    """Remove VM ``name`` here if it is the one a move registered (same UUID): power it off
+    first, then its record and its directory."""
+    row = find_vm(context.runtime, name)
+    if row is None or (uuid and str(row.uuid).lower() != uuid.lower()):
+        return None
+    if is_running(context.runtime, name):
+        outcome = context.wait(context.submit("vm.force_stop", {"name": name}))[0]
+        if not outcome.ok:
+            raise BhypeError(f"could not power off VM {name} here: {outcome.error}")
+    unregister_vm(context, name)
+    shutil.rmtree(_vm_dir(context.runtime, datastore, name), ignore_errors=True)
+    return f"VM {name} ({uuid}) removed"
+
+
+def discard(context: TaskContext, datastore: str, incoming: str, name: str = "", uuid: str = "") -> dict[str, Any]:
+    """Remove what a move left here: the incoming files and, when ``name`` and ``uuid`` are
+    given, the VM a move registered (powered off first). Absent things are fine."""
+    removed = []
+    if name:
+        said = _remove_vm(context, datastore, name, uuid)
+        if said:
+            removed.append(said)
+    path = incoming_dir(context.runtime, datastore, incoming)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+        removed.append(f"incoming files {incoming}")
+    for line in removed:
+        context.log(f"removed {line}")
+    return {"removed": removed}
+
+
+def unreceive(context: TaskContext, datastore: str, incoming: str, name: str, uuid: str) -> str:
+    """Undo of an interrupted ``migrate.receive``: unregister the VM (same UUID) and put its
+    files back in ``incoming`` (the moving host then discards or retries)."""
+    row = find_vm(context.runtime, name)
+    if row is not None and str(row.uuid).lower() == uuid.lower():
+        unregister_vm(context, name)
+    target = _vm_dir(context.runtime, datastore, name)
+    source = incoming_dir(context.runtime, datastore, incoming)
+    if target.is_dir() and not source.exists() and (row is None or str(row.uuid).lower() == uuid.lower()):
+        os.rename(target, source)
+    return f"VM {name} not registered; its files are back in {incoming}"
+
+
+UNDO_ACTIONS = [UndoAction(name=UNRECEIVE, run=unreceive,
+                           description="unregister a half-received VM and put its files back")]

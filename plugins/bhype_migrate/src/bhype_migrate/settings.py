@@ -1,0 +1,28 @@
+"""The ``[migrate]`` settings section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from bhype_core.plugin_api import ConfigError
+
+
+class MigrateSettings(BaseModel):
+    """``[migrate]``: how moves estimate and how warm moves converge."""
+
+    assumed_rate: int = Field(100 * 2**20, ge=1, description="bytes/s a plan assumes for its time estimates")
+    warm_passes: int = Field(5, ge=1, le=50, description="at most this many copies while a warm move's VM runs")
+    warm_delta: int = Field(64 * 2**20, ge=0,
+                            description="a warm move stops the VM once a pass sent fewer bytes than this")
+    peer_task_timeout: float = Field(3600.0, gt=0, description="seconds to wait for a task on the peer")
+    stop_timeout: float | None = Field(None, gt=0, description="graceful stop timeout (default: vm.stop_timeout)")
+
+
+def migrate_settings(runtime: Any) -> MigrateSettings:
+    """The runtime's ``[migrate]`` section (defaults when absent)."""
+    try:
+        return runtime.settings.section("migrate")
+    except ConfigError:  # a runtime without the plugin's section uses the defaults
+        return MigrateSettings()
