@@ -130,3 +130,52 @@ def test_old_succeeded_system_tasks_are_pruned_with_their_logs(runtime):
     assert prune_system_tasks(runtime.engine, keep_days=7) == 1
     assert store.get_task(runtime.engine, old.id) is None and store.read_log(runtime.engine, old.id) == []
     assert all(store.get_task(runtime.engine, task.id) is not None for task in (failed, recent, mine))
+
+
+class FromSettings:
+    """A job whose time is a setting (``[queue] name`` stands in for a plugin's own section)."""
+
+    @hookimpl
+    def bhype_register_periodic_jobs(self, register):
+        def at_setting(settings):
+            if settings.queue.name == "off":
+                return None
+            hour, minute = settings.queue.name.split("-")[1:3]
+            return {"minute": minute, "hour": hour}
+
+        register(PeriodicJob(name="test.set", kind="core.ping", minute="17", hour="4", day_of_week="1-5",
+                             schedule=at_setting))
+
+
+def queue_named(tmp_path, plugin, name):
+    raw = queue_config(tmp_path / name, "sqlite")
+    raw["queue"]["name"] = name
+    pm = make_plugin_manager(load_entrypoints=False, plugins=[("core_tasks", core_tasks), ("timed", plugin)])
+    return build_runtime(settings_from(raw), pm)
+
+
+def test_a_schedule_callable_takes_the_time_from_the_loaded_settings(tmp_path):
+    built = queue_named(tmp_path, FromSettings(), "q-22-05")
+    names = lambda at: [job.name for job in due_jobs(built, at)]  # noqa: E731
+    assert names(AT(2024, 5, 1, 22, 5)) == ["test.set"]  # a Wednesday: the static day_of_week stays
+    assert names(AT(2024, 5, 1, 4, 17)) == []  # the static time is replaced
+    assert names(AT(2024, 5, 4, 22, 5)) == []  # Saturday
+    assert "periodic job test.set [05 22 * * 1-5] task core.ping (plugin timed)" in describe(built)
+    off = queue_named(tmp_path, FromSettings(), "off")
+    assert [job.name for job in due_jobs(off, AT(2024, 5, 1, 4, 17))] == []
+    assert "periodic job test.set [off] task core.ping (plugin timed)" in describe(off)
+
+
+def test_a_bad_schedule_from_settings_stops_start_up_naming_job_and_plugin(tmp_path):
+    with pytest.raises(PluginError, match=r"periodic job 'test.set' of plugin 'timed' has a bad schedule: .*61"):
+        assert queue_named(tmp_path, FromSettings(), "q-3-61").queue is None  # raises first
+    with pytest.raises(PluginError, match="periodic job 'test.set' of plugin 'timed' has a bad schedule: ValueError"):
+        assert queue_named(tmp_path, FromSettings(), "broken").queue is None  # raises first
+
+    class WrongKey:
+        @hookimpl
+        def bhype_register_periodic_jobs(self, register):
+            register(PeriodicJob(name="test.set", kind="core.ping", schedule=lambda settings: {"minutes": "5"}))
+
+    with pytest.raises(PluginError, match="expected string values for minute, hour, day, month, day_of_week only"):
+        assert queue_named(tmp_path, WrongKey(), "q").queue is None  # raises first

@@ -73,3 +73,31 @@ def test_suspend_is_detected_not_assumed(platform) -> None:
     assert platform.can_suspend() is False
     change(platform, lambda s: s.update(snapshot_bhyve=True))
     assert platform.can_suspend() is True
+
+
+def test_installer_lines_arrive_while_it_runs(platform, tmp_path) -> None:
+    """The stand-in's pkg stops after its first progress line until a gate file exists; only a
+    line delivered while the command runs can open it (otherwise the install fails)."""
+    gate = tmp_path / "gate"
+    change(platform, lambda s: s.update(gate=str(gate), pace=0.05) or s["pending"].update(packages=[
+        {"name": "curl", "from": "8.4.0", "to": "8.6.0"}, {"name": "git", "from": "2.44", "to": "2.45"}]))
+    seen: list[str] = []
+
+    def on_line(line: str) -> None:
+        seen.append(line)
+        if line.startswith("[1/2] Upgrading curl"):
+            gate.touch()
+
+    outcome = platform.install("packages", ["pkg", "upgrade", "-y"], None, on_line=on_line)
+    assert outcome.installed and seen == outcome.lines  # every non-blank line, once, in order
+    assert seen[-2:] == ["[2/2] Upgrading git from 2.44 to 2.45...", "[2/2] Extracting git-2.45: .......... done"]
+
+
+def test_a_gate_nobody_opens_fails_the_install(platform, tmp_path, monkeypatch) -> None:
+    """The other side of the handshake: without the line, the stand-in gives up (the test above
+    is not passing by accident)."""
+    change(platform, lambda s: s.update(gate=str(tmp_path / "never")) or s["pending"].update(packages=[
+        {"name": "curl", "from": "8.4.0", "to": "8.6.0"}]))
+    monkeypatch.setenv("BHYPE_STANDIN_GATE_WAIT", "1")
+    with pytest.raises(InstallFailed, match="gate .* never opened"):
+        platform.install("packages", ["pkg", "upgrade", "-y"], None, on_line=lambda line: None)

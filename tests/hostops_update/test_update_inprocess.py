@@ -245,3 +245,42 @@ def test_a_service_the_service_kinds_refuse_is_a_problem_of_the_plan(tmp_path, p
         assert client.get(f"{UPDATE}/runs").json() == []  # nothing was started
     runtime.queue.scheduler.lease.release()
     runtime.engine.dispose()
+
+
+def test_installer_lines_reach_the_task_log_while_it_runs(stack) -> None:
+    """The stand-in's pkg prints slowly and waits after its first progress line until a gate
+    file exists; the test opens it only once that line is in the task log, read from the
+    database while the run goes on (written at the end, the line would never be seen there
+    and the install would fail)."""
+    import threading
+
+    from bhype_core.tasks import store
+    from bhype_core.testing.waiting import wait_for
+
+    runtime, client, app, events, state_dir, _ = stack
+    gate = state_dir / "gate"
+    state = standin.load(state_dir)
+    state["pending"]["packages"] = [{"name": "curl", "from": "8.4.0", "to": "8.6.0"},
+                                    {"name": "git", "from": "2.44", "to": "2.45"}]
+    state.update(gate=str(gate), pace=0.05)
+    standin.save(state_dir, state)
+    run(runtime, client, "/plan")
+    answer = client.post(f"{UPDATE}/run", json={"confirm": True})
+    assert answer.status_code == 202, answer.text
+    task_id = answer.json()["task_id"]
+    worker = threading.Thread(target=run_queued, args=(runtime,))
+    worker.start()
+    first = "packages: [1/2] Upgrading curl from 8.4.0 to 8.6.0..."
+    try:
+        wait_for(lambda: first in [line.message for line in store.read_log(runtime.engine, task_id)],
+                 "the first progress line in the task log while pkg runs")
+        assert "packages: [2/2] Upgrading git from 2.44 to 2.45..." not in [
+            line.message for line in store.read_log(runtime.engine, task_id)]  # pkg is still held
+    finally:
+        gate.touch()
+        worker.join()
+    done = client.get(f"/api/v1/tasks/{task_id}").json()
+    assert done["state"] == "succeeded", done
+    messages = [line["message"] for line in done["log"]]
+    for line in (first, "packages: [2/2] Extracting git-2.45: .......... done", "packages: \tgit: 2.44 -> 2.45"):
+        assert messages.count(line) == 1

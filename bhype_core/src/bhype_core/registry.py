@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -115,6 +115,14 @@ class PeriodicJob:
 
     ``run_at_start`` also submits it once when a worker starts, for jobs whose answer must not
     wait for the schedule (reconciling VM states after a restart, probing the host).
+
+    ``schedule`` makes the time a setting: it is called once with the loaded
+    :class:`~bhype_core.config.Settings` when the process builds its queue (periodic jobs are
+    registered before settings exist) and returns the crontab fields to use instead of the
+    static ones (a key it leaves out keeps the static value), or ``None`` for "not scheduled
+    under these settings" (never due; ``run_at_start`` still applies). A changed setting takes
+    effect when the worker restarts. An exception or an invalid field stops start-up with a
+    :class:`~bhype_core.errors.PluginError` naming job and plugin.
     """
 
     name: str
@@ -127,6 +135,7 @@ class PeriodicJob:
     day_of_week: str = "*"
     description: str = ""
     run_at_start: bool = False
+    schedule: Callable[[Any], Mapping[str, str] | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bhype_core.errors import CommandError
@@ -65,6 +66,7 @@ def run_process(
     cwd: str | os.PathLike[str] | None,
     kill_grace: float = DEFAULT_KILL_GRACE,
     display_argv: list[str] | None = None,
+    on_line: Callable[[str, str], object] | None = None,
 ) -> Result:
     """Run ``argv`` locally in its own session and wait for it, capturing both outputs.
 
@@ -72,7 +74,8 @@ def run_process(
     deadlock. On timeout the whole process group gets SIGTERM, then SIGKILL after
     ``kill_grace`` seconds, and :class:`CommandError` is raised with the partial output.
     ``display_argv`` is the argv reported in results and errors (the SSH runner reports the
-    remote command, not its ``ssh`` wrapper).
+    remote command, not its ``ssh`` wrapper). ``on_line(stream, line)`` is called with each
+    line of stdout and stderr as it arrives (:mod:`bhype_core.host.streaming`).
     """
     shown = display_argv or argv
     started = time.monotonic()
@@ -103,6 +106,11 @@ def run_process(
         reason = f"working directory is not a directory: {os.fspath(cwd or '')}"
         raise CommandError(shown, None, duration=time.monotonic() - started, reason=reason) from None
 
+    if on_line is not None:
+        from bhype_core.host.streaming import stream_process
+
+        return stream_process(proc, shown=list(shown), started=started, timeout=timeout, input=input,
+                              kill_grace=kill_grace, on_line=on_line)
     try:
         stdout, stderr = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -15,9 +15,11 @@ from bhype_core.host.audit import AuditSink, deliver, deliver_start, make_record
 from bhype_core.host.pipeline import CancelCheck, LineCallback, PipeResult, run_pipeline
 from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, decode, run_process
 from bhype_core.host.stream import run_streaming
+from bhype_core.host.streaming import OutputLineCallback
 
 __all__ = [
-    "DEFAULT_KILL_GRACE", "DEFAULT_TIMEOUT", "ArgvError", "LocalRunner", "PipeResult", "Result", "Runner",
+    "DEFAULT_KILL_GRACE", "DEFAULT_TIMEOUT", "ArgvError", "LocalRunner", "OutputLineCallback", "PipeResult", "Result",
+    "Runner",
     "decode", "make_runner", "run_process", "validate_argv",
 ]
 
@@ -90,6 +92,9 @@ class Runner(ABC):
 
     #: Seconds between SIGTERM and SIGKILL when a command times out.
     kill_grace: float = DEFAULT_KILL_GRACE
+    #: Whether :meth:`_execute` takes ``on_line`` and calls it while the command runs (local and
+    #: SSH runners); other runners' lines are handed over when the command ends.
+    streams_output: bool = False
 
     def __init__(self, default_timeout: float = DEFAULT_TIMEOUT) -> None:
         if default_timeout <= 0:
@@ -132,6 +137,7 @@ class Runner(ABC):
         input: Input = None,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        on_line: OutputLineCallback | None = None,
     ) -> Result:
         """Run one command and wait for it.
 
@@ -142,6 +148,12 @@ class Runner(ABC):
         :param input: data for stdin (``str`` is sent as UTF-8); stdin is empty when ``None``.
         :param env: variables added to (not replacing) the inherited environment.
         :param cwd: working directory for the command.
+        :param on_line: called as ``on_line(stream, line)`` (``"stdout"``/``"stderr"``, the
+            decoded line without its end) for every output line *as it arrives*, in this thread;
+            the output is still captured whole in the result (or the error). An exception it
+            raises kills the command and propagates. A runner that cannot stream
+            (``streams_output`` false: dry runs, recorded test runners) hands the lines over
+            when the command ends.
         :returns: the :class:`Result`.
         :raises ArgvError: bad ``argv``/``env``/``input``/``timeout``; nothing ran.
         :raises CommandError: not found, timed out, or (``check``) non-zero exit status.
@@ -154,8 +166,9 @@ class Runner(ABC):
             raise ArgvError(f"timeout must be a positive number of seconds, not {timeout!r}")
         directory = None if cwd is None else os.fspath(cwd)
         command_id = self._audit_start(argv)
+        streaming = {"on_line": on_line} if on_line is not None and self.streams_output else {}
         try:
-            result = self._execute(argv, timeout=float(timeout), input=data, env=env, cwd=directory)
+            result = self._execute(argv, timeout=float(timeout), input=data, env=env, cwd=directory, **streaming)
         except CommandError as exc:
             self._audit(argv, exc.returncode, exc.duration, exc.stderr, error=exc.reason or str(exc),
                         command_id=command_id)
@@ -164,6 +177,8 @@ class Runner(ABC):
                     command_id=command_id)
         # Crash-safety tests die right after a given command (``after:zfs clone``): failpoints.
         failpoints.reached(f"after:{Path(argv[0]).name} {argv[1] if len(argv) > 1 else ''}".rstrip())
+        if on_line is not None and not streaming:
+            replay_lines(result, on_line)
         if check:
             result.assert_success()
         return result
@@ -347,8 +362,18 @@ class Runner(ABC):
         self.close()
 
 
+def replay_lines(result: Result, on_line: OutputLineCallback) -> None:
+    """Hand ``result``'s output to ``on_line`` line by line (stdout, then stderr) after the fact."""
+    for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+            if line:
+                on_line(stream, line)
+
+
 class LocalRunner(Runner):
     """Runs commands on this machine."""
+
+    streams_output = True
 
     def __init__(
         self, default_timeout: float = DEFAULT_TIMEOUT, kill_grace: float = DEFAULT_KILL_GRACE
@@ -368,8 +393,10 @@ class LocalRunner(Runner):
         input: bytes | None,
         env: dict[str, str] | None,
         cwd: str | None,
+        on_line: OutputLineCallback | None = None,
     ) -> Result:
-        return run_process(argv, timeout=timeout, input=input, env=env, cwd=cwd, kill_grace=self.kill_grace)
+        return run_process(argv, timeout=timeout, input=input, env=env, cwd=cwd, kill_grace=self.kill_grace,
+                           on_line=on_line)
 
     def local_argv(self, argv: list[str]) -> list[str]:
         return list(argv)

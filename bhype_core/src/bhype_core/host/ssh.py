@@ -20,6 +20,7 @@ from bhype_core.host.runner import (
     DEFAULT_KILL_GRACE,
     DEFAULT_TIMEOUT,
     ArgvError,
+    OutputLineCallback,
     Result,
     Runner,
     run_process,
@@ -109,6 +110,8 @@ class SSHRunner(Runner):
     command that neither reads nor writes may keep running until it next touches its pipes.
     The remote login shell must be POSIX-compatible (``sh``; csh rejects quoted newlines).
     """
+
+    streams_output = True  # the remote output comes through the local ssh's pipes as it is written
 
     def __init__(
         self,
@@ -204,6 +207,7 @@ class SSHRunner(Runner):
         input: bytes | None,
         env: dict[str, str] | None,
         cwd: str | None,
+        on_line: OutputLineCallback | None = None,
     ) -> Result:
         command = remote_command(argv, env, cwd)
         result = run_process(
@@ -214,6 +218,7 @@ class SSHRunner(Runner):
             cwd=None,
             kill_grace=self.kill_grace,
             display_argv=argv,
+            on_line=on_line,
         )
         self._check_side(result)
         return result

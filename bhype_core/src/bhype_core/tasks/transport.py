@@ -17,11 +17,9 @@ from bhype_core.private_files import ensure_private_sqlite
 from bhype_core.tasks import scheduled
 from bhype_core.tasks.doorbell import Doorbell
 from bhype_core.tasks.serializer import JsonSerializer
-from bhype_core.tasks.validation import bind_periodic_jobs
+from bhype_core.tasks.validation import JobSchedule, bind_periodic_jobs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from huey.api import TaskWrapper
 
     from bhype_core.config import Settings
@@ -71,6 +69,7 @@ class BhypeQueue:
         registry: Registry,
         detail: str,
         runtime: Runtime | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.huey = huey
         huey.queue = self
@@ -78,8 +77,9 @@ class BhypeQueue:
         self.registry = registry
         self.detail = detail
         self.runtime = runtime
-        # Each periodic job's crontab test, by job name (checked here, at start-up).
-        self.periodic: dict[str, Callable[[Any], bool]] = bind_periodic_jobs(registry)
+        # Each periodic job's schedule, by job name (resolved with the settings and checked
+        # here, at start-up).
+        self.periodic: dict[str, JobSchedule] = bind_periodic_jobs(registry, settings)
         self.scheduled: dict[str, TaskWrapper] = scheduled.bind_scheduled(self)
         self._scheduler: Scheduler | None = None
         self._scheduler_lock = threading.Lock()
@@ -197,7 +197,7 @@ def make_queue(settings: Settings, registry: Registry, runtime: Runtime | None =
         huey = BhypeHuey(storage_class=PriorityRedisStorage, connection_pool=redis_pool(url),
                          blocking=True, read_timeout=1, **common)
         detail = f"redis {redacted_url(url)} queue {queue_settings.name}"
-    return BhypeQueue(huey, backend, registry, detail, runtime)
+    return BhypeQueue(huey, backend, registry, detail, runtime, settings)
 
 
 def sqlite_path(settings: Settings) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from huey import crontab
@@ -13,18 +15,52 @@ from bhype_core.errors import PluginError, ValidationErrors
 from bhype_core.tasks.serializer import check_json
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from bhype_core.registry import PeriodicJob, Registry, TaskKind
 
 
-def job_schedule(job: PeriodicJob, plugin: str) -> Callable[[Any], bool]:
-    """huey's crontab test for ``job`` (strict: a malformed field is an error, not ignored).
+CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 
-    :raises PluginError: a field is not valid crontab syntax (names job and plugin).
+
+@dataclass(frozen=True)
+class JobSchedule:
+    """A periodic job's schedule as resolved at start-up: its crontab fields (``None``: not
+    scheduled under the loaded settings) and huey's test of a minute against them."""
+
+    fields: tuple[str, ...] | None
+    test: Callable[[Any], bool] | None
+
+    def __call__(self, at: Any) -> bool:
+        return self.test is not None and bool(self.test(at))
+
+    def describe(self) -> str:
+        """``*/15 2 * * 1-5``, or ``off`` when the settings left the job unscheduled."""
+        return " ".join(self.fields) if self.fields is not None else "off"
+
+
+def job_schedule(job: PeriodicJob, plugin: str, settings: Any = None) -> JobSchedule:
+    """``job``'s schedule: its static crontab fields, or what ``job.schedule(settings)`` returns
+    (strict: a malformed field is an error, not ignored).
+
+    :raises PluginError: a field is not valid crontab syntax, or ``job.schedule`` raised or
+        returned something else than a mapping of crontab fields (names job and plugin).
     """
+    fields = {name: getattr(job, name) for name in CRON_FIELDS}
+    if job.schedule is not None:
+        try:
+            chosen = job.schedule(settings)
+            if chosen is None:
+                return JobSchedule(None, None)
+            unknown = sorted(set(chosen) - set(CRON_FIELDS))
+            if unknown or not all(isinstance(value, str) for value in chosen.values()):
+                raise ValueError(f"the schedule callable returned {dict(chosen)!r}: expected string values "
+                                 f"for {', '.join(CRON_FIELDS)} only")
+        except Exception as exc:  # a plugin's callable: any failure stops start-up, named
+            raise PluginError(f"periodic job {job.name!r} of plugin {plugin!r} has a bad schedule: "
+                              f"{type(exc).__name__}: {exc}") from None
+        fields.update(chosen)
+    ordered = tuple(fields[name] for name in CRON_FIELDS)
     try:
-        return crontab(job.minute, job.hour, job.day, job.month, job.day_of_week, strict=True)
+        return JobSchedule(ordered, crontab(*ordered, strict=True))
     except ValueError as exc:
         raise PluginError(
             f"periodic job {job.name!r} of plugin {plugin!r} has a bad schedule: {exc}"
@@ -78,8 +114,9 @@ def _check_signature(kind: TaskKind, arguments: dict[str, Any], errors: Validati
             errors.add(f"arguments.{name}", f"required by task kind {kind.name}")
 
 
-def bind_periodic_jobs(registry: Registry) -> dict[str, Callable[[Any], bool]]:
-    """Every periodic job's crontab test, by job name, checked at start-up.
+def bind_periodic_jobs(registry: Registry, settings: Any = None) -> dict[str, JobSchedule]:
+    """Every periodic job's schedule, by job name, resolved with ``settings`` and checked at
+    start-up.
 
     :raises PluginError: a job's schedule is not valid crontab syntax, or it names a task kind
         nobody registered (names job and plugin).
@@ -91,5 +128,5 @@ def bind_periodic_jobs(registry: Registry) -> dict[str, Callable[[Any], bool]]:
         if job.kind not in registry.tasks:
             raise PluginError(f"periodic job {job.name!r} of plugin {plugin!r} names task kind {job.kind!r}, "
                               "which no plugin registered")
-        schedules[job.name] = job_schedule(job, plugin)
+        schedules[job.name] = job_schedule(job, plugin, settings)
     return schedules

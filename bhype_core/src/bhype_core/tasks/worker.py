@@ -100,7 +100,7 @@ def describe(runtime: Runtime) -> list[str]:
     lines += [f"task kind {name} (plugin {registry.tasks.plugin_of(name)})" for name in sorted(registry.tasks.names())]
     for name in sorted(queue.periodic):
         job = registry.periodic_jobs[name]
-        schedule = " ".join((job.minute, job.hour, job.day, job.month, job.day_of_week))
+        schedule = queue.periodic[name].describe()
         lines.append(f"periodic job {name} [{schedule}] task {job.kind} "
                      f"(plugin {registry.periodic_jobs.plugin_of(name)})")
     lines += [f"sampler {sampler.name} every {sampler.interval:g}s (plugin {registry.samplers.plugin_of(sampler.name)})"

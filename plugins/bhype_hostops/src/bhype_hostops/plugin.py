@@ -14,7 +14,7 @@ from bhype_core.plugin_api import (
     TaskKind,
     hookimpl,
 )
-from bhype_hostops.settings import HostopsSettings
+from bhype_hostops.settings import HostopsSettings, check_schedule
 from bhype_hostops.webui import bhype_webui_register_assets, bhype_webui_register_pages  # noqa: F401  (hooks)
 
 
@@ -44,11 +44,12 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 @hookimpl
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
     """The services' states every 5 minutes (and when a worker starts); the vulnerability and
-    patch checks daily at 04:17 host time (and on demand: ``POST /api/v1/hostops/check``)."""
+    patch checks daily at ``[hostops] check_time`` (default 04:17 host time; and on demand:
+    ``POST /api/v1/hostops/check``)."""
     from bhype_hostops.check_task import CHECK_KIND
     from bhype_hostops.service_tasks import PROBE_KIND
 
-    register(PeriodicJob(name=CHECK_KIND, kind=CHECK_KIND, minute="17", hour="4",
+    register(PeriodicJob(name=CHECK_KIND, kind=CHECK_KIND, minute="17", hour="4", schedule=check_schedule,
                          description="daily vulnerability and patch checks (pkg audit, freebsd-update, "
                                      "pkg upgrade -n)"))
 

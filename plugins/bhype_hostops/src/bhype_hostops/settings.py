@@ -59,6 +59,10 @@ class HostopsSettings(Section):
     check_platform: Literal["auto", "freebsd", "debian", "none"] = Field(
         "auto", description="auto: the FreeBSD checks on FreeBSD only; debian: apt-get -s upgrade (opt-in); none: never"
     )
+    check_time: str = Field(
+        "04:17", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="daily time (HH:MM, host local time) of the scheduled checks; applies when the worker restarts",
+    )
     check_timeout: float = Field(900.0, gt=0, le=86400, description="seconds allowed per check command")
     dismiss_days: int = Field(7, ge=1, le=365, description="a dismissed finding comes back after this many days")
 
@@ -85,3 +89,10 @@ class HostopsSettings(Section):
             if not argv or not all(isinstance(part, str) and part for part in argv):
                 raise ValueError(f"config check for {name!r} must be a non-empty argv list")
         return value
+
+
+def check_schedule(settings: object) -> dict[str, str]:
+    """The crontab fields of the daily ``hostops.check`` job from ``[hostops] check_time``
+    (a :class:`~bhype_core.plugin_api.PeriodicJob` ``schedule``)."""
+    hour, minute = settings.section("hostops").check_time.split(":")  # type: ignore[attr-defined]
+    return {"hour": str(int(hour)), "minute": str(int(minute))}

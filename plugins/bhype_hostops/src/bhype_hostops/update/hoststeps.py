@@ -31,15 +31,14 @@ def boot_environment(context: Any, run: Any, platform: Any, settings: Any) -> st
 
 
 def install(context: Any, run: Any, platform: Any, settings: Any) -> str:
-    """Run the installers, every line they print in the task log."""
+    """Run the installers, every line they print in the task log as it is printed."""
     mode = platform.base_mode()
     installed = dict(run.data.get("installed", {}))
     for name, tool_argv, env in platform.installers(mode):
         context.check_cancelled()
         context.log(f"installing {name}: {' '.join(platform.command(tool_argv))}")
-        outcome = platform.install(name, tool_argv, env)
-        for line in outcome.lines:
-            context.log(f"{name}: {line}")
+        outcome = platform.install(name, tool_argv, env,
+                                   on_line=lambda line, name=name: context.log(f"{name}: {line}"))
         installed[name] = installed.get(name, False) or outcome.installed
         runs.update(context.runtime, run.id, data={"installed": installed, "base_mode": mode})
     # A kernel or base userland update needs the reboot; packages alone do not.

@@ -9,6 +9,7 @@ installer (the plan says so, the run refuses before changing anything).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +72,9 @@ class UpdatePlatform:
         return [*self.prefix, *tool_argv]
 
     def _run(self, tool_argv: list[str], *, timeout: float = QUERY_TIMEOUT, check: bool = True,
-             env: dict[str, str] | None = None) -> Any:
+             env: dict[str, str] | None = None, on_line: Callable[[str, str], object] | None = None) -> Any:
         try:
-            return self.runner.run(self.command(tool_argv), timeout=timeout, check=check, env=env)
+            return self.runner.run(self.command(tool_argv), timeout=timeout, check=check, env=env, on_line=on_line)
         except CommandError as exc:
             # Name the tool, not the stand-in's interpreter; say why in its own words.
             what = exc.reason or f"exited with status {exc.returncode}"
@@ -114,11 +115,21 @@ class UpdatePlatform:
         steps.append(("packages", argv.pkg_upgrade(), None))
         return steps
 
-    def install(self, name: str, tool_argv: list[str], env: dict[str, str] | None) -> Install:
+    def install(self, name: str, tool_argv: list[str], env: dict[str, str] | None,
+                on_line: Callable[[str], object] | None = None) -> Install:
         """Run one installer; a failure raises :class:`InstallFailed` (its last lines in the
         message: freebsd-update says why on stdout). freebsd-update's exit 2 with "No updates
-        are available to install." is "nothing to install", not a failure."""
-        result = self._run(tool_argv, timeout=self.settings.install_timeout, check=False, env=env)
+        are available to install." is "nothing to install", not a failure.
+
+        :param on_line: called with each non-blank line the installer prints (stdout or
+            stderr) while it runs (the runner's streaming mode), e.g. to write the task log.
+        """
+        def stream(_stream: str, line: str) -> None:
+            if on_line is not None and line.strip():
+                on_line(line)
+
+        result = self._run(tool_argv, timeout=self.settings.install_timeout, check=False, env=env,
+                           on_line=stream if on_line is not None else None)
         output = result.stdout + ("\n" + result.stderr if result.stderr else "")
         lines = [line for line in output.splitlines() if line.strip()]
         nothing = nothing_to_install(output)

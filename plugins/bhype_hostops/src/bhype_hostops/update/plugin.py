@@ -48,11 +48,12 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
 
 @hookimpl
 def bhype_register_periodic_jobs(register: Callable[[PeriodicJob], None]) -> None:
-    """Every hour on the hour: start a host update when a configured window begins (windows
-    are off by default: the job then only says so)."""
-    from bhype_hostops.update.window import KIND
+    """At the start of the configured update window (``[hostops_update] window_days`` and
+    ``window_hour``, resolved when the worker starts): start a host update. Windows are off by
+    default: the job is then never due."""
+    from bhype_hostops.update.window import KIND, window_schedule
 
-    register(PeriodicJob(name="hostops.update-window", kind=KIND, minute="0",
+    register(PeriodicJob(name="hostops.update-window", kind=KIND, minute="0", schedule=window_schedule,
                          description="start a host update when an update window begins (off by default)"))
 
 

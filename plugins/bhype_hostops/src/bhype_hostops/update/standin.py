@@ -32,6 +32,11 @@ DEFAULT_STATE: dict[str, Any] = {
     "snapshot_bhyve": False,
     "pending": {"base": [], "packages": []},
     "fail": {},  # tool name -> message: that tool fails (exit 1) with this message
+    # pkg upgrade prints slowly, like a real download: "pace" seconds between progress lines,
+    # and with "gate" (a file path) it stops after the first one until that file exists (at
+    # most GATE_WAIT seconds, then fails), so a test can see a line arrive while it runs.
+    "pace": 0.0,
+    "gate": "",
     "log": [],
 }
 
@@ -94,6 +99,26 @@ def _freebsd_update(state: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+GATE_WAIT = 120.0  # BHYPE_STANDIN_GATE_WAIT overrides it (a test of the gate never opening)
+
+
+def _progress(state: dict[str, Any], line: str, first: bool) -> bool:
+    """Print one progress line now (flushed, as a terminal would show it), then wait the pace
+    and, after the first, for the gate; False when the gate never opened."""
+    print(line, flush=True)
+    time.sleep(float(state.get("pace") or 0.0))
+    gate = state.get("gate") or ""
+    if first and gate:
+        waited, limit = 0.0, float(os.environ.get("BHYPE_STANDIN_GATE_WAIT", GATE_WAIT))
+        while not os.path.exists(gate):
+            if waited >= limit:
+                print(f"stand-in: gate {gate} never opened", file=sys.stderr, flush=True)
+                return False
+            time.sleep(0.05)
+            waited += 0.05
+    return True
+
+
 def _pkg(state: dict[str, Any], args: list[str]) -> int:
     if args == ["which", "/usr/bin/uname"]:  # pkg-which(8)
         if state["pkgbase"]:
@@ -118,9 +143,12 @@ def _pkg(state: dict[str, Any], args: list[str]) -> int:
         print(f"\t{package['name']}: {package['from']} -> {package['to']}")
     print("")
     print(f"Number of packages to be upgraded: {len(pending)}")
+    sys.stdout.flush()
     for number, package in enumerate(pending, 1):
-        print(f"[{number}/{len(pending)}] Upgrading {package['name']} from {package['from']} to {package['to']}...")
-        print(f"[{number}/{len(pending)}] Extracting {package['name']}-{package['to']}: .......... done")
+        step, name = f"[{number}/{len(pending)}]", package["name"]
+        if not _progress(state, f"{step} Upgrading {name} from {package['from']} to {package['to']}...", number == 1):
+            return 1
+        _progress(state, f"{step} Extracting {name}-{package['to']}: .......... done", False)
     state["pending"]["packages"] = [p for p in state["pending"]["packages"] if p not in pending]
     return 0
 

@@ -1,5 +1,6 @@
-"""Scheduled update windows (optional, off by default): an hourly job that starts a host update
-run when the configured window begins.
+"""Scheduled update windows (optional, off by default): a job due when the configured window
+begins (its crontab comes from ``[hostops_update]`` through :func:`window_schedule`; with windows
+off it is never due) that starts a host update run.
 
 The run is an ordinary ``hostops.update.run`` task owned by the admin account named in
 ``window_owner`` (not by ``@system``: the run's VM and service sub-tasks are owned by the run's
@@ -25,9 +26,20 @@ def due(settings: UpdateSettings, now: datetime) -> bool:
             and now.hour == settings.window_hour)
 
 
+def window_schedule(settings: Any) -> dict[str, str] | None:
+    """The window job's crontab fields from the loaded settings (a
+    :class:`~bhype_core.plugin_api.PeriodicJob` ``schedule``): minute 0 of ``window_hour`` on
+    ``window_days`` (crontab counts 0 = Sunday); ``None`` (never due) when windows are off."""
+    section: UpdateSettings = settings.section("hostops_update")
+    if not section.window_enabled or not section.window_days:
+        return None
+    days = ",".join(str((DAYS.index(day) + 1) % 7) for day in section.window_days)
+    return {"minute": "0", "hour": str(section.window_hour), "day_of_week": days}
+
+
 def window_job(context: Any) -> dict[str, Any]:
-    """Task ``hostops.update.window`` (hourly, ``@system``): start a run when the window begins,
-    unless one is open; otherwise say why not."""
+    """Task ``hostops.update.window`` (``@system``, due when a window begins): start a run,
+    unless one is open or the settings no longer say a window begins now (then say why not)."""
     runtime = context.runtime
     settings = update_settings(runtime)
     now = datetime.now().astimezone()
