@@ -57,3 +57,9 @@ def make_host_runtime(short_dir: Path) -> Iterator[Callable[..., Runtime]]:
     for runtime in runtimes:
         if "engine" in runtime.__dict__:
             runtime.engine.dispose()
+
+
+@pytest.fixture
+def host_builtins() -> list[tuple[str, Any]]:
+    """The ``(name, module)`` pairs of the built-ins these tests' API runtimes load."""
+    return list(BUILTINS)

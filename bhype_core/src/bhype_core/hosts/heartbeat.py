@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from bhype_core.db.task_models import QUEUED, Task
-from bhype_core.hosts.registry import host_states, UNREACHABLE, beat, register
+from bhype_core.hosts.registry import UNREACHABLE, beat, host_states, register
 from bhype_core.hosts.settings import host_settings
 
 log = logging.getLogger("bhype.hosts")

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlmodel import Field, SQLModel
 
-from bhype_core.db.types import TABLE_OPTIONS, JSONText, UTCDateTime
 from bhype_core.db.models import utcnow
+from bhype_core.db.types import TABLE_OPTIONS, JSONText, UTCDateTime
 
 HOST_NAME_LENGTH = 63
 

@@ -126,7 +126,8 @@ def last_heartbeats(runtime: Any, names: list[str], rows: dict[str, Host]) -> di
     if client is None:
         return {name: rows[name].last_seen for name in names}
     values = client.mget([heartbeat_key(runtime, name) for name in names]) if names else []
-    return {name: (datetime.fromisoformat(value.decode()) if value else None) for name, value in zip(names, values)}
+    return {name: (datetime.fromisoformat(value.decode()) if value else None)
+            for name, value in zip(names, values, strict=True)}
 
 
 def host_states(runtime: Any) -> list[HostState]:

@@ -21,6 +21,7 @@ from sqlmodel import col, select
 
 from bhype_core.db.session import session
 from bhype_core.drivers.state import VMFiles
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.vm.models import VM
 from bhype_core.vm.reconcile import refresh_states
 from bhype_core.vm.services import open_datastore
@@ -58,7 +59,8 @@ class StateFileWatch:
         with session(self.runtime) as db:
             # A stopped VM has no supervisor to write its state file (a start task sets the row
             # going first): 200 running VMs among 10,000 records cost 200 stats (issue 15).
-            query = select(VM.name, VM.datastore).where(col(VM.state) != "stopped")
+            query = select(VM.name, VM.datastore).where(col(VM.state) != "stopped",
+                                                        col(VM.host).in_((local_host_name(self.runtime), "")))
             rows = [(name, datastore) for name, datastore in db.exec(query).all()]
         present = set(rows)
         self.paths = {key: path for key, path in self.paths.items() if key in present}  # forget destroyed VMs

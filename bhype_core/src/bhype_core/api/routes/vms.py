@@ -16,10 +16,10 @@ from sqlmodel import Session
 from bhype_core.api.accepted import TaskAccepted, accept_task
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import Principal, PrincipalDep
-from bhype_core.hosts.placement import place
-from bhype_core.hosts.states import mark_unknown
 from bhype_core.drivers.boot_plan import mode_errors
 from bhype_core.errors import Conflict, ValidationErrors
+from bhype_core.hosts.placement import place
+from bhype_core.hosts.states import mark_unknown
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.edit import LIVE_FIELDS, plan_edit
 from bhype_core.vm.listing import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, list_page, page_json
