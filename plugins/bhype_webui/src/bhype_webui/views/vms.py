@@ -16,6 +16,7 @@ from bhype_core.plugin_api import (
     Task,
     get_vm,
     list_isos,
+    mark_unknown,
     open_datastore,
     summary,
 )
@@ -56,11 +57,13 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
         with Session(runtime.engine) as db:
             page = vm_query.vm_page(db, principal, flt)
             since = vm_query.latest_change(db, principal)
+            hosts = vm_query.hosts(db)
+            mark_unknown(runtime, page.vms)  # VMs of an unreachable group host (issue 22)
             if is_htmx(request) and request.headers.get("hx-target") == "vm-table":
-                return kit.render(request, "_vm_table.html", "vms", page=page, since=since)
+                return kit.render(request, "_vm_table.html", "vms", page=page, since=since, hosts=hosts)
             counts = vm_query.state_counts(db, principal)
             owners = vm_query.owners(db, principal) if principal.is_admin else []
-        return kit.render(request, "vms.html", "vms", page=page, since=since, owners=owners,
+        return kit.render(request, "vms.html", "vms", page=page, since=since, owners=owners, hosts=hosts,
                           states=ordered_states(counts))
 
     @router.get("/vms/{name}", response_class=HTMLResponse)
@@ -75,6 +78,7 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             since = vm_query.latest_change(db, principal)
         spec: dict[str, Any] = row.spec or {}
         vm = summary(row)
+        mark_unknown(runtime, [vm])  # its group host is unreachable (issue 22)
         tab_html = render_vm_tab(kit, request, runtime, principal, row, tab, {"vm": vm, "spec": spec}) if tab else None
         return kit.render(
             request, "vm_detail.html", "vms",
