@@ -106,15 +106,31 @@ def _core_commands(sub: argparse._SubParsersAction) -> None:
     configure_host(sub)  # bhype host init
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
 def _plugin_commands(sub: argparse._SubParsersAction, runtime: Runtime) -> None:
     catalog = runtime.registry.cli_commands
     for name in catalog.names():
         command = catalog[name]
-        if name in sub.choices:
+        words = name.split(" ")
+        target: argparse._SubParsersAction | None = sub
+        if len(words) == 2:  # "host update": under a core command that has sub-commands
+            parent = sub.choices.get(words[0])
+            target = _subcommands(parent) if parent is not None else None
+            if target is None:
+                raise PluginError(f"plugin {catalog.plugin_of(name)!r} registers CLI command {name!r}, "
+                                  f"but there is no command {words[0]!r} with sub-commands")
+        elif len(words) != 1:
+            raise PluginError(f"plugin {catalog.plugin_of(name)!r} registers CLI command {name!r}: "
+                              "one word, or two to nest under a core command")
+        assert target is not None
+        if words[-1] in target.choices:
             raise PluginError(
                 f"plugin {catalog.plugin_of(name)!r} registers CLI command {name!r}, which already exists"
             )
-        parser = sub.add_parser(name, help=command.help)
+        parser = target.add_parser(words[-1], help=command.help)
         command.configure(parser)
         parser.set_defaults(handler=command.run)
 

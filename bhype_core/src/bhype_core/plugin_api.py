@@ -47,7 +47,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
   gather records registered through them, attributed to their plugin, as the core's registry
   does.
 * **Database** — :func:`session`; column types and helpers for a plugin's own tables.
-* **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts).
+* **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts);
+  :func:`write_atomic` replaces a root-owned file in one step without following symlinks
+  (``mode=0o600`` for secrets), :class:`UnsafeFile` when a path is not what it should be.
 * **Templates and images** — :func:`template_catalog`, :func:`cloud_image_status` (a
   template's cloud image and whether the library has it), :func:`list_isos`, :func:`iso_settings`.
 * **Units and bounds** — :func:`human_size`, :func:`parse_size`; bounded integers for request
@@ -141,6 +143,7 @@ from bhype_core.registry import (
     collect,
 )
 from bhype_core.runtime import Runtime
+from bhype_core.safe_files import UnsafeFile, write_atomic
 from bhype_core.spec import VMSpec
 from bhype_core.spec_parts import ISO_RE, NAME_RE
 from bhype_core.storage.base import ProgressCallback, StorageBackend, Volume, check_filename
@@ -204,4 +207,5 @@ __all__ = [
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
     "sse", "status_driver", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
+    "UnsafeFile", "write_atomic",
 ]  # fmt: skip

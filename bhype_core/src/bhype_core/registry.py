@@ -178,7 +178,11 @@ class RouterEntry:
 class CliCommand:
     """A ``bhype <name>`` sub-command: ``configure(parser)`` adds arguments, ``run(args)``
     does the work and returns the exit status. ``args.runtime`` holds the CLI's
-    :class:`~bhype_core.runtime.Runtime` (settings, plugins, runner, queue)."""
+    :class:`~bhype_core.runtime.Runtime` (settings, plugins, runner, queue).
+
+    A two-word ``name`` (``"host update"``) nests the command under a core command that has
+    sub-commands (``bhype host update …``); a clash with an existing sub-command, or a first
+    word that is no such core command, stops start-up naming the plugin."""
 
     name: str
     help: str

@@ -230,3 +230,53 @@ def chmod_regular(path: str | os.PathLike[str], mode: int) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, owner: tuple[int, int] | None = None
+) -> None:
+    """Replace file ``path`` with ``data`` in one step: readers see the old or the new content,
+    never a half-written file, and a crash leaves the old one.
+
+    The parent directory is opened without following a symlink (:func:`open_dir`), a temporary
+    file is created exclusively in it (``O_EXCL|O_NOFOLLOW``, so nothing planted is reused) with
+    ``mode`` (set through the descriptor, whatever the umask: ``0o600`` for secrets) and
+    ``owner`` (uid, gid) when given, written and fsynced, then renamed over ``path`` relative to
+    that directory (rename(2) replaces a symlink at ``path`` itself, never its target) and the
+    directory fsynced. On any failure the temporary file is removed and ``path`` is untouched.
+
+    :raises UnsafeFile: the parent directory is a symlink or not a directory, or ``path`` is a
+        directory.
+    """
+    target = Path(path)
+    dir_fd = open_dir(target.parent)
+    temporary = f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        try:
+            if stat.S_ISDIR(os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise UnsafeFile(f"{target} is a directory: left alone")
+        except FileNotFoundError:
+            pass
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
+        try:
+            try:
+                if owner is not None:
+                    os.fchown(fd, *owner)
+                os.fchmod(fd, mode)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            try:
+                os.unlink(temporary, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            raise
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
