@@ -9,6 +9,7 @@ import bhype_core.builtins.models as core_models
 from bhype_core.db.migrate import upgrade
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
+from bhype_core.testing.netns import netns  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -38,3 +39,13 @@ def backup_db_runtime(backup_runtime, register_plugin):
     yield build
     for runtime in built:
         runtime.engine.dispose()
+
+
+@pytest.fixture
+def world(tmp_path, local_user):
+    """A backup host (see ``tests/backup/world.py``): all plugins, the queue in this thread."""
+    from .world import close_world, make_world
+
+    built = make_world(tmp_path, local_user)
+    yield built
+    close_world(built)

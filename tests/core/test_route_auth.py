@@ -35,6 +35,9 @@ EXPECTED_PUBLIC = {
     # service exactly like POST /api/v1/auth/login.
     ("GET", "/ui/login"),
     ("POST", "/ui/login"),
+    # bhype_monitor: Prometheus scrapers have no bHype session; the route itself refuses (403)
+    # unless the configured bearer token or an allowed address (closed by default).
+    ("GET", "/metrics"),
 }
 # Public WebSockets carry their own credential; each must close an anonymous handshake (below).
 EXPECTED_PUBLIC_WEBSOCKETS = {

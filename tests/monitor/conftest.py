@@ -41,3 +41,35 @@ def monitor_db_runtime(monitor_runtime, register_plugin):
     yield build
     for runtime in built:
         runtime.engine.dispose()
+
+
+@pytest.fixture
+def vm_monitor_runtime(tmp_path, register_plugin):
+    """``vm_monitor_runtime(*extra_plugins, **sections)`` → a migrated runtime with the core's VM
+    built-ins and the monitor plugin (QEMU driver on Linux; the datastore under a short path)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from bhype_core.builtins import drivers, models, network, storage, tasks, vm_tasks
+    from bhype_core.plugins import make_plugin_manager
+
+    root = Path(tempfile.mkdtemp(prefix="bhm-", dir="/tmp"))
+    built = []
+
+    def build(*extra, **sections):
+        core = {"data_dir": str(root / "data"), "platform": "linux", **sections.pop("core", {})}
+        vm = {"datastores": {"default": {"path": str(root / "ds")}}, **sections.pop("vm", {})}
+        settings = make_settings(root / "data", core=core, vm=vm, **sections)
+        plugins = [("core_models", models), ("core_storage", storage), ("core_drivers", drivers),
+                   ("core_tasks", tasks), ("core_vms", vm_tasks), ("core_network", network),
+                   ("monitor", bhype_monitor.plugin), *extra]
+        runtime = build_runtime(settings, make_plugin_manager(load_entrypoints=False, plugins=plugins))
+        upgrade(runtime)
+        built.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in built:
+        runtime.engine.dispose()
+    shutil.rmtree(root, ignore_errors=True)

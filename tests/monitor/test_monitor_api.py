@@ -49,7 +49,7 @@ def status(runtime) -> dict:
 
 def test_only_the_monitor_router_is_mounted(monitor_runtime):
     runtime = monitor_runtime()
-    assert runtime.registry.routers.names() == ["monitor"]
+    assert runtime.registry.routers.names() == ["monitor", "monitor_metrics"]
     paths = create_app(runtime=runtime).openapi()["paths"]
     assert "/api/v1/monitor/status" in paths and "/api/v1/monitor/status/refresh" in paths
 
@@ -68,7 +68,7 @@ def test_status_reads_this_linux_host(monitor_db_runtime):
     assert 0 < memory["available_bytes"] <= memory["total_bytes"]
     expected_used = 100 * (memory["total_bytes"] - memory["available_bytes"]) / memory["total_bytes"]
     assert memory["used_percent"] == pytest.approx(expected_used, abs=0.05)
-    assert (body["history_retention_days"], body["sample_interval_seconds"]) == (90, 60)
+    assert (body["history_retention_days"], body["sample_interval_seconds"]) == (90, 10)
 
 
 def test_unreadable_host_is_reported_not_raised(monitor_db_runtime):
@@ -76,7 +76,7 @@ def test_unreadable_host_is_reported_not_raised(monitor_db_runtime):
     body = status(monitor_db_runtime(runner={"dry_run": True}))
     assert body["host"] is None
     assert body["error"] == "unsupported host platform '' (bHype runs on FreeBSD and Linux)"
-    assert body["history_retention_days"] == 30
+    assert body["history_retention_days"] == 365
 
 
 def test_freebsd_sysctl_sample():

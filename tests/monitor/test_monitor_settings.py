@@ -9,7 +9,7 @@ from bhype_core.errors import ConfigError
 
 def test_defaults(monitor_runtime):
     settings = monitor_runtime().settings.section("monitor")
-    assert (settings.history_retention_days, settings.sample_interval_seconds) == (30, 60)
+    assert (settings.history_retention_days, settings.sample_interval_seconds) == (365, 10)
 
 
 def test_valid_values(monitor_runtime):
@@ -23,7 +23,7 @@ def test_valid_values(monitor_runtime):
     [
         ({"history_retention_days": 0}, "monitor.history_retention_days", "greater than or equal to 1"),
         ({"history_retention_days": "forever"}, "monitor.history_retention_days", "valid integer"),
-        ({"sample_interval_seconds": 1}, "monitor.sample_interval_seconds", "greater than or equal to 10"),
+        ({"sample_interval_seconds": 1}, "monitor.sample_interval_seconds", "greater than or equal to 2"),
         ({"retention": 5}, "monitor.retention", "Extra inputs are not permitted"),
     ],
 )

@@ -161,6 +161,14 @@ class CommandError(BhypeError):
         return body
 
 
+class CommandCancelled(CommandError):
+    """A host command was stopped because the task that ran it was cancelled (the runner's
+    ``cancel`` check answered true): its process group got SIGTERM, then SIGKILL."""
+
+    code = "cancelled"
+    http_status = 409
+
+
 class TaskFailed(BhypeError):
     """A queued task ended with an error; carries what the worker reported about it.
 

@@ -18,7 +18,10 @@ What is here, by purpose (``__all__`` is the authoritative list):
 * **Runtime and tasks** — :class:`Runtime`, :class:`TaskContext` (``context.submit`` /
   ``context.wait`` run sub-tasks: :class:`SubTask`, :class:`SubTaskOutcome`), :class:`Cancelled`;
   :func:`accept_task` submits a task for the caller and builds the ``202``
-  :class:`TaskAccepted`; :func:`list_tasks`/:func:`show_task` read tasks as a user may see them.
+  :class:`TaskAccepted`; :func:`submit_as_system` queues a top-level task owned by ``@system``
+  (a kind that declares ``system=True``: work a plugin's own periodic job fans out, such as
+  one backup job's run, that must not wait in the periodic task's slot); :func:`list_tasks`/
+  :func:`show_task` read tasks as a user may see them.
 * **API dependencies** — :data:`RuntimeDep`, :data:`PrincipalDep`, :data:`AdminDep`,
   :data:`AuthenticatedDep`, :data:`AuthServiceDep`, :data:`PUBLIC` (a route anyone may call),
   :class:`Principal`, :func:`client_address`.
@@ -47,6 +50,11 @@ What is here, by purpose (``__all__`` is the authoritative list):
   gather records registered through them, attributed to their plugin, as the core's registry
   does.
 * **Database** — :func:`session`; column types and helpers for a plugin's own tables.
+* **Retention** — the one Sanoid-style policy (keep last N, per period counts) for snapshot
+  schedules and backup jobs: :class:`RetentionPolicy`, :class:`RetentionCandidate`,
+  :func:`retention_prune`, :func:`retention_label_by_bucket`, :func:`retention_due_periods`,
+  :func:`retention_bucket`, :func:`retention_protected`, :data:`RETENTION_PERIODS`
+  (:mod:`bhype_core.retention_policy`).
 * **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts);
   :func:`write_atomic` replaces a root-owned file in one step without following symlinks
   (``mode=0o600`` for secrets), :class:`UnsafeFile` when a path is not what it should be.
@@ -61,11 +69,24 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`TooManyAttempts`.
 * **Consoles** (for web front ends) — :func:`broker_path` says whether the root worker's console
   broker must open a VM's console for this process (an unprivileged API); :class:`ConsoleBrokerClient`
-  asks it, :class:`ConsoleBrokerUnavailable` when it is not running.
+  asks it, :class:`ConsoleBrokerUnavailable` when it is not running; task code in the worker opens a
+  running VM's console itself with :func:`open_vm_console` (a restore drill reading the serial
+  console).
 * **Web UI extensions** — what a plugin registers through the web UI plugin's own hooks
   (``bhype_webui_register_pages`` …, implemented with ``@hookimpl(optionalhook=True)``):
-  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`;
+  :class:`Page`, :class:`VMTab`, :class:`DashboardPanel`, :class:`NavEntry`, :class:`Assets`,
+  :class:`VMColumn` (an extra column of the VM list);
   their ``context`` functions get a :class:`UiRequest`.
+* **Transfers** (shared by backups and moves; :mod:`bhype_core.transfer`) — argv builders
+  :func:`rsync_argv` (+ :class:`SshTransport`, :func:`daemon_url`, :func:`ssh_destination`,
+  :func:`path_arg`), :func:`zfs_send_argv`/:func:`zfs_receive_argv`/:func:`zfs_resume_argv`;
+  parsers :func:`parse_rsync_progress`, :func:`parse_rsync_stats` (:class:`RsyncStats`),
+  :class:`TransferProgress`, :class:`RsyncExit`/:func:`describe_exit`; runs :func:`run_rsync`
+  and :func:`send_receive` (progress, cancel, timeout; :class:`TransferFailed`,
+  :class:`SendResult`), :func:`task_progress`; secrets :func:`write_secret`/:func:`read_secret`/
+  :func:`remove_secret`; SSH host keys :func:`pin_host_key`, :func:`parse_known_hosts`,
+  :func:`fingerprint`. :class:`CommandCancelled` is what a runner raises when its ``cancel``
+  check stops a command.
 * **CLI** — :func:`connection_options`, :func:`api_from`, :class:`VmApi`, :func:`follow`,
   :class:`StreamEvent`, :func:`format_table`.
 """
@@ -95,6 +116,7 @@ from bhype_core.commands.template import connection_options
 from bhype_core.commands.vm_client import VmApi, api_from
 from bhype_core.config import Section
 from bhype_core.consoles.client import ConsoleBrokerClient, ConsoleBrokerUnavailable, broker_path
+from bhype_core.consoles.locate import open_vm_console
 from bhype_core.db.models import USER_LENGTH, utcnow
 from bhype_core.db.session import session
 from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, Task
@@ -105,6 +127,7 @@ from bhype_core.drivers.capabilities import Capability as DriverCapability
 from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, SpecCheck, VMStats
 from bhype_core.errors import (
     BhypeError,
+    CommandCancelled,
     CommandError,
     ConfigError,
     Conflict,
@@ -142,6 +165,14 @@ from bhype_core.registry import (
     Watcher,
     collect,
 )
+from bhype_core.retention_policy import PERIODS as RETENTION_PERIODS
+from bhype_core.retention_policy import Candidate as RetentionCandidate
+from bhype_core.retention_policy import Policy as RetentionPolicy
+from bhype_core.retention_policy import bucket as retention_bucket
+from bhype_core.retention_policy import due_periods as retention_due_periods
+from bhype_core.retention_policy import label_by_bucket as retention_label_by_bucket
+from bhype_core.retention_policy import protected as retention_protected
+from bhype_core.retention_policy import prune as retention_prune
 from bhype_core.runtime import Runtime
 from bhype_core.safe_files import UnsafeFile, write_atomic
 from bhype_core.spec import VMSpec
@@ -158,7 +189,35 @@ from bhype_core.storage.capabilities import (
 from bhype_core.tasks import Cancelled, SubTask, SubTaskOutcome, TaskContext
 from bhype_core.tasks.service import list_visible as list_tasks
 from bhype_core.tasks.service import show as show_task
-from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMTab
+from bhype_core.tasks.system import submit_as_system
+from bhype_core.transfer import (
+    RsyncExit,
+    RsyncStats,
+    SendResult,
+    SshTransport,
+    TransferFailed,
+    TransferProgress,
+    daemon_url,
+    describe_exit,
+    fingerprint,
+    parse_known_hosts,
+    parse_rsync_progress,
+    parse_rsync_stats,
+    path_arg,
+    pin_host_key,
+    read_secret,
+    remove_secret,
+    rsync_argv,
+    run_rsync,
+    send_receive,
+    ssh_destination,
+    task_progress,
+    write_secret,
+    zfs_receive_argv,
+    zfs_resume_argv,
+    zfs_send_argv,
+)
+from bhype_core.ui_records import Assets, ContextFunction, DashboardPanel, NavEntry, Page, UiRequest, VMColumn, VMTab
 from bhype_core.units import human_size, parse_size
 from bhype_core.vm.access import owns_vm
 from bhype_core.vm.edit import LIVE_FIELDS
@@ -181,9 +240,15 @@ def event_kinds(runtime: Runtime) -> list[EventKind]:
 
 
 __all__ = [
+    "CommandCancelled", "RsyncExit", "RsyncStats", "SendResult", "SshTransport", "TransferFailed", "TransferProgress",
+    "daemon_url", "describe_exit", "fingerprint", "parse_known_hosts", "parse_rsync_progress", "parse_rsync_stats",
+    "path_arg", "pin_host_key", "read_secret", "remove_secret", "rsync_argv", "run_rsync", "send_receive",
+    "ssh_destination", "task_progress", "write_secret", "zfs_receive_argv", "zfs_resume_argv", "zfs_send_argv",
     "UndoAction",
-    "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path",
-    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMTab",
+    "RETENTION_PERIODS", "RetentionCandidate", "RetentionPolicy", "retention_bucket", "retention_due_periods",
+    "retention_label_by_bucket", "retention_protected", "retention_prune",
+    "ConsoleBrokerClient", "ConsoleBrokerUnavailable", "broker_path", "open_vm_console",
+    "Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiRequest", "VMColumn", "VMTab",
     "cloud_image_status",
     "Attachments", "Catalog", "ConsistentPoint", "DiskStats", "DriverCapability", "ExportFiles", "ExportStream",
     "FirmwareRules", "HypervisorDriver", "Problem", "SpaceStats", "SpecCheck", "StorageCapability", "VMState",
@@ -205,7 +270,8 @@ __all__ = [
     "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
     "mark_unknown", "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
-    "sse", "status_driver", "summary", "template_catalog", "unregister_vm", "utcnow", "vm_after", "vm_before",
+    "sse", "status_driver", "submit_as_system", "summary", "template_catalog", "unregister_vm", "utcnow",
+    "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
 ]  # fmt: skip

@@ -10,7 +10,7 @@ without the web UI.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,24 @@ class VMTab:
     context: ContextFunction | None = None
     order: int = 100
     admin_only: bool = False
+
+
+@dataclass(frozen=True)
+class VMColumn:
+    """An extra column of the VM list (live CPU, last backup …).
+
+    :param values: called once per rendered page (in a thread) with the request and the page's
+        VM rows (each one the caller may see); returns the cell text by VM name (a VM missing
+        from the answer gets an empty cell). Text only: it is autoescaped.
+    :param numeric: right-aligned like the list's own number columns.
+    """
+
+    name: str
+    label: str
+    values: Callable[[UiRequest, Sequence[Any]], Mapping[str, str]]
+    order: int = 100
+    admin_only: bool = False
+    numeric: bool = True
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ const PACKAGES = {
   "@xterm/xterm": { dir: "xterm", files: [["lib/xterm.js", "xterm.js"], ["css/xterm.css", "xterm.css"], ["LICENSE", "LICENSE"]] },
   "@xterm/addon-fit": { dir: "xterm", files: [["lib/addon-fit.js", "addon-fit.js"], ["LICENSE", "LICENSE.addon-fit"]] },
   "htmx.org": { dir: "htmx", files: [["dist/htmx.min.js", "htmx.min.js"], ["LICENSE", "LICENSE"]] },
+  // uPlot: the charts of the monitor plugin (any plugin may use /ui/static/vendor/uplot/).
+  uplot: { dir: "uplot", files: [["dist/uPlot.iife.min.js", "uPlot.iife.min.js"], ["dist/uPlot.min.css", "uPlot.min.css"], ["LICENSE", "LICENSE"]] },
 };
 
 rmSync(out, { recursive: true, force: true });

@@ -106,3 +106,18 @@ def open_console(console: dict[str, Any]) -> int:
         raise ValueError(f"console endpoint {host}:{port} is not a loopback address and port")
     connection = socket.create_connection((str(host), port), timeout=CONNECT_TIMEOUT)
     return connection.detach()
+
+
+def open_vm_console(runtime: Any, vm_name: str, kind: str) -> int:
+    """Open VM ``vm_name``'s ``kind`` console (``serial`` or ``vnc``) here, in the worker (root),
+    and return the descriptor, which the caller owns and closes. For task code that reads a
+    guest's console itself (a restore drill waiting for a boot message); web front ends go
+    through the console broker instead.
+
+    :raises ValidationErrors: a bad name or kind. :raises NotFound: no such VM or console.
+    :raises Conflict: the VM is not running. :raises OSError: the console refused.
+    """
+    from bhype_core.vm.services import active_driver
+
+    name, kind = check_request(vm_name, kind)
+    return open_console(locate_console(runtime, active_driver(runtime), name, kind))

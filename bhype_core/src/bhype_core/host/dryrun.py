@@ -6,7 +6,7 @@ import logging
 import shlex
 from collections.abc import Callable
 
-from bhype_core.host.pipeline import LineCallback, PipeResult
+from bhype_core.host.pipeline import CancelCheck, LineCallback, PipeResult
 from bhype_core.host.runner import Result, Runner
 
 log = logging.getLogger("bhype.host.dryrun")
@@ -54,10 +54,22 @@ class DryRunRunner(Runner):
         consumer: list[str],
         timeout: float,
         on_producer_line: LineCallback | None,
+        cancel: CancelCheck | None = None,
     ) -> PipeResult:
         where = "" if sink is self or sink.target == self.target else f" (on {sink.target})"
         self._show(f"{shlex.join(producer)} | {shlex.join(consumer)}{where}")
         return PipeResult(_nothing_ran(producer), _nothing_ran(consumer), 0.0)
+
+    def _stream(
+        self,
+        argv: list[str],
+        timeout: float,
+        env: dict[str, str] | None,
+        cwd: str | None,
+        on_line: LineCallback | None,
+        cancel: CancelCheck | None,
+    ) -> Result:
+        return self._execute(argv, timeout=timeout, input=None, env=env, cwd=cwd)
 
     def _show(self, line: str) -> None:
         """Log the would-be command line and hand it to ``echo``."""

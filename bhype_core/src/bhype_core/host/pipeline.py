@@ -19,11 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, cast
 
-from bhype_core.errors import CommandError
+from bhype_core.errors import CommandCancelled, CommandError
 from bhype_core.host.pdeathsig import die_with_parent
 from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, decode
 
 LineCallback = Callable[[str], object]
+CancelCheck = Callable[[], bool]
+POLL_SECONDS = 0.2  # how often a running command asks its ``cancel`` check
 
 
 @dataclass
@@ -130,6 +132,7 @@ def run_pipeline(
     kill_grace: float = DEFAULT_KILL_GRACE,
     shown: tuple[list[str], list[str]] | None = None,
     on_producer_line: LineCallback | None = None,
+    cancel: CancelCheck | None = None,
 ) -> PipeResult:
     """Run ``producer | consumer`` locally and wait for both.
 
@@ -138,6 +141,8 @@ def run_pipeline(
     :param shown: the argv lists reported in results and errors (the SSH runner reports the
         remote commands, not their ``ssh`` wrappers); default the argv lists themselves.
     :param on_producer_line: called with each line the producer writes on stderr (progress).
+    :param cancel: asked a few times a second; when it answers true both groups are stopped
+        as on a timeout and :class:`~bhype_core.errors.CommandCancelled` is raised.
     :raises CommandError: a side could not be started (nothing is left running) or timed out.
     """
     shown_producer, shown_consumer = shown or (producer, consumer)
@@ -165,8 +170,8 @@ def run_pipeline(
     for reader in readers:
         reader.start()
     try:
-        timed_out = not _wait_all(processes, started + timeout)
-        if timed_out:
+        outcome = wait_or_cancel(processes, started + timeout, cancel)
+        if outcome != "done":
             _stop(processes, kill_grace)
     except BaseException:
         for process in processes:
@@ -177,7 +182,10 @@ def run_pipeline(
         reader.join(timeout=kill_grace)
     duration = time.monotonic() - started
     producer_err, consumer_out, consumer_err = (reader.data() for reader in readers)
-    if timed_out:
+    if outcome == "cancelled":
+        raise CommandCancelled(shown_consumer, None, decode(consumer_err or producer_err), duration,
+                               reason=f"cancelled (piped from {shown_producer[0]})", stdout=decode(consumer_out))
+    if outcome == "timeout":
         raise CommandError(
             shown_consumer,
             None,
@@ -195,12 +203,23 @@ def run_pipeline(
 
 def _wait_all(processes: list[subprocess.Popen[bytes]], deadline: float) -> bool:
     """Wait for every process until ``deadline``; False if one is still running then."""
+    return wait_or_cancel(processes, deadline, None) == "done"
+
+
+def wait_or_cancel(processes: list[subprocess.Popen[bytes]], deadline: float, cancel: CancelCheck | None) -> str:
+    """Wait for every process until ``deadline``: ``"done"``, ``"timeout"``, or ``"cancelled"``
+    as soon as ``cancel`` (asked every :data:`POLL_SECONDS`) answers true."""
     for process in processes:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            return False
-    return True
+        while process.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            try:
+                process.wait(timeout=left if cancel is None else min(left, POLL_SECONDS))
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel():
+                    return "cancelled"
+    return "done"
 
 
 def _stop(processes: list[subprocess.Popen[bytes]], grace: float) -> None:

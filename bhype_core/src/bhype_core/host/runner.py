@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from bhype_core import failpoints
 from bhype_core.errors import BhypeError, CommandError
 from bhype_core.host.audit import AuditSink, deliver, deliver_start, make_record, new_command_id, start_record
-from bhype_core.host.pipeline import LineCallback, PipeResult, run_pipeline
+from bhype_core.host.pipeline import CancelCheck, LineCallback, PipeResult, run_pipeline
 from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, decode, run_process
+from bhype_core.host.stream import run_streaming
 
 __all__ = [
     "DEFAULT_KILL_GRACE", "DEFAULT_TIMEOUT", "ArgvError", "LocalRunner", "PipeResult", "Result", "Runner",
@@ -167,6 +168,65 @@ class Runner(ABC):
             result.assert_success()
         return result
 
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        on_line: LineCallback | None,
+        cancel: CancelCheck | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> Result:
+        """Run one command like :meth:`run`, handing each line it writes on stdout to
+        ``on_line`` while it runs (``\r``-redrawn progress lines count as lines), and stop it
+        when ``cancel`` answers true (asked a few times a second).
+
+        Long transfers use it (``rsync --info=progress2``): the task log shows progress, a
+        cancelled task stops the command at once. Validated and audited like :meth:`run`;
+        stdin is empty. The whole stdout is still returned in the :class:`Result`.
+
+        :raises CommandCancelled: ``cancel`` answered true; the process group was stopped.
+        :raises CommandError: not found, timed out, or (``check``) non-zero exit status.
+        """
+        argv = validate_argv(argv)
+        env = validate_env(env)
+        timeout = self.default_timeout if timeout is None else timeout
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ArgvError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        directory = None if cwd is None else os.fspath(cwd)
+        command_id = self._audit_start(argv)
+        try:
+            result = self._stream(argv, float(timeout), env, directory, on_line, cancel)
+        except CommandError as exc:
+            self._audit(argv, exc.returncode, exc.duration, exc.stderr, error=exc.reason or str(exc),
+                        command_id=command_id)
+            raise
+        self._audit(argv, result.returncode, result.duration, result.stderr, dry_run=result.dry_run,
+                    command_id=command_id)
+        if check:
+            result.assert_success()
+        return result
+
+    def _stream(
+        self,
+        argv: list[str],
+        timeout: float,
+        env: dict[str, str] | None,
+        cwd: str | None,
+        on_line: LineCallback | None,
+        cancel: CancelCheck | None,
+    ) -> Result:
+        """Run ``argv`` where this runner runs commands, started on this machine (see
+        :meth:`local_argv`); :class:`LocalRunner` passes ``env``/``cwd`` to the process."""
+        if env or cwd:
+            raise ArgvError(f"{type(self).__name__} cannot stream a command with env or cwd")
+        result = run_streaming(self.local_argv(argv), timeout=timeout, env=None, cwd=None, on_line=on_line,
+                               cancel=cancel, kill_grace=self.kill_grace, display_argv=argv)
+        self._check_side(result)
+        return result
+
     def pipe(
         self,
         producer: Sequence[str],
@@ -176,6 +236,7 @@ class Runner(ABC):
         timeout: float | None = None,
         check: bool = True,
         on_producer_line: LineCallback | None = None,
+        cancel: CancelCheck | None = None,
     ) -> PipeResult:
         """Run ``producer | consumer``: the producer's stdout becomes the consumer's stdin.
 
@@ -191,6 +252,8 @@ class Runner(ABC):
             consumer's error first: a producer dying of a broken pipe is the consequence).
         :param on_producer_line: called with each line the producer writes on stderr, as it
             comes (``zfs send -v`` progress); the consumer's stdout and both stderrs are kept.
+        :param cancel: asked a few times a second; when it answers true both sides are stopped
+            and :class:`~bhype_core.errors.CommandCancelled` is raised (a cancelled task).
         :raises ArgvError: bad argv or timeout; nothing ran.
         :raises CommandError: a side could not be started, timed out, or (``check``) failed.
         """
@@ -201,7 +264,7 @@ class Runner(ABC):
             raise ArgvError(f"timeout must be a positive number of seconds, not {timeout!r}")
         ids = (self._audit_start(producer), sink._audit_start(consumer))
         try:
-            result = self._pipe(producer, sink, consumer, float(timeout), on_producer_line)
+            result = self._pipe(producer, sink, consumer, float(timeout), on_producer_line, cancel)
         except CommandError as exc:
             self._audit(producer, None, exc.duration, "", error=f"pipeline: {exc.reason or exc}", command_id=ids[0])
             sink._audit(consumer, exc.returncode, exc.duration, exc.stderr, error=exc.reason or str(exc),
@@ -221,6 +284,7 @@ class Runner(ABC):
         consumer: list[str],
         timeout: float,
         on_producer_line: LineCallback | None,
+        cancel: CancelCheck | None = None,
     ) -> PipeResult:
         """Run the pipeline locally, each side as the argv :meth:`local_argv` gives."""
         result = run_pipeline(
@@ -230,6 +294,7 @@ class Runner(ABC):
             kill_grace=max(self.kill_grace, sink.kill_grace),
             shown=(producer, consumer),
             on_producer_line=on_producer_line,
+            cancel=cancel,
         )
         self._check_side(result.producer)
         sink._check_side(result.consumer)
@@ -308,6 +373,18 @@ class LocalRunner(Runner):
 
     def local_argv(self, argv: list[str]) -> list[str]:
         return list(argv)
+
+    def _stream(
+        self,
+        argv: list[str],
+        timeout: float,
+        env: dict[str, str] | None,
+        cwd: str | None,
+        on_line: LineCallback | None,
+        cancel: CancelCheck | None,
+    ) -> Result:
+        return run_streaming(argv, timeout=timeout, env=env, cwd=cwd, on_line=on_line, cancel=cancel,
+                             kill_grace=self.kill_grace)
 
     def __repr__(self) -> str:
         return f"LocalRunner(default_timeout={self.default_timeout:g})"

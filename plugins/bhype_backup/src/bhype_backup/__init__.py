@@ -1,3 +1,3 @@
 """bHype backup plugin: VM backups to rsync targets."""
 
-__version__ = "0.1.1"
+__version__ = "0.2.0"

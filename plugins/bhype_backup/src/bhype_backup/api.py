@@ -23,4 +23,7 @@ def make_router() -> APIRouter:
         """Queue ``backup.probe``: the worker probes the host's rsync now and stores the result."""
         return accept_task(runtime, principal, PROBE_KIND, {})
 
+    from bhype_backup.api_backups import make_backup_router
+
+    router.include_router(make_backup_router())
     return router

@@ -72,6 +72,7 @@ class BackupSettings(Section):
     rsync_command: str = Field("rsync", min_length=1, description="rsync executable (name or absolute path)")
     command_timeout: float = Field(10.0, gt=0, le=300, description="seconds allowed for the status probe")
     targets: list[BackupTarget] = Field(default_factory=list)
+    bwlimit: int = Field(0, ge=0, le=10**9, description="rsync --bwlimit for backups, KiB/s (0: no limit)")
 
     @field_validator("targets")
     @classmethod

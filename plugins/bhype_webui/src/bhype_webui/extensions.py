@@ -16,13 +16,14 @@ from bhype_core.plugin_api import (
     Page,
     PluginError,
     UiRequest,
+    VMColumn,
     VMTab,
     collect,
 )
 
 # The records are the core's (plugins build them through plugin_api); kept importable from here.
-__all__ = ["Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiExtensions", "UiRequest", "VMTab",
-           "collect_extensions", "ui_extensions", "visible"]
+__all__ = ["Assets", "ContextFunction", "DashboardPanel", "NavEntry", "Page", "UiExtensions", "UiRequest", "VMColumn",
+           "VMTab", "collect_extensions", "ui_extensions", "visible"]
 
 # First path segments the web UI's own routes use: a plugin page may not take them.
 RESERVED = frozenset({
@@ -41,6 +42,7 @@ class UiExtensions:
     panels: Catalog[DashboardPanel]
     nav: Catalog[NavEntry]
     assets: Catalog[Assets]
+    vm_columns: Catalog[VMColumn]
 
     def nav_entries(self, principal: Any) -> list[NavEntry]:
         """The navigation for ``principal``: registered entries plus pages with a label, in order."""
@@ -55,6 +57,9 @@ class UiExtensions:
 
     def ordered_tabs(self, principal: Any) -> list[VMTab]:
         return sorted((t for t in self.vm_tabs if visible(t, principal)), key=lambda t: (t.order, t.name))
+
+    def ordered_columns(self, principal: Any) -> list[VMColumn]:
+        return sorted((c for c in self.vm_columns if visible(c, principal)), key=lambda c: (c.order, c.name))
 
 
 def visible(record: Any, principal: Any) -> bool:
@@ -74,6 +79,7 @@ def collect_extensions(pm: Any) -> UiExtensions:
         panels=collect(pm, "bhype_webui_register_dashboard_panels", "dashboard panel"),
         nav=collect(pm, "bhype_webui_register_nav_entries", "navigation entry"),
         assets=collect(pm, "bhype_webui_register_assets", "web UI assets"),
+        vm_columns=collect(pm, "bhype_webui_register_vm_columns", "VM list column"),
     )
     for page in extensions.pages:
         first = page.path.strip("/").split("/", 1)[0]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from bhype_webui.extensions import Assets, DashboardPanel, NavEntry, Page, VMTab
+    from bhype_webui.extensions import Assets, DashboardPanel, NavEntry, Page, VMColumn, VMTab
 
 hookspec = pluggy.HookspecMarker("bhype")
 
@@ -52,6 +52,18 @@ def bhype_webui_register_vm_tabs(register: Callable[[VMTab], None]) -> None:
     ``spec`` besides what its ``context`` returns; the VM is one the caller may see.
 
     :param register: call with one :class:`~bhype_webui.extensions.VMTab` per tab.
+    """
+
+
+@hookspec
+def bhype_webui_register_vm_columns(register: Callable[[VMColumn], None]) -> None:
+    """Add columns to the VM list (``/ui/vms``), after the web UI's own, in ``order``: live CPU
+    and memory, the last backup. The column's ``values`` function is called once per rendered
+    page with that page's VM rows (all visible to the caller) and returns each cell's text by
+    VM name; the list re-renders (and so asks again) whenever its filter, page or a VM's state
+    changes.
+
+    :param register: call with one :class:`~bhype_webui.extensions.VMColumn` per column.
     """
 
 

@@ -3,6 +3,7 @@ dashboard panels and VM tabs (:mod:`bhype_webui.hookspecs`)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,6 +13,8 @@ from markupsafe import Markup
 from bhype_core.plugin_api import NotFound, PrincipalDep, RuntimeDep
 from bhype_webui.extensions import UiRequest, ui_extensions
 from bhype_webui.views.kit import PageKit
+
+log = logging.getLogger("bhype.webui")
 
 
 def _values(record: Any, ui: UiRequest) -> dict[str, Any]:
@@ -26,6 +29,21 @@ def render_panels(kit: PageKit, request: Request, runtime: Any, principal: Any) 
         kit.fragment(request, panel.template, "dashboard", panel=panel, **_values(panel, ui))
         for panel in ui_extensions(runtime).ordered_panels(principal)
     ]
+
+
+def vm_columns(request: Request, runtime: Any, principal: Any, rows: list[Any]) -> list[tuple[Any, dict[str, str]]]:
+    """The extra VM-list columns ``principal`` may see, each with its cells for ``rows`` (a
+    column whose function fails shows empty cells: the list must still open)."""
+    ui = UiRequest(request, runtime, principal)
+    columns = []
+    for column in ui_extensions(runtime).ordered_columns(principal):
+        try:
+            cells = {str(k): str(v) for k, v in column.values(ui, rows).items()}
+        except Exception:  # noqa: BLE001 - another plugin's bug must not break the VM list
+            log.exception("VM list column %s failed", column.name)
+            cells = {}
+        columns.append((column, cells))
+    return columns
 
 
 def vm_tabs(runtime: Any, principal: Any) -> list[Any]:

@@ -22,7 +22,7 @@ from bhype_core.plugin_api import (
 )
 from bhype_webui import vm_query
 from bhype_webui.views.dashboard import ordered_states
-from bhype_webui.views.extension_views import render_vm_tab, vm_tabs
+from bhype_webui.views.extension_views import render_vm_tab, vm_columns, vm_tabs
 from bhype_webui.views.kit import PageKit, is_htmx
 
 ACTIVE_STATES = ("starting", "running", "stopping")
@@ -59,12 +59,14 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             since = vm_query.latest_change(db, principal)
             hosts = vm_query.hosts(db)
             mark_unknown(runtime, page.vms)  # VMs of an unreachable group host (issue 22)
+            columns = vm_columns(request, runtime, principal, list(page.vms))
             if is_htmx(request) and request.headers.get("hx-target") == "vm-table":
-                return kit.render(request, "_vm_table.html", "vms", page=page, since=since, hosts=hosts)
+                return kit.render(request, "_vm_table.html", "vms", page=page, since=since, columns=columns,
+                                  hosts=hosts)
             counts = vm_query.state_counts(db, principal)
             owners = vm_query.owners(db, principal) if principal.is_admin else []
         return kit.render(request, "vms.html", "vms", page=page, since=since, owners=owners, hosts=hosts,
-                          states=ordered_states(counts))
+                          states=ordered_states(counts), columns=columns)
 
     @router.get("/vms/{name}", response_class=HTMLResponse)
     def vm_detail(

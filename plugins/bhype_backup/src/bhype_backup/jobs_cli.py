@@ -1,0 +1,190 @@
+"""``bhype backup job add|list|run|remove``: backup jobs through ``/api/v1/backup/jobs``.
+
+Clients of the API like every ``bhype`` command (``--url``/``--token`` or ``bhype login``);
+``job run`` follows the run's task to its end (log on stderr, result on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.parse
+from typing import Any
+
+from bhype_core.plugin_api import StreamEvent, TaskFailed, api_from, connection_options, follow, format_table
+
+BACKUP = "/api/v1/backup"
+
+
+def print_json(value: Any) -> int:
+    """Print ``value`` as JSON on stdout; exit status 0."""
+    print(json.dumps(value, indent=2, sort_keys=True))
+    return 0
+
+
+def run_task(args: argparse.Namespace, accepted: dict[str, Any]) -> Any:
+    """Follow a queued task to its end (its log on stderr) and return its result.
+
+    :raises TaskFailed: the task did not succeed (its error message).
+    """
+    def show(event: StreamEvent) -> None:
+        if event.event == "log":
+            level = event.data.get("level", "info")
+            text = event.data.get("message", "")
+            print(text if level == "info" else f"{level}: {text}", file=sys.stderr, flush=True)
+
+    final = follow(api_from(args), accepted["task_id"], show)
+    if final is None or final.get("state") != "succeeded":
+        error = (final or {}).get("error") or {}
+        message = error.get("message") if isinstance(error, dict) else None
+        raise TaskFailed(f"task {accepted['kind']} {(final or {}).get('state', 'gone')}: {message or 'no result'}",
+                         task_id=str(accepted["task_id"]), kind=accepted["kind"])
+    return final.get("result")
+
+
+def drill_check(args: argparse.Namespace) -> dict[str, Any]:
+    """The drill's sign of life from ``--drill-serial`` or ``--drill-vnc``."""
+    if args.drill_serial:
+        return {"kind": "serial", "text": args.drill_serial}
+    if args.drill_vnc:
+        return {"kind": "vnc"}
+    return {}
+
+
+def job_add(args: argparse.Namespace) -> int:
+    """``job add NAME --target T (--vm V | --owner U | --tag T)… [--schedule CRON] [--retention …]``."""
+    body = {"name": args.name, "target": args.target, "mode": args.mode, "schedule": args.schedule,
+            "vms": args.vm, "owners": args.owner, "tags": args.tag, "retention": args.retention,
+            "window_minutes": args.window, "enabled": not args.disabled,
+            "drill_schedule": args.drill_schedule, "drill_check": drill_check(args),
+            "drill_timeout": args.drill_timeout}
+    job = api_from(args).request("POST", f"{BACKUP}/jobs", body)
+    if args.json:
+        return print_json(job)
+    print(f"job {job['name']}: {job['schedule']} to {job['target']} ({job['mode']}), keep {job['retention']}")
+    return 0
+
+
+def selection(job: dict[str, Any]) -> str:
+    """``vm:a owner:b tag:c`` — what the job selects."""
+    return " ".join([*(f"vm:{v}" for v in job["vms"]), *(f"owner:{o}" for o in job["owners"]),
+                     *(f"tag:{t}" for t in job["tags"])])
+
+
+def job_list(args: argparse.Namespace) -> int:
+    """``job list [--json]``."""
+    jobs = api_from(args).request("GET", f"{BACKUP}/jobs")["jobs"]
+    if args.json:
+        return print_json(jobs)
+    if not jobs:
+        print("no backup jobs")
+        return 0
+    rows = [[j["name"], j["schedule"], j["target"], j["mode"], selection(j), j["retention"],
+             j["last_state"] or "-", "yes" if j["enabled"] else "no"] for j in jobs]
+    print(format_table(rows, ["NAME", "SCHEDULE", "TARGET", "MODE", "SELECTS", "KEEP", "LAST", "ENABLED"]))
+    return 0
+
+
+def job_run(args: argparse.Namespace) -> int:
+    """``job run NAME [--no-follow] [--json]``: run now and follow it."""
+    accepted = api_from(args).request("POST", f"{BACKUP}/jobs/{urllib.parse.quote(args.name, safe='')}/run")
+    if args.no_follow:
+        return print_json(accepted) if args.json else (print(f"task {accepted['task_id']}") or 0)
+    result = run_task(args, accepted)
+    if args.json:
+        return print_json(result)
+    for vm, outcome in (result or {}).get("vms", {}).items():
+        print(f"{vm}: point {outcome.get('point')}, pruned {len(outcome.get('pruned') or [])}")
+    return 0
+
+
+def job_remove(args: argparse.Namespace) -> int:
+    """``job remove NAME`` (its points stay)."""
+    api_from(args).request("DELETE", f"{BACKUP}/jobs/{urllib.parse.quote(args.name, safe='')}")
+    if args.json:
+        return print_json({"removed": args.name})
+    print(f"job {args.name} removed (its backups stay)")
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """``verify POINT [--no-follow] [--json]``: re-read a point and check every checksum."""
+    accepted = api_from(args).request("POST", f"{BACKUP}/points/{args.point}/verify")
+    if args.no_follow:
+        return print_json(accepted) if args.json else (print(f"task {accepted['task_id']}") or 0)
+    result = run_task(args, accepted)
+    if args.json:
+        return print_json(result)
+    print(f"point {args.point}: every checksum matches its manifest")
+    return 0
+
+
+def _sub(sub: argparse._SubParsersAction, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    connection_options(parser)
+    parser.set_defaults(backup_handler=handler)
+    return parser
+
+
+def add_job_commands(sub: argparse._SubParsersAction) -> None:
+    """``job …`` under a ``bhype backup`` parser's sub-commands."""
+    job = sub.add_parser("job", help="backup jobs: schedule, selection, target, retention (admins)")
+    inner = job.add_subparsers(dest="backup_job_command", metavar="COMMAND", required=True)
+    add = _sub(inner, "add", job_add, "add a job")
+    add.add_argument("name")
+    add.add_argument("--target", required=True)
+    add.add_argument("--vm", action="append", default=[], help="a VM by name (repeatable)")
+    add.add_argument("--owner", action="append", default=[], help="every VM of this owner (repeatable)")
+    add.add_argument("--tag", action="append", default=[], help="every VM with this tag (repeatable)")
+    add.add_argument("--mode", default="snapshot", choices=["snapshot", "stop", "crash"])
+    add.add_argument("--schedule", default="@daily", help="crontab(5) line in UTC, or @daily …")
+    add.add_argument("--retention", default="last=7", help="e.g. 'last=3 daily=7 weekly=4 monthly=6'")
+    add.add_argument("--window", type=int, default=1440, metavar="MINUTES",
+                     help="a run must succeed within this long of its slot (else backup.overdue)")
+    add.add_argument("--disabled", action="store_true")
+    add.add_argument("--drill-schedule", default="", help="crontab(5) line for restore drills (empty: none)")
+    sign = add.add_mutually_exclusive_group()
+    sign.add_argument("--drill-serial", default="", metavar="TEXT",
+                      help="a drill passes when the restored guest's serial console prints TEXT")
+    sign.add_argument("--drill-vnc", action="store_true", help="… when its VNC screen changes")
+    add.add_argument("--drill-timeout", type=int, default=600, metavar="SECONDS")
+    _sub(inner, "list", job_list, "every job and its last run")
+    run = _sub(inner, "run", job_run, "run a job now and follow it")
+    run.add_argument("name")
+    run.add_argument("--no-follow", action="store_true", help="only queue it")
+    _sub(inner, "remove", job_remove, "remove a job (its backups stay)").add_argument("name")
+
+
+def add_verify_command(sub: argparse._SubParsersAction) -> None:
+    """``verify POINT`` under a ``bhype backup`` parser's sub-commands."""
+    check = _sub(sub, "verify", verify, "re-read a backup from its target and check every checksum")
+    check.add_argument("point", type=int)
+    check.add_argument("--no-follow", action="store_true", help="only queue it")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The ``bhype backup`` sub-commands this hook module provides (jobs, verify)."""
+    sub = parser.add_subparsers(dest="backup_command", metavar="COMMAND", required=True)
+    add_job_commands(sub)
+    add_verify_command(sub)
+    for extra in EXTRA_COMMANDS:
+        extra(sub)
+
+
+# Other sub-command builders of ``bhype backup`` (verify; the plugin's target/list/restore
+# commands join here, so the plugin has one ``backup`` command).
+EXTRA_COMMANDS: list[Any] = []
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen sub-command."""
+    return int(args.backup_handler(args))
+
+
+def command() -> Any:
+    """The ``bhype backup`` command record."""
+    from bhype_core.plugin_api import CliCommand
+
+    return CliCommand(name="backup", help="VM backups: jobs, verification", configure=configure, run=run)
