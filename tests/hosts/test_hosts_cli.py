@@ -31,10 +31,10 @@ def bhype(server, capsys, *args: str) -> tuple[int, str, str]:
     return status, out, err
 
 
-def add_vm(runtime, name: str, host: str) -> None:
+def add_vm(runtime, name: str, host: str, state: str = "running") -> None:
     data = validate_spec({"name": name, "owner": "alice", "boot": "grub"}).to_data()
     with Session(runtime.engine) as db:
-        db.add(VM(name=name, uuid=data["uuid"], owner="alice", datastore="default", spec=data, state="running",
+        db.add(VM(name=name, uuid=data["uuid"], owner="alice", datastore="default", spec=data, state=state,
                   host=host))
         db.commit()
 
@@ -49,8 +49,8 @@ def test_hosts_and_the_vm_host_filter_through_the_cli(make_host_runtime, short_d
         with runtime.engine.begin() as connection:  # beta's worker stopped two minutes ago
             connection.execute(update(Host).where(col(Host.name) == "beta")
                                .values(last_seen=utcnow() - timedelta(seconds=120)))
-        add_vm(runtime, "web-a", "alpha")
-        add_vm(runtime, "web-b", "beta")
+        add_vm(runtime, "web-a", "alpha", state="stopped")  # alpha's reconciliation checks it: really stopped
+        add_vm(runtime, "web-b", "beta")  # beta's own worker would check it; alpha's leaves it alone
 
         status, out, err = bhype(server, capsys, "hosts", "--json")
         assert status == 0, err
@@ -70,5 +70,5 @@ def test_hosts_and_the_vm_host_filter_through_the_cli(make_host_runtime, short_d
         status, out, _ = bhype(server, capsys, "vm", "list")
         rows = [line.split() for line in out.splitlines()]
         assert rows[0][-1] == "HOST"
-        assert [(row[0], row[2], row[-1]) for row in rows[1:]] == [("web-a", "running", "alpha"),
+        assert [(row[0], row[2], row[-1]) for row in rows[1:]] == [("web-a", "stopped", "alpha"),
                                                                    ("web-b", "unknown", "beta")]
