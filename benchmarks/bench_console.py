@@ -1,37 +1,42 @@
-"""Console bridge throughput and added latency: bHype's bridges vs Debian's websockify vs raw
-loopback TCP, all on 127.0.0.1 (issue 6, "Benchmarks").
+"""Console bridge throughput, CPU and added latency: bHype's bridge vs websockify (PyPI and
+Debian) vs raw loopback TCP, in one run, rounds interleaved with the order rotated (issue 15).
 
-Run: ``./dev bench console`` or ``.venv/bin/python benchmarks/bench_console.py [--mb N]``.
+Run: ``./dev bench console`` or ``.venv/bin/python benchmarks/bench_console.py [--mb N]
+[--repeat R] [--websockify-pypi PATH]``. The PyPI websockify is the anchor the goals name; make
+one with ``python3 -m venv /tmp/wsk && /tmp/wsk/bin/pip install websockify==0.13.0`` and pass
+``--websockify-pypi /tmp/wsk/bin/websockify`` (or set ``BHYPE_BENCH_WEBSOCKIFY_PYPI``); Debian's
+``websockify`` package is used when installed.
 
-* serial: a TCP source streams N MB and closes (bytes counted at the client until EOF: a
-  bridge that loses the tail shows as "lost"); 1-byte echo round trips for latency.
-* vnc: a scripted RFB 3.8 server answers every FramebufferUpdateRequest with a full raw
-  1024x768 frame (3 MiB); the client speaks RFB to it directly (raw TCP), through websockify,
-  or through bHype's multiplexer (which does the handshake itself and requests the updates).
-
-bHype's bridge runs in its own process (``--serve-bridge``): uvicorn with the real console
-code (``WebSocketChannel``, the console hub, ``serve_serial``/``serve_vnc``); only ticket and
-VM lookup are left out, as they happen once per connection. websockify runs as a process too.
-Sources and clients share this process, the same for every path.
+Three kinds of process, so no path pays for another's Python: the **source** (``--role
+source``: a TCP byte stream of N MB that closes right after its last byte, a 1-byte echo, and a
+scripted RFB 3.8 server sending full raw 1024x768 frames), the **bridge** under test (bHype's in
+``--role bridge``: uvicorn with the real console code — ``WebSocketChannel``, the console hub,
+``serve_serial``/``serve_vnc``; only ticket and VM lookup are left out, as they happen once per
+connection — or websockify), and the **client** (``--role client``, one process per run). Every
+byte is checked: the client hashes what it received (sha256) and compares it with the source's
+deterministic data; a short or different stream counts as lost. The bridge's CPU time (user +
+system, children included: websockify forks per connection) is read from /proc around each run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
 import os
+import random
 import shutil
 import socket
 import statistics
 import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from fastapi import WebSocket  # at module level: the route's annotation is resolved from here
-from report import print_table
+from report import percentile, print_table
 
 from bhype_core.testing.ports import free_port
 
@@ -39,6 +44,33 @@ HERE = Path(__file__).resolve().parent
 WIDTH, HEIGHT, BPP = 1024, 768, 4
 FRAME = WIDTH * HEIGHT * BPP
 CHUNK = 64 * 1024
+PATTERN_LENGTH = 1_000_003  # a prime: repeats never line up with chunk or frame boundaries
+
+
+def pattern() -> bytes:
+    """The source's bytes, repeated: the same in every process (seeded)."""
+    return random.Random(15).randbytes(PATTERN_LENGTH)
+
+
+def stream_bytes(total: int):
+    """The stream the source sends, in chunks (cycling through :func:`pattern`)."""
+    block, sent = pattern(), 0
+    while sent < total:
+        offset = sent % PATTERN_LENGTH
+        piece = block[offset:offset + min(CHUNK, total - sent)]
+        yield piece
+        sent += len(piece)
+
+
+def expected_stream_digest(total: int) -> str:
+    digest = hashlib.sha256()
+    for piece in stream_bytes(total):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def frame_pixels() -> bytes:
+    return (pattern() * (FRAME // PATTERN_LENGTH + 1))[:FRAME]
 
 
 def wait_port(port: int, process: subprocess.Popen | None = None, timeout: float = 30) -> None:
@@ -54,20 +86,24 @@ def wait_port(port: int, process: subprocess.Popen | None = None, timeout: float
     raise RuntimeError(f"nothing listens on {port}")
 
 
-# --- sources (targets of every path) -------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """utime + stime + cutime + cstime of ``pid`` (proc(5) /proc/PID/stat fields 14-17)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the source process ----------------------------------------------------------------------------
 
 
 async def stream_source(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, total: int) -> None:
-    block = os.urandom(CHUNK)
-    sent = 0
-    while sent < total:
-        writer.write(block[: min(CHUNK, total - sent)])
-        sent += min(CHUNK, total - sent)
+    for piece in stream_bytes(total):
+        writer.write(piece)
         await writer.drain()
     writer.close()  # close right after the last byte: the websockify trap
 
 
 async def echo_source(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     while data := await reader.read(CHUNK):
         writer.write(data)
         await writer.drain()
@@ -85,7 +121,7 @@ async def rfb_source(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     await reader.readexactly(1)
     pixel_format = bytes([32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0])
     writer.write(struct.pack(">HH16sI", WIDTH, HEIGHT, pixel_format, 5) + b"bench")
-    frame = struct.pack(">BxHHHHHi", 0, 1, 0, 0, WIDTH, HEIGHT, 0) + os.urandom(FRAME)
+    frame = struct.pack(">BxHHHHHi", 0, 1, 0, 0, WIDTH, HEIGHT, 0) + frame_pixels()
     try:
         while True:
             kind = (await reader.readexactly(1))[0]
@@ -105,23 +141,13 @@ async def rfb_source(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     writer.close()
 
 
-class Sources:
-    """The three TCP sources, served from a background event loop."""
+def serve_sources(ports: dict[str, int], total: int) -> None:
+    async def run() -> None:
+        handlers = {"stream": lambda r, w: stream_source(r, w, total), "echo": echo_source, "rfb": rfb_source}
+        servers = [await asyncio.start_server(handlers[name], "127.0.0.1", port) for name, port in ports.items()]
+        await asyncio.gather(*(server.serve_forever() for server in servers))
 
-    def __init__(self, total: int) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.ports = {"stream": free_port(), "echo": free_port(), "rfb": free_port()}
-        handlers = {
-            "stream": lambda r, w: stream_source(r, w, total),
-            "echo": echo_source,
-            "rfb": rfb_source,
-        }
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        for name, port in self.ports.items():
-            asyncio.run_coroutine_threadsafe(
-                asyncio.start_server(handlers[name], "127.0.0.1", port), self.loop
-            ).result()
+    asyncio.run(run())
 
 
 # --- bHype's bridge, in its own process -----------------------------------------------------------
@@ -170,6 +196,7 @@ class TcpLink:
 
     async def __aenter__(self):
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20)
+        self.writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -211,16 +238,34 @@ class WsLink:
         await self.ws.send(data)
 
 
-async def measure_stream(link) -> tuple[float, int]:
-    received = 0
+def link_for(target: str):
+    """``tcp:PORT`` or a ``ws://`` URL."""
+    return TcpLink(int(target[4:])) if target.startswith("tcp:") else WsLink(target)
+
+
+def run_client(kind: str, target: str, args: argparse.Namespace) -> dict:
+    """One measurement in this (client) process, as JSON-ready data."""
+    if kind == "stream":
+        seconds, received, digest = asyncio.run(measure_stream(link_for(target)))
+        return {"seconds": seconds, "bytes": received, "sha256": digest}
+    if kind == "echo":
+        return {"samples": asyncio.run(measure_echo(link_for(target), args.rounds))}
+    seconds, received, bad = asyncio.run(measure_vnc(link_for(target), args.frames, args.speak_rfb))
+    return {"seconds": seconds, "bytes": received, "bad_frames": bad}
+
+
+async def measure_stream(link) -> tuple[float, int, str]:
+    received, digest = 0, hashlib.sha256()
     async with link:
         started = time.perf_counter()
         try:
             while True:
-                received += len(await link.recv())
+                data = await link.recv()
+                digest.update(data)
+                received += len(data)
         except EOFError:
             pass
-    return time.perf_counter() - started, received
+    return time.perf_counter() - started, received, digest.hexdigest()
 
 
 async def measure_echo(link, rounds: int) -> list[float]:
@@ -234,7 +279,7 @@ async def measure_echo(link, rounds: int) -> list[float]:
     return samples
 
 
-async def measure_vnc(link, frames: int, speak_rfb: bool) -> tuple[float, int]:
+async def measure_vnc(link, frames: int, speak_rfb: bool) -> tuple[float, int, int]:
     """Frames received in bytes; ``speak_rfb``: the client does handshake and requests itself
     (bHype's multiplexer does them for its viewers, which only greet it)."""
     buffer = bytearray()
@@ -257,126 +302,149 @@ async def measure_vnc(link, frames: int, speak_rfb: bool) -> tuple[float, int]:
         (name_length,) = struct.unpack(">20xI", await read(24))
         await read(name_length)
         started = time.perf_counter()
-        received = 0
+        received, bad = 0, 0
         request = struct.pack(">BBHHHH", 3, 1, 0, 0, WIDTH, HEIGHT)
+        expected = hashlib.sha256(frame_pixels()).digest()
         for _ in range(frames):
             if speak_rfb:
                 await link.send(request)
             await read(16)
-            await read(FRAME)
+            bad += hashlib.sha256(await read(FRAME)).digest() != expected
             received += FRAME
-    return time.perf_counter() - started, received
+    return time.perf_counter() - started, received, bad
+
+
+def client(kind: str, target: str, args: argparse.Namespace, speak_rfb: bool = True) -> dict:
+    """Run one measurement in a fresh client process."""
+    argv = [sys.executable, __file__, "--role", "client", "--kind", kind, "--target", target, "--mb", str(args.mb),
+            "--rounds", str(args.rounds), "--frames", str(args.frames)] + (["--speak-rfb"] if speak_rfb else [])
+    done = subprocess.run(argv, cwd=HERE, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"client {kind} {target} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def start(argv: list[str], port: int) -> subprocess.Popen:
+    process = subprocess.Popen(argv, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, process)
+    return process
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=int, default=200, help="MB streamed per serial throughput run")
+    parser.add_argument("--mb", type=int, default=200, help="MB streamed per throughput run (default 200)")
     parser.add_argument("--frames", type=int, default=60, help="1024x768 raw frames per VNC run")
     parser.add_argument("--rounds", type=int, default=2000, help="echo round trips per latency run")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per path (the median is shown)")
-    parser.add_argument("--serve-bridge", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--targets", help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=5, help="runs per path, interleaved (default 5)")
+    parser.add_argument("--websockify-pypi", default=os.environ.get("BHYPE_BENCH_WEBSOCKIFY_PYPI", ""),
+                        help="websockify executable from PyPI (the anchor; see the module docstring)")
+    parser.add_argument("--role", choices=["main", "source", "bridge", "client"], default="main",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--ports", help=argparse.SUPPRESS)
+    parser.add_argument("--kind", help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    parser.add_argument("--speak-rfb", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_bridge:
-        stream, echo, rfb = (int(p) for p in args.targets.split(","))
-        serve_bridge(args.serve_bridge, {"stream": stream, "echo": echo, "rfb": rfb})
-        return 0
-    if shutil.which("websockify") is None:
-        print("websockify not installed (Debian package websockify)", file=sys.stderr)
-        return 1
     total = args.mb * 1_000_000
-    sources = Sources(total)
-    ports = sources.ports
-    processes: list[subprocess.Popen] = []
+    if args.role == "source":
+        stream, echo, rfb = (int(p) for p in args.ports.split(","))
+        serve_sources({"stream": stream, "echo": echo, "rfb": rfb}, total)
+        return 0
+    if args.role == "bridge":
+        port, stream, echo, rfb = (int(p) for p in args.ports.split(","))
+        serve_bridge(port, {"stream": stream, "echo": echo, "rfb": rfb})
+        return 0
+    if args.role == "client":
+        print(json.dumps(run_client(args.kind, args.target, args)))
+        return 0
+
+    anchors = {"websockify (PyPI)": args.websockify_pypi, "websockify (Debian)": shutil.which("websockify") or ""}
+    if not anchors["websockify (PyPI)"]:
+        print("websockify (PyPI) not given: --websockify-pypi or BHYPE_BENCH_WEBSOCKIFY_PYPI (see --help); "
+              "the goals' anchor is missing from this run", file=sys.stderr)
+    anchors = {name: path for name, path in anchors.items() if path}
+    ports = {"stream": free_port(), "echo": free_port(), "rfb": free_port()}
+    listed = ",".join(str(ports[name]) for name in ("stream", "echo", "rfb"))
+    processes: dict[str, subprocess.Popen] = {}
     try:
+        processes["source"] = start([sys.executable, __file__, "--role", "source", "--ports", listed,
+                                     "--mb", str(args.mb)], ports["rfb"])
         bridge_port = free_port()
-        targets = f"{ports['stream']},{ports['echo']},{ports['rfb']}"
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, __file__, "--serve-bridge", str(bridge_port), "--targets", targets], cwd=HERE
-            )
-        )
-        wait_port(bridge_port, processes[-1])
-        websockify = {}
-        for name, port in ports.items():
-            websockify[name] = free_port()
-            processes.append(
-                subprocess.Popen(
-                    ["websockify", f"127.0.0.1:{websockify[name]}", f"127.0.0.1:{port}"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            wait_port(websockify[name], processes[-1])
+        processes["bHype bridge"] = start([sys.executable, __file__, "--role", "bridge", "--ports",
+                                           f"{bridge_port},{listed}"], bridge_port)
+        targets: dict[str, dict[str, str]] = {"raw TCP": {name: f"tcp:{port}" for name, port in ports.items()},
+                                              "bHype bridge": {name: f"ws://127.0.0.1:{bridge_port}/{name}"
+                                                               for name in ports}}
+        for label, executable in anchors.items():
+            targets[label] = {}
+            for name, port in ports.items():
+                listen = free_port()
+                processes[f"{label} {name}"] = start([executable, f"127.0.0.1:{listen}", f"127.0.0.1:{port}"], listen)
+                targets[label][name] = f"ws://127.0.0.1:{listen}/"
+        paths = list(targets)
 
-        def links(name: str) -> dict[str, object]:
-            return {
-                "raw TCP": lambda: TcpLink(ports[name]),
-                "websockify": lambda: WsLink(f"ws://127.0.0.1:{websockify[name]}/"),
-                "bHype bridge": lambda: WsLink(f"ws://127.0.0.1:{bridge_port}/{name}"),
-            }
+        def bridge_pid(path: str, kind: str) -> int | None:
+            process = processes.get("bHype bridge" if path == "bHype bridge" else f"{path} {kind}")
+            return process.pid if process is not None and path != "raw TCP" else None
 
+        def measured(path: str, kind: str, speak_rfb: bool = True) -> tuple[dict, float | None]:
+            pid = bridge_pid(path, kind)
+            before = cpu_seconds(pid) if pid else 0.0
+            result = client(kind, targets[path][kind], args, speak_rfb)
+            time.sleep(0.3)  # a forked websockify child is reaped (its CPU counted) by now
+            return result, (cpu_seconds(pid) - before) if pid else None
+
+        expected = expected_stream_digest(total)
+        stream: dict[str, list] = {path: [] for path in paths}
+        echo: dict[str, list[float]] = {path: [] for path in paths}
+        vnc: dict[str, list] = {path: [] for path in paths}
+        for round_no in range(args.repeat):
+            order = paths[round_no % len(paths):] + paths[:round_no % len(paths)]  # rotated each round
+            for path in order:
+                stream[path].append(measured(path, "stream"))
+                echo[path] += measured(path, "echo")[0]["samples"]
+                vnc[path].append(measured(path, "rfb", speak_rfb=path != "bHype bridge"))
+
+        anchor = "websockify (PyPI)" if "websockify (PyPI)" in paths else paths[-1]
+        rates = {path: statistics.median(r["bytes"] / r["seconds"] / 1e6 for r, _ in runs)
+                 for path, runs in stream.items()}
         rows = []
-        base = {}
-        for path, make in links("stream").items():
-            runs = [asyncio.run(measure_stream(make())) for _ in range(args.repeat)]
-            rate = statistics.median(received / seconds / 1e6 for seconds, received in runs)
-            lost = sum(1 for _, received in runs if received != total)
-            base.setdefault("rate", rate)
-            rows.append(
-                {
-                    "path": path,
-                    "MB/s": f"{rate:.0f}",
-                    "vs raw TCP": f"{rate / base['rate']:.2f}x",
-                    "runs with lost tail": f"{lost}/{args.repeat}",
-                }
-            )
-        print_table(f"serial-style byte stream: {args.mb} MB, source closes right after the last byte", rows)
-
+        for path, runs in stream.items():
+            cpu = [seconds for _, seconds in runs if seconds is not None]
+            per_gb = statistics.median(seconds / (total / 1e9) for seconds in cpu) if cpu else None
+            lost = sum(1 for result, _ in runs if result["bytes"] != total or result["sha256"] != expected)
+            rows.append({"path": path, "MB/s (median)": f"{rates[path]:.0f}",
+                         f"vs {anchor}": f"{rates[path] / rates[anchor]:.2f}x",
+                         "bridge CPU-s/GB": f"{per_gb:.2f}" if per_gb is not None else "-",
+                         "runs short or wrong (sha256)": f"{lost}/{len(runs)}"})
+        print_table(f"byte stream: {args.mb} MB per run, {args.repeat} runs per path, the source closes right after "
+                    "the last byte (source, bridge, client: separate processes)", rows)
+        base = statistics.median(echo["raw TCP"])
         rows = []
-        for path, make in links("echo").items():
-            samples = asyncio.run(measure_echo(make(), args.rounds))
-            median = statistics.median(samples) * 1e6
-            base.setdefault("echo", median)
-            rows.append(
-                {
-                    "path": path,
-                    "p50 µs": f"{median:.0f}",
-                    "p99 µs": f"{sorted(samples)[int(len(samples) * 0.99)] * 1e6:.0f}",
-                    "added p50 µs": f"{median - base['echo']:.0f}",
-                }
-            )
-        print_table(f"1-byte echo round trip, {args.rounds} rounds", rows)
-
+        for path, samples in echo.items():
+            p50, p99 = percentile(samples, 50), percentile(samples, 99)
+            rows.append({"path": path, "n": str(len(samples)), "p50 µs": f"{p50 * 1e6:.0f}",
+                         "p99 µs": f"{p99 * 1e6:.0f}", "added p50 µs": f"{(p50 - base) * 1e6:.0f}"})
+        print_table(f"1-byte echo round trip ({args.rounds} per run)", rows)
         rows = []
-        for path, make in links("rfb").items():
-            runs = [
-                asyncio.run(measure_vnc(make(), args.frames, path != "bHype bridge"))
-                for _ in range(args.repeat)
-            ]
-            seconds, received = sorted(runs)[len(runs) // 2]
-            rate = received / seconds / 1e6
-            base.setdefault("vnc", rate)
-            rows.append(
-                {
-                    "path": path,
-                    "frames/s": f"{args.frames / seconds:.1f}",
-                    "MB/s": f"{rate:.0f}",
-                    "vs raw TCP": f"{rate / base['vnc']:.2f}x",
-                }
-            )
-        print_table(
-            f"VNC: {args.frames} full raw {WIDTH}x{HEIGHT} frames (bHype: through the RFB multiplexer)", rows
-        )
+        for path, runs in vnc.items():
+            rate = statistics.median(r["bytes"] / r["seconds"] / 1e6 for r, _ in runs)
+            cpu = [seconds for _, seconds in runs if seconds is not None]
+            per_gb = statistics.median(c / (args.frames * FRAME / 1e9) for c in cpu) if cpu else None
+            frames = statistics.median(args.frames / r["seconds"] for r, _ in runs)
+            rows.append({"path": path, "frames/s": f"{frames:.1f}",
+                         "MB/s": f"{rate:.0f}", "bridge CPU-s/GB": f"{per_gb:.2f}" if per_gb is not None else "-",
+                         "frames wrong (sha256)": str(sum(r["bad_frames"] for r, _ in runs))})
+        print_table(f"VNC: {args.frames} full raw {WIDTH}x{HEIGHT} frames per run (bHype: through its RFB multiplexer)",
+                    rows)
     finally:
-        for process in processes:
+        for process in processes.values():
             process.terminate()
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        sources.loop.call_soon_threadsafe(sources.loop.stop)
     return 0
 
 

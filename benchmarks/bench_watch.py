@@ -1,10 +1,13 @@
-"""The ``vm.state-files`` watcher's tick with 1,000 VMs: what the worker pays every 2 s to notice
-a crash within seconds (one database query plus one ``stat`` per VM), and a tick that finds one
-changed state file and refreshes that VM through the driver.
+"""What VM records cost at rest: the ``vm.state-files`` watcher's tick (every 2 s: one query plus
+one ``stat`` per VM that is not stopped), a tick that finds one changed state file and refreshes
+that VM, and the minutely ``vm.reconcile`` pass over every record (``--running`` of them asked
+about through the driver each pass, the rest stopped and quiet), with the share of one core
+they add up to at their intervals.
 
-Run: ``./dev bench watch`` or ``.venv/bin/python benchmarks/bench_watch.py [-n N] [--vms V]``.
-The state files are written as a supervisor writes them (``write_json``, atomically); no
-hypervisor runs, so the refreshed VM reads as one whose supervisor is gone.
+Run: ``./dev bench watch`` or ``.venv/bin/python benchmarks/bench_watch.py [-n N] [--vms V]
+[--running R]``. The state files are written as a supervisor writes them (``write_json``,
+atomically); no hypervisor runs, so a refreshed VM reads as one whose supervisor is gone (the
+"running" rows are set running again before each pass, untimed, so the driver is asked each time).
 """
 
 from __future__ import annotations
@@ -17,21 +20,27 @@ from pathlib import Path
 
 from bench_vm_list import PLUGINS, populate
 from report import print_table, summary_ms
+from sqlalchemy import update
 
 from bhype_core.db.migrate import upgrade
 from bhype_core.drivers.state import VMFiles, write_json
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
+from bhype_core.vm.models import VM
+from bhype_core.vm.reconcile import refresh_states
 from bhype_core.vm.services import open_datastore
 from bhype_core.vm.watch import StateFileWatch
+
+WATCH_INTERVAL = 2.0
+RECONCILE_INTERVAL = 60.0
 
 
 def state_files(runtime, vms: int) -> list[Path]:
     store = open_datastore(runtime, "default")
     paths = []
     for index in range(vms):
-        vm_dir = store.vm_dir(f"vm{index:04d}")
+        vm_dir = store.vm_dir(f"vm{index:05d}")
         vm_dir.mkdir(parents=True, exist_ok=True)
         path = VMFiles(vm_dir).state
         write_json(path, {"state": "stopped", "supervisor_pid": None, "hypervisor_pid": None, "history": []})
@@ -39,10 +48,19 @@ def state_files(runtime, vms: int) -> list[Path]:
     return paths
 
 
+def set_running(runtime, running: int) -> None:
+    """The first ``running`` records say running, the others stopped."""
+    with runtime.engine.begin() as connection:
+        connection.execute(update(VM).values(state="stopped"))
+        connection.execute(update(VM).where(VM.name < f"vm{running:05d}").values(state="running", state_detail=""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=50, help="ticks per case (default 50)")
-    parser.add_argument("--vms", type=int, default=1000, help="VM records (default 1000)")
+    parser.add_argument("-n", type=int, default=20, help="ticks per case (default 20)")
+    parser.add_argument("--passes", type=int, default=5, help="reconcile passes (default 5)")
+    parser.add_argument("--vms", type=int, default=10000, help="VM records (default 10000)")
+    parser.add_argument("--running", type=int, default=200, help="of them running (default 200)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bhype-bench-") as directory:
         runtime = build_runtime(make_settings(Path(directory)),
@@ -50,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(runtime)
         populate(runtime, args.vms)
         paths = state_files(runtime, args.vms)
+        set_running(runtime, args.running)
         watch = StateFileWatch(runtime)
         watch()  # the first look
         quiet, one_changed = [], []
@@ -59,13 +78,26 @@ def main(argv: list[str] | None = None) -> int:
             quiet.append(time.perf_counter() - started)
             write_json(paths[index], {"state": "stopped", "detail": f"powered off {index}", "history": []})
             started = time.perf_counter()
-            assert watch() == [f"vm{index:04d}"]
+            assert watch() == [f"vm{index:05d}"]
             one_changed.append(time.perf_counter() - started)
+        passes = []
+        refresh_states(runtime, lambda *a, **k: None)  # the first pass after start: every VM once
+        for _ in range(args.passes):
+            set_running(runtime, args.running)
+            started = time.process_time()
+            refresh_states(runtime, lambda *a, **k: None)
+            passes.append(time.process_time() - started)
         runtime.engine.dispose()
-    print_table(f"vm.state-files watcher tick, {args.vms} VMs (SQLite)", [
-        {"tick": "nothing changed", **summary_ms(quiet)},
-        {"tick": "one state file changed (that VM refreshed)", **summary_ms(one_changed)},
+    tick, pass_ = summary_ms(quiet), summary_ms(passes)
+    share = (float(tick["p50 ms"]) / 1000 / WATCH_INTERVAL + float(pass_["p50 ms"]) / 1000 / RECONCILE_INTERVAL) * 100
+    print_table(f"at rest: {args.vms} VM records, {args.running} running (SQLite)", [
+        {"what": "watcher tick, nothing changed (wall)", **tick},
+        {"what": "watcher tick, one state file changed (that VM refreshed, wall)", **summary_ms(one_changed)},
+        {"what": f"reconcile pass ({args.running} asked, the rest quiet; CPU)", **pass_},
     ])
+    print(f"\nshare of one core at rest: {share:.2f}% (a tick every {WATCH_INTERVAL:g} s, a pass every "
+          f"{RECONCILE_INTERVAL:g} s); the minutely pass is a spike of {float(pass_['p99 ms']) / 10:.1f}% of a "
+          "core over one second (p99)")
     return 0
 
 

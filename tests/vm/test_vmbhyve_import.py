@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from bhype_core.builtins import vmbhyve as core_vmbhyve
 from bhype_core.db.session import session
-from bhype_core.errors import Forbidden, ValidationErrors
+from bhype_core.errors import Forbidden, NotFound, ValidationErrors
 from bhype_core.hookspecs import hookimpl
 from bhype_core.network.models import row_from, validate_switch
 from bhype_core.vm.models import VM
@@ -220,6 +220,29 @@ def test_export_writes_a_config_that_opens_the_same_disks(runtime, task_context,
     conf = vmbhyve_dir / "fbsd1" / "fbsd1.conf"
     assert written["written"] == str(conf) and conf.read_text() == shown["config"]
     assert (vmbhyve_dir / "fbsd1" / "fbsd1.conf.before-bhype").read_text().startswith('loader="bhyveload"')
+
+
+def test_templates_are_imported_as_admin_templates_and_exported_back(runtime, task_context, vmbhyve_dir):
+    """The import writes each vm-bhyve template as ``vmbhyve-<name>`` into vm.templates_dir (the
+    catalog the API lists); a second import finds them there; ``--template`` exports one back."""
+    from bhype_core.vm.services import template_catalog
+
+    only = run_import(runtime, task_context, vmbhyve_dir, vms=["fbsd1"])
+    assert only["templates_imported"] == [] and {t["action"] for t in only["templates"]} == {"skip"}
+    done = run_import(runtime, task_context, vmbhyve_dir)
+    assert done["templates_imported"] == ["vmbhyve-old-style", "vmbhyve-uefi-gfx", "vmbhyve-zvol-fbsd"]
+    catalog = template_catalog(runtime)
+    assert catalog.get("vmbhyve-uefi-gfx").spec_data()["disks"][0]["size"] == "40G" and not catalog.errors
+    again = run_import(runtime, task_context, vmbhyve_dir, dry_run=True)
+    assert {t["action"] for t in again["templates"]} == {"same"}
+
+    context = task_context(runtime, "vmbhyve.export", user=None)
+    written = export_vm(context, "vmbhyve-uefi-gfx", vm_dir=str(vmbhyve_dir), template=True)
+    target = vmbhyve_dir / ".templates" / "uefi-gfx.conf"
+    assert written["written"] == str(target) and 'disk0_size="40G"' in target.read_text()
+    assert (vmbhyve_dir / ".templates" / "uefi-gfx.conf.before-bhype").read_text().startswith("# Written for")
+    with pytest.raises(NotFound):
+        export_vm(context, "no-such-template", vm_dir=str(vmbhyve_dir), template=True, dry_run=True)
 
 
 def test_only_admins_may_import_or_export(runtime, vmbhyve_dir):

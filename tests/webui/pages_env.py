@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,22 @@ from bhype_core.vm.models import VM
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 
 
+def feature_plugins() -> set[str]:
+    """Entry-point names of the installed ``bhype`` plugins other than the core's and the web UI's."""
+    return {entry.name for entry in metadata.entry_points(group="bhype")
+            if entry.dist is not None and entry.dist.name not in ("bhype-core", "bhype-webui")}
+
+
 class PagesEnv:
     """An app over a fresh SQLite database in ``root`` (plus ``plugins``, ``(name, plugin)``)."""
 
-    def __init__(self, root: Path, plugins: tuple[tuple[str, object], ...] = (), **sections: Any) -> None:
-        pm = make_plugin_manager(load_entrypoints=True, plugins=plugins)
-        assert not pm.blocked, pm.blocked
+    def __init__(self, root: Path, plugins: tuple[tuple[str, object], ...] = (), *, web_ui_only: bool = False,
+                 **sections: Any) -> None:
+        # ``web_ui_only``: the core and the web UI without the feature plugins installed beside
+        # them, for tests that assert the whole navigation or name clashes with a fake plugin.
+        disabled = feature_plugins() if web_ui_only else ()
+        pm = make_plugin_manager(load_entrypoints=True, disabled=disabled, plugins=plugins)
+        assert not {name for name in pm.blocked if name not in disabled}, pm.blocked
         sections.setdefault("auth", {}).setdefault("account_recheck_interval", 3600)
         self.runtime = build_runtime(make_settings(root / "data", **sections), pm)
         upgrade(self.runtime)

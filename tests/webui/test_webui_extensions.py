@@ -32,7 +32,7 @@ def acme() -> AcmeUi:
 
 @pytest.fixture
 def env(tmp_path, acme) -> Iterator[PagesEnv]:
-    made = PagesEnv(tmp_path, plugins=(("acme_ui", acme),))
+    made = PagesEnv(tmp_path, plugins=(("acme_ui", acme),), web_ui_only=True)
     yield made
     made.close()
 
@@ -100,7 +100,7 @@ def test_plugin_assets_are_served_and_confined(env):
 
 
 def test_a_page_on_the_web_uis_own_paths_is_refused_naming_the_plugin(tmp_path):
-    env = PagesEnv(tmp_path, plugins=(("acme_ui", AcmeUi(page_path="vms/backups")),))
+    env = PagesEnv(tmp_path, plugins=(("acme_ui", AcmeUi(page_path="vms/backups")),), web_ui_only=True)
     try:
         with pytest.raises(PluginError, match="'acme-backups' of plugin 'acme_ui': path 'vms/backups'"):
             collect_extensions(env.runtime.pm)

@@ -16,7 +16,7 @@ from bhype_core.errors import Forbidden, Unauthorized
 __all__ = ["SYSTEM", "AdminDep", "Principal", "PrincipalDep", "get_principal", "require_admin"]
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """The caller of this request; raises :class:`~bhype_core.errors.Unauthorized` when nobody
     authenticated (a public route, or a request the guard let through without credentials)."""
     principal = getattr(request.state, "principal", None)
@@ -28,7 +28,7 @@ def get_principal(request: Request) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_admin(principal: PrincipalDep) -> Principal:
+async def require_admin(principal: PrincipalDep) -> Principal:
     """The caller, if an admin; raises :class:`~bhype_core.errors.Forbidden` (403) for anyone
     else. For routes about the whole host rather than one user's things (the host command audit
     trail, host probes)."""

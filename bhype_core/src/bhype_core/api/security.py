@@ -106,7 +106,7 @@ def _authenticate(connection: HTTPConnection) -> None:
     connection.state.authenticated = result
 
 
-def get_authenticated(connection: HTTPConnection) -> Authenticated:
+async def get_authenticated(connection: HTTPConnection) -> Authenticated:
     """How this request authenticated (session or token); 401 when it did not."""
     result = getattr(connection.state, "authenticated", None)
     if not isinstance(result, Authenticated):

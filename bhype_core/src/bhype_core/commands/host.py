@@ -33,7 +33,8 @@ def host_init(args: argparse.Namespace) -> int:
     settings = args.runtime.settings
     platform = current_platform(args.runtime)
     runner = doctor_runner(settings)  # queries and changes alike: never the [runner] dry run
-    steps = plan_from_settings(settings, platform, runner, runtime=args.runtime)
+    zfs = zfs_request(args)
+    steps = plan_from_settings(settings, platform, runner, runtime=args.runtime, zfs=zfs)
     if args.json:
         print(json.dumps({"platform": platform, **to_dict(steps)}, indent=2))
     else:
@@ -48,11 +49,21 @@ def host_init(args: argparse.Namespace) -> int:
     outcome = apply(runner, steps)
     if outcome.failed:
         return 1
-    again = plan_from_settings(settings, platform, runner, check_database=False)
+    again = plan_from_settings(settings, platform, runner, check_database=False, zfs=zfs)
     left = count_changes(again)
     print(f"host init: {len(outcome.applied)} change(s) applied"
           + (f"; {left} still differ (see the plan above)" if left else ""))
     return 1 if left else 0
+
+
+def zfs_request(args: argparse.Namespace):
+    """The ZFS step's request, or ``None`` when ``--zfs-pool`` was not given."""
+    from bhype_core.hostinit.zfs import ZfsRequest
+
+    if not getattr(args, "zfs_pool", None):
+        return None
+    return ZfsRequest(args.zfs_pool, args.zfs_dataset, tuple(args.zfs_disk or ()), args.zfs_layout,
+                      args.zfs_create_pool)
 
 
 def configure(sub: argparse._SubParsersAction) -> None:
@@ -60,8 +71,16 @@ def configure(sub: argparse._SubParsersAction) -> None:
     host = sub.add_parser("host", help="host administration (root)")
     host_sub = host.add_subparsers(dest="host_command", metavar="COMMAND", required=True)
     init = host_sub.add_parser("init", help="prepare this host: modules, tunables, groups, service user, "
-                               "directories, PAM, database (plan first; --yes applies)")
+                               "directories, PAM, database, ZFS when asked (plan first; --yes applies)")
     init.add_argument("--dry-run", action="store_true", help="show the plan only (the default without --yes)")
     init.add_argument("--yes", action="store_true", help="apply the plan")
     init.add_argument("--json", action="store_true", help="print the plan as JSON")
+    init.add_argument("--zfs-pool", metavar="POOL", help="also create bHype's datasets on this pool")
+    init.add_argument("--zfs-dataset", metavar="PATH", default="bhype",
+                      help="bHype's root dataset below the pool (default bhype: POOL/bhype/{vms,isos,templates})")
+    init.add_argument("--zfs-create-pool", action="store_true",
+                      help="create --zfs-pool on the --zfs-disk devices (zpool create refuses disks in use)")
+    init.add_argument("--zfs-disk", action="append", metavar="DEV", help="a blank disk for the new pool (repeat)")
+    init.add_argument("--zfs-layout", default="mirror", choices=["single", "mirror", "raidz1", "raidz2", "raidz3"],
+                      help="vdev layout of the new pool (default mirror)")
     init.set_defaults(handler=host_init)

@@ -47,22 +47,25 @@ def import_vmbhyve(args: argparse.Namespace) -> int:
     print(json.dumps(plan, indent=2) if args.json else format_plan(plan))
     if args.dry_run:
         return 0
-    if not any(vm["action"] == "import" for vm in plan["vms"]):
+    templates = [t for t in plan.get("templates", []) if t["action"] == "create"]
+    if not any(vm["action"] == "import" for vm in plan["vms"]) and not templates:
         print("nothing to import")
         return 1 if plan["vms"] else 0
     done = run_task(api, IMPORT_KIND, {**arguments, "dry_run": False})
     for name in done.get("imported", []):
         print(f"imported {name}")
+    for name in done.get("templates_imported", []):
+        print(f"imported template {name}")
     for name, error in done.get("failed", {}).items():
         print(f"failed {name}: {error}")
     return 1 if done.get("failed") else 0
 
 
 def export_vmbhyve(args: argparse.Namespace) -> int:
-    """Print (``--dry-run``) or write the VM's vm-bhyve config."""
+    """Print (``--dry-run``) or write the VM's (or template's) vm-bhyve config."""
     api = api_from(args)
     result = run_task(api, EXPORT_KIND, {"name": args.name, "vm_dir": args.vm_dir, "rc_conf": args.rc_conf,
-                                         "dry_run": args.dry_run})
+                                         "dry_run": args.dry_run, "template": args.template})
     print(result["config"], end="")
     for note in result.get("notes", []):
         print(f"# note: {note}")
@@ -93,7 +96,9 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
     """``bhype export vm-bhyve VM``."""
     sub = parser.add_subparsers(dest="export_target", metavar="TARGET", required=True)
     target = sub.add_parser("vm-bhyve", help="write a vm-bhyve config for a VM (admins)")
-    target.add_argument("name", help="the VM")
+    target.add_argument("name", help="the VM (or, with --template, the bHype template)")
+    target.add_argument("--template", action="store_true",
+                        help="export a bHype template as $vm_dir/.templates/NAME.conf (vmbhyve- prefix dropped)")
     _common(target)
 
 

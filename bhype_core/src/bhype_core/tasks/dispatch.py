@@ -41,14 +41,22 @@ def scheduling_transaction(engine: Engine) -> AbstractContextManager[Connection]
 _ANY_QUEUED = (select(col(Task.id)).where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None)).limit(1))
 
 
-def anything_queued(engine: Engine) -> bool:
-    """Whether any task waits for the scheduler (the pass after every task end asks first:
-    on MariaDB the pass's named lock and transaction cost round trips)."""
+_RUNNING_IN_SLOTS = (select(func.count()).select_from(Task)
+                     .where(col(Task.state) == RUNNING, col(Task.parent_id).is_(None)))
+
+
+def anything_queued(engine: Engine, total: int | None = None) -> bool:
+    """Whether any task waits for the scheduler and, given the ``total`` number of slots, one
+    is free (the pass after every task end and every nudge asks first: on MariaDB the pass's
+    named lock and transaction cost round trips, and a burst of submissions sends a nudge each
+    while every slot is taken, issue 15)."""
     with engine.connect() as connection:
-        return connection.execute(_ANY_QUEUED).first() is not None
+        if connection.execute(_ANY_QUEUED).first() is None:
+            return False
+        return total is None or (connection.execute(_RUNNING_IN_SLOTS).scalar() or 0) < total
 
 
-def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tuple[str, str]]:
+def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: bool = False) -> list[tuple[str, str]]:
     """Start whatever may start now: mark the rows running (claimed by ``me``, each with a new
     dispatch token) and record why the others wait.
 
@@ -57,12 +65,16 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tu
     a pass costs the same with 10 or 10,000 queued tasks. Rows further back keep saying
     "queued" until they move up.
 
+    ``run_here``: the caller is a worker thread that runs the first task claimed itself: that
+    row is marked picked up by the same UPDATE (one commit from queued to running; recovery
+    then treats it as running, never as a claim to requeue).
+
     :returns: ``(task id, dispatch token)`` of each task claimed, in the order to run them;
         the caller hands each to a worker thread (or gives the claim back).
     """
     depth = min(limits.per_user, limits.total) + 1
-    if not anything_queued(engine):
-        return []  # no lock, no transaction: a submission nudges again after its commit
+    if not anything_queued(engine, limits.total):
+        return []  # no lock, no transaction: a submission or a task's end looks again
     with scheduling_transaction(engine) as connection:
         rank = func.row_number().over(partition_by=col(Task.owner), order_by=(col(Task.created), col(Task.id)))
         front = (
@@ -89,22 +101,26 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity) -> list[tu
             )
         ]
         owners = sorted({row.owner for row in queued_rows})
-        last_served: dict[str, datetime | None] = dict(connection.execute(
-            select(col(Task.owner), func.max(col(Task.started)))
-            .where(col(Task.owner).in_(owners), col(Task.started).is_not(None))
-            .group_by(col(Task.owner))
-        ).all())
+        last_served: dict[str, datetime | None] = {}
+        if len(owners) > 1:  # who was served last only orders owners against each other
+            last_served = dict(connection.execute(
+                select(col(Task.owner), func.max(col(Task.started)))
+                .where(col(Task.owner).in_(owners), col(Task.started).is_not(None))
+                .group_by(col(Task.owner))
+            ).all())
         queued = [QueuedTask(row.id, row.owner, tuple(row.locks or ())) for row in queued_rows]
         decision = plan(queued, running, limits, last_served)
 
-        claimed = []
+        claimed: list[tuple[str, str]] = []
         for task_id in decision.start:
             token = str(uuid.uuid4())
+            now = utcnow()
             result = connection.execute(
                 update(Task)
                 .where(col(Task.id) == task_id, col(Task.state) == QUEUED)
-                .values(state=RUNNING, started=utcnow(), picked_up=None, dispatch_token=token,
-                        worker_id=me.id, worker_host=me.host, worker_pid=me.pid, progress_message=STARTING)
+                .values(state=RUNNING, started=now, picked_up=now if run_here and not claimed else None,
+                        dispatch_token=token, worker_id=me.id, worker_host=me.host, worker_pid=me.pid,
+                        progress_message=STARTING)
             )
             if result.rowcount == 1:  # else cancelled meanwhile
                 claimed.append((task_id, token))

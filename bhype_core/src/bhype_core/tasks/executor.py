@@ -49,7 +49,8 @@ def failed_event(task: Task, error: dict[str, Any]) -> Event:
     )
 
 
-def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) -> str | None:
+def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str,
+            picked_up: bool = False) -> str | None:
     """Run the task ``task_id`` started under ``token`` in this thread.
 
     A stale message (the task was requeued, cancelled before it was picked up by recovery, or
@@ -61,19 +62,30 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
     commands are attributed to the owner and the task. Failures become ``failed`` (and a
     ``task.failed`` event); :class:`Cancelled` becomes ``cancelled``.
 
+    ``picked_up``: this thread's own dispatch pass claimed the task and marked it picked up in
+    the same statement (no queue message, no second commit).
+
     :returns: the final state written, or ``None`` when the message was stale or recovery
         had already ended the task.
     """
     engine = runtime.engine
-    task = store.pick_up(engine, task_id, token, worker)
+    task = store.get_picked_up(engine, task_id, token) if picked_up else store.pick_up(engine, task_id, token, worker)
     if task is None:
         log.info("task %s: stale start (token %s), skipped", task_id, token)
         return None
     catalog = runtime.registry.tasks
     kind = catalog.get(task.kind)
     plugin = catalog.plugin_of(task.kind) if kind is not None else ""
-    context = TaskContext(runtime, task.id, task.kind, context_user(task.owner), RowReporter(engine, task.id, token),
-                          resume_state=task.checkpoint, subtasks=SubTasks(runtime, worker, task))
+    reporter = RowReporter(engine, task.id, token, fresh=task.checkpoint is None and not task.cancel_requested)
+    children = SubTasks(runtime, worker, task)
+    context = TaskContext(runtime, task.id, task.kind, context_user(task.owner), reporter,
+                          resume_state=task.checkpoint, subtasks=children)
+
+    def leftovers() -> None:
+        # Only a task that submitted children (in this run, or a run it resumes) can leave some.
+        if children.submitted or task.checkpoint is not None:
+            cancel_leftovers(runtime, task)
+
     log.info("task %s %s started (user %s)", task.kind, task.id, task.owner)
     if task.checkpoint is not None:
         context.log(f"resuming from step {task.checkpoint.get('step')!r} after its worker stopped")
@@ -89,30 +101,38 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str) 
             value = kind.run(context, **task.arguments)
         check_json(value, f"the result of task {task.kind}")
     except Cancelled as exc:
-        _quietly(context, lambda: cancel_leftovers(runtime, task))
+        _quietly(context, leftovers)
         context.log(f"cancelled: {exc.message}", level="warning")
-        return _finish(engine, task, token, CANCELLED, error=error_data(exc, task.kind, plugin),
+        return _finish(engine, reporter, task, token, CANCELLED, error=error_data(exc, task.kind, plugin),
                        message="cancelled")
     except Exception as exc:
-        _quietly(context, lambda: cancel_leftovers(runtime, task))
+        _quietly(context, leftovers)
         error = error_data(exc, task.kind, plugin)
         # An error bHype expects is news for the user; anything else is a bug worth a traceback.
         log.warning("task %s %s failed: %s", task.kind, task.id, error["message"],
                     exc_info=not isinstance(exc, BhypeError))
         _log_quietly(context, f"failed: {error['detail']['type']}: {error['message']}")
-        state = _finish(engine, task, token, FAILED, error=error, message=_first_line(error["message"]))
+        state = _finish(engine, reporter, task, token, FAILED, error=error, message=_first_line(error["message"]))
         if state is not None:
             runtime.notify(failed_event(task, error))
         return state
-    cancel_leftovers(runtime, task)
+    leftovers()
     log.info("task %s %s succeeded", task.kind, task.id)
-    return _finish(engine, task, token, SUCCEEDED, result=value, message="done", progress=100.0)
+    return _finish(engine, reporter, task, token, SUCCEEDED, result=value, message="done", progress=100.0)
 
 
-def _finish(engine: Any, task: Task, token: str, state: str, **values: Any) -> str | None:
-    if store.finish(engine, task.id, token, state, **values):
-        _forget_intents(engine, task.id)
-        return state
+def _finish(engine: Any, reporter: RowReporter, task: Task, token: str, state: str, **values: Any) -> str | None:
+    # Progress not yet written is dropped: the final row says it all.
+    reporter.close()
+    try:
+        # One commit ends the task and forgets its undo journal (issue 15).
+        if store.finish(engine, task.id, token, state, forget_intents=True, **values):
+            return state
+    except Exception:
+        log.exception("task %s: ending it with its journal failed; ending it alone", task.id)
+        if store.finish(engine, task.id, token, state, **values):
+            _forget_intents(engine, task.id)
+            return state
     log.warning("task %s ended %s, but recovery had already ended it", task.id, state)
     return None
 

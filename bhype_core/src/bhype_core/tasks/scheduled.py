@@ -33,13 +33,14 @@ def bind_scheduled(queue: BhypeQueue) -> dict[str, TaskWrapper]:
         try:
             run_row(queue.require_runtime(), scheduler.identity, task_id, token)
         finally:
-            _next(scheduler)  # a slot and maybe locks are free: start the next task
+            _run_next(queue, scheduler)  # a slot and maybe locks are free: start the next task
 
     def nudge() -> None:
         # Only a process whose scheduler runs can act on it; elsewhere it is a no-op.
         scheduler = queue.running_scheduler
         if scheduler is not None:
-            _next(scheduler)
+            queue.nudge_taken()  # before the pass reads the queue: a later submission nudges again
+            _run_next(queue, scheduler)
 
     wrappers = {}
     for name, function, priority in ((EXECUTE, execute, EXECUTE_PRIORITY), (NUDGE, nudge, NUDGE_PRIORITY)):
@@ -48,14 +49,31 @@ def bind_scheduled(queue: BhypeQueue) -> dict[str, TaskWrapper]:
     return wrappers
 
 
-def _next(scheduler: Any) -> None:
-    """Start the next tasks from this worker thread; a failed pass is retried by the scheduler
-    thread (it never fails the message that triggered it)."""
+def _next(scheduler: Any) -> tuple[str, str] | None:
+    """Start the next tasks from this worker thread and return the one it keeps to run; a
+    failed pass is retried by the scheduler thread (it never fails the message that triggered it)."""
     try:
-        scheduler.dispatch_now()
+        return scheduler.dispatch_now()
     except Exception:
         log.exception("pass after a task ended failed; the scheduler thread retries")
         scheduler.wake()
+        return None
+
+
+def _run_next(queue: BhypeQueue, scheduler: Any) -> None:
+    """Run, in this worker thread, the tasks its own passes claim for it, one after the other
+    (a loop, not a recursion: a long queue never deepens the stack)."""
+    from bhype_core.tasks.executor import execute as run_row
+
+    stopping = getattr(queue.huey, "stopping", None)
+    while not (stopping is not None and stopping.is_set()) and (mine := _next(scheduler)) is not None:
+        task_id, token = mine
+        try:
+            run_row(queue.require_runtime(), scheduler.identity, task_id, token, picked_up=True)
+        except Exception:
+            # The row is the truth: it stays running under this worker until recovery (as when
+            # a message's run fails); this thread goes on with the queue.
+            log.exception("task %s failed outside its own error handling", task_id)
 
 
 def send(queue: BhypeQueue, name: str, *args: Any) -> None:

@@ -98,19 +98,24 @@ class Scheduler:
         with self._pass_lock:
             return self._run_pass()
 
-    def dispatch_now(self) -> list[str]:
+    def dispatch_now(self) -> tuple[str, str] | None:
         """Start what may start, right here in the calling worker thread.
 
-        Called by a worker thread that just freed a slot or received a nudge: the thread then
-        takes the next task from the queue at once, instead of waiting for the scheduler thread
-        and the queue's polling. When another pass is under way in this process, the scheduler
-        thread is woken instead (it will look again after that pass).
+        Called by a worker thread that just freed a slot or received a nudge: the thread claims
+        the next tasks at once and keeps the first for itself (claimed and picked up in one
+        commit, no queue message); the others go on the queue to the other threads. When
+        another pass is under way in this process, the scheduler thread is woken instead (it
+        will look again after that pass).
+
+        :returns: ``(task id, dispatch token)`` of the task this thread is to run now, if any.
         """
         if not self._ready or not self._pass_lock.acquire(blocking=False):
             self.wake()
-            return []
+            return None
         try:
-            return self._dispatch()
+            mine: list[tuple[str, str]] = []
+            self._dispatch(keep=mine)
+            return mine[0] if mine else None
         finally:
             self._pass_lock.release()
 
@@ -130,10 +135,14 @@ class Scheduler:
             self._release(also_own=False)
         return self._dispatch()
 
-    def _dispatch(self) -> list[str]:
+    def _dispatch(self, keep: list[tuple[str, str]] | None = None) -> list[str]:
         engine = self.runtime.engine
         started = []
-        for task_id, token in dispatch.dispatch_pass(engine, self.limits, self.identity):
+        claims = dispatch.dispatch_pass(engine, self.limits, self.identity, run_here=keep is not None)
+        if keep is not None and claims:
+            keep.append(claims.pop(0))  # picked up already: this thread runs it
+            started.append(keep[0][0])
+        for task_id, token in claims:
             try:
                 self.queue.send_scheduled(task_id, token)
             except Exception:

@@ -153,13 +153,17 @@ def cancel(runtime: Runtime, principal: Principal, task_id: str) -> Task:
     """
     task = visible_task(runtime, principal, task_id)
     engine = runtime.engine
-    cancel_children(runtime, task_id, principal.name)
+    # The task's own flag first, then its children: a parent waiting for a child that ends
+    # cancelled must already see its own cancel then, never pass the child off as just done.
     if store.cancel_queued(engine, task_id, f"cancelled by {principal.name} before it started"):
         store.append_log(engine, task_id, f"cancelled by {principal.name} before it started", "warning")
+        cancel_children(runtime, task_id, principal.name)
         runtime.queue.nudge()  # it may have held up the owner's later tasks
     elif store.request_cancel(engine, task_id):
         store.append_log(engine, task_id, f"cancel requested by {principal.name}", "warning")
+        cancel_children(runtime, task_id, principal.name)
     else:
+        cancel_children(runtime, task_id, principal.name)
         task = visible_task(runtime, principal, task_id)
         if task.state in FINAL_STATES:
             raise Conflict(f"task {task_id} has already ended ({task.state})")

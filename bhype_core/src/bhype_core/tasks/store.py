@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from bhype_core.db.intent_models import TaskIntent
 from bhype_core.db.models import utcnow
 from bhype_core.db.task_models import (
     CANCELLED,
@@ -105,16 +106,30 @@ def read_log(engine: Engine, task_id: str, after: int = 0, limit: int | None = N
 
 
 def append_log(
-    engine: Engine, task_id: str, message: str, level: str = "info", time: datetime | None = None
-) -> None:
+    engine: Engine, task_id: str, message: str, level: str = "info", time: datetime | None = None,
+    *, after: int | None = None,
+) -> int:
     """Append one line to ``task_id``'s log; its ``seq`` is one more than the last line's.
+    Returns the ``seq`` written.
 
-    Writers of one task's log are serialised on the task's row (``SELECT … FOR UPDATE``; on
-    SQLite the transaction takes the write lock up front), so two writers never read the same
-    last ``seq``; the unique key is the backstop.
+    With ``after`` (the last ``seq`` this writer knows of, e.g. a task's reporter counting its
+    own lines) the line is one plain INSERT of ``after + 1``: one statement and one commit. The
+    unique key (task_id, seq) refuses it when another writer came in between (a cancel line from
+    the API), and the line then takes the locked path.
+
+    The locked path serialises writers on the task's row (``SELECT … FOR UPDATE``; on SQLite
+    the transaction takes the write lock up front), so two of them never read the same last
+    ``seq``; the unique key is the backstop.
     """
     table = TaskLog.__table__  # type: ignore[attr-defined]
     values = {"task_id": task_id, "time": time or utcnow(), "level": level, "message": message}
+    if after is not None:
+        try:
+            with engine.begin() as connection:
+                connection.execute(insert(table).values(seq=after + 1, **values))
+            return after + 1
+        except IntegrityError:
+            pass  # someone else wrote a line meanwhile: find the end under the lock
     for attempt in range(LOG_INSERT_ATTEMPTS):
         try:
             with engine.connect() as connection:
@@ -124,11 +139,22 @@ def append_log(
                     last = connection.execute(
                         select(func.coalesce(func.max(table.c.seq), 0)).where(table.c.task_id == task_id)
                     ).scalar()
-                    connection.execute(insert(table).values(seq=int(last or 0) + 1, **values))
-            return
+                    seq = int(last or 0) + 1
+                    connection.execute(insert(table).values(seq=seq, **values))
+            return seq
         except IntegrityError:
             if attempt == LOG_INSERT_ATTEMPTS - 1:
                 raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def last_log_seq(engine: Engine, task_id: str) -> int:
+    """The ``seq`` of ``task_id``'s last log line (0 without any)."""
+    table = TaskLog.__table__  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        value = connection.execute(
+            select(func.coalesce(func.max(table.c.seq), 0)).where(table.c.task_id == task_id)).scalar()
+    return int(value or 0)
 
 
 def set_progress(engine: Engine, task_id: str, token: str | None, percent: float, message: str) -> bool:
@@ -186,10 +212,25 @@ def pick_up(engine: Engine, task_id: str, token: str, worker: WorkerIdentity) ->
         )
         .values(picked_up=utcnow(), worker_id=worker.id, worker_host=worker.host, worker_pid=worker.pid)
     )
-    with engine.begin() as connection:
-        if connection.execute(statement).rowcount != 1:
+    # One transaction for the claim and the read: the row read is the one just claimed.
+    with Session(engine, expire_on_commit=False) as session:
+        if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
             return None
-    return get_task(engine, task_id)
+        task = session.get(Task, task_id)
+        session.commit()
+    return task
+
+
+def get_picked_up(engine: Engine, task_id: str, token: str) -> Task | None:
+    """The row of a task this thread claimed and picked up in one statement (the dispatch pass
+    run by a worker thread, :func:`bhype_core.tasks.dispatch.dispatch_pass` ``run_here``);
+    ``None`` when it no longer runs under ``token``."""
+    with Session(engine, expire_on_commit=False) as session:
+        task = session.get(Task, task_id)
+    if task is None or task.state != RUNNING or task.dispatch_token != token:
+        return None
+    return task
 
 
 def finish(
@@ -202,9 +243,12 @@ def finish(
     error: dict[str, Any] | None = None,
     message: str = "",
     progress: float | None = None,
+    forget_intents: bool = False,
 ) -> bool:
     """End a running task in the final ``state``; false when it no longer runs under ``token``
-    (recovery already declared it interrupted)."""
+    (recovery already declared it interrupted). With ``forget_intents`` its undo journal is
+    dropped in the same transaction (one commit: the task ended on its own and handled its
+    undo; a journal must never outlive the row saying so, nor go before it)."""
     values: dict[str, Any] = {
         "state": state, "finished": utcnow(), "result": result, "error": error,
         "progress_message": message[:MESSAGE_LENGTH],
@@ -217,7 +261,10 @@ def finish(
         .values(**values)
     )
     with engine.begin() as connection:
-        return connection.execute(statement).rowcount == 1
+        ended = connection.execute(statement).rowcount == 1
+        if ended and forget_intents:
+            connection.execute(delete(TaskIntent).where(col(TaskIntent.task_id) == task_id))
+        return ended
 
 
 def save_checkpoint(engine: Engine, task_id: str, token: str | None, checkpoint: dict[str, Any]) -> bool:

@@ -96,6 +96,7 @@ class SubTasks:
         self.runtime = runtime
         self.worker = worker
         self.parent = parent
+        self.submitted = 0  # children submitted in this run (none: nothing to cancel at the end)
 
     def submit(self, kind: str, arguments: dict[str, Any]) -> SubTask:
         """Queue a child of the parent, owned by the parent's owner, who must be allowed to
@@ -106,6 +107,7 @@ class SubTasks:
 
         principal = owner_principal(self.runtime, self.parent.owner)
         task = submit(self.runtime, principal, kind, arguments, parent=self.parent.id)
+        self.submitted += 1
         store.append_log(self.runtime.engine, self.parent.id, f"sub-task {kind} {task.id} queued")
         return SubTask(task.id, kind)
 

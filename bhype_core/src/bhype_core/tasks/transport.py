@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -35,6 +36,9 @@ log = logging.getLogger("bhype.queue")
 # timeout must exceed huey's blocking dequeue (read_timeout=1 s below).
 REDIS_CONNECT_TIMEOUT = 5.0
 REDIS_SOCKET_TIMEOUT = 10.0
+# Seconds a nudge sent by this process counts as pending: a nudge taken by another process's
+# thread never says so here, and the next submission after this time sends one again.
+NUDGE_PENDING = 0.5
 
 
 class BhypeHuey(Huey):
@@ -48,6 +52,8 @@ class BhypeHuey(Huey):
         super().__init__(*args, **kwargs)
         # Rung after each message this process enqueues: its idle worker threads look at once.
         self.doorbell = Doorbell()
+        # Set while this process's consumer stops: its threads take no further task themselves.
+        self.stopping = threading.Event()
 
 
 class BhypeQueue:
@@ -78,6 +84,8 @@ class BhypeQueue:
         self.scheduled: dict[str, TaskWrapper] = scheduled.bind_scheduled(self)
         self._scheduler: Scheduler | None = None
         self._scheduler_lock = threading.Lock()
+        self._nudge_lock = threading.Lock()
+        self._nudge_sent = -NUDGE_PENDING  # monotonic time of the nudge not yet taken here
 
     @property
     def scheduler(self) -> Scheduler:
@@ -110,16 +118,33 @@ class BhypeQueue:
         Best effort: the Task row is already stored and schedulers also look on a timer, so a
         storage failure here is logged, not raised. Returns whether the nudge was sent.
         """
+        # Also in the process of the in-process worker: the message (and its doorbell) brings a
+        # worker thread, which claims the task and runs it itself in one commit; waking the
+        # scheduler thread instead would add a queue message and a second commit (issue 15).
+        # There, one nudge not yet taken by a thread here stands for any number of submissions.
         running = self.running_scheduler
-        if running is not None:  # the in-process worker: no round trip needed
-            running.wake()
-            return True
+        if running is not None:
+            with self._nudge_lock:
+                now = time.monotonic()
+                if now - self._nudge_sent < NUDGE_PENDING:
+                    return True
+                self._nudge_sent = now
         try:
             scheduled.send(self, scheduled.NUDGE)
         except Exception as exc:  # the row is safe; the scheduler's timer picks it up
+            self.nudge_taken()
+            if running is not None:
+                running.wake()
+                return True
             log.warning("could not nudge the task scheduler: %s: %s", type(exc).__name__, exc)
             return False
         return True
+
+    def nudge_taken(self) -> None:
+        """A worker thread of this process took a nudge and is about to look at the queue:
+        the next submission must send a new one."""
+        with self._nudge_lock:
+            self._nudge_sent = -NUDGE_PENDING
 
     def require_runtime(self) -> Runtime:
         """The runtime tasks run with here; an error if this process only enqueues."""

@@ -59,11 +59,13 @@ class BhypeConsumer(Consumer):
             super()._set_signal_handlers()
 
     def stop(self, graceful: bool = False) -> None:
+        self.huey.stopping.set()  # threads running the queue themselves stop after their task
         self.stop_flag.set()
         self.huey.doorbell.ring()  # sleeping worker threads see the stop flag now
         super().stop(graceful)
 
     def start(self) -> None:
+        self.huey.stopping.clear()
         super().start()
         log.info("bhype worker ready: %d %s worker(s) on %s", self.workers, self.worker_type, self.huey.name)
 

@@ -31,7 +31,7 @@ class VMBase(SQLModel):
     spec: dict[str, Any] = Field(sa_type=JSONText)
     # A cache of the driver's answer (the API lists 1,000 VMs without asking the hypervisor);
     # reality wins: tasks and reconciliation refresh it from driver.status().
-    state: str = Field(default="stopped", max_length=STATE_LENGTH)
+    state: str = Field(default="stopped", max_length=STATE_LENGTH, index=True)
     state_detail: str = Field(default="", sa_type=Text)
     # The driver's last full answer (pid, exit status, consoles, restarts, recent exits).
     status: dict[str, Any] = Field(default_factory=dict, sa_type=JSONText)

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import or_
 from sqlmodel import col, select
 
 from bhype_core.db.session import session
@@ -59,8 +60,10 @@ class StateFileWatch:
         with session(self.runtime) as db:
             # A stopped VM has no supervisor to write its state file (a start task sets the row
             # going first): 200 running VMs among 10,000 records cost 200 stats (issue 15).
-            query = select(VM.name, VM.datastore).where(col(VM.state) != "stopped",
-                                                        col(VM.host).in_((local_host_name(self.runtime), "")))
+            # Two ranges around "stopped" rather than "!=": both read the state index (issue 15).
+            query = select(VM.name, VM.datastore).where(
+                or_(col(VM.state) < "stopped", col(VM.state) > "stopped"),
+                col(VM.host).in_((local_host_name(self.runtime), "")))  # this group host's VMs (issue 22)
             rows = [(name, datastore) for name, datastore in db.exec(query).all()]
         present = set(rows)
         self.paths = {key: path for key, path in self.paths.items() if key in present}  # forget destroyed VMs

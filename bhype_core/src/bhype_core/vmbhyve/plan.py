@@ -3,8 +3,9 @@
 Each vm-bhyve guest becomes a VM to import (spec data, disks to adopt in place, NVRAM file)
 or a refusal with its reason (running, locked, a disk that cannot be adopted, a name clash);
 each switch the guests use is created, already present, or cannot be registered (its NICs then
-stay unconnected, as vm-bhyve leaves a NIC whose switch is missing); templates are shown as
-spec data; every key that does not map is a row of ``unmapped``.
+stay unconnected, as vm-bhyve leaves a NIC whose switch is missing); templates become bHype
+admin templates (``vmbhyve-<name>``, :mod:`bhype_core.vmbhyve.templates`); every key that does
+not map is a row of ``unmapped``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import os
 import stat
 from collections.abc import Callable, Collection
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from bhype_core.vmbhyve.datastore import SwitchDef, VmBhyveHost
 from bhype_core.vmbhyve.mapping import DiskSource, GuestPlan, Unmapped, autostart_for, map_guest, truthy
+from bhype_core.vmbhyve.templates import plan_templates
 
 # Names a running vm-bhyve guest shows (reference 1.8): /dev/vmm/<name> and "bhyve: <name>".
 RunningCheck = Callable[[str], str | None]
@@ -69,12 +72,15 @@ def build_plan(
     existing_switches: Collection[str] = (),
     only: Collection[str] | None = None,
     disk_check: Callable[[DiskSource], str | None] | None = None,
+    templates_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The whole plan as JSON-ready data (see the module docstring).
 
     :param running: a reason the guest is running (``None`` when stopped).
     :param disk_check: a reason a disk cannot be adopted by the target datastore.
     :param only: import just these guests.
+    :param templates_dir: where imported templates go (each template row's ``action`` then
+        says whether its file is new, the same, or taken).
     """
     unmapped: list[Unmapped] = []
     defs = {s.name: s for s in host.switches}
@@ -113,9 +119,9 @@ def build_plan(
                                               f"switch not registered ({switches[name]['reason']}): "
                                               "the NIC is imported unconnected"))
         plans.append(plan)
-    templates = [{"name": t.name, "spec": map_guest(t, template=True).spec} for t in host.templates]
-    for template in host.templates:
-        unmapped.extend(map_guest(template, template=True).unmapped)
+    templates = plan_templates(host.templates, templates_dir)
+    for template in templates:
+        unmapped.extend(template.pop("unmapped"))
     vms = []
     for plan in plans:
         unmapped.extend(plan.unmapped)
@@ -153,7 +159,10 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines.append("Switches:")
     lines += [f"  {s['action']:7} {s['name']:20} {s['reason'] or s['fields']}" for s in plan["switches"]] or ["  none"]
     if plan["templates"]:
-        lines.append("Templates (shown, not imported): " + ", ".join(t["name"] for t in plan["templates"]))
+        lines.append("Templates:")
+        for t in plan["templates"]:
+            why = f" ({t['reason']})" if t["reason"] else ""
+            lines.append(f"  {t['action']:7} {t['name']:20} as {t['bhype_name']}{why}")
     rows = plan["unmapped"]
     lines.append(f"Not mapped ({len(rows)}):")
     if rows:

@@ -29,11 +29,13 @@ from bhype_core.vm.intents import REMOVE_ROW
 from bhype_core.vm.models import VM
 from bhype_core.vm.records import existing_names
 from bhype_core.vm.registration import register_vm
-from bhype_core.vm.services import active_driver, open_datastore
+from bhype_core.vm.services import active_driver, open_datastore, template_catalog
+from bhype_core.vm.settings import templates_dir
 from bhype_core.vm.undo import Undo
 from bhype_core.vmbhyve.datastore import parse_vm_dir, read_conf, read_host
 from bhype_core.vmbhyve.export import export_summary
 from bhype_core.vmbhyve.plan import build_plan, file_size, zfs_volsize_argv
+from bhype_core.vmbhyve.templates import PREFIX, export_template_conf, write_templates
 
 UNDO_IMPORT = "vmbhyve.undo_import"
 RC_CONF = "/etc/rc.conf"
@@ -126,8 +128,14 @@ def import_vms(
     with Session(runtime.engine) as db:
         known_vms = existing_names(db)
         known_switches = [s.name for s in list_switches(db)]
+    admin_templates = templates_dir(runtime)
     plan = build_plan(host, size_of=size_of(context), running=running_check(context), existing_vms=known_vms,
-                      existing_switches=known_switches, only=vms, disk_check=disk_check(store))
+                      existing_switches=known_switches, only=vms, disk_check=disk_check(store),
+                      templates_dir=admin_templates)
+    if vms is not None:  # a chosen few guests: the templates are not part of that request
+        for row in plan["templates"]:
+            if row["action"] == "create":
+                row["action"], row["reason"] = "skip", "only the guests named (--vm) are imported"
     _check_specs(runtime, store, plan)
     plan["datastore"] = getattr(store, "datastore", datastore)
     plan["dry_run"] = dry_run
@@ -148,7 +156,10 @@ def import_vms(
         except BhypeError as exc:
             plan["failed"][vm["name"]] = str(exc)
             context.log(f"{vm['name']}: not imported: {exc}", level="warning")
-    context.progress(100, f"imported {len(plan['imported'])} VM(s)")
+    plan["templates_imported"] = write_templates(plan["templates"], admin_templates)
+    for name in plan["templates_imported"]:
+        context.log(f"template {name} written to {admin_templates}")
+    context.progress(100, f"imported {len(plan['imported'])} VM(s), {len(plan['templates_imported'])} template(s)")
     return plan
 
 
@@ -247,13 +258,17 @@ def undo_import(context: Any, datastore: str, name: str, disks: list[list[str]])
 
 
 def export_vm(context: Any, name: str, vm_dir: str | None = None, rc_conf: str | None = RC_CONF,
-              dry_run: bool = False) -> dict[str, Any]:
+              dry_run: bool = False, template: bool = False) -> dict[str, Any]:
     """Task ``vmbhyve.export``: VM ``name`` as a vm-bhyve ``<vm>.conf``; unless ``dry_run``
     written to ``<vm_dir>/<name>/<name>.conf`` (a file there is kept as ``.conf.before-bhype``).
+    With ``template``, bHype template ``name`` as ``<vm_dir>/.templates/<name>.conf`` (an
+    imported ``vmbhyve-x`` goes back as ``x``).
 
-    :raises NotFound: no such VM.
+    :raises NotFound: no such VM (or template).
     """
     runtime = context.runtime
+    if template:
+        return _export_template(context, name, vm_dir, rc_conf, dry_run)
     with Session(runtime.engine) as db:
         row = db.exec(select(VM).where(VM.name == name)).first()
     if row is None:
@@ -266,8 +281,30 @@ def export_vm(context: Any, name: str, vm_dir: str | None = None, rc_conf: str |
     if dry_run:
         return summary
     target_dir = resolve_vm_dir(context, vm_dir, rc_conf).path / name
+    return _write_conf(context, summary, target_dir, f"{name}.conf")
+
+
+def _export_template(context: Any, name: str, vm_dir: str | None, rc_conf: str | None,
+                     dry_run: bool) -> dict[str, Any]:
+    found = template_catalog(context.runtime).get(name)  # NotFound names the known templates
+    text, notes = export_template_conf(found)
+    target_name = name.removeprefix(PREFIX)
+    summary = {"name": target_name, "file": f".templates/{target_name}.conf", "config": text, "notes": notes,
+               "dry_run": dry_run}
+    if dry_run:
+        return summary
+    return _write_conf(context, summary, resolve_vm_dir(context, vm_dir, rc_conf).path / ".templates",
+                       f"{target_name}.conf")
+
+
+def _write_conf(context: Any, summary: dict[str, Any], target_dir: Path, filename: str) -> dict[str, Any]:
+    """Write ``summary['config']`` as ``target_dir/filename``, keeping a file there as
+    ``.before-bhype``; a symlink is refused, never followed."""
+    name = filename.removesuffix(".conf")
+    if target_dir.is_symlink():
+        raise Conflict(f"{target_dir} is a symlink: refused")
     target_dir.mkdir(mode=0o755, exist_ok=True)
-    target = target_dir / f"{name}.conf"
+    target = target_dir / filename
     if target.is_symlink():
         raise Conflict(f"{target} is a symlink: refused")
     if target.exists():

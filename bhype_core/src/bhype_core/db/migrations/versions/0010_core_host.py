@@ -4,8 +4,8 @@ Existing rows get ``host = ''``: they belong to the single host that ran bHype s
 first worker to register after the upgrade adopts them under its name
 (:func:`bhype_core.hosts.registry.adopt_unowned`).
 
-Revision ID: core_0009
-Revises: core_0008
+Revision ID: core_0010
+Revises: core_0009
 Create Date: 2026-12-07
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "core_0009"
-down_revision: str | Sequence[str] | None = "core_0008"
+revision: str = "core_0010"
+down_revision: str | Sequence[str] | None = "core_0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
