@@ -21,6 +21,7 @@ from bhype_core.db.task_models import CANCELLED, FAILED, INTERRUPTED, QUEUED, RU
 from bhype_core.errors import Conflict, Forbidden, NotFound, PluginError, ValidationErrors
 from bhype_core.hookspecs import hookimpl
 from bhype_core.host.audit import current_actor
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.registry import TaskKind
 from bhype_core.runtime import build_runtime
@@ -338,7 +339,8 @@ def test_recovery_requeues_unstarted_and_interrupts_running_tasks_of_dead_worker
         running = service.submit(runtime, BOB, "core.ping", {"locks": ["vm:2"]})
         [(running_id, token)] = claim_as(runtime, dead)
         assert store.pick_up(runtime.engine, running_id, token, dead) is not None
-        remote = service.submit(runtime, Principal("carol", "operator"), "core.ping", {})
+        # A task of another group host (issue 22): only that host's workers claim it.
+        remote = service.submit(runtime, Principal("carol", "operator"), "core.ping", {}, host="another-host")
         [(remote_id, remote_token)] = claim_as(runtime, elsewhere)
         store.pick_up(runtime.engine, remote_id, remote_token, elsewhere)
         living = service.submit(runtime, Principal("dave", "operator"), "core.ping", {})
@@ -393,7 +395,8 @@ def test_racing_schedulers_in_separate_processes_never_double_start(runtime, dat
     for n in range(24):
         service.submit(runtime, Principal(f"user{n % 4}", "operator"), "core.ping", {"locks": [f"vm:{n % 5}"]})
     engines = [make_engine(database_url) for _ in range(3)]
-    workers = [WorkerIdentity(id=f"{n}" * 32, host="h", pid=n) for n in range(3)]
+    # Three workers of this host (a worker claims only its own host's tasks, issue 22).
+    workers = [WorkerIdentity(id=f"{n}" * 32, host=local_host_name(runtime), pid=n) for n in range(3)]
     claims: list[list[tuple[str, str]]] = [[] for _ in engines]
     errors: list[BaseException] = []
 

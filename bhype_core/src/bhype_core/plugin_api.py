@@ -32,7 +32,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`unregister_vm` (fire the ``bhype_vm_*_register`` hooks), :func:`open_datastore`,
   :func:`active_driver`, :func:`status_driver`, :class:`VM` (read-only rows),
   :class:`VMRef`, :class:`VMSpec`, :class:`VMSummary`/:func:`summary`, :data:`LIVE_FIELDS`,
-  :func:`list_page`/:class:`ListQuery` (the paginated VM list the API and CLI use).
+  :func:`list_page`/:class:`ListQuery` (the paginated VM list the API and CLI use),
+  :func:`mark_unknown` (VMs of an unreachable group host show ``unknown``, issue 22).
 * **Lifecycle hooks** — a plugin whose task changes a VM (snapshot, rollback, clone, backup …)
   fires the matching pair through :func:`vm_before` (a veto propagates) and :func:`vm_after`
   (failures recorded, returned as :class:`HookFailure`; :func:`hook_errors` puts them in a
@@ -143,6 +144,7 @@ from bhype_core.events import Event
 from bhype_core.facts import ProbeState, read_probe
 from bhype_core.hookspecs import hookimpl
 from bhype_core.host.platform import detect_platform
+from bhype_core.hosts.states import mark_unknown
 from bhype_core.isos import iso_settings, list_isos
 from bhype_core.network.models import SwitchPublic
 from bhype_core.network.service import list_switches
@@ -266,7 +268,7 @@ __all__ = [
     "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds", "find_vm",
     "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
     "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
-    "open_datastore", "owns_vm",
+    "mark_unknown", "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
     "sse", "status_driver", "submit_as_system", "summary", "template_catalog", "unregister_vm", "utcnow",
     "vm_after", "vm_before",

@@ -22,7 +22,8 @@ class TaskAccepted(BaseModel):
 
 
 def accept_task(
-    runtime: Runtime, principal: Principal, kind: str, arguments: dict[str, Any], *, vm: str | None = None
+    runtime: Runtime, principal: Principal, kind: str, arguments: dict[str, Any], *, vm: str | None = None,
+    host: str | None = None,
 ) -> TaskAccepted:
     """Queue task ``kind`` with ``arguments`` for ``principal`` (the per-user task queue) and
     answer what a ``202`` route returns. Declare the route with ``status_code=202,
@@ -33,5 +34,5 @@ def accept_task(
     """
     from bhype_core.tasks import service
 
-    task = service.submit(runtime, principal, kind, arguments)
+    task = service.submit(runtime, principal, kind, arguments, host=host)  # host: placement (issue 22)
     return TaskAccepted(task_id=task.id, kind=kind, vm=vm)

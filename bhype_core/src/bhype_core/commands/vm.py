@@ -99,15 +99,15 @@ def _task(api: VmApi, accepted: dict[str, Any], args: argparse.Namespace) -> int
 
 
 def vm_list(args: argparse.Namespace) -> int:
-    vms = all_vms(api_from(args), owner=args.owner)
+    vms = all_vms(api_from(args), owner=args.owner, host=args.host)
     if args.json:
         return _print_json(vms)
     rows = [[v["name"], v["owner"], v["state"], str(v["cpus"]), v["memory"], str(v["disks"]),
-             v["template"] or "-", v["datastore"]] for v in vms]
+             v["template"] or "-", v["datastore"], v.get("host") or "-"] for v in vms]
     if not rows:
         print("no VMs")
         return 0
-    print(format_table(rows, ["NAME", "OWNER", "STATE", "CPUS", "MEMORY", "DISKS", "TEMPLATE", "DATASTORE"]))
+    print(format_table(rows, ["NAME", "OWNER", "STATE", "CPUS", "MEMORY", "DISKS", "TEMPLATE", "DATASTORE", "HOST"]))
     return 0
 
 
@@ -116,7 +116,7 @@ def vm_info(args: argparse.Namespace) -> int:
     if args.json:
         return _print_json(vm)
     for key in ("name", "uuid", "owner", "state", "state_detail", "template", "os_type", "cpus", "memory",
-                "disks", "datastore", "description", "tags", "created", "updated"):
+                "disks", "datastore", "host", "description", "tags", "created", "updated"):
         value = vm.get(key)
         if value not in (None, "", []):
             print(f"{key + ':':14}{', '.join(value) if isinstance(value, list) else value}")
@@ -167,7 +167,7 @@ def vm_create(args: argparse.Namespace) -> int:
     spec = spec_from_options(args)
     cloud_image_options(api, args, spec)
     body = {"name": args.name, "template": args.template, "spec": spec,
-            "datastore": args.datastore, "owner": args.owner}
+            "datastore": args.datastore, "owner": args.owner, "host": args.host}
     return _task(api, api.request("POST", "/api/v1/vms", body), args)
 
 
@@ -238,11 +238,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     listing = add("list", vm_list, "VMs you may see, with their state", named=False)
     listing.add_argument("--owner", help="admins: only this user's VMs")
+    listing.add_argument("--host", help="only VMs on this group host (`bhype hosts`)")
     add("info", vm_info, "one VM: state and full spec")
 
     create = add("create", vm_create, "create a VM from a template (a task)", wait=True)
     create.add_argument("-t", "--template", help="template name (`bhype template list`)")
     create.add_argument("--datastore", help="datastore (default: vm.default_datastore)")
+    create.add_argument("--host", help="group host to create it on (default: placement picks one)")
     create.add_argument("--owner", help="admins: create it for this user")
     create.add_argument("--cloud-image", action="store_true",
                         help="write the template's cloud image onto the first disk, with a cloud-init seed")

@@ -53,6 +53,8 @@ class TaskBase(SQLModel):
     parent_id: str | None = Field(default=None, max_length=TASK_ID_LENGTH, index=True)
     worker_host: str | None = Field(default=None, max_length=HOST_LENGTH)
     worker_pid: int | None = None
+    # The group host whose worker runs it (issue 22, bhype_core.hosts); '' = any (system tasks).
+    host: str = Field(default="", max_length=63, index=True, sa_column_kwargs={"server_default": ""})
 
 
 class Task(TaskBase, table=True):

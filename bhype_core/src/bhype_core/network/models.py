@@ -182,6 +182,8 @@ class SwitchBase(SQLModel):
     nat_interface: str | None = SQLField(default=None, max_length=16)
     description: str = SQLField(default="", sa_type=Text)
     created: datetime = SQLField(default_factory=utcnow, sa_type=UTCDateTime)
+    # The group host it lives on (issue 22, bhype_core.hosts).
+    host: str = SQLField(default="", max_length=63, index=True, sa_column_kwargs={"server_default": ""})
 
 
 class Switch(SwitchBase, table=True):
@@ -209,9 +211,9 @@ class SwitchPublic(SwitchBase):
 SWITCH_MODELS: tuple[type[SQLModel], ...] = (Switch,)
 
 
-def row_from(config: SwitchConfig) -> Switch:
-    """A new row for ``config``."""
-    return Switch(bridge=config.bridge, **config.model_dump())
+def row_from(config: SwitchConfig, host: str = "") -> Switch:
+    """A new row for ``config`` on group host ``host``."""
+    return Switch(bridge=config.bridge, host=host, **config.model_dump())
 
 
 def errors_for(exc: ValidationErrors, prefix: str = "") -> ValidationErrors:

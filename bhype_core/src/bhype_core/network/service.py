@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from bhype_core.db.session import session
 from bhype_core.errors import Conflict, NotFound, ValidationErrors
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.network.host import SwitchHost
 from bhype_core.network.intents import REMOVE_SWITCH
 from bhype_core.network.models import Switch, SwitchConfig, row_from, validate_switch
@@ -103,7 +104,7 @@ def create_switch(context: Any, name: str, **fields: Any) -> dict[str, Any]:
     try:
         with session(runtime, write=True) as db:
             check_new(db, config)  # a racing create of the same name under another lock key
-            db.add(row_from(config))
+            db.add(row_from(config, host=local_host_name(runtime)))
     except Exception:
         if config.nat:
             host.remove_nat(config)

@@ -81,6 +81,7 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
             select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.progress_message), col(Task.created),
                    rank.label("rank"))
             .where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None))  # children: run by their parent
+            .where(col(Task.host).in_((me.host, "")))  # only this host's work (issue 22, bhype_core.hosts)
             .subquery()
         )
         queued_rows = connection.execute(
@@ -96,7 +97,7 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
             RunningTask(row.id, row.owner, tuple(row.locks or ()), in_own_slot=row.parent_id is None)
             for row in connection.execute(
                 select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.parent_id))
-                .where(col(Task.state) == RUNNING)
+                .where(col(Task.state) == RUNNING, col(Task.host).in_((me.host, "")))  # slots are per host
             )
         ]
         owners = sorted({row.owner for row in queued_rows})

@@ -9,6 +9,7 @@ from bhype_core.db.task_models import CANCELLED, FAILED, SUCCEEDED, Task
 from bhype_core.errors import BhypeError, PluginError
 from bhype_core.events import Event
 from bhype_core.host.audit import acting_as
+from bhype_core.hosts.versions import unknown_kind
 from bhype_core.tasks import Cancelled, TaskContext, authz, intents, store
 from bhype_core.tasks.reporter import RowReporter
 from bhype_core.tasks.serializer import check_json
@@ -90,7 +91,7 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str,
         context.log(f"resuming from step {task.checkpoint.get('step')!r} after its worker stopped")
     try:
         if kind is None:
-            raise PluginError(f"task kind {task.kind!r} is no longer registered (plugin removed?)")
+            raise PluginError(unknown_kind(runtime, task.kind))
         if task.cancel_requested:
             raise Cancelled(f"task {task.id} was cancelled before it started")
         # The API process wrote this row; the worker (root) checks who may run it again,

@@ -32,9 +32,10 @@ def lease_dir(data_dir: Path) -> Path:
 class WorkerLease:
     """This process's identity as a worker, proven alive by a held lock on ``<id>.lease``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, host: str | None = None) -> None:
         self.directory = Path(directory)
-        self.identity = WorkerIdentity(id=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid())
+        # host: the group host name (``[host] name``, issue 22), which may differ from the hostname.
+        self.identity = WorkerIdentity(id=uuid.uuid4().hex, host=host or socket.gethostname(), pid=os.getpid())
         self.path = self.directory / f"{self.identity.id}{SUFFIX}"
         self._fd: int | None = None
 

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.tasks import dispatch, intents, liveness, recovery, retention, subtasks
 from bhype_core.tasks.plan import Limits
 from bhype_core.tasks.settings import task_settings, total_slots
@@ -34,7 +35,8 @@ class Scheduler:
         self.runtime = runtime
         self.queue = queue
         self.settings = task_settings(runtime)
-        self.lease = liveness.WorkerLease(liveness.lease_dir(runtime.settings.core.data_dir))
+        self.lease = liveness.WorkerLease(liveness.lease_dir(runtime.settings.core.data_dir),
+                                          host=local_host_name(runtime))
         self._wake = threading.Event()
         self._pass_lock = threading.Lock()  # one pass at a time in this process
         self._stopping = threading.Event()

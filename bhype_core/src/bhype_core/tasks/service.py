@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bhype_core.auth.principal import Principal
 from bhype_core.db.task_models import FINAL_STATES, RETRYABLE_STATES, STATES, Task, TaskLog
 from bhype_core.errors import Conflict, Forbidden, NotFound, PluginError, ValidationErrors
+from bhype_core.hosts.routing import task_host
 from bhype_core.tasks import authz, store
 from bhype_core.tasks.validation import validate_submission
 
@@ -69,7 +70,7 @@ def task_locks(runtime: Runtime, kind: str, arguments: dict[str, Any]) -> list[s
 
 def submit(
     runtime: Runtime, principal: Principal, kind: str, arguments: Any, *, retry_of: str | None = None,
-    parent: str | None = None,
+    parent: str | None = None, host: str | None = None,
 ) -> Task:
     """Queue a task of ``kind`` for ``principal``: check who asks, validate, store the row,
     nudge the scheduler. The one way in for every entry point (the generic and dedicated API
@@ -80,6 +81,8 @@ def submit(
     :param parent: the id of the running task submitting this one as a sub-task: the new task
         is linked to it, and only that task runs it (in its own slot, see ``TaskContext.wait``),
         never the scheduler.
+    :param host: the group host to run it on (placement); default: the host of the VM or switch
+        it locks, else this process's host (:func:`bhype_core.hosts.routing.task_host`).
     :raises ValidationErrors: unknown kind (``kind``), arguments its ``run`` would refuse
         (``arguments.<name>``), or not JSON data; nothing is stored then.
     :raises Forbidden: the kind needs a higher role than ``principal`` has (an operator asking
@@ -95,9 +98,11 @@ def submit(
     validate_submission(runtime.registry, kind, arguments, principal.name)
     authz.check_submission(runtime, principal, kind, arguments)
     locks = task_locks(runtime, kind, arguments)
-    task = store.insert_task(runtime.engine, store.new_task(
+    row = store.new_task(
         owner=principal.name, kind=kind, arguments=arguments, locks=locks, retry_of=retry_of, parent_id=parent,
-    ))
+    )
+    row.host = task_host(runtime, kind, locks, host)  # issue 22: only that host's worker runs it
+    task = store.insert_task(runtime.engine, row)
     if parent is None:  # a sub-task is run by its parent: nothing for the scheduler to do
         runtime.queue.nudge()
     return task

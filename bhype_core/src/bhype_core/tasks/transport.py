@@ -13,6 +13,7 @@ from huey import Huey
 from huey.storage import MemoryStorage, PriorityRedisStorage, SqliteStorage
 
 from bhype_core.errors import ConfigError
+from bhype_core.hosts.settings import queue_name
 from bhype_core.private_files import ensure_private_sqlite
 from bhype_core.tasks import scheduled
 from bhype_core.tasks.doorbell import Doorbell
@@ -181,7 +182,8 @@ def make_queue(settings: Settings, registry: Registry, runtime: Runtime | None =
     backend = queue_settings.backend
     if backend == "auto":
         backend = "redis" if settings.core.redis_url else "sqlite"
-    common: dict[str, Any] = {"name": queue_settings.name, "serializer": JsonSerializer(), "utc": False}
+    # On a shared Redis each group host has its own queue (issue 22, bhype_core.hosts).
+    common: dict[str, Any] = {"name": queue_name(settings, backend), "serializer": JsonSerializer(), "utc": False}
     # utc=False: crontab fields of periodic jobs mean the host's local time, as in cron(8).
     if backend == "memory":
         huey = BhypeHuey(immediate=True, storage_class=MemoryStorage, **common)
@@ -196,7 +198,7 @@ def make_queue(settings: Settings, registry: Registry, runtime: Runtime | None =
             raise ConfigError("queue.backend is 'redis' but core.redis_url is empty")
         huey = BhypeHuey(storage_class=PriorityRedisStorage, connection_pool=redis_pool(url),
                          blocking=True, read_timeout=1, **common)
-        detail = f"redis {redacted_url(url)} queue {queue_settings.name}"
+        detail = f"redis {redacted_url(url)} queue {common['name']}"
     return BhypeQueue(huey, backend, registry, detail, runtime, settings)
 
 

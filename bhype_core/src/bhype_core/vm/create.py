@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 from bhype_core.db.session import session
 from bhype_core.disk_images import ImageInfo, convert_image, inspect_image
 from bhype_core.errors import BhypeError, ValidationErrors
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.units import human_size
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.firmware import create_nvram, nvram_name
@@ -178,6 +179,7 @@ def _insert(runtime: Any, spec: Any, owner: str, datastore: str) -> VM:
         owner=owner,
         datastore=datastore,
         spec=stored_spec(spec),
+        host=local_host_name(runtime),  # the worker's host runs it (issue 22)
     )
     try:
         with session(runtime) as db:

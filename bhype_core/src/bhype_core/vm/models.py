@@ -37,6 +37,8 @@ class VMBase(SQLModel):
     status: dict[str, Any] = Field(default_factory=dict, sa_type=JSONText)
     created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The group host that runs it (issue 22, bhype_core.hosts).
+    host: str = Field(default="", max_length=63, index=True, sa_column_kwargs={"server_default": ""})
 
 
 class VM(VMBase, table=True):

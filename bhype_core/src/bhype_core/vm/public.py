@@ -29,6 +29,7 @@ class VMSummary(BaseModel):
     tags: list[str]
     created: datetime
     updated: datetime
+    host: str = ""  # the group host that runs it (issue 22); its state is "unknown" while unreachable
 
 
 class VMDetail(VMSummary):
@@ -68,6 +69,7 @@ def summary(row: VM | Any) -> VMSummary:
         disks=len(spec.get("disks") or []),
         description=spec.get("description", ""),
         tags=list(spec.get("tags") or []),
+        host=getattr(row, "host", ""),
         created=row.created,
         updated=row.updated,
     )

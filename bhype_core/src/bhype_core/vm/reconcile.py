@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from bhype_core.db.session import session
 from bhype_core.drivers.state import VMFiles
 from bhype_core.events import Event
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.spec import instance_name, validate_spec
 from bhype_core.vm.access import is_admin_user
 from bhype_core.vm.models import VM
@@ -63,6 +64,8 @@ def refresh_states(
     down: list[tuple[str, Any, Any]] = []  # VMs not running, whose taps (if any) must go
     with session(runtime) as db:
         query = select(*ROW_COLUMNS)  # type: ignore[call-overload]
+        # Only this host's VMs: another group host's driver answers for its own (issue 22).
+        query = query.where(col(VM.host).in_((local_host_name(runtime), "")))
         if owner is not None:
             query = query.where(col(VM.owner) == owner)
         if names is not None:

@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from bhype_core.db.session import session
 from bhype_core.errors import NotFound, ValidationErrors
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.spec import validate_spec
 from bhype_core.vm.context import spec_context
 from bhype_core.vm.hooks import vm_after, vm_before
@@ -46,7 +47,8 @@ def register_vm(context: TaskContext, datastore: str, data: dict[str, Any], owne
         spec = validate_spec(data, spec_context(runtime, db, store=None))
     vm_dir = store.vm_dir(spec.name)
     vm_before(runtime.pm, "register", VMRef(spec.name, str(spec.uuid), owner, datastore, spec, vm_dir), context)
-    row = VM(name=spec.name, uuid=str(spec.uuid), owner=owner, datastore=datastore, spec=spec.to_data())
+    row = VM(name=spec.name, uuid=str(spec.uuid), owner=owner, datastore=datastore, spec=spec.to_data(),
+             host=local_host_name(runtime))
     try:
         with session(runtime) as db:
             db.add(row)

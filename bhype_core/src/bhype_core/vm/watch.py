@@ -22,6 +22,7 @@ from sqlmodel import col, select
 
 from bhype_core.db.session import session
 from bhype_core.drivers.state import VMFiles
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.vm.models import VM
 from bhype_core.vm.reconcile import refresh_states
 from bhype_core.vm.services import open_datastore
@@ -61,7 +62,8 @@ class StateFileWatch:
             # going first): 200 running VMs among 10,000 records cost 200 stats (issue 15).
             # Two ranges around "stopped" rather than "!=": both read the state index (issue 15).
             query = select(VM.name, VM.datastore).where(
-                or_(col(VM.state) < "stopped", col(VM.state) > "stopped"))
+                or_(col(VM.state) < "stopped", col(VM.state) > "stopped"),
+                col(VM.host).in_((local_host_name(self.runtime), "")))  # this group host's VMs (issue 22)
             rows = [(name, datastore) for name, datastore in db.exec(query).all()]
         present = set(rows)
         self.paths = {key: path for key, path in self.paths.items() if key in present}  # forget destroyed VMs

@@ -28,6 +28,7 @@ class VmFilter:
     sort: str = "name"
     page: int = 1
     per_page: int = 50
+    host: str = ""  # a group host (issue 22)
 
     @classmethod
     def from_query(cls, params: Any, per_page: int) -> VmFilter:
@@ -45,13 +46,15 @@ class VmFilter:
             sort=sort if sort in SORTS else "name",
             page=page,
             per_page=per_page,
+            host=(params.get("host") or "").strip()[:63],
         )
 
     def query_string(self, **changes: Any) -> str:
         """The filter as a URL query (with ``changes``), for page and sort links."""
         from urllib.parse import urlencode
 
-        values = {"q": self.q, "state": self.state, "owner": self.owner, "sort": self.sort, "page": self.page}
+        values = {"q": self.q, "state": self.state, "owner": self.owner, "host": self.host, "sort": self.sort,
+                  "page": self.page}
         values.update(changes)
         return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "page" and v == 1)
                           and not (k == "sort" and v == "name")})
@@ -84,6 +87,8 @@ def _conditions(principal: Any, flt: VmFilter) -> list[Any]:
         conditions.append(col(VM.state) == flt.state)
     if flt.owner and is_admin(principal):
         conditions.append(col(VM.owner) == flt.owner)
+    if flt.host:
+        conditions.append(col(VM.host) == flt.host)
     return conditions
 
 
@@ -93,10 +98,10 @@ def vm_page(db: Session, principal: Any, flt: VmFilter) -> VmPage:
     total = int(db.execute(select(func.count()).select_from(VM).where(where)).scalar() or 0)
     pages = max(1, math.ceil(total / flt.per_page))
     if flt.page > pages:
-        flt = VmFilter(flt.q, flt.state, flt.owner, flt.sort, pages, flt.per_page)
+        flt = VmFilter(flt.q, flt.state, flt.owner, flt.sort, pages, flt.per_page, flt.host)
     # The API's and CLI's paginated list (one query, summaries from the stored spec), by page number.
     query = ListQuery(owner=flt.owner if is_admin(principal) else None, state=flt.state, search=flt.q,
-                      sort=flt.sort, limit=flt.per_page, offset=(flt.page - 1) * flt.per_page)
+                      sort=flt.sort, limit=flt.per_page, offset=(flt.page - 1) * flt.per_page, host=flt.host or None)
     page = list_page(db.connection(), principal, query)
     return VmPage(vms=[VMSummary(**vm) for vm in page.vms], total=total, filter=flt)
 
@@ -112,6 +117,11 @@ def owners(db: Session, principal: Any) -> list[str]:
     if not is_admin(principal):
         return [principal.name]
     return [name for (name,) in db.execute(select(col(VM.owner)).distinct().order_by(col(VM.owner))).all()]
+
+
+def hosts(db: Session) -> list[str]:
+    """The group hosts that hold VMs (the host filter offers them; one host shows no column)."""
+    return [name for (name,) in db.execute(select(col(VM.host)).distinct().order_by(col(VM.host))).all() if name]
 
 
 def latest_change(db: Session, principal: Any) -> datetime | None:

@@ -18,6 +18,8 @@ from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import Principal, PrincipalDep
 from bhype_core.drivers.boot_plan import mode_errors
 from bhype_core.errors import Conflict, ValidationErrors
+from bhype_core.hosts.placement import place
+from bhype_core.hosts.states import mark_unknown
 from bhype_core.vm.context import build_create_spec
 from bhype_core.vm.edit import LIVE_FIELDS, plan_edit
 from bhype_core.vm.listing import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, list_page, page_json
@@ -25,6 +27,7 @@ from bhype_core.vm.plan import show_command
 from bhype_core.vm.public import VMDetail, VMList, summary
 from bhype_core.vm.records import get_vm
 from bhype_core.vm.services import open_datastore
+from bhype_core.vm.settings import vm_settings
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 VMSort = Literal["name", "state", "owner", "updated"]  # bhype_core.vm.listing.SORTS
@@ -45,6 +48,8 @@ class VMCreate(BaseModel):
     spec: dict[str, Any] = Field(default_factory=dict, description="spec fields; override the template's")
     datastore: str | None = Field(None, description="datastore; default vm.default_datastore")
     owner: str | None = Field(None, description="admins only: create the VM for this user")
+    host: str | None = Field(None, max_length=63, description="group host to create it on; default: the "
+                             "reachable host with the most free memory that has its switches, datastore and template")
 
 
 class CommandPlan(BaseModel):
@@ -94,15 +99,17 @@ def make_router() -> APIRouter:
         owner: Annotated[str | None, Query(max_length=255, description="only this owner's VMs")] = None,
         state: Annotated[str | None, Query(max_length=16, description="only VMs in this state")] = None,
         q: Annotated[str, Query(max_length=255, description="part of the name")] = "",
+        host: Annotated[str | None, Query(max_length=63, description="only VMs on this group host")] = None,
         sort: Annotated[VMSort, Query(description="order (ties broken by name)")] = "name",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="VMs per page")] = DEFAULT_LIMIT,
         after: Annotated[str | None, Query(max_length=1024, description="the previous page's 'next'")] = None,
     ) -> Response:
         """One page of the VMs you may see (admins: all) with their last known state; follow
         ``next`` (as ``after``) for the following page."""
-        query = ListQuery(owner=owner, state=state, search=q, sort=sort, limit=limit, after=after)
+        query = ListQuery(owner=owner, state=state, search=q, sort=sort, limit=limit, after=after, host=host)
         with runtime.engine.connect() as connection:
             page = list_page(connection, principal, query)
+        mark_unknown(runtime, page.vms)  # VMs of unreachable hosts (issue 22)
         # Written by orjson straight from the rows (issue 15); the schema above documents it.
         return Response(page_json(page), media_type="application/json")
 
@@ -120,19 +127,22 @@ def make_router() -> APIRouter:
         store = open_datastore(runtime, body.datastore)
         try:
             with Session(runtime.engine) as db:
-                build_create_spec(runtime, db, body.template, {**body.spec, "name": body.name}, owner, store)
+                spec = build_create_spec(runtime, db, body.template, {**body.spec, "name": body.name}, owner, store)
         except ValidationErrors as exc:
             raise _spec_errors(exc) from None
+        host = place(runtime, spec, body.datastore or vm_settings(runtime).default_datastore, body.host)
         arguments = {"name": body.name, "template": body.template, "overrides": body.spec,
                      "owner": owner, "datastore": body.datastore}
-        return _accepted(runtime, principal, "vm.create", arguments)
+        return accept_task(runtime, principal, "vm.create", arguments, vm=body.name, host=host)
 
     @router.get("/{name}", response_model=VMDetail)
     def show(name: str, runtime: RuntimeDep, principal: PrincipalDep) -> VMDetail:
         """One VM: its stored spec and last known state."""
         with Session(runtime.engine) as db:
             row = get_vm(db, name, principal)
-        return VMDetail(**summary(row).model_dump(), spec=row.spec, status=row.status or {})
+        detail = VMDetail(**summary(row).model_dump(), spec=row.spec, status=row.status or {})
+        mark_unknown(runtime, [detail])  # its host is unreachable: its state is unknown (issue 22)
+        return detail
 
     def power(runtime: Any, principal: Principal, kind: str, name: str, timeout: float | None = None) -> TaskAccepted:
         """Check the caller may see VM ``name``, then queue power action ``kind`` for it."""

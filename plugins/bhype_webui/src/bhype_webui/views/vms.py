@@ -16,6 +16,7 @@ from bhype_core.plugin_api import (
     Task,
     get_vm,
     list_isos,
+    mark_unknown,
     open_datastore,
     summary,
 )
@@ -56,12 +57,15 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
         with Session(runtime.engine) as db:
             page = vm_query.vm_page(db, principal, flt)
             since = vm_query.latest_change(db, principal)
+            hosts = vm_query.hosts(db)
+            mark_unknown(runtime, page.vms)  # VMs of an unreachable group host (issue 22)
             columns = vm_columns(request, runtime, principal, list(page.vms))
             if is_htmx(request) and request.headers.get("hx-target") == "vm-table":
-                return kit.render(request, "_vm_table.html", "vms", page=page, since=since, columns=columns)
+                return kit.render(request, "_vm_table.html", "vms", page=page, since=since, columns=columns,
+                                  hosts=hosts)
             counts = vm_query.state_counts(db, principal)
             owners = vm_query.owners(db, principal) if principal.is_admin else []
-        return kit.render(request, "vms.html", "vms", page=page, since=since, owners=owners,
+        return kit.render(request, "vms.html", "vms", page=page, since=since, owners=owners, hosts=hosts,
                           states=ordered_states(counts), columns=columns)
 
     @router.get("/vms/{name}", response_class=HTMLResponse)
@@ -76,6 +80,7 @@ def add_routes(router: APIRouter, kit: PageKit) -> None:
             since = vm_query.latest_change(db, principal)
         spec: dict[str, Any] = row.spec or {}
         vm = summary(row)
+        mark_unknown(runtime, [vm])  # its group host is unreachable (issue 22)
         tab_html = render_vm_tab(kit, request, runtime, principal, row, tab, {"vm": vm, "spec": spec}) if tab else None
         return kit.render(
             request, "vm_detail.html", "vms",

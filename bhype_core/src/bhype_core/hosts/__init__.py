@@ -1,0 +1,1 @@
+"""Several hosts, one bHype (issue 22): host identity, registry, heartbeats, routing and placement."""

@@ -1,0 +1,84 @@
+"""What a host offers, measured in-process (no host command): CPUs, memory, datastores, versions."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from bhype_core import __version__
+
+MEMINFO = Path("/proc/meminfo")
+
+
+def memory() -> tuple[int, int]:
+    """``(total, free)`` bytes of RAM. Free is Linux's MemAvailable (proc(5)); elsewhere (FreeBSD)
+    sysconf(3)'s _SC_AVPHYS_PAGES, the free page count."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = os.sysconf("SC_PHYS_PAGES") * page
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return total, int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return total, os.sysconf("SC_AVPHYS_PAGES") * page
+
+
+def datastores(runtime: Any) -> dict[str, dict[str, Any]]:
+    """Each configured datastore: its backend, and for directory datastores the free and total
+    bytes of the file system holding it (``None`` where it cannot be measured here)."""
+    from bhype_core.vm.settings import vm_settings
+
+    settings = vm_settings(runtime)
+    found: dict[str, dict[str, Any]] = {}
+    for name, config in settings.datastores.items():
+        entry: dict[str, Any] = {"backend": config.backend, "free": None, "total": None}
+        if config.backend == "directory":
+            root = Path(config.path) if config.path else Path(runtime.settings.core.data_dir) / "datastore"
+            probe = root if root.exists() else root.parent
+            try:
+                usage = shutil.disk_usage(probe)
+                entry.update(free=usage.free, total=usage.total)
+            except OSError:
+                pass
+        found[name] = entry
+    return found
+
+
+def switches(runtime: Any, host: str) -> list[str]:
+    """Names of the switches on ``host``."""
+    from bhype_core.network.models import Switch
+
+    with runtime.engine.connect() as connection:
+        return sorted(connection.execute(select(col(Switch.name)).where(col(Switch.host) == host)).scalars())
+
+
+def templates(runtime: Any) -> list[str]:
+    """Names of the templates this host can build from."""
+    from bhype_core.vm.services import template_catalog
+
+    try:
+        return template_catalog(runtime).names()
+    except Exception:  # a broken admin template must not stop the registration
+        return []
+
+
+def versions(runtime: Any) -> dict[str, str]:
+    """``bhype-core`` and each active plugin's distribution version."""
+    found = {"bhype-core": __version__}
+    for info in runtime.pm.infos():
+        if info.status == "active" and info.distribution and info.distribution != "bhype-core":
+            found[info.distribution] = info.version or ""
+    return found
+
+
+def measure(runtime: Any, host: str) -> dict[str, Any]:
+    """The ``capacity`` JSON of ``core_host``."""
+    total, free = memory()
+    return {"cpus": os.cpu_count() or 1, "memory_total": total, "memory_free": free,
+            "datastores": datastores(runtime), "switches": switches(runtime, host), "templates": templates(runtime)}
