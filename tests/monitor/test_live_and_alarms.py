@@ -16,7 +16,7 @@ SNAPSHOT = {"at": 1.0, "interval": 10, "host": {"metrics": {"cpu_percent": 3.0},
 
 @pytest.mark.redis
 def test_live_snapshot_in_redis_expires(vm_monitor_runtime, redis_url, redis_prefix) -> None:  # noqa: F811
-    runtime = vm_monitor_runtime(core={"redis_url": redis_url}, monitor={"redis_key": f"{redis_prefix}:monitor"})
+    runtime = vm_monitor_runtime(core={"redis_url": redis_url, "live_metrics_key": f"{redis_prefix}:monitor"})
     assert live.get(runtime) is None
     live.put(runtime, SNAPSHOT, interval=10)
     assert live.get(runtime) == SNAPSHOT and runtime.facts.get(live.FACT_KEY) is None

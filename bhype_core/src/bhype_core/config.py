@@ -47,6 +47,8 @@ class CoreSettings(Section):
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in data_dir")
     redis_url: str = Field("", description="redis://host:port/db for live state; empty = none")
+    live_metrics_key: str = Field("bhype:monitor:current", min_length=1, max_length=200,
+                                  description="the Redis key of the live metrics snapshot (when redis_url is set)")
     disabled_plugins: list[str] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -55,6 +55,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`retention_prune`, :func:`retention_label_by_bucket`, :func:`retention_due_periods`,
   :func:`retention_bucket`, :func:`retention_protected`, :data:`RETENTION_PERIODS`
   (:mod:`bhype_core.retention_policy`).
+* **Live metrics** — :func:`publish_live_metrics` (the monitoring sampler, each tick) and
+  :func:`read_live_metrics` (the API, ``/metrics``, SNMP): the newest host/VM/pool values, in
+  Redis or the fact store (shape in :mod:`bhype_core.live_metrics`).
 * **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts);
   :func:`write_atomic` replaces a root-owned file in one step without following symlinks
   (``mode=0o600`` for secrets), :class:`UnsafeFile` when a path is not what it should be.
@@ -148,6 +151,7 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.host.platform import detect_platform
 from bhype_core.hosts.states import mark_unknown
 from bhype_core.isos import iso_settings, list_isos
+from bhype_core.live_metrics import publish_live_metrics, read_live_metrics
 from bhype_core.network.models import SwitchPublic
 from bhype_core.network.service import list_switches
 from bhype_core.registry import (
@@ -270,6 +274,7 @@ __all__ = [
     "api_subcommand", "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds", "find_vm",
     "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
     "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
+    "publish_live_metrics", "read_live_metrics",
     "mark_unknown", "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
     "sse", "status_driver", "submit_as_system", "summary", "template_catalog", "unregister_vm", "utcnow",

@@ -19,8 +19,6 @@ class MonitorSettings(Section):
     slow_every: int = Field(
         6, ge=1, le=360,
         description="read ZFS (FreeBSD) and the driver's own VM counters every this many samples (host commands)")
-    redis_key: str = Field("bhype:monitor:current", min_length=1, max_length=200,
-                           description="the Redis key of the live snapshot (when core.redis_url is set)")
     history: bool = Field(True, description="keep history in the database (false: live values only)")
     # /metrics: refused unless a token hash or an allowed address is configured.
     metrics_token_sha256: str = Field(

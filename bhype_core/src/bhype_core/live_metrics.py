@@ -1,0 +1,65 @@
+"""Live metrics: the newest snapshot of the host's and every VM's values, published by the
+monitoring sampler each tick and read by whoever serves them (the API, ``/metrics``, SNMP).
+
+Where it lives: in Redis under ``core.live_metrics_key`` when ``core.redis_url`` is set (it
+expires after ``ttl`` seconds, so a dead sampler shows as no data rather than stale data), else
+in the database's fact store under :data:`FACT_KEY` (readable by the API process and any other
+on the same database). The publishing process also keeps it in ``runtime.extras`` (key
+:data:`EXTRAS_KEY`) for readers in the same process. A snapshot replaces the previous one.
+
+The snapshot's shape (a JSON object; every value may be missing while not yet measured)::
+
+    {"at": 1765100000.0,            # when sampled, seconds since the epoch
+     "interval": 10,                # seconds between samples
+     "host": {"metrics": {"cpu_percent": 12.5, "load1": 0.4, "mem_total": bytes,
+                          "mem_used": bytes, "mem_percent": 41.0, "uptime": seconds, ...}, ...},
+     "pools": [{"name": "zroot", "size": bytes, "alloc": bytes, "free": bytes,
+                "frag": percent, "cap": percent, "health": "ONLINE"}, ...],
+     "vms": {"<uuid>": {"name": "web1", "owner": "alice", "state": "running",
+                        "metrics": {"cpu_percent": 3.2,   # of one CPU
+                                    "mem_rss": bytes, "uptime": seconds, ...}}, ...}}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+FACT_KEY = "monitor.current"
+EXTRAS_KEY = "monitor.current"
+_CLIENT_KEY = "core.live_metrics.redis"
+
+
+def _redis(runtime: Any) -> Any:
+    """One Redis client per runtime (kept in ``runtime.extras``)."""
+    client = runtime.extras.get(_CLIENT_KEY)
+    if client is None:
+        import redis
+
+        url = runtime.settings.core.redis_url
+        client = runtime.extras.setdefault(_CLIENT_KEY, redis.Redis.from_url(url, socket_timeout=5,
+                                                                             socket_connect_timeout=5))
+    return client
+
+
+def publish_live_metrics(runtime: Any, snapshot: dict[str, Any], ttl: float) -> None:
+    """Replace the live snapshot with ``snapshot`` (the shape in this module's docstring); in
+    Redis it expires after ``ttl`` seconds (at least 30)."""
+    runtime.extras[EXTRAS_KEY] = snapshot
+    core = runtime.settings.core
+    if core.redis_url:
+        _redis(runtime).set(core.live_metrics_key, json.dumps(snapshot, separators=(",", ":")),
+                            ex=max(30, int(ttl)))
+    else:
+        runtime.facts.put(FACT_KEY, snapshot)
+
+
+def read_live_metrics(runtime: Any) -> dict[str, Any] | None:
+    """The newest snapshot, or ``None`` before the first publish (or, with Redis, after the
+    publisher stopped for longer than its ``ttl``)."""
+    core = runtime.settings.core
+    if core.redis_url:
+        raw = _redis(runtime).get(core.live_metrics_key)
+        return json.loads(raw) if raw else None
+    fact = runtime.facts.get(FACT_KEY)
+    return fact.value if fact else None
