@@ -1,6 +1,6 @@
 """The ``snmp.agent`` sampler: in the one worker per host that holds its lease, start the agent
-(when ``[snmp] agent_enabled``) and refresh its snapshot from the VM records every
-``agent_refresh`` seconds."""
+(when ``[snmp] agent_enabled``) and refresh its snapshot from the VM records and monitoring's
+live metrics every ``agent_refresh`` seconds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bhype_core.plugin_api import list_vms
+from bhype_core.plugin_api import list_vms, read_live_metrics
 from bhype_snmp.agent import Agent
 from bhype_snmp.agent_values import host_facts, snapshot, vm_rows
 from bhype_snmp.notification import host_name
@@ -20,10 +20,16 @@ EXTRAS_KEY = "snmp.agent"
 
 
 def refresh(runtime: Any, agent: Agent, facts: dict[str, Any]) -> int:
-    """Serve the VM records as they are now (one query); returns how many VMs."""
+    """Serve the VM records and monitoring's live metrics as they are now (one query each, no
+    host command); returns how many VMs."""
     rows = vm_rows(list_vms(runtime))  # principal None: the system sees every VM
+    try:
+        live = read_live_metrics(runtime)
+    except Exception as exc:  # Redis away: serve the records without live values, not nothing
+        log.warning("live metrics not readable: %s", exc)
+        live = None
     settings = runtime.settings.section("snmp")
-    agent.instrumentation.replace(snapshot(rows, host=host_name(settings.host_name), facts=facts))
+    agent.instrumentation.replace(snapshot(rows, host=host_name(settings.host_name), facts=facts, live=live))
     return len(rows)
 
 

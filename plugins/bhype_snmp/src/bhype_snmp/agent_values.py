@@ -1,6 +1,6 @@
 """What the agent serves: BHYPE-MIB's host scalars and bhypeVmTable, built from the VM records
-(``list_vms``) and facts this process already has, as a sorted snapshot (pure apart from the
-one database read; no host command)."""
+(``list_vms``), facts this process already has and monitoring's live metrics
+(``read_live_metrics``), as a sorted snapshot (pure; no host command)."""
 
 from __future__ import annotations
 
@@ -76,19 +76,70 @@ def _gauge(value: int) -> int:
     return max(0, min(int(value), GAUGE_MAX))
 
 
-def uptime_ticks(row: VmRow, now: datetime) -> int:
-    """Hundredths of a second the VM has run since its state last changed; 0 when not running."""
-    if row.state not in RUNNING or row.since is None:
+def fresh_live(live: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+    """The live metrics snapshot if it is recent (sampled within three intervals, at least 30 s:
+    a sampler that stopped shows as no data, not as old data), else ``{}``."""
+    if not isinstance(live, dict):
+        return {}
+    try:
+        age = now.timestamp() - float(live["at"])
+        limit = max(30.0, 3 * float(live.get("interval") or 10))
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return live if -limit <= age <= limit else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def pool_values(live: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """bhypeHostPoolSize/Free (MiB, all pools together) and bhypeHostPoolCapacity (the fullest
+    pool's CAP); nothing when the snapshot has no pool with a size."""
+    pools = [pool for pool in live.get("pools") or []
+             if isinstance(pool, dict) and _number(pool.get("size")) is not None]
+    if not pools:
+        return {}
+    caps = [cap for pool in pools if (cap := _number(pool.get("cap"))) is not None]
+    values = {"bhypeHostPoolSize": ("gauge", _gauge(int(sum(_number(p["size"]) or 0 for p in pools)) // MIB)),
+              "bhypeHostPoolFree": ("gauge", _gauge(int(sum(_number(p.get("free")) or 0 for p in pools)) // MIB))}
+    if caps:
+        values["bhypeHostPoolCapacity"] = ("gauge", max(0, min(100, round(max(caps)))))
+    return values
+
+
+def vm_live_values(metrics: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """bhypeVmCpuPercent (rounded) and bhypeVmMemoryUsed (MiB) from one VM's live metrics;
+    a column without a measured value is left out (served as noSuchInstance), never 0."""
+    values = {}
+    if (cpu := _number(metrics.get("cpu_percent"))) is not None:
+        values["bhypeVmCpuPercent"] = ("gauge", _gauge(round(cpu)))
+    if (rss := _number(metrics.get("mem_rss"))) is not None:
+        values["bhypeVmMemoryUsed"] = ("gauge", _gauge(int(rss) // MIB))
+    return values
+
+
+def uptime_ticks(row: VmRow, now: datetime, measured: Any = None) -> int:
+    """Hundredths of a second the VM has run: monitoring's measured uptime (seconds since its
+    hypervisor started) when there is one, else since its state last changed; 0 when not running."""
+    if row.state not in RUNNING:
+        return 0
+    if (seconds := _number(measured)) is not None:
+        return _gauge(int(seconds * 100))
+    if row.since is None:
         return 0
     since = row.since if row.since.tzinfo else row.since.replace(tzinfo=UTC)
     return _gauge(int((now - since).total_seconds() * 100))
 
 
-def snapshot(rows: list[VmRow], *, host: str, facts: dict[str, Any],
-             now: datetime | None = None) -> list[tuple[tuple[int, ...], tuple[str, Any]]]:
+def snapshot(rows: list[VmRow], *, host: str, facts: dict[str, Any], now: datetime | None = None,
+             live: dict[str, Any] | None = None) -> list[tuple[tuple[int, ...], tuple[str, Any]]]:
     """Every instance the agent answers, sorted by OID: ``(oid, (smi_type, value))`` with
-    types ``str`` (OCTET STRING), ``gauge``, ``unsigned``, ``integer``, ``ticks``."""
+    types ``str`` (OCTET STRING), ``gauge``, ``unsigned``, ``integer``, ``ticks``. ``live`` is
+    monitoring's live metrics snapshot (``read_live_metrics``); ignored when stale."""
     now = now or datetime.now(UTC)
+    live = fresh_live(live, now)
+    live_vms = live.get("vms") if isinstance(live.get("vms"), dict) else {}
     running = sum(row.state in RUNNING for row in rows)
     stopped = sum(row.state == "stopped" for row in rows)
     host_values: dict[str, tuple[str, Any]] = {
@@ -100,11 +151,14 @@ def snapshot(rows: list[VmRow], *, host: str, facts: dict[str, Any],
         "bhypeHostVmsOther": ("gauge", len(rows) - running - stopped),
         "bhypeHostCpus": ("gauge", _gauge(facts["cpus"])),
         "bhypeHostMemory": ("gauge", _gauge(facts["memory"] // MIB)),
+        **pool_values(live),
     }
     values = [((*oids.HOST_OBJECTS[name], 0), value) for name, value in host_values.items()]
     for row in rows:
         if not 1 <= row.id <= GAUGE_MAX:
             continue  # not indexable (bhypeVmIndex is 1..4294967295)
+        entry = live_vms.get(row.uuid)
+        metrics = entry.get("metrics") if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict) else {}
         columns = {
             "bhypeVmName": ("str", row.name),
             "bhypeVmUuid": ("str", row.uuid),
@@ -112,7 +166,8 @@ def snapshot(rows: list[VmRow], *, host: str, facts: dict[str, Any],
             "bhypeVmOwner": ("str", row.owner),
             "bhypeVmVcpus": ("gauge", _gauge(row.vcpus)),
             "bhypeVmMemory": ("gauge", _gauge(row.memory // MIB)),
-            "bhypeVmUptime": ("ticks", uptime_ticks(row, now)),
+            "bhypeVmUptime": ("ticks", uptime_ticks(row, now, metrics.get("uptime"))),
+            **vm_live_values(metrics),
         }
         values.extend(((*oids.VM_ENTRY, oids.VM_COLUMNS[name], row.id), value) for name, value in columns.items())
     return sorted(values)

@@ -41,6 +41,9 @@ HOST_OBJECTS: dict[str, tuple[int, ...]] = {
     "bhypeHostVmsOther": (*HOST, 6),
     "bhypeHostCpus": (*HOST, 7),
     "bhypeHostMemory": (*HOST, 8),
+    "bhypeHostPoolSize": (*HOST, 9),
+    "bhypeHostPoolFree": (*HOST, 10),
+    "bhypeHostPoolCapacity": (*HOST, 11),
 }
 
 VM_TABLE = (*OBJECTS, 3)  # bhypeVmTable
@@ -54,6 +57,8 @@ VM_COLUMNS: dict[str, int] = {
     "bhypeVmVcpus": 6,
     "bhypeVmMemory": 7,
     "bhypeVmUptime": 8,
+    "bhypeVmCpuPercent": 9,
+    "bhypeVmMemoryUsed": 10,
 }
 
 SEVERITY_VALUES = {"info": 1, "warning": 2, "error": 3, "critical": 4}
