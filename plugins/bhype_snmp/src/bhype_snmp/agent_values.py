@@ -138,8 +138,8 @@ def snapshot(rows: list[VmRow], *, host: str, facts: dict[str, Any], now: dateti
     types ``str`` (OCTET STRING), ``gauge``, ``unsigned``, ``integer``, ``ticks``. ``live`` is
     monitoring's live metrics snapshot (``read_live_metrics``); ignored when stale."""
     now = now or datetime.now(UTC)
-    live = fresh_live(live, now)
-    live_vms = live.get("vms") if isinstance(live.get("vms"), dict) else {}
+    current = fresh_live(live, now)
+    live_vms: dict[str, Any] = current["vms"] if isinstance(current.get("vms"), dict) else {}
     running = sum(row.state in RUNNING for row in rows)
     stopped = sum(row.state == "stopped" for row in rows)
     host_values: dict[str, tuple[str, Any]] = {
@@ -151,14 +151,16 @@ def snapshot(rows: list[VmRow], *, host: str, facts: dict[str, Any], now: dateti
         "bhypeHostVmsOther": ("gauge", len(rows) - running - stopped),
         "bhypeHostCpus": ("gauge", _gauge(facts["cpus"])),
         "bhypeHostMemory": ("gauge", _gauge(facts["memory"] // MIB)),
-        **pool_values(live),
+        **pool_values(current),
     }
     values = [((*oids.HOST_OBJECTS[name], 0), value) for name, value in host_values.items()]
     for row in rows:
         if not 1 <= row.id <= GAUGE_MAX:
             continue  # not indexable (bhypeVmIndex is 1..4294967295)
         entry = live_vms.get(row.uuid)
-        metrics = entry.get("metrics") if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict) else {}
+        metrics: dict[str, Any] = {}
+        if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict):
+            metrics = entry["metrics"]
         columns = {
             "bhypeVmName": ("str", row.name),
             "bhypeVmUuid": ("str", row.uuid),
