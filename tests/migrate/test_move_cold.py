@@ -16,7 +16,6 @@ from guest_kit import (
     host_sections,
     last_written,
     read_disk_in_guest,
-    serial_log,
     start_and_boot,
     start_counter,
     vm,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import pair, wait_task
 
-from bhype_core.errors import Forbidden, Unauthorized
+from bhype_core.errors import Forbidden
 
 pytestmark = [pytest.mark.slow, pytest.mark.sshd]
 
@@ -77,7 +77,7 @@ def test_peer_test_reports_an_unauthorised_key_and_a_revoked_token(two_hosts: An
 
 def test_peer_add_refuses_a_token_that_is_not_an_admins(two_hosts: Any) -> None:
     a, b = two_hosts
-    for token, error in (("bhype_not-a-real-token", Unauthorized), ):
+    for token in ("bhype_not-a-real-token",):
         task = wait_task(a, a.api().request("POST", "/api/v1/migrate/peers",
                                             {"name": "b", "url": b.url, "token": token}), expect="failed")
         assert "401" in json.dumps(task["error"]) or "token" in task["error"]["message"].lower(), task["error"]
