@@ -245,3 +245,23 @@ def test_a_command_keeps_bhypes_log_off_the_terminal(config, tmp_path):
     result = bhype("doctor", config=config, env=env)
     assert "KVM probe guest did not finish" in result.stdout, result.stdout
     assert "host command" not in result.stderr and result.stderr.strip() == "", result.stderr
+
+
+def test_api_subcommand_gives_json_connection_options_and_the_handler():
+    import argparse
+
+    from bhype_core.plugin_api import api_subcommand
+
+    parser = argparse.ArgumentParser(prog="bhype acme")
+    sub = parser.add_subparsers(dest="acme_command", required=True)
+    calls: list[argparse.Namespace] = []
+    listing = api_subcommand(sub, "list", calls.append, "list things", key="acme_handler")
+    listing.add_argument("--all", action="store_true")
+    quiet = api_subcommand(sub, "ping", calls.append, "no JSON here", key="acme_handler", json_out=False)
+    args = parser.parse_args(["list", "--json", "--all", "--url", "http://h:1", "--token", "t"])
+    assert (args.json, args.all, args.url, args.token) == (True, True, "http://h:1", "t")
+    args.acme_handler(args)
+    assert calls == [args]
+    assert "--json" not in quiet.format_help() and "--token" in quiet.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ping", "--json"])

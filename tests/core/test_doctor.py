@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bhype_core.builtins import doctor as core_doctor
-from bhype_core.builtins.doctor_freebsd import FIRMWARE_CODE, FIRMWARE_VARS, VMM_SYSCTLS, freebsd_checks
+from bhype_core.builtins.doctor_freebsd import FIRMWARE_CODE, FIRMWARE_VARS, VMM_SYSCTLS, check_racct, freebsd_checks
 from bhype_core.builtins.doctor_linux import QEMU, assess_kvm, check_kvm, check_tool, kvm_timeout
 from bhype_core.builtins.doctor_parsers import (
     parse_qemu_version,
@@ -146,7 +146,8 @@ def test_parse_qemu_version_of_the_installed_qemu():
 
 
 def test_freebsd_healthy_intel_host():
-    host = FreeBSDHost(ALL_MODULES, EDK2_FILES, ["sysctl-vmm-intel.txt", "sysctl-zfs-version.txt"])
+    host = FreeBSDHost(ALL_MODULES, EDK2_FILES,
+                       ["sysctl-vmm-intel.txt", "sysctl-zfs-version.txt", "sysctl-racct-on.txt"])
     results = by_name(freebsd_checks(host))
     assert all(result.ok for result in results.values()), results
     assert results["ZFS"].detail == "OpenZFS 2.2.6 (2.2.6-FreeBSD_g33174af15)"
@@ -155,7 +156,7 @@ def test_freebsd_healthy_intel_host():
 
 
 def test_freebsd_bare_host_says_what_to_fix():
-    host = FreeBSDHost(set(), set(), ["sysctl-vmm-not-loaded.txt"])
+    host = FreeBSDHost(set(), set(), ["sysctl-vmm-not-loaded.txt", "sysctl-racct-off.txt"])
     results = by_name(freebsd_checks(host))
     for module in ("vmm", "nmdm", "if_tuntap"):
         result = results[f"kernel module {module}"]
@@ -175,7 +176,8 @@ def test_freebsd_bare_host_says_what_to_fix():
 def test_freebsd_older_firmware_layout_and_amd():
     code = "/usr/local/share/uefi-firmware/BHYVE_UEFI.fd"
     variables = "/usr/local/share/uefi-firmware/BHYVE_UEFI_VARS.fd"
-    host = FreeBSDHost(ALL_MODULES, {code, variables}, ["sysctl-vmm-amd.txt", "sysctl-zfs-version.txt"])
+    host = FreeBSDHost(ALL_MODULES, {code, variables},
+                       ["sysctl-vmm-amd.txt", "sysctl-zfs-version.txt", "sysctl-racct-on.txt"])
     results = by_name(freebsd_checks(host))
     assert results["UEFI firmware"].ok
     assert results["UEFI firmware"].detail == f"{code}, variables template {variables}"
@@ -184,10 +186,23 @@ def test_freebsd_older_firmware_layout_and_amd():
 
 def test_freebsd_code_without_vars_template_fails():
     host = FreeBSDHost(ALL_MODULES, {FIRMWARE_CODE[0]},
-                       ["sysctl-vmm-intel-no-unrestricted-guest.txt", "sysctl-zfs-version.txt"])
+                       ["sysctl-vmm-intel-no-unrestricted-guest.txt", "sysctl-zfs-version.txt",
+                        "sysctl-racct-on.txt"])
     results = by_name(freebsd_checks(host))
     assert not results["UEFI firmware"].ok and "no UEFI variables template" in results["UEFI firmware"].detail
     assert not results["CPU virtualisation"].ok and "Westmere" in results["CPU virtualisation"].fix
+
+
+@pytest.mark.parametrize(("sample", "ok", "words"), [
+    ("sysctl-racct-on.txt", True, "on (per-VM CPU time"),
+    ("sysctl-racct-off.txt", False, "present but off"),
+    ("sysctl-racct-absent.txt", False, "has no RACCT"),
+])
+def test_racct_state_is_reported_for_monitoring(sample, ok, words):
+    # Monitoring reads per-VM CPU time, memory and I/O with rctl -u only when RACCT is on.
+    [result] = check_racct(FreeBSDHost(samples=[sample]))
+    assert (result.ok, result.optional) == (ok, True) and words in result.detail
+    assert ("kern.racct.enable=1" in result.fix) == (sample == "sysctl-racct-off.txt")
 
 
 def test_freebsd_checks_over_a_runner_that_cannot_start_commands():

@@ -18,7 +18,7 @@ from bhype_core.testing.tasks import run_queued
 from . import freebsd_tools as tools
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webui"))  # the web UI tests' browser kit
-from browser_kit import ARTIFACTS, launch_chromium  # noqa: E402
+from browser_kit import ARTIFACTS, launch_chromium, session_page  # noqa: E402
 from pages_env import PagesEnv  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -45,13 +45,7 @@ def test_a_new_vulnerability_pops_up_live_once_and_stays_on_the_updates_page(tmp
         admin = env.client("opsadmin", "admin")
         tools.scenario(bin_dir, tools.classic((0, "@audit_none.json", "")))
         with served_app(env.app) as url:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            host = url.split("//", 1)[1].split(":", 1)[0]
-            context.add_cookies([{"name": key, "value": value, "domain": host, "path": "/"}
-                                 for key, value in admin.cookies.items()])
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+            page, errors = session_page(browser, url, admin)
             page.goto(url + "/ui/host/updates")
             assert page.locator("#findings tr.empty").count() == 1
             page.evaluate("() => { window.bhypeSamePage = 'yes'; }")
@@ -80,7 +74,7 @@ def test_a_new_vulnerability_pops_up_live_once_and_stays_on_the_updates_page(tmp
             page.reload()  # still there after a reload, until resolved
             assert page.locator('#findings tr[data-finding="vuln:curl"]').count() == 1
             assert page.locator('#findings tr[data-finding="vuln:python311"]').count() == 0
-            context.close()
+            page.context.close()
         assert errors == []
     finally:
         env.close()

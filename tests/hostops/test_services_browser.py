@@ -17,7 +17,7 @@ from bhype_core.testing.waiting import wait_for
 from .initd import sshd_service
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webui"))  # the web UI tests' browser kit
-from browser_kit import ARTIFACTS, launch_chromium  # noqa: E402
+from browser_kit import ARTIFACTS, launch_chromium, session_page  # noqa: E402
 from pages_env import PagesEnv  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.sshd]
@@ -59,13 +59,7 @@ def test_the_services_page_follows_the_action_and_shows_the_new_state(tmp_path, 
         admin = bhype_roles.admin()
         client = env.client(admin.name, "admin")
         with served_app(env.app) as url:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            host = url.split("//", 1)[1].split(":", 1)[0]
-            context.add_cookies([{"name": key, "value": value, "domain": host, "path": "/"}
-                                 for key, value in client.cookies.items()])
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+            page, errors = session_page(browser, url, client)
             page.goto(url + "/ui/services")
             row = page.locator('#services tr[data-service="sshd"]')
             assert row.locator(".state").inner_text() == "unknown"  # never probed yet
@@ -92,7 +86,7 @@ def test_the_services_page_follows_the_action_and_shows_the_new_state(tmp_path, 
             assert page.evaluate("() => window.bhypeSamePage") == "yes"  # no reload happened
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "hostops-services-followed.png"), full_page=True)
-            context.close()
+            page.context.close()
         assert errors == []
     finally:
         env.close()

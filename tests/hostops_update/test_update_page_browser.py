@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webui"))
 
-from browser_kit import launch_chromium  # noqa: E402
+from browser_kit import launch_chromium, session_page  # noqa: E402
 from pages_env import PagesEnv  # noqa: E402
 
 from bhype_core.tasks.worker import start_in_process_worker  # noqa: E402
@@ -43,13 +43,7 @@ def test_plan_confirm_and_follow_the_steps(tmp_path, bhype_roles, browser) -> No
     worker = start_in_process_worker(env.runtime)
     try:
         with served_app(env.app) as url:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            host = url.split("//", 1)[1].split(":", 1)[0]
-            context.add_cookies([{"name": key, "value": value, "domain": host, "path": "/"}
-                                 for key, value in admin.cookies.items()])
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+            page, errors = session_page(browser, url, admin)
             dialogs: list[str] = []
 
             def accept(dialog) -> None:
@@ -87,7 +81,7 @@ def test_plan_confirm_and_follow_the_steps(tmp_path, bhype_roles, browser) -> No
             assert dialogs[-1] == "Stop updating and bring the VMs and services back?"
             assert page.locator("#abort-run").is_hidden()
             assert errors == []
-            context.close()
+            page.context.close()
     finally:
         worker.stop(timeout=60)
         env.close()

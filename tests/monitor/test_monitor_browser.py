@@ -15,7 +15,7 @@ import pytest
 from standins import start_standin, stop_all
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webui"))  # the web UI's test kit
-from browser_kit import ARTIFACTS, launch_chromium  # noqa: E402
+from browser_kit import ARTIFACTS, launch_chromium, session_page  # noqa: E402
 from pages_env import HTML, PagesEnv  # noqa: E402
 
 from bhype_core.testing.api_server import served_app  # noqa: E402
@@ -80,13 +80,7 @@ def test_vm_list_columns_show_live_values_only_for_the_callers_vms(sampled) -> N
 def test_performance_tab_draws_and_updates_and_the_host_panel_draws(sampled, browser) -> None:
     alice = sampled.client("alice")
     with served_app(sampled.app) as url:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        host = url.split("//", 1)[1].split(":", 1)[0]
-        context.add_cookies([{"name": key, "value": value, "domain": host, "path": "/"}
-                             for key, value in alice.cookies.items()])
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        page, errors = session_page(browser, url, alice)
         page.goto(f"{url}/ui/vms/perf1")
         page.get_by_role("navigation", name="VM sections").get_by_role("link", name="Performance").click()
         page.wait_for_url(re.compile(r"\?tab=performance$"))
@@ -109,5 +103,5 @@ def test_performance_tab_draws_and_updates_and_the_host_panel_draws(sampled, bro
         page.screenshot(path=str(ARTIFACTS / "monitor-dashboard.png"), full_page=True)
         # Bob's VM has no Performance tab for alice: the VM page itself is not found.
         assert page.goto(f"{url}/ui/vms/other?tab=performance").status == 404
-        context.close()
+        page.context.close()
     assert errors == []

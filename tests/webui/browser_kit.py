@@ -38,3 +38,16 @@ def launch_chromium() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+def session_page(browser: Any, url: str, client: Any, *, height: int = 900) -> tuple[Any, list[str]]:
+    """A new Chromium page holding ``client``'s session cookies for the app served at ``url``,
+    and the list its uncaught page errors are appended to (a test asserts it stays empty)."""
+    context = browser.new_context(viewport={"width": 1280, "height": height})
+    host = url.split("//", 1)[1].split(":", 1)[0]
+    context.add_cookies([{"name": key, "value": value, "domain": host, "path": "/"}
+                         for key, value in client.cookies.items()])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return page, errors

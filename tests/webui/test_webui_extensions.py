@@ -139,18 +139,12 @@ def test_the_plugins_page_tab_and_panel_in_chromium(env, browser):
     """The same three additions in a real browser: the panel on the dashboard, the nav entry to
     the page (whose own script, served from the plugin's static directory, runs under the CSP),
     and the VM tab."""
-    from browser_kit import ARTIFACTS
+    from browser_kit import ARTIFACTS, session_page
 
     [name] = env.add_vms("alice", 1)
     alice = env.client("alice")
     with served_app(env.app) as url:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        host = url.split("//", 1)[1].split(":", 1)[0]
-        context.add_cookies([{"name": key, "value": value, "domain": host, "path": "/"}
-                             for key, value in alice.cookies.items()])
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        page, errors = session_page(browser, url, alice, height=800)
         page.goto(url + "/ui/")
         assert page.locator("#acme-panel h3").inner_text() == "Backup jobs"
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Backups").click()
@@ -163,7 +157,7 @@ def test_the_plugins_page_tab_and_panel_in_chromium(env, browser):
         assert "last backup yesterday" in page.locator("#acme-tab").inner_text()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "webui-plugin-tab.png"), full_page=True)
-        context.close()
+        page.context.close()
     assert errors == []
 
 

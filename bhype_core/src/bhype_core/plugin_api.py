@@ -87,7 +87,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`remove_secret`; SSH host keys :func:`pin_host_key`, :func:`parse_known_hosts`,
   :func:`fingerprint`. :class:`CommandCancelled` is what a runner raises when its ``cancel``
   check stops a command.
-* **CLI** — :func:`connection_options`, :func:`api_from`, :class:`VmApi`, :func:`follow`,
+* **CLI** — :func:`connection_options`, :func:`api_subcommand` (a sub-command's parser with
+  ``--json`` and the connection options), :func:`api_from`, :class:`VmApi`, :func:`follow`,
   :class:`StreamEvent`, :func:`format_table`.
 """
 
@@ -111,6 +112,7 @@ from bhype_core.api.security import PUBLIC, AuthenticatedDep, AuthServiceDep, cl
 from bhype_core.auth.throttle import TooManyAttempts
 from bhype_core.cloud_images import image_status as cloud_image_status
 from bhype_core.commands.plugins import format_table
+from bhype_core.commands.subcommands import api_subcommand
 from bhype_core.commands.task_follow import StreamEvent, follow
 from bhype_core.commands.template import connection_options
 from bhype_core.commands.vm_client import VmApi, api_from
@@ -265,7 +267,7 @@ __all__ = [
     "TaskAccepted", "TaskContext", "TaskFailed", "TaskKind", "TooManyAttempts", "UTCDateTime", "Unauthorized",
     "Undo", "VMRef", "VMSpec", "VMSummary", "VMVerb", "ValidationErrors", "VmApi", "Volume", "Watcher",
     "accept_task", "active_driver", "api_from", "api_token_role", "check_filename", "client_address",
-    "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds", "find_vm",
+    "api_subcommand", "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds", "find_vm",
     "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
     "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
     "mark_unknown", "open_datastore", "owns_vm",

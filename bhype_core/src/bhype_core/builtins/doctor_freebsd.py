@@ -1,4 +1,4 @@
-"""FreeBSD host checks for ``bhype doctor``: kernel modules, VT-x/AMD-V, ZFS, UEFI firmware.
+"""FreeBSD host checks for ``bhype doctor``: kernel modules, VT-x/AMD-V, ZFS, UEFI firmware, RACCT.
 
 Every command is a read-only query run through the runner (kldstat(8), sysctl(8), test(1));
 the facts follow /work/shared/reference/freebsd-host.md sections 1.6 and 4.
@@ -117,6 +117,29 @@ def check_firmware(runner: Any) -> list[CheckResult]:
     return [CheckResult("UEFI firmware", False, f"no {missing} in {where}", fix="pkg install edk2-bhyve")]
 
 
+RACCT_FIX = "sysrc -f /boot/loader.conf kern.racct.enable=1 (bhype host init does it), then reboot"
+
+
+def check_racct(runner: Any) -> list[CheckResult]:
+    """RACCT accounting, which monitoring's per-VM CPU time, memory and I/O read through rctl(8)
+    ``-u``. GENERIC kernels have RACCT but keep it off until the loader tunable
+    ``kern.racct.enable=1`` is set and the host rebooted (reference freebsd-host.md 4.4); a
+    kernel built without it has no such OID, which sysctl(8) ``-i`` skips without a word."""
+    result = probe(runner, ["sysctl", "-i", "-n", "kern.racct.enable"])
+    if result.returncode is None:
+        return [CheckResult("RACCT", False, f"cannot run sysctl: {result.why()}", optional=True)]
+    value = result.stdout.strip()
+    if value == "1":
+        return [CheckResult("RACCT", True, "on (per-VM CPU time, memory and I/O through rctl -u)", optional=True)]
+    if value == "0":
+        return [CheckResult("RACCT", False, "present but off: per-VM CPU time, memory and I/O are not recorded",
+                            fix=RACCT_FIX, optional=True)]
+    return [CheckResult("RACCT", False, "this kernel has no RACCT (options RACCT, RCTL): per-VM accounting "
+                        "is not available", fix="use a GENERIC kernel, or build one with options RACCT and RCTL",
+                        optional=True)]
+
+
 def freebsd_checks(runner: Any) -> list[CheckResult]:
     """Every FreeBSD host check, in the order a reader fixes them."""
-    return [*check_modules(runner), *check_cpu(runner), *check_zfs(runner), *check_firmware(runner)]
+    return [*check_modules(runner), *check_cpu(runner), *check_zfs(runner), *check_firmware(runner),
+            *check_racct(runner)]

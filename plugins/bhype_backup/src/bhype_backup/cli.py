@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,17 @@ from bhype_core.plugin_api import (
     StreamEvent,
     TaskFailed,
     api_from,
-    connection_options,
+    api_subcommand,
     follow,
     format_table,
     human_size,
 )
 
 BACKUP = "/api/v1/backup"
+
+
+# Sub-commands that talk to the API: --json, --url/--token, and the handler under backup_handler.
+_sub = partial(api_subcommand, key="backup_handler")
 
 
 def _emit(args: argparse.Namespace, value: Any, table: str | None = None) -> int:
@@ -113,14 +118,6 @@ def backup_restore(args: argparse.Namespace) -> int:
 
 def backup_delete(args: argparse.Namespace) -> int:
     return _submit(args, "DELETE", f"/points/{args.point}")
-
-
-def _sub(sub: argparse._SubParsersAction, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help)
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    connection_options(parser)
-    parser.set_defaults(backup_handler=handler)
-    return parser
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

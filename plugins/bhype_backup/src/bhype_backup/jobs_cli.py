@@ -10,11 +10,23 @@ import argparse
 import json
 import sys
 import urllib.parse
+from functools import partial
 from typing import Any
 
-from bhype_core.plugin_api import StreamEvent, TaskFailed, api_from, connection_options, follow, format_table
+from bhype_core.plugin_api import (
+    StreamEvent,
+    TaskFailed,
+    api_from,
+    api_subcommand,
+    follow,
+    format_table,
+)
 
 BACKUP = "/api/v1/backup"
+
+
+# Sub-commands that talk to the API: --json, --url/--token, and the handler under backup_handler.
+_sub = partial(api_subcommand, key="backup_handler")
 
 
 def print_json(value: Any) -> int:
@@ -118,14 +130,6 @@ def verify(args: argparse.Namespace) -> int:
         return print_json(result)
     print(f"point {args.point}: every checksum matches its manifest")
     return 0
-
-
-def _sub(sub: argparse._SubParsersAction, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help)
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    connection_options(parser)
-    parser.set_defaults(backup_handler=handler)
-    return parser
 
 
 def add_job_commands(sub: argparse._SubParsersAction) -> None:

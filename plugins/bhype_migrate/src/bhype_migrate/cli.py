@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from bhype_core.plugin_api import (
     TaskFailed,
     ValidationErrors,
     api_from,
+    api_subcommand,
     connection_options,
     follow,
     format_table,
@@ -29,6 +31,10 @@ from bhype_core.plugin_api import (
 
 MIGRATE = "/api/v1/migrate"
 Handler = Callable[[argparse.Namespace], int]
+
+
+# Sub-commands that talk to the API: --json, --url/--token, and the handler under migrate_handler.
+_sub = partial(api_subcommand, key="migrate_handler")
 
 
 def run_task(api: Any, accepted: dict[str, Any]) -> Any:
@@ -118,14 +124,6 @@ def move(args: argparse.Namespace) -> int:
     text = (f"VM {result['vm']} moved to {result['to']} ({result['bytes_sent']} bytes sent, offline "
             f"{result['offline_seconds']} s); source {result['source']}")
     return _print(args, result, text)
-
-
-def _sub(sub: Any, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help)
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    connection_options(parser)
-    parser.set_defaults(migrate_handler=handler)
-    return parser
 
 
 def configure_peer(parser: argparse.ArgumentParser) -> None:

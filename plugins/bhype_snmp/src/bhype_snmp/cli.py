@@ -14,13 +14,24 @@ import os
 import sys
 import urllib.parse
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from bhype_core.plugin_api import CliCommand, ValidationErrors, api_from, connection_options, format_table
+from bhype_core.plugin_api import (
+    CliCommand,
+    ValidationErrors,
+    api_from,
+    api_subcommand,
+    format_table,
+)
 
 SNMP = "/api/v1/snmp"
 SECRET_ENV = {"community": "BHYPE_SNMP_COMMUNITY", "auth_key": "BHYPE_SNMP_AUTH_KEY", "priv_key": "BHYPE_SNMP_PRIV_KEY"}
 Handler = Callable[[argparse.Namespace], int]
+
+
+# Sub-commands that talk to the API: --json, --url/--token, and the handler under snmp_handler.
+_command = partial(api_subcommand, key="snmp_handler")
 
 
 def _print_json(data: Any) -> int:
@@ -127,14 +138,6 @@ def mib_install(args: argparse.Namespace) -> int:
         return _print_json(result)
     print(f"installed {result['path']} (load it with: snmptranslate -m +BHYPE-MIB …)")
     return 0
-
-
-def _command(sub: argparse._SubParsersAction, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help)
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    connection_options(parser)
-    parser.set_defaults(snmp_handler=handler)
-    return parser
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
