@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bhype_core.errors import CommandError
+from bhype_core.errors import CommandCancelled, CommandError
 from bhype_core.host.dryrun import DryRunRunner
 from bhype_core.host.runner import LocalRunner, Result, Runner
 from bhype_core.testing.sshd import SshdServer
@@ -66,6 +66,26 @@ def test_a_timeout_still_kills_the_command_and_keeps_the_partial_output(runner: 
         runner.run([PY, "-c", code], timeout=2, on_line=lambda stream, line: seen.append(line))
     assert seen == ["started"]
     assert caught.value.stdout == "started\n"
+
+
+def test_cancel_stops_the_process_group_and_keeps_the_output_so_far(runner: Runner, tmp_path: Path) -> None:
+    # The cancel check answers true once the callback has seen "started": no timing involved. A
+    # command that ignored the cancel would end with the 60 s timeout (CommandError, not Cancelled).
+    pid_file = tmp_path / "child.pid"
+    code = ("import subprocess, sys, time; child = subprocess.Popen(['sleep', '60']); "
+            "open(sys.argv[1], 'w').write(str(child.pid)); print('started', flush=True); time.sleep(60)")
+    seen: list[str] = []
+    with pytest.raises(CommandCancelled) as caught:
+        runner.run([PY, "-c", code, str(pid_file)], timeout=60, input="ignored",
+                   on_line=lambda stream, line: seen.append(line), cancel=lambda: "started" in seen)
+    assert seen == ["started"] and caught.value.stdout == "started\n"
+    if isinstance(runner, LocalRunner):  # the whole group went, the grandchild too
+        try:
+            stat = Path(f"/proc/{int(pid_file.read_text())}/stat").read_text()
+        except FileNotFoundError:
+            stat = "gone) X"
+        # Killed: gone, or a zombie its new parent has not reaped yet (state after the ")").
+        assert stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def test_a_failing_command_raises_with_its_output_after_streaming_it(runner: Runner) -> None:

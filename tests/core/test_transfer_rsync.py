@@ -167,30 +167,37 @@ def test_write_secret_is_private_atomic_and_never_follows_a_symlink(tmp_path):
     assert [p.name for p in directory.iterdir()] == ["nas"]  # no temporary left
 
 
-def test_stream_delivers_lines_while_the_command_runs(tmp_path):
+def test_run_delivers_lines_while_the_command_runs(tmp_path):
     seen: list[tuple[float, str]] = []
     done = threading.Event()
-    result = LocalRunner().stream(["sh", "-c", "echo one; sleep 1; printf 'two\\rthree\\n'"],
-                                  on_line=lambda line: seen.append((time.monotonic(), line)))
+    result = LocalRunner().run(["sh", "-c", "echo one; sleep 1; printf 'two\\rthree\\n'"],
+                               on_line=lambda _stream, line: seen.append((time.monotonic(), line)))
     done.set()
     assert [line for _, line in seen] == ["one", "two", "three"]
     assert seen[1][0] - seen[0][0] > 0.5  # "one" arrived before the command ended
     assert result.stdout == "one\ntwo\rthree\n"
 
 
-def test_pipe_and_stream_can_be_cancelled_locally_and_over_ssh(tmp_path):
+def test_pipe_and_run_can_be_cancelled_locally_and_over_ssh(tmp_path):
     from bhype_core.errors import CommandCancelled
 
     started = time.monotonic()
     with pytest.raises(CommandCancelled):
         LocalRunner().pipe(["sleep", "30"], ["cat"], cancel=lambda: time.monotonic() - started > 0.5)
     assert time.monotonic() - started < 10
+    started = time.monotonic()
+    with pytest.raises(CommandCancelled) as cancelled:
+        LocalRunner().run(["sh", "-c", "echo before; exec sleep 30"],
+                          cancel=lambda: time.monotonic() - started > 0.5)
+    assert cancelled.value.stdout == "before\n"  # the output so far is kept
+    assert time.monotonic() - started < 10
     with start_sshd(tmp_path / "sshd") as server:
         runner = server.runner(control_master=False)
-        lines: list[str] = []
-        result = runner.stream(["sh", "-c", "echo a; echo b >&2; echo c"], on_line=lines.append)
-        assert lines == ["a", "c"] and result.stderr.strip() == "b"
+        lines: list[tuple[str, str]] = []
+        result = runner.run(["sh", "-c", "echo a; sleep 0.2; echo b >&2; sleep 0.2; echo c"],
+                            on_line=lambda stream, line: lines.append((stream, line)))
+        assert lines == [("stdout", "a"), ("stderr", "b"), ("stdout", "c")] and result.stderr.strip() == "b"
         started = time.monotonic()
         with pytest.raises(CommandCancelled):
-            runner.stream(["sleep", "30"], on_line=None, cancel=lambda: time.monotonic() - started > 0.5)
+            runner.run(["sleep", "30"], cancel=lambda: time.monotonic() - started > 0.5)
         assert time.monotonic() - started < 10

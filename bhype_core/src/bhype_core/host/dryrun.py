@@ -60,17 +60,6 @@ class DryRunRunner(Runner):
         self._show(f"{shlex.join(producer)} | {shlex.join(consumer)}{where}")
         return PipeResult(_nothing_ran(producer), _nothing_ran(consumer), 0.0)
 
-    def _stream(
-        self,
-        argv: list[str],
-        timeout: float,
-        env: dict[str, str] | None,
-        cwd: str | None,
-        on_line: LineCallback | None,
-        cancel: CancelCheck | None,
-    ) -> Result:
-        return self._execute(argv, timeout=timeout, input=None, env=env, cwd=cwd)
-
     def _show(self, line: str) -> None:
         """Log the would-be command line and hand it to ``echo``."""
         log.info("dry run on %s: would run %s", self.target, line)

@@ -21,7 +21,7 @@ from typing import IO, cast
 
 from bhype_core.errors import CommandCancelled, CommandError
 from bhype_core.host.pdeathsig import die_with_parent
-from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, decode
+from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, _signal_group, decode
 
 LineCallback = Callable[[str], object]
 CancelCheck = Callable[[], bool]
@@ -103,13 +103,6 @@ class _Reader(threading.Thread):
 
     def data(self) -> bytes:
         return b"".join(self.chunks)
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass  # already gone
 
 
 def _start(argv: list[str], shown: list[str], started: float, **streams: object) -> subprocess.Popen[bytes]:

@@ -67,6 +67,7 @@ def run_process(
     kill_grace: float = DEFAULT_KILL_GRACE,
     display_argv: list[str] | None = None,
     on_line: Callable[[str, str], object] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> Result:
     """Run ``argv`` locally in its own session and wait for it, capturing both outputs.
 
@@ -75,7 +76,9 @@ def run_process(
     ``kill_grace`` seconds, and :class:`CommandError` is raised with the partial output.
     ``display_argv`` is the argv reported in results and errors (the SSH runner reports the
     remote command, not its ``ssh`` wrapper). ``on_line(stream, line)`` is called with each
-    line of stdout and stderr as it arrives (:mod:`bhype_core.host.streaming`).
+    line of stdout and stderr as it arrives, and ``cancel()`` is asked a few times a second
+    (true: the group is stopped, :class:`~bhype_core.errors.CommandCancelled`); either one
+    hands the process to :mod:`bhype_core.host.streaming`.
     """
     shown = display_argv or argv
     started = time.monotonic()
@@ -106,11 +109,11 @@ def run_process(
         reason = f"working directory is not a directory: {os.fspath(cwd or '')}"
         raise CommandError(shown, None, duration=time.monotonic() - started, reason=reason) from None
 
-    if on_line is not None:
+    if on_line is not None or cancel is not None:
         from bhype_core.host.streaming import stream_process
 
         return stream_process(proc, shown=list(shown), started=started, timeout=timeout, input=input,
-                              kill_grace=kill_grace, on_line=on_line)
+                              kill_grace=kill_grace, on_line=on_line, cancel=cancel)
     try:
         stdout, stderr = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:

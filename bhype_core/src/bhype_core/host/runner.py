@@ -14,7 +14,6 @@ from bhype_core.errors import BhypeError, CommandError
 from bhype_core.host.audit import AuditSink, deliver, deliver_start, make_record, new_command_id, start_record
 from bhype_core.host.pipeline import CancelCheck, LineCallback, PipeResult, run_pipeline
 from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, decode, run_process
-from bhype_core.host.stream import run_streaming
 from bhype_core.host.streaming import OutputLineCallback
 
 __all__ = [
@@ -138,6 +137,7 @@ class Runner(ABC):
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         on_line: OutputLineCallback | None = None,
+        cancel: CancelCheck | None = None,
     ) -> Result:
         """Run one command and wait for it.
 
@@ -153,10 +153,16 @@ class Runner(ABC):
             the output is still captured whole in the result (or the error). An exception it
             raises kills the command and propagates. A runner that cannot stream
             (``streams_output`` false: dry runs, recorded test runners) hands the lines over
-            when the command ends.
+            when the command ends. ``\r``-redrawn progress lines (``rsync --info=progress2``)
+            count as lines.
+        :param cancel: asked a few times a second while the command runs (a task's
+            ``cancel_requested``); when it answers true the process group is stopped and
+            :class:`~bhype_core.errors.CommandCancelled` is raised with the output so far.
+            Runners that cannot stream run the command to its end.
         :returns: the :class:`Result`.
         :raises ArgvError: bad ``argv``/``env``/``input``/``timeout``; nothing ran.
         :raises CommandError: not found, timed out, or (``check``) non-zero exit status.
+        :raises CommandCancelled: ``cancel`` answered true.
         """
         argv = validate_argv(argv)
         env = validate_env(env)
@@ -166,7 +172,8 @@ class Runner(ABC):
             raise ArgvError(f"timeout must be a positive number of seconds, not {timeout!r}")
         directory = None if cwd is None else os.fspath(cwd)
         command_id = self._audit_start(argv)
-        streaming = {"on_line": on_line} if on_line is not None and self.streams_output else {}
+        wanted = {"on_line": on_line, "cancel": cancel}
+        streaming = {k: v for k, v in wanted.items() if v is not None} if self.streams_output else {}
         try:
             result = self._execute(argv, timeout=float(timeout), input=data, env=env, cwd=directory, **streaming)
         except CommandError as exc:
@@ -177,69 +184,10 @@ class Runner(ABC):
                     command_id=command_id)
         # Crash-safety tests die right after a given command (``after:zfs clone``): failpoints.
         failpoints.reached(f"after:{Path(argv[0]).name} {argv[1] if len(argv) > 1 else ''}".rstrip())
-        if on_line is not None and not streaming:
+        if on_line is not None and not self.streams_output:
             replay_lines(result, on_line)
         if check:
             result.assert_success()
-        return result
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        on_line: LineCallback | None,
-        cancel: CancelCheck | None = None,
-        timeout: float | None = None,
-        check: bool = True,
-        env: Mapping[str, str] | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-    ) -> Result:
-        """Run one command like :meth:`run`, handing each line it writes on stdout to
-        ``on_line`` while it runs (``\r``-redrawn progress lines count as lines), and stop it
-        when ``cancel`` answers true (asked a few times a second).
-
-        Long transfers use it (``rsync --info=progress2``): the task log shows progress, a
-        cancelled task stops the command at once. Validated and audited like :meth:`run`;
-        stdin is empty. The whole stdout is still returned in the :class:`Result`.
-
-        :raises CommandCancelled: ``cancel`` answered true; the process group was stopped.
-        :raises CommandError: not found, timed out, or (``check``) non-zero exit status.
-        """
-        argv = validate_argv(argv)
-        env = validate_env(env)
-        timeout = self.default_timeout if timeout is None else timeout
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ArgvError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        directory = None if cwd is None else os.fspath(cwd)
-        command_id = self._audit_start(argv)
-        try:
-            result = self._stream(argv, float(timeout), env, directory, on_line, cancel)
-        except CommandError as exc:
-            self._audit(argv, exc.returncode, exc.duration, exc.stderr, error=exc.reason or str(exc),
-                        command_id=command_id)
-            raise
-        self._audit(argv, result.returncode, result.duration, result.stderr, dry_run=result.dry_run,
-                    command_id=command_id)
-        if check:
-            result.assert_success()
-        return result
-
-    def _stream(
-        self,
-        argv: list[str],
-        timeout: float,
-        env: dict[str, str] | None,
-        cwd: str | None,
-        on_line: LineCallback | None,
-        cancel: CancelCheck | None,
-    ) -> Result:
-        """Run ``argv`` where this runner runs commands, started on this machine (see
-        :meth:`local_argv`); :class:`LocalRunner` passes ``env``/``cwd`` to the process."""
-        if env or cwd:
-            raise ArgvError(f"{type(self).__name__} cannot stream a command with env or cwd")
-        result = run_streaming(self.local_argv(argv), timeout=timeout, env=None, cwd=None, on_line=on_line,
-                               cancel=cancel, kill_grace=self.kill_grace, display_argv=argv)
-        self._check_side(result)
         return result
 
     def pipe(
@@ -394,24 +342,13 @@ class LocalRunner(Runner):
         env: dict[str, str] | None,
         cwd: str | None,
         on_line: OutputLineCallback | None = None,
+        cancel: CancelCheck | None = None,
     ) -> Result:
         return run_process(argv, timeout=timeout, input=input, env=env, cwd=cwd, kill_grace=self.kill_grace,
-                           on_line=on_line)
+                           on_line=on_line, cancel=cancel)
 
     def local_argv(self, argv: list[str]) -> list[str]:
         return list(argv)
-
-    def _stream(
-        self,
-        argv: list[str],
-        timeout: float,
-        env: dict[str, str] | None,
-        cwd: str | None,
-        on_line: LineCallback | None,
-        cancel: CancelCheck | None,
-    ) -> Result:
-        return run_streaming(argv, timeout=timeout, env=env, cwd=cwd, on_line=on_line, cancel=cancel,
-                             kill_grace=self.kill_grace)
 
     def __repr__(self) -> str:
         return f"LocalRunner(default_timeout={self.default_timeout:g})"

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bhype_core.errors import CommandError, ConfigError
-from bhype_core.host.pipeline import CancelCheck, LineCallback
+from bhype_core.host.pipeline import CancelCheck
 from bhype_core.host.runner import (
     DEFAULT_KILL_GRACE,
     DEFAULT_TIMEOUT,
@@ -25,7 +25,6 @@ from bhype_core.host.runner import (
     Runner,
     run_process,
 )
-from bhype_core.host.stream import run_streaming
 
 # ssh(1): "ssh exits with the exit status of the remote command or with 255 if an error
 # occurred." A remote command exiting 255 is indistinguishable; bHype treats 255 as ssh's own.
@@ -208,6 +207,7 @@ class SSHRunner(Runner):
         env: dict[str, str] | None,
         cwd: str | None,
         on_line: OutputLineCallback | None = None,
+        cancel: CancelCheck | None = None,
     ) -> Result:
         command = remote_command(argv, env, cwd)
         result = run_process(
@@ -219,6 +219,7 @@ class SSHRunner(Runner):
             kill_grace=self.kill_grace,
             display_argv=argv,
             on_line=on_line,
+            cancel=cancel,
         )
         self._check_side(result)
         return result
@@ -226,22 +227,6 @@ class SSHRunner(Runner):
     def local_argv(self, argv: list[str]) -> list[str]:
         """``ssh … -- <argv quoted once>``: one side of a pipeline runs on the host."""
         return self.ssh_argv(remote_command(argv))
-
-    def _stream(
-        self,
-        argv: list[str],
-        timeout: float,
-        env: dict[str, str] | None,
-        cwd: str | None,
-        on_line: LineCallback | None,
-        cancel: CancelCheck | None,
-    ) -> Result:
-        """Stream ``ssh … -- <command>``; ``env``/``cwd`` go into the remote command as for
-        :meth:`run` (so they appear in the local ssh argv: never pass secrets in ``env`` here)."""
-        result = run_streaming(self.ssh_argv(remote_command(argv, env, cwd)), timeout=timeout, env=None, cwd=None,
-                               on_line=on_line, cancel=cancel, kill_grace=self.kill_grace, display_argv=argv)
-        self._check_side(result)
-        return result
 
     def _check_side(self, result: Result) -> None:
         if result.returncode == SSH_ERROR_STATUS:

@@ -1,6 +1,7 @@
-"""Run one local process like :func:`~bhype_core.host.process.run_process`, handing each line of
-its stdout and stderr to a callback as it arrives (an installer's output in a task log while it
-runs), and still capturing both outputs whole for the :class:`~bhype_core.host.process.Result`."""
+"""The one local streaming implementation behind ``Runner.run(on_line=…, cancel=…)``: each stdout
+and stderr line goes to a callback as it arrives (installer output, rsync progress), a cancel check
+stops the process group, and both outputs are still captured whole for the
+:class:`~bhype_core.host.process.Result` (or the :class:`~bhype_core.errors.CommandError`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import IO, cast
 
-from bhype_core.errors import CommandError
+from bhype_core.errors import CommandCancelled, CommandError
+from bhype_core.host.pipeline import POLL_SECONDS, CancelCheck
 from bhype_core.host.process import Result, _signal_group, decode
 
 #: ``on_line(stream, line)``: ``stream`` is ``"stdout"`` or ``"stderr"``; ``line`` is decoded text
@@ -60,12 +62,14 @@ def stream_process(
     timeout: float,
     input: bytes | None,
     kill_grace: float,
-    on_line: OutputLineCallback,
+    on_line: OutputLineCallback | None,
+    cancel: CancelCheck | None = None,
 ) -> Result:
     """Wait for the started ``proc`` (own session, stdout/stderr pipes), calling ``on_line`` in
-    this thread for every line as it comes, in arrival order. On timeout the process group gets
-    SIGTERM, then SIGKILL after ``kill_grace``, and :class:`CommandError` carries the partial
-    output. An exception from ``on_line`` kills the group and propagates."""
+    this thread for every line as it comes, in arrival order, and asking ``cancel`` every
+    :data:`POLL_SECONDS`. On timeout or cancel the process group gets SIGTERM, then SIGKILL
+    after ``kill_grace``, and :class:`CommandError` (:class:`CommandCancelled` on cancel)
+    carries the partial output. An exception from ``on_line`` kills the group and propagates."""
     lines: queue.Queue[object] = queue.Queue()
     captured: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
     readers = [threading.Thread(target=_drain, args=(name, getattr(proc, name), captured[name], lines), daemon=True)
@@ -74,41 +78,69 @@ def stream_process(
         reader.start()
     if input is not None:
         threading.Thread(target=_feed, args=(proc, input), daemon=True).start()
-    deadline = started + timeout
+    watch = _Watch(started + timeout, cancel)
     open_streams = len(readers)
-    timed_out = False
+    outcome = "done"
     try:
-        while open_streams:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
+        while open_streams and outcome == "done":
+            outcome = watch.outcome()
+            if outcome != "done":
                 break
             try:
-                item = lines.get(timeout=left)
+                item = lines.get(timeout=watch.wait_for())
             except queue.Empty:
                 continue
             if item is _DONE:
                 open_streams -= 1
-                continue
-            name, line = cast("tuple[str, str]", item)
-            on_line(name, line)
-        if not timed_out:
+            elif on_line is not None:
+                name, line = cast("tuple[str, str]", item)
+                on_line(name, line)
+        while outcome == "done" and proc.poll() is None:  # closed its outputs but kept running
             try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
-            except subprocess.TimeoutExpired:  # closed its outputs but kept running
-                timed_out = True
-        if timed_out:
+                proc.wait(timeout=watch.wait_for())
+            except subprocess.TimeoutExpired:
+                outcome = watch.outcome()
+        if outcome != "done":
             _kill(proc, kill_grace, readers)
     except BaseException:
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
     out, err = (b"".join(captured[name]) for name in ("stdout", "stderr"))
-    if timed_out:
-        raise CommandError(shown, None, decode(err), time.monotonic() - started,
-                           reason=f"timed out after {timeout:g}s", stdout=decode(out))
+    duration = time.monotonic() - started
+    if outcome == "timeout":
+        raise CommandError(shown, None, decode(err), duration, reason=f"timed out after {timeout:g}s",
+                           stdout=decode(out))
+    if outcome == "cancelled":
+        raise CommandCancelled(shown, None, decode(err), duration, reason="cancelled", stdout=decode(out))
     return Result(argv=list(shown), returncode=proc.returncode, stdout=decode(out), stderr=decode(err),
-                  stdout_bytes=out, stderr_bytes=err, duration=time.monotonic() - started)
+                  stdout_bytes=out, stderr_bytes=err, duration=duration)
+
+
+class _Watch:
+    """The deadline and the cancel check; ``cancel`` is asked at most every :data:`POLL_SECONDS`
+    (it may read the task table), however fast the lines come."""
+
+    def __init__(self, deadline: float, cancel: CancelCheck | None) -> None:
+        self.deadline = deadline
+        self.cancel = cancel
+        self.next_ask = time.monotonic() + POLL_SECONDS
+
+    def outcome(self) -> str:
+        """``"timeout"`` past the deadline, ``"cancelled"`` when ``cancel`` says so, else ``"done"``."""
+        now = time.monotonic()
+        if now >= self.deadline:
+            return "timeout"
+        if self.cancel is not None and now >= self.next_ask:
+            self.next_ask = now + POLL_SECONDS
+            if self.cancel():
+                return "cancelled"
+        return "done"
+
+    def wait_for(self) -> float:
+        """Seconds to block before looking at the deadline (and ``cancel``) again."""
+        left = max(self.deadline - time.monotonic(), 0.001)
+        return left if self.cancel is None else min(left, POLL_SECONDS)
 
 
 def _kill(proc: subprocess.Popen[bytes], grace: float, readers: list[threading.Thread]) -> None:

@@ -30,9 +30,6 @@ class NetnsRunner(LocalRunner):
     def _execute(self, argv: list[str], **options: Any) -> Result:
         return super()._execute(["ip", "netns", "exec", self.netns, *argv], **options)
 
-    def _stream(self, argv: list[str], *args: Any) -> Result:
-        return super()._stream(["ip", "netns", "exec", self.netns, *argv], *args)
-
     def local_argv(self, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *argv]
 

@@ -46,13 +46,15 @@ def run_rsync(
     if env and "RSYNC_PASSWORD" in env and getattr(runner, "target", "local") != "local":
         raise ValueError("RSYNC_PASSWORD would be visible in the ssh command line: use --password-file")
 
-    def on_line(line: str) -> None:
+    def on_line(stream: str, line: str) -> None:
+        if stream != "stdout":  # progress2 lines come on stdout; stderr is kept for the error
+            return
         found = parse_rsync_progress(line)
         if found is not None and on_progress is not None:
             on_progress(found)
 
     try:
-        result = runner.stream(list(argv), on_line=on_line, cancel=cancel, timeout=timeout, check=False, env=env)
+        result = runner.run(list(argv), on_line=on_line, cancel=cancel, timeout=timeout, check=False, env=env)
     except CommandCancelled as exc:
         raise Cancelled(f"rsync cancelled after {exc.duration:.1f}s") from exc
     if result.returncode != 0:
