@@ -18,6 +18,8 @@ def test_full_incremental_and_cancelled_sends(fresh_zfs_host):
     run(["zpool", "create", "-f", "tank", host.disk_path(host.disks[0])])
     run(["zfs", "create", "tank/src"])
     run(["zfs", "create", "-V", "32M", "tank/src/disk0"])
+    run(["udevadm", "settle"])
+    run(["test", "-b", "/dev/zvol/tank/src/disk0"])
     run(["dd", "if=/dev/urandom", "of=/dev/zvol/tank/src/disk0", "bs=1M", "count=12", "conv=fsync"])
     run(["zfs", "snapshot", "-r", "tank/src@s1"])
     seen: list = []
@@ -38,13 +40,18 @@ def test_full_incremental_and_cancelled_sends(fresh_zfs_host):
     assert "does not exist" in caught.value.stderr
     # Cancel part way through (a slow receiver): both sides stop, a resume token remains.
     run(["zfs", "create", "-V", "64M", "tank/src/big"])
+    run(["udevadm", "settle"])  # else dd may write a plain file where the zvol node appears later
+    run(["test", "-b", "/dev/zvol/tank/src/big"])
     run(["dd", "if=/dev/urandom", "of=/dev/zvol/tank/src/big", "bs=1M", "count=48", "conv=fsync"])
     run(["zfs", "snapshot", "tank/src/big@s1"])
-    slow = ["sh", "-c", "dd bs=16k 2>/dev/null | (sleep 4; zfs receive -u -s tank/big)"]
+    # The receiver holds the stream for 20 s before reading it, so the sender (blocked on a full
+    # pipe) cannot finish first however loaded the machine is; zfs send -P still prints its
+    # once-a-second progress while blocked, and the first line cancels.
+    slow = ["sh", "-c", "dd bs=16k 2>/dev/null | (sleep 20; zfs receive -u -s tank/big)"]
     progress: list = []
     with pytest.raises(Cancelled):
         send_receive(runner, zfs_send_argv("tank/src/big@s1"), slow, on_progress=progress.append,
-                     cancel=lambda: len(progress) >= 2)
+                     cancel=lambda: len(progress) >= 1)
     token = run(["zfs", "get", "-H", "-o", "value", "receive_resume_token", "tank/big"], check=False).stdout.strip()
     if token and token != "-":  # the receive got far enough to leave a resumable state
         send_receive(runner, zfs_resume_argv(token), zfs_receive_argv("tank/big"))
