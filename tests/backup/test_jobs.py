@@ -200,7 +200,9 @@ def test_the_tick_runs_missed_slots_once_and_never_beside_a_queued_run(jobs):
         assert db.get(Task, first.id).result["nightly"]["run"] == runs[0].id
     # A slot comes while a (manual) run is still queued (waiting for its lock, which another
     # worker's task holds): the tick adds no second run, and the lock keeps them apart anyway.
-    holder = service.submit(runtime, recorder.admin, "core.ping", {"locks": [f"backup_job:{job.id}"]})
+    # (A task of another group host: only that host's workers claim it, issue 22.)
+    holder = service.submit(runtime, recorder.admin, "core.ping", {"locks": [f"backup_job:{job.id}"]},
+                            host="elsewhere")
     [(holder_id, _)] = dispatch.dispatch_pass(runtime.engine, Limits(5, 5), WorkerIdentity("f" * 32, "elsewhere", 1))
     assert holder_id == holder.id
     queued = service.submit(runtime, recorder.admin, "backup.job.run", {"job": job.id})

@@ -93,11 +93,13 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
         if not queued_rows:
             return []
         running = [
-            # A running sub-task holds its locks but runs in its parent's slot.
-            RunningTask(row.id, row.owner, tuple(row.locks or ()), in_own_slot=row.parent_id is None)
+            # Locks are the group's: every running task holds its locks. Slots are per host: a
+            # running sub-task runs in its parent's slot, another host's task in that host's.
+            RunningTask(row.id, row.owner, tuple(row.locks or ()),
+                        in_own_slot=row.parent_id is None and row.host in (me.host, ""))
             for row in connection.execute(
-                select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.parent_id))
-                .where(col(Task.state) == RUNNING, col(Task.host).in_((me.host, "")))  # slots are per host
+                select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.parent_id), col(Task.host))
+                .where(col(Task.state) == RUNNING)
             )
         ]
         owners = sorted({row.owner for row in queued_rows})
