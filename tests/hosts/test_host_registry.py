@@ -184,3 +184,29 @@ def test_each_host_consumes_its_own_queue_on_redis(make_host_runtime):
     runtime = make_host_runtime("h7")
     assert queue_name(runtime.settings, "redis") == "bhype.h7"
     assert queue_name(runtime.settings, "sqlite") == "bhype"
+
+
+def test_a_refused_registration_is_retried_on_the_next_tick(monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from bhype_core.hosts import heartbeat
+
+    calls: list[str] = []
+
+    def flaky(runtime):
+        calls.append("register")
+        if len(calls) == 1:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(heartbeat, "register", flaky)
+    monkeypatch.setattr(heartbeat, "host_settings", lambda runtime: type("S", (), {"heartbeat_interval": 5})())
+    beats: list[str] = []
+    monkeypatch.setattr(heartbeat, "beat", lambda runtime: beats.append("beat"))
+    monkeypatch.setattr(heartbeat, "mark_waiting", lambda runtime: 0)
+    clock = iter([0.0, 1.0, 10.0])
+    tick = heartbeat.start(object(), clock=lambda: next(clock))
+    assert calls == ["register"]  # refused: no exception, tried again later
+    tick()  # registers now, and the interval has not passed yet
+    assert calls == ["register", "register"] and beats == []
+    tick()
+    assert beats == ["beat"]

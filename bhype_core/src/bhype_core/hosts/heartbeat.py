@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
 from bhype_core.db.task_models import QUEUED, Task
@@ -37,14 +38,29 @@ def mark_waiting(runtime: Any) -> int:
     return changed
 
 
+def try_register(runtime: Any) -> bool:
+    """Register this host; a database that refuses for now (SQLite busy while the embedded
+    server starts, MariaDB restarting) is logged and tried again on the next tick."""
+    try:
+        register(runtime)
+    except SQLAlchemyError as exc:
+        log.warning("host registration failed, trying again: %s", str(exc).splitlines()[0])
+        return False
+    return True
+
+
 def start(runtime: Any, clock: Callable[[], float] = time.monotonic) -> Callable[[], None]:
-    """Register this host now; the returned tick heartbeats every ``host.heartbeat_interval``
-    and marks tasks waiting for unreachable hosts."""
-    register(runtime)
+    """Register this host now (or on a later tick); the returned tick heartbeats every
+    ``host.heartbeat_interval`` and marks tasks waiting for unreachable hosts."""
+    registered = [try_register(runtime)]
     interval = host_settings(runtime).heartbeat_interval
     last = [clock()]
 
     def tick() -> None:
+        if not registered[0]:
+            registered[0] = try_register(runtime)
+            if not registered[0]:
+                return
         now = clock()
         if now - last[0] >= interval:
             last[0] = now
