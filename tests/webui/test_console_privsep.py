@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pages_env import feature_plugins
 from sqlmodel import Session
 
 from bhype_core.builtins import drivers as core_drivers
@@ -75,6 +76,9 @@ def split_host(local_user, tiny_guest):
     config = root / "bhype.toml"
     config.write_text(
         f'[core]\ndata_dir = "{root / "data"}"\ndriver = "qemu"\nlog_level = "info"\n'
+        # Only the core and the web UI: the feature plugins' start-up jobs and samplers
+        # (service probes, metrics, heartbeats) have nothing to do with the broker under test.
+        f'disabled_plugins = {json.dumps(sorted(feature_plugins()))}\n'
         f'[qemu]\naccel = "tcg"\nmachine = "pc"\n'
         f'[auth]\napi_user = "{api.name}"\n'
         f'[queue]\nbackend = "sqlite"\n'
