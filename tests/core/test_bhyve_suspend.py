@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from test_supervisor_bhyve import FAKE, FakeHost, host, make_spec  # noqa: F401 (fixture)
 
 from bhype_core.drivers.base import Attachments, VMState
 from bhype_core.drivers.bhyve_suspend import (
@@ -21,8 +22,6 @@ from bhype_core.drivers.bhyve_suspend import (
 from bhype_core.drivers.capabilities import Capability
 from bhype_core.drivers.saved_state import ResumeRefused, SuspendFailed
 from bhype_core.errors import Conflict, NotSupported
-
-from test_supervisor_bhyve import FAKE, FakeHost, host, make_spec  # noqa: F401 (fixture)
 
 
 def test_only_a_snapshot_build_describes_r() -> None:

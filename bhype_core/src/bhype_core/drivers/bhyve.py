@@ -40,6 +40,7 @@ from bhype_core.drivers.bhyve_suspend import (
 from bhype_core.drivers.boot_plan import BootStage, boot_plan, stage_spec
 from bhype_core.drivers.capabilities import Capability, FirmwareRules, SpecCheck, VMStats
 from bhype_core.drivers.preflight import already_running, attached_files, memory, vnc_port
+from bhype_core.drivers.saved_state import SuspendFailed
 from bhype_core.drivers.stats_parsers import (
     BHYVECTL_COUNTERS,
     bhyvectl_stats_argv,
@@ -47,7 +48,6 @@ from bhype_core.drivers.stats_parsers import (
     parse_rctl_usage,
     rctl_usage_argv,
 )
-from bhype_core.drivers.saved_state import SuspendFailed
 from bhype_core.drivers.supervised import Prepared, SupervisedDriver
 from bhype_core.errors import CommandError, Conflict
 from bhype_core.spec import INSTANCE_PREFIX, VMSpec
