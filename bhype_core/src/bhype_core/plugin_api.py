@@ -34,6 +34,11 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`VMRef`, :class:`VMSpec`, :class:`VMSummary`/:func:`summary`, :data:`LIVE_FIELDS`,
   :func:`list_page`/:class:`ListQuery` (the paginated VM list the API and CLI use),
   :func:`mark_unknown` (VMs of an unreachable group host show ``unknown``, issue 22).
+* **Suspend to disk** (issue 19) — :func:`suspend_supported` (can this host's driver suspend:
+  capability ``suspend``, detected on bhyve), :func:`suspended_state` (a VM's saved state, or
+  ``None``); the task kind ``vm.suspend`` saves a running VM and stops it, and ``vm.start``
+  resumes it (``discard_saved_state`` boots afresh); :class:`SuspendFailed` (the guest runs
+  on), :class:`ResumeRefused` (the saved state no longer fits the VM).
 * **Lifecycle hooks** — a plugin whose task changes a VM (snapshot, rollback, clone, backup …)
   fires the matching pair through :func:`vm_before` (a veto propagates) and :func:`vm_after`
   (failures recorded, returned as :class:`HookFailure`; :func:`hook_errors` puts them in a
@@ -130,6 +135,7 @@ from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
 from bhype_core.drivers.base import Attachments, HypervisorDriver, Problem, VMState, VMStatus
 from bhype_core.drivers.capabilities import Capability as DriverCapability
 from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, SpecCheck, VMStats
+from bhype_core.drivers.saved_state import ResumeRefused, SuspendFailed
 from bhype_core.errors import (
     BhypeError,
     CommandCancelled,
@@ -235,6 +241,7 @@ from bhype_core.vm.registration import register_vm, unregister_vm, vm_records_av
 from bhype_core.vm.service import find_vm, get_vm, is_admin, is_running, list_vms, may_see, status_driver, vm_ref
 from bhype_core.vm.services import active_driver, open_datastore, template_catalog
 from bhype_core.vm.settings import vm_settings
+from bhype_core.vm.suspend import suspend_supported, suspended_state
 from bhype_core.vm.undo import Undo
 
 
@@ -282,4 +289,5 @@ __all__ = [
     "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
+    "ResumeRefused", "SuspendFailed", "suspend_supported", "suspended_state",
 ]  # fmt: skip
