@@ -78,9 +78,16 @@ def candidate_files(path: Path) -> list[Path]:
 
 
 def clear_files(path: Path) -> None:
-    """Remove what an earlier, failed save left at ``path`` (unlink never follows a symlink)."""
+    """Remove what an earlier, failed save left at ``path`` (unlink never follows a symlink).
+
+    :raises SuspendFailed: something that is not a file is in the way (a directory): left alone.
+    """
     for candidate in candidate_files(path):
-        candidate.unlink(missing_ok=True)
+        try:
+            candidate.unlink(missing_ok=True)
+        except (IsADirectoryError, PermissionError) as exc:  # Linux EISDIR, FreeBSD EPERM for a directory
+            raise SuspendFailed(f"cannot save the guest: {candidate} is in the way ({exc.strerror}): "
+                                "left alone") from None
 
 
 def seal(path: Path) -> tuple[list[str], int]:
