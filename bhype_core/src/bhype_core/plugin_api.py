@@ -27,7 +27,7 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`Principal`, :func:`client_address`.
 * **Errors** — :class:`BhypeError` and its family; the API maps each to one JSON shape.
 * **Events** — :class:`Event`, :class:`EventKind`, :func:`event_kinds` (the catalog).
-* **VMs** — :func:`get_vm`, :func:`find_vm`, :func:`list_vms`, :func:`may_see`,
+* **VMs** — :func:`get_vm`, :func:`find_vm`, :func:`list_vms`, :func:`list_vm_summaries`, :func:`may_see`,
   :func:`is_admin`, :func:`vm_ref`, :func:`is_running`, :func:`register_vm`/
   :func:`unregister_vm` (fire the ``bhype_vm_*_register`` hooks), :func:`open_datastore`,
   :func:`active_driver`, :func:`status_driver`, :class:`VM` (read-only rows),
@@ -232,7 +232,17 @@ from bhype_core.vm.listing import ListQuery, list_page
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.public import VMSummary, summary
 from bhype_core.vm.registration import register_vm, unregister_vm, vm_records_available
-from bhype_core.vm.service import find_vm, get_vm, is_admin, is_running, list_vms, may_see, status_driver, vm_ref
+from bhype_core.vm.service import (
+    find_vm,
+    get_vm,
+    is_admin,
+    is_running,
+    list_vm_summaries,
+    list_vms,
+    may_see,
+    status_driver,
+    vm_ref,
+)
 from bhype_core.vm.services import active_driver, open_datastore, template_catalog
 from bhype_core.vm.settings import vm_settings
 from bhype_core.vm.undo import Undo
@@ -274,7 +284,7 @@ __all__ = [
     "api_subcommand", "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds",
     "find_vm",
     "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
-    "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
+    "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vm_summaries", "list_vms", "may_see",
     "publish_live_metrics", "read_live_metrics",
     "mark_unknown", "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
