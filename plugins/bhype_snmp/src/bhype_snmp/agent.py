@@ -29,7 +29,7 @@ from bhype_snmp import oids
 
 log = logging.getLogger(__name__)
 
-TYPES = {"str": lambda v: rfc1902.OctetString(str(v).encode()), "gauge": rfc1902.Gauge32,
+TYPES = {"str": lambda v: rfc1902.OctetString(str(v).encode()), "octets": rfc1902.OctetString, "gauge": rfc1902.Gauge32,
          "unsigned": rfc1902.Unsigned32, "integer": rfc1902.Integer32, "ticks": rfc1902.TimeTicks}
 OBJECT_PREFIXES = [(*oids.HOST_OBJECTS[name],) for name in oids.HOST_OBJECTS] + [
     (*oids.VM_ENTRY, column) for column in oids.VM_COLUMNS.values()]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bhype_core.plugin_api import list_vms, read_live_metrics
+from bhype_core.plugin_api import last_backup_times, list_vms, read_live_metrics
 from bhype_snmp.agent import Agent
 from bhype_snmp.agent_values import host_facts, snapshot, vm_rows
 from bhype_snmp.notification import host_name
@@ -20,16 +20,22 @@ EXTRAS_KEY = "snmp.agent"
 
 
 def refresh(runtime: Any, agent: Agent, facts: dict[str, Any]) -> int:
-    """Serve the VM records and monitoring's live metrics as they are now (one query each, no
-    host command); returns how many VMs."""
+    """Serve the VM records, monitoring's live metrics and the backup plugins' last backup
+    times as they are now (one read each, no host command); returns how many VMs."""
     rows = vm_rows(list_vms(runtime))  # principal None: the system sees every VM
     try:
         live = read_live_metrics(runtime)
     except Exception as exc:  # Redis away: serve the records without live values, not nothing
         log.warning("live metrics not readable: %s", exc)
         live = None
+    try:
+        backups: dict[str, Any] | None = last_backup_times(runtime, [row.uuid for row in rows])
+    except Exception as exc:  # a backup plugin failed: the column is absent (unknown), never "never"
+        log.warning("last backup times not readable: %s", exc)
+        backups = None
     settings = runtime.settings.section("snmp")
-    agent.instrumentation.replace(snapshot(rows, host=host_name(settings.host_name), facts=facts, live=live))
+    agent.instrumentation.replace(snapshot(rows, host=host_name(settings.host_name), facts=facts, live=live,
+                                           backups=backups))
     return len(rows)
 
 
