@@ -55,6 +55,8 @@ def test_the_newest_good_point_per_vm(runtime):
     assert all(when.tzinfo is not None and when.utcoffset() == timedelta(0) for when in times.values())
     assert last_good_backups(runtime, [DB, NEVER]) == {DB: T0 - timedelta(days=1)}
     assert last_good_backups(runtime, []) == {}
+    many = [f"{n:08d}-0000-4000-8000-000000000000" for n in range(1200)]  # past IN_LIMIT: picked in Python
+    assert last_good_backups(runtime, [*many, DB]) == {DB: T0 - timedelta(days=1)}
 
     # As a reader sees it: the core's seam merges the plugin's answer.
     assert last_backup_times(runtime) == times

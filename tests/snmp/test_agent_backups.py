@@ -137,3 +137,28 @@ def test_a_failing_backup_plugin_leaves_the_column_absent(hosts):
                f"BHYPE-MIB::bhypeVmName.{vm_index(runtime, 'web1')}")
     assert "bhypeVmLastBackup" in got and "No Such Instance" in got
     assert 'STRING: "web1"' in got or "STRING: web1" in got
+
+
+class CountingBackups:
+    """A backup plugin that counts how often it is asked."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl
+    def bhype_vm_last_backups(self, runtime, uuids):
+        self.calls += 1
+        return {}
+
+
+def test_the_backup_plugins_are_asked_once_per_refresh_never_per_request(hosts):
+    counting = CountingBackups()
+    runtime = hosts([("counting_backups", counting)])
+    tick = start_agent(runtime)  # the first refresh
+    assert counting.calls == 1
+    for _ in range(3):
+        assert table(runtime.port)["web1"]["bhypeVmLastBackup"] == "0-0-0,0:0:0.0"
+        snmp("snmpget", runtime.port, f"BHYPE-MIB::bhypeVmLastBackup.{vm_index(runtime, 'db1')}")
+    assert counting.calls == 1  # six walks and gets later: still the one refresh
+    wait_for(lambda: tick() is not None, "the next refresh (agent_refresh = 1 s)")
+    assert counting.calls == 2

@@ -15,6 +15,9 @@ from bhype_core.plugin_api import session
 # A point whose verification found a mismatch is not a backup one can restore from (verify.py
 # sets verify_state "failed"); one not verified yet ("none", "running") counts.
 BAD_VERIFY = "failed"
+# Up to this many UUIDs go into the query's IN (...); a longer list (a host of thousands of VMs)
+# reads every VM's newest point and picks in Python: SQLite caps bound parameters (999 before 3.32).
+IN_LIMIT = 500
 
 
 def last_good_backups(runtime: Any, uuids: list[str] | None = None) -> dict[str, datetime]:
@@ -28,10 +31,11 @@ def last_good_backups(runtime: Any, uuids: list[str] | None = None) -> dict[str,
     query = (select(col(BackupPoint.vm_uuid), newest)
              .where(col(BackupPoint.complete).is_(True), col(BackupPoint.verify_state) != BAD_VERIFY)
              .group_by(col(BackupPoint.vm_uuid)))
-    if uuids is not None:
+    if uuids is not None and len(uuids) <= IN_LIMIT:
         query = query.where(col(BackupPoint.vm_uuid).in_(uuids))
     with session(runtime) as db:
         rows = db.exec(query).all()
+    wanted = None if uuids is None else set(uuids)
     # MAX() keeps the column's type (SQLAlchemy's max returns its argument's type), so the
     # values come back through UTCDateTime: aware UTC on SQLite and MariaDB alike.
-    return {uuid: when for uuid, when in rows if when is not None}
+    return {uuid: when for uuid, when in rows if when is not None and (wanted is None or uuid in wanted)}
