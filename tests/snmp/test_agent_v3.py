@@ -151,5 +151,9 @@ def test_v2c_and_v3_together_and_the_engine_id_survives_a_restart(host):
     assert runtime.extras[EXTRAS_KEY].boots == first_boots + 1  # RFC 3414 §2.2.2
     pinned = snmp("snmpget", port, *v3(), "-e", "0x" + engine_id.hex())  # a manager that kept the engine ID
     assert pinned.returncode == 0 and "hv3" in pinned.stdout, pinned.stderr
+    # What the manager learnt from the agent's messages (net-snmp's debug token for its engine
+    # time cache, snmpcmd(1) -D): the boots the database gave this start, not pysnmp's own.
+    learnt = snmp("snmpget", port, *v3(), "-Dlcd_set_enginetime")
+    assert learnt.returncode == 0 and f"boots={first_boots + 1}," in learnt.stderr, learnt.stderr
     other = snmp("snmpget", port, *v3(), "-e", "0x80001f8805" + "ab" * 12)
     assert other.returncode != 0 and "hv3" not in other.stdout
