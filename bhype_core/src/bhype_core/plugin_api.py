@@ -58,6 +58,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
 * **Live metrics** — :func:`publish_live_metrics` (the monitoring sampler, each tick) and
   :func:`read_live_metrics` (the API, ``/metrics``, SNMP): the newest host/VM/pool values, in
   Redis or the fact store (shape in :mod:`bhype_core.live_metrics`).
+* **Last backups** (issue 20) — :func:`last_backup_times` asks every backup plugin (hook
+  ``bhype_vm_last_backups``) for each VM's newest good backup and merges the answers (the
+  newest wins); the SNMP agent's last-backup column reads it once per refresh.
 * **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts);
   :func:`write_atomic` replaces a root-owned file in one step without following symlinks
   (``mode=0o600`` for secrets), :class:`UnsafeFile` when a path is not what it should be.
@@ -151,6 +154,7 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.host.platform import detect_platform
 from bhype_core.hosts.states import mark_unknown
 from bhype_core.isos import iso_settings, list_isos
+from bhype_core.last_backups import last_backup_times
 from bhype_core.live_metrics import publish_live_metrics, read_live_metrics
 from bhype_core.network.models import SwitchPublic
 from bhype_core.network.service import list_switches
@@ -292,4 +296,5 @@ __all__ = [
     "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
+    "last_backup_times",
 ]  # fmt: skip
