@@ -8,19 +8,21 @@ fails with the hypervisor's exit status, the reason and the tail of its stderr o
 The daemon loops on the hypervisor's exit status per bhyve(8) EXIT STATUS (reference
 freebsd-host.md 1.7): reboot starts it again, power-off and halt stop, triple fault and
 errors crash. Every step is recorded in ``VM_DIR/state.json``; see ``state.VMFiles``.
+
+Every VM start pays for this interpreter's start-up before the hypervisor is spawned, so the
+module imports only what the QEMU path needs (issue 15): the host runner (pipelines, streaming,
+audit) loads on the first host command (:class:`LazyRunner`; bhyve's ``bhyvectl``), argparse
+only for options, ``traceback`` only on a failure.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import traceback
-import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,33 @@ from typing import Any
 from bhype_core.drivers.exit_status import Decision, Outcome, decide, ran_briefly
 from bhype_core.drivers.state import VMFiles, boot_id, now_iso, read_json, rotate, tail_lines, write_json, write_pid
 from bhype_core.drivers.supervisor_kinds import KINDS, Exit, StartFailed
-from bhype_core.host.pdeathsig import clear_parent_death_signal
-from bhype_core.host.runner import LocalRunner, validate_argv
+from bhype_core.host.argv import validate_argv
 
 HISTORY = 50  # exits kept in state.json
 EX_SOFTWARE = 70  # sysexits(3): the supervisor itself failed
+
+
+class LazyRunner:
+    """The host runner, imported and built on the first command (the QEMU path runs none), each
+    command logged to supervisor.log through the runner's audit sink."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+        self._runner: Any = None
+
+    def run(self, argv: list[str], **kwargs: Any) -> Any:
+        if self._runner is None:
+            from bhype_core.host.runner import LocalRunner
+
+            self._runner = LocalRunner(default_timeout=60)
+            self._runner.add_audit_sink(lambda record: self._log(f"ran {record.argv} -> {record.returncode}"))
+        return self._runner.run(argv, **kwargs)
+
+
+def _format_exc() -> str:
+    import traceback
+
+    return traceback.format_exc()
 
 
 class Supervisor:
@@ -43,8 +67,7 @@ class Supervisor:
         self.config = config
         self.instance = str(config["instance"])
         self.ready_fd = ready_fd
-        self.runner = LocalRunner(default_timeout=60)
-        self.runner.add_audit_sink(lambda record: self.log(f"ran {record.argv} -> {record.returncode}"))
+        self.runner = LazyRunner(self.log)
         self.kind = KINDS[config["kind"]](self.instance, config.get(config["kind"], {}), self.runner, self.log)
         self.stop_signalled = False
         previous = read_json(self.files.state) or {}
@@ -125,7 +148,7 @@ class Supervisor:
         try:
             return self._loop()
         except Exception as exc:  # the supervisor's own bug: record it, never leave "running"
-            self.log(traceback.format_exc())
+            self.log(_format_exc())
             self.notify_launcher({"ok": False, "message": f"supervisor failed: {exc}", "exit_status": None})
             self._finish(Decision(Outcome.CRASHED, f"supervisor failed: {exc}"), None, [])
             return EX_SOFTWARE
@@ -270,7 +293,7 @@ class Supervisor:
         self.update(
             state=decision.outcome.value, hypervisor_pid=None, detail=detail, stderr_tail=tail,
             exit_status=exit.status if exit else None, signal=exit.signal if exit else None,
-            crash_id=uuid.uuid4().hex[:12] if decision.outcome is Outcome.CRASHED else None,
+            crash_id=os.urandom(6).hex() if decision.outcome is Outcome.CRASHED else None,
         )  # fmt: skip
         self.log(f"finished: {decision.outcome.value}: {detail}")
 
@@ -307,7 +330,7 @@ def launch(vm_dir: Path, config: dict[str, Any]) -> int:
             _redirect(files.supervisor_log)
             code = Supervisor(vm_dir, config, ready_fd=write_fd).run()
         except BaseException:
-            traceback.print_exc()
+            print(_format_exc(), file=sys.stderr, flush=True)
         finally:
             os._exit(code)
     os.close(write_fd)
@@ -333,30 +356,52 @@ def launch(vm_dir: Path, config: dict[str, Any]) -> int:
     return status if isinstance(status, int) and 0 < status < 256 else EX_SOFTWARE
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry: ``VM_DIR`` (daemonize) or ``--foreground VM_DIR`` (debugging)."""
+def _parse(argv: list[str]) -> tuple[Path, bool]:
+    """``(vm_dir, foreground)`` from the command line. The driver's launch (``VM_DIR`` alone)
+    is read directly; anything else (options, ``--help``, mistakes) goes through argparse,
+    whose import the common path does without."""
+    if len(argv) == 1 and argv[0] and not argv[0].startswith("-"):
+        return Path(argv[0]), False
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="python -m bhype_core.drivers.supervisor", description=__doc__.splitlines()[0]
     )
     parser.add_argument("vm_dir", type=Path)
     parser.add_argument("--foreground", action="store_true", help="supervise in this process")
     args = parser.parse_args(argv)
-    # The runner starts host commands with a parent-death signal; a VM outlives the worker by
-    # design, so its supervisor gives that up first (bhype_core.host.pdeathsig).
-    clear_parent_death_signal()
+    return args.vm_dir, bool(args.foreground)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry: ``VM_DIR`` (daemonize) or ``--foreground VM_DIR`` (debugging)."""
+    vm_dir, foreground = _parse(sys.argv[1:] if argv is None else list(argv))
+    if foreground:
+        # The runner starts host commands with a parent-death signal; a VM outlives the worker
+        # by design, so a supervisor running in that process gives it up. The daemon of a
+        # normal launch never has one: prctl(2) PR_SET_PDEATHSIG and procctl(2)
+        # PROC_PDEATHSIG_CTL are cleared in the child of a fork (bhype_core.host.pdeathsig).
+        from bhype_core.host.pdeathsig import clear_parent_death_signal
+
+        clear_parent_death_signal()
     # Everything the supervisor and the hypervisor create (VNC and serial sockets, logs, state)
     # is private to the worker's user: a unix socket others may not write cannot be connected
     # to, so the consoles are reachable only through bHype's bridge (issue 11).
     os.umask(0o077)
-    vm_dir = args.vm_dir.resolve()
+    vm_dir = vm_dir.resolve()
     config = read_json(VMFiles(vm_dir).config)
     if config is None or config.get("kind") not in KINDS:
         print(f"no valid supervisor.json in {vm_dir}", file=sys.stderr)
         return 2
-    if args.foreground:
+    if foreground:
         return Supervisor(vm_dir, config).run()
     return launch(vm_dir, config)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The launcher's caller (the driver's start) waits for this process to end: skip the
+    # interpreter's teardown, nothing is left to clean up once the output is flushed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

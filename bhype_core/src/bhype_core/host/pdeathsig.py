@@ -20,7 +20,6 @@ On other systems nothing is set (recovery still cleans up what such a child leav
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -32,8 +31,12 @@ PROC_PDEATHSIG_CTL = 11  # FreeBSD sys/procctl.h
 
 
 def _libc() -> ctypes.CDLL | None:
+    # dlopen(3) with a NULL file name is the running program with the libraries it loaded,
+    # libc among them (Linux and FreeBSD alike). ``ctypes.util.find_library("c")`` would run
+    # ``ldconfig -p`` (a subprocess, tens of milliseconds) in every process importing the
+    # runner, the VM supervisor on each VM start included (issue 15).
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
 

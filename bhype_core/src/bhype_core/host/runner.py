@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bhype_core import failpoints
-from bhype_core.errors import BhypeError, CommandError
+from bhype_core.errors import CommandError
+from bhype_core.host.argv import ArgvError, validate_argv
 from bhype_core.host.audit import AuditSink, deliver, deliver_start, make_record, new_command_id, start_record
 from bhype_core.host.pipeline import CancelCheck, LineCallback, PipeResult, run_pipeline
 from bhype_core.host.process import DEFAULT_KILL_GRACE, Result, decode, run_process
@@ -32,35 +33,6 @@ Input = str | bytes | None
 # Portable variable names only (POSIX): anything else could be read as an option or an
 # assignment when the SSH runner passes the overlay through the remote env(1).
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-class ArgvError(BhypeError, ValueError):
-    """A runner was asked to run something that is not a non-empty list of strings.
-
-    This is a programming error inside bHype (callers build argv lists), so it is also a
-    ``ValueError``; nothing has run when it is raised.
-    """
-
-    code = "invalid_argv"
-
-
-def validate_argv(argv: object) -> list[str]:
-    """Check that ``argv`` is a non-empty list/tuple of non-empty-program strings without NUL.
-
-    :raises ArgvError: naming the offending item; nothing is run.
-    """
-    if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):
-        raise ArgvError(f"argv must be a list of strings, not {type(argv).__name__} (no shell strings)")
-    if not argv:
-        raise ArgvError("argv must not be empty")
-    for index, item in enumerate(argv):
-        if not isinstance(item, str):
-            raise ArgvError(f"argv[{index}] must be a str, not {type(item).__name__} ({item!r})")
-        if "\0" in item:
-            raise ArgvError(f"argv[{index}] contains a NUL character")
-    if not argv[0]:
-        raise ArgvError("argv[0] (the program) must not be empty")
-    return list(argv)
 
 
 def validate_env(env: Mapping[str, str] | None) -> dict[str, str] | None:
