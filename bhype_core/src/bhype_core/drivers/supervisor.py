@@ -100,15 +100,22 @@ class Supervisor:
         # Only a flag: the loop forwards the graceful stop outside the handler.
         self.stop_signalled = True
 
-    def notify_launcher(self, payload: dict[str, Any]) -> None:
-        """Tell the launching command (once) whether the hypervisor got to running."""
+    def notify_launcher(self, payload: dict[str, Any], final: bool = True) -> None:
+        """Tell the launching command (once) whether the hypervisor got to running.
+
+        A verdict after which this supervisor ends (``final``: a failed start, a guest that
+        powered off at once) leaves the pipe open until the process exits, and the launcher
+        reads to its end: the driver's status read that follows must not find the supervisor
+        still cleaning up. Only "running" (the supervisor stays) closes it at once.
+        """
         if self.ready_fd is None:
             return
         try:
-            os.write(self.ready_fd, json.dumps(payload).encode() + b"\n")
+            os.write(self.ready_fd, json.dumps({**payload, "final": final}).encode() + b"\n")
         except OSError:
             pass
-        os.close(self.ready_fd)
+        if not final:
+            os.close(self.ready_fd)
         self.ready_fd = None
 
     # -- the loop ------------------------------------------------------------------------
@@ -187,7 +194,7 @@ class Supervisor:
                 # state.json first: the launcher's caller reads it as soon as it hears "ok".
                 self.update(state="running", hypervisor_pid=proc.pid)
                 if first:
-                    self.notify_launcher({"ok": True, "pid": proc.pid, "supervisor_pid": os.getpid()})
+                    self.notify_launcher({"ok": True, "pid": proc.pid, "supervisor_pid": os.getpid()}, final=False)
                     first = False
                 self.kind.watch(proc, lambda: self.stop_signalled)
             exit = self.kind.exit_of(proc)
@@ -342,10 +349,12 @@ def launch(vm_dir: Path, config: dict[str, Any]) -> int:
             if not chunk:
                 break
             data += chunk
-    try:
-        verdict = json.loads(data.split(b"\n", 1)[0])
-    except ValueError:
-        verdict = {"ok": False, "message": f"the supervisor ended before reporting; see {files.supervisor_log}"}
+        try:
+            verdict = json.loads(data.split(b"\n", 1)[0])
+        except ValueError:
+            verdict = {"ok": False, "message": f"the supervisor ended before reporting; see {files.supervisor_log}"}
+        if verdict.get("final"):
+            pipe.read()  # the daemon's last word: wait until it has exited (the pipe's end)
     print(json.dumps(verdict), flush=True)
     if verdict.get("ok"):
         return 0
