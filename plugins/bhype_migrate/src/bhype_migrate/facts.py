@@ -14,6 +14,7 @@ from bhype_core.plugin_api import (
     VMSpec,
     active_driver,
     detect_platform,
+    find_vm,
     list_switches,
     list_vms,
     local_host_name,
@@ -86,9 +87,10 @@ def check_fit(runtime: Any, spec_data: dict[str, Any], datastore: str | None, si
     datastore = datastore or settings.default_datastore
     spec = VMSpec.model_validate(spec_data)
     here = local_host_name(runtime)
-    taken = {vm.name: vm for vm in list_vms(runtime)
-             if not (within_group and vm.name == spec.name and str(vm.uuid).lower() == str(spec.uuid).lower()
-                     and vm.host != here)}
+    taken = {vm.name: vm for vm in list_vms(runtime)}
+    moving = find_vm(runtime, spec.name) if within_group else None
+    if moving is not None and str(moving.uuid).lower() == str(spec.uuid).lower() and moving.host != here:
+        del taken[spec.name]  # the group's one record of the VM being moved here
     uuids = {str(vm.uuid).lower(): vm.name for vm in taken.values()}
     if spec.name in taken:
         problems.append(["name", f"a VM named {spec.name!r} exists on this host already"])
