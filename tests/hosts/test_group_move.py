@@ -66,29 +66,43 @@ def as_settings(raw: dict) -> dict:
 
 
 @pytest.fixture
-def group(short_dir, fresh_mariadb_url, redis_url, redis_prefix, start_worker, host_builtins, sshd_server,
-          tiny_guest, bhype_roles):
-    """``(client, headers, configs)``: the API (as h1's process, with bhype_migrate) and a
-    running worker per host."""
+def make_group(short_dir, fresh_mariadb_url, redis_url, redis_prefix, start_worker, host_builtins, sshd_server,
+               tiny_guest, bhype_roles):
+    """``make_group(**h2_tables) -> (client, headers, configs)``: the API (as h1's process, with
+    bhype_migrate) and a running worker per host; ``h2_tables`` override h2's tables."""
     templates = short_dir / "templates"
     templates.mkdir()
     (templates / "tiny.toml").write_text(tiny_guest.template_toml())
     auth = bhype_roles.auth_section()
-    configs = {name: host_config(short_dir, name, fresh_mariadb_url, redis_url, redis_prefix, sshd_server,
-                                 templates, auth) for name in HOSTS}
-    import bhype_migrate.plugin
+    runtimes, clients = [], []
 
-    runtime = build_runtime(settings_from(as_settings(configs["h1"])), make_plugin_manager(
-        load_entrypoints=False, plugins=[*host_builtins, ("migrate", bhype_migrate.plugin)]))
-    upgrade(runtime)
-    workers = [start_worker(configs[name]) for name in HOSTS]
-    app = create_app(runtime=runtime)
-    with TestClient(app) as client:
+    def build(**h2_tables: dict) -> tuple:
+        configs = {name: host_config(short_dir, name, fresh_mariadb_url, redis_url, redis_prefix, sshd_server,
+                                     templates, auth) for name in HOSTS}
+        for table, values in h2_tables.items():
+            configs["h2"][table] = {**configs["h2"].get(table, {}), **values}
+        import bhype_migrate.plugin
+
+        runtime = build_runtime(settings_from(as_settings(configs["h1"])), make_plugin_manager(
+            load_entrypoints=False, plugins=[*host_builtins, ("migrate", bhype_migrate.plugin)]))
+        upgrade(runtime)
+        runtimes.append(runtime)
+        for name in HOSTS:
+            start_worker(configs[name])
+        app = create_app(runtime=runtime)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
         headers = token_headers(app, bhype_roles.admin().name, "admin")
-        yield client, headers, configs
-    for worker in workers:
-        worker.stop()
-    runtime.engine.dispose()
+        wait_for(lambda: len(client.get("/api/v1/hosts", headers=headers).json()["hosts"]) == 2,
+                 "both hosts to register")
+        return client, headers, configs
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+    for runtime in runtimes:
+        runtime.engine.dispose()
 
 
 def task(client, headers, task_id: str) -> dict:
@@ -116,13 +130,24 @@ def booted(path: Path, after: int = 0) -> bool:
     return path.exists() and READY_MARKER in path.read_text(errors="replace")[after:]
 
 
-def test_a_guest_moves_to_another_host_of_the_group_without_a_peer(group):
-    client, headers, configs = group
-    wait_for(lambda: len(client.get("/api/v1/hosts", headers=headers).json()["hosts"]) == 2, "both hosts to register")
-    spec = {"disks": [{"size": "64M"}], "boot": {"cmdline": "console=ttyS0 console=tty0 bhype.hostname=mv"}}
-    ended(client, headers, client.post(VMS, headers=headers, json={"name": "mv", "host": "h1", "template": "tiny",
+def create_on_h1(client, headers, name: str = "mv") -> dict:
+    spec = {"disks": [{"size": "64M"}], "boot": {"cmdline": f"console=ttyS0 console=tty0 bhype.hostname={name}"}}
+    ended(client, headers, client.post(VMS, headers=headers, json={"name": name, "host": "h1", "template": "tiny",
                                                                     "spec": spec}))
-    before = vm(client, headers, "mv")
+    return vm(client, headers, name)
+
+
+def force_stop(client, headers, name: str) -> None:
+    """Leave no guest running (wherever it is)."""
+    client.post(f"{VMS}/{name}/force-stop", headers=headers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and vm(client, headers, name).get("state") == "running":
+        time.sleep(0.5)
+
+
+def test_a_guest_moves_to_another_host_of_the_group_without_a_peer(make_group):
+    client, headers, configs = make_group()
+    before = create_on_h1(client, headers)
     assert before["host"] == "h1"
     source = vm_dir(configs, "h1", "mv")
     with (source / "disk0.img").open("r+b") as disk:  # what the disk holds must arrive intact
@@ -177,8 +202,34 @@ def test_a_guest_moves_to_another_host_of_the_group_without_a_peer(group):
         running_on.clear()
         assert stopped["worker_host"] == "h2"
     finally:
-        if running_on:  # leave no guest running
-            client.post(f"{VMS}/mv/force-stop", headers=headers)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and vm(client, headers, "mv").get("state") == "running":
-                time.sleep(0.5)
+        if running_on:
+            force_stop(client, headers, "mv")
+
+
+def test_a_move_that_fails_on_the_target_gives_the_vm_back_to_its_host(make_group):
+    # h2's hypervisor cannot start anything: the files arrive, h2 takes the record over, the
+    # start there fails, and the rollback gives the one record back to h1 and starts it there.
+    client, headers, configs = make_group(qemu={"binary": "/nonexistent/qemu-system-x86_64"})
+    before = create_on_h1(client, headers)
+    source = vm_dir(configs, "h1", "mv")
+    try:
+        ended(client, headers, client.post(f"{VMS}/mv/start", headers=headers))
+        wait_for(lambda: booted(source / "serial.log"), "the guest to boot on h1", timeout=BOOT_WAIT)
+        seen = len((source / "serial.log").read_text(errors="replace"))
+        failed = ended(client, headers, client.post(MOVES, headers=headers, json={"vm": "mv", "to": "h2",
+                                                                                   "start": True}), expect="failed")
+        assert "did not start on h2" in failed["error"]["message"], failed["error"]
+        after = vm(client, headers, "mv")
+        assert (after["host"], after["datastore"], after["uuid"]) == ("h1", before["datastore"], before["uuid"])
+        target = Path(configs["h2"]["vm.datastores.default"]["path"])
+        assert not (target / "vms" / "mv").exists()
+        assert not [p for p in target.iterdir() if p.name.startswith(".bhype-incoming-")] if target.exists() else True
+        journal = client.get(MOVES, headers=headers).json()["moves"][0]
+        assert journal["state"] == "rolled_back" and not journal["cleanup"], journal
+        # The source runs again on h1 from its own files (it boots once more).
+        wait_for(lambda: vm(client, headers, "mv")["state"] == "running", "the source to run again on h1")
+        log = source / "serial.log"  # appended to, or begun anew, by the new QEMU process
+        wait_for(lambda: booted(log, after=seen) or (log.stat().st_size < seen and booted(log)),
+                 "the source to boot again", timeout=BOOT_WAIT)
+    finally:
+        force_stop(client, headers, "mv")

@@ -92,7 +92,8 @@ What is here, by purpose (``__all__`` is the authoritative list):
   check stops a command.
 * **Group hosts** (issue 22) — :func:`group_hosts` (every registered host as a
   :class:`HostState`: its ``core_host`` row, :data:`REACHABLE`/:data:`UNREACHABLE`, heartbeat
-  age), :func:`local_host_name` (this process's host); :func:`adopt_vm` gives a moved VM's one
+  age), :func:`unreachable_hosts` (names of those whose heartbeat is stale, remembered a second),
+  :func:`local_host_name` (this process's host); :func:`adopt_vm` gives a moved VM's one
   record to the host it arrived on; ``context.submit(kind, arguments, host=…)`` runs a sub-task
   on another host's worker (a remote sub-task).
 * **CLI** — :func:`connection_options`, :func:`api_subcommand` (a sub-command's parser with
@@ -157,6 +158,7 @@ from bhype_core.host.platform import detect_platform
 from bhype_core.hosts.registry import REACHABLE, UNREACHABLE, HostState
 from bhype_core.hosts.registry import host_states as group_hosts
 from bhype_core.hosts.settings import local_host_name
+from bhype_core.hosts.states import cached_unreachable as unreachable_hosts
 from bhype_core.hosts.states import mark_unknown
 from bhype_core.isos import iso_settings, list_isos
 from bhype_core.live_metrics import publish_live_metrics, read_live_metrics
@@ -291,5 +293,5 @@ __all__ = [
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
     # s7-group (issue 22): the group's hosts, moves inside a group
-    "HostState", "REACHABLE", "UNREACHABLE", "adopt_vm", "group_hosts", "local_host_name",
+    "HostState", "REACHABLE", "UNREACHABLE", "adopt_vm", "group_hosts", "local_host_name", "unreachable_hosts",
 ]  # fmt: skip
