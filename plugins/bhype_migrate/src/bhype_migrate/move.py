@@ -25,6 +25,8 @@ from bhype_core.plugin_api import (
     TaskContext,
     UndoAction,
     ValidationErrors,
+    VMSpec,
+    active_driver,
     find_vm,
     hook_errors,
     is_running,
@@ -116,13 +118,23 @@ class Move:
         """A move (not a copy) to another host of this group: the VM's record changes host."""
         return self.peer.within_group and not self.data["as"]
 
+    def source_running(self) -> bool:
+        """Whether the hypervisor here runs the source. Inside a group the record may already
+        be the target's (its datastore named as there): ask about the source's own directory."""
+        if not self.adopts():
+            return is_running(self.runtime, self.data["vm"])
+        from pathlib import Path
+
+        vm_dir = Path(open_datastore(self.runtime, self.data["source_datastore"]).vm_dir(self.data["vm"]))
+        return bool(active_driver(self.runtime).status(VMSpec.model_validate(self.data["spec"]), vm_dir).active)
+
     def give_back(self) -> dict[str, str]:
         """Where the record goes back to when the receiving side undoes its part."""
         return {"host": self.data["source_host"], "datastore": self.data["source_datastore"]}
 
     def start_target(self) -> None:
         """Start the VM on the peer (the source is stopped and stays locked)."""
-        if is_running(self.runtime, self.data["vm"]):
+        if self.source_running():
             raise BhypeError("the source VM runs again; not starting it on the peer as well")
         self.peer.start_vm(self.target_name(), self.settings.peer_task_timeout)
 

@@ -67,7 +67,9 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
                       description="move (or copy) a VM to a peer, cold or warm; rolled back on failure"))
     register(TaskKind(name="migrate.receive", run=receive.receive, locks=_received_locks,
                       description="verify a VM's files a peer sent, put them in place, register the VM"))
-    register(TaskKind(name="migrate.discard", run=receive.discard, locks=_received_locks,
+    # system: migrate.cleanup (a periodic job, owned by @system) retries a group host's discard
+    # as a remote sub-task (a peer's goes through its API instead).
+    register(TaskKind(name="migrate.discard", run=receive.discard, locks=_received_locks, system=True,
                       description="remove what a failed move left here (incoming files, the VM it registered)"))
     register(TaskKind(name="migrate.check", run=receive.check,
                       description="whether a VM fits on this host (a move from another host of the group asks)"))
