@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ from bhype_core.testing.queue import delete_keys, queue_config, redis_server_url
 class Recorder:
     """Statements, commits and their wall time, per side (``api`` = the submitting thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trace: bool = False) -> None:
+        self.trace = trace
         self.lock = threading.Lock()
         self.on = False
         self.counts: dict[tuple[str, str], int] = collections.Counter()
@@ -76,7 +78,11 @@ class Recorder:
         pool = engine.pool
 
         def checkout(dbapi_connection, record, proxy):  # noqa: ANN001
-            self.add("pool checkout", 0.0)
+            where = ""
+            if self.trace:  # which bHype function checked the connection out
+                frames = [f for f in traceback.extract_stack()[:-1] if "bhype_core" in f.filename]
+                where = " " + " < ".join(f"{f.name}" for f in frames[::-1][:3])
+            self.add("pool checkout" + where, 0.0)
             if getattr(dbapi_connection, "_bhype_wrapped", False):
                 return
             commit, rollback = dbapi_connection.commit, dbapi_connection.rollback
@@ -128,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="redis", choices=("redis", "sqlite"))
     parser.add_argument("-n", type=int, default=30, help="tasks, one at a time")
     parser.add_argument("--idle", type=float, default=0.2)
+    parser.add_argument("--trace", action="store_true", help="count checkouts by the functions that made them")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bhype-profile-") as directory:
         cleanup = []
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         plugins = [("core_models", core_models), ("core_tasks", core_tasks)]
         runtime = build_runtime(settings_from(raw), make_plugin_manager(load_entrypoints=False, plugins=plugins))
         upgrade(runtime)
-        recorder = Recorder()
+        recorder = Recorder(args.trace)
         recorder.install(runtime.engine)
         if args.backend == "redis":
             recorder.install_redis(runtime.queue.huey)
