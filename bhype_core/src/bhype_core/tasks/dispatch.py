@@ -6,8 +6,9 @@ import uuid
 from contextlib import AbstractContextManager
 from datetime import datetime
 
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, inspect, or_, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from bhype_core.db.locks import exclusive_transaction
@@ -37,11 +38,17 @@ def scheduling_transaction(engine: Engine) -> AbstractContextManager[Connection]
     return exclusive_transaction(engine, "tasks", LOCK_TIMEOUT, "another scheduler pass")
 
 
+# A task the scheduler starts: a top-level task, or a remote sub-task (issue 22: a running task
+# of one group host asked another host to run it; its parent, elsewhere, only follows it). A
+# local sub-task is run by its parent, in its slot (bhype_core.tasks.subtasks).
+_PARENT = aliased(Task)
+_SCHEDULED = or_(col(Task.parent_id).is_(None),
+                 col(Task.host) != select(_PARENT.host).where(_PARENT.id == Task.parent_id).scalar_subquery())
+
 # Built once: building a statement costs more than SQLite running it (issue 15). One statement
 # answers both questions (one round trip on MariaDB).
 _QUEUED_AND_RUNNING = select(
-    select(col(Task.id)).where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None))
-    .limit(1).scalar_subquery(),
+    select(col(Task.id)).where(col(Task.state) == QUEUED, _SCHEDULED).limit(1).scalar_subquery(),
     select(func.count()).select_from(Task)
     .where(col(Task.state) == RUNNING, col(Task.parent_id).is_(None)).scalar_subquery(),
 )
@@ -83,7 +90,7 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
         # Every column: the row a worker thread keeps to run comes from this read (issue 15).
         front = (
             select(*Task.__table__.columns, rank.label("rank"))  # type: ignore[attr-defined]
-            .where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None))  # children: run by their parent
+            .where(col(Task.state) == QUEUED, _SCHEDULED)  # local children: run by their parent
             .where(col(Task.host).in_((me.host, "")))  # only this host's work (issue 22, bhype_core.hosts)
             .subquery()
         )
@@ -113,7 +120,9 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
                 .where(col(Task.owner).in_(owners), col(Task.started).is_not(None))
                 .group_by(col(Task.owner))
             ).all())
-        queued = [QueuedTask(row.id, row.owner, tuple(row.locks or ())) for row in queued_rows]
+        queued = [QueuedTask(row.id, row.owner, tuple(row.locks or ()),
+                             family=_ancestors(connection, row.parent_id) if row.parent_id else frozenset())
+                  for row in queued_rows]
         decision = plan(queued, running, limits, last_served)
 
         claimed: list[tuple[str, str]] = []
@@ -141,6 +150,15 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
                     .values(progress_message=message)
                 )
     return claimed
+
+
+def _ancestors(connection: Connection, parent: str) -> frozenset[str]:
+    """``parent`` and its own ancestors: a remote sub-task is not blocked by their locks."""
+    found: set[str] = set()
+    while parent and parent not in found:
+        found.add(parent)
+        parent = connection.execute(select(col(Task.parent_id)).where(col(Task.id) == parent)).scalar() or ""
+    return frozenset(found)
 
 
 def release_claim(engine: Engine, task_id: str, token: str) -> bool:
