@@ -13,6 +13,7 @@ from bhype_core.tasks.plan import Limits
 from bhype_core.tasks.settings import task_settings, total_slots
 
 if TYPE_CHECKING:
+    from bhype_core.db.task_models import Task
     from bhype_core.runtime import Runtime
     from bhype_core.tasks.store import WorkerIdentity
     from bhype_core.tasks.transport import BhypeQueue
@@ -98,7 +99,7 @@ class Scheduler:
         with self._pass_lock:
             return self._run_pass()
 
-    def dispatch_now(self) -> tuple[str, str] | None:
+    def dispatch_now(self) -> tuple[str, str, Task] | None:
         """Start what may start, right here in the calling worker thread.
 
         Called by a worker thread that just freed a slot or received a nudge: the thread claims
@@ -107,15 +108,17 @@ class Scheduler:
         another pass is under way in this process, the scheduler thread is woken instead (it
         will look again after that pass).
 
-        :returns: ``(task id, dispatch token)`` of the task this thread is to run now, if any.
+        :returns: ``(task id, dispatch token, row as claimed)`` of the task this thread is to
+            run now, if any.
         """
         if not self._ready or not self._pass_lock.acquire(blocking=False):
             self.wake()
             return None
         try:
             mine: list[tuple[str, str]] = []
-            self._dispatch(keep=mine)
-            return mine[0] if mine else None
+            rows: list[Task] = []
+            self._dispatch(keep=mine, rows=rows)
+            return (*mine[0], rows[0]) if mine and rows else None
         finally:
             self._pass_lock.release()
 
@@ -135,10 +138,10 @@ class Scheduler:
             self._release(also_own=False)
         return self._dispatch()
 
-    def _dispatch(self, keep: list[tuple[str, str]] | None = None) -> list[str]:
+    def _dispatch(self, keep: list[tuple[str, str]] | None = None, rows: list[Task] | None = None) -> list[str]:
         engine = self.runtime.engine
         started = []
-        claims = dispatch.dispatch_pass(engine, self.limits, self.identity, run_here=keep is not None)
+        claims = dispatch.dispatch_pass(engine, self.limits, self.identity, run_here=keep is not None, kept=rows)
         if keep is not None and claims:
             keep.append(claims.pop(0))  # picked up already: this thread runs it
             started.append(keep[0][0])

@@ -37,6 +37,8 @@ REDIS_SOCKET_TIMEOUT = 10.0
 # Seconds a nudge sent by this process counts as pending: a nudge taken by another process's
 # thread never says so here, and the next submission after this time sends one again.
 NUDGE_PENDING = 0.5
+# huey's key of a task's revoke flag (``Task.revoke_id``: ``r:<task id>``).
+REVOKE_PREFIX = "r:"
 
 
 class BhypeHuey(Huey):
@@ -52,6 +54,18 @@ class BhypeHuey(Huey):
         self.doorbell = Doorbell()
         # Set while this process's consumer stops: its threads take no further task themselves.
         self.stopping = threading.Event()
+
+    # bHype never revokes a huey message: a task is cancelled on its Task row, and a message
+    # whose token no longer matches is skipped. huey still asks the storage before every message
+    # (a Redis HMGET) and clears the flag after it (an HDEL): two round trips per task, one of
+    # them before the task can start (issue 15).
+    def is_revoked(self, task: Any, timestamp: Any = None, peek: bool = True) -> bool:
+        return False
+
+    def delete(self, key: str) -> Any:
+        if key.startswith(REVOKE_PREFIX):
+            return False  # the revoke flag huey clears after each message: never set
+        return super().delete(key)
 
 
 class BhypeQueue:
