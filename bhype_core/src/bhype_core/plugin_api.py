@@ -45,7 +45,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`VolumeStats`).
 * **Drivers** — :class:`HypervisorDriver`, :class:`VMStatus`, :class:`VMState`,
   :class:`Problem`, :class:`Attachments`, and what a driver declares: :class:`DriverCapability`,
-  :class:`FirmwareRules`, :data:`SpecCheck`, :class:`VMStats`, :class:`DiskStats`.
+  :class:`FirmwareRules`, :data:`SpecCheck`, :class:`VMStats`, :class:`DiskStats`;
+  :class:`FrozenDisks` (what ``freeze_disks``/``consistent_point`` hold: a running VM's disks
+  at one instant, capability ``CONSISTENT_POINT``).
 * **A plugin's own hooks** (the web UI's extension hooks) — :class:`Catalog` and :func:`collect`
   gather records registered through them, attributed to their plugin, as the core's registry
   does.
@@ -129,7 +131,7 @@ from bhype_core.db.task_models import STATES as TASK_STATES
 from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
 from bhype_core.drivers.base import Attachments, HypervisorDriver, Problem, VMState, VMStatus
 from bhype_core.drivers.capabilities import Capability as DriverCapability
-from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, SpecCheck, VMStats
+from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, FrozenDisks, SpecCheck, VMStats
 from bhype_core.errors import (
     BhypeError,
     CommandCancelled,
@@ -282,4 +284,5 @@ __all__ = [
     "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
+    "FrozenDisks",
 ]  # fmt: skip

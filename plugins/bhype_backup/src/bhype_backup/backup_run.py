@@ -44,6 +44,7 @@ from bhype_core.plugin_api import (
     NotFound,
     TransferFailed,
     ValidationErrors,
+    active_driver,
     find_vm,
     hook_errors,
     open_datastore,
@@ -75,7 +76,7 @@ def plan(runtime: Any, vm: str, target: str, mode: str) -> tuple[Any, Any, Any]:
         raise ValidationErrors([("target", f"target {target} is a ZFS target: this version backs up to "
                                            "directory, rsync daemon and SSH targets only")])
     store = open_datastore(runtime, row.datastore)
-    check_mode(store, mode)
+    check_mode(store, mode, active_driver(runtime))
     return row, tgt, store
 
 
