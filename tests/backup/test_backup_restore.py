@@ -5,6 +5,8 @@ only, manifests with per-chunk checksums, incremental points that are complete b
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 
@@ -84,12 +86,21 @@ def test_daemon_target_incremental_and_delete_point(world, tmp_path):
             world.root / "ds" / "vms" / "db" / "OVMF_VARS.fd").read_bytes()
 
 
-def test_snapshot_mode_is_refused_on_directory_storage(world, tmp_path):
+def test_snapshot_mode_on_directory_storage_needs_the_drivers_consistent_point(world, tmp_path):
+    # QEMU has one (a running guest: tests/backup/test_backup_qmp_point.py); a stopped VM is
+    # copied as it is.
     world.create_vm("web")
     add_local(world, tmp_path)
-    failed = world.run("backup.run", {"vm": "web", "target": "usb", "mode": "snapshot", "job": None})
-    assert failed.state == "failed" and "snapshot mode needs a datastore with snapshot" in failed.error["message"]
-    assert list_points(world.runtime) == [] and list((tmp_path / "usb").iterdir()) == []
+    done = world.ok("backup.run", {"vm": "web", "target": "usb", "mode": "snapshot", "job": None})
+    assert done["consistency"] == "consistent" and not done["warnings"]
+    # bhyve has none: refused at plan time, before anything happens.
+    from bhype_backup.sources import check_mode
+    from bhype_core.drivers.bhyve import BhyveDriver
+    from bhype_core.plugin_api import ValidationErrors, open_datastore
+
+    store = open_datastore(world.runtime, "default")
+    with pytest.raises(ValidationErrors, match=r"snapshot mode needs a datastore with snapshot.*driver bhyve has not"):
+        check_mode(store, "snapshot", BhyveDriver.__new__(BhyveDriver))
 
 
 def test_unreachable_target_and_wrong_password_fail_clearly_and_list_nothing(world, tmp_path):
