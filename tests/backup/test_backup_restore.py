@@ -5,10 +5,10 @@ only, manifests with per-chunk checksums, incremental points that are complete b
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
+
+import pytest
 
 from bhype_backup.manifest import parse_manifest
 from bhype_backup.points import list_points

@@ -60,7 +60,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
 * **Live metrics** — :func:`publish_live_metrics` (the monitoring sampler, each tick) and
   :func:`read_live_metrics` (the API, ``/metrics``, SNMP): the newest host/VM/pool values, in
   Redis or the fact store (shape in :mod:`bhype_core.live_metrics`).
-* **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts);
+* **Host** — :func:`detect_platform`, :func:`switch_interface` (a switch's bridge interface on
+  the host, ``vm-<name>``: where a restore drill reaches a guest's port),
+  :class:`ProbeState`/:func:`read_probe` (probed facts);
   :func:`write_atomic` replaces a root-owned file in one step without following symlinks
   (``mode=0o600`` for secrets), :class:`UnsafeFile` when a path is not what it should be.
 * **Templates and images** — :func:`template_catalog`, :func:`cloud_image_status` (a
@@ -155,6 +157,7 @@ from bhype_core.hosts.states import mark_unknown
 from bhype_core.isos import iso_settings, list_isos
 from bhype_core.live_metrics import publish_live_metrics, read_live_metrics
 from bhype_core.network.models import SwitchPublic
+from bhype_core.network.models import bridge_name as switch_interface
 from bhype_core.network.service import list_switches
 from bhype_core.registry import (
     Catalog,
@@ -284,5 +287,5 @@ __all__ = [
     "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
-    "FrozenDisks",
+    "FrozenDisks", "switch_interface",
 ]  # fmt: skip
