@@ -122,7 +122,9 @@ def isolate(context: Any, name: str, check: dict[str, Any]) -> str | None:
         context.log(f"{name}: NICs removed (no drill switch configured): the drill runs without network")
         run_sub(context, "vm.edit", {"name": name, "changes": {"nics": []}})
         return None
-    if switch not in {s.name for s in list_switches(context.runtime)}:
+    with session(context.runtime) as db:  # list_switches reads through a database session
+        known = {s.name for s in list_switches(db)}
+    if switch not in known:
         context.log(f"creating the isolated drill switch {switch} (no uplink)")
         run_sub(context, "switch.create", {"name": switch})
     run_sub(context, "vm.edit", {"name": name, "changes": {"nics": [{**nic, "switch": switch} for nic in nics]}})
