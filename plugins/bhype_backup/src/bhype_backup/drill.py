@@ -186,13 +186,19 @@ def drill_point(context: Any, point: Any, check: dict[str, Any], timeout: int) -
     record(runtime, point.id, "running", "")
     passed, excerpt, error = False, "", ""
     restored = False
+    began = time.monotonic()
+    timings: dict[str, float] = {}
     try:
         context.log(f"point {point.id} ({point.vm_name}): restoring as {name}")
         run_sub(context, "backup.restore", {"point": point.id, "vm": point.vm_name, "as": name})
         restored = True
+        timings["restore_seconds"] = round(time.monotonic() - began, 3)
         switch = isolate(context, name, check)
+        starting = time.monotonic()
         run_sub(context, "vm.start", {"name": name})
         passed, excerpt, error = sign_of_life(context, name, check, timeout, switch)
+        # From the start request to the sign of life: what the drill's boot costs.
+        timings["sign_of_life_seconds"] = round(time.monotonic() - starting, 3)
     except (BhypeError, OSError) as exc:
         error = getattr(exc, "message", None) or str(exc)
     finally:
@@ -211,7 +217,8 @@ def drill_point(context: Any, point: Any, check: dict[str, Any], timeout: int) -
         runtime.notify(Event("backup.drill_failed", f"restore drill of {point.vm_name} (point {point.id}) failed: "
                              f"{error}", severity="error", subject=f"vm:{point.vm_name}",
                              data={"point": point.id, "vm": point.vm_name, "target": point.target, "error": error}))
-    return {"point": point.id, "vm": point.vm_name, "state": state, "error": error, "excerpt": excerpt}
+    timings["total_seconds"] = round(time.monotonic() - began, 3)
+    return {"point": point.id, "vm": point.vm_name, "state": state, "error": error, "excerpt": excerpt, **timings}
 
 
 def newest_points(runtime: Any, job: Any) -> list[Any]:
