@@ -96,7 +96,8 @@ def main() -> int:
         # root (group root) is the benchmark's admin: the worker reads a task owner's role from
         # their groups.
         settings = make_settings(root / "data", queue={"backend": "sqlite"}, qemu={"accel": "tcg"},
-                                 auth={"admin_groups": ["root"]}, vm={"datastores": {"default": {"path": str(root / "ds")}},
+                                 auth={"admin_groups": ["root"]},
+                                 vm={"datastores": {"default": {"path": str(root / "ds")}},
                                      "templates_dir": str(root / "templates")})
         runtime = build_runtime(settings, make_plugin_manager(load_entrypoints=True))
         upgrade(runtime)
