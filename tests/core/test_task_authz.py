@@ -35,6 +35,7 @@ TASKS = "/api/v1/tasks"
 EXPECTED_OPERATOR_KINDS = {
     "core.ping",
     "vm.create", "vm.start", "vm.stop", "vm.restart", "vm.force_stop", "vm.edit", "vm.destroy", "vm.reconcile",
+    "vm.suspend",  # like vm.stop: their own VM; its saved state stays in that VM's directory (issue 19)
     "iso.fetch", "iso.import", "iso.delete", "image.fetch",
     "zfs.list_snapshots", "zfs.list_holds", "zfs.snapshot", "zfs.rollback", "zfs.destroy_snapshot",
     "zfs.hold", "zfs.release", "zfs.clone",
