@@ -102,6 +102,12 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`remove_secret`; SSH host keys :func:`pin_host_key`, :func:`parse_known_hosts`,
   :func:`fingerprint`. :class:`CommandCancelled` is what a runner raises when its ``cancel``
   check stops a command.
+* **Group hosts** (issue 22) — :func:`group_hosts` (every registered host as a
+  :class:`HostState`: its ``core_host`` row, :data:`REACHABLE`/:data:`UNREACHABLE`, heartbeat
+  age), :func:`unreachable_hosts` (names of those whose heartbeat is stale, remembered a second),
+  :func:`local_host_name` (this process's host); :func:`adopt_vm` gives a moved VM's one
+  record to the host it arrived on; ``context.submit(kind, arguments, host=…)`` runs a sub-task
+  on another host's worker (a remote sub-task).
 * **CLI** — :func:`connection_options`, :func:`api_subcommand` (a sub-command's parser with
   ``--json`` and the connection options), :func:`api_from`, :class:`VmApi`, :func:`follow`,
   :class:`StreamEvent`, :func:`format_table`.
@@ -162,6 +168,10 @@ from bhype_core.events import Event
 from bhype_core.facts import ProbeState, read_probe
 from bhype_core.hookspecs import hookimpl
 from bhype_core.host.platform import detect_platform
+from bhype_core.hosts.registry import REACHABLE, UNREACHABLE, HostState
+from bhype_core.hosts.registry import host_states as group_hosts
+from bhype_core.hosts.settings import local_host_name
+from bhype_core.hosts.states import cached_unreachable as unreachable_hosts
 from bhype_core.hosts.states import mark_unknown
 from bhype_core.isos import iso_settings, list_isos
 from bhype_core.last_backups import last_backup_times
@@ -246,7 +256,7 @@ from bhype_core.vm.hooks import HookFailure, VMVerb, hook_errors, vm_after, vm_b
 from bhype_core.vm.listing import ListQuery, list_page
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.public import VMSummary, summary
-from bhype_core.vm.registration import register_vm, unregister_vm, vm_records_available
+from bhype_core.vm.registration import adopt_vm, register_vm, unregister_vm, vm_records_available
 from bhype_core.vm.service import (
     find_vm,
     get_vm,
@@ -311,4 +321,6 @@ __all__ = [
     "ResumeRefused", "SuspendFailed", "suspend_supported", "suspended_state",
     "last_backup_times",
     "FrozenDisks", "switch_interface",
+    # s7-group (issue 22): the group's hosts, moves inside a group
+    "HostState", "REACHABLE", "UNREACHABLE", "adopt_vm", "group_hosts", "local_host_name", "unreachable_hosts",
 ]  # fmt: skip
