@@ -112,6 +112,18 @@ class BhypeQueue:
         raises; the scheduler then gives the claim back)."""
         scheduled.send(self, scheduled.EXECUTE, task_id, token)
 
+    def pending_starts(self) -> set[str] | None:
+        """The dispatch tokens of the start messages waiting in this host's queue, or ``None``
+        when the queue runs tasks at once (nothing waits). Raises what the storage raises."""
+        if self.huey.immediate:
+            return None
+        tokens = set()
+        for message in self.huey.pending():
+            args = message.args or ()
+            if len(args) == 2 and isinstance(args[1], str):  # execute(task_id, token); a nudge has none
+                tokens.add(args[1])
+        return tokens
+
     def nudge(self) -> bool:
         """Ask the workers' schedulers for a pass now (a task was submitted or cancelled).
 
