@@ -133,7 +133,7 @@ def judge(runtime, workers, flow, ids: list[str], server: str) -> None:
     for name, worker in workers.items():
         assert worker.process.poll() is None, f"worker {name} exited:\n{worker.log_text()}"
         text = worker.log_text()
-        assert "cannot reach the server" in text and "the server answers again" in text, text
+        assert "cannot use the server" in text and "the server works again" in text, text
         assert text.count("Traceback") <= 1, f"worker {name} logged tracebacks during the {server} outage:\n{text}"
     assert not [task for task in rows(runtime, ids).values() if task.state == RUNNING]
 

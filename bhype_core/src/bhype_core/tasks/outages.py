@@ -85,7 +85,7 @@ class OutageLog:
             if first:
                 self._since = time.monotonic()
         if first:
-            self.logger.warning("%s: cannot reach the server (%s); retrying quietly until it answers",
+            self.logger.warning("%s: cannot use the server (%s); retrying quietly until it works again",
                                 self.what, first_line(exc))
         else:
             self.logger.debug("%s: still unreachable (%s)", self.what, first_line(exc))
@@ -98,7 +98,7 @@ class OutageLog:
             since, failures = self._since, self._failures
             self._since, self._failures = None, 0
         if since is not None:
-            self.logger.warning("%s: the server answers again after %.1f s (%d failed attempt(s))",
+            self.logger.warning("%s: the server works again after %.1f s (%d failed attempt(s))",
                                 self.what, time.monotonic() - since, failures)
 
 
