@@ -104,7 +104,7 @@ def submit(
     row.host = task_host(runtime, kind, locks, host)  # issue 22: only that host's worker runs it
     task = store.insert_task(runtime.engine, row)
     if parent is None:  # a sub-task is run by its parent: nothing for the scheduler to do
-        runtime.queue.nudge()
+        runtime.queue.nudge(task.host)  # that host's worker (issue 22)
     return task
 
 
@@ -158,7 +158,7 @@ def cancel(runtime: Runtime, principal: Principal, task_id: str) -> Task:
     if store.cancel_queued(engine, task_id, f"cancelled by {principal.name} before it started"):
         store.append_log(engine, task_id, f"cancelled by {principal.name} before it started", "warning")
         cancel_children(runtime, task_id, principal.name)
-        runtime.queue.nudge()  # it may have held up the owner's later tasks
+        runtime.queue.nudge(task.host)  # it may have held up the owner's later tasks
     elif store.request_cancel(engine, task_id):
         store.append_log(engine, task_id, f"cancel requested by {principal.name}", "warning")
         cancel_children(runtime, task_id, principal.name)
