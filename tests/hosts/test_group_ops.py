@@ -14,7 +14,7 @@ from sqlmodel import Session
 from bhype_core.auth.principal import Principal
 from bhype_core.db.task_models import QUEUED, RUNNING
 from bhype_core.errors import ValidationErrors
-from bhype_core.hosts.placement import hosts_holding, place
+from bhype_core.hosts.placement import group_library, hosts_holding, place
 from bhype_core.hosts.registry import beat, register
 from bhype_core.network.models import row_from, validate_switch
 from bhype_core.network.service import host_switch_configs
@@ -46,6 +46,7 @@ def test_placement_needs_the_vms_image_in_the_hosts_iso_library(make_host_runtim
                           "disks": [{"size": "1G", "source": "debian-12.qcow2"}]})
     assert place(hosts["h1"], spec, "default") == "h2"
     assert hosts_holding(hosts["h1"], "default", "debian-12.qcow2") == ["h2"]
+    assert group_library(hosts["h1"], "default") == {"debian-12.qcow2"}
     with pytest.raises(ValidationErrors) as caught:
         place(hosts["h1"], spec, "default", chosen="h3")
     assert caught.value.errors[0].message == "no host fits this VM: h3: no debian-12.qcow2 in its ISO library"

@@ -40,6 +40,17 @@ def hosts_holding(runtime: Any, datastore: str, name: str) -> list[str]:
             if name in ((state.host.capacity or {}).get("library") or {}).get(datastore, [])]
 
 
+def group_library(runtime: Any, datastore: str) -> set[str]:
+    """Every file name in datastore ``datastore``'s ISO library of any registered host (a VM
+    spec may name one; placement then puts the VM on a host that holds it). Empty when the
+    registry cannot be read (a runtime without the host table)."""
+    try:
+        states = host_states(runtime)
+    except Exception:  # e.g. a test runtime without core_host: the local library is all there is
+        return set()
+    return {name for state in states for name in ((state.host.capacity or {}).get("library") or {}).get(datastore, [])}
+
+
 def misfits(state: HostState, switches: set[str], have_switches: set[str], datastore: str,
             template: str | None, memory: int, files: Sequence[str] = ()) -> list[str]:
     """Why ``state``'s host cannot take the VM (empty: it can)."""
