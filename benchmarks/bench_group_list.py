@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench_api import answers, start, stop, toml_table
-from bench_vm_list import get, populate
+from bench_vm_list import get as get_once
+from bench_vm_list import populate
 from report import percentile, print_table
 from sqlalchemy import update
 from sqlmodel import col
@@ -45,6 +46,16 @@ from bhype_core.vm.models import VM
 PER_HOST = 1000
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 GROUP = ("h1", "h2", "h3")
+
+
+def get(connection: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> bytes:
+    """One GET on the keep-alive ``connection``; a connection the server closed while idle
+    (uvicorn's keep-alive timeout, on a loaded machine) is opened again once."""
+    try:
+        return get_once(connection, path, headers)
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        connection.close()
+        return get_once(connection, path, headers)
 
 
 def host_of(index: int, hosts: tuple[str, ...]) -> str:
