@@ -27,7 +27,7 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`Principal`, :func:`client_address`.
 * **Errors** — :class:`BhypeError` and its family; the API maps each to one JSON shape.
 * **Events** — :class:`Event`, :class:`EventKind`, :func:`event_kinds` (the catalog).
-* **VMs** — :func:`get_vm`, :func:`find_vm`, :func:`list_vms`, :func:`may_see`,
+* **VMs** — :func:`get_vm`, :func:`find_vm`, :func:`list_vms`, :func:`list_vm_summaries`, :func:`may_see`,
   :func:`is_admin`, :func:`vm_ref`, :func:`is_running`, :func:`register_vm`/
   :func:`unregister_vm` (fire the ``bhype_vm_*_register`` hooks), :func:`open_datastore`,
   :func:`active_driver`, :func:`status_driver`, :class:`VM` (read-only rows),
@@ -58,6 +58,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
 * **Live metrics** — :func:`publish_live_metrics` (the monitoring sampler, each tick) and
   :func:`read_live_metrics` (the API, ``/metrics``, SNMP): the newest host/VM/pool values, in
   Redis or the fact store (shape in :mod:`bhype_core.live_metrics`).
+* **Last backups** (issue 20) — :func:`last_backup_times` asks every backup plugin (hook
+  ``bhype_vm_last_backups``) for each VM's newest good backup and merges the answers (the
+  newest wins); the SNMP agent's last-backup column reads it once per refresh.
 * **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts);
   :func:`write_atomic` replaces a root-owned file in one step without following symlinks
   (``mode=0o600`` for secrets), :class:`UnsafeFile` when a path is not what it should be.
@@ -151,6 +154,7 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.host.platform import detect_platform
 from bhype_core.hosts.states import mark_unknown
 from bhype_core.isos import iso_settings, list_isos
+from bhype_core.last_backups import last_backup_times
 from bhype_core.live_metrics import publish_live_metrics, read_live_metrics
 from bhype_core.network.models import SwitchPublic
 from bhype_core.network.service import list_switches
@@ -232,7 +236,17 @@ from bhype_core.vm.listing import ListQuery, list_page
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.public import VMSummary, summary
 from bhype_core.vm.registration import register_vm, unregister_vm, vm_records_available
-from bhype_core.vm.service import find_vm, get_vm, is_admin, is_running, list_vms, may_see, status_driver, vm_ref
+from bhype_core.vm.service import (
+    find_vm,
+    get_vm,
+    is_admin,
+    is_running,
+    list_vm_summaries,
+    list_vms,
+    may_see,
+    status_driver,
+    vm_ref,
+)
 from bhype_core.vm.services import active_driver, open_datastore, template_catalog
 from bhype_core.vm.settings import vm_settings
 from bhype_core.vm.undo import Undo
@@ -274,7 +288,7 @@ __all__ = [
     "api_subcommand", "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds",
     "find_vm",
     "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
-    "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
+    "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vm_summaries", "list_vms", "may_see",
     "publish_live_metrics", "read_live_metrics",
     "mark_unknown", "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
@@ -282,4 +296,5 @@ __all__ = [
     "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
+    "last_backup_times",
 ]  # fmt: skip
