@@ -102,6 +102,18 @@ def side_effects(flow: dict) -> Counter:
     return Counter(path.read_text().split()) if path.exists() else Counter()
 
 
+def waiting_messages(url: str, prefix: str) -> int:
+    """Messages waiting in the hosts' queues (huey's sorted sets whose key holds ``prefix``)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        return sum(client.zcard(key) for key in client.scan_iter(match=f"*{prefix}*")
+                   if client.type(key) == b"zset")
+    finally:
+        client.close()
+
+
 def start_group(tmp_path, start_worker, flow, database_url: str, redis_url: str, queue: str):
     configs = {name: host_config(tmp_path, name, database_url, redis_url, queue) for name in HOSTS}
     runtime = submitter(configs["h1"])
@@ -141,8 +153,10 @@ def judge(runtime, workers, flow, ids: list[str], server: str) -> None:
 def test_redis_restarted_without_persistence_loses_nothing_and_runs_nothing_twice(
         tmp_path, start_worker, flow, fresh_mariadb_url, private_redis, redis_prefix):
     runtime, workers = start_group(tmp_path, start_worker, flow, fresh_mariadb_url, private_redis.url, redis_prefix)
-    ids = submit_round(runtime)
-    wait_for(lambda: count_final(runtime, ids) >= len(HOSTS) * 2, "the first tasks to end")
+    ids = submit_round(runtime, sleep=0.5)
+    # Stopped while started tasks' messages wait in the queues (six slots, two threads a host).
+    wait_for(lambda: waiting_messages(private_redis.url, redis_prefix) >= 3, "start messages waiting in Redis",
+             detail=lambda: Counter(task.state for task in rows(runtime, ids).values()))
     # Tasks are submitted while Redis is down (their nudges fail: the rows are safe).
     private_redis.stop()
     assert not private_redis.ready()
