@@ -10,7 +10,7 @@ from bhype_core.errors import BhypeError, PluginError
 from bhype_core.events import Event
 from bhype_core.host.audit import acting_as
 from bhype_core.hosts.versions import unknown_kind
-from bhype_core.tasks import Cancelled, TaskContext, authz, intents, store
+from bhype_core.tasks import Cancelled, TaskContext, authz, intents, outages, store
 from bhype_core.tasks.reporter import RowReporter
 from bhype_core.tasks.serializer import check_json
 from bhype_core.tasks.subtasks import SubTasks, cancel_leftovers
@@ -70,10 +70,11 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str,
         had already ended the task.
     """
     engine = runtime.engine
+    # While the database restarts, the pick-up waits for it (issue 22).
     if picked_up:
         task = row if row is not None else store.get_picked_up(engine, task_id, token)
     else:
-        task = store.pick_up(engine, task_id, token, worker)
+        task = outages.pick_up(engine, task_id, token, worker)
     if task is None:
         log.info("task %s: stale start (token %s), skipped", task_id, token)
         return None
@@ -137,8 +138,12 @@ def _finish(engine: Any, reporter: RowReporter, task: Task, token: str, state: s
     # Progress not yet written is dropped: the final row says it all.
     reporter.close()
     try:
-        # One commit ends the task and forgets its undo journal, if it may have one (issue 15).
-        if store.finish(engine, task.id, token, state, forget_intents=journal, **values):
+        # One commit ends the task and forgets its undo journal, if it may have one (issue 15);
+        # while the database restarts, it waits for it (issue 22: the outcome must not be lost).
+        def end() -> bool:
+            return store.finish(engine, task.id, token, state, forget_intents=journal, **values)
+
+        if outages.retry_while_down(end, f"task {task.id}: ending it"):
             return state
     except Exception:
         log.exception("task %s: ending it with its journal failed; ending it alone", task.id)
