@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from bhype_webui import rfb
 
 ReadExactly = Callable[[int], Awaitable[bytes]]
+ReadParts = Callable[[int], Awaitable[list[bytes]]]
+
+# Pixel data at least this long is passed on as the chunks it arrived in, never joined (a raw
+# 1024x768 frame is 3 MiB: joining it cost more CPU than relaying it, issue 15's profile).
+BIG_PART = 64 * 1024
 
 # Hextile sub-encoding mask bits (§7.7.4).
 _HEX_RAW = 1
@@ -43,13 +48,38 @@ class ServerMessage:
     """One complete server message: its bytes and what the multiplexer needs to know."""
 
     kind: int
-    data: bytes
+    parts: list[bytes]  # the message's bytes, in order: small pieces joined, big ones as read
     desktop_size: tuple[int, int] | None = None  # a DesktopSize rectangle's new size
     pseudo: set[int] = field(default_factory=set)  # pseudo-encodings seen in an update
 
+    @property
+    def data(self) -> bytes:
+        """The whole message as one ``bytes``."""
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
 
-async def read_server_message(read: ReadExactly, bytes_per_pixel: int) -> ServerMessage:
-    """Read the next whole server message with ``read`` (``StreamReader.readexactly``).
+
+def _coalesce(parts: list[bytes]) -> list[bytes]:
+    """Join runs of small parts; keep big ones as they are."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for part in parts:
+        if len(part) >= BIG_PART:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(part)
+        elif part:
+            run.append(part)
+    if run:
+        out.append(b"".join(run))
+    return out
+
+
+async def read_server_message(
+    read: ReadExactly, bytes_per_pixel: int, read_parts: ReadParts | None = None
+) -> ServerMessage:
+    """Read the next whole server message with ``read`` (``StreamReader.readexactly``); big
+    pixel data with ``read_parts`` (``ChunkStream.read_parts``) when given.
 
     :raises rfb.ProtocolError: an unknown message type or an encoding that was not asked for.
     :raises asyncio.IncompleteReadError: the stream ended inside a message.
@@ -57,17 +87,17 @@ async def read_server_message(read: ReadExactly, bytes_per_pixel: int) -> Server
     first = await read(1)
     kind = first[0]
     if kind == rfb.SERVER_FB_UPDATE:
-        return await _read_update(read, bytes_per_pixel, first)
+        return await _read_update(read, bytes_per_pixel, first, read_parts)
     if kind == rfb.SERVER_SET_COLOUR_MAP:
         head = await read(5)  # padding, first-colour, number-of-colours
         (count,) = struct.unpack_from(">H", head, 3)
-        return ServerMessage(kind, first + head + await _read(read, 6 * count))
+        return ServerMessage(kind, [first + head + await _read(read, 6 * count)])
     if kind == rfb.SERVER_BELL:
-        return ServerMessage(kind, first)
+        return ServerMessage(kind, [first])
     if kind == rfb.SERVER_CUT_TEXT:
         head = await read(7)  # padding, length
         (length,) = struct.unpack_from(">I", head, 3)
-        return ServerMessage(kind, first + head + await _read(read, length))
+        return ServerMessage(kind, [first + head + await _read(read, length)])
     raise rfb.ProtocolError(f"unsupported server message type {kind}")
 
 
@@ -75,11 +105,11 @@ async def _read(read: ReadExactly, count: int) -> bytes:
     return await read(count) if count else b""
 
 
-async def _read_update(read: ReadExactly, bpp: int, first: bytes) -> ServerMessage:
+async def _read_update(read: ReadExactly, bpp: int, first: bytes, read_parts: ReadParts | None) -> ServerMessage:
     head = await read(3)
     (count,) = struct.unpack_from(">H", head, 1)
     parts = [first, head]
-    message = ServerMessage(rfb.SERVER_FB_UPDATE, b"")
+    message = ServerMessage(rfb.SERVER_FB_UPDATE, [])
     index = 0
     # count 0xFFFF with a LastRect pseudo-rectangle at the end is allowed (-224, rfbproto).
     while index < count:
@@ -94,8 +124,11 @@ async def _read_update(read: ReadExactly, bpp: int, first: bytes) -> ServerMessa
             message.pseudo.add(encoding)
         if encoding == rfb.PSEUDO_DESKTOP_SIZE:
             message.desktop_size = (width, height)
-        parts.append(await _read_rect_data(read, bpp, width, height, encoding))
-    message.data = b"".join(parts)
+        if encoding == rfb.ENCODING_RAW and read_parts is not None and width * height * bpp >= BIG_PART:
+            parts.extend(await read_parts(width * height * bpp))
+        else:
+            parts.append(await _read_rect_data(read, bpp, width, height, encoding))
+    message.parts = _coalesce(parts)
     return message
 
 

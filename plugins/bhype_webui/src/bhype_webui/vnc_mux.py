@@ -68,16 +68,17 @@ class VncMux:
     async def _relay(self) -> None:
         assert self.desktop is not None
         reason = "the VM's console closed"
+        read_parts = getattr(self.stream, "read_parts", None)  # a socket's chunks, uncopied
         try:
             while True:
                 message = await read_server_message(
-                    self.stream.readexactly, self.desktop.pixel_format.bytes_per_pixel
+                    self.stream.readexactly, self.desktop.pixel_format.bytes_per_pixel, read_parts
                 )
                 if message.desktop_size is not None:
                     self.desktop.width, self.desktop.height = message.desktop_size
                 if rfb.PSEUDO_QEMU_EXTENDED_KEY in message.pseudo:
                     self.extended_keys = True
-                self.broadcast(message.data)
+                self.broadcast(message.parts)
                 if message.kind == rfb.SERVER_FB_UPDATE:
                     await self.request_update(incremental=True)
         except asyncio.IncompleteReadError:
@@ -90,7 +91,7 @@ class VncMux:
         finally:
             self.close(reason)
 
-    def broadcast(self, data: bytes) -> None:
+    def broadcast(self, data: bytes | list[bytes]) -> None:
         """Queue ``data`` for every viewer; a viewer that fell behind loses its backlog and gets
         a full refresh instead (a partial screen would stay wrong)."""
         stale = False
