@@ -2,9 +2,9 @@
 
 The multiplexer must know where each message ends to hand it, intact, to several viewers and
 to slip its own messages in between. Only stateless encodings are understood (raw, CopyRect,
-RRE, hextile and the pseudo-encodings below): zlib-based ones (ZRLE, Tight, zlib) keep one
-compression stream per connection, which a viewer joining later could never decode, so the
-multiplexer never asks the VM's server for them.
+RRE, hextile and the pseudo-encodings below) and Tight, whose zlib streams can be reset
+(rfb_tight.py). ZRLE and zlib keep one compression stream per connection that no message
+resets, which a viewer joining later could never decode, so the multiplexer never asks for them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bhype_webui import rfb
+from bhype_webui.rfb_tight import TightState, read_tight
 
 ReadExactly = Callable[[int], Awaitable[bytes]]
 ReadParts = Callable[[int], Awaitable[list[bytes]]]
@@ -41,6 +42,8 @@ UPSTREAM_ENCODINGS = [
     rfb.PSEUDO_LAST_RECT,
     rfb.PSEUDO_QEMU_EXTENDED_KEY,
 ]
+# The same with Tight first, asked for while every viewer has announced Tight (rfb_tight.py).
+UPSTREAM_ENCODINGS_TIGHT = [rfb.ENCODING_COPY_RECT, rfb.ENCODING_TIGHT, *UPSTREAM_ENCODINGS[1:]]
 
 
 @dataclass
@@ -51,6 +54,7 @@ class ServerMessage:
     parts: list[bytes]  # the message's bytes, in order: small pieces joined, big ones as read
     desktop_size: tuple[int, int] | None = None  # a DesktopSize rectangle's new size
     pseudo: set[int] = field(default_factory=set)  # pseudo-encodings seen in an update
+    tight: bool = False  # a Tight rectangle is in it (it continues the zlib streams)
 
     @property
     def data(self) -> bytes:
@@ -76,10 +80,14 @@ def _coalesce(parts: list[bytes]) -> list[bytes]:
 
 
 async def read_server_message(
-    read: ReadExactly, bytes_per_pixel: int, read_parts: ReadParts | None = None
+    read: ReadExactly,
+    bytes_per_pixel: int,
+    read_parts: ReadParts | None = None,
+    tight: tuple[int, TightState] | None = None,
 ) -> ServerMessage:
     """Read the next whole server message with ``read`` (``StreamReader.readexactly``); big
-    pixel data with ``read_parts`` (``ChunkStream.read_parts``) when given.
+    pixel data with ``read_parts`` (``ChunkStream.read_parts``) when given. ``tight`` (the
+    TPIXEL size and the connection's :class:`TightState`) is given when Tight was asked for.
 
     :raises rfb.ProtocolError: an unknown message type or an encoding that was not asked for.
     :raises asyncio.IncompleteReadError: the stream ended inside a message.
@@ -87,7 +95,7 @@ async def read_server_message(
     first = await read(1)
     kind = first[0]
     if kind == rfb.SERVER_FB_UPDATE:
-        return await _read_update(read, bytes_per_pixel, first, read_parts)
+        return await _read_update(read, bytes_per_pixel, first, read_parts, tight)
     if kind == rfb.SERVER_SET_COLOUR_MAP:
         head = await read(5)  # padding, first-colour, number-of-colours
         (count,) = struct.unpack_from(">H", head, 3)
@@ -105,7 +113,13 @@ async def _read(read: ReadExactly, count: int) -> bytes:
     return await read(count) if count else b""
 
 
-async def _read_update(read: ReadExactly, bpp: int, first: bytes, read_parts: ReadParts | None) -> ServerMessage:
+async def _read_update(
+    read: ReadExactly,
+    bpp: int,
+    first: bytes,
+    read_parts: ReadParts | None,
+    tight: tuple[int, TightState] | None,
+) -> ServerMessage:
     head = await read(3)
     (count,) = struct.unpack_from(">H", head, 1)
     parts = [first, head]
@@ -124,7 +138,10 @@ async def _read_update(read: ReadExactly, bpp: int, first: bytes, read_parts: Re
             message.pseudo.add(encoding)
         if encoding == rfb.PSEUDO_DESKTOP_SIZE:
             message.desktop_size = (width, height)
-        if encoding == rfb.ENCODING_RAW and read_parts is not None and width * height * bpp >= BIG_PART:
+        if encoding == rfb.ENCODING_TIGHT and tight is not None:
+            message.tight = True
+            parts.append(await read_tight(read, tight[0], width, height, tight[1]))
+        elif encoding == rfb.ENCODING_RAW and read_parts is not None and width * height * bpp >= BIG_PART:
             parts.extend(await read_parts(width * height * bpp))
         else:
             parts.append(await _read_rect_data(read, bpp, width, height, encoding))

@@ -43,6 +43,9 @@ class Viewer:
     # chunks are never joined), or ``None``: finish.
     queue: asyncio.Queue[bytes | list[bytes] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     encodings: set[int] = field(default_factory=set)
+    # The upstream connection ("generation") whose Tight zlib streams this viewer has followed
+    # from their start; ``None``: it missed some, so it may not get Tight rectangles now.
+    tight_generation: int | None = None
     close_code: int = 1000
     close_reason: str = ""
     queued_bytes: int = 0
