@@ -23,11 +23,8 @@ Recheck = Callable[[], Awaitable[str | None]]
 
 async def _send(channel: WebSocketChannel, viewer: Viewer) -> None:
     while (data := await viewer.take()) is not None:
-        for part in (data,) if isinstance(data, bytes) else data:
-            # A message in parts goes as one WebSocket message per part: RFB is a byte stream
-            # to noVNC, message boundaries do not matter, and nothing is joined.
-            if not await channel.send(part):
-                return  # the browser went away
+        if not await channel.send(data):
+            return  # the browser went away
     await channel.close(viewer.close_code, viewer.close_reason)
 
 

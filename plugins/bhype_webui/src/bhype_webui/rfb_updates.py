@@ -19,8 +19,10 @@ from bhype_webui.rfb_tight import TightState, read_tight
 ReadExactly = Callable[[int], Awaitable[bytes]]
 ReadParts = Callable[[int], Awaitable[list[bytes]]]
 
-# Pixel data at least this long is passed on as the chunks it arrived in, never joined (a raw
-# 1024x768 frame is 3 MiB: joining it cost more CPU than relaying it, issue 15's profile).
+# Pixel data at least this long is taken as the chunks it arrived in and joined once, with the
+# rest of its message (StreamReader copied a 3 MiB raw frame twice more: issue 15's profile).
+# One WebSocket message per RFB message: many smaller ones made uvicorn's write flow control
+# wait for the browser after each (measured: half the frames per second).
 BIG_PART = 64 * 1024
 
 # Hextile sub-encoding mask bits (§7.7.4).
@@ -51,7 +53,7 @@ class ServerMessage:
     """One complete server message: its bytes and what the multiplexer needs to know."""
 
     kind: int
-    parts: list[bytes]  # the message's bytes, in order: small pieces joined, big ones as read
+    parts: list[bytes]  # the message's bytes, in order, as read
     desktop_size: tuple[int, int] | None = None  # a DesktopSize rectangle's new size
     pseudo: set[int] = field(default_factory=set)  # pseudo-encodings seen in an update
     tight: bool = False  # a Tight rectangle is in it (it continues the zlib streams)
@@ -60,23 +62,6 @@ class ServerMessage:
     def data(self) -> bytes:
         """The whole message as one ``bytes``."""
         return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
-
-
-def _coalesce(parts: list[bytes]) -> list[bytes]:
-    """Join runs of small parts; keep big ones as they are."""
-    out: list[bytes] = []
-    run: list[bytes] = []
-    for part in parts:
-        if len(part) >= BIG_PART:
-            if run:
-                out.append(b"".join(run))
-                run = []
-            out.append(part)
-        elif part:
-            run.append(part)
-    if run:
-        out.append(b"".join(run))
-    return out
 
 
 async def read_server_message(
@@ -145,7 +130,7 @@ async def _read_update(
             parts.extend(await read_parts(width * height * bpp))
         else:
             parts.append(await _read_rect_data(read, bpp, width, height, encoding))
-    message.parts = _coalesce(parts)
+    message.parts = parts
     return message
 
 

@@ -27,10 +27,6 @@ def new_viewer_id() -> str:
     return secrets.token_urlsafe(12)
 
 
-def _size(data: bytes | list[bytes]) -> int:
-    return len(data) if isinstance(data, bytes) else sum(map(len, data))
-
-
 @dataclass(eq=False)
 class Viewer:
     """One connected browser: who it is, and what is waiting to be sent to it."""
@@ -39,9 +35,7 @@ class Viewer:
     user: str
     admin: bool
     joined: float = field(default_factory=time.time)
-    # A queued item is one message: its bytes, or its parts in order (a VNC update's big pixel
-    # chunks are never joined), or ``None``: finish.
-    queue: asyncio.Queue[bytes | list[bytes] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     encodings: set[int] = field(default_factory=set)
     # The upstream connection ("generation") whose Tight zlib streams this viewer has followed
     # from their start; ``None``: it missed some, so it may not get Tight rectangles now.
@@ -50,16 +44,15 @@ class Viewer:
     close_reason: str = ""
     queued_bytes: int = 0
 
-    def post(self, data: bytes | list[bytes]) -> bool:
+    def post(self, data: bytes) -> bool:
         """Queue ``data``; ``False`` when the queue is full (the viewer is behind)."""
-        size = _size(data)
-        if self.queued_bytes and self.queued_bytes + size > QUEUE_BYTES:
+        if self.queued_bytes and self.queued_bytes + len(data) > QUEUE_BYTES:
             return False
         try:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
             return False
-        self.queued_bytes += size
+        self.queued_bytes += len(data)
         return True
 
     async def put(self, data: bytes, timeout: float) -> bool:
@@ -72,11 +65,11 @@ class Viewer:
             await asyncio.sleep(0.01)  # the sender frees room as the browser takes data
         return True
 
-    async def take(self) -> bytes | list[bytes] | None:
+    async def take(self) -> bytes | None:
         """The next thing to send (``None``: finish now)."""
         data = await self.queue.get()
         if data is not None:
-            self.queued_bytes -= _size(data)
+            self.queued_bytes -= len(data)
         return data
 
     def drop_pending(self) -> None:

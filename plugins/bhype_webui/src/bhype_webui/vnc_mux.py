@@ -126,13 +126,13 @@ class VncMux:
     def _relay_message(self, message: ServerMessage) -> None:
         """Pass ``message`` on; a Tight one only to viewers in step with the zlib streams."""
         if not message.tight:
-            self.broadcast(message.parts)
+            self.broadcast(message.data)
             return
         self.tight_used = True
         for viewer in list(self.viewers.viewers.values()):
             if viewer.tight_generation != self.generation:
                 self._missed(viewer)
-            elif not viewer.post(message.parts):
+            elif not viewer.post(message.data):
                 viewer.drop_pending()
                 self._missed(viewer)
 
@@ -183,7 +183,7 @@ class VncMux:
             await self._send_upstream(rfb.set_encodings(self._encodings()))
             await self.request_update(incremental=False)
 
-    def broadcast(self, data: bytes | list[bytes]) -> None:
+    def broadcast(self, data: bytes) -> None:
         """Queue ``data`` for every viewer; a viewer that fell behind loses its backlog and gets
         a full refresh instead (a partial screen would stay wrong)."""
         stale = False
