@@ -276,9 +276,10 @@ def bhype_vm_after_start(vm: VMRef, context: TaskContext) -> None:
 
 @hookspec
 def bhype_vm_before_stop(vm: VMRef, context: TaskContext) -> None:
-    """Called in the worker before a VM is asked to stop (graceful or forced).
+    """Called in the worker before a VM is asked to stop (graceful or forced) or is suspended
+    to disk (``vm.suspend``: the hypervisor ends too).
 
-    May veto a graceful stop; a forced stop logs a veto and goes on.
+    May veto a graceful stop or a suspend; a forced stop logs a veto and goes on.
 
     :param vm: the VM record (before the step).
     :param context: the running task's context (runner, log, progress).
