@@ -44,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 WIDTH, HEIGHT, BPP = 1024, 768, 4
 FRAME = WIDTH * HEIGHT * BPP
 CHUNK = 64 * 1024
+BASELINE = "bHype bridge (baseline)"
 PATTERN_LENGTH = 1_000_003  # a prime: repeats never line up with chunk or frame boundaries
 
 
@@ -324,8 +325,8 @@ def client(kind: str, target: str, args: argparse.Namespace, speak_rfb: bool = T
     return json.loads(done.stdout)
 
 
-def start(argv: list[str], port: int) -> subprocess.Popen:
-    process = subprocess.Popen(argv, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(argv: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    process = subprocess.Popen(argv, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wait_port(port, process)
     return process
 
@@ -338,6 +339,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per path, interleaved (default 5)")
     parser.add_argument("--websockify-pypi", default=os.environ.get("BHYPE_BENCH_WEBSOCKIFY_PYPI", ""),
                         help="websockify executable from PyPI (the anchor; see the module docstring)")
+    parser.add_argument("--baseline-tree", default=os.environ.get("BHYPE_BENCH_CONSOLE_BASELINE", ""),
+                        help="another bHype checkout (e.g. /work/main): its web UI bridge runs too, as "
+                             "'bHype bridge (baseline)', for before/after figures from the same run")
     parser.add_argument("--role", choices=["main", "source", "bridge", "client"], default="main",
                         help=argparse.SUPPRESS)
     parser.add_argument("--ports", help=argparse.SUPPRESS)
@@ -375,6 +379,14 @@ def main() -> int:
         targets: dict[str, dict[str, str]] = {"raw TCP": {name: f"tcp:{port}" for name, port in ports.items()},
                                               "bHype bridge": {name: f"ws://127.0.0.1:{bridge_port}/{name}"
                                                                for name in ports}}
+        if args.baseline_tree:
+            # The same bridge role, importing the web UI plugin from the other checkout first.
+            baseline_port = free_port()
+            source = Path(args.baseline_tree, "plugins", "bhype_webui", "src").resolve()
+            env = dict(os.environ, PYTHONPATH=str(source))
+            processes[BASELINE] = start([sys.executable, __file__, "--role", "bridge", "--ports",
+                                         f"{baseline_port},{listed}"], baseline_port, env)
+            targets[BASELINE] = {name: f"ws://127.0.0.1:{baseline_port}/{name}" for name in ports}
         for label, executable in anchors.items():
             targets[label] = {}
             for name, port in ports.items():
@@ -384,7 +396,7 @@ def main() -> int:
         paths = list(targets)
 
         def bridge_pid(path: str, kind: str) -> int | None:
-            process = processes.get("bHype bridge" if path == "bHype bridge" else f"{path} {kind}")
+            process = processes.get(path if path in ("bHype bridge", BASELINE) else f"{path} {kind}")
             return process.pid if process is not None and path != "raw TCP" else None
 
         def measured(path: str, kind: str, speak_rfb: bool = True) -> tuple[dict, float | None]:
@@ -403,7 +415,7 @@ def main() -> int:
             for path in order:
                 stream[path].append(measured(path, "stream"))
                 echo[path] += measured(path, "echo")[0]["samples"]
-                vnc[path].append(measured(path, "rfb", speak_rfb=path != "bHype bridge"))
+                vnc[path].append(measured(path, "rfb", speak_rfb=path not in ("bHype bridge", BASELINE)))
 
         anchor = "websockify (PyPI)" if "websockify (PyPI)" in paths else paths[-1]
         rates = {path: statistics.median(r["bytes"] / r["seconds"] / 1e6 for r, _ in runs)

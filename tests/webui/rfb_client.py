@@ -1,22 +1,29 @@
 """Test helper: a minimal RFB viewer over a WebSocket (what noVNC does, in Python) that keeps
-a decoded framebuffer (raw, CopyRect, RRE and hextile, 32-bit pixels; RFC 6143 §7.7)."""
+a decoded framebuffer (raw, CopyRect, RRE, hextile and, when it announces it, Tight; 32-bit
+pixels; RFC 6143 §7.7)."""
 
 from __future__ import annotations
 
 import asyncio
 import struct
 
+from tight_decoder import TightDecoder
 from websockets.asyncio.client import ClientConnection, connect
 
 from bhype_webui import rfb
+from bhype_webui.rfb_tight import TightState
 from bhype_webui.rfb_updates import read_server_message
 
 
 class WsReader:
     """readexactly over WebSocket messages."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, tight: bool = False) -> None:
         self.ws = ws
+        self.tight = tight
+        self.tight_decoder: TightDecoder | None = None
+        self.bytes_received = 0
+        self.tight_rects = 0
         self.buffer = bytearray()
 
     async def readexactly(self, size: int) -> bytes:
@@ -30,8 +37,12 @@ class WsReader:
 class Viewer:
     """One connected viewer with its own copy of the screen."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, tight: bool = False) -> None:
         self.ws = ws
+        self.tight = tight
+        self.tight_decoder: TightDecoder | None = None
+        self.bytes_received = 0
+        self.tight_rects = 0
         self.reader = WsReader(ws)
         self.width = self.height = 0
         self.name = ""
@@ -40,9 +51,10 @@ class Viewer:
         self.pseudo: set[int] = set()
 
     @classmethod
-    async def open(cls, url: str, subprotocols: list[str] | None = None) -> Viewer:
+    async def open(cls, url: str, subprotocols: list[str] | None = None, tight: bool = False) -> Viewer:
+        """Connect and greet; ``tight``: announce Tight first, as noVNC does."""
         ws = await connect(url, subprotocols=subprotocols, max_size=None, open_timeout=30)
-        viewer = cls(ws)
+        viewer = cls(ws, tight)
         await viewer.handshake()
         return viewer
 
@@ -60,15 +72,20 @@ class Viewer:
         self.name = (await read(name_length)).decode()
         self.pixels = [b"\x00\x00\x00\x00"] * (self.width * self.height)
         await self.ws.send(rfb.set_pixel_format(rfb.STANDARD_FORMAT))
-        await self.ws.send(
-            rfb.set_encodings([rfb.ENCODING_HEXTILE, rfb.ENCODING_RAW, rfb.PSEUDO_DESKTOP_SIZE])
-        )
+        encodings = [rfb.ENCODING_HEXTILE, rfb.ENCODING_RAW, rfb.PSEUDO_DESKTOP_SIZE]
+        if self.tight:
+            encodings.insert(0, rfb.ENCODING_TIGHT)
+            self.tight_decoder = TightDecoder(self.width, self.height)
+        await self.ws.send(rfb.set_encodings(encodings))
         await self.ws.send(rfb.fb_update_request(False, 0, 0, self.width, self.height))
 
     async def next_update(self, timeout: float = 60) -> None:
         """Read messages until one framebuffer update has been applied."""
         while True:
-            message = await asyncio.wait_for(read_server_message(self.reader.readexactly, 4), timeout)
+            message = await asyncio.wait_for(
+                read_server_message(self.reader.readexactly, 4, None, (3, TightState())), timeout
+            )
+            self.bytes_received += len(message.data)
             if message.kind == rfb.SERVER_FB_UPDATE:
                 self.apply(message.data)
                 self.updates += 1
@@ -134,6 +151,14 @@ class Viewer:
                     offset += 12
             elif encoding == rfb.ENCODING_HEXTILE:
                 offset = self._hextile(data, offset, x, y, w, h)
+            elif encoding == rfb.ENCODING_TIGHT and self.tight_decoder is not None:
+                decoder = self.tight_decoder
+                self.tight_rects += 1
+                offset = decoder.tight(x, y, w, h, data, offset)  # keeps the zlib streams going
+                for row in range(y, y + h):
+                    rgb = decoder.fb[(row * self.width + x) * 3 : (row * self.width + x + w) * 3]
+                    start = row * self.width + x
+                    self.pixels[start : start + w] = [bytes(rgb[i : i + 3]) + b"\x00" for i in range(0, len(rgb), 3)]
             else:
                 raise AssertionError(f"unexpected encoding {encoding}")
 

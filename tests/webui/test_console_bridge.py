@@ -264,3 +264,52 @@ def test_revoked_token_disconnects(lab):
 
     code, reason = asyncio.run(run())
     assert code == 1008 and "revoked" in reason
+
+
+def test_tight_viewers_see_the_screen_even_one_joining_late(lab):
+    """While every viewer announces Tight the multiplexer asks the VM for it; a viewer joining
+    after Tight data flowed makes it reconnect and reset the zlib streams; a viewer without
+    Tight turns it off for all. Every viewer decodes the same screen throughout."""
+    headers = lab.headers("alice")
+    issued = [ticket(lab, "wcplain", "vnc", headers) for _ in range(3)]
+
+    def rgb(viewer: Viewer) -> list[bytes]:
+        return [pixel[:3] for pixel in viewer.pixels]
+
+    async def run():
+        one = await Viewer.open(url(lab, issued[0]), tight=True)
+        viewers = [one]
+        try:
+            for _ in range(3):  # the blinking text cursor keeps updates coming
+                await one.next_update()
+            mux = console_hub(lab.app.state.runtime).find("vnc", "wcplain")
+            generation = mux.generation
+            late = await Viewer.open(url(lab, issued[1]), tight=True)
+            viewers.append(late)
+            for _ in range(3):
+                await late.next_update()
+                await one.next_update()
+            tight_screens = (rgb(one), rgb(late))
+            reconnected = mux.generation > generation
+            plain = await Viewer.open(url(lab, issued[2]))  # hextile and raw only
+            viewers.append(plain)
+            for _ in range(3):
+                for viewer in viewers:
+                    await viewer.next_update()
+            return tight_screens, [rgb(v) for v in viewers], reconnected, [v.tight_rects for v in viewers]
+        finally:
+            for viewer in viewers:
+                await viewer.close()
+
+    (first, late), screens, reconnected, tight_rects = asyncio.run(run())
+    assert reconnected
+    assert tight_rects[0] > 0 and tight_rects[1] > 0 and tight_rects[2] == 0
+    assert len(set(first)) > 1  # text on the screen
+
+    def differing(a: list[bytes], b: list[bytes]) -> int:
+        return sum(x != y for x, y in zip(a, b, strict=True))
+
+    # At most the blinking cursor (one 9x16 text cell) may differ between two viewers that
+    # stopped reading at different blinks.
+    assert differing(first, late) <= 144
+    assert all(differing(screens[0], other) <= 144 for other in screens[1:])

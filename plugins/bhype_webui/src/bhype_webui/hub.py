@@ -52,7 +52,7 @@ class ConsoleHub:
             mux: Mux
             try:
                 if kind == "vnc":
-                    mux = VncMux(f"{vm}/vnc", stream)
+                    mux = VncMux(f"{vm}/vnc", stream, reopen=lambda: open_endpoint(endpoint))
                     await mux.start(password)
                 else:
                     mux = SerialMux(f"{vm}/serial", stream, self.serial_history_bytes)

@@ -2,9 +2,9 @@
 
 The multiplexer must know where each message ends to hand it, intact, to several viewers and
 to slip its own messages in between. Only stateless encodings are understood (raw, CopyRect,
-RRE, hextile and the pseudo-encodings below): zlib-based ones (ZRLE, Tight, zlib) keep one
-compression stream per connection, which a viewer joining later could never decode, so the
-multiplexer never asks the VM's server for them.
+RRE, hextile and the pseudo-encodings below) and Tight, whose zlib streams can be reset
+(rfb_tight.py). ZRLE and zlib keep one compression stream per connection that no message
+resets, which a viewer joining later could never decode, so the multiplexer never asks for them.
 """
 
 from __future__ import annotations
@@ -14,8 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bhype_webui import rfb
+from bhype_webui.rfb_tight import TightState, read_tight
 
 ReadExactly = Callable[[int], Awaitable[bytes]]
+ReadParts = Callable[[int], Awaitable[list[bytes]]]
+
+# Pixel data at least this long is taken as the chunks it arrived in and joined once, with the
+# rest of its message (StreamReader copied a 3 MiB raw frame twice more: issue 15's profile).
+# One WebSocket message per RFB message: many smaller ones made uvicorn's write flow control
+# wait for the browser after each (measured: half the frames per second).
+BIG_PART = 64 * 1024
 
 # Hextile sub-encoding mask bits (§7.7.4).
 _HEX_RAW = 1
@@ -36,6 +44,8 @@ UPSTREAM_ENCODINGS = [
     rfb.PSEUDO_LAST_RECT,
     rfb.PSEUDO_QEMU_EXTENDED_KEY,
 ]
+# The same with Tight first, asked for while every viewer has announced Tight (rfb_tight.py).
+UPSTREAM_ENCODINGS_TIGHT = [rfb.ENCODING_COPY_RECT, rfb.ENCODING_TIGHT, *UPSTREAM_ENCODINGS[1:]]
 
 
 @dataclass
@@ -43,13 +53,26 @@ class ServerMessage:
     """One complete server message: its bytes and what the multiplexer needs to know."""
 
     kind: int
-    data: bytes
+    parts: list[bytes]  # the message's bytes, in order, as read
     desktop_size: tuple[int, int] | None = None  # a DesktopSize rectangle's new size
     pseudo: set[int] = field(default_factory=set)  # pseudo-encodings seen in an update
+    tight: bool = False  # a Tight rectangle is in it (it continues the zlib streams)
+
+    @property
+    def data(self) -> bytes:
+        """The whole message as one ``bytes``."""
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
 
 
-async def read_server_message(read: ReadExactly, bytes_per_pixel: int) -> ServerMessage:
-    """Read the next whole server message with ``read`` (``StreamReader.readexactly``).
+async def read_server_message(
+    read: ReadExactly,
+    bytes_per_pixel: int,
+    read_parts: ReadParts | None = None,
+    tight: tuple[int, TightState] | None = None,
+) -> ServerMessage:
+    """Read the next whole server message with ``read`` (``StreamReader.readexactly``); big
+    pixel data with ``read_parts`` (``ChunkStream.read_parts``) when given. ``tight`` (the
+    TPIXEL size and the connection's :class:`TightState`) is given when Tight was asked for.
 
     :raises rfb.ProtocolError: an unknown message type or an encoding that was not asked for.
     :raises asyncio.IncompleteReadError: the stream ended inside a message.
@@ -57,17 +80,17 @@ async def read_server_message(read: ReadExactly, bytes_per_pixel: int) -> Server
     first = await read(1)
     kind = first[0]
     if kind == rfb.SERVER_FB_UPDATE:
-        return await _read_update(read, bytes_per_pixel, first)
+        return await _read_update(read, bytes_per_pixel, first, read_parts, tight)
     if kind == rfb.SERVER_SET_COLOUR_MAP:
         head = await read(5)  # padding, first-colour, number-of-colours
         (count,) = struct.unpack_from(">H", head, 3)
-        return ServerMessage(kind, first + head + await _read(read, 6 * count))
+        return ServerMessage(kind, [first + head + await _read(read, 6 * count)])
     if kind == rfb.SERVER_BELL:
-        return ServerMessage(kind, first)
+        return ServerMessage(kind, [first])
     if kind == rfb.SERVER_CUT_TEXT:
         head = await read(7)  # padding, length
         (length,) = struct.unpack_from(">I", head, 3)
-        return ServerMessage(kind, first + head + await _read(read, length))
+        return ServerMessage(kind, [first + head + await _read(read, length)])
     raise rfb.ProtocolError(f"unsupported server message type {kind}")
 
 
@@ -75,11 +98,17 @@ async def _read(read: ReadExactly, count: int) -> bytes:
     return await read(count) if count else b""
 
 
-async def _read_update(read: ReadExactly, bpp: int, first: bytes) -> ServerMessage:
+async def _read_update(
+    read: ReadExactly,
+    bpp: int,
+    first: bytes,
+    read_parts: ReadParts | None,
+    tight: tuple[int, TightState] | None,
+) -> ServerMessage:
     head = await read(3)
     (count,) = struct.unpack_from(">H", head, 1)
     parts = [first, head]
-    message = ServerMessage(rfb.SERVER_FB_UPDATE, b"")
+    message = ServerMessage(rfb.SERVER_FB_UPDATE, [])
     index = 0
     # count 0xFFFF with a LastRect pseudo-rectangle at the end is allowed (-224, rfbproto).
     while index < count:
@@ -94,8 +123,14 @@ async def _read_update(read: ReadExactly, bpp: int, first: bytes) -> ServerMessa
             message.pseudo.add(encoding)
         if encoding == rfb.PSEUDO_DESKTOP_SIZE:
             message.desktop_size = (width, height)
-        parts.append(await _read_rect_data(read, bpp, width, height, encoding))
-    message.data = b"".join(parts)
+        if encoding == rfb.ENCODING_TIGHT and tight is not None:
+            message.tight = True
+            parts.append(await read_tight(read, tight[0], width, height, tight[1]))
+        elif encoding == rfb.ENCODING_RAW and read_parts is not None and width * height * bpp >= BIG_PART:
+            parts.extend(await read_parts(width * height * bpp))
+        else:
+            parts.append(await _read_rect_data(read, bpp, width, height, encoding))
+    message.parts = parts
     return message
 
 

@@ -19,12 +19,15 @@ import os
 import socket
 import termios
 import tty
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from bhype_webui import chunk_stream
+from bhype_webui.byte_stream import READ_SIZE, ByteStream
+
+__all__ = ["ByteStream", "BrokerRoute", "Endpoint", "EndpointError", "TtyStream", "open_endpoint"]
+
 CONNECT_TIMEOUT = 10.0
-READ_SIZE = 65536
 
 
 class EndpointError(Exception):
@@ -75,47 +78,6 @@ class Endpoint:
     def describe(self) -> str:
         """For logs and error messages."""
         return self.unix or self.device or f"{self.host}:{self.port}"
-
-
-class ByteStream(ABC):
-    """The little of a stream the bridges need."""
-
-    @abstractmethod
-    async def read(self, size: int = READ_SIZE) -> bytes:
-        """Some bytes; ``b""`` at end of stream."""
-
-    @abstractmethod
-    async def readexactly(self, size: int) -> bytes:
-        """Exactly ``size`` bytes (raises ``asyncio.IncompleteReadError`` at end of stream)."""
-
-    @abstractmethod
-    async def write(self, data: bytes) -> None:
-        """Write all of ``data``."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the connection or device."""
-
-
-class SocketStream(ByteStream):
-    """An asyncio stream pair (TCP or unix socket)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def read(self, size: int = READ_SIZE) -> bytes:
-        return await self.reader.read(size)
-
-    async def readexactly(self, size: int) -> bytes:
-        return await self.reader.readexactly(size)
-
-    async def write(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 class TtyStream(ByteStream):
@@ -199,14 +161,10 @@ async def _open_through_broker(endpoint: Endpoint, route: BrokerRoute) -> ByteSt
     sock = socket.socket(fileno=fd)  # a unix or loopback TCP stream socket
     try:
         sock.setblocking(False)
-        if sock.family == socket.AF_UNIX:
-            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=4 * READ_SIZE)
-        else:
-            reader, writer = await asyncio.open_connection(sock=sock, limit=4 * READ_SIZE)
+        return await chunk_stream.adopt(sock, unix=sock.family == socket.AF_UNIX)
     except BaseException:
         sock.close()
         raise
-    return SocketStream(reader, writer)
 
 
 async def open_endpoint(endpoint: Endpoint) -> ByteStream:
@@ -224,10 +182,10 @@ async def open_endpoint(endpoint: Endpoint) -> ByteStream:
         if endpoint.device:
             return TtyStream.open(endpoint.device)
         if endpoint.unix:
-            connect = asyncio.open_unix_connection(endpoint.unix, limit=4 * READ_SIZE)
+            connect = chunk_stream.connect_unix(endpoint.unix)
         else:
-            connect = asyncio.open_connection(endpoint.host, endpoint.port, limit=4 * READ_SIZE)
-        reader, writer = await asyncio.wait_for(connect, CONNECT_TIMEOUT)
+            assert endpoint.host is not None and endpoint.port is not None
+            connect = chunk_stream.connect_tcp(endpoint.host, endpoint.port)
+        return await asyncio.wait_for(connect, CONNECT_TIMEOUT)
     except (OSError, TimeoutError, termios.error) as exc:
         raise EndpointError(f"cannot open the console at {endpoint.describe()}: {exc}") from None
-    return SocketStream(reader, writer)

@@ -37,6 +37,9 @@ class Viewer:
     joined: float = field(default_factory=time.time)
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     encodings: set[int] = field(default_factory=set)
+    # The upstream connection ("generation") whose Tight zlib streams this viewer has followed
+    # from their start; ``None``: it missed some, so it may not get Tight rectangles now.
+    tight_generation: int | None = None
     close_code: int = 1000
     close_reason: str = ""
     queued_bytes: int = 0
