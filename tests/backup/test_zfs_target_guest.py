@@ -220,3 +220,30 @@ def test_failed_and_cancelled_sends_leave_nothing_and_the_next_run_goes_on(world
     assert fallback["full"] is True and fallback["bytes_sent"] >= 44 * MIB
     assert "broken chain" in get_point(runtime, fallback["point"]).note
     assert fallback["path"].startswith(f"{uuid}-{fallback['point']}@")
+
+
+def test_zvol_snapshot_to_a_file_target_is_a_sparse_block_copy(world, pools, tmp_path):
+    """A ZFS source (zvol disks) to an rsync target: the held snapshot's device is copied block
+    by block (holes kept) and sent with rsync's delta algorithm; the snapshot is released after."""
+    import hashlib
+
+    runtime, host = world, pools
+    device = make_vm(runtime, host, "zb3", size="64M")
+    write(host, device, 6, seek_mib=10)  # data in the middle, zeros (holes) around it
+    files = tmp_path / "files"
+    files.mkdir()
+    add_target(task_context(runtime, "backup.target_add"), "loc", str(files))
+    first = run_backup(task_context(runtime, "backup.run"), "zb3", "loc", "snapshot")
+    image = files / first["path"] / "disks" / "disk0.img"
+    assert image.stat().st_size == 64 * MIB and image.stat().st_blocks * 512 < 16 * MIB
+    assert hashlib.sha256(image.read_bytes()).hexdigest() == sha(host, device)
+    assert (files / first["path"] / "config" / "cidata.iso").is_file()
+    assert first["consistency"] == "consistent" and snaps(host, "tank/bhype/vms/zb3") == []
+    assert "snapdev" not in run(host, "zfs", "get", "-H", "-s", "local", "snapdev", "tank/bhype/vms/zb3/disk0").stdout
+
+    write(host, device, 1, seek_mib=40)
+    second = run_backup(task_context(runtime, "backup.run"), "zb3", "loc", "snapshot")
+    assert second["literal_bytes"] < 3 * MIB and second["basis"] == first["path"]
+    image = files / second["path"] / "disks" / "disk0.img"
+    assert hashlib.sha256(image.read_bytes()).hexdigest() == sha(host, device)
+    assert snaps(host, "tank/bhype/vms/zb3") == []

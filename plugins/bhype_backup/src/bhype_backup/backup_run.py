@@ -204,7 +204,7 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
             context.log(f"rsync {len(entries)} file(s)"
                         + (f", basis {previous.path}" if previous else ", full (no earlier point)"))
             try:
-                stats = run_rsync(context.runner, argv,
+                stats = run_rsync(endpoint.runner, argv,  # where the staged view is (this machine)
                                   on_progress=task_progress(context, "transfer", start=5, span=90),
                                   cancel=context.cancel_requested, timeout=7 * 24 * 3600)
                 files = described.result()

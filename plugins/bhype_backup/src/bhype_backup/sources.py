@@ -55,6 +55,10 @@ def check_mode(store: Any, mode: str) -> None:
     if mode not in ("snapshot", "stop", "crash"):
         raise ValidationErrors([("mode", "must be snapshot, stop or crash")])
     if mode == "snapshot":
+        from bhype_backup.zfs_blocks import wants_block_copy
+
+        if wants_block_copy(store, mode):  # zvol disks: a block copy of the held snapshot
+            return
         missing = [c.value for c in (StorageCapability.SNAPSHOT, StorageCapability.EXPORT_FILES)
                    if c not in store.capabilities]
         if missing:
@@ -84,6 +88,12 @@ def open_source(context: Any, ref: Any, store: Any, mode: str, staging: Path) ->
     volumes = volume_names(ref.spec)
     running = is_running(runtime, ref.name)
     if mode == "snapshot":
+        from bhype_backup.zfs_blocks import block_view, wants_block_copy
+
+        if wants_block_copy(store, mode):  # zvol disks (zfs_blocks.py)
+            with block_view(context, ref, store, volumes, staging) as view:
+                yield view
+            return
         point = store.snapshot(ref.name, volumes, HOLD_TAG)
         context.log(f"snapshot {point.name} of {ref.name} taken and held ({HOLD_TAG})")
         try:
