@@ -152,7 +152,9 @@ class _Run:
         for item in datasets:
             theirs = self.remote.snapshots(self.target_dataset(item))
             base = zfs_argv.newest_common(zfs_source.snapshots(self.runner, item.name), theirs)
-            if theirs and base is None:
+            # zfs-receive(8): an incremental stream needs the target's *most recent* snapshot
+            # to be its source; a newer one there (made since) breaks the chain as well.
+            if theirs and (base is None or theirs[-1][0] != base):
                 broken.append(item.relative or "(the VM dataset)")
             found[item.relative] = base
         if not broken:
