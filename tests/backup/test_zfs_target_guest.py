@@ -84,11 +84,13 @@ def run(host, *argv: str, **kwargs):
 
 
 def make_vm(runtime, host, name: str, size: str = "32M") -> str:
-    """A stopped VM on tank with one zvol disk and a cloud-init seed; returns the zvol device."""
+    """A stopped VM on tank with one zvol disk and a cloud-init seed file; returns the zvol device."""
     create_vm(task_context(runtime, "vm.create"), name,
               overrides={"boot": {"mode": "bhyveload"}, "disks": [{"size": size}], "nics": [{}],
                          "cloud_init": {"meta_data": {"instance-id": f"i-{name}", "local-hostname": name}}})
     device = f"/dev/zvol/tank/bhype/vms/{name}/disk0"
+    # The seed is written at each start (cloudinit.write_seed); this VM never starts: put one there.
+    run(host, "dd", f"of=/tank/bhype/vms/{name}/cidata.iso", input=f"seed of {name}\n".encode() * 999)
     run(host, "udevadm", "settle")
     run(host, "test", "-b", device)
     return device
