@@ -162,9 +162,21 @@ def run_pipeline(
     readers = [_Reader(source.stderr, on_producer_line), _Reader(sink.stdout), _Reader(sink.stderr)]
     for reader in readers:
         reader.start()
+    asked = {"cancel": False}
+
+    def stop_check() -> bool:
+        if cancel is not None and cancel():
+            asked["cancel"] = True
+            return True
+        # The consumer failed: the producer may never notice. A local one gets SIGPIPE, but an
+        # ssh one (a remote zfs send) only blocks once the channel's window is full, forever.
+        return sink.poll() not in (None, 0)
+
     try:
-        outcome = wait_or_cancel(processes, started + timeout, cancel)
-        if outcome != "done":
+        outcome = wait_or_cancel(processes, started + timeout, stop_check)
+        if outcome == "cancelled" and not asked["cancel"]:
+            outcome = "done"  # the consumer's failure is the result; the producer is stopped
+        if outcome != "done" or source.poll() is None:
             _stop(processes, kill_grace)
     except BaseException:
         for process in processes:
