@@ -35,6 +35,8 @@ class PipeResult:
     producer: Result
     consumer: Result
     duration: float
+    #: the producer was stopped because the consumer had failed (its exit status is ours, not its own)
+    producer_stopped: bool = False
 
     @property
     def ok(self) -> bool:
@@ -174,6 +176,7 @@ def run_pipeline(
 
     try:
         outcome = wait_or_cancel(processes, started + timeout, stop_check)
+        stopped = outcome == "cancelled" and not asked["cancel"] and source.poll() is None
         if outcome == "cancelled" and not asked["cancel"]:
             outcome = "done"  # the consumer's failure is the result; the producer is stopped
         if outcome != "done" or source.poll() is None:
@@ -203,6 +206,7 @@ def run_pipeline(
         producer=_result(shown_producer, source.returncode, b"", producer_err, duration),
         consumer=_result(shown_consumer, sink.returncode, consumer_out, consumer_err, duration),
         duration=duration,
+        producer_stopped=stopped,
     )
 
 
