@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ from bhype_backup.sources import _subtask, volume_names
 from bhype_backup.targets import get_target
 from bhype_backup.zfs_target import ZfsTarget
 from bhype_core.plugin_api import (
+    BhypeError,
     Cancelled,
     NotFound,
     StorageCapability,
@@ -237,8 +239,7 @@ class _Run:
         if self.received:
             steps.append(("target snapshot", lambda: self._undo_target()))
         if self.taken:
-            steps.append(("source snapshot", lambda: zfs_source.release_older(
-                self.store, self.runner, self.ref.name, self.source, self.snapshot, "", log)))
+            steps.append(("source snapshot", self._undo_source))
         for label, step in steps:
             try:
                 step()
@@ -249,6 +250,19 @@ class _Run:
             if row is not None:
                 db.delete(row)
         log(f"{why}: nothing of point {self.point_id} stays (the base stays held for the next run)", "warning")
+
+    def _undo_source(self, timeout: float = 120.0) -> None:
+        """Release and destroy this run's source snapshot. A cut ``zfs send`` on the datastore's
+        host may still be reading it for a moment ("dataset is busy"): try again until it is gone."""
+        full = f"{self.source}@{self.snapshot}"
+        deadline = time.monotonic() + timeout
+        while any(name == self.snapshot for name, _ in zfs_source.snapshots(self.runner, self.source)):
+            self.runner.run(zfs_argv.release(full), check=False, timeout=120)
+            if self.runner.run(zfs_argv.destroy_snapshot(full), check=False, timeout=120).returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise BhypeError(f"{full} is still busy after {timeout:.0f}s")
+            time.sleep(1.0)
 
     def _undo_target(self) -> None:
         self.remote.wait_no_partial(self.remote.dataset(self.chain))
