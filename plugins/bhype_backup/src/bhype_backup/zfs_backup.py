@@ -251,9 +251,11 @@ class _Run:
                 db.delete(row)
         log(f"{why}: nothing of point {self.point_id} stays (the base stays held for the next run)", "warning")
 
-    def _undo_source(self, timeout: float = 120.0) -> None:
+    def _undo_source(self, timeout: float = 30.0) -> None:
         """Release and destroy this run's source snapshot. A cut ``zfs send`` on the datastore's
-        host may still be reading it for a moment ("dataset is busy"): try again until it is gone."""
+        host may still be reading it ("dataset is busy"; over an SSH-driven runner the remote
+        process can outlive its ssh client): try for a while, then leave it released, for the
+        next successful run to destroy (``release_older``)."""
         full = f"{self.source}@{self.snapshot}"
         deadline = time.monotonic() + timeout
         while any(name == self.snapshot for name, _ in zfs_source.snapshots(self.runner, self.source)):
@@ -261,7 +263,8 @@ class _Run:
             if self.runner.run(zfs_argv.destroy_snapshot(full), check=False, timeout=120).returncode == 0:
                 return
             if time.monotonic() > deadline:
-                raise BhypeError(f"{full} is still busy after {timeout:.0f}s")
+                raise BhypeError(f"{full} is still busy (a cut zfs send reads it): released, the next run "
+                                 "destroys it")
             time.sleep(1.0)
 
     def _undo_target(self) -> None:

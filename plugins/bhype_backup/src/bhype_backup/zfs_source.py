@@ -18,7 +18,7 @@ from typing import Any
 
 from bhype_backup import zfs_argv
 from bhype_backup.manifest import FileEntry
-from bhype_core.plugin_api import BhypeError, ConsistentPoint
+from bhype_core.plugin_api import BhypeError
 
 DEVICE_WAIT = 60.0
 
@@ -117,9 +117,16 @@ def release_older(store: Any, runner: Any, vm_name: str, dataset: str, prefix: s
     released = []
     for name, _ in snapshots(runner, dataset):
         if name.startswith(prefix) and name != keep:
-            try:
-                store.release(ConsistentPoint(backend=store.name, vm_name=vm_name, name=name, tag=zfs_argv.HOLD_TAG))
+            full = f"{dataset}@{name}"
+            # Already released when an undone run left it (busy then): release may say "no such tag".
+            runner.run(zfs_argv.release(full), check=False, timeout=120)
+            left = zfs_argv.parse_holds(runner.run(zfs_argv.holds(full), check=False, timeout=120).stdout)
+            if left:
+                log(f"{full} stays: still held by {', '.join(sorted({tag for _, tag in left}))}", "warning")
+                continue
+            gone = runner.run(zfs_argv.destroy_snapshot(full), check=False, timeout=300)
+            if gone.returncode == 0:
                 released.append(name)
-            except BhypeError as exc:
-                log(f"could not release the earlier base {dataset}@{name}: {exc}", "warning")
+            else:
+                log(f"could not destroy the earlier base {full}: {gone.stderr.strip()[-200:]}", "warning")
     return released
