@@ -168,3 +168,25 @@ def test_an_unreachable_consumer_host_is_an_ssh_failure(sshd_server) -> None:
     with pytest.raises(CommandError) as caught:
         LocalRunner().pipe(["echo", "x"], ["cat"], to=nowhere, check=False)
     assert caught.value.returncode == 255 and "ssh connection failed" in caught.value.reason
+
+
+def test_a_failed_consumer_stops_a_producer_that_never_sees_a_broken_pipe(runner):
+    # Like a remote `zfs send` behind ssh: ignores SIGPIPE and write errors, would run forever.
+    producer = ["sh", "-c", "trap '' PIPE; while :; do echo data 2>/dev/null; sleep 0.05; done"]
+    consumer = [PY, "-c", "import sys; sys.stdin.readline(); sys.stderr.write('cannot receive\\n'); sys.exit(3)"]
+    result = runner.pipe(producer, consumer, timeout=60, check=False)  # a hang would be a timeout error
+    assert result.consumer.returncode == 3 and result.producer.returncode != 0 and result.producer_stopped
+    error = result.error()
+    assert error.returncode == 3 and "cannot receive" in error.stderr
+
+
+@pytest.mark.sshd
+def test_a_failed_consumer_stops_a_producer_on_the_ssh_host(sshd_server) -> None:
+    # A remote producer behind ssh (a zfs send) whose local consumer refuses the stream: the
+    # consumer's error is the result, not "ssh connection failed" for the stopped producer.
+    ssh = sshd_server.runner(default_timeout=30, kill_grace=0.5)
+    producer = ["sh", "-c", "trap '' PIPE; while :; do echo data 2>/dev/null; sleep 0.05; done"]
+    consumer = [PY, "-c", "import sys; sys.stdin.readline(); sys.stderr.write('cannot receive\\n'); sys.exit(3)"]
+    with pytest.raises(CommandError, match="cannot receive") as caught:
+        ssh.pipe(producer, consumer, to=LocalRunner(default_timeout=30), timeout=60)
+    assert caught.value.returncode == 3

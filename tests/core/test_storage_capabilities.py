@@ -82,6 +82,7 @@ def test_snapshot_is_refused_as_not_supported_naming_the_backend(store):
     assert caught.value.http_status == 422
     for call in (lambda: store.snapshot("web1", ["disk0"], "bhype-backup"),
                  lambda: store.export_stream(ConsistentPoint("directory", "web1", "p", "t"), "disk0"),
+                 lambda: store.vm_dataset("web1"),
                  lambda: store.export_files("web1", ConsistentPoint("directory", "web1", "p", "t"))):
         with pytest.raises(NotSupported, match="not supported by storage backend directory"):
             call()

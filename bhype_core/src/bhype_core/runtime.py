@@ -56,6 +56,25 @@ class Runtime:
         return runner
 
     @cached_property
+    def local_runner(self) -> Any:
+        """A runner on this machine (the worker's own), audited like :attr:`runner`.
+
+        bHype's secret files (a backup target's SSH key, its pinned known_hosts) live in this
+        machine's data directory, so an ``ssh -i KEY`` client that uses them must run here even
+        when ``[runner]`` drives the datastore's host over SSH: ``zfs send`` there, ``ssh …
+        zfs receive`` here (``runner.pipe(…, to=runtime.local_runner)``). It *is* :attr:`runner`
+        when ``[runner] target = "local"``; a dry run wraps it the same way.
+        """
+        if self.settings.runner.target == "local":
+            return self.runner
+        from bhype_core.db.models import HostCommandSink
+        from bhype_core.host.runner import make_runner
+
+        runner = make_runner(self.settings.runner.model_copy(update={"target": "local"}))
+        runner.add_audit_sink(HostCommandSink(self.engine))
+        return runner
+
+    @cached_property
     def facts(self) -> Any:
         """The host facts the worker probed (:class:`bhype_core.facts.FactStore` on :attr:`engine`)."""
         from bhype_core.facts import FactStore

@@ -35,6 +35,8 @@ class PipeResult:
     producer: Result
     consumer: Result
     duration: float
+    #: the producer was stopped because the consumer had failed (its exit status is ours, not its own)
+    producer_stopped: bool = False
 
     @property
     def ok(self) -> bool:
@@ -162,9 +164,22 @@ def run_pipeline(
     readers = [_Reader(source.stderr, on_producer_line), _Reader(sink.stdout), _Reader(sink.stderr)]
     for reader in readers:
         reader.start()
+    asked = {"cancel": False}
+
+    def stop_check() -> bool:
+        if cancel is not None and cancel():
+            asked["cancel"] = True
+            return True
+        # The consumer failed: the producer may never notice. A local one gets SIGPIPE, but an
+        # ssh one (a remote zfs send) only blocks once the channel's window is full, forever.
+        return sink.poll() not in (None, 0)
+
     try:
-        outcome = wait_or_cancel(processes, started + timeout, cancel)
-        if outcome != "done":
+        outcome = wait_or_cancel(processes, started + timeout, stop_check)
+        stopped = outcome == "cancelled" and not asked["cancel"] and source.poll() is None
+        if outcome == "cancelled" and not asked["cancel"]:
+            outcome = "done"  # the consumer's failure is the result; the producer is stopped
+        if outcome != "done" or source.poll() is None:
             _stop(processes, kill_grace)
     except BaseException:
         for process in processes:
@@ -191,6 +206,7 @@ def run_pipeline(
         producer=_result(shown_producer, source.returncode, b"", producer_err, duration),
         consumer=_result(shown_consumer, sink.returncode, consumer_out, consumer_err, duration),
         duration=duration,
+        producer_stopped=stopped,
     )
 
 

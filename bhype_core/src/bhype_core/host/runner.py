@@ -231,7 +231,8 @@ class Runner(ABC):
             on_producer_line=on_producer_line,
             cancel=cancel,
         )
-        self._check_side(result.producer)
+        if not result.producer_stopped:  # stopped by us after the consumer failed: not ssh's fault
+            self._check_side(result.producer)
         sink._check_side(result.consumer)
         return result
 

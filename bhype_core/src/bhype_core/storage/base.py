@@ -122,6 +122,16 @@ class StorageBackend(ABC):
         self.require(StorageCapability.EXPORT_STREAM)
         raise NotImplementedError
 
+    def vm_dataset(self, vm_name: str) -> str:
+        """The dataset that holds VM ``vm_name`` (its files and, below it, its zvols): what a
+        ``zfs send``/``zfs receive`` of the whole VM names, e.g. ``tank/bhype/vms/web1``
+        (ZFS targets of backups send it and receive restores into it).
+
+        :raises NotSupported: the backend has no ``export-stream`` capability.
+        """
+        self.require(StorageCapability.EXPORT_STREAM)
+        raise NotImplementedError
+
     def export_files(self, vm_name: str, point: ConsistentPoint | None = None) -> ExportFiles:
         """The files of VM ``vm_name`` for rsync: those of ``point``, or with ``None`` the live
         files (consistent only while the VM is stopped).

@@ -43,7 +43,6 @@ from bhype_core.plugin_api import (
     Event,
     NotFound,
     TransferFailed,
-    ValidationErrors,
     active_driver,
     find_vm,
     hook_errors,
@@ -72,9 +71,6 @@ def plan(runtime: Any, vm: str, target: str, mode: str) -> tuple[Any, Any, Any]:
     if row is None:
         raise NotFound(f"no VM named {vm!r}")
     tgt = get_target(runtime, target)
-    if tgt.kind == "zfs":
-        raise ValidationErrors([("target", f"target {target} is a ZFS target: this version backs up to "
-                                           "directory, rsync daemon and SSH targets only")])
     store = open_datastore(runtime, row.datastore)
     check_mode(store, mode, active_driver(runtime))
     return row, tgt, store
@@ -132,6 +128,10 @@ def _forget(runtime: Any, endpoint: Endpoint, point: BackupPoint) -> None:
 def run_backup(context: Any, vm: str, target: str, mode: str = "stop", job: int | None = None) -> dict[str, Any]:
     """Task ``backup.run``: back ``vm`` up to ``target`` in ``mode``; returns ``{"point": ID, …}``."""
     runtime = context.runtime
+    if get_target(runtime, target).kind == "zfs":  # zfs send | zfs receive: its own flow
+        from bhype_backup.zfs_backup import run_zfs_backup
+
+        return run_zfs_backup(context, vm, target, mode, job)
     row, tgt, store = plan(runtime, vm, target, mode)
     ref = vm_ref(runtime, row)
     endpoint = Endpoint(runtime, tgt)
@@ -208,7 +208,7 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
             context.log(f"rsync {len(entries)} file(s)"
                         + (f", basis {previous.path}" if previous else ", full (no earlier point)"))
             try:
-                stats = run_rsync(context.runner, argv,
+                stats = run_rsync(endpoint.runner, argv,  # where the staged view is (this machine)
                                   on_progress=task_progress(context, "transfer", start=5, span=90),
                                   cancel=context.cancel_requested, timeout=7 * 24 * 3600)
                 files = described.result()

@@ -41,7 +41,10 @@ class Endpoint:
         self.runtime = runtime
         self.target = target
         self.dest: Destination = parse_destination(target.destination)
-        self.runner = runner if runner is not None else runtime.runner
+        # A target is reached from this machine: the secrets (password file, SSH key, pinned
+        # known_hosts) and the staged view of a point are here, even when [runner] drives the
+        # datastore's host over SSH (runtime.local_runner is runtime.runner when it is local).
+        self.runner = runner if runner is not None else runtime.local_runner
         self.directory = secrets_dir(runtime, target.name)
 
     # -- secrets and transport ------------------------------------------------------------

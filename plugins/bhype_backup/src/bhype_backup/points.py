@@ -90,7 +90,11 @@ def delete_point(runtime: Any, point_id: int, runner: Any = None) -> dict[str, A
             target = db.exec(select(BackupTarget).where(BackupTarget.name == point.target)).first()
     if point is None:
         raise NotFound(f"no backup point {point_id}")
-    if target is not None:
+    if target is not None and target.kind == "zfs":  # release the hold, destroy the snapshots
+        from bhype_backup.zfs_target import ZfsTarget
+
+        ZfsTarget(runtime, target).delete_point(point.path)
+    elif target is not None:
         Endpoint(runtime, target, runner).remove_tree(point.path)
     with session(runtime) as db:
         row = db.get(BackupPoint, point.id)

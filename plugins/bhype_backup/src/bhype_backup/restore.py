@@ -114,7 +114,12 @@ def restore(context: Any, point: int, vm: str | None = None, confirm: bool = Fal
         raise ValidationErrors([(key, "unknown argument") for key in options])
     runtime = context.runtime
     row = get_point(runtime, point)
-    endpoint = Endpoint(runtime, get_target(runtime, row.target))
+    target = get_target(runtime, row.target)
+    if target.kind == "zfs":  # zfs send back: its own flow
+        from bhype_backup.zfs_restore import restore_zfs_point
+
+        return restore_zfs_point(context, row, target, new_name, confirm, disk, datastore)
+    endpoint = Endpoint(runtime, target)
     manifest = read_manifest(endpoint, row)
     disks = [f for f in manifest.files if f.role == "disk"]
     if disk is not None:

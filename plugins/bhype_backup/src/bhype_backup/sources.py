@@ -64,6 +64,10 @@ def check_mode(store: Any, mode: str, driver: Any = None) -> None:
     if mode not in ("snapshot", "stop", "crash"):
         raise ValidationErrors([("mode", "must be snapshot, stop or crash")])
     if mode == "snapshot" and not store_point(store):
+        from bhype_backup.zfs_blocks import wants_block_copy
+
+        if wants_block_copy(store, mode):  # zvol disks: a block copy of the held snapshot
+            return
         if driver is not None and DriverCapability.CONSISTENT_POINT in driver.capabilities:
             return
         missing = [c.value for c in (StorageCapability.SNAPSHOT, StorageCapability.EXPORT_FILES)
@@ -95,7 +99,14 @@ def open_source(context: Any, ref: Any, store: Any, mode: str, staging: Path) ->
     runtime = context.runtime
     volumes = volume_names(ref.spec)
     running = is_running(runtime, ref.name)
-    if mode == "snapshot" and not store_point(store):
+    if mode == "snapshot":
+        from bhype_backup.zfs_blocks import block_view, wants_block_copy
+
+        if wants_block_copy(store, mode):  # zvol disks (zfs_blocks.py)
+            with block_view(context, ref, store, volumes, staging) as view:
+                yield view
+            return
+    if mode == "snapshot" and not store_point(store):  # the driver's point (frozen_source.py)
         from bhype_backup.frozen_source import frozen_view
 
         with frozen_view(context, ref, store, volume_names(ref.spec), _config_files(runtime, Path(ref.vm_dir)),

@@ -125,7 +125,9 @@ def add_target(context: Any, name: str, destination: str, password: str | None =
                 raise Conflict(f"a backup target named {name!r} exists")
         host_key = ""
         if kind in ("ssh", "zfs"):
-            host_key = pin_host_key(dest.host, dest.port or 22, runner=context.runner)
+            # ZFS targets: keyscan where the ssh client will run (the worker's machine, zfs_target.py).
+            host_key = pin_host_key(dest.host, dest.port or 22,
+                                    runner=runtime.local_runner if kind == "zfs" else context.runner)
             prints = ", ".join(f"{k} {fingerprint(b)}" for _, k, b in parse_known_hosts(host_key))
             context.log(f"pinned the SSH host key of {dest.host}: {prints}")
         directory = secrets_dir(runtime, name)
