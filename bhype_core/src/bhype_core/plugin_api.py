@@ -283,3 +283,25 @@ __all__ = [
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
 ]  # fmt: skip
+
+# --- issue 17 (s7-migrate-zfs): replicating a dataset tree in passes (a warm ZFS move) and the
+# block-aware copy of a zvol snapshot into a sparse image file (ZFS → directory moves, backups).
+from bhype_core.transfer import (  # noqa: E402
+    ImageCopy,
+    ZfsEnd,
+    destroy_snapshot,
+    destroy_tree,
+    parse_send_size,
+    replica_receive_argv,
+    replica_send_argv,
+    same_snapshot,
+    send_pass,
+    take_snapshot,
+    zvol_to_image,
+)
+from bhype_core.transfer import estimate as estimate_send  # noqa: E402
+
+__all__ += [
+    "ImageCopy", "ZfsEnd", "destroy_snapshot", "destroy_tree", "estimate_send", "parse_send_size",
+    "replica_receive_argv", "replica_send_argv", "same_snapshot", "send_pass", "take_snapshot", "zvol_to_image",
+]  # fmt: skip
