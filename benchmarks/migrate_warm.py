@@ -86,7 +86,8 @@ def warm_case(a: Any, b: Any, wait: Any, fill: Any, gib: int, written: int) -> l
     size = gib * 1024 * MIB
     guests = {}
     for name in ("coldvm", "warmvm"):
-        spec = {"disks": [{"size": f"{gib}G"}], "boot": {"cmdline": f"console=ttyS0 console=tty0 bhype.hostname={name}"}}
+        boot = {"cmdline": f"console=ttyS0 console=tty0 bhype.hostname={name}"}
+        spec = {"disks": [{"size": f"{gib}G"}], "boot": boot}
         wait(api, api.request("POST", "/api/v1/vms", {"name": name, "template": "tiny", "spec": spec}))
         fill(a.root / "ds" / "vms" / name / "disk0.img", size, written)
         wait(api, api.request("POST", f"/api/v1/vms/{name}/start"))
@@ -108,7 +109,10 @@ def warm_case(a: Any, b: Any, wait: Any, fill: Any, gib: int, written: int) -> l
         passes = result.get("passes") or []
         rows.append({"what": f"{mode} move, guest writing 1 MiB/s", "offline s": f"{result['offline_seconds']:.1f}",
                      "total s": f"{total:.1f}", "passes": str(len(passes)),
-                     "last pass changed MiB": f"{passes[-1]['changed'] / MIB:.1f}" if passes else "-"})
+                     "last pass changed MiB": f"{passes[-1]['changed'] / MIB:.1f}" if passes else "-",
+                     "last pass s": f"{passes[-1]['seconds']:.1f}" if passes else "-",
+                     "offline steps s": " ".join(f"{k.split()[0]}={v:.1f}"
+                                                for k, v in (result.get("offline_steps") or {}).items())})
     cold = float(rows[0]["offline s"])
     for row in rows:
         row["offline vs cold"] = f"{float(row['offline s']) / cold:.2f}" if cold else "-"

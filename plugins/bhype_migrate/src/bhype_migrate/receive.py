@@ -46,10 +46,15 @@ def _vm_dir(runtime: Any, datastore: str, name: str) -> Path:
 
 
 def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str, Any], owner: str,
-            checksums: dict[str, str]) -> dict[str, Any]:
+            checksums: dict[str, str], snapshot: str = "", guid: str = "") -> dict[str, Any]:
     """Verify the files in ``incoming`` against ``checksums`` (every file, nothing extra),
     move them into VM ``spec['name']``'s directory and register it with ``spec`` (its UUID and
-    MACs kept). Any failure puts the files back in ``incoming`` and registers nothing."""
+    MACs kept). Any failure puts the files back in ``incoming`` and registers nothing.
+
+    With ``snapshot`` (``--transport zfs``) the VM's dataset tree arrived by ``zfs receive``
+    instead: see :func:`receive_dataset`."""
+    if snapshot:
+        return receive_dataset(context, incoming, datastore, spec, owner, snapshot, guid)
     runtime = context.runtime
     source = incoming_dir(runtime, datastore, incoming)
     if not source.is_dir() or source.is_symlink():
@@ -83,6 +88,34 @@ def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str,
     return {"vm": ref.name, "uuid": str(ref.uuid), "files": len(files), "datastore": datastore}
 
 
+def receive_dataset(context: TaskContext, incoming: str, datastore: str, spec: dict[str, Any], owner: str,
+                    snapshot: str, guid: str) -> dict[str, Any]:
+    """Register a VM whose dataset tree a peer sent with ``zfs send | zfs receive -u``: its last
+    snapshot ``snapshot`` must be here with the sender's ``guid`` (zfsprops(7): a received
+    snapshot keeps it), then the file system is mounted (zfs-mount(8); received unmounted, it
+    holds the UEFI variables) and the VM registered. The peer destroys the copy on a rollback."""
+    from bhype_core.plugin_api import ZfsEnd, open_datastore, zfs_guid
+
+    name = spec["name"]
+    name_of = getattr(open_datastore(context.runtime, datastore), "vm_dataset", None)
+    if not callable(name_of):
+        raise ValidationErrors([("datastore", f"datastore {datastore!r} is not ZFS storage")])
+    end = ZfsEnd(context.runner, name_of(name))
+    found = zfs_guid(end, snapshot)
+    if not guid or found != guid:
+        raise BhypeError(f"{end.dataset}@{snapshot} is not here with GUID {guid} (found {found}): not registered")
+    context.intent(UNRECEIVE, f"VM {name} received as {end.dataset}", datastore=datastore, incoming=incoming,
+                   name=name, uuid=str(spec.get("uuid", "")), dataset=True)
+    context.runner.run(["zfs", "mount", end.dataset], check=False)  # already mounted (a resumed task) is fine
+    mounted = context.runner.run(["zfs", "get", "-H", "-o", "value", "mounted", end.dataset]).stdout.strip()
+    if mounted != "yes":
+        raise BhypeError(f"{end.dataset} could not be mounted")
+    ref = register_vm(context, datastore, spec, owner)
+    context.progress(100.0, "registered")
+    return {"vm": ref.name, "uuid": str(ref.uuid), "dataset": end.dataset, "snapshot": snapshot,
+            "datastore": datastore}
+
+
 def _remove_vm(context: TaskContext, datastore: str, name: str, uuid: str) -> str | None:
     """Remove VM ``name`` here if it is the one a move registered (same UUID): power it off
     first, then its record and its directory."""
@@ -106,6 +139,12 @@ def discard(context: TaskContext, datastore: str, incoming: str, name: str = "",
         said = _remove_vm(context, datastore, name, uuid)
         if said:
             removed.append(said)
+    if datastore and datastore_root(context.runtime, datastore) is None:
+        # A ZFS datastore (--transport zfs) has no incoming directory: the sending host
+        # destroys the received dataset itself once this VM is gone.
+        for line in removed:
+            context.log(f"removed {line}")
+        return {"removed": removed}
     path = incoming_dir(context.runtime, datastore, incoming)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -115,12 +154,16 @@ def discard(context: TaskContext, datastore: str, incoming: str, name: str = "",
     return {"removed": removed}
 
 
-def unreceive(context: TaskContext, datastore: str, incoming: str, name: str, uuid: str) -> str:
+def unreceive(context: TaskContext, datastore: str, incoming: str, name: str, uuid: str,
+              dataset: bool = False) -> str:
     """Undo of an interrupted ``migrate.receive``: unregister the VM (same UUID) and put its
-    files back in ``incoming`` (the moving host then discards or retries)."""
+    files back in ``incoming`` (the moving host then discards or retries). A received dataset
+    (``dataset``) stays where it is: the moving host destroys it when it rolls back."""
     row = find_vm(context.runtime, name)
     if row is not None and str(row.uuid).lower() == uuid.lower():
         unregister_vm(context, name)
+    if dataset:
+        return f"VM {name} not registered; its received dataset is left for the sending host's rollback"
     target = _vm_dir(context.runtime, datastore, name)
     source = incoming_dir(context.runtime, datastore, incoming)
     if target.is_dir() and not source.exists() and (row is None or str(row.uuid).lower() == uuid.lower()):
