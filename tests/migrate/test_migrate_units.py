@@ -29,7 +29,7 @@ def test_a_move_keeps_identity_and_a_copy_gets_a_new_one() -> None:
 
 @pytest.mark.parametrize(("arguments", "path"), [
     ({"mode": "hot"}, "mode"),
-    ({"transport": "zfs"}, "transport"),
+    ({"transport": "scp"}, "transport"),
     ({"options": {"as": "web2"}}, "as"),  # a copy needs keep_source
     ({"keep_source": True, "options": {"as": "web"}}, "as"),
     ({"options": {"bogus": 1}}, "bogus"),

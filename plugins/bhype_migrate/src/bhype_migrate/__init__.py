@@ -1,3 +1,3 @@
 """bHype migrate plugin: moving VMs to another bHype host (cold and warm, rsync or ZFS send)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
