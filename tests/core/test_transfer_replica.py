@@ -6,6 +6,7 @@ partial dataset, and a zvol snapshot copied into a sparse image with the same by
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -32,6 +33,10 @@ from bhype_core.transfer.zvol_copy import clone_name, write_argv
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MIB = 2**20
+# A receiver reading ~640 KB/s (busybox dd in a loop) that ends at the end of its input, so a
+# cancelled sender closes it and zfs receive sees a truncated stream.
+THROTTLE = ("{ while :; do dd bs=64k count=1 2>/dev/null >/tmp/chunk.$$; [ -s /tmp/chunk.$$ ] || break; "
+            "cat /tmp/chunk.$$; sleep 0.1; done; rm -f /tmp/chunk.$$; } | ")
 
 
 def test_replica_argv_follow_the_man_pages():
@@ -83,8 +88,19 @@ def pool(zfs_host):
              "conv=fsync,notrunc"])
     run(["sh", "-c", "echo nvram > /tank/a/web/uefi-vars.fd"])
     yield runner
+    reap_senders(runner)
     run(["zpool", "destroy", "-f", "tank"], check=False)
     runner.close()
+
+
+def reap_senders(runner) -> None:
+    """End (by pid) a ``zfs send`` left blocked in the guest after its receiver refused the
+    stream: the guest's dropbear does not close the sender's channel when the local ssh side
+    is gone (a local ``zfs send`` dies of the broken pipe)."""
+    for line in runner.run(["ps", "-o", "pid,args"]).stdout.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if args.startswith("zfs send") and pid.isdigit():
+            runner.run(["kill", pid], check=False)
 
 
 def sha(runner, path: str) -> str:
@@ -131,6 +147,7 @@ def test_full_then_incremental_passes_send_only_the_change(pool):
         send_pass(source, target, "m3", base="m0-missing")
     with pytest.raises(TransferFailed):  # and a full stream onto an existing copy (no -F on full passes)
         send_pass(source, target, "m3")
+    reap_senders(pool)
     assert same_snapshot(source, target, "m2")
 
     # Clean-up after success: the move's snapshots go on both ends; a rollback removes the copy.
@@ -149,28 +166,35 @@ def test_cancelled_pass_leaves_no_partial_dataset(pool):
     # A receiver throttled to ~640 KB/s (busybox dd in a loop), so the send is cancelled part-way
     # while zfs receive holds a partial stream.
     slow = ZfsEnd(pool, "tank/b/slow", wrap=lambda argv: [
-        "sh", "-c", "while :; do dd bs=64k count=1 2>/dev/null; sleep 0.1; done | " + " ".join(argv)])
+        "sh", "-c", THROTTLE + " ".join(argv)])
     progress: list = []
     with pytest.raises(Cancelled):
         send_pass(source, slow, "c1", on_progress=progress.append, cancel=lambda: len(progress) >= 2)
+    reap_senders(pool)  # the guest's side of a killed ssh (see reap_senders); a local send dies with it
     assert gone(ZfsEnd(pool, "tank/b/slow")), "a partial receive stayed on the target"
     destroy_snapshot(source, "c1")
 
 
-def test_zvol_snapshot_becomes_a_sparse_image_with_the_same_bytes(pool):
+def test_zvol_snapshot_becomes_a_sparse_image_with_the_same_bytes(pool, tmp_path):
+    # ZFS (the guest) → a directory on another host (this machine, GNU dd): the zvol's blocks
+    # stream through the runner's pipe; the image here is sparse and has the same bytes.
+    from bhype_core.host.runner import LocalRunner
+
     source = ZfsEnd(pool, "tank/a/web")
     take_snapshot(source, "i1")
-    copy = zvol_to_image(pool, "tank/a/web/disk0@i1", "/tank/img/disk0.img", 64 * MIB,
+    local = LocalRunner(default_timeout=600)
+    image = tmp_path / "disk0.img"
+    copy = zvol_to_image(pool, "tank/a/web/disk0@i1", str(image), 64 * MIB, to=local,
                          settle=[["udevadm", "settle"]])
-    assert copy.size == 64 * MIB
-    assert int(pool.run(["stat", "-c", "%s", "/tank/img/disk0.img"]).stdout) == 64 * MIB
-    assert copy.allocated < 32 * MIB, copy  # ~17 MiB written of 64: the zero blocks were skipped
-    assert sha(pool, "/tank/img/disk0.img") == sha(pool, "/dev/zvol/tank/a/web/disk0")
+    assert copy.size == 64 * MIB == image.stat().st_size
+    assert copy.allocated < 32 * MIB and image.stat().st_blocks * 512 < 32 * MIB, copy  # zero blocks skipped
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    assert digest == sha(pool, "/dev/zvol/tank/a/web/disk0")
     clones = pool.run(["zfs", "list", "-H", "-o", "name", "-r", "tank"]).stdout
     assert "bhype-copy-" not in clones  # the temporary clone is gone
     # A writer that fails (no such directory): a clear error, no clone left, no image.
     with pytest.raises(TransferFailed):
-        zvol_to_image(pool, "tank/a/web/disk0@i1", "/tank/img/missing/disk0.img", 64 * MIB,
+        zvol_to_image(pool, "tank/a/web/disk0@i1", str(tmp_path / "missing" / "disk0.img"), 64 * MIB, to=local,
                       settle=[["udevadm", "settle"]])
     assert "bhype-copy-" not in pool.run(["zfs", "list", "-H", "-o", "name", "-r", "tank"]).stdout
     destroy_snapshot(source, "i1")

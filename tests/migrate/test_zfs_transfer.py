@@ -18,6 +18,9 @@ from bhype_migrate.zfs_transfer import SNAPSHOT_PREFIX, ZfsPasses, converge
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow]
 MIB = 2**20
+# A receiver reading ~640 KB/s (busybox dd in a loop) that ends at the end of its input.
+THROTTLE = ("{ while :; do dd bs=64k count=1 2>/dev/null >/tmp/chunk.$$; [ -s /tmp/chunk.$$ ] || break; "
+            "cat /tmp/chunk.$$; sleep 0.1; done; rm -f /tmp/chunk.$$; } | ")
 
 
 class Recorder:
@@ -50,6 +53,7 @@ def pool(zfs_host):
     for dataset in ("tank/a", "tank/a/vms", "tank/b", "tank/b/vms"):
         runner.run(["zfs", "create", dataset])
     yield runner
+    reap_senders(runner)
     runner.run(["zpool", "destroy", "-f", "tank"], check=False)
     runner.close()
 
@@ -71,6 +75,16 @@ def vm_tree(runner, name: str, written_mib: int = 16) -> str:
 def snapshots(runner, *datasets: str) -> list[str]:
     out = runner.run(["zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r", *datasets], check=False).stdout
     return [line for line in out.split() if SNAPSHOT_PREFIX in line]
+
+
+def reap_senders(runner) -> None:
+    """End (by pid) a ``zfs send`` left blocked in the guest after its receiver refused the
+    stream: the guest's dropbear does not close the sender's channel when the local ssh side
+    is gone (a local ``zfs send`` dies of the broken pipe)."""
+    for line in runner.run(["ps", "-o", "pid,args"]).stdout.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if args.startswith("zfs send") and pid.isdigit():
+            runner.run(["kill", pid], check=False)
 
 
 def sha(runner, device: str) -> str:
@@ -114,11 +128,12 @@ def test_cancelled_move_leaves_nothing_on_the_target(pool):
     source = ZfsEnd(pool, vm_tree(pool, "slow", written_mib=40))
     # The peer reads ~640 KB/s (a throttled pipe), so the cancel lands while it receives.
     throttled = ZfsEnd(pool, "tank/b/vms/slow", wrap=lambda argv: argv if argv[1] != "receive" else [
-        "sh", "-c", "while :; do dd bs=64k count=1 2>/dev/null; sleep 0.1; done | " + " ".join(argv)])
+        "sh", "-c", THROTTLE + " ".join(argv)])
     data: dict = {}
     passes = ZfsPasses(Recorder(cancel_after=2), source, throttled, data, "t2")
     with pytest.raises(Cancelled):
         passes.send("copy", 0, 80)
+    reap_senders(pool)  # the guest's side of a killed ssh (see reap_senders); a local send dies with it
     passes.rollback()
     deadline = time.monotonic() + 60
     while True:  # a killed zfs receive may take a moment to let go of its partial state
@@ -138,6 +153,7 @@ def test_a_name_taken_on_the_target_is_refused_and_left_alone(pool):
     passes = ZfsPasses(Recorder(), source, ZfsEnd(pool, "tank/b/vms/taken"), data, "t3")
     with pytest.raises(TransferFailed):
         passes.send("copy", 0, 80)
+    reap_senders(pool)
     passes.rollback()
     assert pool.run(["cat", "/tank/b/vms/taken/keep"]).stdout.strip() == "theirs"
     assert snapshots(pool, "tank/a", "tank/b") == []
