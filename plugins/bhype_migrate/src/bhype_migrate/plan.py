@@ -119,6 +119,11 @@ def make_plan(context: Any, vm: str, to: str, mode: str = "cold", transport: str
     except BhypeError as exc:
         problems.append(["to", f"peer {to} refused or is unreachable: {exc.message}"])
     transport, zfs = choose_transport(runtime, row, transport, facts, problems)
+    if transport == "zfs" and new_name:
+        # The replicated dataset carries the source's identity properties (org.bhype:uuid …)
+        # and snapshots: a copy under a new identity is not what zfs send -R makes.
+        problems.append(["transport", "a copy under a new name (as) is not made with zfs send; use rsync"])
+        zfs = None
     if zfs is not None:
         root, files, apparent, allocated = Path(zfs["source"]), [], zfs["bytes"], zfs["bytes"]
     elif transport == "rsync" and not [p for p in problems if p[0] == "transport"]:
