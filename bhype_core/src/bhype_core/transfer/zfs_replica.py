@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bhype_core.errors import BhypeError, ValidationErrors
+from bhype_core.errors import BhypeError, Conflict, ValidationErrors
 from bhype_core.transfer.rsync_run import CancelCheck, ProgressHandler
 from bhype_core.transfer.zfs_stream import SendResult, send_receive
 
@@ -152,10 +152,15 @@ def send_pass(source: ZfsEnd, target: ZfsEnd, name: str, base: str | None = None
               timeout: float | None = None) -> SendResult:
     """Send snapshot ``name`` of ``source`` (incremental from ``base``) into ``target``.
 
+    :raises Conflict: a full pass whose target dataset exists already (nothing sent).
     :raises TransferFailed: either side failed (the receiver's words first); nothing partial
         stays on ``target`` (no ``-s``).
     :raises Cancelled: ``cancel`` answered true; both sides were stopped.
     """
+    if base is None and exists(target):
+        # Refused before anything is sent (a full receive would refuse too, after the sender
+        # started): the name is taken there, and what is there is not ours to replace.
+        raise Conflict(f"{target.dataset} exists already on the receiving side; nothing was sent")
     send = replica_send_argv(source.snapshot(name), f"@{base}" if base else None, zfs=source.zfs)
     receive = target.wrap(replica_receive_argv(target.dataset, incremental=base is not None, zfs=target.zfs))
     return send_receive(source.runner, source.wrap(send), receive,
