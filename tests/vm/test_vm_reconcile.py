@@ -11,7 +11,7 @@ from bhype_core.hookspecs import hookimpl
 from bhype_core.spec import instance_name
 from bhype_core.vm.create import create_vm
 from bhype_core.vm.models import VM
-from bhype_core.vm.reconcile import reconcile
+from bhype_core.vm.reconcile import QUIET_SLICES, reconcile
 from bhype_core.vm.services import active_driver
 
 
@@ -111,7 +111,14 @@ def test_the_minutely_pass_skips_stopped_vms_until_their_state_file_or_row_chang
     write_json(VMFiles(open_datastore(runtime, "default").vm_dir("a1")).state, {"state": "stopped"})
     set_cached(runtime, "b1", "running")  # e.g. a start task
     assert reconcile(periodic)["changed"]["b1"] == "running -> stopped"
-    assert sorted(asked) == ["a1", "b1"]
+    assert "b1" in asked  # a row that changed is asked about on the very next pass
+    # A state file rewritten behind bHype's back is seen on its VM's slice's pass, and only then.
+    passes = 1
+    while "a1" not in asked:
+        passes += 1
+        assert passes <= QUIET_SLICES, "a changed state file must be seen within QUIET_SLICES passes"
+        reconcile(periodic)
+    assert asked.count("a1") == 1
     assert set(StateFileWatch(runtime).signatures()) == set()  # both stopped: no stat at all
     set_cached(runtime, "a1", "running")
     assert set(StateFileWatch(runtime).signatures()) == {"a1"}

@@ -1,8 +1,9 @@
 """Secrets at rest for transfers: daemon passwords and SSH private keys, 0600, worker only.
 
-A secret is written to a temporary file created exclusively with ``O_NOFOLLOW`` and mode 0600
-in a 0700 directory, then renamed over the final name (rename(2) is atomic and replaces a
-symlink itself, never its target). Readers open it with the core's safe file helpers (no
+A secret is written with the core's :func:`~bhype_core.safe_files.write_atomic` (a temporary
+file created exclusively with ``O_NOFOLLOW`` and mode 0600, in a 0700 directory opened without
+following a symlink, then renamed over the final name: rename(2) replaces a symlink itself,
+never its target). Readers open it with the core's safe file helpers (no
 symlink followed). The path, never the content, goes into argv (``--password-file``,
 ``ssh -i``); see docs/architecture.md "Shared transfer code".
 """
@@ -10,11 +11,10 @@ symlink followed). The path, never the content, goes into argv (``--password-fil
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from bhype_core.private_files import ensure_private_dir
-from bhype_core.safe_files import open_regular, read_bytes
+from bhype_core.safe_files import read_bytes, write_atomic
 
 SECRET_MODE = 0o600
 MAX_SECRET = 64 * 1024  # a password or an OpenSSH private key is far smaller
@@ -33,20 +33,7 @@ def write_secret(path: str | os.PathLike[str], data: str | bytes) -> Path:
     if len(payload) > MAX_SECRET:
         raise ValueError(f"a secret of {len(payload)} bytes is too large (at most {MAX_SECRET})")
     ensure_private_dir(target.parent)
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    fd = open_regular(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode=SECRET_MODE)
-    try:
-        os.fchmod(fd, SECRET_MODE)  # whatever the umask was
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        temporary.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(temporary, target)
+    write_atomic(target, payload, mode=SECRET_MODE)
     return target
 
 
