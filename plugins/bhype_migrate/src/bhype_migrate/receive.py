@@ -60,7 +60,7 @@ def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str,
     if not source.is_dir() or source.is_symlink():
         raise BhypeError(f"nothing was received in {incoming}")
     files = regular_files(source)
-    total = sum((source / name).stat().st_size for name in files) or 1
+    total = sum((source / name).stat().st_blocks * 512 for name in files) or 1  # the digest reads data blocks only
     done = [0]
 
     def counted(count: int) -> None:
