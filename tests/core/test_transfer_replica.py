@@ -93,13 +93,16 @@ def pool(zfs_host):
     runner.close()
 
 
-def reap_senders(runner) -> None:
-    """End (by pid) a ``zfs send`` left blocked in the guest after its receiver refused the
-    stream: the guest's dropbear does not close the sender's channel when the local ssh side
-    is gone (a local ``zfs send`` dies of the broken pipe)."""
+def reap_senders(runner, *starts: str) -> None:
+    """End (by pid) what a stopped pipeline left in the guest: a ``zfs send`` whose receiver
+    refused the stream, a receive whose sender was cancelled (and the throttle feeding it).
+    The guest's dropbear keeps such a channel open when the local ssh side is gone, where a
+    real host's local ``zfs send`` dies of the broken pipe and a remote ``zfs receive`` gets
+    end-of-file; either way the receive is interrupted, which is what is tested."""
+    starts = starts or ("zfs send",)
     for line in runner.run(["ps", "-o", "pid,args"]).stdout.splitlines():
         pid, _, args = line.strip().partition(" ")
-        if args.startswith("zfs send") and pid.isdigit():
+        if pid.isdigit() and args.startswith(starts):
             runner.run(["kill", pid], check=False)
 
 
@@ -164,12 +167,12 @@ def test_cancelled_pass_leaves_no_partial_dataset(pool):
     take_snapshot(source, "c1")
     # A receiver throttled to ~640 KB/s (busybox dd in a loop), so the send is cancelled part-way
     # while zfs receive holds a partial stream.
-    slow = ZfsEnd(pool, "tank/b/slow", wrap=lambda argv: [
+    slow = ZfsEnd(pool, "tank/b/slow", wrap=lambda argv: argv if argv[1] != "receive" else [
         "sh", "-c", THROTTLE + " ".join(argv)])
     progress: list = []
     with pytest.raises(Cancelled):
         send_pass(source, slow, "c1", on_progress=progress.append, cancel=lambda: len(progress) >= 2)
-    reap_senders(pool)  # the guest's side of a killed ssh (see reap_senders); a local send dies with it
+    reap_senders(pool, "zfs send", "zfs receive", "sh -c { while")  # the guest's side of the killed ssh
     assert gone(ZfsEnd(pool, "tank/b/slow")), "a partial receive stayed on the target"
     destroy_snapshot(source, "c1")
 

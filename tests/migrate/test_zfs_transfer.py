@@ -78,13 +78,16 @@ def snapshots(runner, *datasets: str) -> list[str]:
     return [line for line in out.split() if SNAPSHOT_PREFIX in line]
 
 
-def reap_senders(runner) -> None:
-    """End (by pid) a ``zfs send`` left blocked in the guest after its receiver refused the
-    stream: the guest's dropbear does not close the sender's channel when the local ssh side
-    is gone (a local ``zfs send`` dies of the broken pipe)."""
+def reap_senders(runner, *starts: str) -> None:
+    """End (by pid) what a stopped pipeline left in the guest: a ``zfs send`` whose receiver
+    refused the stream, a receive whose sender was cancelled (and the throttle feeding it).
+    The guest's dropbear keeps such a channel open when the local ssh side is gone, where a
+    real host's local ``zfs send`` dies of the broken pipe and a remote ``zfs receive`` gets
+    end-of-file; either way the receive is interrupted, which is what is tested."""
+    starts = starts or ("zfs send",)
     for line in runner.run(["ps", "-o", "pid,args"]).stdout.splitlines():
         pid, _, args = line.strip().partition(" ")
-        if args.startswith("zfs send") and pid.isdigit():
+        if pid.isdigit() and args.startswith(starts):
             runner.run(["kill", pid], check=False)
 
 
@@ -134,7 +137,7 @@ def test_cancelled_move_leaves_nothing_on_the_target(pool):
     passes = ZfsPasses(Recorder(cancel_after=2), source, throttled, data, "t2")
     with pytest.raises(Cancelled):
         passes.send("copy", 0, 80)
-    reap_senders(pool)  # the guest's side of a killed ssh (see reap_senders); a local send dies with it
+    reap_senders(pool, "zfs send", "zfs receive", "sh -c { while")  # the guest's side of the killed ssh
     passes.rollback()
     deadline = time.monotonic() + 60
     while True:  # a killed zfs receive may take a moment to let go of its partial state
