@@ -89,11 +89,17 @@ def zvol_to_image(
 
     :param settle: commands that let the OS create the clone's device node (``udevadm
         settle`` on Linux; nothing on FreeBSD, where devfs adds it at once).
+    :raises ValidationErrors: ``image``'s directory does not exist there (nothing ran).
     :raises TransferFailed: the reader or the writer failed (a partial image is removed).
     :raises Cancelled: ``cancel`` answered true (a partial image is removed).
     """
     started = time.monotonic()
     target = to if to is not None else runner
+    folder = image.rsplit("/", 1)[0] or "/"
+    write_argv(image)  # an absolute path, else ValidationErrors before anything runs
+    if target.run(wrap(["test", "-d", folder]), check=False).returncode != 0:
+        # Checked first: a writer failing at once would leave the reader (over SSH) waiting.
+        raise ValidationErrors([("image", f"{folder} is not a directory where the image goes")])
     clone = clone_name(snapshot)
     runner.run(clone_argv(snapshot, clone, zfs))
     try:
