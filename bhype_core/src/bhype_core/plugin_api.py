@@ -300,9 +300,11 @@ from bhype_core.transfer import (  # noqa: E402
     zvol_to_image,
 )
 from bhype_core.transfer import estimate as estimate_send  # noqa: E402
+from bhype_core.transfer.zfs_replica import exists as zfs_exists  # noqa: E402
 from bhype_core.transfer.zfs_replica import guid as zfs_guid  # noqa: E402
 
 __all__ += [
-    "ImageCopy", "ZfsEnd", "destroy_snapshot", "destroy_tree", "estimate_send", "parse_send_size", "zfs_guid",
+    "ImageCopy", "ZfsEnd", "destroy_snapshot", "destroy_tree", "estimate_send", "parse_send_size", "zfs_exists",
+    "zfs_guid",
     "replica_receive_argv", "replica_send_argv", "same_snapshot", "send_pass", "take_snapshot", "zvol_to_image",
 ]  # fmt: skip

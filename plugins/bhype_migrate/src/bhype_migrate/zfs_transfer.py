@@ -24,6 +24,7 @@ from typing import Any
 
 from bhype_core.plugin_api import (
     BhypeError,
+    Conflict,
     ZfsEnd,
     destroy_snapshot,
     destroy_tree,
@@ -33,6 +34,9 @@ from bhype_core.plugin_api import (
     take_snapshot,
     task_progress,
     zfs_guid,
+)
+from bhype_core.plugin_api import (
+    zfs_exists as exists,
 )
 
 SNAPSHOT_PREFIX = "bhype-move-"
@@ -68,13 +72,19 @@ class ZfsPasses:
         base = self.snapshots[-1] if self.snapshots else None
         self.snapshots.append(name)
         self.saved()
+        if base is None:
+            if exists(self.target):  # refused before anything is sent: what is there is not ours
+                raise Conflict(f"{self.target.dataset} exists already on the peer; nothing was sent")
+            # From here whatever lands under that name is this move's: a cancel can come after
+            # the whole stream was produced (buffered in pipes and ssh) and the receive may still
+            # complete, so a rollback must remove it even when this pass raised.
+            self.data["zfs_copy_ours"] = True
+        self.saved()
         take_snapshot(self.source, name)
         started = time.monotonic()
         result = send_pass(self.source, self.target, name, base,
                            on_progress=task_progress(self.context, label, start=low, span=high - low),
                            cancel=self.context.cancel_requested, timeout=PASS_TIMEOUT)
-        self.data["zfs_copy_ours"] = True  # the full pass created it: a rollback may destroy it
-        self.saved()
         seconds = time.monotonic() - started
         self.data["bytes_sent"] = self.data.get("bytes_sent", 0) + result.bytes_sent
         self.data.setdefault("passes", []).append({"label": label, "changed": result.bytes_sent,
