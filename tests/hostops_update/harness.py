@@ -5,7 +5,9 @@ services in place of the hostops half), QEMU guests under TCG, and the stand-in 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,7 @@ UPDATE = "/api/v1/hostops/update"
 WAIT = 600.0  # seconds; TCG guests on a loaded 2-core machine: a ceiling, not a timing assertion
 
 
-def config_toml(root: Path, admins: str) -> str:
+def config_toml(root: Path, admins: str, update_extra: str = "") -> str:
     return f"""\
 [core]
 data_dir = "{root / 'data'}"
@@ -63,7 +65,7 @@ standin_dir = "{root / 'standin'}"
 services = ["rsyncd"]
 vm_stop_timeout = 30
 reboot_wait = 300
-"""
+{update_extra}"""
 
 
 class ServiceWorker(WorkerProcess):
@@ -80,7 +82,8 @@ class ServiceWorker(WorkerProcess):
 class UpdateHost:
     """The API client (as a real admin), the worker processes, the stand-in's state."""
 
-    def __init__(self, root: Path, client: TestClient, config: Path) -> None:
+    def __init__(self, root: Path, client: TestClient, config: Path, runtime: Any = None) -> None:
+        self.runtime = runtime
         self.root = root
         self.client = client
         self.config = config
@@ -123,6 +126,33 @@ class UpdateHost:
     def vm_state(self, name: str) -> str:
         return self.client.get(f"/api/v1/vms/{name}").json()["state"]
 
+    def vm_dir(self, name: str) -> Path:
+        """The VM's private directory (its serial log, saved state …)."""
+        from bhype_core.vm.services import open_datastore
+
+        return open_datastore(self.runtime).vm_dir(name)
+
+    def serial(self, name: str) -> str:
+        """What the VM's current QEMU logged of its serial port (each QEMU starts the log anew)."""
+        try:
+            return (self.vm_dir(name) / "serial.log").read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_serial(self, name: str, pattern: str) -> re.Match[str]:
+        found: list[re.Match[str]] = []
+        self.wait_for(lambda: found.append(m) or True if (m := re.search(pattern, self.serial(name))) else False,
+                      f"{pattern!r} on the serial port of {name}")
+        return found[0]
+
+    def type_serial(self, name: str, text: str) -> None:
+        """Type ``text`` into the VM's serial console (its shell reads it)."""
+        path = self.client.get(f"/api/v1/vms/{name}").json()["status"]["consoles"]["serial"]["unix"]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(path)
+            sock.sendall(text.encode())
+            time.sleep(2)  # QEMU drops what the guest's UART has not taken when the connection closes
+
     def plan(self) -> dict[str, Any]:
         return self.task(self.post(f"{UPDATE}/plan")["task_id"])["result"]
 
@@ -158,20 +188,21 @@ class UpdateHost:
 
 
 @contextmanager
-def update_host(tiny_guest: GuestImage, roles: Any) -> Iterator[UpdateHost]:
-    """The stack, torn down (VMs powered off, workers stopped, files removed) afterwards."""
+def update_host(tiny_guest: GuestImage, roles: Any, update_extra: str = "") -> Iterator[UpdateHost]:
+    """The stack, torn down (VMs powered off, workers stopped, files removed) afterwards.
+    ``update_extra``: more ``[hostops_update]`` lines (``vm_suspend = false``)."""
     root = Path(tempfile.mkdtemp(prefix="bh-upd-", dir="/tmp"))  # unix socket paths stay short
     (root / "templates").mkdir()
     (root / "templates" / "tiny.toml").write_text(tiny_guest.template_toml())
     config = root / "bhype.toml"
-    config.write_text(config_toml(root, roles.admins.name))
+    config.write_text(config_toml(root, roles.admins.name, update_extra))
     runtime = build_runtime(load_settings(config, environ={}))
     upgrade(runtime)
     app = create_app(runtime=runtime)
     admin = roles.admin()
     act_as(app, admin.name, "admin")
     with TestClient(app) as client:
-        host = UpdateHost(root, client, config)
+        host = UpdateHost(root, client, config, runtime)
         host.start_worker()
         try:
             yield host

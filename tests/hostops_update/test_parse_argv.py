@@ -63,6 +63,9 @@ def test_installers_saying_there_is_nothing_to_do() -> None:
 def test_bhyve_usage_lists_restore_only_on_snapshot_builds() -> None:
     assert lists_restore("Usage: bhyve [-AaCDeHhPSuWwxY]\n       -r: path to checkpoint file\n")
     assert not lists_restore("Usage: bhyve [-AaCDeHhPSuWwxY]\n       -h: help\n")
+    # The synopsis shows "[-r file]" on every build (usr.sbin/bhyve usage()): not a snapshot build.
+    assert not lists_restore("Usage: bhyve [-AaCDeHhPSuWwxY]\n             [-p vcpu:hostcpu] [-r file] [-s pci] "
+                             "[-U uuid] vmname\n       -h: help\n")
 
 
 def test_argv() -> None:

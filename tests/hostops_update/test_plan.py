@@ -34,7 +34,19 @@ def test_running_vms_in_autostart_order_and_the_rest_left_alone() -> None:
     assert plan["updates"]["known"] is False and "unknown" in plan["updates"]["reason"]
     assert plan["reboot"].startswith("only if base system updates get installed")
     assert plan["problems"] == []
-    assert "suspend is not supported here" in plan["vm_shutdown"]
+    assert "cannot suspend here" in plan["vm_shutdown"]
+    assert plan["vm_actions"] == {"db": "shutdown", "web": "shutdown", "adhoc": "shutdown"}
+
+
+def test_vms_are_suspended_where_the_driver_can_unless_the_setting_says_no() -> None:
+    host = {**HOST, "can_suspend": True}
+    plan = build_plan(VMS, UpdateSettings(), updates_from_check(None), host, KINDS, NOW)
+    assert plan["suspend_supported"] is True
+    assert [vm["action"] for vm in plan["vms"]] == ["suspend", "suspend", "suspend"]
+    assert plan["vm_actions"] == {"db": "suspend", "web": "suspend", "adhoc": "suspend"}
+    assert plan["vm_shutdown"].startswith("suspend to disk") and "ACPI" in plan["vm_shutdown"]  # the fallback
+    off = build_plan(VMS, UpdateSettings(vm_suspend=False), updates_from_check(None), host, KINDS, NOW)
+    assert {vm["action"] for vm in off["vms"]} == {"shutdown"} and "vm_suspend is off" in off["vm_shutdown"]
 
 
 def test_a_setting_overrides_each_vms_stop_timeout() -> None:

@@ -7,9 +7,17 @@ VMs come back without updating."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from bhype_core.testing.guest_image import READY_MARKER
+
 from .harness import UPDATE, update_host
+
+TICKS = re.compile(r"TICK (\d+) ([0-9a-f-]{36})")
+LOOP = ('i=0; while :; do i=$((i+1)); echo "TICK $i $(cat /proc/sys/kernel/random/boot_id)"; '
+        "sleep 1; done &\n")
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow]
 
@@ -20,7 +28,8 @@ def _pending(state: dict) -> None:
 
 
 def test_update_with_reboot_brings_back_exactly_the_running_vms_in_order(tiny_guest, bhype_roles) -> None:
-    with update_host(tiny_guest, bhype_roles) as host:
+    # The ACPI shutdown path (suspend off); the suspend path is the next test.
+    with update_host(tiny_guest, bhype_roles, "vm_suspend = false\n") as host:
         host.standin(_pending)
         host.create("beta", {"enabled": True, "order": 20})
         host.create("alpha", {"enabled": False, "order": 10, "delay": 30})  # ran by hand: still brought back
@@ -36,7 +45,7 @@ def test_update_with_reboot_brings_back_exactly_the_running_vms_in_order(tiny_gu
         assert plan["services"] == ["rsyncd"]
         assert plan["boot_environment"]["booted"] == "default"
         assert plan["boot_environment"]["expected_after_reboot"] == "default"
-        assert plan["suspend_supported"] is False
+        assert plan["suspend_supported"] is True and plan["vm_actions"] == {"beta": "shutdown", "alpha": "shutdown"}
         assert host.post(f"{UPDATE}/run", {"confirm": False}, status=422)
 
         first = host.workers[0]
@@ -75,6 +84,59 @@ def test_update_with_reboot_brings_back_exactly_the_running_vms_in_order(tiny_gu
         assert "base: Installing updates... done." in messages
         assert "packages: [1/1] Upgrading curl from 8.4.0 to 8.6.0..." in messages
         assert any("resuming host update run" in m for m in messages)
+
+
+def test_suspended_vms_are_resumed_after_the_reboot_and_a_failed_suspend_shuts_down(tiny_guest, bhype_roles) -> None:
+    """``keep`` counts on its serial port; it is suspended, the worker is killed by the reboot,
+    and after it ``keep`` is resumed: the count goes on in the same boot, init never runs again.
+    ``stuck``'s state file cannot be written (a directory is in the way): its suspend fails, it is
+    shut down by ACPI instead and boots afresh after the reboot."""
+    with update_host(tiny_guest, bhype_roles) as host:
+        host.standin(_pending)
+        host.create("keep", {"enabled": True, "order": 10})
+        host.create("stuck", {"enabled": True, "order": 20})
+        for name in ("keep", "stuck"):
+            host.task(host.post(f"/api/v1/vms/{name}/start")["task_id"])
+            host.wait_serial(name, READY_MARKER)
+
+        def counting() -> bool:
+            if not TICKS.search(host.serial("keep")):
+                host.type_serial("keep", LOOP)  # a shell still starting swallows what is typed
+            return len(TICKS.findall(host.serial("keep"))) >= 3
+
+        host.wait_for(counting, "keep's counter")
+        (host.vm_dir("stuck") / "saved-state").mkdir()
+        plan = host.plan()
+        assert plan["suspend_supported"] is True and plan["vm_actions"] == {"keep": "suspend", "stuck": "suspend"}
+        assert plan["stop_order"] == ["stuck", "keep"]
+
+        first = host.workers[0]
+        task_id = host.post(f"{UPDATE}/run", {"confirm": True})["task_id"]
+        host.wait_worker_gone(first)  # the stand-in reboot
+        before = [(int(n), boot) for n, boot in TICKS.findall(host.serial("keep"))]
+        run = host.run()[0]
+        assert run["data"]["vms_stopped"] == {"stuck": "stopped", "keep": "suspended"}
+        keep = host.client.get("/api/v1/vms/keep").json()
+        assert keep["state"] == "stopped" and keep["status"]["suspended"]["size"] > 0
+        assert (host.vm_dir("keep") / "saved-state").is_file()
+
+        host.start_worker()
+        task = host.task(task_id)
+        run = host.run(run["id"])
+        assert run["state"] == "done", run
+        assert run["data"]["vms_started"] == ["keep", "stuck"] and run["data"]["vms_resumed"] == ["keep"]
+        assert (host.vm_state("keep"), host.vm_state("stuck")) == ("running", "running")
+        last, boot_id = before[-1]
+        host.wait_serial("keep", rf"TICK {last + 2} ")
+        after = [(int(n), boot) for n, boot in TICKS.findall(host.serial("keep"))]
+        assert after[0][0] in (last, last + 1) and {boot for _, boot in after} == {boot_id}, (before[-2:], after[:2])
+        assert READY_MARKER not in host.serial("keep")  # resumed: init never ran again
+        host.wait_serial("stuck", READY_MARKER)  # booted afresh
+        assert not (host.vm_dir("keep") / "saved-state").exists()
+        messages = [line["message"] for line in task["log"]]
+        assert any("VM stuck: suspend failed" in m and "is in the way" in m and "shutting it down instead" in m
+                   for m in messages), messages
+        assert any("keep resumed from disk" in m for m in messages)
 
 
 def test_other_boot_environment_stops_then_vms_come_back_without_updating(tiny_guest, bhype_roles) -> None:

@@ -105,3 +105,48 @@ def test_status_shows_the_engine_id_it_keeps(client):
 def test_testing_an_unknown_manager_is_404_and_queues_nothing(client):
     response = client().post("/api/v1/snmp/managers/nobody/test")
     assert response.status_code == 404 and "no SNMP manager named 'nobody'" in response.text
+
+
+AGENT_USER = {"name": "nms", "auth_protocol": "SHA384", "auth_key": "agent-Auth-S3cret", "priv_protocol": "AES192",
+              "priv_key": "agent-Priv-S3cret"}
+
+
+def test_agent_users_round_trip_without_keys(client):
+    api = client()
+    created = api.post("/api/v1/snmp/agent/users", json=AGENT_USER)
+    assert created.status_code == 201, created.text
+    assert created.json() == {"name": "nms", "auth_protocol": "SHA384", "priv_protocol": "AES192", "keys_set": True}
+    assert api.post("/api/v1/snmp/agent/users", json=AGENT_USER).status_code == 409
+    listed, status = api.get("/api/v1/snmp/agent/users"), api.get("/api/v1/snmp/status")
+    assert [u["name"] for u in listed.json()] == ["nms"]
+    assert status.json()["agent_users"] == 1 and status.json()["agent_v2c"] is False
+    assert status.json()["agent_engine_id"] != status.json()["engine_id"]  # the agent's own engine
+    for text in (created.text, listed.text, status.text):
+        assert "agent-Auth-S3cret" not in text and "agent-Priv-S3cret" not in text
+    assert api.delete("/api/v1/snmp/agent/users/nms").status_code == 204
+    assert api.get("/api/v1/snmp/agent/users").json() == []
+    assert api.delete("/api/v1/snmp/agent/users/nms").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "why"),
+    [({"name": "has space"}, "name", "letters, digits"), ({"name": "x" * 33}, "name", "at most 32"),
+     ({"auth_key": "short"}, "auth_key", "at least 8"), ({"priv_key": ""}, "priv_key", "at least 8"),
+     ({"auth_protocol": "MD5"}, "auth_protocol", "SHA224"), ({"priv_protocol": "DES"}, "priv_protocol", "AES")],
+)
+def test_bad_agent_users_are_refused_naming_the_field(client, change, field, why):
+    api = client()
+    response = api.post("/api/v1/snmp/agent/users", json={**AGENT_USER, **change})
+    assert response.status_code == 422 and field in response.text and why in response.text, response.text
+    assert "agent-Auth-S3cret" not in response.text and "agent-Priv-S3cret" not in response.text
+    assert api.get("/api/v1/snmp/agent/users").json() == []
+
+
+def test_operators_may_not_see_or_change_agent_users(client):
+    client().post("/api/v1/snmp/agent/users", json=AGENT_USER)
+    operator = client("operator")
+    for method, path in (("get", "/api/v1/snmp/agent/users"), ("post", "/api/v1/snmp/agent/users"),
+                         ("delete", "/api/v1/snmp/agent/users/nms")):
+        response = getattr(operator, method)(path, **({"json": AGENT_USER} if method == "post" else {}))
+        assert response.status_code == 403, (method, path, response.text)
+    assert [u["name"] for u in client().get("/api/v1/snmp/agent/users").json()] == ["nms"]

@@ -87,3 +87,21 @@ def test_operators_are_refused_in_one_line(bhype):
 def test_status_prints_the_engine_id(bhype):
     status, out, _ = bhype("snmp", "status")
     assert status == 0 and out.startswith("engine ID: 0x80001f8805") and "agent: off" in out
+
+
+def test_agent_user_add_list_remove_with_keys_from_the_environment(bhype, monkeypatch):
+    status, _, err = bhype("snmp", "agent", "user", "add", "nms")
+    assert status == 1 and "$BHYPE_SNMP_AUTH_KEY" in err  # no terminal to ask on: nothing added
+    monkeypatch.setenv("BHYPE_SNMP_AUTH_KEY", AUTH_KEY)
+    monkeypatch.setenv("BHYPE_SNMP_PRIV_KEY", PRIV_KEY)
+    status, out, err = bhype("snmp", "agent", "user", "add", "nms", "--auth-protocol", "SHA512")
+    assert (status, out) == (0, "agent user nms: SHA512 + AES (authPriv)\n"), err
+    status, out, _ = bhype("snmp", "agent", "user", "list", "--json")
+    assert json.loads(out) == [{"name": "nms", "auth_protocol": "SHA512", "priv_protocol": "AES", "keys_set": True}]
+    status, out, _ = bhype("snmp", "status")
+    assert "SNMPv2c off, 1 v3 user(s)" in out and "agent engine ID: 0x80001f8805" in out
+    assert AUTH_KEY not in out and PRIV_KEY not in out
+    status, out, _ = bhype("snmp", "agent", "user", "remove", "nms")
+    assert (status, out) == (0, "agent user nms removed\n")
+    status, out, _ = bhype("snmp", "agent", "user", "list")
+    assert (status, out) == (0, "no agent users\n")

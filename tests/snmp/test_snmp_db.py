@@ -40,3 +40,23 @@ def test_the_engine_id_survives_a_restart(runtime_on):
     first.engine.dispose()
     again = runtime_on()  # another process on the same database
     assert managers.engine_id(again) == engine_id
+
+
+def test_snmp_0002_keeps_the_senders_engine_id_and_adds_the_agents(runtime_on):
+    from alembic import command
+    from sqlalchemy import text
+
+    runtime = runtime_on()
+    with migrate._ALEMBIC_LOCK, migrate._exclusive(runtime.engine) as connection:  # a database at snmp_0001
+        command.upgrade(migrate.make_config(runtime.registry, connection), "snmp_0001")
+    with runtime.engine.begin() as connection:
+        connection.execute(text("INSERT INTO snmp_engine (engine_id, created) VALUES "
+                                "('80001f880500112233445566778899aabb', '2026-12-07 00:00:00')"))
+    assert "snmp_0002" in migrate.upgrade(runtime)
+    assert migrate.drift(runtime) == []
+    assert managers.engine_id(runtime) == bytes.fromhex("80001f880500112233445566778899aabb")  # traps unchanged
+    agent_id, boots = managers.next_boots(runtime)
+    assert agent_id != managers.engine_id(runtime) and agent_id[:5] == bytes.fromhex("80001f8805") and boots == 1
+    assert managers.next_boots(runtime) == (agent_id, 2)  # RFC 3414: boots grow at every start
+    assert managers.engine_id(runtime, "agent") == agent_id
+    runtime.engine.dispose()

@@ -16,7 +16,7 @@ from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
-from bhype_snmp import managers
+from bhype_snmp import agent_users, managers
 
 from .kit import require_webui
 
@@ -34,6 +34,9 @@ def app(tmp_path):
     managers.create_manager(runtime, managers.ManagerCreate(
         name="secure", host="nms.example.net", version="3", notify_type="inform", user="bhype",
         auth_key="ui-auth-S3cret", priv_key="ui-priv-S3cret"))
+    agent_users.create_user(runtime, agent_users.AgentUserCreate(
+        name="poller", auth_protocol="SHA512", auth_key="ui-agent-A-S3cret", priv_protocol="AES256",
+        priv_key="ui-agent-P-S3cret"))
     made = create_app(runtime=runtime)
     yield made, runtime
     runtime.engine.dispose()
@@ -59,7 +62,12 @@ def test_admins_see_managers_and_the_engine_id_without_secrets(app):
     assert "<td>nms1</td><td>192.0.2.7:162</td><td>v2c</td><td>trap</td>" in page.text
     assert "bhype (SHA256/AES, keys set)" in page.text and "community set" in page.text
     assert '<a href="/ui/snmp" aria-current="page">SNMP</a>' in page.text
-    for secret in ("ui-S3cret", "ui-auth-S3cret", "ui-priv-S3cret"):
+    agent_engine = managers.engine_id(app[1], "agent").hex()
+    assert f'<code id="snmp-agent-engine-id">0x{agent_engine}</code>' in page.text and agent_engine != engine
+    assert "<td>poller</td><td>SHA512</td><td>AES256</td>" in page.text and "SNMPv2c off (no community)" in page.text
+    assert 'data-api="DELETE /api/v1/snmp/agent/users/poller"' in page.text
+    assert 'data-api-form="POST /api/v1/snmp/agent/users"' in page.text
+    for secret in ("ui-S3cret", "ui-auth-S3cret", "ui-priv-S3cret", "ui-agent-A-S3cret", "ui-agent-P-S3cret"):
         assert secret not in page.text
 
 

@@ -79,7 +79,7 @@ def test_add_test_and_remove_a_manager_in_the_browser(browser, tmp_path, local_u
         page.fill("#m-priv-key", PRIV_KEY)
         page.select_option("#m-type", "inform")
         page.click("#snmp-add button[type=submit]")
-        error = page.locator("[data-error-for=auth_key]")
+        error = page.locator("#snmp-add [data-error-for=auth_key]")
         error.wait_for(state="visible")
         assert "at least 8 characters" in error.inner_text()
         assert page.locator("#snmp-managers").count() == 0 and managers.list_managers(runtime) == []
@@ -104,4 +104,49 @@ def test_add_test_and_remove_a_manager_in_the_browser(browser, tmp_path, local_u
         page.locator("tr[data-manager=nms]").get_by_role("button", name="Remove").click()
         page.click("#confirm-ok")
         page.locator("#snmp-no-managers").wait_for(state="visible")
+        context.close()
+
+
+def test_add_and_remove_an_agent_user_in_the_browser(browser, tmp_path, local_user):
+    from bhype_snmp import agent_users
+
+    pm = make_plugin_manager(load_entrypoints=True)
+    require_webui(pm)
+    runtime = build_runtime(make_settings(tmp_path / "data", auth={"account_recheck_interval": 3600}), pm)
+    upgrade(runtime)
+    admin = role_account(local_user, runtime)
+    with served_api(runtime) as (app, url):
+        auth = app.state.auth
+        secret, csrf, now = new_session_secret(), new_csrf_token(), time.time()
+        auth.sessions.create(SessionRecord(session_key(secret), admin.name, "admin", csrf, now, now, now, "127.0.0.1"))
+        context = browser.new_context()
+        context.add_cookies([{"name": auth.settings.cookie_name, "value": secret, "url": url},
+                             {"name": csrf_cookie_name(auth.settings), "value": csrf, "url": url}])
+        page = context.new_page()
+        page.set_default_timeout(WAIT)
+        page.goto(url + "/ui/snmp")
+        assert page.locator("#snmp-no-agent-users").is_visible()
+
+        page.fill("#a-name", "poller")
+        page.select_option("#a-auth-protocol", "SHA512")
+        page.fill("#a-auth-key", AUTH_KEY)
+        page.fill("#a-priv-key", "short")
+        page.click("#snmp-agent-user-add button[type=submit]")
+        error = page.locator("#snmp-agent-user-add [data-error-for=priv_key]")
+        error.wait_for(state="visible")
+        assert "at least 8 characters" in error.inner_text() and agent_users.list_users(runtime) == []
+
+        page.fill("#a-priv-key", PRIV_KEY)
+        page.click("#snmp-agent-user-add button[type=submit]")
+        row = page.locator("tr[data-agent-user=poller]")
+        row.wait_for(state="visible")  # the page reloaded with the new user
+        assert "SHA512" in row.inner_text() and "AES" in row.inner_text()
+        assert AUTH_KEY not in page.content() and PRIV_KEY not in page.content()
+        [stored] = agent_users.list_users(runtime)
+        assert (stored.auth_key, stored.priv_key) == (AUTH_KEY, PRIV_KEY)  # the agent can use them
+
+        row.get_by_role("button", name="Remove").click()
+        page.click("#confirm-ok")
+        page.locator("#snmp-no-agent-users").wait_for(state="visible")
+        assert agent_users.list_users(runtime) == []
         context.close()

@@ -91,3 +91,48 @@ def test_since_must_be_a_time_with_a_zone(served):
     assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["path"] == "since"
     naive = alice.get("/api/v1/webui/vms/stream", params={"since": "2025-01-01T00:00:00"})
     assert naive.status_code == 422 and "time zone" in naive.json()["error"]["message"]
+
+
+def test_a_vm_of_a_host_that_stops_heartbeating_turns_unknown_live(tmp_path):
+    """Issue 22: no reload needed: when a group host turns unreachable its VMs' rows get a ``vm``
+    event saying ``unknown`` (why in ``state_detail``), and their real state when it is back."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from bhype_core.db.models import utcnow
+    from bhype_core.hosts.models import Host
+    from bhype_core.hosts.registry import register
+    from bhype_core.vm.models import VM
+
+    env = PagesEnv(tmp_path, webui={"stream_poll_seconds": 0.05}, host={"name": "alpha", "unreachable_after": 60})
+    server = ServerThread(env.app).start()
+    try:
+        here, there = env.add_vms("alice", 2, state="running")
+        register(env.runtime)
+        with env.runtime.engine.begin() as connection:
+            connection.execute(update(VM).where(col(VM.name) == there).values(host="beta"))
+            connection.execute(Host.__table__.insert().values(
+                name="beta", address="beta", platform="linux", hypervisor="qemu", capacity={}, versions={},
+                task_kinds=[], registered=utcnow(), last_seen=utcnow()))
+
+        def beta_seen(seconds_ago: int) -> None:
+            with env.runtime.engine.begin() as connection:
+                connection.execute(update(Host).where(col(Host.name) == "beta")
+                                   .values(last_seen=utcnow() - timedelta(seconds=seconds_ago)))
+
+        with client_of(env, server, "alice").stream("GET", "/api/v1/webui/vms/stream") as stream:
+            assert stream.status_code == 200
+            change(env, here, "running", "first")  # a row change: proves the stream is past its start
+            assert [e[1]["name"] for e in next_events(stream, 1)] == [here]
+            beta_seen(600)  # beta's worker went silent ten minutes ago
+            ((kind, gone),) = next_events(stream, 1)
+            assert (kind, gone["name"], gone["state"], gone["host"]) == ("vm", there, "unknown", "beta")
+            assert gone["state_detail"] == "host beta is unreachable; last known state: running"
+            beta_seen(0)  # it heartbeats again
+            ((kind, back),) = next_events(stream, 1)
+            assert (kind, back["name"], back["state"]) == ("vm", there, "running")
+    finally:
+        server.stop()
+        env.close()

@@ -20,6 +20,7 @@ reference for plugin authors (``docs/plugins.md`` points here). Three grammars:
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -275,9 +276,10 @@ def bhype_vm_after_start(vm: VMRef, context: TaskContext) -> None:
 
 @hookspec
 def bhype_vm_before_stop(vm: VMRef, context: TaskContext) -> None:
-    """Called in the worker before a VM is asked to stop (graceful or forced).
+    """Called in the worker before a VM is asked to stop (graceful or forced) or is suspended
+    to disk (``vm.suspend``: the hypervisor ends too).
 
-    May veto a graceful stop; a forced stop logs a veto and goes on.
+    May veto a graceful stop or a suspend; a forced stop logs a veto and goes on.
 
     :param vm: the VM record (before the step).
     :param context: the running task's context (runner, log, progress).
@@ -571,4 +573,33 @@ def bhype_notify(event: Event, runtime: Runtime) -> None:
     :param runtime: the delivering process's :class:`~bhype_core.runtime.Runtime`, where a
         notifier finds its settings section (``runtime.settings.section("snmp")``) and the
         runner. Like any hook argument it is optional: ``def bhype_notify(event)`` is valid.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Questions the core asks plugins (issue 20: the SNMP VM table's last backup time)
+
+
+@hookspec
+def bhype_vm_last_backups(runtime: Runtime, uuids: list[str] | None) -> dict[str, datetime] | None:
+    """Answer "when was each VM last backed up?" from a backup plugin's own records.
+
+    Called through :func:`bhype_core.last_backups.last_backup_times` (``plugin_api``), which
+    merges every plugin's answer (the newest time per VM wins) — never call it by hand.
+    Readers (the SNMP agent, once per refresh) must not call it per request: it may query the
+    database.
+
+    Only a **good** backup counts: complete (everything written, its manifest last), not a
+    failed or interrupted run, and not one whose verification found a mismatch. A point not
+    verified yet counts (verification may run only weekly; the column would otherwise lag);
+    a failed restore drill does not disqualify a point (the data matched; the guest did not
+    boot). The time is when the point was taken (its start: what the data represents), UTC.
+
+    :param runtime: the calling process's :class:`~bhype_core.runtime.Runtime` (the plugin
+        reads its own tables through it).
+    :param uuids: the VM UUIDs asked about, or ``None`` for every VM the plugin knows. Keyed
+        by UUID, not name: a name can be reused after a VM is destroyed, and the new VM must
+        not show the old one's backups.
+    :return: ``{vm_uuid: aware UTC datetime}`` for the VMs that have a good backup (a VM
+        without one is left out), or ``None`` when the plugin keeps no backups.
     """

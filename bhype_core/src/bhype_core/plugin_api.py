@@ -27,13 +27,18 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`Principal`, :func:`client_address`.
 * **Errors** — :class:`BhypeError` and its family; the API maps each to one JSON shape.
 * **Events** — :class:`Event`, :class:`EventKind`, :func:`event_kinds` (the catalog).
-* **VMs** — :func:`get_vm`, :func:`find_vm`, :func:`list_vms`, :func:`may_see`,
+* **VMs** — :func:`get_vm`, :func:`find_vm`, :func:`list_vms`, :func:`list_vm_summaries`, :func:`may_see`,
   :func:`is_admin`, :func:`vm_ref`, :func:`is_running`, :func:`register_vm`/
   :func:`unregister_vm` (fire the ``bhype_vm_*_register`` hooks), :func:`open_datastore`,
   :func:`active_driver`, :func:`status_driver`, :class:`VM` (read-only rows),
   :class:`VMRef`, :class:`VMSpec`, :class:`VMSummary`/:func:`summary`, :data:`LIVE_FIELDS`,
   :func:`list_page`/:class:`ListQuery` (the paginated VM list the API and CLI use),
   :func:`mark_unknown` (VMs of an unreachable group host show ``unknown``, issue 22).
+* **Suspend to disk** (issue 19) — :func:`suspend_supported` (can this host's driver suspend:
+  capability ``suspend``, detected on bhyve), :func:`suspended_state` (a VM's saved state, or
+  ``None``); the task kind ``vm.suspend`` saves a running VM and stops it, and ``vm.start``
+  resumes it (``discard_saved_state`` boots afresh); :class:`SuspendFailed` (the guest runs
+  on), :class:`ResumeRefused` (the saved state no longer fits the VM).
 * **Lifecycle hooks** — a plugin whose task changes a VM (snapshot, rollback, clone, backup …)
   fires the matching pair through :func:`vm_before` (a veto propagates) and :func:`vm_after`
   (failures recorded, returned as :class:`HookFailure`; :func:`hook_errors` puts them in a
@@ -58,6 +63,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
 * **Live metrics** — :func:`publish_live_metrics` (the monitoring sampler, each tick) and
   :func:`read_live_metrics` (the API, ``/metrics``, SNMP): the newest host/VM/pool values, in
   Redis or the fact store (shape in :mod:`bhype_core.live_metrics`).
+* **Last backups** (issue 20) — :func:`last_backup_times` asks every backup plugin (hook
+  ``bhype_vm_last_backups``) for each VM's newest good backup and merges the answers (the
+  newest wins); the SNMP agent's last-backup column reads it once per refresh.
 * **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts);
   :func:`write_atomic` replaces a root-owned file in one step without following symlinks
   (``mode=0o600`` for secrets), :class:`UnsafeFile` when a path is not what it should be.
@@ -90,6 +98,12 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :func:`remove_secret`; SSH host keys :func:`pin_host_key`, :func:`parse_known_hosts`,
   :func:`fingerprint`. :class:`CommandCancelled` is what a runner raises when its ``cancel``
   check stops a command.
+* **Group hosts** (issue 22) — :func:`group_hosts` (every registered host as a
+  :class:`HostState`: its ``core_host`` row, :data:`REACHABLE`/:data:`UNREACHABLE`, heartbeat
+  age), :func:`unreachable_hosts` (names of those whose heartbeat is stale, remembered a second),
+  :func:`local_host_name` (this process's host); :func:`adopt_vm` gives a moved VM's one
+  record to the host it arrived on; ``context.submit(kind, arguments, host=…)`` runs a sub-task
+  on another host's worker (a remote sub-task).
 * **CLI** — :func:`connection_options`, :func:`api_subcommand` (a sub-command's parser with
   ``--json`` and the connection options), :func:`api_from`, :class:`VmApi`, :func:`follow`,
   :class:`StreamEvent`, :func:`format_table`.
@@ -130,6 +144,7 @@ from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
 from bhype_core.drivers.base import Attachments, HypervisorDriver, Problem, VMState, VMStatus
 from bhype_core.drivers.capabilities import Capability as DriverCapability
 from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, SpecCheck, VMStats
+from bhype_core.drivers.saved_state import ResumeRefused, SuspendFailed
 from bhype_core.errors import (
     BhypeError,
     CommandCancelled,
@@ -149,8 +164,13 @@ from bhype_core.events import Event
 from bhype_core.facts import ProbeState, read_probe
 from bhype_core.hookspecs import hookimpl
 from bhype_core.host.platform import detect_platform
+from bhype_core.hosts.registry import REACHABLE, UNREACHABLE, HostState
+from bhype_core.hosts.registry import host_states as group_hosts
+from bhype_core.hosts.settings import local_host_name
+from bhype_core.hosts.states import cached_unreachable as unreachable_hosts
 from bhype_core.hosts.states import mark_unknown
 from bhype_core.isos import iso_settings, list_isos
+from bhype_core.last_backups import last_backup_times
 from bhype_core.live_metrics import publish_live_metrics, read_live_metrics
 from bhype_core.network.models import SwitchPublic
 from bhype_core.network.service import list_switches
@@ -231,10 +251,21 @@ from bhype_core.vm.hooks import HookFailure, VMVerb, hook_errors, vm_after, vm_b
 from bhype_core.vm.listing import ListQuery, list_page
 from bhype_core.vm.models import VM, VMRef
 from bhype_core.vm.public import VMSummary, summary
-from bhype_core.vm.registration import register_vm, unregister_vm, vm_records_available
-from bhype_core.vm.service import find_vm, get_vm, is_admin, is_running, list_vms, may_see, status_driver, vm_ref
+from bhype_core.vm.registration import adopt_vm, register_vm, unregister_vm, vm_records_available
+from bhype_core.vm.service import (
+    find_vm,
+    get_vm,
+    is_admin,
+    is_running,
+    list_vm_summaries,
+    list_vms,
+    may_see,
+    status_driver,
+    vm_ref,
+)
 from bhype_core.vm.services import active_driver, open_datastore, template_catalog
 from bhype_core.vm.settings import vm_settings
+from bhype_core.vm.suspend import suspend_supported, suspended_state
 from bhype_core.vm.undo import Undo
 
 
@@ -274,7 +305,7 @@ __all__ = [
     "api_subcommand", "connection_options", "csrf_cookie", "detect_platform", "end_browser_session", "event_kinds",
     "find_vm",
     "follow", "format_table", "get_vm", "hook_errors", "hookimpl", "human_size", "is_admin", "is_running",
-    "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vms", "may_see",
+    "iso_settings", "list_isos", "list_page", "list_switches", "list_tasks", "list_vm_summaries", "list_vms", "may_see",
     "publish_live_metrics", "read_live_metrics",
     "mark_unknown", "open_datastore", "owns_vm",
     "parse_size", "password_login", "read_login_form", "read_probe", "register_vm", "session", "show_task",
@@ -282,6 +313,10 @@ __all__ = [
     "vm_after", "vm_before",
     "vm_records_available", "vm_ref", "vm_settings",
     "UnsafeFile", "write_atomic",
+    "ResumeRefused", "SuspendFailed", "suspend_supported", "suspended_state",
+    "last_backup_times",
+    # s7-group (issue 22): the group's hosts, moves inside a group
+    "HostState", "REACHABLE", "UNREACHABLE", "adopt_vm", "group_hosts", "local_host_name", "unreachable_hosts",
 ]  # fmt: skip
 
 # --- issue 17 (s7-migrate-zfs): replicating a dataset tree in passes (a warm ZFS move) and the

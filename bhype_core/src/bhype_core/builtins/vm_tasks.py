@@ -26,6 +26,7 @@ from bhype_core.vm.power import force_stop_vm, restart_vm, start_vm, stop_vm
 from bhype_core.vm.reconcile import reconcile
 from bhype_core.vm.settings import SECTION, VmSettings
 from bhype_core.vm.submit import vm_lock
+from bhype_core.vm.suspend import suspend_vm
 from bhype_core.vm.watch import INTERVAL, StateFileWatch
 
 # name: (run, object check, description). Every vm.* kind is for operators, on their own VMs.
@@ -35,6 +36,7 @@ KINDS: dict[str, tuple[Callable[..., Any], Callable[..., None], str]] = {
     "vm.stop": (stop_vm, owns_vm, "graceful ACPI shutdown; forced off after the timeout"),
     "vm.restart": (restart_vm, owns_vm, "graceful stop, then start"),
     "vm.force_stop": (force_stop_vm, owns_vm, "power the VM off at once"),
+    "vm.suspend": (suspend_vm, owns_vm, "save the running VM's memory to disk and stop it; its next start resumes it"),
     "vm.edit": (edit_vm, may_edit, "change spec fields (offline fields need the VM stopped)"),
     "vm.destroy": (destroy_vm, owns_vm, "remove a stopped VM: disks (unless kept), files, record"),
 }

@@ -176,6 +176,8 @@ def vm_action(args: argparse.Namespace) -> int:
     query: dict[str, Any] = {"timeout": args.timeout} if getattr(args, "timeout", None) is not None else {}
     if getattr(args, "mode", None):
         query["mode"] = args.mode
+    if getattr(args, "discard_saved_state", False):
+        query["discard_saved_state"] = "true"
     return _task(api, api.request("POST", f"/api/v1/vms/{args.name}/{args.action}", **query), args)
 
 
@@ -253,13 +255,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     spec_options(create)
 
     for name, help in (("start", "start a VM (preflight first)"), ("stop", "graceful ACPI shutdown"),
-                       ("restart", "graceful stop, then start"), ("force-stop", "power off at once")):
+                       ("restart", "graceful stop, then start"), ("force-stop", "power off at once"),
+                       ("suspend", "save the VM's memory to disk and stop it; start resumes it")):
         action = add(name, vm_action, help, wait=True)
         action.set_defaults(action=name)
         if name in ("stop", "restart"):
             action.add_argument("--timeout", type=float, help="seconds before forcing (default: vm.stop_timeout)")
+        if name == "suspend":
+            action.add_argument("--timeout", type=float, help="seconds the save may take (default 600)")
         if name == "start":
             start_modes(action)
+            action.add_argument("--discard-saved-state", action="store_true",
+                                help="a suspended VM: drop its saved state and boot afresh")
 
     edit = add("edit", vm_edit, "change spec fields (most need the VM stopped)", wait=True)
     spec_options(edit)

@@ -57,6 +57,8 @@ class Attachments:
     :param hostfwd: QEMU user networking forwards per NIC index (``tcp:127.0.0.1:2222-:22``).
     :param start_mode: ``normal``, ``install`` or ``rescue``: what this start boots first and
         after the guest's first reboot (:mod:`bhype_core.drivers.boot_plan`).
+    :param restore_from: resume the guest from this saved state (what :meth:`HypervisorDriver.suspend`
+        wrote) instead of booting it; only with ``start_mode`` ``normal``.
     """
 
     disk_paths: Sequence[str] = ()
@@ -65,6 +67,7 @@ class Attachments:
     taps: Sequence[str | None] = ()
     hostfwd: Mapping[int, Sequence[str]] = field(default_factory=dict)
     start_mode: str = "normal"
+    restore_from: str | None = None
 
 
 class HypervisorFailed(BhypeError):
@@ -104,6 +107,8 @@ class VMStatus:
     ``restarts`` counts guest reboots the supervisor restarted the hypervisor for,
     ``history`` holds the recent hypervisor exits (``at``, ``exit_status``, ``meaning``,
     ``outcome``), ``crash_id`` identifies the crash a ``crashed`` state reports.
+    ``suspended`` is the saved state of a suspended VM (``path``, ``at``, ``size``; state
+    ``stopped``): its next start resumes the guest (:mod:`bhype_core.drivers.saved_state`).
     """
 
     state: VMState
@@ -115,6 +120,7 @@ class VMStatus:
     restarts: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     crash_id: str | None = None
+    suspended: dict[str, Any] | None = None
 
     @property
     def active(self) -> bool:
@@ -132,6 +138,7 @@ class VMStatus:
             "restarts": self.restarts,
             "history": self.history,
             "crash_id": self.crash_id,
+            "suspended": self.suspended,
         }
 
 
@@ -206,6 +213,35 @@ class HypervisorDriver(ABC):
         ``runtime.notify(crash_event(vm_name, status))`` (:func:`crash_event`).
         """
         self.crash_listeners.append(listener)
+
+    def suspend_supported(self) -> bool:
+        """Whether :meth:`suspend` works on this host (the driver declares
+        :attr:`Capability.SUSPEND <bhype_core.drivers.capabilities.Capability.SUSPEND>`; bhyve
+        detects it first: only ``BHYVE_SNAPSHOT`` builds can). May run a host command once."""
+        return Capability.SUSPEND in self.capabilities
+
+    def suspend(self, spec: VMSpec, vm_dir: Path, timeout: float) -> VMStatus:
+        """Save the running guest's memory and device state to files in ``vm_dir`` (0600) and
+        end the hypervisor; the VM is then ``stopped`` with ``suspended`` set, and the next
+        :meth:`start` given ``Attachments(restore_from=...)`` resumes it.
+
+        :raises NotSupported: the driver or this host's hypervisor cannot.
+        :raises Conflict: the VM is not running.
+        :raises SuspendFailed: saving failed; the guest runs on (nothing is left behind).
+        """
+        raise NotSupported("suspend", f"driver {self.name or type(self).__name__}")
+
+    def saved_state(self, vm_dir: Path) -> Any:
+        """The :class:`~bhype_core.drivers.saved_state.SavedState` of a suspended VM, or ``None``."""
+        from bhype_core.drivers import saved_state
+
+        return saved_state.read(Path(vm_dir))
+
+    def discard_saved_state(self, vm_dir: Path) -> None:
+        """Remove a suspended VM's saved state (its next start boots afresh)."""
+        from bhype_core.drivers import saved_state
+
+        saved_state.discard(Path(vm_dir))
 
     @abstractmethod
     def preflight(self, spec: VMSpec, vm_dir: Path, attachments: Attachments | None = None) -> list[Problem]:

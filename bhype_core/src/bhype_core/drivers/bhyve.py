@@ -31,9 +31,16 @@ from bhype_core.drivers.bhyve_argv import (
     grub_cfg,
     grub_device_map,
 )
+from bhype_core.drivers.bhyve_suspend import (
+    bhyve_restore_argv,
+    bhyve_usage_argv,
+    bhyvectl_suspend_argv,
+    usage_lists_restore,
+)
 from bhype_core.drivers.boot_plan import BootStage, boot_plan, stage_spec
 from bhype_core.drivers.capabilities import Capability, FirmwareRules, SpecCheck, VMStats
 from bhype_core.drivers.preflight import already_running, attached_files, memory, vnc_port
+from bhype_core.drivers.saved_state import SuspendFailed
 from bhype_core.drivers.stats_parsers import (
     BHYVECTL_COUNTERS,
     bhyvectl_stats_argv,
@@ -367,6 +374,42 @@ class BhyveDriver(SupervisedDriver):
             if found.returncode == 0:
                 names.add(name)
         return sorted(names)
+
+    # -- suspend and resume ----------------------------------------------------------------
+
+    def suspend_supported(self) -> bool:
+        """Detected, not assumed: ``bhyve -h`` describes ``-r`` only on a ``BHYVE_SNAPSHOT``
+        build (:mod:`~bhype_core.drivers.bhyve_suspend`). Asked once per driver; a yes adds
+        ``SUSPEND`` to this driver's capabilities."""
+        found = self.__dict__.get("_snapshot_build")
+        if found is None:
+            try:
+                result = self.runner.run(bhyve_usage_argv(self.bhyve), timeout=10, check=False)
+                found = usage_lists_restore(result.stdout + result.stderr)
+            except CommandError:
+                found = False  # no bhyve to ask (not FreeBSD): no suspend
+            self.__dict__["_snapshot_build"] = found
+            if found:
+                self.capabilities = self.capabilities | {Capability.SUSPEND}
+        return bool(found)
+
+    def save_state(self, instance: str, vm_dir: Path, status: VMStatus, path: Path, timeout: float) -> None:
+        """bhyvectl(8) ``--suspend=FILE``: bhyve saves the guest to FILE, FILE.kern (and
+        FILE.meta), destroys the VM and exits 0 (the supervisor records a suspend). A non-zero
+        exit means nothing was saved and the guest runs on."""
+        argv = bhyvectl_suspend_argv(self.bhyvectl, instance, str(path))
+        try:
+            result = self.runner.run(argv, timeout=timeout, check=False)
+        except CommandError as exc:
+            raise SuspendFailed(f"bhyvectl --suspend for {instance} failed: {exc.reason or exc}") from None
+        if result.returncode != 0:
+            said = (result.stderr or result.stdout).strip().replace("\n", " | ")[-300:]
+            raise SuspendFailed(f"bhyvectl --suspend for {instance} exited {result.returncode}: {said or 'no output'}")
+
+    def restore_argv(self, argv: list[str], path: str) -> list[str]:
+        """bhyve(8) ``-r FILE`` with the identical device list; no loader runs (the supervisor
+        only frees a leftover instance first)."""
+        return bhyve_restore_argv(argv, path)
 
     # -- capabilities ------------------------------------------------------------------------
 

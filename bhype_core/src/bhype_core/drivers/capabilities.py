@@ -27,7 +27,7 @@ class Capability(StrEnum):
     SERIAL_CONSOLE = "serial-console"  # an attachable serial console
     LIVE_STATS = "live-stats"  # :meth:`HypervisorDriver.stats` on a running VM
     DISK_STATS = "disk-stats"  # per-disk I/O counters in those stats
-    SUSPEND = "suspend"  # pause/resume (or checkpoint) a running guest
+    SUSPEND = "suspend"  # suspend to disk and resume (HypervisorDriver.suspend, drivers/saved_state.py)
 
 
 SpecCheck = Callable[[Any], list[tuple[str, str]]]

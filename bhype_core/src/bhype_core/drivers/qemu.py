@@ -16,9 +16,11 @@ Two QMP monitors: the supervisor holds ``qmp.sock`` for the whole run (it needs 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,12 @@ from bhype_core.drivers.capabilities import Capability, FirmwareRules, VMStats
 from bhype_core.drivers.preflight import already_running, attached_files, linux_memory, memory
 from bhype_core.drivers.qemu_argv import OVMF_CANDIDATES, QEMU, QemuResources, find_ovmf, qemu_argv
 from bhype_core.drivers.qmp import QMPClient, QMPClosed, QMPError
+from bhype_core.drivers.saved_state import SuspendFailed
 from bhype_core.drivers.stats_parsers import parse_blockstats, parse_proc, proc_argv
 from bhype_core.drivers.supervised import Prepared, SupervisedDriver
+from bhype_core.drivers.supervisor_kinds import wait_migration
 from bhype_core.errors import Conflict
+from bhype_core.safe_files import open_regular
 from bhype_core.spec import VMSpec
 from bhype_core.vm.firmware import FirmwareMissing
 
@@ -53,7 +58,7 @@ class QemuDriver(SupervisedDriver):
     # uefi-csm boots with SeaBIOS (qemu_argv), the legacy boot bhyve's CSM ROM gives.
     capabilities = frozenset({
         Capability.UEFI, Capability.UEFI_CSM, Capability.VNC_UNIX_SOCKET, Capability.SERIAL_CONSOLE,
-        Capability.LIVE_STATS, Capability.DISK_STATS,
+        Capability.LIVE_STATS, Capability.DISK_STATS, Capability.SUSPEND,
     })  # fmt: skip
 
     def __init__(
@@ -255,6 +260,51 @@ class QemuDriver(SupervisedDriver):
         except QMPError:
             if status.pid:  # the monitor does not answer: end the process
                 self.runner.run(["kill", "-s", "KILL", str(status.pid)], timeout=10, check=False)
+
+    # -- suspend and resume ------------------------------------------------------------------
+
+    def save_state(self, instance: str, vm_dir: Path, status: VMStatus, path: Path, timeout: float) -> None:
+        """Suspend to disk through QMP on the driver's monitor: ``stop`` (the CPUs, so the
+        guest's state is one moment), ``getfd`` with the state file this process opened (0600,
+        never through a symlink), ``migrate`` to ``fd:`` (QEMU 7.2 has no ``file:`` URI and
+        ``exec:`` would be a shell), ``query-migrate`` until ``completed``, then ``quit``. On
+        any failure the migration is cancelled and ``cont`` lets the guest run on. QMP
+        reference: QEMU's ``qapi/migration.json``, ``qapi/misc.json``."""
+        deadline = time.monotonic() + timeout
+        fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode=0o600, single_link=True)
+        try:
+            os.fchmod(fd, 0o600)
+            with QMPClient(self.ctl_socket(vm_dir), timeout=QMP_TIMEOUT) as client:
+                try:
+                    client.execute("stop")
+                    client.pass_fd("bhype-suspend", fd)
+                    client.execute("migrate", {"uri": "fd:bhype-suspend"})
+                    wait_migration(client, deadline, "saving the guest")
+                except QMPError as exc:
+                    self._resume_after_failure(client)
+                    raise SuspendFailed(f"QEMU could not save VM {instance}: {exc.message}; it runs on") from None
+                try:
+                    client.execute("quit")
+                except QMPClosed:
+                    pass  # QEMU may close the monitor before it answers
+        except QMPError as exc:
+            raise SuspendFailed(f"QEMU could not save VM {instance}: {exc.message}") from None
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _resume_after_failure(client: QMPClient) -> None:
+        for command in ("migrate_cancel", "cont"):
+            try:
+                client.execute(command)
+            except QMPError:
+                pass
+
+    def restore_argv(self, argv: list[str], path: str) -> list[str]:
+        """The same command line plus ``-incoming defer`` (qemu(1)): QEMU waits for the
+        supervisor to feed it the saved state over QMP (``migrate-incoming``) instead of
+        booting. The device list is the one the guest was saved under (checked before)."""
+        return [*argv, "-incoming", "defer"]
 
     # -- capabilities ------------------------------------------------------------------------
 

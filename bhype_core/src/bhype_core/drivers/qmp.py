@@ -95,7 +95,8 @@ class QMPClient:
         return self
 
     def execute(
-        self, command: str, arguments: dict[str, Any] | None = None, timeout: float | None = None
+        self, command: str, arguments: dict[str, Any] | None = None, timeout: float | None = None,
+        fds: list[int] | None = None,
     ) -> Any:
         """Send one command and return its ``return`` value.
 
@@ -112,7 +113,12 @@ class QMPClient:
             message["arguments"] = arguments
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         try:
-            self._sock.sendall(json.dumps(message).encode() + b"\r\n")
+            data = json.dumps(message).encode() + b"\r\n"
+            if fds:  # unix(7) SCM_RIGHTS: the descriptors go with the command's first byte
+                sent = socket.send_fds(self._sock, [data], fds)
+                self._sock.sendall(data[sent:])
+            else:
+                self._sock.sendall(data)
         except OSError as exc:
             raise QMPClosed(f"QMP {command}: connection lost: {exc}") from None
         while True:
@@ -126,6 +132,16 @@ class QMPClient:
                 error = reply["error"]
                 raise QMPCommandError(command, str(error.get("class")), str(error.get("desc")))
             return reply.get("return")
+
+    def pass_fd(self, fdname: str, fd: int, timeout: float | None = None) -> None:
+        """Hand QEMU the open file ``fd`` under ``fdname`` (QMP ``getfd``: the descriptor
+        travels as ``SCM_RIGHTS`` ancillary data with the command, qmp-spec.rst and QEMU's
+        ``qapi/misc.json``), for a later ``fd:NAME`` migration URI. QEMU keeps its own copy;
+        the caller still closes ``fd``.
+
+        :raises QMPCommandError: QEMU refused it. :raises QMPError: no answer in time.
+        """
+        self.execute("getfd", {"fdname": fdname}, timeout=timeout, fds=[fd])
 
     def wait_event(
         self,

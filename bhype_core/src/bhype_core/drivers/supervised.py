@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bhype_core.drivers import saved_state
 from bhype_core.drivers.base import (
     Attachments,
     HostCommand,
@@ -32,7 +33,7 @@ from bhype_core.drivers.state import (
     supervisor_markers,
     write_json,
 )
-from bhype_core.errors import CommandError, Conflict
+from bhype_core.errors import CommandError, Conflict, NotSupported
 from bhype_core.safe_files import open_regular
 from bhype_core.spec import VMSpec
 
@@ -105,6 +106,15 @@ class SupervisedDriver(HypervisorDriver):
     def after_stop(self, instance: str, vm_dir: Path) -> None:  # noqa: B027 (optional)
         """Clean up hypervisor state the supervisor could not (bhyvectl --destroy)."""
 
+    def save_state(self, instance: str, vm_dir: Path, status: VMStatus, path: Path, timeout: float) -> None:
+        """Save the running guest to ``path`` (and its siblings) and make the hypervisor exit
+        (drivers with ``SUSPEND``). :raises SuspendFailed: the guest must still run then."""
+        raise NotSupported("suspend", f"driver {self.name}")
+
+    def restore_argv(self, argv: list[str], path: str) -> list[str]:
+        """The hypervisor command line that resumes from ``path`` instead of booting."""
+        raise NotSupported("resume", f"driver {self.name}")
+
     # -- start -------------------------------------------------------------------------------
 
     def supervisor_argv(self, vm_dir: Path) -> list[str]:
@@ -136,6 +146,7 @@ class SupervisedDriver(HypervisorDriver):
                     prepared = self.prepare(spec, vm_dir, attachments or Attachments(), port)
                 except ValueError as exc:  # resources that do not fit the spec
                     raise HypervisorFailed(f"cannot build the {self.name} command line: {exc}") from None
+                saved = self._restore(vm_dir, prepared, attachments)
                 created.extend(path for path in prepared.creates if not path.exists())
                 for command in prepared.setup:
                     self.runner.run(command.argv, timeout=120)
@@ -152,7 +163,25 @@ class SupervisedDriver(HypervisorDriver):
             if result.returncode != 0:
                 self._undo(vm_dir, created)
                 raise self._start_error(spec, result)
+        if saved is not None:  # the guest runs from it again: the files are spent
+            saved_state.discard(vm_dir, saved)
         return self.status(spec, vm_dir)
+
+    def _restore(self, vm_dir: Path, prepared: Prepared, attachments: Attachments | None) -> Any:
+        """For a start that resumes: check the saved state fits this start and tell the
+        supervisor how to resume (``restore`` in its config). :raises ResumeRefused:"""
+        path = attachments.restore_from if attachments else None
+        if not path:
+            return None
+        saved = saved_state.read(vm_dir)
+        if saved is None or saved.path != str(path):
+            raise saved_state.ResumeRefused(f"no saved state at {path} to resume from")
+        if prepared.config.get("after_first_reboot"):
+            raise saved_state.ResumeRefused("a suspended VM resumes with a normal start, not an install or rescue boot")
+        saved_state.check_resumable(saved, self.name, list(prepared.config["argv"]))
+        prepared.config["restore"] = {"path": saved.path, "argv": self.restore_argv(list(prepared.config["argv"]),
+                                                                                       saved.path)}
+        return saved
 
     def _launch(self, spec: VMSpec, vm_dir: Path) -> Any:
         """Run the supervisor's launcher; it returns once the hypervisor runs or failed.
@@ -243,7 +272,14 @@ class SupervisedDriver(HypervisorDriver):
                 crash_id = f"lost-{sup_pid}-{data.get('started_at', '')}"
         else:
             state = recorded
+        suspended = None
+        if state not in ACTIVE:
+            saved = saved_state.read(vm_dir)
+            if saved is not None:
+                suspended = {"path": saved.path, "at": saved.at, "size": saved.size}
+                detail = f"suspended to disk at {saved.at}: the next start resumes it"
         return VMStatus(
+            suspended=suspended,
             state=VMState(state) if state in VMState._value2member_map_ else VMState.UNKNOWN,
             pid=hv_pid if hypervisor else None,
             exit_status=data.get("exit_status"),
@@ -323,6 +359,38 @@ class SupervisedDriver(HypervisorDriver):
             return self._settle(spec, vm_dir, final)
         note = f"the guest did not shut down within {timeout:g}s of the ACPI power button"
         return self._force(spec, vm_dir, note)
+
+    def suspend(self, spec: VMSpec, vm_dir: Path, timeout: float) -> VMStatus:
+        """Save the guest to ``<vm_dir>/saved-state`` and end the hypervisor (see
+        :meth:`HypervisorDriver.suspend`). The stop request says ``suspend``, so the supervisor
+        records the exit as a suspend, never as a reboot or crash; a failed save withdraws it
+        and removes what was written: the guest runs on."""
+        vm_dir = Path(vm_dir).absolute()
+        if not self.suspend_supported():
+            raise NotSupported("suspend", f"driver {self.name} on this host")
+        status = self.status(spec, vm_dir)
+        if status.state is not VMState.RUNNING:
+            raise Conflict(f"VM {spec.name} is {status.state.value}: only a running VM can be suspended")
+        files = VMFiles(vm_dir)
+        argv = list((read_json(files.config) or {}).get("argv") or [])
+        path = saved_state.state_path(vm_dir)
+        saved_state.discard(vm_dir)  # an older record of a state that was resumed or abandoned
+        saved_state.clear_files(path)
+        self._request_stop(vm_dir, "suspend", f"saving the guest to {path}")
+        try:
+            self.save_state(spec.instance_name, vm_dir, status, path, timeout)
+            written, size = saved_state.seal(path)
+        except BaseException:
+            files.stop_request.unlink(missing_ok=True)
+            saved_state.clear_files(path)
+            raise
+        final = self.wait_inactive(spec, vm_dir, timeout)
+        if final is None:  # the state is on disk; the guest is paused: end the process
+            self._force(spec, vm_dir, "the hypervisor did not exit after saving the guest")
+        saved = saved_state.SavedState(path=str(path), files=written, driver=self.name, argv=argv,
+                                       at=now_iso(), size=size)
+        saved_state.record(vm_dir, saved)
+        return self._settle(spec, vm_dir, self.status(spec, vm_dir))
 
     def force_stop(self, spec: VMSpec, vm_dir: Path) -> VMStatus:
         vm_dir = Path(vm_dir).absolute()

@@ -92,8 +92,10 @@ class Supervisor:
 
     def spawn(self) -> tuple[subprocess.Popen[bytes], int]:
         """Start the hypervisor; its stdout/stderr go to hypervisor.log. Returns the process
-        and the log offset where its output starts."""
-        argv = validate_argv(self.config["argv"])
+        and the log offset where its output starts. A start that resumes a suspended guest
+        runs the driver's resume command line (``restore.argv``) once, the first time."""
+        restore = self.kind.restore
+        argv = validate_argv(restore["argv"] if restore else self.config["argv"])
         with self.files.hypervisor_log.open("ab") as log:
             log.write(f"--- {now_iso()} starting {argv[0]}\n".encode())
             log.flush()
@@ -118,6 +120,7 @@ class Supervisor:
             state="starting", supervisor_pid=os.getpid(), hypervisor_pid=None, started_at=now_iso(),
             boot_id=boot_id(self.runner), restarts=0, exit_status=None, signal=None, detail="",
             stderr_tail=[], crash_id=None, boot="install" if self.config.get("after_first_reboot") else "",
+            resumed_from=None,
         )  # fmt: skip
         try:
             return self._loop()
@@ -144,12 +147,18 @@ class Supervisor:
             if request is not None:  # rebooted while a stop was under way: stay stopped
                 self._finish(Decision(Outcome.STOPPED, "guest rebooted"), None, [], request)
                 return 0
+            # Resume from a saved state only on the first start: a later guest reboot boots.
+            self.kind.restore = self.config.get("restore") if first else None
             try:
                 self.kind.before_start(first)
                 proc, offset = self.spawn()
                 running = self.kind.wait_running(proc, time.monotonic() + timeout)
             except StartFailed as exc:
                 return self._start_failed(first, exc)
+            if running and self.kind.restore:
+                self.log(f"resumed the guest from {self.kind.restore['path']}")
+                self.update(resumed_from=self.kind.restore["path"])
+            self.kind.restore = None
             if running:
                 self.log(f"hypervisor pid {proc.pid} is running")
                 # state.json first: the launcher's caller reads it as soon as it hears "ok".
@@ -171,6 +180,10 @@ class Supervisor:
                 running = True
             request = self.stop_request()
             decision = decide(exit.status, exit.signal, stop_requested=request is not None)
+            if request is not None and request.get("mode") == "suspend":
+                # The driver saved the guest and ended the hypervisor (bhyve exits 0 after
+                # bhyvectl --suspend, QEMU on QMP quit): a suspend, never a reboot or a crash.
+                decision = Decision(Outcome.STOPPED, "suspended to disk")
             if not running and exit.status == 1 and tail:
                 # bhyve(8) usage(1) also exits 1: exit 1 with an error text before the guest
                 # ran is a failed start, not a power-off (reference 1.7 caveat).
@@ -246,7 +259,9 @@ class Supervisor:
         # A stop somebody asked for reads as that, not as an exit to explain: the hypervisor's
         # own meaning (bhyve exits 1 on power-off) follows in brackets.
         detail = decision.meaning
-        if request is not None and request.get("mode") == "force":
+        if request is not None and request.get("mode") == "suspend":
+            detail = f"suspended to disk ({request.get('note') or 'saved state'})"
+        elif request is not None and request.get("mode") == "force":
             detail = f"stopped on request, powered off by force: {request.get('note') or 'force-stop requested'}"
         elif request is not None:
             detail = f"stopped on request ({decision.meaning})"

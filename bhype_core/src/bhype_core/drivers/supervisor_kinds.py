@@ -64,6 +64,9 @@ class Kind(ABC):
         self.config = config
         self.runner = runner
         self.log = log
+        # The supervisor config's ``restore`` ({"path", "argv"}) while the first start resumes
+        # a suspended guest; None otherwise (set by the supervisor before each start).
+        self.restore: dict[str, Any] | None = None
 
     def before_start(self, first: bool) -> None:  # noqa: B027 (optional step)
         """Run before each hypervisor start (the bhyve loader step). :raises StartFailed:"""
@@ -116,7 +119,11 @@ class BhyveKind(Kind):
 
     def before_start(self, first: bool) -> None:
         loader = self.config.get("loader_argv")
-        if loader:
+        if self.restore:
+            # bhyve(8) -r restores memory, vCPU and device state: nothing to load, but a
+            # fresh VM instance to restore into (reference 3.2, 3.4).
+            self.destroy()
+        elif loader:
             # bhyveload(8)/grub-bhyve load into a fresh VM instance; rerun before every boot
             # (reference 2.1 and the vm-bhyve loop in 1.7).
             self.destroy()
@@ -212,6 +219,14 @@ class QemuKind(Kind):
                 proc.kill()
                 proc.wait()
                 raise StartFailed(f"cannot set the VNC password: {exc}") from None
+        if self.restore:
+            try:
+                incoming(client, str(self.restore["path"]), deadline)
+            except (QMPError, OSError) as exc:
+                client.close()
+                proc.kill()
+                proc.wait()
+                raise StartFailed(f"cannot resume the guest from {self.restore['path']}: {exc}") from None
         self.client = client
         return True
 
@@ -264,6 +279,43 @@ class QemuKind(Kind):
                 os.unlink(path)
             except OSError:
                 pass
+
+
+def incoming(client: QMPClient, path: str, deadline: float) -> None:
+    """Resume a guest QEMU started with ``-incoming defer`` from the migration stream saved at
+    ``path``: the file is opened here (0600, never through a symlink) and handed over with
+    ``getfd``, ``migrate-incoming`` reads it (``fd:`` URI; QEMU 7.2 has no ``file:`` URI),
+    ``query-migrate`` is polled until ``completed``, and ``cont`` runs the CPUs (a guest saved
+    paused stays paused after the load). QMP reference: QEMU's ``qapi/migration.json``.
+
+    :raises QMPError: QEMU refused, the load failed, or it did not finish by ``deadline``.
+    """
+    from bhype_core.safe_files import open_regular
+
+    fd = open_regular(path, os.O_RDONLY, single_link=True)
+    try:
+        client.pass_fd("bhype-resume", fd)
+    finally:
+        os.close(fd)
+    client.execute("migrate-incoming", {"uri": "fd:bhype-resume"})
+    wait_migration(client, deadline, "loading the saved state")
+    if (client.execute("query-status") or {}).get("status") != "running":
+        client.execute("cont")
+
+
+def wait_migration(client: QMPClient, deadline: float, what: str) -> None:
+    """Poll ``query-migrate`` until ``completed``; :raises QMPError: ``failed``/``cancelled``
+    (with QEMU's ``error-desc``) or still going at ``deadline``."""
+    while True:
+        answer = client.execute("query-migrate") or {}
+        status = answer.get("status")
+        if status == "completed":
+            return
+        if status in ("failed", "cancelled"):
+            raise QMPError(f"{what} {status}: {answer.get('error-desc') or 'QEMU gave no reason'}")
+        if time.monotonic() >= deadline:
+            raise QMPError(f"{what}: still {status or 'not started'} when the time ran out")
+        time.sleep(0.1)
 
 
 KINDS: dict[str, type[Kind]] = {"bhyve": BhyveKind, "qemu": QemuKind}

@@ -80,8 +80,8 @@ class SubTaskRunner(Protocol):
     """What the task queue gives a running task for sub-tasks
     (:class:`bhype_core.tasks.subtasks.SubTasks`)."""
 
-    def submit(self, kind: str, arguments: dict[str, Any]) -> SubTask:
-        """Queue a child task."""
+    def submit(self, kind: str, arguments: dict[str, Any], host: str | None = None) -> SubTask:
+        """Queue a child task (``host``: on another group host, run by that host's worker)."""
 
     def wait(self, context: TaskContext, handles: list[SubTask], timeout: float | None) -> list[SubTaskOutcome]:
         """Run or wait for the children; their outcomes in the order given."""
@@ -236,14 +236,20 @@ class TaskContext:
             save(self, state)
         self.resume_state = state
 
-    def submit(self, kind: str, arguments: dict[str, Any] | None = None) -> SubTask:
+    def submit(self, kind: str, arguments: dict[str, Any] | None = None, *, host: str | None = None) -> SubTask:
         """Queue a sub-task of ``kind``: a Task row owned by this task's owner, linked to this
         task (``parent_id``), run in this task's slot when :meth:`wait` is called.
+
+        ``host`` (issue 22): another host of the group whose worker runs the sub-task (work on
+        that host's VMs or files: a move's receiving side). Its scheduler starts it like a
+        top-level task, except that locks this task (or its ancestors) hold do not block it;
+        :meth:`wait` follows it through the shared database. A registered host that does not
+        know ``kind`` refuses it here (``ValidationErrors`` at ``host``).
 
         :raises ValidationErrors: unknown kind or bad arguments (as for any submission).
         :raises BhypeError: this task does not run in the task queue (no sub-tasks there).
         """
-        return self._subtasks().submit(kind, {} if arguments is None else arguments)
+        return self._subtasks().submit(kind, {} if arguments is None else arguments, host)
 
     def wait(self, handles: SubTask | list[SubTask], timeout: float | None = None) -> list[SubTaskOutcome]:
         """Run this task's sub-tasks ``handles`` (in order, in this task's slot) and return how

@@ -6,8 +6,9 @@ import uuid
 from contextlib import AbstractContextManager
 from datetime import datetime
 
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, inspect, or_, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from bhype_core.db.locks import exclusive_transaction
@@ -37,8 +38,15 @@ def scheduling_transaction(engine: Engine) -> AbstractContextManager[Connection]
     return exclusive_transaction(engine, "tasks", LOCK_TIMEOUT, "another scheduler pass")
 
 
+# A task the scheduler starts: a top-level task, or a remote sub-task (issue 22: a running task
+# of one group host asked another host to run it; its parent, elsewhere, only follows it). A
+# local sub-task is run by its parent, in its slot (bhype_core.tasks.subtasks).
+_PARENT = aliased(Task)
+_SCHEDULED = or_(col(Task.parent_id).is_(None),
+                 col(Task.host) != select(_PARENT.host).where(_PARENT.id == Task.parent_id).scalar_subquery())
+
 # Built once: building a statement costs more than SQLite running it (issue 15).
-_ANY_QUEUED = (select(col(Task.id)).where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None)).limit(1))
+_ANY_QUEUED = (select(col(Task.id)).where(col(Task.state) == QUEUED, _SCHEDULED).limit(1))
 
 
 _RUNNING_IN_SLOTS = (select(func.count()).select_from(Task)
@@ -79,13 +87,13 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
         rank = func.row_number().over(partition_by=col(Task.owner), order_by=(col(Task.created), col(Task.id)))
         front = (
             select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.progress_message), col(Task.created),
-                   rank.label("rank"))
-            .where(col(Task.state) == QUEUED, col(Task.parent_id).is_(None))  # children: run by their parent
+                   col(Task.parent_id), rank.label("rank"))
+            .where(col(Task.state) == QUEUED, _SCHEDULED)  # local children: run by their parent
             .where(col(Task.host).in_((me.host, "")))  # only this host's work (issue 22, bhype_core.hosts)
             .subquery()
         )
         queued_rows = connection.execute(
-            select(front.c.id, front.c.owner, front.c.locks, front.c.progress_message)
+            select(front.c.id, front.c.owner, front.c.locks, front.c.progress_message, front.c.parent_id)
             .where(front.c.rank <= depth)
             .order_by(front.c.created, front.c.id)
             .limit(MAX_QUEUED_PER_PASS)
@@ -110,7 +118,9 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
                 .where(col(Task.owner).in_(owners), col(Task.started).is_not(None))
                 .group_by(col(Task.owner))
             ).all())
-        queued = [QueuedTask(row.id, row.owner, tuple(row.locks or ())) for row in queued_rows]
+        queued = [QueuedTask(row.id, row.owner, tuple(row.locks or ()),
+                             family=_ancestors(connection, row.parent_id) if row.parent_id else frozenset())
+                  for row in queued_rows]
         decision = plan(queued, running, limits, last_served)
 
         claimed: list[tuple[str, str]] = []
@@ -134,6 +144,15 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
                     .values(progress_message=message)
                 )
     return claimed
+
+
+def _ancestors(connection: Connection, parent: str) -> frozenset[str]:
+    """``parent`` and its own ancestors: a remote sub-task is not blocked by their locks."""
+    found: set[str] = set()
+    while parent and parent not in found:
+        found.add(parent)
+        parent = connection.execute(select(col(Task.parent_id)).where(col(Task.id) == parent)).scalar() or ""
+    return frozenset(found)
 
 
 def release_claim(engine: Engine, task_id: str, token: str) -> bool:

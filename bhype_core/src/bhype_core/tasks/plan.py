@@ -27,6 +27,9 @@ class QueuedTask:
     id: str
     owner: str
     locks: tuple[str, ...] = ()
+    # A remote sub-task (run by another host than its parent's): its ancestors' ids. Locks
+    # they hold do not block it, as for a sub-task run in its parent's slot.
+    family: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def plan(
 def _blocker(task: QueuedTask, running_for_owner: int, limits: Limits, holders: Mapping[str, str]) -> str:
     """Why ``task`` (the head of its owner's queue) cannot start, or ``""`` when it can."""
     for lock in task.locks:
-        if lock in holders:
+        if lock in holders and holders[lock] not in task.family:
             return waiting_for_lock(lock, holders[lock])
     if running_for_owner >= limits.per_user:
         return waiting_for_user_limit(limits.per_user)

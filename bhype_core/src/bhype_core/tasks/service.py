@@ -82,7 +82,9 @@ def submit(
         is linked to it, and only that task runs it (in its own slot, see ``TaskContext.wait``),
         never the scheduler.
     :param host: the group host to run it on (placement); default: the host of the VM or switch
-        it locks, else this process's host (:func:`bhype_core.hosts.routing.task_host`).
+        it locks, else this process's host (:func:`bhype_core.hosts.routing.task_host`). With
+        ``parent`` on another host: a remote sub-task, started by that host's scheduler
+        (:mod:`bhype_core.tasks.subtasks`).
     :raises ValidationErrors: unknown kind (``kind``), arguments its ``run`` would refuse
         (``arguments.<name>``), or not JSON data; nothing is stored then.
     :raises Forbidden: the kind needs a higher role than ``principal`` has (an operator asking
@@ -103,7 +105,7 @@ def submit(
     )
     row.host = task_host(runtime, kind, locks, host)  # issue 22: only that host's worker runs it
     task = store.insert_task(runtime.engine, row)
-    if parent is None:  # a sub-task is run by its parent: nothing for the scheduler to do
+    if parent is None or host is not None:  # a local sub-task is run by its parent; a remote one by its host
         runtime.queue.nudge()
     return task
 

@@ -84,6 +84,12 @@ def claim_child(engine: Engine, child_id: str, family: set[str], worker: WorkerI
     return token if claimed == 1 else None
 
 
+def is_remote(child: Task, parent: Task) -> bool:
+    """Whether ``child`` runs on another group host than its parent (its host's scheduler
+    starts it; the parent only follows it)."""
+    return bool(child.host) and child.host != parent.host
+
+
 def outcome_of(task: Task) -> SubTaskOutcome:
     """A child's outcome as the parent sees it."""
     return SubTaskOutcome(task.id, task.kind, task.state, task.result, task.error)
@@ -98,17 +104,23 @@ class SubTasks:
         self.parent = parent
         self.submitted = 0  # children submitted in this run (none: nothing to cancel at the end)
 
-    def submit(self, kind: str, arguments: dict[str, Any]) -> SubTask:
+    def submit(self, kind: str, arguments: dict[str, Any], host: str | None = None) -> SubTask:
         """Queue a child of the parent, owned by the parent's owner, who must be allowed to
         submit ``kind`` (their role read from their groups now, as the worker does for the
-        parent; ``@system`` only for kinds bHype submits itself)."""
+        parent; ``@system`` only for kinds bHype submits itself).
+
+        ``host``: another group host whose worker runs the child (a *remote* child: that
+        host's scheduler starts it, the parent's locks do not block it, :meth:`wait` follows
+        it through the shared database); default: run here, in the parent's slot."""
         from bhype_core.tasks.authz import owner_principal
         from bhype_core.tasks.service import submit
 
         principal = owner_principal(self.runtime, self.parent.owner)
-        task = submit(self.runtime, principal, kind, arguments, parent=self.parent.id)
+        remote = host if host and host != self.parent.host else None
+        task = submit(self.runtime, principal, kind, arguments, parent=self.parent.id, host=remote)
         self.submitted += 1
-        store.append_log(self.runtime.engine, self.parent.id, f"sub-task {kind} {task.id} queued")
+        where = f" on host {remote}" if remote else ""
+        store.append_log(self.runtime.engine, self.parent.id, f"sub-task {kind} {task.id} queued{where}")
         return SubTask(task.id, kind)
 
     def wait(self, context: TaskContext, handles: list[SubTask], timeout: float | None) -> list[SubTaskOutcome]:
@@ -136,7 +148,7 @@ class SubTasks:
                 if row.state in FINAL_STATES:
                     break
                 context.check_cancelled()
-                if row.state == QUEUED:
+                if row.state == QUEUED and not is_remote(row, self.parent):  # a remote child: its host runs it
                     token = claim_child(engine, row.id, family, self.worker)
                     if token is not None:
                         execute(self.runtime, self.worker, row.id, token)

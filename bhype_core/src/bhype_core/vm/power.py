@@ -96,14 +96,18 @@ START_NOTES = {
 }
 
 
-def start_vm(context: Any, name: str, mode: str = "normal") -> dict[str, Any]:
+def start_vm(context: Any, name: str, mode: str = "normal", discard_saved_state: bool = False) -> dict[str, Any]:
     """Start VM ``name``: preflight, ``before_start`` hooks, driver start, ``after_start``.
 
     ``mode`` is ``normal`` (boot the disk), ``install`` (boot the ISO once, then the disk) or
-    ``rescue`` (the ISO first on every boot); :mod:`bhype_core.drivers.boot_plan`.
+    ``rescue`` (the ISO first on every boot); :mod:`bhype_core.drivers.boot_plan`. A suspended
+    VM (``vm.suspend``) is resumed from its saved state by a normal start (the result says
+    ``resumed: true``); ``discard_saved_state`` throws that state away and boots it afresh.
 
-    :raises ValidationErrors: ``mode`` is unknown, or needs an ISO the VM does not have.
+    :raises ValidationErrors: ``mode`` is unknown, or needs an ISO the VM does not have, or
+        is not ``normal`` for a suspended VM.
     :raises Conflict: it is already running.
+    :raises ResumeRefused: the saved state does not fit the VM any more (edited since).
     :raises PreflightFailed: something a start needs is missing (each problem with its fix).
     :raises HypervisorFailed: the hypervisor exited; its status and stderr tail are included.
     """
@@ -118,7 +122,8 @@ def start_vm(context: Any, name: str, mode: str = "normal") -> dict[str, Any]:
     if current.active:
         record_status(runtime, name, current)
         raise Conflict(f"VM {name} is already {current.state.value}")
-    attached = replace(attachments(store, ref.spec, planned=True), start_mode=mode)
+    restore = _saved_state(context, driver, ref, mode, bool(discard_saved_state))
+    attached = replace(attachments(store, ref.spec, planned=True), start_mode=mode, restore_from=restore)
     context.progress(15, "preflight")
     planned = replace(attached, taps=planned_taps(ref.spec, active_platform(runtime)))
     problems = local_runner(runtime.runner.target)
@@ -146,10 +151,27 @@ def start_vm(context: Any, name: str, mode: str = "normal") -> dict[str, Any]:
             context.log(f"start failed: {exc.message if isinstance(exc, BhypeError) else exc}", "error")
             raise
     record_status(runtime, name, status)
-    context.log(f"VM {name} is {status.state.value} (pid {status.pid})")
+    context.log(f"VM {name} is {status.state.value} (pid {status.pid})" + (", resumed" if restore else ""))
     failures = vm_after(runtime.pm, "start", ref, context)
     context.progress(100, status.state.value)
-    return {**status.to_dict(), **hook_errors(failures)}
+    return {**status.to_dict(), "resumed": bool(restore), **hook_errors(failures)}
+
+
+def _saved_state(context: Any, driver: Any, ref: VMRef, mode: str, discard: bool) -> str | None:
+    """The saved state a start resumes from (``None``: it boots), after a discard if asked."""
+    saved = driver.saved_state(ref.vm_dir)
+    if saved is None:
+        return None
+    if discard:
+        driver.discard_saved_state(ref.vm_dir)
+        context.log(f"the state saved at {saved.at} was discarded: the VM boots afresh", "warning")
+        return None
+    if mode != "normal":
+        raise ValidationErrors([("mode", f"VM {ref.name} is suspended (saved at {saved.at}): a {mode} start "
+                                         "would lose that state; start it normally to resume it, or with "
+                                         "discard_saved_state to boot afresh")])
+    context.log(f"resuming from the state saved at {saved.at} ({saved.path})")
+    return str(saved.path)
 
 
 def stop_vm(context: Any, name: str, timeout: float | None = None) -> dict[str, Any]:

@@ -118,7 +118,7 @@ def refresh_states(
             if status.state.value == "stopped":
                 calm[row.name] = (status_detail(status), signature)
         state, detail, data = status.state.value, status_detail(status), cached_status(status)
-        if (row.state, row.state_detail) != (state, detail):
+        if row.state != state:  # a new detail alone is stored, not logged (10,000 lines after a restart)
             changed[row.name] = f"{row.state} -> {state}"
         cached = orjson.loads(status_text) if status_text else {}
         if row.id is not None and (row.state, row.state_detail, cached) != (state, detail, data):

@@ -86,6 +86,36 @@ def unregister_vm(context: TaskContext, name: str) -> VMRef:
     return ref
 
 
+def adopt_vm(context: TaskContext, name: str, uuid: str, datastore: str, host: str | None = None) -> VMRef:
+    """Make VM ``name`` (whose UUID must be ``uuid``) this host's (or ``host``'s: a move's
+    undo gives it back), in ``datastore``: the end of a move inside a group (issue 22), where
+    the VM keeps its one record and only its ``host`` and ``datastore`` change. The files must
+    already be in the VM's directory there. Call it from a task running on the receiving host;
+    the move's own lifecycle hooks (``bhype_vm_*_move``) are the moving side's to fire.
+
+    :raises NotFound: no VM called ``name``.
+    :raises ValidationErrors: the VM's UUID is not ``uuid`` (another VM took the name).
+    """
+    from bhype_core.vm.services import open_datastore
+
+    runtime = context.runtime
+    host = host or local_host_name(runtime)
+    with session(runtime, write=True) as db:
+        stored = db.exec(select(VM).where(VM.name == name)).first()
+        if stored is None:
+            raise NotFound(f"no VM named {name!r}")
+        if str(stored.uuid).lower() != uuid.lower():
+            raise ValidationErrors([("uuid", f"VM {name} has UUID {stored.uuid}, not {uuid}")])
+        previous = stored.host
+        stored.host, stored.datastore = host, datastore
+        db.add(stored)
+    with session(runtime) as db:
+        row = find_vm(db, name)
+    assert row is not None  # just written; VM names are unique in the group
+    context.log(f"VM {name} now lives on host {host} (was {previous}), datastore {datastore}")
+    return VMRef.of(row, open_datastore(runtime, datastore).vm_dir(name))
+
+
 def vm_records_available(runtime: Any) -> str | None:
     """``None`` when VMs can be registered here, else why not (the ``core_vms`` plugin is not
     loaded, or the database has no ``core_vm`` table yet)."""

@@ -42,6 +42,15 @@ def list_vms(runtime: Runtime, principal: Any = None, owner: str | None = None) 
         return records.list_vms(db, principal, owner)
 
 
+def list_vm_summaries(runtime: Runtime) -> list[Any]:
+    """Every VM on every host, by name, without its spec: rows with ``id``, ``name``, ``uuid``,
+    ``owner``, ``datastore``, ``state``, ``state_detail``, ``updated`` and ``host`` (system work
+    that looks at every VM often, e.g. a sampler; fetch a VM's spec with :func:`find_vm` when
+    needed, and keep it while ``updated`` is the same)."""
+    with session(runtime) as db:
+        return records.list_vm_summaries(db)
+
+
 def vm_ref(runtime: Runtime, vm: VM) -> VMRef:
     """The :class:`VMRef` (what lifecycle hooks receive) of a stored VM."""
     from bhype_core.vm.services import open_datastore

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from bhype_backup import status
 from bhype_backup.api import make_router
@@ -13,6 +14,7 @@ from bhype_core.plugin_api import (
     ModelSet,
     PeriodicJob,
     RouterEntry,
+    Runtime,
     SettingsSection,
     TaskKind,
     hookimpl,
@@ -94,3 +96,11 @@ def bhype_register_models(register: Callable[[ModelSet], None]) -> None:
     from bhype_backup.models import BACKUP_MODELS, MIGRATIONS
 
     register(ModelSet(name="backup", models=BACKUP_MODELS, migrations=MIGRATIONS))
+
+
+@hookimpl
+def bhype_vm_last_backups(runtime: Runtime, uuids: list[str] | None) -> dict[str, datetime]:
+    """Each VM's newest good point (complete, verification not failed): when it was taken."""
+    from bhype_backup.last_backup import last_good_backups
+
+    return last_good_backups(runtime, uuids)

@@ -14,8 +14,18 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from bhype_core.plugin_api import AdminDep, NonNegativeInt64, NotFound, RuntimeDep, TaskAccepted, accept_task, session
+from bhype_core.plugin_api import (
+    AdminDep,
+    NonNegativeInt64,
+    NotFound,
+    RuntimeDep,
+    TaskAccepted,
+    accept_task,
+    find_vm,
+    session,
+)
 from bhype_migrate import journal
+from bhype_migrate.destination import check_destination
 from bhype_migrate.facts import check_fit, host_facts
 from bhype_migrate.models import MigratePeer
 from bhype_migrate.plan import move_options
@@ -39,7 +49,7 @@ class MoveRequest(BaseModel):
     model_config = {"populate_by_name": True}
 
     vm: str
-    to: str
+    to: str = Field(description="a host of this group (`bhype hosts`) or a paired peer")
     mode: str = Field("cold", description="cold or warm")
     transport: str = Field("auto", description="auto (zfs when both ends are ZFS), rsync or zfs")
     keep_source: bool = False
@@ -51,7 +61,6 @@ class MoveRequest(BaseModel):
         """The task arguments (checked: a bad one is a 422 before anything is queued)."""
         options = {"as": self.as_} if self.as_ else {}
         move_options(self.vm, self.to, self.mode, self.transport, self.keep_source, self.start, options)
-        check_peer_name(self.to, "to")
         return {"vm": self.vm, "to": self.to, "mode": self.mode, "transport": self.transport,
                 "keep_source": self.keep_source, "start": self.start, **options}
 
@@ -132,7 +141,13 @@ def make_router() -> APIRouter:
     def move(body: MoveRequest, runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:
         """Queue ``vm.move`` (or, with ``dry_run``, ``migrate.plan``: the plan, nothing changes)."""
         kind = "migrate.plan" if body.dry_run else "vm.move"
-        return accept_task(runtime, principal, kind, body.arguments(), vm=body.vm)
+        arguments = body.arguments()
+        row = find_vm(runtime, body.vm)
+        check_destination(runtime, body.to, row.host or None if row else None)  # a group host, or a peer
+        if row is None:
+            raise NotFound(f"no VM named {body.vm!r}")
+        # Both run on the VM's host (its files are read there): a group's API may be elsewhere.
+        return accept_task(runtime, principal, kind, arguments, vm=body.vm, host=row.host or None)
 
     @router.get("/moves")
     def moves(runtime: RuntimeDep, principal: AdminDep) -> dict[str, Any]:
@@ -147,7 +162,7 @@ def make_router() -> APIRouter:
     @router.post("/check")
     def check(body: FitCheck, runtime: RuntimeDep, principal: AdminDep) -> dict[str, Any]:
         """Whether a VM with ``spec`` (``size`` bytes) could be received here, and why not."""
-        return check_fit(runtime, body.spec, body.datastore, body.size, body.transport)
+        return check_fit(runtime, body.spec, body.datastore, body.size, transport=body.transport)
 
     @router.post("/receive", status_code=202, response_model=TaskAccepted)
     def receive(body: Receive, runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:

@@ -9,8 +9,8 @@ from typing import Any
 from sqlmodel import col, select
 
 from bhype_core.plugin_api import BhypeError, TaskContext, session
+from bhype_migrate.destination import open_destination
 from bhype_migrate.models import MigrateMove
-from bhype_migrate.peer_client import MIGRATE, Peer
 from bhype_migrate.settings import migrate_settings
 
 
@@ -26,7 +26,7 @@ def retry_cleanups(context: TaskContext) -> dict[str, Any]:
     timeout = migrate_settings(context.runtime).peer_task_timeout
     for row in pending(context.runtime):
         try:
-            Peer.open(context, row.peer).run_task(f"{MIGRATE}/discard", json.loads(row.cleanup), timeout)
+            open_destination(context, row.peer).discard(json.loads(row.cleanup), timeout)
         except BhypeError as exc:
             failed.append(f"{row.vm_name} on {row.peer}: {exc.message}")
             continue

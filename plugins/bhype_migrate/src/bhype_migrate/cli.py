@@ -153,12 +153,12 @@ def configure_peer(parser: argparse.ArgumentParser) -> None:
 def configure_move(parser: argparse.ArgumentParser) -> None:
     """``bhype vm move NAME --to PEER …``."""
     parser.add_argument("vm")
-    parser.add_argument("--to", required=True, help="the peer")
+    parser.add_argument("--to", required=True, help="a host of this group (`bhype hosts`) or a paired peer")
     parser.add_argument("--mode", choices=["cold", "warm"], default="cold")
     parser.add_argument("--transport", choices=["auto", "rsync", "zfs"], default="auto",
                         help="auto: zfs send/receive when both datastores are ZFS, else rsync")
     parser.add_argument("--keep-source", action="store_true", help="keep the source, stopped and marked moved")
-    parser.add_argument("--start", action="store_true", help="start the VM on the peer")
+    parser.add_argument("--start", action="store_true", help="start the VM there")
     parser.add_argument("--as", dest="as_name", help="a copy under this name (with --keep-source)")
     parser.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -179,4 +179,5 @@ def peer_command() -> CliCommand:
 
 def move_command() -> CliCommand:
     """The ``bhype vm move`` command record (nested under the core's ``bhype vm``)."""
-    return CliCommand(name="vm move", help="move a VM to a peer host (cold or warm)", configure=configure_move, run=run)
+    return CliCommand(name="vm move", help="move a VM to another host of the group or a peer (cold or warm)",
+                      configure=configure_move, run=run)

@@ -14,8 +14,10 @@ from bhype_core.plugin_api import (
     VMSpec,
     active_driver,
     detect_platform,
+    find_vm,
     list_switches,
     list_vms,
+    local_host_name,
     open_datastore,
     session,
     template_catalog,
@@ -85,22 +87,29 @@ def host_facts(runtime: Any) -> dict[str, Any]:
 
 
 def check_fit(runtime: Any, spec_data: dict[str, Any], datastore: str | None, size: int,
-              transport: str = "rsync") -> dict[str, Any]:
+              within_group: bool = False, transport: str = "rsync") -> dict[str, Any]:
     """Whether a VM with ``spec_data`` (``size`` bytes of files) could be received here:
     ``problems`` as ``[path, message]`` pairs (empty when it fits) and the datastore chosen
-    (its ``root`` for rsync, its ``dataset`` for ``transport`` zfs)."""
+    (its ``root`` for rsync, its ``dataset`` for ``transport`` zfs).
+
+    ``within_group``: the move comes from another host of this group, whose one record of the
+    VM (same name and UUID, on another host) is not a clash: it is the VM being moved."""
     problems: list[list[str]] = []
     settings = vm_settings(runtime)
     datastore = datastore or settings.default_datastore
     spec = VMSpec.model_validate(spec_data)
+    here = local_host_name(runtime)
     taken = {vm.name: vm for vm in list_vms(runtime)}
+    moving = find_vm(runtime, spec.name) if within_group else None
+    if moving is not None and str(moving.uuid).lower() == str(spec.uuid).lower() and moving.host != here:
+        del taken[spec.name]  # the group's one record of the VM being moved here
     uuids = {str(vm.uuid).lower(): vm.name for vm in taken.values()}
     if spec.name in taken:
         problems.append(["name", f"a VM named {spec.name!r} exists on this host already"])
     if str(spec.uuid).lower() in uuids:
         problems.append(["uuid", f"VM {uuids[str(spec.uuid).lower()]!r} here has UUID {spec.uuid} already"])
-    with session(runtime) as db:
-        switches = {switch.name for switch in list_switches(db)}
+    with session(runtime) as db:  # this host's switches (a group shares one table)
+        switches = {switch.name for switch in list_switches(db) if switch.host in (here, "")}
     for index, nic in enumerate(spec.nics):
         if nic.switch and nic.switch not in switches:
             problems.append([f"nics.{index}.switch", f"switch {nic.switch!r} does not exist on this host"])

@@ -25,7 +25,9 @@ from bhype_core.plugin_api import (
     TaskContext,
     UndoAction,
     ValidationErrors,
+    VMSpec,
     ZfsEnd,
+    active_driver,
     find_vm,
     hook_errors,
     is_running,
@@ -38,8 +40,8 @@ from bhype_core.plugin_api import (
 )
 from bhype_migrate import journal
 from bhype_migrate.checksums import checksum_tree, regular_files
+from bhype_migrate.destination import open_destination
 from bhype_migrate.facts import INCOMING_PREFIX
-from bhype_migrate.peer_client import MIGRATE, Peer
 from bhype_migrate.plan import NOT_MOVED, make_plan, move_options, transfer_spec
 from bhype_migrate.settings import migrate_settings
 from bhype_migrate.transfer import send_files
@@ -56,7 +58,7 @@ class Move:
         self.context = context
         self.runtime = context.runtime
         self.data = data
-        self.peer = Peer.open(context, data["to"])
+        self.peer = open_destination(context, data["to"])  # a group host or a paired peer
         self.settings = migrate_settings(self.runtime)
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -114,15 +116,34 @@ class Move:
         sums = checksum_tree(root, regular_files(root))  # as the final copy left them (VM stopped)
         body = {"incoming": self.data["incoming"], "datastore": self.data["target_datastore"],
                 "spec": self.data["spec"], "owner": self.data["owner"], "checksums": sums}
+        if self.adopts():  # inside a group the VM keeps its one record: the target takes it over
+            body["give_back"] = self.give_back()
         self.context.log(f"checksums of {len(sums)} file(s) taken; the peer verifies them and registers the VM")
-        task = self.peer.run_task(f"{MIGRATE}/receive", body, self.settings.peer_task_timeout)
-        return task.get("result") or {}
+        return self.peer.receive(body, self.settings.peer_task_timeout)
+
+    def adopts(self) -> bool:
+        """A move (not a copy) to another host of this group: the VM's record changes host."""
+        return self.peer.within_group and not self.data["as"]
+
+    def source_running(self) -> bool:
+        """Whether the hypervisor here runs the source. Inside a group the record may already
+        be the target's (its datastore named as there): ask about the source's own directory."""
+        if not self.adopts():
+            return is_running(self.runtime, self.data["vm"])
+        from pathlib import Path
+
+        vm_dir = Path(open_datastore(self.runtime, self.data["source_datastore"]).vm_dir(self.data["vm"]))
+        return bool(active_driver(self.runtime).status(VMSpec.model_validate(self.data["spec"]), vm_dir).active)
+
+    def give_back(self) -> dict[str, str]:
+        """Where the record goes back to when the receiving side undoes its part."""
+        return {"host": self.data["source_host"], "datastore": self.data["source_datastore"]}
 
     def start_target(self) -> None:
         """Start the VM on the peer (the source is stopped and stays locked)."""
-        if is_running(self.runtime, self.data["vm"]):
+        if self.source_running():
             raise BhypeError("the source VM runs again; not starting it on the peer as well")
-        self.peer.run_task(f"/api/v1/vms/{self.target_name()}/start", None, self.settings.peer_task_timeout)
+        self.peer.start_vm(self.target_name(), self.settings.peer_task_timeout)
 
     def finish_source(self) -> list[Any]:
         """Remove the source (or keep it stopped and marked moved) and fire the move hooks."""
@@ -135,6 +156,10 @@ class Move:
         if self.data["keep_source"]:
             journal.set_state(self.runtime, self.context.task_id, "kept", offline_seconds=self.data.get("offline"))
             self.context.log(f"source VM {name} kept here, stopped and marked moved to {self.data['to']}")
+        elif self.adopts():  # the record is the target's now: only this host's files go
+            open_datastore(self.runtime, self.data["source_datastore"]).remove_vm_dir(name)
+            journal.set_state(self.runtime, self.context.task_id, "done", offline_seconds=self.data.get("offline"))
+            self.context.log(f"source files of VM {name} removed here; the VM lives on {self.data['to']}")
         else:
             unregister_vm(self.context, name)
             open_datastore(self.runtime, row.datastore).remove_vm_dir(name)
@@ -196,10 +221,10 @@ class Move:
         body = {"incoming": self.data["incoming"], "datastore": self.data["target_datastore"],
                 "spec": self.data["spec"], "owner": self.data["owner"], "checksums": {},
                 "snapshot": last, "guid": guid(passes.source, last) or ""}
-        task = self.peer.run_task(f"{MIGRATE}/receive", body, self.settings.peer_task_timeout)
+        received = self.peer.receive(body, self.settings.peer_task_timeout)
         self.timed("register on the peer", mark)
         passes.finish()
-        return task.get("result") or {}
+        return received
 
     def transfer_and_register(self) -> None:
         try:
@@ -248,8 +273,10 @@ class Move:
         # only when name and UUID both match, so a VM that was there before stays.
         if self.data.get("target_uuid"):
             body.update({"name": self.target_name(), "uuid": self.data["target_uuid"]})
+        if self.adopts():  # the target gives the one record back instead of removing it
+            body["give_back"] = self.give_back()
         try:
-            self.peer.run_task(f"{MIGRATE}/discard", body, self.settings.peer_task_timeout)
+            self.peer.discard(body, self.settings.peer_task_timeout)
             if self.data.get("transport") == "zfs":  # after the peer let go of a VM it registered
                 for line in self.zfs().rollback():
                     self.context.log(f"removed {line}")
@@ -290,6 +317,7 @@ def move_vm(context: TaskContext, vm: str, to: str, mode: str = "cold", transpor
         "incoming": f"{INCOMING_PREFIX}{uuidlib.uuid4()}", "source_dir": plan["source_dir"],
         "files": plan["files"], "target_datastore": plan["target"]["datastore"],
         "target_root": plan["target"]["root"], "was_running": plan["running"], "step": "planned",
+        "source_host": row.host, "source_datastore": row.datastore,
     }
     if plan["transport"] == "zfs":
         data.update({"zfs_source": plan["zfs"]["source"], "zfs_target": plan["zfs"]["target"]})

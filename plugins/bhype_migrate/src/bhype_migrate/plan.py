@@ -18,7 +18,7 @@ from bhype_core.plugin_api import (
     open_datastore,
     session,
 )
-from bhype_migrate.peer_client import Peer
+from bhype_migrate.destination import open_destination
 
 MODES = ("cold", "warm")
 TRANSPORTS = ("auto", "rsync", "zfs")
@@ -112,12 +112,16 @@ def make_plan(context: Any, vm: str, to: str, mode: str = "cold", transport: str
     if pending is not None:
         problems.append(["vm", f"VM {vm} is {pending.state} in move task {pending.task_id} to {pending.peer}"])
     spec = transfer_spec(row.spec, new_name)
-    peer = Peer.open(context, to)
+    peer = open_destination(context, to)
+    if peer.within_group and keep_source and not new_name:
+        problems.append(["keep_source", f"inside a group VM {vm} has one record: a move to host {to} cannot keep "
+                                        "the source (a copy can: --keep-source --as NEW)"])
     facts: dict[str, Any] = {}
     try:
         facts = peer.info()
     except BhypeError as exc:
-        problems.append(["to", f"peer {to} refused or is unreachable: {exc.message}"])
+        what = "host" if peer.within_group else "peer"
+        problems.append(["to", f"{what} {to} refused or is unreachable: {exc.message}"])
     transport, zfs = choose_transport(runtime, row, transport, facts, problems)
     if transport == "zfs" and new_name:
         # The replicated dataset carries the source's identity properties (org.bhype:uuid …)
@@ -135,7 +139,8 @@ def make_plan(context: Any, vm: str, to: str, mode: str = "cold", transport: str
         try:
             fit = peer.check(spec if new_name else row.spec, None, allocated, transport)
         except BhypeError as exc:
-            problems.append(["to", f"peer {to} refused or is unreachable: {exc.message}"])
+            what = "host" if peer.within_group else "peer"
+            problems.append(["to", f"{what} {to} refused or is unreachable: {exc.message}"])
     problems += [[f"target.{path}", message] for path, message in fit["problems"]]
     running = is_running(runtime, vm)
     rate = migrate_settings(runtime).assumed_rate
@@ -148,7 +153,7 @@ def make_plan(context: Any, vm: str, to: str, mode: str = "cold", transport: str
         "estimated_transfer_seconds": round(transfer_seconds, 1),
         "estimated_offline_seconds": round(offline, 1), "assumed_rate": rate,
         "target": {"host": facts.get("host"), "driver": facts.get("driver"), "datastore": fit.get("datastore"),
-                   "root": fit.get("root")},
+                   "root": fit.get("root"), "group": peer.within_group},
         "identity": "new UUID and MACs (a copy)" if new_name else "UUID and MACs kept",
         "not_moved": NOT_MOVED, "problems": problems, "source_dir": str(root),
         "zfs": {**zfs, "target": zfs_target(fit, spec["name"])} if zfs is not None else None,

@@ -51,7 +51,8 @@ def bhype_register_settings(register: Callable[[SettingsSection], None]) -> None
 def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     """Peers (``migrate.peer_add|peer_test|peer_remove``), moves (``migrate.plan``, the dry
     run, and ``vm.move``, resumable), the receiving side (``migrate.receive``,
-    ``migrate.discard``) and ``migrate.cleanup`` (retries clean-ups a peer missed). Admins only."""
+    ``migrate.discard``, ``migrate.check``: what a group host runs for a move from another host
+    of the group) and ``migrate.cleanup`` (retries clean-ups a peer missed). Admins only."""
     from bhype_migrate import cleanup, move, peers, plan, receive
 
     register(TaskKind(name="migrate.peer_add", run=peers.add_peer, locks=_peer_locks,
@@ -66,8 +67,12 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
                       description="move (or copy) a VM to a peer, cold or warm; rolled back on failure"))
     register(TaskKind(name="migrate.receive", run=receive.receive, locks=_received_locks,
                       description="verify a VM's files a peer sent, put them in place, register the VM"))
-    register(TaskKind(name="migrate.discard", run=receive.discard, locks=_received_locks,
+    # system: migrate.cleanup (a periodic job, owned by @system) retries a group host's discard
+    # as a remote sub-task (a peer's goes through its API instead).
+    register(TaskKind(name="migrate.discard", run=receive.discard, locks=_received_locks, system=True,
                       description="remove what a failed move left here (incoming files, the VM it registered)"))
+    register(TaskKind(name="migrate.check", run=receive.check,
+                      description="whether a VM fits on this host (a move from another host of the group asks)"))
     register(TaskKind(name="migrate.cleanup", run=cleanup.retry_cleanups,
                       description="retry removing what rolled-back moves left on peers that were unreachable"))
 
@@ -124,10 +129,12 @@ def bhype_register_event_kinds(register: Callable[[EventKind], None]) -> None:
 def bhype_vm_before_start(vm: VMRef, context: TaskContext) -> None:
     """Veto starting a VM that is being moved, or was moved and kept here as a stopped copy:
     it must never run on two hosts."""
+    from bhype_core.plugin_api import local_host_name
     from bhype_migrate.journal import open_move
 
     held = open_move(context.runtime, str(vm.uuid))
-    if held is not None:
+    # Inside a group the journal is shared: the move's destination host starts the VM it got.
+    if held is not None and held.peer != local_host_name(context.runtime):
         what = "was moved to" if held.state == "kept" else f"is being moved ({held.state}) to"
         raise ValidationErrors([("name", f"VM {vm.name} {what} peer {held.peer} (task {held.task_id}); "
                                          "it is not started here")])

@@ -16,8 +16,10 @@ from bhype_core.plugin_api import (
     TaskContext,
     UndoAction,
     ValidationErrors,
+    adopt_vm,
     find_vm,
     is_running,
+    local_host_name,
     register_vm,
     unregister_vm,
 )
@@ -46,14 +48,21 @@ def _vm_dir(runtime: Any, datastore: str, name: str) -> Path:
 
 
 def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str, Any], owner: str,
-            checksums: dict[str, str], snapshot: str = "", guid: str = "") -> dict[str, Any]:
+            checksums: dict[str, str], give_back: dict[str, str] | None = None, snapshot: str = "",
+            guid: str = "") -> dict[str, Any]:
     """Verify the files in ``incoming`` against ``checksums`` (every file, nothing extra),
     move them into VM ``spec['name']``'s directory and register it with ``spec`` (its UUID and
     MACs kept). Any failure puts the files back in ``incoming`` and registers nothing.
 
-    With ``snapshot`` (``--transport zfs``) the VM's dataset tree arrived by ``zfs receive``
-    instead: see :func:`receive_dataset`."""
+    ``give_back`` (a move from another host of this group, ``{host, datastore}`` of the
+    source): the VM keeps its one record, which this host takes over (:func:`adopt_vm`)
+    instead of registering a new one; an undo gives it back there.
+
+    With ``snapshot`` (``--transport zfs``, between peers) the VM's dataset tree arrived by
+    ``zfs receive`` instead: see :func:`receive_dataset`."""
     if snapshot:
+        if give_back is not None:
+            raise ValidationErrors([("snapshot", "zfs moves inside a group are not supported yet; use rsync")])
         return receive_dataset(context, incoming, datastore, spec, owner, snapshot, guid)
     runtime = context.runtime
     source = incoming_dir(runtime, datastore, incoming)
@@ -76,11 +85,14 @@ def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str,
     if os.path.lexists(target):
         raise ValidationErrors([("name", f"the directory of a VM named {name!r} exists on this host already")])
     context.intent(UNRECEIVE, f"VM {name} received in {target}", datastore=datastore, incoming=incoming,
-                   name=name, uuid=str(spec.get("uuid", "")))
+                   name=name, uuid=str(spec.get("uuid", "")), give_back=give_back)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(source, target)
     try:
-        ref = register_vm(context, datastore, spec, owner)
+        if give_back is not None:
+            ref = adopt_vm(context, name, str(spec.get("uuid", "")), datastore)
+        else:
+            ref = register_vm(context, datastore, spec, owner)
     except BaseException:
         os.rename(target, source)
         raise
@@ -131,11 +143,32 @@ def _remove_vm(context: TaskContext, datastore: str, name: str, uuid: str) -> st
     return f"VM {name} ({uuid}) removed"
 
 
-def discard(context: TaskContext, datastore: str, incoming: str, name: str = "", uuid: str = "") -> dict[str, Any]:
+def _give_back(context: TaskContext, datastore: str, name: str, uuid: str, give_back: dict[str, str]) -> str | None:
+    """A group move's undo here: power the VM off if it runs here, hand its one record back to
+    the source host (``give_back``), remove the files this host got."""
+    row = find_vm(context.runtime, name)
+    if row is None or str(row.uuid).lower() != uuid.lower() or row.host != local_host_name(context.runtime):
+        return None  # not (or no longer) ours: the source still has it
+    if is_running(context.runtime, name):
+        outcome = context.wait(context.submit("vm.force_stop", {"name": name}))[0]
+        if not outcome.ok:
+            raise BhypeError(f"could not power off VM {name} here: {outcome.error}")
+    adopt_vm(context, name, uuid, give_back["datastore"], host=give_back["host"])
+    shutil.rmtree(_vm_dir(context.runtime, datastore, name), ignore_errors=True)
+    return f"VM {name} ({uuid}) given back to host {give_back['host']}; its files here removed"
+
+
+def discard(context: TaskContext, datastore: str, incoming: str, name: str = "", uuid: str = "",
+            give_back: dict[str, str] | None = None) -> dict[str, Any]:
     """Remove what a move left here: the incoming files and, when ``name`` and ``uuid`` are
-    given, the VM a move registered (powered off first). Absent things are fine."""
+    given, the VM a move registered (powered off first) or, inside a group (``give_back``),
+    took over (its record goes back to the source host). Absent things are fine."""
     removed = []
-    if name:
+    if name and give_back is not None:
+        said = _give_back(context, datastore, name, uuid, give_back)
+        if said:
+            removed.append(said)
+    elif name:
         said = _remove_vm(context, datastore, name, uuid)
         if said:
             removed.append(said)
@@ -155,13 +188,18 @@ def discard(context: TaskContext, datastore: str, incoming: str, name: str = "",
 
 
 def unreceive(context: TaskContext, datastore: str, incoming: str, name: str, uuid: str,
-              dataset: bool = False) -> str:
-    """Undo of an interrupted ``migrate.receive``: unregister the VM (same UUID) and put its
-    files back in ``incoming`` (the moving host then discards or retries). A received dataset
-    (``dataset``) stays where it is: the moving host destroys it when it rolls back."""
+              give_back: dict[str, str] | None = None, dataset: bool = False) -> str:
+    """Undo of an interrupted ``migrate.receive``: unregister the VM (same UUID; inside a group:
+    give its record back to the source host) and put its files back in ``incoming`` (the moving
+    host then discards or retries). A received dataset (``dataset``) stays where it is: the
+    moving host destroys it when it rolls back."""
     row = find_vm(context.runtime, name)
     if row is not None and str(row.uuid).lower() == uuid.lower():
-        unregister_vm(context, name)
+        if give_back is not None:
+            if row.host == local_host_name(context.runtime):
+                adopt_vm(context, name, uuid, give_back["datastore"], host=give_back["host"])
+        else:
+            unregister_vm(context, name)
     if dataset:
         return f"VM {name} not registered; its received dataset is left for the sending host's rollback"
     target = _vm_dir(context.runtime, datastore, name)
@@ -173,3 +211,12 @@ def unreceive(context: TaskContext, datastore: str, incoming: str, name: str, uu
 
 UNDO_ACTIONS = [UndoAction(name=UNRECEIVE, run=unreceive,
                            description="unregister a half-received VM and put its files back")]
+
+
+def check(context: TaskContext, spec: dict[str, Any], datastore: str | None = None, size: int = 0,
+          within_group: bool = False, transport: str = "rsync") -> dict[str, Any]:
+    """``migrate.check``: whether a VM fits on this host (the group's version of a peer's
+    ``POST /api/v1/migrate/check``, queued here by the moving host); changes nothing."""
+    from bhype_migrate.facts import check_fit
+
+    return check_fit(context.runtime, spec, datastore, size, within_group, transport)

@@ -18,6 +18,13 @@ class MigrateSettings(BaseModel):
                             description="a warm move stops the VM once a pass sent fewer bytes than this")
     peer_task_timeout: float = Field(3600.0, gt=0, description="seconds to wait for a task on the peer")
     stop_timeout: float | None = Field(None, gt=0, description="graceful stop timeout (default: vm.stop_timeout)")
+    # Moves inside a group (issue 22): the data path is SSH to the other host's registered address.
+    group_ssh_user: str = Field("root", min_length=1, max_length=63, description="SSH user on the group's hosts")
+    group_ssh_port: int = Field(22, ge=1, le=65535, description="SSH port of the group's hosts")
+    group_ssh_key: str = Field("", description="private key for SSH to the group's hosts (admin-provided); "
+                                              "empty: bHype's own key <data_dir>/migrate/id_ed25519")
+    group_known_hosts: str = Field("", description="known_hosts file with the group's host keys (admin-provided); "
+                                                   "empty: <data_dir>/migrate/group.known_hosts")
 
 
 def migrate_settings(runtime: Any) -> MigrateSettings:

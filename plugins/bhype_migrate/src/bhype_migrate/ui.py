@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from bhype_core.plugin_api import Assets, Page, UiRequest, VMTab, session
+from bhype_core.plugin_api import Assets, Page, UiRequest, VMTab, group_hosts, session
 from bhype_migrate import journal
 from bhype_migrate.models import MigratePeer
 
@@ -28,9 +28,11 @@ def peers_context(ui: UiRequest) -> Mapping[str, Any]:
 
 
 def move_context(ui: UiRequest) -> Mapping[str, Any]:
-    """The Move tab: the peers to choose from and this VM's moves."""
+    """The Move tab: the group's other hosts and the peers to choose from, and this VM's moves."""
     moves = [m for m in journal.moves(ui.runtime) if m["vm_uuid"] == str(ui.vm.uuid)]
-    return {"peers": _peers(ui), "moves": moves[:5]}
+    others = [{"name": s.host.name, "state": s.state} for s in group_hosts(ui.runtime)
+              if s.host.name != getattr(ui.vm, "host", "")]
+    return {"peers": _peers(ui), "group_hosts": others, "moves": moves[:5]}
 
 
 def register_pages(register: Callable[[Page], None]) -> None:

@@ -15,17 +15,21 @@ from fastapi import APIRouter, Query
 
 from bhype_core.plugin_api import (
     AdminDep,
+    NotFound,
     PrincipalDep,
     RuntimeDep,
     TaskAccepted,
     ValidationErrors,
     accept_task,
     get_vm,
+    group_hosts,
     is_admin,
     list_vms,
+    local_host_name,
 )
 from bhype_monitor import live
-from bhype_monitor.sampler import HOST_SERIES, make_history, vm_series
+from bhype_monitor.sampler import host_series as series_of_host
+from bhype_monitor.sampler import make_history, vm_series
 from bhype_monitor.status import PROBE_KIND, MonitorStatus, monitor_status
 
 TOP_KEYS = {
@@ -121,9 +125,16 @@ def make_router() -> APIRouter:
                     start: float | None = Query(None, alias="from", description="epoch seconds (default: an hour ago)"),
                     end: float | None = Query(None, alias="to", description="epoch seconds (default: now)"),
                     step: int | None = Query(None, ge=1, le=86400 * 31),
-                    metrics: str | None = Query(None, description="comma-separated metric names")) -> dict[str, Any]:
-        """The host's history: ``t`` (bucket starts) and per metric ``min``/``avg``/``max``."""
-        return read_series(runtime, HOST_SERIES, start, end, step, metrics)
+                    metrics: str | None = Query(None, description="comma-separated metric names"),
+                    host: str | None = Query(None, max_length=63,
+                                             description="a group host (`bhype hosts`); default: this one")
+                    ) -> dict[str, Any]:
+        """A host's history: ``t`` (bucket starts) and per metric ``min``/``avg``/``max``; in a
+        group, of host ``host`` (each host records its own), else of the host answering."""
+        name = host or local_host_name(runtime)
+        if host and host != local_host_name(runtime) and all(s.host.name != host for s in group_hosts(runtime)):
+            raise NotFound(f"no host named {host!r} in this group")
+        return {**read_series(runtime, series_of_host(name), start, end, step, metrics), "host": name}
 
     @router.get("/vms/{name}")
     def vm_current(name: str, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:

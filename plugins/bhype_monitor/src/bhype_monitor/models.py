@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 from bhype_core.plugin_api import TABLE_OPTIONS
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-SERIES_LENGTH = 48  # "host" or "vm:<uuid>" (36)
+SERIES_LENGTH = 80  # "host:<group host name>" (63) or "vm:<uuid>" (36)
 
 
 class MonitorSample(SQLModel, table=True):

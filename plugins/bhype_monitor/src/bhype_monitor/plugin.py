@@ -25,11 +25,13 @@ from bhype_monitor.thresholds import EVENT_KINDS
 from bhype_monitor.ui import (  # the web UI's hooks, implemented there (optionalhook)
     bhype_webui_register_assets,
     bhype_webui_register_dashboard_panels,
+    bhype_webui_register_pages,
     bhype_webui_register_vm_columns,
     bhype_webui_register_vm_tabs,
 )
 
-__all__ = ["bhype_webui_register_assets", "bhype_webui_register_dashboard_panels", "bhype_webui_register_vm_columns",
+__all__ = ["bhype_webui_register_assets", "bhype_webui_register_dashboard_panels", "bhype_webui_register_pages",
+           "bhype_webui_register_vm_columns",
            "bhype_webui_register_vm_tabs"]
 
 

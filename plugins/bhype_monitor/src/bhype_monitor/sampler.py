@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from bhype_core.plugin_api import CommandError, detect_platform
+from bhype_core.plugin_api import CommandError, detect_platform, local_host_name
 from bhype_monitor import live
 from bhype_monitor.history import History, tiers
 from bhype_monitor.host_sample import HostReader
@@ -22,7 +22,13 @@ from bhype_monitor.vm_sample import VMReader
 from bhype_monitor.zfs_sample import read_zfs
 
 log = logging.getLogger("bhype.monitor")
-HOST_SERIES = "host"
+HOST_PREFIX = "host:"
+
+
+def host_series(name: str) -> str:
+    """The history series of group host ``name`` (issue 22: every host of a group records its
+    own in the shared table; a single host's is ``host:<its name>`` too)."""
+    return f"{HOST_PREFIX}{name}"
 
 
 def vm_series(uuid: str) -> str:
@@ -36,6 +42,26 @@ def make_history(runtime: Any, clock: Callable[[], float] = time.time) -> Histor
     return History(runtime.engine, tiers(settings.sample_interval_seconds, settings.history_retention_days), clock)
 
 
+def adopt_single_host_history(runtime: Any, name: str) -> int:
+    """Give the host history recorded before hosts had names (series ``host:``, as the
+    ``monitor_0002`` migration renamed ``host``) to host ``name``, unless another host has
+    recorded its own already (then it is not this host's to take: it stays unowned). The first
+    host of a group, the former single host, adopts it, as the core's first registered host
+    adopts a single-host install's VMs. Returns the rows adopted."""
+    from sqlalchemy import exists, select, update
+    from sqlmodel import col
+
+    from bhype_monitor.models import MonitorSample
+
+    series = col(MonitorSample.series)
+    with runtime.engine.begin() as connection:
+        if connection.execute(select(exists().where(series.like(f"{HOST_PREFIX}_%"),
+                                                    series != host_series(name)))).scalar():
+            return 0
+        return int(connection.execute(update(MonitorSample).where(series == HOST_PREFIX)
+                                      .values(series=host_series(name))).rowcount or 0)
+
+
 class Monitor:
     """What the sampler thread keeps between ticks (readers' previous counters, alarms)."""
 
@@ -46,6 +72,9 @@ class Monitor:
         self.host = HostReader()
         self.vms = VMReader(runtime, driver_stats_every=self.settings.slow_every)
         self.history = make_history(runtime, clock) if self.settings.history else None
+        self.series = host_series(local_host_name(runtime))
+        if self.history is not None:
+            adopt_single_host_history(runtime, local_host_name(runtime))
         self.freebsd = detect_platform(runtime.settings.core.platform) == "freebsd"
         self.zfs: dict[str, Any] = {"arc": {}, "pools": []}
         self.alarms = Alarms(lambda: self._fact(ALARMS_FACT), lambda value: runtime.facts.put(ALARMS_FACT, value))
@@ -73,9 +102,9 @@ class Monitor:
                     "host": host, "pools": self.zfs["pools"], "vms": vms}
         live.put(self.runtime, snapshot, self.settings.sample_interval_seconds)
         if self.history is not None:
-            samples = {HOST_SERIES: dict(host["metrics"])}
+            samples = {self.series: dict(host["metrics"])}
             for pool in self.zfs["pools"]:
-                samples[HOST_SERIES][f"pool_{pool['name']}_cap"] = pool["cap"]
+                samples[self.series][f"pool_{pool['name']}_cap"] = pool["cap"]
             for uuid, vm in vms.items():
                 if vm["metrics"]:
                     samples[vm_series(uuid)] = vm["metrics"]

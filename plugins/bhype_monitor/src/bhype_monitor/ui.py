@@ -10,7 +10,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bhype_core.plugin_api import Assets, DashboardPanel, UiRequest, VMColumn, VMTab, hookimpl, human_size
+from bhype_core.plugin_api import (
+    Assets,
+    DashboardPanel,
+    NotFound,
+    Page,
+    UiRequest,
+    VMColumn,
+    VMTab,
+    group_hosts,
+    hookimpl,
+    human_size,
+    local_host_name,
+)
 from bhype_monitor import live
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -48,6 +60,48 @@ def host_panel(ui: UiRequest) -> dict[str, Any]:
 def performance_tab(ui: UiRequest) -> dict[str, Any]:
     """The VM tab's range choices and refresh interval."""
     return {"ranges": RANGES, "interval": ui.runtime.settings.section("monitor").sample_interval_seconds}
+
+
+def _host_row(state: Any) -> dict[str, Any]:
+    """What the Hosts pages show of a registered host (sizes made readable)."""
+    data = state.to_dict()
+    capacity = data.get("capacity") or {}
+    memory = capacity.get("memory_total")
+    free = capacity.get("memory_free")
+    data["cpus"] = capacity.get("cpus") or "-"
+    data["switches"] = capacity.get("switches") or []
+    data["memory"] = f"{human_size(free)} free of {human_size(memory)}" if memory and free is not None else "-"
+    data["stores"] = [f"{name} ({entry.get('backend')}, {human_size(entry['free'])} free)"
+                      if entry.get("free") is not None else f"{name} ({entry.get('backend')})"
+                      for name, entry in sorted((capacity.get("datastores") or {}).items())]
+    return data
+
+
+def hosts_page(ui: UiRequest) -> dict[str, Any]:
+    """The Hosts page: every host of the group from the registry (issue 22)."""
+    return {"hosts": [_host_row(state) for state in group_hosts(ui.runtime)], "here": local_host_name(ui.runtime)}
+
+
+def host_page(ui: UiRequest) -> dict[str, Any]:
+    """One host's page (``?name=``): its registry row and its recorded monitoring series.
+
+    :raises NotFound: no such host in the group.
+    """
+    name = ui.request.query_params.get("name") or local_host_name(ui.runtime)
+    found = next((state for state in group_hosts(ui.runtime) if state.host.name == name), None)
+    if found is None:
+        raise NotFound(f"no host named {name!r} in this group")
+    return {"host": _host_row(found), "ranges": RANGES,
+            "interval": ui.runtime.settings.section("monitor").sample_interval_seconds}
+
+
+@hookimpl(optionalhook=True)
+def bhype_webui_register_pages(register: Callable[[Page], None]) -> None:
+    """"Hosts" (the group's registry: state, versions, capacity) and each host's page with its
+    monitoring charts (``/ui/hosts/host?name=…``)."""
+    register(Page("monitor-hosts", "hosts", "Hosts", "monitor/hosts.html", hosts_page, nav_label="Hosts",
+                  nav_order=15))
+    register(Page("monitor-host", "hosts/host", "Host", "monitor/host.html", host_page))
 
 
 @hookimpl(optionalhook=True)

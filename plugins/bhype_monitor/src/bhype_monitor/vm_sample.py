@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from bhype_core.plugin_api import DriverCapability, VMSpec, active_driver, list_vms, open_datastore
+from bhype_core.plugin_api import DriverCapability, VMSpec, active_driver, find_vm, list_vm_summaries, open_datastore
 from bhype_monitor.host_sample import rate
 
 log = logging.getLogger("bhype.monitor")
@@ -96,9 +96,14 @@ class VMReader:
         self.stopped: list[dict[str, Any]] = []
 
     def _spec(self, row: Any) -> VMSpec:
+        # The tick lists VMs without their specs; a spec is read when a VM is discovered or
+        # stops, and kept while the row's ``updated`` is the same.
         cached = self._specs.get(row.uuid)
         if cached is None or cached[0] != row.updated:
-            cached = (row.updated, VMSpec.model_validate(row.spec))
+            vm = find_vm(self.runtime, row.name)
+            if vm is None or vm.uuid != row.uuid:
+                raise LookupError(f"VM {row.name} is gone")
+            cached = (vm.updated, VMSpec.model_validate(vm.spec))
             self._specs[row.uuid] = cached
         return cached[1]
 
@@ -109,7 +114,10 @@ class VMReader:
         return self._dirs[key]
 
     def _discover(self, row: Any, driver: Any) -> Tracked | None:
-        spec = self._spec(row)
+        try:
+            spec = self._spec(row)
+        except LookupError:  # destroyed since the tick listed it
+            return None
         status = driver.status(spec, self._vm_dir(row))
         if status.pid is None:
             return None
@@ -130,7 +138,7 @@ class VMReader:
         self._ticks += 1
         driver = active_driver(self.runtime)
         nics = nics if nics is not None else psutil.net_io_counters(pernic=True)
-        rows = list_vms(self.runtime)
+        rows = list_vm_summaries(self.runtime)
         seen: set[str] = set()
         out: dict[str, dict[str, Any]] = {}
         self.stopped = []
@@ -140,7 +148,10 @@ class VMReader:
             known = self.tracked.get(row.uuid)
             if known is not None and not known.process.is_running():
                 self.tracked.pop(row.uuid)
-                status = driver.status(self._spec(row), self._vm_dir(row))
+                try:
+                    status = driver.status(self._spec(row), self._vm_dir(row))
+                except LookupError:  # destroyed since the tick listed it: nothing to report
+                    continue
                 self.stopped.append({"uuid": row.uuid, "name": row.name, "owner": row.owner,
                                      "state": str(status.state.value), "detail": status.detail})
                 known = None

@@ -1,5 +1,6 @@
-"""bHype's read-only SNMP agent (pysnmp command responder, SNMPv2c) serving BHYPE-MIB's host
-scalars and bhypeVmTable from a snapshot; off unless ``[snmp] agent_enabled``.
+"""bHype's read-only SNMP agent (pysnmp command responder; SNMPv2c community and/or SNMPv3
+users with authPriv) serving BHYPE-MIB's host scalars and bhypeVmTable from a snapshot; off
+unless ``[snmp] agent_enabled``.
 
 Why an agent of its own and not an AgentX subagent (docs/snmp.md): the Python AgentX libraries
 are unmaintained (pyagentx3 0.1.4, 2023, beta) or LGPL ctypes wrappers stuck at Python 3.5
@@ -18,6 +19,8 @@ import asyncio
 import bisect
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pysnmp.carrier.asyncio.dgram import udp
@@ -26,10 +29,11 @@ from pysnmp.entity.rfc3413 import cmdrsp, context
 from pysnmp.proto import rfc1902, rfc1905
 
 from bhype_snmp import oids
+from bhype_snmp.transport import AUTH, PRIV
 
 log = logging.getLogger(__name__)
 
-TYPES = {"str": lambda v: rfc1902.OctetString(str(v).encode()), "gauge": rfc1902.Gauge32,
+TYPES = {"str": lambda v: rfc1902.OctetString(str(v).encode()), "octets": rfc1902.OctetString, "gauge": rfc1902.Gauge32,
          "unsigned": rfc1902.Unsigned32, "integer": rfc1902.Integer32, "ticks": rfc1902.TimeTicks}
 OBJECT_PREFIXES = [(*oids.HOST_OBJECTS[name],) for name in oids.HOST_OBJECTS] + [
     (*oids.VM_ENTRY, column) for column in oids.VM_COLUMNS.values()]
@@ -77,12 +81,46 @@ class SnapshotInstrumentation:
         raise NotImplementedError("the bHype agent is read-only")  # no SetCommandResponder is registered
 
 
-class Agent:
-    """The UDP responder, in a thread with its own event loop."""
+@dataclass(frozen=True)
+class AgentUser:
+    """One SNMPv3 user as the agent configures it (the keys never show in a repr or a log)."""
 
-    def __init__(self, host: str, port: int, community: str) -> None:
+    name: str
+    auth_protocol: str
+    auth_key: str = field(repr=False)
+    priv_protocol: str
+    priv_key: str = field(repr=False)
+
+
+def make_engine(engine_id: bytes | None, boots: int) -> engine.SnmpEngine:
+    """A pysnmp engine with bHype's stored snmpEngineID and snmpEngineBoots.
+
+    Given an engine ID, pysnmp would keep its own boots counter in ``$TMPDIR/__pysnmp/<id>/``
+    (a directory anyone may plant in /tmp, written by the root worker); the ID is set the way
+    pysnmp's constructor sets it, after the fact, and boots come from the database instead.
+    """
+    snmp = engine.SnmpEngine()
+    if engine_id is not None:
+        builder = snmp.get_mib_builder()
+        (stored_id,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineID")
+        stored_id.syntax = stored_id.syntax.clone(engine_id)
+        snmp.snmpEngineID = stored_id.syntax
+        (stored_boots,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineBoots")
+        stored_boots.syntax = stored_boots.syntax.clone(boots)
+    return snmp
+
+
+class Agent:
+    """The UDP responder, in a thread with its own event loop. ``community`` empty: no SNMPv2c
+    (v3 users only, :meth:`set_users`)."""
+
+    def __init__(self, host: str, port: int, community: str, engine_id: bytes | None = None,
+                 boots: int = 1) -> None:
         self.address = (host, port)
         self.community = community
+        self.engine_id, self.boots = engine_id, boots
+        self.users: dict[str, AgentUser] = {}
+        self._snmp: engine.SnmpEngine | None = None
         self.instrumentation = SnapshotInstrumentation()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -105,13 +143,14 @@ class Agent:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        snmp = engine.SnmpEngine()
+        snmp = self._snmp = make_engine(self.engine_id, self.boots)
         try:
             transport = udp.UdpAsyncioTransport().open_server_mode(self.address)
             config.add_transport(snmp, udp.DOMAIN_NAME, transport)
-            config.add_v1_system(snmp, "bhype-agent", self.community)
-            # Read-only view of bHype's subtree, nothing else (RFC 3415 VACM; model 2 = SNMPv2c).
-            config.add_vacm_user(snmp, 2, "bhype-agent", "noAuthNoPriv", readSubTree=oids.ARC)
+            if self.community:
+                config.add_v1_system(snmp, "bhype-agent", self.community)
+                # Read-only view of bHype's subtree, nothing else (RFC 3415 VACM; model 2 = SNMPv2c).
+                config.add_vacm_user(snmp, 2, "bhype-agent", "noAuthNoPriv", readSubTree=oids.ARC)
             snmp_context = context.SnmpContext(snmp)
             snmp_context.unregister_context_name(b"")  # the engine's own MIB tree: not served
             snmp_context.register_context_name(b"", self.instrumentation)
@@ -146,6 +185,44 @@ class Agent:
                 return
             await asyncio.sleep(0.02)
         raise OSError("the UDP endpoint did not open")
+
+    def set_users(self, users: list[AgentUser], timeout: float = 30.0) -> None:
+        """Answer exactly these SNMPv3 users from now on (authPriv only; added, changed and
+        removed ones applied in the agent's own thread, between requests)."""
+        wanted = {user.name: user for user in users}
+        if wanted == self.users:
+            return
+        self._call(lambda: self._apply_users(wanted), timeout)
+
+    def _apply_users(self, wanted: dict[str, AgentUser]) -> None:
+        snmp = self._snmp
+        if snmp is None:
+            raise RuntimeError("the SNMP agent is not running")
+        for name in set(self.users) - set(wanted):
+            # The USM user goes (requests become unknownUserName reports); its VACM group stays,
+            # harmless without a user, since config.delete_vacm_user would also drop the
+            # context every other user reads through.
+            config.delete_v3_user(snmp, name)
+        for name, user in wanted.items():
+            if self.users.get(name) == user:
+                continue
+            # add_v3_user replaces a user of that name (destroy, then create): changed keys apply.
+            config.add_v3_user(snmp, name, AUTH[user.auth_protocol], user.auth_key,
+                               PRIV[user.priv_protocol], user.priv_key)
+            # Read-only view of bHype's subtree at authPriv: noAuthNoPriv and authNoPriv requests
+            # of the same user find no access (RFC 3415 §3.2; model 3 = USM).
+            config.add_vacm_user(snmp, 3, name, "authPriv", readSubTree=oids.ARC)
+        self.users = wanted
+
+    def _call(self, function: Callable[[], None], timeout: float) -> None:
+        """Run ``function`` in the agent's loop and wait for it (its error is raised here)."""
+        if self._loop is None or self._loop.is_closed():
+            raise RuntimeError("the SNMP agent is not running")
+        asyncio.run_coroutine_threadsafe(self._run_call(function), self._loop).result(timeout)
+
+    @staticmethod
+    async def _run_call(function: Callable[[], None]) -> None:
+        function()
 
     def stop(self) -> None:
         """Stop answering and free the port."""

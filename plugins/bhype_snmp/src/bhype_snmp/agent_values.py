@@ -13,6 +13,7 @@ from typing import Any
 
 from bhype_core.plugin_api import parse_size
 from bhype_snmp import oids
+from bhype_snmp.notification import date_and_time
 
 GAUGE_MAX = 2**32 - 1
 MIB = 1024 * 1024
@@ -132,11 +133,24 @@ def uptime_ticks(row: VmRow, now: datetime, measured: Any = None) -> int:
     return _gauge(int((now - since).total_seconds() * 100))
 
 
+def last_backup_value(uuid: str, backups: dict[str, datetime] | None) -> dict[str, tuple[str, Any]]:
+    """bhypeVmLastBackup: the newest good backup's time (DateAndTime, UTC), ``NEVER``
+    ('0000000000000000'H) for a VM without one; absent when the backup plugins could not be
+    asked (``backups`` ``None``: unknown is not "never")."""
+    if backups is None:
+        return {}
+    when = backups.get(uuid)
+    return {"bhypeVmLastBackup": ("octets", date_and_time(when) if when is not None else oids.NEVER)}
+
+
 def snapshot(rows: list[VmRow], *, host: str, facts: dict[str, Any], now: datetime | None = None,
-             live: dict[str, Any] | None = None) -> list[tuple[tuple[int, ...], tuple[str, Any]]]:
+             live: dict[str, Any] | None = None,
+             backups: dict[str, datetime] | None = None) -> list[tuple[tuple[int, ...], tuple[str, Any]]]:
     """Every instance the agent answers, sorted by OID: ``(oid, (smi_type, value))`` with
-    types ``str`` (OCTET STRING), ``gauge``, ``unsigned``, ``integer``, ``ticks``. ``live`` is
-    monitoring's live metrics snapshot (``read_live_metrics``); ignored when stale."""
+    types ``str`` (text as OCTET STRING), ``octets`` (bytes), ``gauge``, ``unsigned``,
+    ``integer``, ``ticks``. ``live`` is monitoring's live metrics snapshot
+    (``read_live_metrics``); ignored when stale. ``backups`` is ``last_backup_times``' answer
+    (``None``: not known, the column is left out)."""
     now = now or datetime.now(UTC)
     current = fresh_live(live, now)
     live_vms: dict[str, Any] = current["vms"] if isinstance(current.get("vms"), dict) else {}
@@ -170,6 +184,7 @@ def snapshot(rows: list[VmRow], *, host: str, facts: dict[str, Any], now: dateti
             "bhypeVmMemory": ("gauge", _gauge(row.memory // MIB)),
             "bhypeVmUptime": ("ticks", uptime_ticks(row, now, metrics.get("uptime"))),
             **vm_live_values(metrics),
+            **last_backup_value(row.uuid, backups),
         }
         values.extend(((*oids.VM_ENTRY, oids.VM_COLUMNS[name], row.id), value) for name, value in columns.items())
     return sorted(values)

@@ -1,5 +1,6 @@
-"""The ``/api/v1/snmp`` router (admins): managers, their test, the engine ID. Secrets
-(community, v3 keys) are accepted, stored and never echoed: only whether they are set."""
+"""The ``/api/v1/snmp`` router (admins): managers, their test, the engine IDs, the agent's v3
+users. Secrets (community, v3 keys) are accepted, stored and never echoed: only whether they
+are set."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from bhype_core.plugin_api import AdminDep, AuthenticatedDep, RuntimeDep, TaskAccepted, accept_task
+from bhype_snmp import agent_users
 from bhype_snmp import managers as store
+from bhype_snmp.agent_users import AgentUserCreate, AgentUserPublic
 from bhype_snmp.managers import ManagerCreate, ManagerPublic
 from bhype_snmp.mib import mib_text
 
@@ -32,6 +35,9 @@ class SnmpStatus(BaseModel):
     enabled_managers: int
     agent_enabled: bool
     agent_address: str
+    agent_engine_id: str
+    agent_v2c: bool
+    agent_users: int
 
 
 def make_router() -> APIRouter:
@@ -45,7 +51,10 @@ def make_router() -> APIRouter:
         settings = runtime.settings.section("snmp")
         return SnmpStatus(engine_id=store.engine_id(runtime).hex(), managers=len(rows),
                           enabled_managers=sum(row.enabled for row in rows), agent_enabled=settings.agent_enabled,
-                          agent_address=settings.agent_address)
+                          agent_address=settings.agent_address,
+                          agent_engine_id=store.engine_id(runtime, "agent").hex(),
+                          agent_v2c=bool(settings.agent_community.get_secret_value()),
+                          agent_users=len(agent_users.list_users(runtime)))
 
     @router.get("/managers", response_model=list[ManagerPublic])
     def managers(runtime: RuntimeDep, principal: AdminDep) -> list[ManagerPublic]:
@@ -68,6 +77,21 @@ def make_router() -> APIRouter:
         an inform was acknowledged, or why not)."""
         store.get_manager(runtime, name)  # 404 now, not a failed task
         return accept_task(runtime, principal, TEST_KIND, {"manager": name})
+
+    @router.get("/agent/users", response_model=list[AgentUserPublic])
+    def agent_user_list(runtime: RuntimeDep, principal: AdminDep) -> list[AgentUserPublic]:
+        """The agent's SNMPv3 users, keys shown only as set."""
+        return [AgentUserPublic.of(row) for row in agent_users.list_users(runtime)]
+
+    @router.post("/agent/users", status_code=201, response_model=AgentUserPublic)
+    def agent_user_add(body: AgentUserCreate, runtime: RuntimeDep, principal: AdminDep) -> AgentUserPublic:
+        """Add an SNMPv3 user the agent answers (SHA-2 auth, AES privacy; from its next refresh)."""
+        return AgentUserPublic.of(agent_users.create_user(runtime, body))
+
+    @router.delete("/agent/users/{name}", status_code=204)
+    def agent_user_remove(name: str, runtime: RuntimeDep, principal: AdminDep) -> None:
+        """Remove an agent user (refused from the agent's next refresh)."""
+        agent_users.delete_user(runtime, name)
 
     # response_class=Response (no media type of its own) keeps the error answers documented as
     # bHype's JSON error shape; the 200 is declared as text/plain.

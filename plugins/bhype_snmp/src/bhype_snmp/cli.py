@@ -117,7 +117,41 @@ def snmp_status(args: argparse.Namespace) -> int:
         return _print_json(status)
     print(f"engine ID: 0x{status['engine_id']}")
     print(f"managers: {status['managers']} ({status['enabled_managers']} enabled)")
-    print(f"agent: {'on ' + status['agent_address'] if status['agent_enabled'] else 'off'}")
+    print(f"agent: {'on ' + status['agent_address'] if status['agent_enabled'] else 'off'}"
+          f" (SNMPv2c {'on' if status['agent_v2c'] else 'off'}, {status['agent_users']} v3 user(s))")
+    print(f"agent engine ID: 0x{status['agent_engine_id']}")
+    return 0
+
+
+def agent_user_add(args: argparse.Namespace) -> int:
+    """``agent user add NAME [--auth-protocol] [--priv-protocol]``: keys from the environment
+    or the terminal, never argv."""
+    body = {"name": args.name, "auth_protocol": args.auth_protocol, "priv_protocol": args.priv_protocol,
+            "auth_key": _secret("auth_key", "v3 authentication pass phrase"),
+            "priv_key": _secret("priv_key", "v3 privacy pass phrase")}
+    added = api_from(args).request("POST", f"{SNMP}/agent/users", body)
+    if args.json:
+        return _print_json(added)
+    print(f"agent user {added['name']}: {added['auth_protocol']} + {added['priv_protocol']} (authPriv)")
+    return 0
+
+
+def agent_user_list(args: argparse.Namespace) -> int:
+    """``agent user list [--json]``."""
+    rows = api_from(args).request("GET", f"{SNMP}/agent/users")
+    if args.json:
+        return _print_json(rows)
+    if not rows:
+        print("no agent users")
+        return 0
+    print(format_table([[r["name"], r["auth_protocol"], r["priv_protocol"]] for r in rows], ["NAME", "AUTH", "PRIV"]))
+    return 0
+
+
+def agent_user_remove(args: argparse.Namespace) -> int:
+    """``agent user remove NAME``."""
+    api_from(args).request("DELETE", f"{SNMP}/agent/users/{urllib.parse.quote(args.name, safe='')}")
+    print(f"agent user {args.name} removed")
     return 0
 
 
@@ -169,6 +203,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _command(inner, "test", manager_test, "send a test notification; says whether an inform was acknowledged"
              ).add_argument("name")
     _command(inner, "remove", manager_remove, "remove a manager").add_argument("name")
+    agent = sub.add_parser("agent", help="the read-only agent (admins)")
+    agents = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
+    user = agents.add_parser("user", help="SNMPv3 users the agent answers")
+    users = user.add_subparsers(dest="agent_user_command", metavar="COMMAND", required=True)
+    add_user = _command(users, "add", agent_user_add, "add a v3 user (keys from $BHYPE_SNMP_* or the terminal)")
+    add_user.add_argument("name")
+    add_user.add_argument("--auth-protocol", default="SHA256", choices=["SHA224", "SHA256", "SHA384", "SHA512"])
+    add_user.add_argument("--priv-protocol", default="AES", choices=["AES", "AES192", "AES256"])
+    _command(users, "list", agent_user_list, "the agent's v3 users (no keys)")
+    _command(users, "remove", agent_user_remove, "remove a v3 user").add_argument("name")
 
 
 def run(args: argparse.Namespace) -> int:

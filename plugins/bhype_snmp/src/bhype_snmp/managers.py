@@ -146,18 +146,38 @@ def delete_manager(runtime: Any, name: str) -> None:
         db.delete(row)
 
 
-def engine_id(runtime: Any) -> bytes:
-    """This host's snmpEngineID: made on first use, then always the stored one."""
+def engine_id(runtime: Any, role: str = "notify") -> bytes:
+    """This host's snmpEngineID for ``role`` (``notify``: the notification sender; ``agent``:
+    the read-only agent): made on first use, then always the stored one."""
+    return bytes.fromhex(_engine_row(runtime, role).engine_id)
+
+
+def _engine_row(runtime: Any, role: str) -> SnmpEngine:
+    query = select(SnmpEngine).where(SnmpEngine.role == role).order_by(col(SnmpEngine.id))
     with session(runtime) as db:
-        row = db.exec(select(SnmpEngine).order_by(col(SnmpEngine.id))).first()
+        row = db.exec(query).first()
     if row is not None:
-        return bytes.fromhex(row.engine_id)
+        return row
     with session(runtime, write=True) as db:
-        row = db.exec(select(SnmpEngine).order_by(col(SnmpEngine.id))).first()  # another process won?
+        row = db.exec(query).first()  # another process won?
         if row is None:
-            row = SnmpEngine(engine_id=(ENGINE_PREFIX + secrets.token_bytes(12)).hex())
+            row = SnmpEngine(engine_id=(ENGINE_PREFIX + secrets.token_bytes(12)).hex(), role=role)
             db.add(row)
-        return bytes.fromhex(row.engine_id)
+        return row
+
+
+def next_boots(runtime: Any, role: str = "agent") -> tuple[bytes, int]:
+    """The engine ID of ``role`` and its snmpEngineBoots for this start: the stored count plus
+    one, stored (RFC 3414 §2.2.2: with a kept engine ID, boots must grow at every start, or
+    managers that saw a later engine time would take the answers for replays)."""
+    with session(runtime, write=True) as db:
+        row = db.exec(select(SnmpEngine).where(SnmpEngine.role == role).order_by(col(SnmpEngine.id))
+                      .with_for_update()).first()
+        if row is None:
+            row = SnmpEngine(engine_id=(ENGINE_PREFIX + secrets.token_bytes(12)).hex(), role=role)
+        row.boots = min(row.boots + 1, 2**31 - 1)  # snmpEngineBoots stops at 2147483647 (RFC 3414)
+        db.add(row)
+        return bytes.fromhex(row.engine_id), row.boots
 
 
 def severity_passes(event_severity: str, minimum: str) -> bool:

@@ -41,8 +41,11 @@ class SnmpManager(SQLModel, table=True):
 
 
 class SnmpEngine(SQLModel, table=True):
-    """Table ``snmp_engine``: this host's snmpEngineID (RFC 3411), made once and kept, so v3
-    receivers configured with it (``createUser -e``) keep accepting traps across restarts."""
+    """Table ``snmp_engine``: this host's snmpEngineIDs (RFC 3411), made once and kept, so v3
+    receivers configured with one (``createUser -e``) and managers that polled the agent keep
+    working across restarts. One row per ``role``: ``notify`` (the notification sender) and
+    ``agent`` (the read-only agent: its own ID, because timeliness is kept per engine ID and
+    the two engines' clocks differ; ``boots`` is its snmpEngineBoots, RFC 3414 §2.2.2)."""
 
     __tablename__ = "snmp_engine"  # type: ignore[assignment]
     __table_args__ = dict(TABLE_OPTIONS)
@@ -50,6 +53,25 @@ class SnmpEngine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True, sa_type=ID)
     engine_id: str = Field(max_length=66)  # hex, 5 to 32 octets
     created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    role: str = Field(default="notify", max_length=8)
+    boots: int = 0
 
 
-SNMP_MODELS: tuple[type[SQLModel], ...] = (SnmpManager, SnmpEngine)
+class SnmpAgentUser(SQLModel, table=True):
+    """Table ``snmp_agent_user``: an SNMPv3 user the read-only agent answers (authPriv only:
+    SHA-2 authentication, AES privacy). ``auth_key`` and ``priv_key`` are secrets: never in
+    API output, logs or command lines."""
+
+    __tablename__ = "snmp_agent_user"  # type: ignore[assignment]
+    __table_args__ = dict(TABLE_OPTIONS)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID)
+    name: str = Field(max_length=32, unique=True)
+    auth_protocol: str = Field(default="SHA256", max_length=8)
+    auth_key: str = Field(default="", sa_type=Text)
+    priv_protocol: str = Field(default="AES", max_length=8)
+    priv_key: str = Field(default="", sa_type=Text)
+    created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+SNMP_MODELS: tuple[type[SQLModel], ...] = (SnmpManager, SnmpEngine, SnmpAgentUser)

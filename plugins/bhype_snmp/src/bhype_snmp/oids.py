@@ -59,8 +59,12 @@ VM_COLUMNS: dict[str, int] = {
     "bhypeVmUptime": 8,
     "bhypeVmCpuPercent": 9,
     "bhypeVmMemoryUsed": 10,
+    "bhypeVmLastBackup": 11,
 }
 
 SEVERITY_VALUES = {"info": 1, "warning": 2, "error": 3, "critical": 4}
 # bhypeVmState's enumeration (the core's VMState values, in this order).
+# bhypeVmLastBackup of a VM without a good backup: DateAndTime's "no such time" value, as
+# DISMAN-SCHEDULE-MIB's schedLastFailed uses it (RFC 3231: '0000000000000000'H).
+NEVER = bytes(8)
 VM_STATE_VALUES = {"stopped": 1, "starting": 2, "running": 3, "stopping": 4, "crashed": 5, "unknown": 6}

@@ -78,5 +78,6 @@ class SnmpSettings(Section):
     agent_enabled: bool = Field(False, description="serve BHYPE-MIB's host scalars and VM table (read-only)")
     agent_address: str = Field("127.0.0.1:1161", description="host:port the agent listens on (UDP)")
     agent_community: SecretStr = Field(SecretStr(""),
-                                       description="v2c community the agent answers (empty: it does not start)")
+                                       description="v2c community the agent answers (empty: no SNMPv2c, "
+                                                   "only the v3 users of `bhype snmp agent user add`)")
     agent_refresh: int = Field(5, ge=1, le=3600, description="seconds between refreshes of the agent's values")

@@ -1,5 +1,6 @@
 """The web UI page ``/ui/snmp`` (admins): managers without secrets (add, test, remove through the
-API with the web UI's declarative forms and buttons), the engine ID, the agent."""
+API with the web UI's declarative forms and buttons), the engine IDs, the agent and its SNMPv3
+users (add, remove; keys never shown)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bhype_core.plugin_api import Assets, Page, UiRequest
+from bhype_snmp import agent_users
 from bhype_snmp import managers as store
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -18,7 +20,11 @@ def page_context(ui: UiRequest) -> dict[str, Any]:
     settings = ui.runtime.settings.section("snmp")
     return {"managers": [store.ManagerPublic.of(row).model_dump() for row in store.list_managers(ui.runtime)],
             "engine_id": store.engine_id(ui.runtime).hex(), "agent_enabled": settings.agent_enabled,
-            "agent_address": settings.agent_address}
+            "agent_address": settings.agent_address,
+            "agent_v2c": bool(settings.agent_community.get_secret_value()),
+            "agent_engine_id": store.engine_id(ui.runtime, "agent").hex(),
+            "agent_users": [agent_users.AgentUserPublic.of(row).model_dump()
+                            for row in agent_users.list_users(ui.runtime)]}
 
 
 def page() -> Page:

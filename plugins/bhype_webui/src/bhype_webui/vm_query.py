@@ -136,10 +136,23 @@ def changes_since(db: Session, principal: Any, since: datetime | None, name: str
         conditions.append(col(VM.updated) > since)
     if name:
         conditions.append(col(VM.name) == name)
-    query = (select(col(VM.id), col(VM.name), col(VM.state), col(VM.state_detail), col(VM.updated))
+    return _state_rows(db, conditions)
+
+
+def on_hosts(db: Session, principal: Any, hosts: set[str], name: str | None = None) -> list[dict[str, Any]]:
+    """Visible VMs (or VM ``name``) living on one of ``hosts`` (whose reachability changed)."""
+    conditions = [*_visible(principal), col(VM.host).in_(sorted(hosts))]
+    if name:
+        conditions.append(col(VM.name) == name)
+    return _state_rows(db, conditions)
+
+
+def _state_rows(db: Session, conditions: list[Any]) -> list[dict[str, Any]]:
+    """What the stream sends of each VM matching ``conditions``, oldest change first."""
+    query = (select(col(VM.id), col(VM.name), col(VM.state), col(VM.state_detail), col(VM.updated), col(VM.host))
              .where(and_(true(), *conditions)).order_by(col(VM.updated)).limit(1000))
-    return [{"id": vm_id, "name": vm_name, "state": state, "state_detail": detail, "updated": updated}
-            for vm_id, vm_name, state, detail, updated in db.execute(query).all()]
+    return [{"id": vm_id, "name": vm_name, "state": state, "state_detail": detail, "updated": updated, "host": host}
+            for vm_id, vm_name, state, detail, updated, host in db.execute(query).all()]
 
 
 def visible_count(db: Session, principal: Any) -> int:

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from bhype_core.plugin_api import PrincipalDep, RuntimeDep, ValidationErrors
+from bhype_core.plugin_api import PrincipalDep, RuntimeDep, ValidationErrors, mark_unknown, unreachable_hosts
 from bhype_webui import vm_query
 from bhype_webui.live import live_response, sse
 
@@ -52,7 +52,9 @@ def make_vm_stream_router() -> APIRouter:
     ) -> StreamingResponse:
         """State changes of the VMs you may see (or of VM ``name``): a ``vm`` event per changed
         VM, and a ``count`` event whenever the number of your VMs changes (created or destroyed).
-        Without ``since`` the stream starts with changes from now on."""
+        Without ``since`` the stream starts with changes from now on. When a group host turns
+        unreachable (or back), a ``vm`` event for each of its VMs says ``unknown`` (or its real
+        state again), as a reload would show."""
         start = parse_since(last_event_id, "Last-Event-ID") if last_event_id else parse_since(since)
 
         def latest() -> datetime | None:
@@ -61,17 +63,26 @@ def make_vm_stream_router() -> APIRouter:
 
         if start is None:
             start = await run_in_threadpool(latest)
-        cursor: dict[str, object] = {"since": start, "count": None}
+        cursor: dict[str, object] = {"since": start, "count": None, "down": None}
 
         def poll() -> list[str]:
+            down = set(unreachable_hosts(runtime))  # issue 22: a host's VMs show "unknown" while it is down
+            flipped = down ^ cursor["down"] if isinstance(cursor["down"], set) else set()  # type: ignore[operator]
+            cursor["down"] = down
             with Session(runtime.engine) as db:
                 changed = vm_query.changes_since(db, principal, cursor["since"], name)  # type: ignore[arg-type]
+                ids = {vm["id"] for vm in changed}
+                turned = [vm for vm in vm_query.on_hosts(db, principal, flipped, name) if vm["id"] not in ids] \
+                    if flipped else []
                 count = None if name else vm_query.visible_count(db, principal)
+            mark_unknown(runtime, [*changed, *turned])
             events = []
             for vm in changed:
                 cursor["since"] = vm["updated"]
                 stamp = vm["updated"].isoformat()
                 events.append(sse("vm", {**vm, "updated": stamp}, stamp))  # type: ignore[arg-type]
+            for vm in turned:  # no event id: its host changed, not its row (a reconnect starts at the rows)
+                events.append(sse("vm", {**vm, "updated": vm["updated"].isoformat()}))
             if count is not None and count != cursor["count"]:
                 if cursor["count"] is not None:
                     events.append(sse("count", {"total": count}))

@@ -33,6 +33,8 @@ ACTIVE_STATES = ("starting", "running", "stopping")
 VMSort = Literal["name", "state", "owner", "updated"]  # bhype_core.vm.listing.SORTS
 # How long a graceful stop (stop, restart) waits before powering off.
 StopTimeout = Annotated[float | None, Query(gt=0, le=3600, description="seconds; default vm.stop_timeout")]
+SuspendTimeout = Annotated[float | None, Query(gt=0, le=7200, description="seconds the save may take; default 600")]
+DiscardQuery = Annotated[bool, Query(description="a suspended VM: drop its saved state and boot afresh")]
 StartModeQuery = Annotated[Literal["normal", "install", "rescue"],
                           Query(description="normal: boot the disk; install: the ISO once, then the disk; "
                                             "rescue: the ISO first on every boot")]
@@ -155,10 +157,16 @@ def make_router() -> APIRouter:
 
     @router.post("/{name}/start", status_code=202, response_model=TaskAccepted)
     def vm_start(
-        name: str, runtime: RuntimeDep, principal: PrincipalDep, mode: StartModeQuery = "normal"
+        name: str, runtime: RuntimeDep, principal: PrincipalDep, mode: StartModeQuery = "normal",
+        discard_saved_state: DiscardQuery = False,
     ) -> TaskAccepted:
         """Start the VM (preflight first: every problem is named with its fix). `mode`: `normal`
-        boots the disk, `install` boots the ISO once and then the disk, `rescue` the ISO first."""
+        boots the disk, `install` boots the ISO once and then the disk, `rescue` the ISO first.
+        A suspended VM resumes where it was, unless `discard_saved_state`."""
+        if discard_saved_state:
+            with Session(runtime.engine) as db:
+                get_vm(db, name, principal)
+            return _accepted(runtime, principal, "vm.start", {"name": name, "mode": mode, "discard_saved_state": True})
         if mode == "normal":
             return power(runtime, principal, "vm.start", name)
         with Session(runtime.engine) as db:
@@ -177,6 +185,14 @@ def make_router() -> APIRouter:
     ) -> TaskAccepted:
         """Stop the VM gracefully (as stop), then start it again."""
         return power(runtime, principal, "vm.restart", name, timeout)
+
+    @router.post("/{name}/suspend", status_code=202, response_model=TaskAccepted)
+    def vm_suspend(
+        name: str, runtime: RuntimeDep, principal: PrincipalDep, timeout: SuspendTimeout = None
+    ) -> TaskAccepted:
+        """Save the running VM's memory and devices to disk and stop it; its next start resumes
+        it. Refused (`not_supported`) where the driver or the host's hypervisor cannot."""
+        return power(runtime, principal, "vm.suspend", name, timeout)
 
     @router.post("/{name}/force-stop", status_code=202, response_model=TaskAccepted)
     def vm_force_stop(name: str, runtime: RuntimeDep, principal: PrincipalDep) -> TaskAccepted:

@@ -27,7 +27,7 @@ def render_plan(plan: dict[str, Any]) -> str:
         f"platform: {plan.get('platform') or 'none'} (base system via {plan.get('base_mode') or '-'})",
         f"boot environment to create: {be.get('create')} (booted now: {be.get('booted')}, "
         f"expected after the reboot: {be.get('expected_after_reboot')})",
-        f"VMs to stop, in this order: {', '.join(plan.get('stop_order') or []) or 'none running'}",
+        f"VMs to stop, in this order: {_stop_list(plan) or 'none running'}",
         f"  {plan.get('vm_shutdown', '')}",
         f"VMs to bring back, in this order: {', '.join(plan.get('start_order') or []) or 'none'}",
         f"VMs not running (left alone): {', '.join(plan.get('left_alone') or []) or 'none'}",
@@ -38,6 +38,12 @@ def render_plan(plan: dict[str, Any]) -> str:
     ]
     lines += [f"PROBLEM: {problem}" for problem in plan.get("problems") or []]
     return "\n".join(lines)
+
+
+def _stop_list(plan: dict[str, Any]) -> str:
+    """``beta (suspend), alpha (shutdown)``: each VM with how it goes down."""
+    actions = plan.get("vm_actions") or {}
+    return ", ".join(f"{name} ({actions[name]})" if name in actions else name for name in plan.get("stop_order") or [])
 
 
 def _plan(api: Any) -> dict[str, Any]:

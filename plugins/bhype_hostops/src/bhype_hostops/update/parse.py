@@ -79,6 +79,8 @@ def nothing_to_install(output: str) -> bool:
 
 
 def lists_restore(usage: str) -> bool:
-    """Whether bhyve(8)'s usage lists ``-r`` (restore from a checkpoint): only builds with
-    ``WITH_BHYVE_SNAPSHOT`` have it (freebsd-host.md §3.4), so only they can suspend a guest."""
-    return re.search(r"^\s*-r\b", usage, re.MULTILINE) is not None or "[-r file]" in usage
+    """Whether bhyve(8)'s usage describes ``-r`` (``-r: path to checkpoint file``): only builds
+    with ``WITH_BHYVE_SNAPSHOT`` have that line (freebsd-host.md §3.4), so only they can suspend a
+    guest. The synopsis shows ``[-r file]`` on every build (usr.sbin/bhyve ``usage()``), so it
+    does not count. The VM driver asks the same itself (the plan uses its answer)."""
+    return re.search(r"^\s*-r:", usage, re.MULTILINE) is not None

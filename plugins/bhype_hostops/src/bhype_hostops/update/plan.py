@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bhype_core.plugin_api import BhypeError, Principal, is_running, list_tasks, list_vms
+from bhype_core.plugin_api import BhypeError, Principal, is_running, list_tasks, list_vms, suspend_supported
 from bhype_hostops.update.parse import booted, next_boot
 from bhype_hostops.update.settings import UpdateSettings
 
@@ -55,16 +55,20 @@ def build_plan(
     :param vms: every VM: ``name``, ``running`` (the driver's answer now) and ``autostart``.
     :param updates: :func:`updates_from_check`'s answer.
     :param host: what the platform answered: ``platform`` (or ``error``), ``base_mode``,
-        ``boot_environments`` (``bectl list`` as dicts) or ``be_error``, ``can_suspend``.
+        ``boot_environments`` (``bectl list`` as dicts) or ``be_error``; and ``can_suspend``:
+        whether the VM driver can suspend to disk here (its ``suspend`` capability, detected).
     :param registered: the task kinds this worker knows (services and checks come from
         the hostops plugin's other half).
-    :returns: VMs to stop (reverse order) and bring back (autostart order), VMs left alone,
-        services, updates, reboot, boot environment, suspend, and ``problems`` that refuse a run.
+    :returns: VMs to stop (reverse order, each with its ``action``: ``suspend`` to disk or
+        ``shutdown`` by ACPI) and bring back (autostart order), VMs left alone, services, updates,
+        reboot, boot environment, suspend, and ``problems`` that refuse a run.
     """
     problems: list[str] = []
     running = sorted((vm for vm in vms if vm.get("running")), key=start_key)
+    suspend = bool(host.get("can_suspend")) and settings.vm_suspend
     start = [{"name": vm["name"], "order": start_key(vm)[0], "delay": int(_autostart(vm).get("delay", 0)),
-              "stop_timeout": settings.vm_stop_timeout or _autostart(vm).get("stop_timeout")} for vm in running]
+              "stop_timeout": settings.vm_stop_timeout or _autostart(vm).get("stop_timeout"),
+              "action": "suspend" if suspend else "shutdown"} for vm in running]
     if host.get("error"):
         problems.append(host["error"])
     services = list(settings.services)
@@ -90,7 +94,15 @@ def build_plan(
         reboot = "yes" if base_pending else "no"
     else:
         reboot = "only if base system updates get installed (decided after the install)"
-    suspend = bool(host.get("can_suspend"))
+    if suspend:
+        shutdown = ("suspend to disk (memory and devices saved in each VM's directory), resumed after the "
+                    "update; a VM whose suspend fails is shut down by ACPI, forced off after its timeout")
+    elif host.get("can_suspend"):
+        shutdown = ("the VM driver can suspend, but [hostops_update] vm_suspend is off: ACPI shutdown, "
+                    "forced off after each VM's timeout")
+    else:
+        shutdown = ("the VM driver cannot suspend here (bhyve needs a BHYVE_SNAPSHOT build): ACPI shutdown, "
+                    "forced off after each VM's timeout")
     return {
         "created": now.isoformat(),
         "platform": host.get("platform"),
@@ -99,10 +111,9 @@ def build_plan(
         "stop_order": [vm["name"] for vm in reversed(start)],
         "start_order": [vm["name"] for vm in start],
         "left_alone": sorted(vm["name"] for vm in vms if not vm.get("running")),
-        "vm_shutdown": ("the host's bhyve can checkpoint guests, but bHype's driver has no suspend yet: "
-                        if suspend else "suspend is not supported here: ")
-                       + "ACPI shutdown, forced off after each VM's timeout",
-        "suspend_supported": suspend,
+        "vm_shutdown": shutdown,
+        "vm_actions": {vm["name"]: vm["action"] for vm in start},
+        "suspend_supported": bool(host.get("can_suspend")),
         "services": services,
         "updates": updates,
         "reboot": reboot,
@@ -130,7 +141,11 @@ def gather(context: Any, settings: UpdateSettings, platform: Any, platform_error
         except BhypeError as exc:
             host["be_error"] = exc.message
         host["base_mode"] = platform.base_mode()
-        host["can_suspend"] = platform.can_suspend()
+    # The VM driver's own answer (bhyve asks `bhyve -h` once), whatever installs the updates.
+    try:
+        host["can_suspend"] = suspend_supported(runtime)
+    except BhypeError:  # no driver to ask: the VMs are shut down
+        host["can_suspend"] = False
     principal = Principal(context.user or "root", "admin")
     tasks = list_tasks(runtime, principal, kind=CHECK_KIND, state="succeeded", limit=1)
     last = None

@@ -34,6 +34,10 @@ class UpdateSettings(Section):
     vm_stop_timeout: int | None = Field(
         None, ge=1, le=3600, description="seconds for each VM's ACPI shutdown before it is forced off "
                                          "(default: the VM's autostart.stop_timeout, else vm.stop_timeout)")
+    vm_suspend: bool = Field(
+        True, description="suspend each running VM to disk instead of shutting it down where the VM driver "
+                          "can (detected: QEMU, bhyve built with BHYVE_SNAPSHOT); resumed after the update. "
+                          "A failed suspend falls back to the ACPI shutdown")
     vm_start_wait: float = Field(600.0, gt=0, le=7200,
                                  description="seconds a VM's start or stop may wait for a lock another task holds")
     install_timeout: float = Field(7200.0, gt=0, le=86400, description="seconds allowed per install command")

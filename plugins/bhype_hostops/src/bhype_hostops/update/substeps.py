@@ -43,7 +43,9 @@ def sub(context: Any, kind: str, arguments: dict[str, Any], timeout: float | Non
 
 
 def stop_vms(context: Any, run: Any, settings: Any) -> str:
-    """Stop the VMs that ran, in reverse autostart order: ACPI, forced off after the timeout."""
+    """Take the VMs that ran down, in reverse autostart order: suspended to disk where the plan
+    says so (``vm.suspend``; a failed suspend is logged and falls back to the shutdown), else
+    shut down by ACPI and forced off after the timeout (``vm.stop``)."""
     stopped = dict(run.data.get("vms_stopped", {}))
     context.log(run.plan.get("vm_shutdown", ""))
     for vm in reversed(run.plan["vms"]):
@@ -51,17 +53,35 @@ def stop_vms(context: Any, run: Any, settings: Any) -> str:
         if name in stopped:
             continue
         context.check_cancelled()
-        arguments: dict[str, Any] = {"name": name}
-        if vm.get("stop_timeout"):
-            arguments["timeout"] = vm["stop_timeout"]
-        outcome = sub(context, "vm.stop", arguments, timeout=settings.vm_start_wait)
-        if not outcome.ok:
-            raise StepFailed(f"VM {name} did not stop: {_error(outcome)}")
-        forced = bool((outcome.result or {}).get("forced"))
-        stopped[name] = "forced" if forced else "stopped"
-        context.log(f"VM {name}: {'forced off after its timeout' if forced else 'shut down'}")
+        if vm.get("action") == "suspend" and _suspend(context, name, settings):
+            stopped[name] = "suspended"
+        else:
+            stopped[name] = _shutdown(context, vm, settings)
         runs.update(context.runtime, run.id, data={"vms_stopped": stopped})
     return f"{len(stopped)} VM(s) stopped: " + (", ".join(f"{k} ({v})" for k, v in stopped.items()) or "none")
+
+
+def _suspend(context: Any, name: str, settings: Any) -> bool:
+    """``vm.suspend``; False (said in the log) when it failed and the VM must be shut down."""
+    outcome = sub(context, "vm.suspend", {"name": name}, timeout=settings.vm_start_wait)
+    if outcome.ok:
+        context.log(f"VM {name}: suspended to disk")
+        return True
+    context.log(f"VM {name}: suspend failed ({_error(outcome)}); shutting it down instead", "warning")
+    return False
+
+
+def _shutdown(context: Any, vm: dict[str, Any], settings: Any) -> str:
+    name = vm["name"]
+    arguments: dict[str, Any] = {"name": name}
+    if vm.get("stop_timeout"):
+        arguments["timeout"] = vm["stop_timeout"]
+    outcome = sub(context, "vm.stop", arguments, timeout=settings.vm_start_wait)
+    if not outcome.ok:
+        raise StepFailed(f"VM {name} did not stop: {_error(outcome)}")
+    forced = bool((outcome.result or {}).get("forced"))
+    context.log(f"VM {name}: {'forced off after its timeout' if forced else 'shut down'}")
+    return "forced" if forced else "stopped"
 
 
 def stop_services(context: Any, run: Any, settings: Any) -> str:
@@ -91,16 +111,33 @@ def start_vms(context: Any, run: Any, settings: Any) -> str:
             continue
         context.check_cancelled()
         context.progress(85, f"starting VM {name}")
+        # vm.start resumes a VM the stop step suspended (its saved state is in its directory).
         outcome = sub(context, "vm.start", {"name": name}, timeout=settings.vm_start_wait)
+        if not outcome.ok and "already running" not in _error(outcome) and suspended_before(run, name):
+            context.log(f"VM {name}: resuming failed ({_error(outcome)}); booting it afresh instead "
+                        "(its saved memory state is discarded)", "warning")
+            outcome = sub(context, "vm.start", {"name": name, "discard_saved_state": True},
+                          timeout=settings.vm_start_wait)
         if not outcome.ok and "already running" not in _error(outcome):
             raise StepFailed(f"VM {name} did not start: {_error(outcome)}")
         started.append(name)
-        runs.update(context.runtime, run.id, data={"vms_started": started})
-        context.log(f"VM {name} is running")
+        resumed = bool((outcome.result or {}).get("resumed"))
+        changes: dict[str, Any] = {"vms_started": started}
+        if resumed:
+            changes["vms_resumed"] = [*run.data.get("vms_resumed", []), name]
+        run = runs.update(context.runtime, run.id, data=changes)
+        context.log(f"VM {name} is running" + (" (resumed from its saved state)" if resumed else ""))
         if vm.get("delay"):
             context.log(f"waiting {vm['delay']} s (its autostart delay) before the next VM")
             _sleep(context, float(vm["delay"]))
-    return f"{len(started)} VM(s) running again, in order: {', '.join(started) or 'none'}"
+    resumed = run.data.get("vms_resumed", [])
+    return (f"{len(started)} VM(s) running again, in order: {', '.join(started) or 'none'}"
+            + (f" ({', '.join(resumed)} resumed from disk)" if resumed else ""))
+
+
+def suspended_before(run: Any, name: str) -> bool:
+    """Whether this run's stop step suspended VM ``name`` (rather than shutting it down)."""
+    return run.data.get("vms_stopped", {}).get(name) == "suspended"
 
 
 def start_services(context: Any, run: Any, settings: Any) -> str:

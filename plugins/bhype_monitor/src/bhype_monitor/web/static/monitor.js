@@ -24,6 +24,8 @@
   function setupScope(scope) {
     const kind = scope.dataset.monitorScope;
     const vm = scope.dataset.monitorVm;
+    // A group host's page (issue 22): its own series; the live snapshot is this API host's only.
+    const host = scope.dataset.monitorHost;
     const interval = Math.max(2, Number(scope.dataset.monitorInterval) || 10) * 1000;
     const base = kind === "vm" ? "/api/v1/monitor/vms/" + encodeURIComponent(vm) : "/api/v1/monitor/host";
     const currentUrl = kind === "vm" ? base : "/api/v1/monitor/current";
@@ -57,7 +59,8 @@
     function load() {
       const now = Date.now() / 1000;
       const url = base + "/series?from=" + Math.floor(now - range) + "&to=" + Math.ceil(now) +
-        "&metrics=" + encodeURIComponent(charts.flatMap((c) => c.metrics).join(","));
+        "&metrics=" + encodeURIComponent(charts.flatMap((c) => c.metrics).join(",")) +
+        (host ? "&host=" + encodeURIComponent(host) : "");
       return fetchJson(url).then((body) => {
         for (const chart of charts) {
           const columns = chart.metrics.map((m) => (body.metrics[m] ? body.metrics[m].avg : body.t.map(() => null)));
@@ -104,6 +107,11 @@
         range = Number(button.dataset.monitorRange);
         load();
       });
+    }
+    if (host) {
+      load();
+      setInterval(load, interval); // the recorded series, reloaded: no live values of another host here
+      return;
     }
     load().then(liveTick, liveTick);
     setInterval(liveTick, interval);
