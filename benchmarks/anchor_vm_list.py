@@ -14,7 +14,7 @@ import orjson
 import uvicorn
 from sqlalchemy.engine import make_url
 
-COLUMNS = "id, name, uuid, owner, datastore, state, state_detail, spec, created, updated"
+COLUMNS = "id, name, uuid, owner, datastore, state, state_detail, spec, created, updated, host"
 
 
 def connect(url: str):
@@ -36,7 +36,7 @@ def when(value) -> datetime:
 
 
 def entry(row) -> dict:
-    vm_id, name, uuid, owner, datastore, state, detail, spec_text, created, updated = row
+    vm_id, name, uuid, owner, datastore, state, detail, spec_text, created, updated, host = row
     spec = orjson.loads(spec_text)
     cpus = spec.get("cpus")
     return {"id": vm_id, "name": name, "uuid": uuid, "owner": owner, "datastore": datastore, "state": state,
@@ -44,7 +44,7 @@ def entry(row) -> dict:
             "cpus": cpus.get("count", 1) if isinstance(cpus, dict) else int(cpus or 1),
             "memory": str(spec.get("memory", "")), "disks": len(spec.get("disks") or []),
             "description": spec.get("description", ""), "tags": list(spec.get("tags") or []),
-            "created": when(created), "updated": when(updated)}
+            "created": when(created), "updated": when(updated), "host": host}
 
 
 def make_app(url: str):

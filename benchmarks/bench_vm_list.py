@@ -75,8 +75,15 @@ def rss_mb(pid: int) -> float:
 
 
 def get(connection: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> bytes:
-    connection.request("GET", path, headers=headers)
-    response = connection.getresponse()
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        # The server closed the idle keep-alive connection (uvicorn: after 5 s) while the other
+        # side's burst ran on a loaded machine: open a new one, as any HTTP client would.
+        connection.close()
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
     body = response.read()
     if response.status != 200:
         raise SystemExit(f"bench_vm_list: {path}: {response.status} {body[:300]!r}")

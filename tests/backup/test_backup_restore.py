@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from bhype_backup.manifest import parse_manifest
 from bhype_backup.points import list_points
 from bhype_core.testing.rsyncd import start_rsyncd
@@ -40,6 +42,14 @@ def test_full_then_incremental_points_and_restores(world, tmp_path):
     second = world.ok("backup.run", {"vm": "web", "target": "usb", "mode": "stop", "job": None})
     assert second["basis"] == first["path"]
     assert MiB <= second["literal_bytes"] < 2 * MiB
+    # Size is logical (both disks whole, every time); "new" is what each point added on the
+    # target: all of it first, then disk0 (rewritten) but not disk1 (a hard link) and no config
+    # file that did not change.
+    assert first["size"] == second["size"] > 24 * MiB
+    assert first["size"] < first["stored_bytes"] < first["size"] + MiB  # + the manifest
+    assert 16 * MiB <= second["stored_bytes"] < 17 * MiB
+    shown = {p.id: p for p in list_points(world.runtime, vm="web")}
+    assert shown[second["point"]].stored_bytes == second["stored_bytes"]
     second_dir = root / second["path"]
     assert os.stat(second_dir / disks["disk1"].stored).st_ino == os.stat(point_dir / disks["disk1"].stored).st_ino
     assert (second_dir / disks["disk0"].stored).read_bytes() == world.disk("web", 0).read_bytes()
@@ -84,12 +94,29 @@ def test_daemon_target_incremental_and_delete_point(world, tmp_path):
             world.root / "ds" / "vms" / "db" / "OVMF_VARS.fd").read_bytes()
 
 
-def test_snapshot_mode_is_refused_on_directory_storage(world, tmp_path):
+def test_snapshot_mode_on_directory_storage_needs_the_drivers_consistent_point(world, tmp_path):
+    # QEMU has one (a running guest: tests/backup/test_backup_qmp_point.py); a stopped VM is
+    # copied as it is.
     world.create_vm("web")
     add_local(world, tmp_path)
-    failed = world.run("backup.run", {"vm": "web", "target": "usb", "mode": "snapshot", "job": None})
-    assert failed.state == "failed" and "snapshot mode needs a datastore with snapshot" in failed.error["message"]
-    assert list_points(world.runtime) == [] and list((tmp_path / "usb").iterdir()) == []
+    done = world.ok("backup.run", {"vm": "web", "target": "usb", "mode": "snapshot", "job": None})
+    assert done["consistency"] == "consistent" and not done["warnings"]
+    # bhyve has none: refused at plan time, before anything happens.
+    from bhype_backup.sources import check_mode
+    from bhype_core.drivers.bhyve import BhyveDriver
+    from bhype_core.plugin_api import ValidationErrors, open_datastore
+
+    store = open_datastore(world.runtime, "default")
+    with pytest.raises(ValidationErrors, match=r"snapshot mode needs a datastore with snapshot.*driver bhyve has not"):
+        check_mode(store, "snapshot", BhyveDriver.__new__(BhyveDriver))
+
+
+def test_a_vm_without_disks_says_its_point_is_only_configuration(world, tmp_path):
+    world.ok("vm.create", {"name": "bare", "overrides": {"disks": [], "nics": [], "memory": "64M"}})
+    add_local(world, tmp_path)
+    done = world.ok("backup.run", {"vm": "bare", "target": "usb", "mode": "stop", "job": None})
+    assert done["size"] < 2 * MiB and done["warnings"] == ["bare has no disks: the point holds only its configuration"]
+    assert list_points(world.runtime, vm="bare")[0].note == done["warnings"][0]
 
 
 def test_unreachable_target_and_wrong_password_fail_clearly_and_list_nothing(world, tmp_path):

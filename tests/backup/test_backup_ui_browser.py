@@ -94,8 +94,9 @@ def test_backups_page_and_vm_tab(tiny_guest, browser):
             owner = browser.new_context()
             mine = owner.new_page()
             login(mine, server, alice, "/ui/")
-            ok(mine, "POST", "/api/v1/vms", {"name": "web", "template": "tiny",
-                                             "overrides": {"disks": [{"size": "64M"}]}})
+            # "spec", not "overrides" (the task's name): the API ignored that key, so the VM had
+            # no disk and its point showed 1.2 KiB (its configuration only).
+            ok(mine, "POST", "/api/v1/vms", {"name": "web", "template": "tiny", "spec": {"disks": [{"size": "64M"}]}})
             boss = browser.new_context()
             page = boss.new_page()
             login(page, server, admin, "/ui/")
@@ -121,9 +122,9 @@ def test_backups_page_and_vm_tab(tiny_guest, browser):
             assert "vm:web" in jobs.inner_text() and "last=3 daily=7" in jobs.inner_text()
             row = page.locator(f"table.backup-points tr[data-point='{point}']")
             cells = row.locator("td").all_inner_texts()
-            assert cells[1] == "web" and cells[2] == "usb" and cells[6] == "stop"
-            assert cells[4].endswith("iB") and re.fullmatch(r"\d+m \d\ds", cells[5])
-            assert cells[7] == "none" and cells[8] == "none"
+            assert cells[1] == "web" and cells[2] == "usb" and cells[7] == "stop"
+            assert cells[4] == "64.0 MiB" and cells[5].endswith("iB") and re.fullmatch(r"\d+m \d\ds", cells[6])
+            assert cells[8] == "none" and cells[9] == "none"
             running = page.locator(f".backup-task[data-task-id='{waiting_id}']")
             assert "backup.run" in running.inner_text()
             shot(page, "page-waiting")

@@ -80,3 +80,36 @@ def test_a_second_run_is_refused_while_one_is_queued(bhype):
     status, out, err = bhype("backup", "job", "run", "n", "--no-follow")
     assert status != 0 and f"task {first.id}" in err and "already has a run" in err
     assert bhype("task", "cancel", holder.id)[0] == 0
+
+
+def test_job_edit_enable_disable_and_drill_requests(bhype):
+    assert bhype("backup", "job", "add", "nightly", "--target", "nas", "--vm", "web")[0] == 0
+    status, out, err = bhype("backup", "job", "edit", "nightly", "--schedule", "0 3 * * *", "--retention",
+                             "last=5", "--tag", "prod", "--drill-schedule", "@weekly", "--drill-tcp", "22", "--json")
+    assert status == 0, err
+    job = json.loads(out)
+    assert (job["schedule"], job["retention"], job["tags"], job["vms"]) == ("0 3 * * *", "last=5", ["prod"], ["web"])
+    assert job["drill_check"] == {"kind": "tcp", "port": 22} and job["drill_schedule"] == "@weekly"
+    # The whole job is validated again, every bad field named; nothing changes.
+    status, out, err = bhype("backup", "job", "edit", "nightly", "--retention", "weekly=-1", "--target", "nowhere",
+                             "--drill-tcp", "70000")
+    assert status != 0 and "retention" in err and "target" in err and "drill_check.port" in err
+    status, out, err = bhype("backup", "job", "disable", str(job["id"]), "--json")  # by id too
+    assert status == 0 and json.loads(out)["enabled"] is False
+    status, out, _ = bhype("backup", "job", "list")
+    assert "last=5" in out and out.splitlines()[-1].rstrip().endswith("no")
+    status, out, err = bhype("backup", "job", "enable", "nightly")
+    assert status == 0 and "(enabled)" in out
+    status, out, err = bhype("backup", "job", "edit", "nightly", "--mode", "crash", user="alice")
+    assert status != 0 and "admin" in err and "Traceback" not in err
+    status, out, err = bhype("backup", "job", "edit", "nosuch", "--mode", "crash")
+    assert status != 0 and "no backup job" in err
+    # Drills: a VM without backups, an unknown point, a bad sign of life, an operator.
+    status, out, err = bhype("backup", "drill", "web", "--serial", "login:")
+    assert status != 0 and "no backup of web to drill" in err
+    status, out, err = bhype("backup", "drill", "web", "--point", "99", "--tcp", "22")
+    assert status != 0 and "no backup point 99" in err
+    status, out, err = bhype("backup", "drill", "web", "--point", "1", "--tcp", "0")
+    assert status != 0 and "check.port" in err
+    status, out, err = bhype("backup", "drill", "web", "--point", "99", "--tcp", "22", user="alice")
+    assert status != 0 and "admin" in err

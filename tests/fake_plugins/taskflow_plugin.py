@@ -49,6 +49,14 @@ def chain(context: Any, vm: str, steps: list[str], child_locks: list[str] | None
     return {"outcomes": [[o.id, o.state, (o.result or {}).get("echo")] for o in outcomes]}
 
 
+def append_id(context: Any, sleep: float = 0.2) -> dict[str, Any]:
+    """Append this task's id to ``append.log`` (the side effect the restart tests count), then
+    spend ``sleep`` seconds."""
+    append("append.log", context.task_id)
+    time.sleep(sleep)
+    return {"id": context.task_id}
+
+
 def start_sampler(runtime: Any):
     ticks = [0]
 
@@ -64,6 +72,7 @@ def start_sampler(runtime: Any):
 @hookimpl
 def bhype_register_tasks(register):
     register(TaskKind(name="test.steps", run=steps, role="operator", resumable=True))
+    register(TaskKind(name="test.append", run=append_id, role="operator"))
     register(TaskKind(name="test.chain", run=chain, role="operator", locks=lambda arguments: [f"vm:{arguments['vm']}"]))
 
 

@@ -50,7 +50,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`VolumeStats`).
 * **Drivers** — :class:`HypervisorDriver`, :class:`VMStatus`, :class:`VMState`,
   :class:`Problem`, :class:`Attachments`, and what a driver declares: :class:`DriverCapability`,
-  :class:`FirmwareRules`, :data:`SpecCheck`, :class:`VMStats`, :class:`DiskStats`.
+  :class:`FirmwareRules`, :data:`SpecCheck`, :class:`VMStats`, :class:`DiskStats`;
+  :class:`FrozenDisks` (what ``freeze_disks``/``consistent_point`` hold: a running VM's disks
+  at one instant, capability ``CONSISTENT_POINT``).
 * **A plugin's own hooks** (the web UI's extension hooks) — :class:`Catalog` and :func:`collect`
   gather records registered through them, attributed to their plugin, as the core's registry
   does.
@@ -66,7 +68,9 @@ What is here, by purpose (``__all__`` is the authoritative list):
 * **Last backups** (issue 20) — :func:`last_backup_times` asks every backup plugin (hook
   ``bhype_vm_last_backups``) for each VM's newest good backup and merges the answers (the
   newest wins); the SNMP agent's last-backup column reads it once per refresh.
-* **Host** — :func:`detect_platform`, :class:`ProbeState`/:func:`read_probe` (probed facts);
+* **Host** — :func:`detect_platform`, :func:`switch_interface` (a switch's bridge interface on
+  the host, ``vm-<name>``: where a restore drill reaches a guest's port),
+  :class:`ProbeState`/:func:`read_probe` (probed facts);
   :func:`write_atomic` replaces a root-owned file in one step without following symlinks
   (``mode=0o600`` for secrets), :class:`UnsafeFile` when a path is not what it should be.
 * **Templates and images** — :func:`template_catalog`, :func:`cloud_image_status` (a
@@ -143,7 +147,7 @@ from bhype_core.db.task_models import STATES as TASK_STATES
 from bhype_core.db.types import ID, TABLE_OPTIONS, JSONText, UTCDateTime
 from bhype_core.drivers.base import Attachments, HypervisorDriver, Problem, VMState, VMStatus
 from bhype_core.drivers.capabilities import Capability as DriverCapability
-from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, SpecCheck, VMStats
+from bhype_core.drivers.capabilities import DiskStats, FirmwareRules, FrozenDisks, SpecCheck, VMStats
 from bhype_core.drivers.saved_state import ResumeRefused, SuspendFailed
 from bhype_core.errors import (
     BhypeError,
@@ -173,6 +177,7 @@ from bhype_core.isos import iso_settings, list_isos
 from bhype_core.last_backups import last_backup_times
 from bhype_core.live_metrics import publish_live_metrics, read_live_metrics
 from bhype_core.network.models import SwitchPublic
+from bhype_core.network.models import bridge_name as switch_interface
 from bhype_core.network.service import list_switches
 from bhype_core.registry import (
     Catalog,
@@ -315,6 +320,7 @@ __all__ = [
     "UnsafeFile", "write_atomic",
     "ResumeRefused", "SuspendFailed", "suspend_supported", "suspended_state",
     "last_backup_times",
+    "FrozenDisks", "switch_interface",
     # s7-group (issue 22): the group's hosts, moves inside a group
     "HostState", "REACHABLE", "UNREACHABLE", "adopt_vm", "group_hosts", "local_host_name", "unreachable_hosts",
 ]  # fmt: skip

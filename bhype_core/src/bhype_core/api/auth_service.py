@@ -6,7 +6,8 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, cast
 
@@ -29,12 +30,14 @@ from bhype_core.api.session_store import (
     new_session_secret,
     session_key,
 )
+from bhype_core.api.token_uses import TokenUseWriter
 from bhype_core.api.tokens import TokenStore
 from bhype_core.auth.authenticator import Authenticator
 from bhype_core.auth.identity import Identity, NotInBhypeGroup, Role
 from bhype_core.auth.pam import LoginFailed
 from bhype_core.auth.settings import AuthSettings
 from bhype_core.auth.throttle import Throttle, TooManyAttempts
+from bhype_core.db.auth_models import ApiToken
 from bhype_core.errors import Forbidden, NotFound, Unauthorized
 
 log = logging.getLogger("bhype.auth")
@@ -44,6 +47,9 @@ log = logging.getLogger("bhype.auth")
 # write, and the idle timeout loses at most 1 % of its length.
 TOUCH_FRACTION = 0.01
 TOUCH_MAX_SECONDS = 10.0
+# A token's use by a request of these methods is stored after the answer went out, by the token
+# use writer (:mod:`bhype_core.api.token_uses`); any other request stores it before it runs.
+DEFERRED_USE_METHODS = frozenset({"GET", "HEAD"})
 
 
 class SessionEnded(Unauthorized):
@@ -73,6 +79,8 @@ class Authenticated:
     method: Literal["session", "token"]
     session: SessionRecord | None = None
     token_id: int | None = None
+    # A token use handed to the writer: the request's background task waits for it.
+    pending_use: Future[None] | None = field(default=None, compare=False, repr=False)
 
 
 class AuthService:
@@ -96,6 +104,7 @@ class AuthService:
         self.throttle = throttle
         self.audit = audit
         self.clock = clock
+        self.uses = TokenUseWriter(lambda: tokens.engine)
 
     # --- login and logout -------------------------------------------------------------------
 
@@ -202,8 +211,27 @@ class AuthService:
         self.sessions.delete(record.key)
         self.audit.record(SESSION_ENDED, user=record.username, remote_addr=address, reason=reason)
 
+    def cached_token(self, secret: str, address: str, method: str, path: str) -> Authenticated | None:
+        """:meth:`token` for a read request whose token this process read moments ago, without
+        blocking (no query: its use goes to the writer); ``None`` whenever the answer needs the
+        database (unknown here, expired, re-check due, a method that records its use at once).
+        """
+        if method not in DEFERRED_USE_METHODS:
+            return None
+        row = self.tokens.cached(secret)
+        if row is None:
+            return None
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        if row.expires_at is not None and row.expires_at <= now:
+            return None
+        if (now - row.checked_at).total_seconds() >= self.settings.account_recheck_interval:
+            return None
+        return self._used(row, now, address, method, path, checked=False, role=row.role)
+
     def token(self, secret: str, address: str, method: str, path: str) -> Authenticated:
-        """The token behind ``Authorization: Bearer``; every use is recorded and audited.
+        """The token behind ``Authorization: Bearer``; every use is recorded and audited (a
+        GET/HEAD's after the answer, see :mod:`bhype_core.api.token_uses`; the row itself may
+        come from this process's cache, :data:`bhype_core.api.tokens.TOKEN_CACHE_SECONDS`).
 
         :raises TokenRefused: unknown, revoked, expired, or account unusable / no bHype group.
         """
@@ -228,9 +256,20 @@ class AuthService:
                 )
                 raise TokenRefused("this API token's account can no longer log in")
             role = fresh
-        used = event_row(TOKEN_USED, user=row.username, target=target, remote_addr=address, method=method, path=path)
-        self.tokens.mark_used(row.id, now, checked=checked, role=role if checked else None, audit=used)
-        return Authenticated(Principal(row.username, cast(Role, role)), "token", token_id=row.id)
+        return self._used(row, now, address, method, path, checked=checked, role=role)
+
+    def _used(self, row: ApiToken, now: datetime, address: str, method: str, path: str, *, checked: bool,
+              role: str) -> Authenticated:
+        assert row.id is not None
+        used = event_row(TOKEN_USED, user=row.username, target=f"token:{row.id}", remote_addr=address,
+                         method=method, path=path)
+        pending = None
+        if method in DEFERRED_USE_METHODS and not checked:
+            pending = self.uses.submit(row.id, now, used)
+        else:
+            self.tokens.mark_used(row.id, now, checked=checked, role=role if checked else None, audit=used)
+        return Authenticated(Principal(row.username, cast(Role, role)), "token", token_id=row.id,
+                             pending_use=pending)
 
     def _recheck_token_account(self, username: str) -> tuple[Role | None, str]:
         """The account's current role, or ``None`` and why it may not use its tokens any more.

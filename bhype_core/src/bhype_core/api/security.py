@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, WebSocketException, status
+from fastapi import BackgroundTasks, Depends, WebSocketException, status
 from fastapi.dependencies.models import Dependant
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from bhype_core.api.auth_service import Authenticated, AuthService
+from bhype_core.api.token_uses import wait_stored
 from bhype_core.errors import BhypeError, Unauthorized
 
 CSRF_HEADER = "X-CSRF-Token"
@@ -56,15 +58,17 @@ def client_address(connection: HTTPConnection) -> str:
     return connection.client.host if connection.client else ""
 
 
-def authenticate_request(connection: HTTPConnection) -> None:
+async def authenticate_request(connection: HTTPConnection, background: BackgroundTasks) -> None:
     """The guard, an app-wide dependency (so a new route cannot forget it): for every route not
     marked :data:`PUBLIC`, set ``request.state.principal`` from a bearer token or a session
     cookie, or refuse with 401.
 
     A bearer token wins over a cookie and is exempt from CSRF (a browser never adds one by
     itself); a cookie-authenticated request that may change state (not GET/HEAD/OPTIONS/TRACE,
-    or a WebSocket) needs the session's ``X-CSRF-Token``. A plain ``def``: the checks block, so
-    FastAPI runs it in its thread pool.
+    or a WebSocket) needs the session's ``X-CSRF-Token``. The checks block, so they run in the
+    thread pool, except a read by a token this process read moments ago (answered from memory
+    on the event loop, issue 15). A GET/HEAD's token use is stored by the request's background
+    task, after the answer went out (:mod:`bhype_core.api.token_uses`).
     """
     route = connection.scope.get("route")
     if route is not None and is_public(route):
@@ -72,14 +76,34 @@ def authenticate_request(connection: HTTPConnection) -> None:
     if connection.scope["type"] == "websocket":
         # An HTTP error cannot answer a WebSocket: close with "policy violation" and the reason.
         try:
-            _authenticate(connection)
+            await run_in_threadpool(_authenticate, connection)
         except BhypeError as exc:
             raise WebSocketException(status.WS_1008_POLICY_VIOLATION, exc.message[:120]) from None
         return
-    _authenticate(connection)
+    result = _from_memory(connection)
+    if result is None:
+        result = await run_in_threadpool(_authenticate, connection)
+    if result.pending_use is not None:
+        background.add_task(wait_stored, result.pending_use)
 
 
-def _authenticate(connection: HTTPConnection) -> None:
+def _from_memory(connection: HTTPConnection) -> Authenticated | None:
+    authorization = connection.headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    service = get_auth_service(connection)
+    result = service.cached_token(value.strip(), client_address(connection), connection.scope.get("method", ""),
+                                  connection.url.path)
+    if result is not None:
+        connection.state.principal = result.principal
+        connection.state.authenticated = result
+    return result
+
+
+def _authenticate(connection: HTTPConnection) -> Authenticated:
     service = get_auth_service(connection)
     address = client_address(connection)
     authorization = connection.headers.get("authorization")
@@ -104,6 +128,7 @@ def _authenticate(connection: HTTPConnection) -> None:
         result = service.session(secret, address, csrf, unsafe=unsafe)
     connection.state.principal = result.principal
     connection.state.authenticated = result
+    return result
 
 
 async def get_authenticated(connection: HTTPConnection) -> Authenticated:

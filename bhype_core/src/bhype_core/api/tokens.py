@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +25,12 @@ TOKEN_MARK = "bhype_"
 TOKEN_BYTES = 32  # 256 random bits
 # Longest Authorization value worth hashing; anything longer is not one of ours.
 MAX_TOKEN_LENGTH = 200
+# Seconds a token row read for a request answers later requests of this process without a
+# query (issue 15). A revocation through this process drops it at once; one made elsewhere (the
+# API of another group host) takes effect here within this time. Expiry is still checked against
+# the clock on every request, and an account re-check always reads the row again.
+TOKEN_CACHE_SECONDS = 5.0
+TOKEN_CACHE_SIZE = 10_000  # rows at most (past that the cache starts over)
 
 
 def hash_token(secret: str) -> str:
@@ -52,8 +61,13 @@ class TokenStore:
     """Tokens in table ``core_api_token``; every method takes the owner, so nobody reaches
     another user's token through it."""
 
-    def __init__(self, engine: EngineSource) -> None:
+    def __init__(self, engine: EngineSource, cache_seconds: float = TOKEN_CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, ApiToken]] = {}  # token hash -> (read at, row)
+        self._cache_lock = threading.Lock()
 
     @property
     def engine(self) -> Engine:
@@ -93,14 +107,49 @@ class TokenStore:
             if row is None or row.username != username:
                 return False
             db.delete(row)
+        self.forget(token_id)
         return True
 
     def find(self, secret: str) -> ApiToken | None:
-        """The token whose secret this is, or ``None`` (unknown, revoked or malformed)."""
+        """The token whose secret this is, or ``None`` (unknown, revoked or malformed); a row
+        read within :data:`TOKEN_CACHE_SECONDS` comes from memory."""
         if not secret.startswith(TOKEN_MARK) or len(secret) > MAX_TOKEN_LENGTH:
             return None
+        key = hash_token(secret)
+        row = self._cached(key)
+        if row is not None:
+            return row
         with Session(self.engine, expire_on_commit=False) as db:
-            return db.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(secret))).first()
+            row = db.exec(select(ApiToken).where(ApiToken.token_hash == key)).first()
+        if row is not None:
+            with self._cache_lock:
+                if len(self._cache) >= TOKEN_CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = (self._clock(), row)
+        return row
+
+    def cached(self, secret: str) -> ApiToken | None:
+        """The row :meth:`find` would answer from memory, or ``None`` (never a query: for a
+        caller that must not block)."""
+        if not secret.startswith(TOKEN_MARK) or len(secret) > MAX_TOKEN_LENGTH:
+            return None
+        return self._cached(hash_token(secret))
+
+    def _cached(self, key: str) -> ApiToken | None:
+        with self._cache_lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return None
+            if self._clock() - entry[0] >= self._cache_seconds:
+                del self._cache[key]
+                return None
+            return entry[1]
+
+    def forget(self, token_id: int) -> None:
+        """Drop token ``token_id`` from this process's cache (revoked, or its role re-read)."""
+        with self._cache_lock:
+            for key in [key for key, (_, row) in self._cache.items() if row.id == token_id]:
+                del self._cache[key]
 
     def mark_used(
         self, token_id: int, when: datetime, *, checked: bool, role: str | None = None, audit: Any = None
@@ -119,6 +168,8 @@ class TokenStore:
             if audit is not None:
                 table = type(audit).__table__
                 connection.execute(insert(table).values(**audit.model_dump(exclude={"id"})))
+        if checked:
+            self.forget(token_id)  # the next request reads the re-checked row
 
 
 def public(row: ApiToken) -> ApiTokenPublic:

@@ -34,7 +34,7 @@ def bhype_register_tasks(register: Callable[[TaskKind], None]) -> None:
     for name, (run, description) in SWITCH_KINDS.items():
         register(TaskKind(name=name, run=run, description=description, locks=switch_lock, role="admin"))
     register(TaskKind(name="switch.apply", run=apply_switches, role="admin",
-                      description="(re)create every stored switch on the host, e.g. after a reboot"))
+                      description="(re)create this host's stored switches, e.g. after a reboot"))
 
 
 @hookimpl

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from bhype_core.errors import ConfigError
@@ -31,6 +31,13 @@ MYSQL_CONNECT_ARGS: dict[str, Any] = {
     "write_timeout": 300,
     "charset": "utf8mb4",  # real UTF-8 (4-byte), not MySQL's 3-byte "utf8"
 }
+
+# Seconds a pooled MariaDB connection may rest before its next checkout pings the server first.
+# A ping is a round trip, and the task path checks connections out several times per task (issue
+# 15): a connection used this recently was alive then, and should the server have restarted
+# since, the first statement fails as a disconnect, which makes SQLAlchemy replace every pooled
+# connection; the server's own idle limit (wait_timeout, 8 h) is far longer than this.
+PING_AFTER_IDLE = 2.0
 
 SUPPORTED = {
     "sqlite": "sqlite:///path/to/bhype.sqlite3",
@@ -73,8 +80,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     migration leaves nothing behind); a connection with the execution option
     ``sqlite_begin="BEGIN IMMEDIATE"`` takes the write lock up front.
 
-    MariaDB (``mysql+pymysql://``): connections are pinged before use (the server drops idle
-    ones), recycled hourly, time out instead of hanging, and speak utf8mb4.
+    MariaDB (``mysql+pymysql://``): a connection idle for :data:`PING_AFTER_IDLE` seconds is
+    pinged before use (the server drops idle ones), connections are recycled hourly, time out
+    instead of hanging, and speak utf8mb4.
 
     :raises ConfigError: the URL is malformed or names a driver bHype does not support; the
         message names ``core.database_url`` and never contains the password.
@@ -149,13 +157,35 @@ def _switch_to_wal(cursor: Any, attempts: int = 50) -> None:
 
 def _mysql_engine(url: URL, echo: bool) -> Engine:
     connect_args = {key: value for key, value in MYSQL_CONNECT_ARGS.items() if key not in url.query}
-    return sqlalchemy.create_engine(
+    engine = sqlalchemy.create_engine(
         url,
         echo=echo,
-        pool_pre_ping=True,
         pool_recycle=3600,  # below the server's wait_timeout, so no "server has gone away"
         connect_args=connect_args,
     )
+    ping_idle_connections(engine, PING_AFTER_IDLE)
+    return engine
+
+
+def ping_idle_connections(engine: Engine, idle: float) -> None:
+    """Ping a pooled connection at checkout when it rested at least ``idle`` seconds (SQLAlchemy's
+    ``pool_pre_ping`` pings at every checkout: one round trip more per transaction). A failed
+    ping discards the connection and the pool opens a fresh one (``DisconnectionError``, the
+    pool's documented checkout contract)."""
+
+    @event.listens_for(engine.pool, "checkin")
+    def _rested_since(dbapi_connection: Any, record: Any) -> None:
+        record.info["bhype.checked_in"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _ping_if_rested(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("bhype.checked_in")
+        if since is None or time.monotonic() - since < idle:
+            return  # just opened, or used moments ago
+        try:
+            dbapi_connection.ping(reconnect=False)
+        except Exception as exc:  # the server closed it (restart, wait_timeout): a new one
+            raise DisconnectionError(f"pooled connection lost while idle: {exc}") from exc
 
 
 def backend_name(engine: Engine) -> str:

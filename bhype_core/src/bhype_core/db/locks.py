@@ -27,17 +27,19 @@ def exclusive_transaction(engine: Engine, purpose: str, timeout: int, what: str)
     with engine.connect() as connection:
         mysql = engine.dialect.name in ("mysql", "mariadb")
         name = f"bhype.{purpose}.{engine.url.database}"[:64]
-        if mysql:
-            got = connection.execute(
-                text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": timeout}
-            ).scalar()
-            connection.commit()
-            if got != 1:
-                raise Conflict(f"{what} has held the lock for {timeout}s")
-        else:
+        if not mysql:
             connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         try:
             with connection.begin():
+                if mysql:
+                    # Inside the transaction, no commit of its own (a round trip less, issue 15):
+                    # InnoDB takes a transaction's snapshot at its first read of a table, which
+                    # comes after the lock is granted.
+                    got = connection.execute(
+                        text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": timeout}
+                    ).scalar()
+                    if got != 1:
+                        raise Conflict(f"{what} has held the lock for {timeout}s")
                 yield connection
         finally:
             if mysql:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bhype_core.drivers.capabilities import Capability, FirmwareRules, SpecCheck, VMStats, capability_errors
+from bhype_core.drivers.capabilities import (
+    Capability,
+    FirmwareRules,
+    FrozenDisks,
+    SpecCheck,
+    VMStats,
+    capability_errors,
+)
 from bhype_core.errors import BhypeError, NotSupported
 from bhype_core.events import Event
 from bhype_core.spec import VMSpec
@@ -276,3 +284,35 @@ class HypervisorDriver(ABC):
     @abstractmethod
     def running_instances(self) -> list[str]:
         """Instance names of every bHype VM the hypervisor is running now (reconciliation)."""
+
+    # -- consistent point (issue 16) ---------------------------------------------------------
+
+    def freeze_disks(self, spec: VMSpec, vm_dir: Path, disk_paths: Sequence[str]) -> FrozenDisks:
+        """Hold the running VM's disks (``disk_paths``: each ``spec.disks`` entry's file, in
+        order) at one instant while the guest keeps running: the returned files do not change
+        until :meth:`thaw_disks`, and together they are a point-in-time (crash-consistent at
+        one instant, like a storage snapshot) copy of every disk. Always pair with
+        :meth:`thaw_disks` (or use :meth:`consistent_point`).
+
+        :raises NotSupported: the driver does not declare ``CONSISTENT_POINT`` (bhyve has no
+            equivalent).
+        """
+        raise NotSupported("a consistent point of a running VM", f"driver {self.name or type(self).__name__}")
+
+    def thaw_disks(self, spec: VMSpec, vm_dir: Path, frozen: FrozenDisks) -> None:
+        """Let the disks :meth:`freeze_disks` held change again, merging what the guest wrote
+        meanwhile; works when the VM stopped in between.
+
+        :raises NotSupported: the driver does not declare ``CONSISTENT_POINT``.
+        """
+        raise NotSupported("a consistent point of a running VM", f"driver {self.name or type(self).__name__}")
+
+    @contextmanager
+    def consistent_point(self, spec: VMSpec, vm_dir: Path, disk_paths: Sequence[str]) -> Iterator[FrozenDisks]:
+        """:meth:`freeze_disks` for the ``with`` block, :meth:`thaw_disks` when it ends (also on
+        an error or a cancel)."""
+        frozen = self.freeze_disks(spec, vm_dir, disk_paths)
+        try:
+            yield frozen
+        finally:
+            self.thaw_disks(spec, vm_dir, frozen)

@@ -28,6 +28,8 @@ class Capability(StrEnum):
     LIVE_STATS = "live-stats"  # :meth:`HypervisorDriver.stats` on a running VM
     DISK_STATS = "disk-stats"  # per-disk I/O counters in those stats
     SUSPEND = "suspend"  # suspend to disk and resume (HypervisorDriver.suspend, drivers/saved_state.py)
+    # freeze_disks/thaw_disks: a point-in-time copy of a running VM's disks (QEMU: QMP overlays)
+    CONSISTENT_POINT = "consistent-point"
 
 
 SpecCheck = Callable[[Any], list[tuple[str, str]]]
@@ -46,6 +48,20 @@ class FirmwareRules:
     nvram_template: Path
     nvram_file: str
     install_hint: str
+
+
+@dataclass(frozen=True)
+class FrozenDisks:
+    """A running VM's disks held at one instant (:meth:`HypervisorDriver.freeze_disks`).
+
+    :param disks: per drive (``disk0``… in spec order) the file holding the frozen point: read
+        it while frozen, it does not change.
+    :param overlays: per drive where the guest's writes go meanwhile (driver-private; what
+        :meth:`HypervisorDriver.thaw_disks` merges back).
+    """
+
+    disks: dict[str, Path]
+    overlays: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

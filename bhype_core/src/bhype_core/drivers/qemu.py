@@ -27,7 +27,7 @@ from typing import Any
 
 from bhype_core.drivers.base import Attachments, HostCommand, Problem, VMStatus
 from bhype_core.drivers.boot_plan import boot_plan, stage_spec
-from bhype_core.drivers.capabilities import Capability, FirmwareRules, VMStats
+from bhype_core.drivers.capabilities import Capability, FirmwareRules, FrozenDisks, VMStats
 from bhype_core.drivers.preflight import already_running, attached_files, linux_memory, memory
 from bhype_core.drivers.qemu_argv import OVMF_CANDIDATES, QEMU, QemuResources, find_ovmf, qemu_argv
 from bhype_core.drivers.qmp import QMPClient, QMPClosed, QMPError
@@ -58,7 +58,7 @@ class QemuDriver(SupervisedDriver):
     # uefi-csm boots with SeaBIOS (qemu_argv), the legacy boot bhyve's CSM ROM gives.
     capabilities = frozenset({
         Capability.UEFI, Capability.UEFI_CSM, Capability.VNC_UNIX_SOCKET, Capability.SERIAL_CONSOLE,
-        Capability.LIVE_STATS, Capability.DISK_STATS, Capability.SUSPEND,
+        Capability.LIVE_STATS, Capability.DISK_STATS, Capability.SUSPEND, Capability.CONSISTENT_POINT,
     })  # fmt: skip
 
     def __init__(
@@ -339,3 +339,25 @@ class QemuDriver(SupervisedDriver):
             ticks = int(answer.stdout.strip()) if answer.returncode == 0 and answer.stdout.strip().isdigit() else 100
             self.__dict__["_clk_tck"] = ticks
         return int(ticks)
+
+    # -- consistent point (issue 16) ---------------------------------------------------------
+
+    def _freezer(self, spec: VMSpec, vm_dir: Path, disk_paths: Any) -> Any:
+        from bhype_core.drivers.qemu_freeze import QemuFreezer
+
+        return QemuFreezer(self.runner, self.ctl_socket(Path(vm_dir).absolute()), Path(vm_dir).absolute(),
+                           disk_paths, qemu_img=str(Path(self.binary).with_name("qemu-img"))
+                           if "/" in self.binary else "qemu-img")
+
+    def freeze_disks(self, spec: VMSpec, vm_dir: Path, disk_paths: Any) -> FrozenDisks:
+        """QMP overlays taken in one transaction (:mod:`bhype_core.drivers.qemu_freeze`).
+
+        :raises Conflict: the VM is not running."""
+        status = self.status(spec, Path(vm_dir).absolute())
+        if status.pid is None:
+            raise Conflict(f"VM {spec.name} is {status.state.value}: nothing to freeze")
+        return self._freezer(spec, vm_dir, disk_paths).freeze()
+
+    def thaw_disks(self, spec: VMSpec, vm_dir: Path, frozen: FrozenDisks) -> None:
+        """Commit the overlays back and pivot (offline with qemu-img when QEMU is gone)."""
+        self._freezer(spec, vm_dir, [str(p) for p in frozen.disks.values()]).thaw(frozen)

@@ -145,19 +145,20 @@ class QMPClient:
 
     def wait_event(
         self,
-        name: str,
+        name: str | tuple[str, ...],
         timeout: float | None = None,
         match: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
-        """Return the first event called ``name`` (already received or arriving within
-        ``timeout``), removing it from :attr:`events`.
+        """Return the first event called ``name`` (or any of several names: a tuple), already
+        received or arriving within ``timeout``, removing it from :attr:`events`.
 
         :raises QMPError: no such event in time. :raises QMPClosed: QEMU closed the connection.
         """
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        names = (name,) if isinstance(name, str) else name
         while True:
             for index, event in enumerate(self.events):
-                if event.get("event") == name and (match is None or match(event)):
+                if event.get("event") in names and (match is None or match(event)):
                     return self.events.pop(index)
             if self._sock is None:
                 raise QMPError("QMP client is not connected")

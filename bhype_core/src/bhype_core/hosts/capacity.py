@@ -50,6 +50,22 @@ def datastores(runtime: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
+def library(runtime: Any) -> dict[str, list[str]]:
+    """Each datastore's ISO library on this host (ISOs and template cloud images, by file
+    name): what placement needs a host to hold for a VM's CD-ROM or disk source (issue 22).
+    A datastore that cannot be read here lists nothing."""
+    from bhype_core.vm.services import open_datastore
+    from bhype_core.vm.settings import vm_settings
+
+    found: dict[str, list[str]] = {}
+    for name in vm_settings(runtime).datastores:
+        try:
+            found[name] = list(open_datastore(runtime, name).isos())
+        except Exception:  # an unreachable datastore must not stop the heartbeat
+            found[name] = []
+    return found
+
+
 def switches(runtime: Any, host: str) -> list[str]:
     """Names of the switches on ``host``."""
     from bhype_core.network.models import Switch
@@ -81,4 +97,5 @@ def measure(runtime: Any, host: str) -> dict[str, Any]:
     """The ``capacity`` JSON of ``core_host``."""
     total, free = memory()
     return {"cpus": os.cpu_count() or 1, "memory_total": total, "memory_free": free,
-            "datastores": datastores(runtime), "switches": switches(runtime, host), "templates": templates(runtime)}
+            "datastores": datastores(runtime), "switches": switches(runtime, host), "templates": templates(runtime),
+            "library": library(runtime)}

@@ -14,6 +14,7 @@ from sqlmodel import col
 from bhype_core.db.task_models import QUEUED, Task
 from bhype_core.hosts.registry import UNREACHABLE, beat, host_states, register
 from bhype_core.hosts.settings import host_settings
+from bhype_core.tasks.outages import OutageLog, is_outage
 
 log = logging.getLogger("bhype.hosts")
 
@@ -51,10 +52,14 @@ def try_register(runtime: Any) -> bool:
 
 def start(runtime: Any, clock: Callable[[], float] = time.monotonic) -> Callable[[], None]:
     """Register this host now (or on a later tick); the returned tick heartbeats every
-    ``host.heartbeat_interval`` and marks tasks waiting for unreachable hosts."""
+    ``host.heartbeat_interval`` and marks tasks waiting for unreachable hosts.
+
+    While Redis or the database restarts a heartbeat fails: that is logged once per outage
+    (:class:`OutageLog`), not as a traceback per tick, and the next tick tries again."""
     registered = [try_register(runtime)]
     interval = host_settings(runtime).heartbeat_interval
     last = [clock()]
+    outage = OutageLog("host heartbeat", log)
 
     def tick() -> None:
         if not registered[0]:
@@ -64,7 +69,14 @@ def start(runtime: Any, clock: Callable[[], float] = time.monotonic) -> Callable
         now = clock()
         if now - last[0] >= interval:
             last[0] = now
-            beat(runtime)
-            mark_waiting(runtime)
+            try:
+                beat(runtime)
+                mark_waiting(runtime)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                outage.failed(exc)
+                return
+            outage.ok()
 
     return tick

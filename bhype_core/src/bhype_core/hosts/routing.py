@@ -15,18 +15,22 @@ from bhype_core.hosts.settings import local_host_name
 def owner_of(runtime: Any, locks: list[str]) -> str | None:
     """The host of the first existing VM (``vm:<name>``) or switch (``switch:<name>``) in
     ``locks``; ``None`` when none exists yet (a create) or the row predates the group."""
+    with runtime.engine.connect() as connection:
+        return _owner_of(connection, locks)
+
+
+def _owner_of(connection: Any, locks: list[str]) -> str | None:
     from bhype_core.network.models import Switch
     from bhype_core.vm.models import VM
 
-    with runtime.engine.connect() as connection:
-        for lock in locks:
-            prefix, _, name = lock.partition(":")
-            model = {"vm": VM, "switch": Switch}.get(prefix)
-            if model is None or not name:
-                continue
-            host = connection.execute(select(col(model.host)).where(col(model.name) == name)).scalar()
-            if host:
-                return host
+    for lock in locks:
+        prefix, _, name = lock.partition(":")
+        model = {"vm": VM, "switch": Switch}.get(prefix)
+        if model is None or not name:
+            continue
+        host = connection.execute(select(col(model.host)).where(col(model.name) == name)).scalar()
+        if host:
+            return host
     return None
 
 
@@ -37,8 +41,8 @@ def task_host(runtime: Any, kind: str, locks: list[str], chosen: str | None = No
     :raises ValidationErrors: at ``host`` when that host is registered but its worker does not
         know ``kind`` (its bHype or plugin versions differ from this one's).
     """
-    host = chosen or owner_of(runtime, locks) or local_host_name(runtime)
-    with runtime.engine.connect() as connection:
+    with runtime.engine.connect() as connection:  # one connection for both reads (issue 15)
+        host = chosen or _owner_of(connection, locks) or local_host_name(runtime)
         known = connection.execute(select(col(Host.task_kinds)).where(col(Host.name) == host)).scalar()
     if known is not None and kind not in known:
         raise ValidationErrors([("host", f"host {host!r} does not know task kind {kind!r}: its bHype or plugin "

@@ -161,10 +161,20 @@ def remove_uplink(context: Any, name: str) -> dict[str, Any]:
     return set_uplink(context, name, None, None)
 
 
+def host_switch_configs(runtime: Any) -> dict[str, SwitchConfig]:
+    """The configs of the switches living on this group host (and rows from before the group,
+    host ``''``), by name: another host's switches are its worker's business (issue 22)."""
+    from bhype_core.hosts.settings import local_host_name
+
+    here = local_host_name(runtime)
+    with session(runtime) as db:
+        return {row.name: row.config() for row in list_switches(db) if row.host in (here, "")}
+
+
 def apply_switches(context: Any) -> dict[str, Any]:
-    """Task ``switch.apply``: (re)create every stored switch on the host, e.g. after a reboot."""
+    """Task ``switch.apply``: (re)create every stored switch of this host, e.g. after a reboot."""
     host = switch_host(context.runtime, context.log)
-    configs = switch_configs(context.runtime)
+    configs = host_switch_configs(context.runtime)
     for index, config in enumerate(configs.values()):
         context.progress(100 * index / max(1, len(configs)), f"switch {config.name}")
         host.ensure_switch(config)

@@ -45,12 +45,13 @@ _PARENT = aliased(Task)
 _SCHEDULED = or_(col(Task.parent_id).is_(None),
                  col(Task.host) != select(_PARENT.host).where(_PARENT.id == Task.parent_id).scalar_subquery())
 
-# Built once: building a statement costs more than SQLite running it (issue 15).
-_ANY_QUEUED = (select(col(Task.id)).where(col(Task.state) == QUEUED, _SCHEDULED).limit(1))
-
-
-_RUNNING_IN_SLOTS = (select(func.count()).select_from(Task)
-                     .where(col(Task.state) == RUNNING, col(Task.parent_id).is_(None)))
+# Built once: building a statement costs more than SQLite running it (issue 15). One statement
+# answers both questions (one round trip on MariaDB).
+_QUEUED_AND_RUNNING = select(
+    select(col(Task.id)).where(col(Task.state) == QUEUED, _SCHEDULED).limit(1).scalar_subquery(),
+    select(func.count()).select_from(Task)
+    .where(col(Task.state) == RUNNING, col(Task.parent_id).is_(None)).scalar_subquery(),
+)
 
 
 def anything_queued(engine: Engine, total: int | None = None) -> bool:
@@ -59,12 +60,12 @@ def anything_queued(engine: Engine, total: int | None = None) -> bool:
     named lock and transaction cost round trips, and a burst of submissions sends a nudge each
     while every slot is taken, issue 15)."""
     with engine.connect() as connection:
-        if connection.execute(_ANY_QUEUED).first() is None:
-            return False
-        return total is None or (connection.execute(_RUNNING_IN_SLOTS).scalar() or 0) < total
+        queued, running = connection.execute(_QUEUED_AND_RUNNING).one()
+    return queued is not None and (total is None or (running or 0) < total)
 
 
-def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: bool = False) -> list[tuple[str, str]]:
+def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: bool = False,
+                  kept: list[Task] | None = None) -> list[tuple[str, str]]:
     """Start whatever may start now: mark the rows running (claimed by ``me``, each with a new
     dispatch token) and record why the others wait.
 
@@ -75,7 +76,8 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
 
     ``run_here``: the caller is a worker thread that runs the first task claimed itself: that
     row is marked picked up by the same UPDATE (one commit from queued to running; recovery
-    then treats it as running, never as a claim to requeue).
+    then treats it as running, never as a claim to requeue). With ``kept``, that row, as the
+    UPDATE left it, is appended to it: the worker thread runs it without reading it again.
 
     :returns: ``(task id, dispatch token)`` of each task claimed, in the order to run them;
         the caller hands each to a worker thread (or gives the claim back).
@@ -85,15 +87,15 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
         return []  # no lock, no transaction: a submission or a task's end looks again
     with scheduling_transaction(engine) as connection:
         rank = func.row_number().over(partition_by=col(Task.owner), order_by=(col(Task.created), col(Task.id)))
+        # Every column: the row a worker thread keeps to run comes from this read (issue 15).
         front = (
-            select(col(Task.id), col(Task.owner), col(Task.locks), col(Task.progress_message), col(Task.created),
-                   col(Task.parent_id), rank.label("rank"))
+            select(*Task.__table__.columns, rank.label("rank"))  # type: ignore[attr-defined]
             .where(col(Task.state) == QUEUED, _SCHEDULED)  # local children: run by their parent
             .where(col(Task.host).in_((me.host, "")))  # only this host's work (issue 22, bhype_core.hosts)
             .subquery()
         )
         queued_rows = connection.execute(
-            select(front.c.id, front.c.owner, front.c.locks, front.c.progress_message, front.c.parent_id)
+            select(*(column for column in front.c if column.name != "rank"))
             .where(front.c.rank <= depth)
             .order_by(front.c.created, front.c.id)
             .limit(MAX_QUEUED_PER_PASS)
@@ -124,17 +126,21 @@ def dispatch_pass(engine: Engine, limits: Limits, me: WorkerIdentity, run_here: 
         decision = plan(queued, running, limits, last_served)
 
         claimed: list[tuple[str, str]] = []
+        by_id = {row.id: row for row in queued_rows}
         for task_id in decision.start:
             token = str(uuid.uuid4())
             now = utcnow()
+            values = dict(state=RUNNING, started=now, picked_up=now if run_here and not claimed else None,
+                          dispatch_token=token, worker_id=me.id, worker_host=me.host, worker_pid=me.pid,
+                          progress_message=STARTING)
             result = connection.execute(
-                update(Task)
-                .where(col(Task.id) == task_id, col(Task.state) == QUEUED)
-                .values(state=RUNNING, started=now, picked_up=now if run_here and not claimed else None,
-                        dispatch_token=token, worker_id=me.id, worker_host=me.host, worker_pid=me.pid,
-                        progress_message=STARTING)
+                update(Task).where(col(Task.id) == task_id, col(Task.state) == QUEUED).values(**values)
             )
             if result.rowcount == 1:  # else cancelled meanwhile
+                if run_here and not claimed and kept is not None:
+                    # Read under the pass's lock: only a cancel request can change it meanwhile,
+                    # and the task's reporter reads that flag from the row itself.
+                    kept.append(Task(**{**by_id[task_id]._asdict(), **values}))
                 claimed.append((task_id, token))
         current = {row.id: row.progress_message for row in queued_rows}
         for task_id, message in decision.waiting.items():

@@ -10,7 +10,7 @@ from bhype_core.errors import BhypeError, PluginError
 from bhype_core.events import Event
 from bhype_core.host.audit import acting_as
 from bhype_core.hosts.versions import unknown_kind
-from bhype_core.tasks import Cancelled, TaskContext, authz, intents, store
+from bhype_core.tasks import Cancelled, TaskContext, authz, intents, outages, store
 from bhype_core.tasks.reporter import RowReporter
 from bhype_core.tasks.serializer import check_json
 from bhype_core.tasks.subtasks import SubTasks, cancel_leftovers
@@ -50,7 +50,7 @@ def failed_event(task: Task, error: dict[str, Any]) -> Event:
 
 
 def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str,
-            picked_up: bool = False) -> str | None:
+            picked_up: bool = False, row: Task | None = None) -> str | None:
     """Run the task ``task_id`` started under ``token`` in this thread.
 
     A stale message (the task was requeued, cancelled before it was picked up by recovery, or
@@ -63,13 +63,18 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str,
     ``task.failed`` event); :class:`Cancelled` becomes ``cancelled``.
 
     ``picked_up``: this thread's own dispatch pass claimed the task and marked it picked up in
-    the same statement (no queue message, no second commit).
+    the same statement (no queue message, no second commit); ``row`` is the row as that pass
+    claimed it (then it is not read again).
 
     :returns: the final state written, or ``None`` when the message was stale or recovery
         had already ended the task.
     """
     engine = runtime.engine
-    task = store.get_picked_up(engine, task_id, token) if picked_up else store.pick_up(engine, task_id, token, worker)
+    # While the database restarts, the pick-up waits for it (issue 22).
+    if picked_up:
+        task = row if row is not None else store.get_picked_up(engine, task_id, token)
+    else:
+        task = outages.pick_up(engine, task_id, token, worker)
     if task is None:
         log.info("task %s: stale start (token %s), skipped", task_id, token)
         return None
@@ -80,6 +85,11 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str,
     children = SubTasks(runtime, worker, task)
     context = TaskContext(runtime, task.id, task.kind, context_user(task.owner), reporter,
                           resume_state=task.checkpoint, subtasks=children)
+
+    def journal_possible() -> bool:
+        # This run recorded intents, or an earlier run of the task may have (a resumed or
+        # resumable task): only then does the end delete the journal.
+        return context.intents_recorded > 0 or task.checkpoint is not None or bool(kind and kind.resumable)
 
     def leftovers() -> None:
         # Only a task that submitted children (in this run, or a run it resumes) can leave some.
@@ -103,8 +113,8 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str,
     except Cancelled as exc:
         _quietly(context, leftovers)
         context.log(f"cancelled: {exc.message}", level="warning")
-        return _finish(engine, reporter, task, token, CANCELLED, error=error_data(exc, task.kind, plugin),
-                       message="cancelled")
+        return _finish(engine, reporter, task, token, CANCELLED, journal_possible(),
+                       error=error_data(exc, task.kind, plugin), message="cancelled")
     except Exception as exc:
         _quietly(context, leftovers)
         error = error_data(exc, task.kind, plugin)
@@ -112,26 +122,34 @@ def execute(runtime: Runtime, worker: WorkerIdentity, task_id: str, token: str,
         log.warning("task %s %s failed: %s", task.kind, task.id, error["message"],
                     exc_info=not isinstance(exc, BhypeError))
         _log_quietly(context, f"failed: {error['detail']['type']}: {error['message']}")
-        state = _finish(engine, reporter, task, token, FAILED, error=error, message=_first_line(error["message"]))
+        state = _finish(engine, reporter, task, token, FAILED, journal_possible(), error=error,
+                        message=_first_line(error["message"]))
         if state is not None:
             runtime.notify(failed_event(task, error))
         return state
     leftovers()
     log.info("task %s %s succeeded", task.kind, task.id)
-    return _finish(engine, reporter, task, token, SUCCEEDED, result=value, message="done", progress=100.0)
+    return _finish(engine, reporter, task, token, SUCCEEDED, journal_possible(), result=value, message="done",
+                   progress=100.0)
 
 
-def _finish(engine: Any, reporter: RowReporter, task: Task, token: str, state: str, **values: Any) -> str | None:
+def _finish(engine: Any, reporter: RowReporter, task: Task, token: str, state: str, journal: bool,
+            **values: Any) -> str | None:
     # Progress not yet written is dropped: the final row says it all.
     reporter.close()
     try:
-        # One commit ends the task and forgets its undo journal (issue 15).
-        if store.finish(engine, task.id, token, state, forget_intents=True, **values):
+        # One commit ends the task and forgets its undo journal, if it may have one (issue 15);
+        # while the database restarts, it waits for it (issue 22: the outcome must not be lost).
+        def end() -> bool:
+            return store.finish(engine, task.id, token, state, forget_intents=journal, **values)
+
+        if outages.retry_while_down(end, f"task {task.id}: ending it"):
             return state
     except Exception:
         log.exception("task %s: ending it with its journal failed; ending it alone", task.id)
         if store.finish(engine, task.id, token, state, **values):
-            _forget_intents(engine, task.id)
+            if journal:
+                _forget_intents(engine, task.id)
             return state
     log.warning("task %s ended %s, but recovery had already ended it", task.id, state)
     return None

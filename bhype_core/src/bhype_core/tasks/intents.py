@@ -54,6 +54,7 @@ def record(context: TaskContext, action: str, description: str, arguments: dict[
     if action not in context.runtime.registry.undo_actions:
         raise ValidationErrors([("action", f"no undo action named {action!r} is registered")])
     check_json(arguments, f"the arguments of undo action {action}")
+    context.intents_recorded += 1  # before the commit: a journal row must never go unforgotten
     row = TaskIntent(task_id=context.task_id, action=action[:ACTION_LENGTH],
                      description=description[:DESCRIPTION_LENGTH], arguments=dict(arguments))
     with Session(context.runtime.engine) as db:

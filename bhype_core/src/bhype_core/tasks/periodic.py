@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from bhype_core.db.task_models import QUEUED, RUNNING, Task
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.tasks.system import SYSTEM_OWNER, submit_as_system
 
 if TYPE_CHECKING:
@@ -32,10 +33,13 @@ def due_jobs(runtime: Runtime, at: datetime.datetime) -> list[PeriodicJob]:
 
 
 def active_run(runtime: Runtime, job: PeriodicJob) -> Task | None:
-    """The job's run that is still queued or running, if any (same kind and arguments,
-    owned by ``@system``)."""
+    """This host's run of the job that is still queued or running, if any (same kind and
+    arguments, owned by ``@system``, for this group host: each host runs its periodic jobs
+    for itself, so another host's queued run never makes this one skip, issue 22)."""
+    host = local_host_name(runtime)
     query = select(Task).where(col(Task.owner) == SYSTEM_OWNER, col(Task.kind) == job.kind,
-                               col(Task.state).in_((QUEUED, RUNNING)), col(Task.parent_id).is_(None))
+                               col(Task.state).in_((QUEUED, RUNNING)), col(Task.parent_id).is_(None),
+                               col(Task.host).in_((host, "")))
     with Session(runtime.engine, expire_on_commit=False) as session:
         rows = list(session.scalars(query))
     return next((row for row in rows if row.arguments == dict(job.arguments)), None)

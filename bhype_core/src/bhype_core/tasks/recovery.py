@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
@@ -17,7 +19,16 @@ from bhype_core.events import Event
 from bhype_core.tasks import liveness
 from bhype_core.tasks.store import WorkerIdentity, append_log, get_task
 
+if TYPE_CHECKING:
+    from bhype_core.tasks.transport import BhypeQueue
+
 log = logging.getLogger("bhype.tasks")
+
+# Seconds a started task's queue message may take to reach a worker thread of its own worker
+# before, when the queue no longer holds it, it counts as lost (a Redis restarted without
+# persistence forgets its queue). A thread that took it meanwhile finds the claim given back
+# and skips the message (the dispatch token no longer matches): the task still runs once.
+LOST_AFTER = 10.0
 
 
 @dataclass
@@ -114,3 +125,48 @@ def recover(engine: Engine, directory: Path, me: WorkerIdentity, *, also_own: bo
         log.warning("recovered tasks of stopped workers: %d requeued, %d interrupted",
                     len(outcome.requeued), len(outcome.interrupted))
     return outcome
+
+
+def requeue_lost(engine: Engine, queue: BhypeQueue, me: WorkerIdentity, lost_after: float = LOST_AFTER) -> list[str]:
+    """Queue again the tasks this worker started whose queue message is gone (issue 22).
+
+    A task started by ``me`` (``running``, never picked up by a thread) for more than
+    ``lost_after`` seconds whose dispatch token no message in ``queue`` carries lost its
+    message: Redis restarted without persistence, or a thread took it and failed before
+    picking the row up. Nothing of it ran, so it goes back to ``queued`` for the next pass.
+    The queue is read before the rows: a claim made meanwhile is too young to count.
+
+    :returns: the ids queued again (none when the queue cannot be read or cannot tell).
+    """
+    try:
+        carried = queue.pending_starts()
+    except Exception as exc:  # Redis still down: the next sweep looks again
+        log.debug("cannot read the queue to look for lost messages: %s", exc)
+        return []
+    if carried is None:
+        return []
+    cutoff = utcnow() - timedelta(seconds=lost_after)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(col(Task.id), col(Task.dispatch_token))
+            .where(col(Task.state) == RUNNING, col(Task.worker_id) == me.id, col(Task.picked_up).is_(None),
+                   col(Task.started) <= cutoff)
+        ).all()
+    requeued = []
+    message = "queued again: its queue message was lost (the queue server restarted?)"
+    for task_id, token in rows:
+        if token in carried:
+            continue  # still waiting for a free thread
+        statement = update(Task).where(
+            col(Task.id) == task_id, col(Task.state) == RUNNING, col(Task.dispatch_token) == token,
+            col(Task.picked_up).is_(None),
+        ).values(state=QUEUED, started=None, dispatch_token=None, worker_id=None, worker_host=None, worker_pid=None,
+                 progress_message=message)
+        with engine.begin() as connection:
+            if connection.execute(statement).rowcount != 1:
+                continue
+        requeued.append(task_id)
+        append_log(engine, task_id, message, level="warning")
+    if requeued:
+        log.warning("queued again %d task(s) whose queue message was lost", len(requeued))
+    return requeued

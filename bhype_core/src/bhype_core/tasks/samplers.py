@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bhype_core.tasks.outages import OutageLog, is_outage
+
 if TYPE_CHECKING:
     from bhype_core.registry import Sampler
     from bhype_core.runtime import Runtime
@@ -119,13 +121,19 @@ class SamplerThreads:
     def _loop(self, sampler: Sampler, tick: Callable[[], Any]) -> None:
         stats = self.stats[sampler.name]
         due = self._clock()
+        outage = OutageLog(f"sampler {sampler.name}", log)  # a server restarting: said once, not per tick
         while not self.stopping.is_set():
             try:
                 tick()
             except Exception as exc:  # one bad tick must not end the sampler
                 stats.errors += 1
                 stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("sampler %s tick failed (%d so far); it goes on", sampler.name, stats.errors)
+                if is_outage(exc):
+                    outage.failed(exc)
+                else:
+                    log.exception("sampler %s tick failed (%d so far); it goes on", sampler.name, stats.errors)
+            else:
+                outage.ok()
             stats.ticks += 1
             due, missed = next_due(due, self._clock(), sampler.interval)
             if missed:

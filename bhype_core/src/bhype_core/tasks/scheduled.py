@@ -49,7 +49,7 @@ def bind_scheduled(queue: BhypeQueue) -> dict[str, TaskWrapper]:
     return wrappers
 
 
-def _next(scheduler: Any) -> tuple[str, str] | None:
+def _next(scheduler: Any) -> tuple[str, str, Any] | None:
     """Start the next tasks from this worker thread and return the one it keeps to run; a
     failed pass is retried by the scheduler thread (it never fails the message that triggered it)."""
     try:
@@ -67,9 +67,9 @@ def _run_next(queue: BhypeQueue, scheduler: Any) -> None:
 
     stopping = getattr(queue.huey, "stopping", None)
     while not (stopping is not None and stopping.is_set()) and (mine := _next(scheduler)) is not None:
-        task_id, token = mine
+        task_id, token, row = mine
         try:
-            run_row(queue.require_runtime(), scheduler.identity, task_id, token, picked_up=True)
+            run_row(queue.require_runtime(), scheduler.identity, task_id, token, picked_up=True, row=row)
         except Exception:
             # The row is the truth: it stays running under this worker until recovery (as when
             # a message's run fails); this thread goes on with the queue.

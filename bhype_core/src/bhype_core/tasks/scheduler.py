@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 from bhype_core.hosts.settings import local_host_name
 from bhype_core.tasks import dispatch, intents, liveness, recovery, retention, subtasks
+from bhype_core.tasks.outages import OutageLog, is_outage
 from bhype_core.tasks.plan import Limits
 from bhype_core.tasks.settings import task_settings, total_slots
 
 if TYPE_CHECKING:
+    from bhype_core.db.task_models import Task
     from bhype_core.runtime import Runtime
     from bhype_core.tasks.store import WorkerIdentity
     from bhype_core.tasks.transport import BhypeQueue
@@ -45,6 +47,8 @@ class Scheduler:
         self._warned = False
         self._last_sweep = 0.0
         self._last_prune = -PRUNE_INTERVAL
+        self._db_outage = OutageLog("task scheduler (database)")
+        self._queue_outage = OutageLog("task scheduler (queue)")
 
     @property
     def identity(self) -> WorkerIdentity:
@@ -98,7 +102,7 @@ class Scheduler:
         with self._pass_lock:
             return self._run_pass()
 
-    def dispatch_now(self) -> tuple[str, str] | None:
+    def dispatch_now(self) -> tuple[str, str, Task] | None:
         """Start what may start, right here in the calling worker thread.
 
         Called by a worker thread that just freed a slot or received a nudge: the thread claims
@@ -107,15 +111,17 @@ class Scheduler:
         another pass is under way in this process, the scheduler thread is woken instead (it
         will look again after that pass).
 
-        :returns: ``(task id, dispatch token)`` of the task this thread is to run now, if any.
+        :returns: ``(task id, dispatch token, row as claimed)`` of the task this thread is to
+            run now, if any.
         """
         if not self._ready or not self._pass_lock.acquire(blocking=False):
             self.wake()
             return None
         try:
             mine: list[tuple[str, str]] = []
-            self._dispatch(keep=mine)
-            return mine[0] if mine else None
+            rows: list[Task] = []
+            self._dispatch(keep=mine, rows=rows)
+            return (*mine[0], rows[0]) if mine and rows else None
         finally:
             self._pass_lock.release()
 
@@ -135,20 +141,27 @@ class Scheduler:
             self._release(also_own=False)
         return self._dispatch()
 
-    def _dispatch(self, keep: list[tuple[str, str]] | None = None) -> list[str]:
+    def _dispatch(self, keep: list[tuple[str, str]] | None = None, rows: list[Task] | None = None) -> list[str]:
         engine = self.runtime.engine
         started = []
-        claims = dispatch.dispatch_pass(engine, self.limits, self.identity, run_here=keep is not None)
+        claims = dispatch.dispatch_pass(engine, self.limits, self.identity, run_here=keep is not None, kept=rows)
         if keep is not None and claims:
             keep.append(claims.pop(0))  # picked up already: this thread runs it
             started.append(keep[0][0])
-        for task_id, token in claims:
+        for number, (task_id, token) in enumerate(claims):
             try:
                 self.queue.send_scheduled(task_id, token)
-            except Exception:
-                log.exception("could not queue task %s; it waits for the next pass", task_id)
-                dispatch.release_claim(engine, task_id, token)
-                continue
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.exception("could not queue task %s; it waits for the next pass", task_id)
+                    dispatch.release_claim(engine, task_id, token)
+                    continue
+                # Redis is down: the rest would fail alike. Give every claim back, log it once.
+                self._queue_outage.failed(exc)
+                for later_id, later_token in claims[number:]:
+                    dispatch.release_claim(engine, later_id, later_token)
+                break
+            self._queue_outage.ok()
             started.append(task_id)
         return started
 
@@ -156,6 +169,9 @@ class Scheduler:
         resumable = {kind.name for kind in self.runtime.registry.tasks if kind.resumable}
         outcome = recovery.recover(self.runtime.engine, self.lease.directory, self.identity, also_own=also_own,
                                    resumable=resumable)
+        if not also_own:
+            # A Redis restarted without persistence lost the messages of this worker's claims.
+            outcome.requeued += recovery.requeue_lost(self.runtime.engine, self.queue, self.identity)
         for task in outcome.interrupted:
             self.runtime.notify(recovery.interrupted_event(task))
         if not also_own:
@@ -188,7 +204,13 @@ class Scheduler:
             self._wake.clear()
             try:
                 self.run_pass()
-            except Exception:
-                # A database outage must not kill the scheduler: log it and try again later.
-                log.exception("scheduler pass failed")
+            except Exception as exc:
+                # A database outage must not kill the scheduler, nor log a traceback per pass
+                # while MariaDB restarts: logged once, tried again on the timer.
+                if is_outage(exc):
+                    self._db_outage.failed(exc)
+                else:
+                    log.exception("scheduler pass failed")
+            else:
+                self._db_outage.ok()
             self._wake.wait(self.settings.poll_interval)

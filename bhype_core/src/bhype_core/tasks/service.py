@@ -106,7 +106,7 @@ def submit(
     row.host = task_host(runtime, kind, locks, host)  # issue 22: only that host's worker runs it
     task = store.insert_task(runtime.engine, row)
     if parent is None or host is not None:  # a local sub-task is run by its parent; a remote one by its host
-        runtime.queue.nudge()
+        runtime.queue.nudge(task.host)  # that host's worker, through its own queue (issue 22)
     return task
 
 
@@ -160,9 +160,8 @@ def cancel(runtime: Runtime, principal: Principal, task_id: str) -> Task:
     if store.cancel_queued(engine, task_id, f"cancelled by {principal.name} before it started"):
         store.append_log(engine, task_id, f"cancelled by {principal.name} before it started", "warning")
         cancel_children(runtime, task_id, principal.name)
-        runtime.queue.nudge()  # it may have held up the owner's later tasks
-    elif store.request_cancel(engine, task_id):
-        store.append_log(engine, task_id, f"cancel requested by {principal.name}", "warning")
+        runtime.queue.nudge(task.host)  # it may have held up the owner's later tasks
+    elif store.request_cancel(engine, task_id, f"cancel requested by {principal.name}"):
         cancel_children(runtime, task_id, principal.name)
     else:
         cancel_children(runtime, task_id, principal.name)
@@ -183,8 +182,8 @@ def cancel_children(runtime: Runtime, task_id: str, by: str) -> None:
         message = f"cancelled by {by} with its parent task {task_id}"
         if store.cancel_queued(engine, child.id, message):
             store.append_log(engine, child.id, message, "warning")
-        elif store.request_cancel(engine, child.id):
-            store.append_log(engine, child.id, f"cancel requested by {by} with its parent task {task_id}", "warning")
+        else:
+            store.request_cancel(engine, child.id, f"cancel requested by {by} with its parent task {task_id}")
 
 
 def retry(runtime: Runtime, principal: Principal, task_id: str) -> Task:

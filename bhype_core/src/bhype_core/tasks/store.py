@@ -190,13 +190,38 @@ def cancel_queued(engine: Engine, task_id: str, message: str) -> bool:
         return connection.execute(statement).rowcount == 1
 
 
-def request_cancel(engine: Engine, task_id: str) -> bool:
-    """Ask the running task ``task_id`` to stop at its next safe point; false if not running."""
+def request_cancel(engine: Engine, task_id: str, message: str | None = None, level: str = "warning") -> bool:
+    """Ask the running task ``task_id`` to stop at its next safe point; false if not running.
+
+    ``message`` is logged in the same transaction as the request, so it always comes before
+    the line the task writes when it honours the request (the task cannot see the flag earlier).
+    """
     statement = (
         update(Task).where(col(Task.id) == task_id, col(Task.state) == RUNNING).values(cancel_requested=True)
     )
-    with engine.begin() as connection:
-        return connection.execute(statement).rowcount == 1
+    if message is None:
+        with engine.begin() as connection:
+            return connection.execute(statement).rowcount == 1
+    table = TaskLog.__table__  # type: ignore[attr-defined]
+    for attempt in range(LOG_INSERT_ATTEMPTS):
+        try:
+            with engine.connect() as connection:
+                connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+                with connection.begin():
+                    # The UPDATE locks the task's row, which serialises this line with the other
+                    # locked writers of append_log; the unique key catches a fast-path insert.
+                    if connection.execute(statement).rowcount != 1:
+                        return False
+                    last = connection.execute(
+                        select(func.coalesce(func.max(table.c.seq), 0)).where(table.c.task_id == task_id)
+                    ).scalar()
+                    connection.execute(insert(table).values(
+                        task_id=task_id, seq=int(last or 0) + 1, time=utcnow(), level=level, message=message))
+            return True
+        except IntegrityError:
+            if attempt == LOG_INSERT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def pick_up(engine: Engine, task_id: str, token: str, worker: WorkerIdentity) -> Task | None:

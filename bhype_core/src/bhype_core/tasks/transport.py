@@ -37,6 +37,8 @@ REDIS_SOCKET_TIMEOUT = 10.0
 # Seconds a nudge sent by this process counts as pending: a nudge taken by another process's
 # thread never says so here, and the next submission after this time sends one again.
 NUDGE_PENDING = 0.5
+# huey's key of a task's revoke flag (``Task.revoke_id``: ``r:<task id>``).
+REVOKE_PREFIX = "r:"
 
 
 class BhypeHuey(Huey):
@@ -52,6 +54,18 @@ class BhypeHuey(Huey):
         self.doorbell = Doorbell()
         # Set while this process's consumer stops: its threads take no further task themselves.
         self.stopping = threading.Event()
+
+    # bHype never revokes a huey message: a task is cancelled on its Task row, and a message
+    # whose token no longer matches is skipped. huey still asks the storage before every message
+    # (a Redis HMGET) and clears the flag after it (an HDEL): two round trips per task, one of
+    # them before the task can start (issue 15).
+    def is_revoked(self, task: Any, timestamp: Any = None, peek: bool = True) -> bool:
+        return False
+
+    def delete(self, key: str) -> Any:
+        if key.startswith(REVOKE_PREFIX):
+            return False  # the revoke flag huey clears after each message: never set
+        return super().delete(key)
 
 
 class BhypeQueue:
@@ -86,6 +100,10 @@ class BhypeQueue:
         self._scheduler_lock = threading.Lock()
         self._nudge_lock = threading.Lock()
         self._nudge_sent = -NUDGE_PENDING  # monotonic time of the nudge not yet taken here
+        # Other group hosts' queues on the shared Redis, by host: nudges for their tasks go
+        # there (issue 22), so their workers start them at once instead of on their timer.
+        self._base_name = settings.queue.name if settings is not None else huey.name
+        self._host_storages: dict[str, Any] = {}
 
     @property
     def scheduler(self) -> Scheduler:
@@ -112,12 +130,29 @@ class BhypeQueue:
         raises; the scheduler then gives the claim back)."""
         scheduled.send(self, scheduled.EXECUTE, task_id, token)
 
-    def nudge(self) -> bool:
+    def pending_starts(self) -> set[str] | None:
+        """The dispatch tokens of the start messages waiting in this host's queue, or ``None``
+        when the queue runs tasks at once (nothing waits). Raises what the storage raises."""
+        if self.huey.immediate:
+            return None
+        tokens = set()
+        for message in self.huey.pending():
+            args = message.args or ()
+            if len(args) == 2 and isinstance(args[1], str):  # execute(task_id, token); a nudge has none
+                tokens.add(args[1])
+        return tokens
+
+    def nudge(self, host: str | None = None) -> bool:
         """Ask the workers' schedulers for a pass now (a task was submitted or cancelled).
 
         Best effort: the Task row is already stored and schedulers also look on a timer, so a
         storage failure here is logged, not raised. Returns whether the nudge was sent.
+
+        :param host: the group host whose worker runs the task: on the shared Redis its own
+            queue gets the nudge (another host's worker never reads this host's queue).
         """
+        if host and self.backend == "redis" and f"{self._base_name}.{host}" != self.huey.name:
+            return self._nudge_host(host)
         # Also in the process of the in-process worker: the message (and its doorbell) brings a
         # worker thread, which claims the task and runs it itself in one commit; waking the
         # scheduler thread instead would add a queue message and a second commit (issue 15).
@@ -137,6 +172,20 @@ class BhypeQueue:
                 running.wake()
                 return True
             log.warning("could not nudge the task scheduler: %s: %s", type(exc).__name__, exc)
+            return False
+        return True
+
+    def _nudge_host(self, host: str) -> bool:
+        """Put a nudge on group host ``host``'s queue (same Redis, queue ``<queue.name>.<host>``)."""
+        storage = self._host_storages.get(host)
+        if storage is None:
+            storage = self._host_storages[host] = PriorityRedisStorage(
+                name=f"{self._base_name}.{host}", connection_pool=self.huey.storage.pool)
+        message = self.scheduled[scheduled.NUDGE].s()
+        try:
+            storage.enqueue(self.huey.serialize_task(message), message.priority)
+        except Exception as exc:  # the row is safe; that host's scheduler timer picks it up
+            log.warning("could not nudge host %s's task scheduler: %s: %s", host, type(exc).__name__, exc)
             return False
         return True
 

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bhype_core.tasks.outages import OutageLog, is_outage
+
 if TYPE_CHECKING:
     from bhype_core.registry import Watcher
     from bhype_core.runtime import Runtime
@@ -42,11 +44,17 @@ class WatcherThreads:
         return self
 
     def _loop(self, watcher: Watcher, tick: Callable[[], Any]) -> None:
+        outage = OutageLog(f"watcher {watcher.name}", log)  # a server restarting: said once, not per tick
         while not self.stopping.wait(watcher.interval):
             try:
                 tick()
-            except Exception:  # one bad tick must not end the watcher
-                log.exception("watcher %s failed; it goes on", watcher.name)
+            except Exception as exc:  # one bad tick must not end the watcher
+                if is_outage(exc):
+                    outage.failed(exc)
+                else:
+                    log.exception("watcher %s failed; it goes on", watcher.name)
+            else:
+                outage.ok()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every watcher and wait up to ``timeout`` seconds for a tick under way."""

@@ -14,9 +14,8 @@ from huey.consumer import Consumer
 
 from bhype_core.consoles.broker import start_console_broker
 from bhype_core.errors import BhypeError, ConfigError
-from bhype_core.tasks.doorbell import WakeableWorker
 from bhype_core.tasks.periodic import submit_run
-from bhype_core.tasks.periodic_slots import SlotClaimingScheduler
+from bhype_core.tasks.queue_outages import QuietScheduler, QuietWorker
 from bhype_core.tasks.samplers import SamplerThreads
 from bhype_core.tasks.watchers import WatcherThreads
 
@@ -41,8 +40,8 @@ class BhypeConsumer(Consumer):
     submits each periodic run in one worker only (:mod:`bhype_core.tasks.periodic_slots`)
     and logs once it is ready."""
 
-    scheduler_class = SlotClaimingScheduler
-    worker_class = WakeableWorker
+    scheduler_class = QuietScheduler  # periodic slots claimed once; a Redis outage logged once
+    worker_class = QuietWorker  # woken by the doorbell; a Redis outage logged once
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

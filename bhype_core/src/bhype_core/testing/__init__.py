@@ -38,6 +38,7 @@ from bhype_core.testing.parts import (  # noqa: F401  (hook export: --without PA
     pytest_deselected,
     pytest_terminal_summary,
 )
+from bhype_core.testing.private_servers import private_mariadb, private_redis  # noqa: F401  (fixture export)
 from bhype_core.testing.queue import redis_prefix, redis_url, start_worker  # noqa: F401  (fixture export)
 from bhype_core.testing.sshd import SshdServer, sshd_server  # noqa: F401  (fixture export)
 from bhype_core.testing.users import LocalUser, LocalUsers, local_user  # noqa: F401  (fixture export)

@@ -64,6 +64,11 @@ def spec_context(
     :param exclude_id: the VM being edited (its own name and MACs are not clashes).
     """
     isos = store.isos() if store is not None and hasattr(store, "isos") else None
+    if isos is not None:  # in a group, a file in any host's library (placement then needs that host)
+        from bhype_core.hosts.placement import group_library
+        from bhype_core.isos import datastore_of
+
+        isos = sorted(set(isos) | group_library(runtime, datastore_of(store)))
     catalog = catalog or template_catalog(runtime)
     return SpecContext(
         host_memory=host_memory(),

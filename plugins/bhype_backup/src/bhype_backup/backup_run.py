@@ -44,6 +44,7 @@ from bhype_core.plugin_api import (
     NotFound,
     TransferFailed,
     ValidationErrors,
+    active_driver,
     find_vm,
     hook_errors,
     open_datastore,
@@ -75,7 +76,7 @@ def plan(runtime: Any, vm: str, target: str, mode: str) -> tuple[Any, Any, Any]:
         raise ValidationErrors([("target", f"target {target} is a ZFS target: this version backs up to "
                                            "directory, rsync daemon and SSH targets only")])
     store = open_datastore(runtime, row.datastore)
-    check_mode(store, mode)
+    check_mode(store, mode, active_driver(runtime))
     return row, tgt, store
 
 
@@ -182,6 +183,9 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
     staging = Path(tempfile.mkdtemp(prefix=f"bhype-backup-{point.id}-"))
     try:
         with open_source(context, ref, store, point.mode, staging / "crash") as view:
+            if not view.disks:  # a point of a few KiB: say why
+                view.warnings.append(f"{ref.name} has no disks: the point holds only its configuration")
+                context.log(view.warnings[-1], "warning")
             root, entries = _stage(view, ref, row.owner, staging)
             # The files are stable while the view is open (stopped VM, snapshot or staging copy):
             # checksum them in a thread while rsync reads them too (one read from the page cache).
@@ -228,13 +232,15 @@ def _transfer(context: Any, ref: Any, row: Any, store: Any, endpoint: Endpoint, 
     digest = hashlib.sha256(data).hexdigest()
     note = "; ".join(manifest.warnings)
     assert point.id is not None
-    _finish_row(runtime, point.id, complete=True, finished=utcnow(), size=manifest.size,
+    stored = stats.transferred_size + len(data)
+    _finish_row(runtime, point.id, complete=True, finished=utcnow(), size=manifest.size, stored_bytes=stored,
                 bytes_sent=stats.bytes_sent, manifest_sha256=digest, note=note, task_id=None)
-    context.log(f"point {point.id} complete: {manifest.size} bytes, {stats.bytes_sent} sent "
-                f"(literal {stats.literal_bytes}, matched {stats.matched_bytes})")
+    context.log(f"point {point.id} complete: {manifest.size} bytes, {stored} new on the target, "
+                f"{stats.bytes_sent} sent (literal {stats.literal_bytes}, matched {stats.matched_bytes})")
     context.progress(100, f"point {point.id} complete")
     return {"point": point.id, "path": point.path, "target": tgt.name, "mode": point.mode,
-            "consistency": manifest.consistency, "size": manifest.size, "bytes_sent": stats.bytes_sent,
+            "consistency": manifest.consistency, "size": manifest.size, "stored_bytes": stored,
+            "bytes_sent": stats.bytes_sent,
             "literal_bytes": stats.literal_bytes, "matched_bytes": stats.matched_bytes,
             "basis": manifest.basis, "stop_window": manifest.stop_window, "warnings": manifest.warnings,
             "manifest_sha256": digest}

@@ -105,9 +105,9 @@ def backup_list(args: argparse.Namespace) -> int:
     query = {k: v for k, v in (("vm", args.vm), ("target", args.target)) if v}
     rows = api_from(args).request("GET", f"{BACKUP}/points", **query)
     table = format_table([[str(p["id"]), p["vm_name"], p["target"], p["mode"], str(p["created"])[:19],
-                           human_size(p["size"]), human_size(p["bytes_sent"]), p["verify_state"], p["drill_state"]]
-                          for p in rows],
-                         ["ID", "VM", "TARGET", "MODE", "CREATED", "SIZE", "SENT", "VERIFY", "DRILL"])
+                           human_size(p["size"]), human_size(p["stored_bytes"]), human_size(p["bytes_sent"]),
+                           p["verify_state"], p["drill_state"]] for p in rows],
+                         ["ID", "VM", "TARGET", "MODE", "CREATED", "SIZE", "NEW", "SENT", "VERIFY", "DRILL"])
     return _emit(args, rows, table)
 
 

@@ -7,7 +7,9 @@ complete point is restored as a new VM ``drill-<point>-<random>`` (``backup.rest
 drill_switch`` (created without uplink if missing; when none is configured they are removed,
 so the copy can never answer on the production network), it is started, and its serial console is
 read until the configured text appears — or its VNC screen is watched until it changes
-(:mod:`bhype_backup.drill_vnc`) — or the timeout passes. The point records
+(:mod:`bhype_backup.drill_vnc`), or a TCP port answers on the isolated switch over IPv6
+link-local (:mod:`bhype_backup.drill_tcp`; a VM without NICs gets one there, and with no drill
+switch configured the switch ``drill`` is used) — or the timeout passes. The point records
 ``drill_state`` (``ok``/``failed``), ``drill_at`` and ``drill_excerpt`` (the console lines
 around the text, or the last ones seen); a failure is a ``backup.drill_failed`` event. The
 temporary VM is always force-stopped and destroyed, whatever happened.
@@ -31,14 +33,17 @@ from bhype_core.plugin_api import (
     NotFound,
     TaskFailed,
     ValidationErrors,
+    detect_platform,
     find_vm,
     list_switches,
     open_vm_console,
     session,
+    switch_interface,
     utcnow,
 )
 
 DRILL_KIND = "backup.drill"
+TCP_SWITCH = "drill"  # a TCP check needs a switch: this one when [backup_jobs] drill_switch is empty
 EXCERPT_CHARS = 2000
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -96,28 +101,63 @@ def run_sub(context: Any, kind: str, arguments: dict[str, Any]) -> Any:
     return outcome.result
 
 
-def isolate(context: Any, name: str) -> None:
+def isolate(context: Any, name: str, check: dict[str, Any]) -> str | None:
     """Cut VM ``name`` off every network: its NICs move to the drill switch (created without
-    uplink if missing), or, with no drill switch configured, are removed."""
+    uplink if missing), or, with no drill switch configured, are removed. A TCP check needs a
+    NIC on a switch: one is added when the VM has none, on :data:`TCP_SWITCH` when no drill
+    switch is configured. Returns the switch the VM is on, if any."""
     vm = find_vm(context.runtime, name)
     if vm is None:
         raise NotFound(f"the restored VM {name} is gone")
     nics = list((vm.spec or {}).get("nics") or [])
-    if not nics:
-        return
     switch = context.settings.section("backup_jobs").drill_switch
+    if check.get("kind") == "tcp":
+        switch = switch or TCP_SWITCH
+        if not nics:
+            context.log(f"{name}: no NIC; one is added on the isolated switch {switch} for the TCP check")
+            nics = [{}]
+    if not nics:
+        return None
     if not switch:
         context.log(f"{name}: NICs removed (no drill switch configured): the drill runs without network")
         run_sub(context, "vm.edit", {"name": name, "changes": {"nics": []}})
-        return
-    if switch not in {s.name for s in list_switches(context.runtime)}:
+        return None
+    with session(context.runtime) as db:  # list_switches reads through a database session
+        known = {s.name for s in list_switches(db)}
+    if switch not in known:
         context.log(f"creating the isolated drill switch {switch} (no uplink)")
         run_sub(context, "switch.create", {"name": switch})
     run_sub(context, "vm.edit", {"name": name, "changes": {"nics": [{**nic, "switch": switch} for nic in nics]}})
+    return switch
 
 
-def sign_of_life(context: Any, name: str, check: dict[str, Any], timeout: int) -> tuple[bool, str, str]:
+def tcp_sign_of_life(context: Any, name: str, switch: str, check: dict[str, Any], timeout: int) -> tuple[bool, str]:
+    """Wait for the check's TCP port on VM ``name`` over IPv6 link-local on ``switch``'s bridge
+    (:mod:`bhype_backup.drill_tcp`)."""
+    from bhype_backup.drill_tcp import eui64_link_local, link_local_argv, scoped, wait_for_port
+
+    interface = switch_interface(switch)
+    context.runner.run(link_local_argv(detect_platform(context.settings.core.platform), interface), timeout=30)
+    vm = find_vm(context.runtime, name)
+    if check.get("address"):
+        addresses = [str(check["address"])]
+    else:
+        nics = [n for n in ((vm.spec if vm else {}) or {}).get("nics") or [] if n.get("mac")]
+        addresses = [eui64_link_local(n["mac"]) for n in nics]
+    targets = [scoped(a, interface) for a in addresses]
+    port = int(check["port"])
+    context.log(f"{name} started; waiting up to {timeout} s for TCP port {port} on {', '.join(targets)} "
+                f"(isolated switch {switch}, IPv6 link-local)")
+    return wait_for_port(targets, port, timeout, context.cancel_requested)
+
+
+def sign_of_life(context: Any, name: str, check: dict[str, Any], timeout: int,
+                 switch: str | None = None) -> tuple[bool, str, str]:
     """Wait for the check's sign of life on VM ``name``; (seen, excerpt, error)."""
+    if check.get("kind") == "tcp":
+        assert switch is not None  # isolate() always puts a TCP-checked VM on a switch
+        answered, said = tcp_sign_of_life(context, name, switch, check, timeout)
+        return answered, said, "" if answered else f"{said} within {timeout} s"
     if check.get("kind") == "vnc":
         from bhype_backup.drill_vnc import wait_for_change
 
@@ -146,13 +186,19 @@ def drill_point(context: Any, point: Any, check: dict[str, Any], timeout: int) -
     record(runtime, point.id, "running", "")
     passed, excerpt, error = False, "", ""
     restored = False
+    began = time.monotonic()
+    timings: dict[str, float] = {}
     try:
         context.log(f"point {point.id} ({point.vm_name}): restoring as {name}")
         run_sub(context, "backup.restore", {"point": point.id, "vm": point.vm_name, "as": name})
         restored = True
-        isolate(context, name)
+        timings["restore_seconds"] = round(time.monotonic() - began, 3)
+        switch = isolate(context, name, check)
+        starting = time.monotonic()
         run_sub(context, "vm.start", {"name": name})
-        passed, excerpt, error = sign_of_life(context, name, check, timeout)
+        passed, excerpt, error = sign_of_life(context, name, check, timeout, switch)
+        # From the start request to the sign of life: what the drill's boot costs.
+        timings["sign_of_life_seconds"] = round(time.monotonic() - starting, 3)
     except (BhypeError, OSError) as exc:
         error = getattr(exc, "message", None) or str(exc)
     finally:
@@ -171,7 +217,8 @@ def drill_point(context: Any, point: Any, check: dict[str, Any], timeout: int) -
         runtime.notify(Event("backup.drill_failed", f"restore drill of {point.vm_name} (point {point.id}) failed: "
                              f"{error}", severity="error", subject=f"vm:{point.vm_name}",
                              data={"point": point.id, "vm": point.vm_name, "target": point.target, "error": error}))
-    return {"point": point.id, "vm": point.vm_name, "state": state, "error": error, "excerpt": excerpt}
+    timings["total_seconds"] = round(time.monotonic() - began, 3)
+    return {"point": point.id, "vm": point.vm_name, "state": state, "error": error, "excerpt": excerpt, **timings}
 
 
 def newest_points(runtime: Any, job: Any) -> list[Any]:
@@ -193,10 +240,11 @@ def newest_points(runtime: Any, job: Any) -> list[Any]:
 
 
 def drill(context: Any, job: int | None = None, point: int | None = None, text: str | None = None,
-          vnc: bool = False, timeout: int | None = None) -> dict[str, Any]:
+          vnc: bool = False, timeout: int | None = None, check: dict[str, Any] | None = None) -> dict[str, Any]:
     """``backup.drill``: drill a job's newest points (its ``drill_check``), or one point
-    (``text`` on the serial console, or ``vnc``: the screen changing); fails if any failed."""
-    from bhype_backup.jobs_service import get_job
+    (``check``, a ``drill_check``; or ``text`` on the serial console, or ``vnc``: the screen
+    changing); fails if any failed."""
+    from bhype_backup.jobs_service import check_drill, get_job
     from bhype_backup.verify import get_point
 
     runtime = context.runtime
@@ -207,10 +255,11 @@ def drill(context: Any, job: int | None = None, point: int | None = None, text: 
         check, timeout = dict(row.drill_check), row.drill_timeout
         points = newest_points(runtime, row)
     else:
-        check = {"kind": "vnc"} if vnc else {"kind": "serial", "text": text}
+        check = dict(check) if check else {"kind": "vnc"} if vnc else {"kind": "serial", "text": text}
         points = [get_point(runtime, int(point or 0))]
-    if check.get("kind") not in ("serial", "vnc") or (check["kind"] == "serial" and not check.get("text")):
-        raise ValidationErrors([("text", "the serial console text that proves the guest is alive (or vnc)")])
+    problems = check_drill(check) if check else [("check", "a sign of life to wait for")]
+    if problems:
+        raise ValidationErrors(problems)
     results = [drill_point(context, p, check, int(timeout or 600)) for p in points]
     failed = [r for r in results if r["state"] != "ok"]
     if failed:

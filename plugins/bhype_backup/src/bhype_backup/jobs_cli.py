@@ -55,13 +55,50 @@ def run_task(args: argparse.Namespace, accepted: dict[str, Any]) -> Any:
     return final.get("result")
 
 
-def drill_check(args: argparse.Namespace) -> dict[str, Any]:
-    """The drill's sign of life from ``--drill-serial`` or ``--drill-vnc``."""
-    if args.drill_serial:
-        return {"kind": "serial", "text": args.drill_serial}
-    if args.drill_vnc:
+def drill_check(args: argparse.Namespace, prefix: str = "drill_") -> dict[str, Any]:
+    """The drill's sign of life from ``--drill-serial``, ``--drill-vnc`` or ``--drill-tcp PORT``
+    (``--drill-address``); ``prefix`` ``""`` reads ``bhype backup drill``'s ``--serial`` …"""
+    serial, vnc, tcp = (getattr(args, prefix + name, None) for name in ("serial", "vnc", "tcp"))
+    if serial:
+        return {"kind": "serial", "text": serial}
+    if vnc:
         return {"kind": "vnc"}
+    if tcp is not None:
+        address = getattr(args, prefix + "address", None)
+        return {"kind": "tcp", "port": tcp, **({"address": address} if address else {})}
     return {}
+
+
+def add_sign_options(parser: argparse.ArgumentParser, prefix: str = "--drill-") -> None:
+    """``--drill-serial TEXT | --drill-vnc | --drill-tcp PORT [--drill-address ADDR]``."""
+    sign = parser.add_mutually_exclusive_group()
+    sign.add_argument(f"{prefix}serial", metavar="TEXT",
+                      help="a drill passes when the restored guest's serial console prints TEXT")
+    sign.add_argument(f"{prefix}vnc", action="store_true", help="… when its VNC screen changes")
+    sign.add_argument(f"{prefix}tcp", type=int, metavar="PORT",
+                      help="… when its TCP PORT answers on the isolated drill switch (IPv6 link-local)")
+    parser.add_argument(f"{prefix}address", metavar="FE80::…",
+                        help="the guest's link-local address for the TCP check (default: from its NIC's MAC)")
+
+
+def job_edit(args: argparse.Namespace) -> int:
+    """``job edit NAME [--target …] [--schedule …] …``: change only what is given."""
+    body = {key: value for key, value in (
+        ("target", args.target), ("mode", args.mode), ("schedule", args.schedule), ("retention", args.retention),
+        ("window_minutes", args.window), ("drill_schedule", args.drill_schedule),
+        ("drill_timeout", args.drill_timeout), ("vms", args.vm or None), ("owners", args.owner or None),
+        ("tags", args.tag or None), ("drill_check", drill_check(args) or None)) if value is not None}
+    return patch_job(args, body)
+
+
+def patch_job(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """PATCH the job and print what it is now."""
+    job = api_from(args).request("PATCH", f"{BACKUP}/jobs/{urllib.parse.quote(args.name, safe='')}", body)
+    if args.json:
+        return print_json(job)
+    state = "enabled" if job["enabled"] else "disabled"
+    print(f"job {job['name']} ({state}): {job['schedule']} to {job['target']} ({job['mode']}), keep {job['retention']}")
+    return 0
 
 
 def job_add(args: argparse.Namespace) -> int:
@@ -149,11 +186,25 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
                      help="a run must succeed within this long of its slot (else backup.overdue)")
     add.add_argument("--disabled", action="store_true")
     add.add_argument("--drill-schedule", default="", help="crontab(5) line for restore drills (empty: none)")
-    sign = add.add_mutually_exclusive_group()
-    sign.add_argument("--drill-serial", default="", metavar="TEXT",
-                      help="a drill passes when the restored guest's serial console prints TEXT")
-    sign.add_argument("--drill-vnc", action="store_true", help="… when its VNC screen changes")
+    add_sign_options(add)
     add.add_argument("--drill-timeout", type=int, default=600, metavar="SECONDS")
+    edit = _sub(inner, "edit", job_edit, "change a job (only the options given)")
+    edit.add_argument("name")
+    edit.add_argument("--target")
+    edit.add_argument("--vm", action="append", default=[], help="replaces the job's VM names (repeatable)")
+    edit.add_argument("--owner", action="append", default=[], help="replaces the job's owners (repeatable)")
+    edit.add_argument("--tag", action="append", default=[], help="replaces the job's tags (repeatable)")
+    edit.add_argument("--mode", choices=["snapshot", "stop", "crash"])
+    edit.add_argument("--schedule")
+    edit.add_argument("--retention")
+    edit.add_argument("--window", type=int, metavar="MINUTES")
+    edit.add_argument("--drill-schedule", help="crontab(5) line for restore drills ('' for none)")
+    add_sign_options(edit)
+    edit.add_argument("--drill-timeout", type=int, metavar="SECONDS")
+    for verb, enabled in (("enable", True), ("disable", False)):
+        toggle = _sub(inner, verb, partial(lambda a, on: patch_job(a, {"enabled": on}), on=enabled),
+                      f"{verb} a job's schedule and drills" + (" (missed slots do not run)" if enabled else ""))
+        toggle.add_argument("name")
     _sub(inner, "list", job_list, "every job and its last run")
     run = _sub(inner, "run", job_run, "run a job now and follow it")
     run.add_argument("name")
@@ -171,8 +222,11 @@ def add_verify_command(sub: argparse._SubParsersAction) -> None:
 def configure(parser: argparse.ArgumentParser) -> None:
     """The ``bhype backup`` sub-commands this hook module provides (jobs, verify)."""
     sub = parser.add_subparsers(dest="backup_command", metavar="COMMAND", required=True)
+    from bhype_backup.drill_cli import add_drill_command
+
     add_job_commands(sub)
     add_verify_command(sub)
+    add_drill_command(sub)
     for extra in EXTRA_COMMANDS:
         extra(sub)
 

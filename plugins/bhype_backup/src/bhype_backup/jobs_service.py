@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -21,7 +22,7 @@ from bhype_core.plugin_api import (
 )
 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
-DRILL_KINDS = ("serial", "vnc")  # a TCP port answering: not yet
+DRILL_KINDS = ("serial", "vnc", "tcp")
 
 
 class JobCreate(BaseModel):
@@ -40,6 +41,24 @@ class JobCreate(BaseModel):
     drill_schedule: str = Field(default="", max_length=120)
     drill_check: dict[str, Any] = Field(default_factory=dict)
     drill_timeout: int = Field(default=600, ge=10, le=7200)
+
+
+class JobUpdate(BaseModel):
+    """What ``PATCH /api/v1/backup/jobs/{name}`` takes: only the fields given change (the
+    name stays; ``enabled`` alone is ``job enable|disable``)."""
+
+    target: str | None = Field(None, max_length=63)
+    mode: str | None = None
+    schedule: str | None = Field(None, max_length=120)
+    vms: list[str] | None = Field(None, max_length=1000)
+    owners: list[str] | None = Field(None, max_length=100)
+    tags: list[str] | None = Field(None, max_length=100)
+    retention: str | None = Field(None, max_length=200)
+    window_minutes: int | None = Field(None, ge=1, le=60 * 24 * 366)
+    enabled: bool | None = None
+    drill_schedule: str | None = Field(None, max_length=120)
+    drill_check: dict[str, Any] | None = None
+    drill_timeout: int | None = Field(None, ge=10, le=7200)
 
 
 class JobPublic(BaseModel):
@@ -101,7 +120,23 @@ def check_drill(check: dict[str, Any]) -> list[tuple[str, str]]:
         return [("drill_check.kind", f"must be one of {', '.join(DRILL_KINDS)}")]
     if kind == "serial" and not (isinstance(check.get("text"), str) and 0 < len(check["text"]) <= 200):
         return [("drill_check.text", "the serial console text to wait for (1-200 characters)")]
-    return []
+    problems = []
+    if kind == "tcp":
+        port = check.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            problems.append(("drill_check.port", "the guest's TCP port that must answer (1-65535)"))
+        address = check.get("address")
+        if address is not None:
+            try:
+                ip = ipaddress.ip_address(str(address))
+            except ValueError:
+                ip = None
+            if ip is None or ip.version != 6 or not ip.is_link_local:
+                problems.append(("drill_check.address", "the guest's IPv6 link-local address (fe80::…) on the "
+                                 "drill switch, or leave it out (derived from the NIC's MAC)"))
+    unknown = set(check) - {"kind", "text", "port", "address"}
+    problems += [(f"drill_check.{key}", "unknown field") for key in sorted(unknown)]
+    return problems
 
 
 def validate(runtime: Any, data: JobCreate) -> None:
@@ -166,6 +201,51 @@ def create_job(runtime: Any, owner: str, data: JobCreate) -> BackupJob:
                         if data.drill_schedule else None)
         db.add(row)
     return row
+
+
+def edit_job(runtime: Any, key: str | int, changes: JobUpdate) -> BackupJob:
+    """Change the given fields of job ``key`` (name or id), validated as a whole like a new
+    job. A new schedule (or drill schedule) starts from now: a slot already past does not
+    count as missed.
+
+    :raises NotFound: no such job. :raises ValidationErrors: the job it would become is bad.
+    """
+    from bhype_core.plugin_api import utcnow
+
+    current = get_job(runtime, key)
+    given = changes.model_dump(exclude_unset=True, exclude_none=True)
+    merged = JobCreate(**{**current.model_dump(include=set(JobCreate.model_fields)), **given})
+    validate(runtime, merged)
+    now = utcnow()
+    with session(runtime, write=True) as db:
+        row = db.get(BackupJob, current.id)
+        if row is None:
+            raise NotFound(f"no backup job {key!r}")
+        for field, value in given.items():
+            setattr(row, field, value)
+        if "schedule" in given and given["schedule"] != current.schedule:
+            row.last_slot = cron.latest_slot(cron.parse(merged.schedule), now)
+        if "drill_schedule" in given and given["drill_schedule"] != current.drill_schedule:
+            row.last_drill_slot = (cron.latest_slot(cron.parse(merged.drill_schedule), now)
+                                   if merged.drill_schedule else None)
+        if given.get("enabled") and not current.enabled:
+            # Enabled again: what it missed while disabled does not run (nor count as overdue).
+            row.last_slot = cron.latest_slot(cron.parse(merged.schedule), now)
+            row.overdue_since = None
+        db.add(row)
+    return get_job(runtime, int(current.id or 0))
+
+
+def find_job(runtime: Any, key: str) -> BackupJob:
+    """A job by name, or by id when ``key`` is all digits and no job has that name.
+
+    :raises NotFound: no such job."""
+    try:
+        return get_job(runtime, key)
+    except NotFound:
+        if key.isdigit():
+            return get_job(runtime, int(key))
+        raise
 
 
 def list_jobs(runtime: Any) -> list[BackupJob]:

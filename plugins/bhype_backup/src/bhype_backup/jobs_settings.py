@@ -14,6 +14,7 @@ class JobsSettings(Section):
                                                   "point of each VM on each target")
     drill_switch: str = Field("", max_length=15,
                               description="the isolated switch (created without uplink if missing) drill VMs' NICs "
-                                          "are moved to; empty: drill VMs get no NIC at all")
+                                          "are moved to; empty: drill VMs get no NIC at all (a TCP check then uses "
+                                          "a switch named drill)")
     drill_prefix: str = Field("drill-", min_length=1, max_length=20,
                               description="name prefix of temporary drill VMs")

@@ -69,7 +69,12 @@ class BackupPoint(SQLModel, table=True):
     mode: str = Field(max_length=16)
     created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # size: the point's logical size (every file at its apparent size, a disk's holes included:
+    # what a restore writes); stored_bytes: what this point added on the target (files rsync
+    # wrote anew, "Total transferred file size", plus the manifest: unchanged files are hard
+    # links to, or local copies of, the previous point); bytes_sent: what crossed the network.
     size: int = Field(default=0, sa_type=BigInteger)
+    stored_bytes: int = Field(default=0, sa_type=BigInteger)
     bytes_sent: int = Field(default=0, sa_type=BigInteger)
     manifest_sha256: str = Field(default="", max_length=64)
     complete: bool = False

@@ -25,6 +25,7 @@ class PointPublic(BaseModel):
     finished: Any
     duration_seconds: float | None
     size: int
+    stored_bytes: int
     bytes_sent: int
     manifest_sha256: str
     job_id: int | None

@@ -4,8 +4,11 @@
   VM's lock, its children may take it), copied, and started again (``vm.start``) even when the
   copy fails; the window is recorded. A stopped VM is simply copied.
 * ``snapshot``: the datastore's consistent point (ZFS: ``zfs snapshot -r`` + ``zfs hold``),
-  read from the snapshot (``.zfs/snapshot/<name>``), released when the transfer ends. A
-  datastore without snapshots refuses the mode (a clear error before anything changes).
+  read from the snapshot (``.zfs/snapshot/<name>``), released when the transfer ends. On a
+  datastore without snapshots (directory storage) the driver's consistent point of the
+  running VM (``DriverCapability.CONSISTENT_POINT``; QEMU: QMP overlays, the guest keeps
+  running) — :mod:`bhype_backup.frozen_source`; a stopped VM is copied as it is. Neither:
+  the mode is refused (a clear error before anything changes).
 * ``crash``: the files as they are while the VM runs, copied first to a private staging copy
   (``cp --sparse=always --reflink=auto``, GNU coreutils cp(1)) so the manifest's checksums are
   of exactly what is sent; labelled crash-consistent, with a warning on directory storage.
@@ -23,6 +26,7 @@ from typing import Any
 
 from bhype_core.plugin_api import (
     BhypeError,
+    DriverCapability,
     StorageCapability,
     ValidationErrors,
     active_driver,
@@ -50,16 +54,24 @@ def volume_names(spec: Any) -> list[str]:
     return [disk.volume or f"disk{index}" for index, disk in enumerate(spec.disks)]
 
 
-def check_mode(store: Any, mode: str) -> None:
-    """Refuse a mode the datastore cannot give (before anything changes)."""
+def store_point(store: Any) -> bool:
+    """Whether the datastore gives snapshot mode its consistent point itself (ZFS)."""
+    return all(c in store.capabilities for c in (StorageCapability.SNAPSHOT, StorageCapability.EXPORT_FILES))
+
+
+def check_mode(store: Any, mode: str, driver: Any = None) -> None:
+    """Refuse a mode neither the datastore nor the driver can give (before anything changes)."""
     if mode not in ("snapshot", "stop", "crash"):
         raise ValidationErrors([("mode", "must be snapshot, stop or crash")])
-    if mode == "snapshot":
+    if mode == "snapshot" and not store_point(store):
+        if driver is not None and DriverCapability.CONSISTENT_POINT in driver.capabilities:
+            return
         missing = [c.value for c in (StorageCapability.SNAPSHOT, StorageCapability.EXPORT_FILES)
                    if c not in store.capabilities]
-        if missing:
-            raise ValidationErrors([("mode", f"snapshot mode needs a datastore with {' and '.join(missing)} "
-                                             f"(datastore {store.datastore} has not); use stop or crash")])
+        who = f"driver {getattr(driver, 'name', '') or '?'}" if driver is not None else "the driver"
+        raise ValidationErrors([("mode", f"snapshot mode needs a datastore with {' and '.join(missing)} "
+                                         f"(datastore {store.datastore} has not) or a driver with a consistent "
+                                         f"point of a running VM ({who} has not); use stop or crash")])
 
 
 def _config_files(runtime: Any, root: Path) -> dict[str, Path]:
@@ -83,6 +95,13 @@ def open_source(context: Any, ref: Any, store: Any, mode: str, staging: Path) ->
     runtime = context.runtime
     volumes = volume_names(ref.spec)
     running = is_running(runtime, ref.name)
+    if mode == "snapshot" and not store_point(store):
+        from bhype_backup.frozen_source import frozen_view
+
+        with frozen_view(context, ref, store, volume_names(ref.spec), _config_files(runtime, Path(ref.vm_dir)),
+                         running, staging) as view:
+            yield view
+        return
     if mode == "snapshot":
         point = store.snapshot(ref.name, volumes, HOLD_TAG)
         context.log(f"snapshot {point.name} of {ref.name} taken and held ({HOLD_TAG})")

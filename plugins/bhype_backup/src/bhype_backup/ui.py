@@ -29,6 +29,7 @@ def point_row(point: Any) -> dict[str, Any]:
     return {"id": point.id, "vm": point.vm_name, "target": point.target, "mode": point.mode,
             "created": point.created.strftime("%Y-%m-%d %H:%M UTC") if point.created else "",
             "size": human_size(point.size or 0), "sent": human_size(point.bytes_sent or 0),
+            "new": human_size(point.stored_bytes or 0),
             "duration": "-" if duration is None else f"{duration // 60}m {duration % 60:02d}s",
             "verify": point.verify_state, "verified_at": point.verified_at, "drill": point.drill_state,
             "drill_at": point.drill_at, "drill_excerpt": point.drill_excerpt, "job": point.job_id,

@@ -20,6 +20,7 @@ from bhype_core.api.principal import Principal, PrincipalDep
 from bhype_core.checksums import check_digest
 from bhype_core.errors import Forbidden, ValidationErrors
 from bhype_core.fetch_guard import literal_refusal
+from bhype_core.hosts.settings import local_host_name
 from bhype_core.iso_fetch import check_url
 from bhype_core.isos import (
     TooLarge,
@@ -43,6 +44,7 @@ class IsoPublic(BaseModel):
 
     name: str
     datastore: str
+    host: str = Field("", description="the group host whose datastore holds the file (issue 22)")
     size: int
     sha256: str | None = None
     source: str | None = None
@@ -89,12 +91,13 @@ def make_router() -> APIRouter:
     def list_all(runtime: RuntimeDep, principal: PrincipalDep, datastore: Datastore = None) -> IsoList:
         """Every ISO of a datastore's library."""
         store = open_datastore(runtime, datastore)
-        return IsoList(isos=[IsoPublic(**info.to_dict()) for info in list_isos(store)])
+        here = local_host_name(runtime)
+        return IsoList(isos=[IsoPublic(**info.to_dict(), host=here) for info in list_isos(store)])
 
     @router.get("/{name}", response_model=IsoPublic)
     def show(name: str, runtime: RuntimeDep, principal: PrincipalDep, datastore: Datastore = None) -> IsoPublic:
         """One ISO."""
-        return IsoPublic(**read_info(open_datastore(runtime, datastore), name).to_dict())
+        return IsoPublic(**read_info(open_datastore(runtime, datastore), name).to_dict(), host=local_host_name(runtime))
 
     @router.post("/fetch", status_code=202, response_model=IsoTask)
     def fetch(body: IsoFetch, runtime: RuntimeDep, principal: PrincipalDep) -> IsoTask:

@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 from bhype_core.api.deps import RuntimeDep
 from bhype_core.api.principal import Principal, PrincipalDep
 from bhype_core.cloud_images import image_status
+from bhype_core.hosts.placement import hosts_holding
+from bhype_core.hosts.settings import local_host_name
 
 Datastore = Annotated[str | None, Query(description="datastore; default vm.default_datastore")]
 
@@ -24,6 +26,9 @@ class TemplateImage(BaseModel):
 
     template: str
     datastore: str
+    host: str = Field("", description="the group host whose library was looked at (this API's host, issue 22)")
+    hosts: list[str] = Field(default_factory=list,
+                             description="the group hosts whose library holds the image (placement needs one of them)")
     present: bool = Field(description="the library holds a file of this name")
     size: int | None = None
     url: str = Field(description="where the image is fetched from (after [images] mirrors)")
@@ -59,7 +64,9 @@ def make_router() -> APIRouter:
     @router.get("/{name}/image", response_model=TemplateImage)
     def show(name: str, runtime: RuntimeDep, principal: PrincipalDep, datastore: Datastore = None) -> TemplateImage:
         """The template's cloud image and whether the datastore's library has it."""
-        return TemplateImage(**image_status(runtime, name, datastore))
+        status = image_status(runtime, name, datastore)
+        return TemplateImage(**status, host=local_host_name(runtime), hosts=hosts_holding(runtime, status["datastore"],
+                                                                                         status["name"]))
 
     @router.post("/{name}/image", status_code=202, response_model=ImageFetchAnswer,
                  responses={200: {"model": ImageFetchAnswer, "description": "already in the library"}})
