@@ -3,8 +3,11 @@ pairs, own databases, queues, API and worker processes, a real sshd on the targe
 of a 4 GiB sparse image with 1 GiB written, against copying the same image by hand with
 ``rsync -a --sparse`` over the same SSH path (the anchor, same run), as a ratio.
 
-Run: ``./dev bench migrate`` or ``.venv/bin/python benchmarks/bench_migrate.py [--gib 4] [--written 1024]``
-(MiB).
+Second table (``--scenario warm``, :mod:`migrate_warm`): the offline window of a warm move of a
+running guest writing 1 MiB/s against a cold move of the same kind of guest, in the same run.
+
+Run: ``./dev bench migrate`` or ``.venv/bin/python benchmarks/bench_migrate.py [--scenario all|cold|warm]
+[--gib 4] [--written 1024] [--warm-gib 4] [--warm-written 256]`` (MiB).
 Needs root. Every byte is checked: the moved and the hand-copied images' SHA-256 against the
 source's. The move's time includes everything bHype does besides the copy (stop, checksums on
 both hosts, registering through the peer's API, removing the source).
@@ -70,6 +73,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=int, default=4, help="image size (GiB)")
     parser.add_argument("--written", type=int, default=1024, help="MiB of data written in it")
+    parser.add_argument("--scenario", choices=("all", "cold", "warm"), default="all")
+    parser.add_argument("--warm-gib", type=int, default=4, help="disk size of the warm case's guests (GiB)")
+    parser.add_argument("--warm-written", type=int, default=256, help="MiB written in them before they start")
     args = parser.parse_args()
     size, written = args.gib * 1024 * MIB, args.written * MIB
     with host_lan() as create:
@@ -79,13 +85,30 @@ def main() -> int:
             templates.mkdir(exist_ok=True)
             (templates / "bench.toml").write_text(TEMPLATE)
             roots.append(templates)
-        a = create("a", vm={"templates_dir": str(roots[0])})
-        b = create("b", sshd=True, vm={"templates_dir": str(roots[1])})
+        sections: dict = {}
+        if args.scenario != "cold":
+            from bhype_testimages.tiny_image import tiny_guest_image
+
+            guest = tiny_guest_image()
+            for templates in roots:
+                (templates / "tiny.toml").write_text(guest.template_toml())
+            sections = {"qemu": {"accel": "tcg"}}
+        a = create("a", vm={"templates_dir": str(roots[0]), "stop_timeout": 90}, **sections)
+        b = create("b", sshd=True, vm={"templates_dir": str(roots[1]), "stop_timeout": 90}, **sections)
         api = a.api()
         added = wait(api, api.request("POST", "/api/v1/migrate/peers",
                                       {"name": "b", "url": b.url, "token": b.admin_token}))["result"]
         with open(b.authorized_keys, "a") as keys:
             keys.write(added["public_key"] + "\n")
+        if args.scenario != "cold":
+            from migrate_warm import warm_case
+
+            warm_rows = warm_case(a, b, wait, fill, args.warm_gib, args.warm_written * MIB)
+            print_table(f"warm vs cold move of a running guest writing 1 MiB/s ({args.warm_gib} GiB disk, "
+                        f"{args.warm_written} MiB written before; offline = stopped here → registered there, "
+                        "every byte checked)", warm_rows)
+            if args.scenario == "warm":
+                return 0
         wait(api, api.request("POST", "/api/v1/vms", {"name": "big", "template": "bench",
                                                         "spec": {"disks": [{"size": f"{args.gib}G"}]}}))
         image = a.root / "ds" / "vms" / "big" / "disk0.img"

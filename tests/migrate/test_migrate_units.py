@@ -3,6 +3,7 @@ rsync argv a move runs (through the core's shared builder)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,7 +30,7 @@ def test_a_move_keeps_identity_and_a_copy_gets_a_new_one() -> None:
 
 @pytest.mark.parametrize(("arguments", "path"), [
     ({"mode": "hot"}, "mode"),
-    ({"transport": "zfs"}, "transport"),
+    ({"transport": "scp"}, "transport"),
     ({"options": {"as": "web2"}}, "as"),  # a copy needs keep_source
     ({"keep_source": True, "options": {"as": "web"}}, "as"),
     ({"options": {"bogus": 1}}, "bogus"),
@@ -41,6 +42,31 @@ def test_bad_move_arguments_are_refused_with_their_path(arguments: dict, path: s
         move_options("web", "b", values["mode"], values["transport"], values["keep_source"], values["start"],
                      values["options"])
     assert [error.path for error in raised.value.errors] == [path]
+
+
+def test_the_digest_skips_holes_and_zero_blocks_but_sees_every_byte(tmp_path: Path) -> None:
+    from bhype_migrate.checksums import sha256_file
+
+    sparse, dense = tmp_path / "sparse.img", tmp_path / "dense.img"
+    with open(sparse, "wb") as handle:  # 64 MiB with two written spots, the rest a hole
+        handle.truncate(64 * 2**20)
+        handle.seek(5 * 2**20 + 100)
+        handle.write(b"x" * 5000)
+        handle.seek(40 * 2**20)
+        handle.write(b"y")
+    dense.write_bytes(sparse.read_bytes())  # the same bytes, zeros written out
+    assert os.stat(sparse).st_blocks * 512 < 2**20 < os.stat(dense).st_blocks * 512
+    assert sha256_file(sparse) == sha256_file(dense) and sha256_file(sparse).startswith("sparse-sha256:")
+    with open(dense, "r+b") as handle:  # one byte changed inside a zero block
+        handle.seek(60 * 2**20 + 7)
+        handle.write(b"\x01")
+    assert sha256_file(dense) != sha256_file(sparse)
+    longer = tmp_path / "longer.img"
+    longer.write_bytes(sparse.read_bytes() + bytes(10))  # a longer zero tail changes it too
+    assert sha256_file(longer) != sha256_file(sparse)
+    seen: list[int] = []
+    sha256_file(sparse, seen.append)
+    assert sum(seen) <= 2 * 2**20  # only the two data blocks were read
 
 
 def test_checksums_find_missing_extra_and_changed_files(tmp_path: Path) -> None:

@@ -44,6 +44,11 @@ def test_dry_run_lists_what_is_missing_on_the_target(hosts: Any) -> None:
     assert any(path == "target.name" for path, _ in plan["problems"]), plan["problems"]
     assert plan["bytes_allocated"] >= 8 * 2**20 and plan["estimated_offline_seconds"] >= 0
     assert "backup jobs and backup points" in plan["not_moved"]
+    assert plan["transport"] == "rsync" and plan["zfs"] is None  # auto: directory storage on both ends
+    # --transport zfs between directory datastores: refused at plan time, with the reason.
+    zfs = wait_task(a, a.api().request("POST", "/api/v1/migrate/moves",
+                                       {"vm": "net", "to": "b", "dry_run": True, "transport": "zfs"}))["result"]
+    assert any(path == "transport" and "needs a ZFS datastore here" in why for path, why in zfs["problems"]), zfs
     refused = wait_task(a, a.api().request("POST", "/api/v1/migrate/moves", {"vm": "net", "to": "b"}), expect="failed")
     assert "exists on this host already" in refused["error"]["message"]
 

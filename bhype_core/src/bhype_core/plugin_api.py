@@ -324,3 +324,28 @@ __all__ = [
     # s7-group (issue 22): the group's hosts, moves inside a group
     "HostState", "REACHABLE", "UNREACHABLE", "adopt_vm", "group_hosts", "local_host_name", "unreachable_hosts",
 ]  # fmt: skip
+
+# --- issue 17 (s7-migrate-zfs): replicating a dataset tree in passes (a warm ZFS move) and the
+# block-aware copy of a zvol snapshot into a sparse image file (ZFS → directory moves, backups).
+from bhype_core.transfer import (  # noqa: E402
+    ImageCopy,
+    ZfsEnd,
+    destroy_snapshot,
+    destroy_tree,
+    parse_send_size,
+    replica_receive_argv,
+    replica_send_argv,
+    same_snapshot,
+    send_pass,
+    take_snapshot,
+    zvol_to_image,
+)
+from bhype_core.transfer import estimate as estimate_send  # noqa: E402
+from bhype_core.transfer.zfs_replica import exists as zfs_exists  # noqa: E402
+from bhype_core.transfer.zfs_replica import guid as zfs_guid  # noqa: E402
+
+__all__ += [
+    "ImageCopy", "ZfsEnd", "destroy_snapshot", "destroy_tree", "estimate_send", "parse_send_size", "zfs_exists",
+    "zfs_guid",
+    "replica_receive_argv", "replica_send_argv", "same_snapshot", "send_pass", "take_snapshot", "zvol_to_image",
+]  # fmt: skip

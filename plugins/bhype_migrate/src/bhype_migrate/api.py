@@ -51,7 +51,7 @@ class MoveRequest(BaseModel):
     vm: str
     to: str = Field(description="a host of this group (`bhype hosts`) or a paired peer")
     mode: str = Field("cold", description="cold or warm")
-    transport: str = Field("rsync", description="rsync (zfs: not yet)")
+    transport: str = Field("auto", description="auto (zfs when both ends are ZFS), rsync or zfs")
     keep_source: bool = False
     start: bool = False
     as_: str | None = Field(None, alias="as", description="a copy's new name (with keep_source)")
@@ -71,6 +71,7 @@ class FitCheck(BaseModel):
     spec: dict[str, Any]
     datastore: str | None = None
     size: NonNegativeInt64 = 0
+    transport: str = Field("rsync", description="rsync (a directory datastore) or zfs (a ZFS one)")
 
 
 class Receive(BaseModel):
@@ -81,6 +82,8 @@ class Receive(BaseModel):
     spec: dict[str, Any]
     owner: str
     checksums: dict[str, str]
+    snapshot: str = Field("", description="zfs transport: the last snapshot sent (the VM's dataset arrived)")
+    guid: str = Field("", description="zfs transport: that snapshot's GUID on the sending host")
 
 
 class Discard(BaseModel):
@@ -159,7 +162,7 @@ def make_router() -> APIRouter:
     @router.post("/check")
     def check(body: FitCheck, runtime: RuntimeDep, principal: AdminDep) -> dict[str, Any]:
         """Whether a VM with ``spec`` (``size`` bytes) could be received here, and why not."""
-        return check_fit(runtime, body.spec, body.datastore, body.size)
+        return check_fit(runtime, body.spec, body.datastore, body.size, transport=body.transport)
 
     @router.post("/receive", status_code=202, response_model=TaskAccepted)
     def receive(body: Receive, runtime: RuntimeDep, principal: AdminDep) -> TaskAccepted:

@@ -155,7 +155,8 @@ def configure_move(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("vm")
     parser.add_argument("--to", required=True, help="a host of this group (`bhype hosts`) or a paired peer")
     parser.add_argument("--mode", choices=["cold", "warm"], default="cold")
-    parser.add_argument("--transport", choices=["rsync", "zfs"], default="rsync")
+    parser.add_argument("--transport", choices=["auto", "rsync", "zfs"], default="auto",
+                        help="auto: zfs send/receive when both datastores are ZFS, else rsync")
     parser.add_argument("--keep-source", action="store_true", help="keep the source, stopped and marked moved")
     parser.add_argument("--start", action="store_true", help="start the VM there")
     parser.add_argument("--as", dest="as_name", help="a copy under this name (with --keep-source)")

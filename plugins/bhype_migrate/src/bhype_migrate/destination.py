@@ -135,12 +135,15 @@ class GroupHost:
             raise BhypeError(f"{kind} on host {self.name} {outcome.state}: {said or 'no answer in time'}")
         return outcome.result if isinstance(outcome.result, dict) else {}
 
-    def check(self, spec: dict[str, Any], datastore: str | None, size: int) -> dict[str, Any]:
+    def check(self, spec: dict[str, Any], datastore: str | None, size: int,
+              transport: str = "rsync") -> dict[str, Any]:
         """Whether the VM fits there: ``migrate.check`` on the host (its datastores, space,
         switches and hypervisor, judged by itself)."""
         timeout = migrate_settings(self.context.runtime).peer_task_timeout
-        return self._run("migrate.check", {"spec": spec, "datastore": datastore, "size": size, "within_group": True},
-                         timeout)
+        arguments = {"spec": spec, "datastore": datastore, "size": size, "within_group": True}
+        if transport != "rsync":
+            arguments["transport"] = transport
+        return self._run("migrate.check", arguments, timeout)
 
     def receive(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         """``migrate.receive`` there; its result."""

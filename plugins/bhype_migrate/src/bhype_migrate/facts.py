@@ -46,13 +46,24 @@ def free_bytes(path: Path) -> int | None:
     return info.f_bavail * info.f_frsize
 
 
+def zfs_layout(runtime: Any, name: str) -> tuple[str | None, str | None]:
+    """A ZFS datastore's root dataset and disk type (``zvol``/``file``), ``(None, None)`` for
+    other backends: what a peer needs to send a VM's dataset tree here (``--transport zfs``)."""
+    store = open_datastore(runtime, name)
+    if getattr(store, "name", "") != "zfs":
+        return None, None
+    return getattr(store, "dataset", None), getattr(getattr(store, "options", None), "disk_type", None)
+
+
 def datastores(runtime: Any) -> list[dict[str, Any]]:
-    """Each configured datastore: name, backend, root (directory backend) and free bytes."""
+    """Each configured datastore: name, backend, root (directory backend) and free bytes;
+    dataset and disk type for ZFS."""
     found = []
     for name, entry in vm_settings(runtime).datastores.items():
         root = datastore_root(runtime, name) if entry.backend == "directory" else None
+        dataset, disk_type = zfs_layout(runtime, name) if entry.backend == "zfs" else (None, None)
         found.append({"name": name, "backend": entry.backend, "root": str(root) if root else None,
-                      "free": free_bytes(root) if root else None})
+                      "free": free_bytes(root) if root else None, "dataset": dataset, "disk_type": disk_type})
     return found
 
 
@@ -76,9 +87,10 @@ def host_facts(runtime: Any) -> dict[str, Any]:
 
 
 def check_fit(runtime: Any, spec_data: dict[str, Any], datastore: str | None, size: int,
-              within_group: bool = False) -> dict[str, Any]:
+              within_group: bool = False, transport: str = "rsync") -> dict[str, Any]:
     """Whether a VM with ``spec_data`` (``size`` bytes of files) could be received here:
-    ``problems`` as ``[path, message]`` pairs (empty when it fits) and the datastore chosen.
+    ``problems`` as ``[path, message]`` pairs (empty when it fits) and the datastore chosen
+    (its ``root`` for rsync, its ``dataset`` for ``transport`` zfs).
 
     ``within_group``: the move comes from another host of this group, whose one record of the
     VM (same name and UUID, on another host) is not a clash: it is the VM being moved."""
@@ -104,9 +116,17 @@ def check_fit(runtime: Any, spec_data: dict[str, Any], datastore: str | None, si
     driver = active_driver(runtime)
     for path, message in driver.capability_check(spec):
         problems.append([path, f"incompatible hypervisor: {message}"])
-    root = None
+    root = dataset = None
     if datastore not in settings.datastores:
         problems.append(["datastore", f"no datastore {datastore!r} here"])
+    elif transport == "zfs":
+        # Space is not checked here (this process runs no zfs command): a receive that runs
+        # out of space fails and zfs-receive(8) leaves nothing of it; the move rolls back.
+        dataset, _ = zfs_layout(runtime, datastore)
+        if dataset is None:
+            problems.append(["datastore", f"datastore {datastore!r} is not ZFS storage (zfs receive needs one)"])
+        elif runtime_vm_dataset_taken(runtime, datastore, spec.name):
+            problems.append(["name", f"the dataset of a VM named {spec.name!r} exists on this host already"])
     else:
         root = datastore_root(runtime, datastore)
         if root is None:
@@ -115,4 +135,10 @@ def check_fit(runtime: Any, spec_data: dict[str, Any], datastore: str | None, si
             free = free_bytes(root)
             if free is not None and free < size:
                 problems.append(["space", f"datastore {datastore!r} has {free} bytes free, the VM needs {size}"])
-    return {"problems": problems, "datastore": datastore, "root": str(root) if root else None}
+    return {"problems": problems, "datastore": datastore, "root": str(root) if root else None, "dataset": dataset}
+
+
+def runtime_vm_dataset_taken(runtime: Any, datastore: str, name: str) -> bool:
+    """Whether VM ``name``'s dataset is mounted here already (its mountpoint exists: checked
+    without a zfs command, which this process may not run). The receive refuses it anyway."""
+    return os.path.lexists(Path(open_datastore(runtime, datastore).vm_dir(name)))

@@ -26,6 +26,7 @@ from bhype_core.plugin_api import (
     UndoAction,
     ValidationErrors,
     VMSpec,
+    ZfsEnd,
     active_driver,
     find_vm,
     hook_errors,
@@ -44,6 +45,7 @@ from bhype_migrate.facts import INCOMING_PREFIX
 from bhype_migrate.plan import NOT_MOVED, make_plan, move_options, transfer_spec
 from bhype_migrate.settings import migrate_settings
 from bhype_migrate.transfer import send_files
+from bhype_migrate.zfs_transfer import ZfsPasses, converge, guid, peer_end
 
 FINISHING = ("registered", "started")
 SOURCE_REMOVAL = "migrate.remove_source"
@@ -65,6 +67,11 @@ class Move:
         self.context.checkpoint(name, self.data)
         self.context.progress(percent, message)
         self.context.log(message)
+
+    def timed(self, what: str, since: float) -> None:
+        """Record how long a step of the offline window took (``offline_steps`` in the result:
+        where a long window goes)."""
+        self.data.setdefault("offline_steps", {})[what] = round(time.monotonic() - since, 3)
 
     def target_name(self) -> str:
         return self.data["as"] or self.data["vm"]
@@ -181,26 +188,51 @@ class Move:
             "vm": self.data["vm"], "to": self.data["to"], "as": self.data["as"], "mode": self.data["mode"],
             "transport": self.data["transport"], "bytes_sent": self.data.get("bytes_sent", 0),
             "offline_seconds": self.data.get("offline"), "started": bool(self.data["start"]),
-            "passes": self.data.get("passes", []),
+            "passes": self.data.get("passes", []), "offline_steps": self.data.get("offline_steps", {}),
             "source": "kept, stopped, marked moved" if self.data["keep_source"] else "removed",
             "not_moved": NOT_MOVED, **hook_errors(failures),
         }
 
+    def zfs(self) -> ZfsPasses:
+        """The ZFS data path: the VM's dataset tree here → the peer's dataset, through ssh."""
+        source = ZfsEnd(self.context.runner, self.data["zfs_source"])
+        target = peer_end(self.context.runner, self.peer, self.data["zfs_target"])
+        return ZfsPasses(self.context, source, target, self.data, self.data["incoming"].removeprefix(INCOMING_PREFIX),
+                         on_pass=lambda: self.context.checkpoint(self.data.get("step", "planned"), self.data))
+
+    def transfer_zfs(self) -> dict[str, Any]:
+        """Passes of ``zfs send | receive`` (warm: while the VM runs), stop, the last one, the
+        GUID check, then ``migrate.receive`` on the peer (it mounts and registers the dataset)."""
+        passes = self.zfs()
+        warm = self.data["mode"] == "warm"
+        converge(passes, running=warm and is_running(self.runtime, self.data["vm"]),
+                 max_passes=self.settings.warm_passes, small=self.settings.warm_delta)
+        mark = time.monotonic()
+        self.stop_source()
+        self.timed("stop", mark)
+        self.step("stopped", 60, f"VM {self.data['vm']} is stopped here")
+        mark = time.monotonic()
+        passes.send("final copy (VM stopped)" if warm else "copy", 60 if warm else 0, 80)
+        self.timed("final copy", mark)
+        last = passes.verify()
+        self.step("transferred", 80, f"dataset sent (@{last} on the peer, same GUID)")
+        self.context.check_cancelled()
+        mark = time.monotonic()
+        body = {"incoming": self.data["incoming"], "datastore": self.data["target_datastore"],
+                "spec": self.data["spec"], "owner": self.data["owner"], "checksums": {},
+                "snapshot": last, "guid": guid(passes.source, last) or ""}
+        received = self.peer.receive(body, self.settings.peer_task_timeout)
+        self.timed("register on the peer", mark)
+        passes.finish()
+        return received
+
     def transfer_and_register(self) -> None:
         try:
-            if self.data["mode"] == "warm" and is_running(self.runtime, self.data["vm"]):
-                for attempt in range(1, self.settings.warm_passes + 1):
-                    changed = self.copy(f"warm pass {attempt} (VM running)", 0, 60, delta=attempt > 1)
-                    if attempt > 1 and changed < self.settings.warm_delta:
-                        break
-            self.stop_source()
-            self.step("stopped", 60, f"VM {self.data['vm']} is stopped here")
-            warm = self.data["mode"] == "warm"
-            self.copy("final copy (VM stopped)" if warm else "copy", 60 if warm else 0, 80, delta=warm)
-            self.step("transferred", 80, "files copied")
-            self.context.check_cancelled()
-            received = self.receive()
-            self.data["target_uuid"] = received.get("uuid") or self.data.get("target_uuid", "")
+            if self.data["transport"] == "zfs":
+                received = self.transfer_zfs()
+                self.data["target_uuid"] = received.get("uuid") or self.data.get("target_uuid", "")
+            else:
+                self.transfer_rsync()
         except BaseException as exc:
             reason = "cancelled" if isinstance(exc, Cancelled) else str(getattr(exc, "message", exc))
             self.rollback(reason)
@@ -209,6 +241,27 @@ class Move:
             self.data["offline"] = round(time.time() - self.data["offline_start"], 3)
         journal.set_state(self.runtime, self.context.task_id, "registered")
         self.step("registered", 90, f"VM {self.target_name()} registered on {self.data['to']} (checksums verified)")
+
+    def transfer_rsync(self) -> None:
+        """The rsync data path: passes of the VM's directory (warm: while it runs), stop, the
+        final pass, checksums, then ``migrate.receive`` on the peer (it verifies and registers)."""
+        if self.data["mode"] == "warm" and is_running(self.runtime, self.data["vm"]):
+            for attempt in range(1, self.settings.warm_passes + 1):
+                changed = self.copy(f"warm pass {attempt} (VM running)", 0, 60, delta=attempt > 1)
+                if attempt > 1 and changed < self.settings.warm_delta:
+                    break
+        mark = time.monotonic()
+        self.stop_source()
+        self.timed("stop", mark)
+        self.step("stopped", 60, f"VM {self.data['vm']} is stopped here")
+        warm = self.data["mode"] == "warm"
+        self.copy("final copy (VM stopped)" if warm else "copy", 60 if warm else 0, 80, delta=warm)
+        self.step("transferred", 80, "files copied")
+        self.context.check_cancelled()
+        mark = time.monotonic()
+        received = self.receive()
+        self.timed("checksums and register on the peer", mark)
+        self.data["target_uuid"] = received.get("uuid") or self.data.get("target_uuid", "")
 
     def rollback(self, reason: str) -> None:
         """Undo the move: the peer discards what it got, the source runs again if it ran."""
@@ -224,6 +277,9 @@ class Move:
             body["give_back"] = self.give_back()
         try:
             self.peer.discard(body, self.settings.peer_task_timeout)
+            if self.data.get("transport") == "zfs":  # after the peer let go of a VM it registered
+                for line in self.zfs().rollback():
+                    self.context.log(f"removed {line}")
             self.context.log(f"the peer {self.data['to']} removed what the move left there")
         except BaseException as exc:  # noqa: BLE001 - the source must come back whatever the peer says
             detail += f"; the peer could not be cleaned ({getattr(exc, 'message', exc)}): retried later"
@@ -242,7 +298,7 @@ class Move:
             self.context.log(f"source VM {self.data['vm']} {said}", "info" if outcome.ok else "error")
 
 
-def move_vm(context: TaskContext, vm: str, to: str, mode: str = "cold", transport: str = "rsync",
+def move_vm(context: TaskContext, vm: str, to: str, mode: str = "cold", transport: str = "auto",
             keep_source: bool = False, start: bool = False, **options: Any) -> dict[str, Any]:
     """Move VM ``vm`` to peer ``to`` (``as``: a copy under a new name, with ``keep_source``)."""
     new_name = move_options(vm, to, mode, transport, keep_source, start, options)
@@ -255,7 +311,7 @@ def move_vm(context: TaskContext, vm: str, to: str, mode: str = "cold", transpor
     assert row is not None
     vm_before(context.runtime.pm, "move", vm_ref(context.runtime, row), context, destination=to)
     data = {
-        "vm": vm, "to": to, "mode": mode, "transport": transport, "keep_source": keep_source, "start": start,
+        "vm": vm, "to": to, "mode": mode, "transport": plan["transport"], "keep_source": keep_source, "start": start,
         "as": new_name, "owner": row.owner, "spec": transfer_spec(row.spec, new_name),
         "target_uuid": "" if new_name else str(row.uuid),
         "incoming": f"{INCOMING_PREFIX}{uuidlib.uuid4()}", "source_dir": plan["source_dir"],
@@ -263,6 +319,9 @@ def move_vm(context: TaskContext, vm: str, to: str, mode: str = "cold", transpor
         "target_root": plan["target"]["root"], "was_running": plan["running"], "step": "planned",
         "source_host": row.host, "source_datastore": row.datastore,
     }
+    if plan["transport"] == "zfs":
+        data.update({"zfs_source": plan["zfs"]["source"], "zfs_target": plan["zfs"]["target"]})
+    transport = plan["transport"]
     context.log(f"moving VM {vm} to {to} ({mode}, {transport}): {len(plan['files'])} file(s), "
                 f"{plan['bytes_allocated']} bytes allocated")
     journal.begin(context.runtime, context.task_id, vm, str(row.uuid), to, mode, transport)

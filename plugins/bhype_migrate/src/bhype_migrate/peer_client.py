@@ -58,9 +58,12 @@ class Peer:
         """The peer's host facts."""
         return self.api.request("GET", f"{MIGRATE}/info")
 
-    def check(self, spec: dict[str, Any], datastore: str | None, size: int) -> dict[str, Any]:
-        """Whether the VM fits on the peer (its own checks)."""
-        return self.api.request("POST", f"{MIGRATE}/check", {"spec": spec, "datastore": datastore, "size": size})
+    def check(self, spec: dict[str, Any], datastore: str | None, size: int, transport: str = "rsync") -> dict[str, Any]:
+        """Whether the VM fits on the peer (its own checks, for ``transport``)."""
+        body = {"spec": spec, "datastore": datastore, "size": size}
+        if transport != "rsync":  # a peer of an older version knows only rsync
+            body["transport"] = transport
+        return self.api.request("POST", f"{MIGRATE}/check", body)
 
     def run_task(self, path: str, body: Any, timeout: float = 3600.0) -> dict[str, Any]:
         """POST ``path`` (a 202 route) and wait for the peer's task; its final row.

@@ -21,7 +21,7 @@ from bhype_core.plugin_api import (
 from bhype_migrate.destination import open_destination
 
 MODES = ("cold", "warm")
-TRANSPORTS = ("rsync", "zfs")
+TRANSPORTS = ("auto", "rsync", "zfs")
 NOT_MOVED = ["snapshot schedules", "backup jobs and backup points"]
 
 
@@ -36,8 +36,6 @@ def move_options(vm: str, to: str, mode: str, transport: str, keep_source: bool,
         errors.add("mode", f"must be one of {', '.join(MODES)}, not {mode!r}")
     if transport not in TRANSPORTS:
         errors.add("transport", f"must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
-    elif transport == "zfs":
-        errors.add("transport", "zfs send/receive moves are not available yet; use rsync")
     for name in options:
         if name != "as":
             errors.add(name, f"vm.move takes no argument {name!r}")
@@ -113,20 +111,36 @@ def make_plan(context: Any, vm: str, to: str, mode: str = "cold", transport: str
     pending = open_move(runtime, str(row.uuid), exclude_task=context.task_id)
     if pending is not None:
         problems.append(["vm", f"VM {vm} is {pending.state} in move task {pending.task_id} to {pending.peer}"])
-    root, files, apparent, allocated = vm_files(runtime, row)
     spec = transfer_spec(row.spec, new_name)
     peer = open_destination(context, to)
     if peer.within_group and keep_source and not new_name:
         problems.append(["keep_source", f"inside a group VM {vm} has one record: a move to host {to} cannot keep "
                                         "the source (a copy can: --keep-source --as NEW)"])
     facts: dict[str, Any] = {}
-    fit: dict[str, Any] = {"problems": [], "datastore": None, "root": None}
     try:
         facts = peer.info()
-        fit = peer.check(spec if new_name else row.spec, None, allocated)
     except BhypeError as exc:
         what = "host" if peer.within_group else "peer"
         problems.append(["to", f"{what} {to} refused or is unreachable: {exc.message}"])
+    transport, zfs = choose_transport(runtime, row, transport, facts, problems)
+    if transport == "zfs" and new_name:
+        # The replicated dataset carries the source's identity properties (org.bhype:uuid …)
+        # and snapshots: a copy under a new identity is not what zfs send -R makes.
+        problems.append(["transport", "a copy under a new name (as) is not made with zfs send; use rsync"])
+        zfs = None
+    if zfs is not None:
+        root, files, apparent, allocated = Path(zfs["source"]), [], zfs["bytes"], zfs["bytes"]
+    elif transport == "rsync" and not [p for p in problems if p[0] == "transport"]:
+        root, files, apparent, allocated = vm_files(runtime, row)
+    else:
+        root, files, apparent, allocated = Path("/nonexistent"), [], 0, 0
+    fit: dict[str, Any] = {"problems": [], "datastore": None, "root": None}
+    if facts:
+        try:
+            fit = peer.check(spec if new_name else row.spec, None, allocated, transport)
+        except BhypeError as exc:
+            what = "host" if peer.within_group else "peer"
+            problems.append(["to", f"{what} {to} refused or is unreachable: {exc.message}"])
     problems += [[f"target.{path}", message] for path, message in fit["problems"]]
     running = is_running(runtime, vm)
     rate = migrate_settings(runtime).assumed_rate
@@ -142,7 +156,48 @@ def make_plan(context: Any, vm: str, to: str, mode: str = "cold", transport: str
                    "root": fit.get("root"), "group": peer.within_group},
         "identity": "new UUID and MACs (a copy)" if new_name else "UUID and MACs kept",
         "not_moved": NOT_MOVED, "problems": problems, "source_dir": str(root),
+        "zfs": {**zfs, "target": zfs_target(fit, spec["name"])} if zfs is not None else None,
     }
+
+
+def choose_transport(runtime: Any, row: Any, transport: str, facts: dict[str, Any],
+                     problems: list[list[str]]) -> tuple[str, dict[str, Any] | None]:
+    """The transport a move uses (``auto``: zfs when the VM's datastore and the peer's default
+    datastore are both ZFS with the same disk type, else rsync) and, for zfs, the source
+    dataset and the bytes a full send would be (``zfs send -nvP`` of a temporary snapshot).
+    A zfs transport that cannot work here is a problem (path ``transport``)."""
+    from bhype_migrate.zfs_transfer import source_end
+
+    store = open_datastore(runtime, row.datastore)
+    target = next((d for d in facts.get("datastores", []) if d.get("name") == facts.get("default_datastore")), {})
+    here_zfs = getattr(store, "name", "") == "zfs" and StorageCapability.SNAPSHOT in store.capabilities
+    there_zfs = target.get("backend") == "zfs" and bool(target.get("dataset"))
+    same_layout = getattr(getattr(store, "options", None), "disk_type", None) == target.get("disk_type")
+    if transport == "auto":
+        transport = "zfs" if here_zfs and there_zfs and same_layout else "rsync"
+    if transport != "zfs":
+        return transport, None
+    if not here_zfs:
+        problems.append(["transport", f"zfs send needs a ZFS datastore here; VM {row.name} is on "
+                                      f"{getattr(store, 'name', '?')} storage (use rsync)"])
+    elif facts and not there_zfs:
+        problems.append(["transport", "zfs receive needs a ZFS datastore on the peer; its default datastore "
+                                      f"{target.get('name')!r} is {target.get('backend')} storage (use rsync)"])
+    elif facts and not same_layout:
+        problems.append(["transport", f"the peer's ZFS datastore keeps disks as {target.get('disk_type')}, this "
+                                      "one differently (use rsync)"])
+    if problems and problems[-1][0] == "transport":
+        return transport, None
+    source = source_end(runtime, store, row.name)
+    from bhype_migrate.zfs_transfer import plan_estimate
+
+    return transport, {"source": source.dataset, "bytes": plan_estimate(source)}
+
+
+def zfs_target(fit: dict[str, Any], name: str) -> str | None:
+    """The dataset the peer receives the VM's tree as: ``<its datastore dataset>/vms/<name>``."""
+    dataset = fit.get("dataset")
+    return f"{dataset}/vms/{name}" if dataset else None
 
 
 def plan_move(context: Any, vm: str, to: str, mode: str = "cold", transport: str = "rsync",

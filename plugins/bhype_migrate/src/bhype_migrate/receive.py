@@ -48,20 +48,28 @@ def _vm_dir(runtime: Any, datastore: str, name: str) -> Path:
 
 
 def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str, Any], owner: str,
-            checksums: dict[str, str], give_back: dict[str, str] | None = None) -> dict[str, Any]:
+            checksums: dict[str, str], give_back: dict[str, str] | None = None, snapshot: str = "",
+            guid: str = "") -> dict[str, Any]:
     """Verify the files in ``incoming`` against ``checksums`` (every file, nothing extra),
     move them into VM ``spec['name']``'s directory and register it with ``spec`` (its UUID and
     MACs kept). Any failure puts the files back in ``incoming`` and registers nothing.
 
     ``give_back`` (a move from another host of this group, ``{host, datastore}`` of the
     source): the VM keeps its one record, which this host takes over (:func:`adopt_vm`)
-    instead of registering a new one; an undo gives it back there."""
+    instead of registering a new one; an undo gives it back there.
+
+    With ``snapshot`` (``--transport zfs``, between peers) the VM's dataset tree arrived by
+    ``zfs receive`` instead: see :func:`receive_dataset`."""
+    if snapshot:
+        if give_back is not None:
+            raise ValidationErrors([("snapshot", "zfs moves inside a group are not supported yet; use rsync")])
+        return receive_dataset(context, incoming, datastore, spec, owner, snapshot, guid)
     runtime = context.runtime
     source = incoming_dir(runtime, datastore, incoming)
     if not source.is_dir() or source.is_symlink():
         raise BhypeError(f"nothing was received in {incoming}")
     files = regular_files(source)
-    total = sum((source / name).stat().st_size for name in files) or 1
+    total = sum((source / name).stat().st_blocks * 512 for name in files) or 1  # the digest reads data blocks only
     done = [0]
 
     def counted(count: int) -> None:
@@ -90,6 +98,34 @@ def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str,
         raise
     context.progress(100.0, "registered")
     return {"vm": ref.name, "uuid": str(ref.uuid), "files": len(files), "datastore": datastore}
+
+
+def receive_dataset(context: TaskContext, incoming: str, datastore: str, spec: dict[str, Any], owner: str,
+                    snapshot: str, guid: str) -> dict[str, Any]:
+    """Register a VM whose dataset tree a peer sent with ``zfs send | zfs receive -u``: its last
+    snapshot ``snapshot`` must be here with the sender's ``guid`` (zfsprops(7): a received
+    snapshot keeps it), then the file system is mounted (zfs-mount(8); received unmounted, it
+    holds the UEFI variables) and the VM registered. The peer destroys the copy on a rollback."""
+    from bhype_core.plugin_api import ZfsEnd, open_datastore, zfs_guid
+
+    name = spec["name"]
+    name_of = getattr(open_datastore(context.runtime, datastore), "vm_dataset", None)
+    if not callable(name_of):
+        raise ValidationErrors([("datastore", f"datastore {datastore!r} is not ZFS storage")])
+    end = ZfsEnd(context.runner, name_of(name))
+    found = zfs_guid(end, snapshot)
+    if not guid or found != guid:
+        raise BhypeError(f"{end.dataset}@{snapshot} is not here with GUID {guid} (found {found}): not registered")
+    context.intent(UNRECEIVE, f"VM {name} received as {end.dataset}", datastore=datastore, incoming=incoming,
+                   name=name, uuid=str(spec.get("uuid", "")), dataset=True)
+    context.runner.run(["zfs", "mount", end.dataset], check=False)  # already mounted (a resumed task) is fine
+    mounted = context.runner.run(["zfs", "get", "-H", "-o", "value", "mounted", end.dataset]).stdout.strip()
+    if mounted != "yes":
+        raise BhypeError(f"{end.dataset} could not be mounted")
+    ref = register_vm(context, datastore, spec, owner)
+    context.progress(100.0, "registered")
+    return {"vm": ref.name, "uuid": str(ref.uuid), "dataset": end.dataset, "snapshot": snapshot,
+            "datastore": datastore}
 
 
 def _remove_vm(context: TaskContext, datastore: str, name: str, uuid: str) -> str | None:
@@ -136,6 +172,12 @@ def discard(context: TaskContext, datastore: str, incoming: str, name: str = "",
         said = _remove_vm(context, datastore, name, uuid)
         if said:
             removed.append(said)
+    if datastore and datastore_root(context.runtime, datastore) is None:
+        # A ZFS datastore (--transport zfs) has no incoming directory: the sending host
+        # destroys the received dataset itself once this VM is gone.
+        for line in removed:
+            context.log(f"removed {line}")
+        return {"removed": removed}
     path = incoming_dir(context.runtime, datastore, incoming)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -146,10 +188,11 @@ def discard(context: TaskContext, datastore: str, incoming: str, name: str = "",
 
 
 def unreceive(context: TaskContext, datastore: str, incoming: str, name: str, uuid: str,
-              give_back: dict[str, str] | None = None) -> str:
+              give_back: dict[str, str] | None = None, dataset: bool = False) -> str:
     """Undo of an interrupted ``migrate.receive``: unregister the VM (same UUID; inside a group:
     give its record back to the source host) and put its files back in ``incoming`` (the moving
-    host then discards or retries)."""
+    host then discards or retries). A received dataset (``dataset``) stays where it is: the
+    moving host destroys it when it rolls back."""
     row = find_vm(context.runtime, name)
     if row is not None and str(row.uuid).lower() == uuid.lower():
         if give_back is not None:
@@ -157,6 +200,8 @@ def unreceive(context: TaskContext, datastore: str, incoming: str, name: str, uu
                 adopt_vm(context, name, uuid, give_back["datastore"], host=give_back["host"])
         else:
             unregister_vm(context, name)
+    if dataset:
+        return f"VM {name} not registered; its received dataset is left for the sending host's rollback"
     target = _vm_dir(context.runtime, datastore, name)
     source = incoming_dir(context.runtime, datastore, incoming)
     if target.is_dir() and not source.exists() and (row is None or str(row.uuid).lower() == uuid.lower()):
@@ -169,9 +214,9 @@ UNDO_ACTIONS = [UndoAction(name=UNRECEIVE, run=unreceive,
 
 
 def check(context: TaskContext, spec: dict[str, Any], datastore: str | None = None, size: int = 0,
-          within_group: bool = False) -> dict[str, Any]:
+          within_group: bool = False, transport: str = "rsync") -> dict[str, Any]:
     """``migrate.check``: whether a VM fits on this host (the group's version of a peer's
     ``POST /api/v1/migrate/check``, queued here by the moving host); changes nothing."""
     from bhype_migrate.facts import check_fit
 
-    return check_fit(context.runtime, spec, datastore, size, within_group)
+    return check_fit(context.runtime, spec, datastore, size, within_group, transport)
