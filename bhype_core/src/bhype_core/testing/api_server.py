@@ -68,6 +68,10 @@ def served_cli(
     """
     from bhype_core.testing.api_auth import token_headers
 
+    # The tokens may name made-up accounts (``alice``) and no auth daemon runs: the periodic
+    # re-check of a token's account (tested for real in tests/auth) would end them with "auth
+    # service unreachable" once a slow run passed ``account_recheck_interval``. Off here.
+    runtime.settings.auth.account_recheck_interval = 10.0 ** 9
     with served_api(runtime) as (app, url):
         config = directory / "cli.toml"
         config.write_text(f'[core]\ndata_dir = "{directory / "cli-data"}"\n')
