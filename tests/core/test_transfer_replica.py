@@ -14,6 +14,7 @@ import pytest
 
 from bhype_core.errors import BhypeError, Conflict, ValidationErrors
 from bhype_core.tasks import Cancelled
+from bhype_core.testing.zfs_guest import guest_sha256, reap_senders
 from bhype_core.transfer import (
     TransferFailed,
     ZfsEnd,
@@ -93,23 +94,6 @@ def pool(zfs_host):
     runner.close()
 
 
-def reap_senders(runner, *starts: str) -> None:
-    """End (by pid) what a stopped pipeline left in the guest: a ``zfs send`` whose receiver
-    refused the stream, a receive whose sender was cancelled (and the throttle feeding it).
-    The guest's dropbear keeps such a channel open when the local ssh side is gone, where a
-    real host's local ``zfs send`` dies of the broken pipe and a remote ``zfs receive`` gets
-    end-of-file; either way the receive is interrupted, which is what is tested."""
-    starts = starts or ("zfs send",)
-    for line in runner.run(["ps", "-o", "pid,args"]).stdout.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if pid.isdigit() and args.startswith(starts):
-            runner.run(["kill", pid], check=False)
-
-
-def sha(runner, path: str) -> str:
-    runner.run(["udevadm", "settle"], check=False)
-    return runner.run(["sha256sum", path]).stdout.split()[0]
-
 
 def gone(end: ZfsEnd, timeout: float = 60) -> bool:
     """Whether ``end``'s dataset is absent, with no partial receive state (``%recv``) anywhere in
@@ -140,7 +124,7 @@ def test_full_then_incremental_passes_send_only_the_change(pool):
     assert MIB <= delta.bytes_sent < full.bytes_sent / 8, (delta, full)
     assert delta_estimate < full_estimate / 8
     assert same_snapshot(source, target, "m2") and not same_snapshot(source, ZfsEnd(pool, "tank/b/none"), "m2")
-    assert sha(pool, "/dev/zvol/tank/a/web/disk0") == sha(pool, "/dev/zvol/tank/b/web/disk0")
+    assert guest_sha256(pool, "/dev/zvol/tank/a/web/disk0") == guest_sha256(pool, "/dev/zvol/tank/b/web/disk0")
     # The received file system is not mounted (-u): nothing on the receiving host touches it.
     assert pool.run(["zfs", "get", "-H", "-o", "value", "mounted", "tank/b/web"]).stdout.strip() == "no"
 
@@ -198,7 +182,7 @@ def test_zvol_snapshot_becomes_a_sparse_image_with_the_same_bytes(pool, tmp_path
     assert copy.size == 64 * MIB == image.stat().st_size
     assert copy.allocated < 32 * MIB and image.stat().st_blocks * 512 < 32 * MIB, copy  # zero blocks skipped
     digest = hashlib.sha256(image.read_bytes()).hexdigest()
-    assert digest == sha(pool, "/dev/zvol/tank/a/web/disk0")
+    assert digest == guest_sha256(pool, "/dev/zvol/tank/a/web/disk0")
     clones = pool.run(["zfs", "list", "-H", "-o", "name", "-r", "tank"]).stdout
     assert "bhype-copy-" not in clones  # the temporary clone is gone
     # No such directory where the image goes: a clear error before anything is read.

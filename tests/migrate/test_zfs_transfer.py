@@ -14,6 +14,7 @@ import pytest
 
 from bhype_core.errors import Conflict
 from bhype_core.tasks import Cancelled
+from bhype_core.testing.zfs_guest import guest_sha256, reap_senders
 from bhype_core.transfer import ZfsEnd
 from bhype_migrate.zfs_transfer import SNAPSHOT_PREFIX, ZfsPasses, converge
 
@@ -78,23 +79,6 @@ def snapshots(runner, *datasets: str) -> list[str]:
     return [line for line in out.split() if SNAPSHOT_PREFIX in line]
 
 
-def reap_senders(runner, *starts: str) -> None:
-    """End (by pid) what a stopped pipeline left in the guest: a ``zfs send`` whose receiver
-    refused the stream, a receive whose sender was cancelled (and the throttle feeding it).
-    The guest's dropbear keeps such a channel open when the local ssh side is gone, where a
-    real host's local ``zfs send`` dies of the broken pipe and a remote ``zfs receive`` gets
-    end-of-file; either way the receive is interrupted, which is what is tested."""
-    starts = starts or ("zfs send",)
-    for line in runner.run(["ps", "-o", "pid,args"]).stdout.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if pid.isdigit() and args.startswith(starts):
-            runner.run(["kill", pid], check=False)
-
-
-def sha(runner, device: str) -> str:
-    runner.run(["udevadm", "settle"], check=False)
-    return runner.run(["sha256sum", device]).stdout.split()[0]
-
 
 def test_warm_zfs_move_sends_small_increments_and_cleans_up(pool):
     source = ZfsEnd(pool, vm_tree(pool, "web", written_mib=40))
@@ -119,7 +103,7 @@ def test_warm_zfs_move_sends_small_increments_and_cleans_up(pool):
     assert data["passes"][0]["incremental"] is False and all(p["incremental"] for p in data["passes"][1:])
     # The writer rewrites the first 8 MiB of the disk; the full send carries 40+ MiB.
     assert sent[0] >= 40 * MIB and max(sent[1:]) <= 10 * MIB, sent  # increments ≪ the full send
-    assert sha(pool, "/dev/zvol/tank/a/vms/web/disk0") == sha(pool, "/dev/zvol/tank/b/vms/web/disk0")
+    assert guest_sha256(pool, "/dev/zvol/tank/a/vms/web/disk0") == guest_sha256(pool, "/dev/zvol/tank/b/vms/web/disk0")
     passes.finish()
     assert snapshots(pool, "tank/a", "tank/b") == []
     # The copy is whole: file system, NVRAM file and zvol, not mounted until the peer registers it.

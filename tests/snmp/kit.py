@@ -121,3 +121,20 @@ def require_webui(pm) -> None:
     ``--without webui`` to leave them out by name)."""
     if not pm.has_plugin("webui"):
         missing("webui", "the bhype-webui plugin is not installed (its page hooks render /ui/snmp)")
+
+
+def snmp_v2c(tool: str, port: int, community: str, *args: str) -> str:
+    """``snmptable``/``snmpget`` (snmpcmd(1)) against the agent on ``port``, BHYPE-MIB loaded, v2c."""
+    argv = [require_program(tool, "snmp"), "-v2c", "-c", community, "-t", "2", "-r", "2", "-M", mib_path(),
+            "-m", "BHYPE-MIB", f"udp:127.0.0.1:{port}", *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def vm_table(port: int, community: str) -> dict[str, dict[str, str]]:
+    """bhypeVmTable by VM name (snmptable(1): -Cf separator, -Cl left-aligned)."""
+    text = snmp_v2c("snmptable", port, community, "-Cf", "|", "-Cl", "BHYPE-MIB::bhypeVmTable")
+    lines = [line for line in text.splitlines() if "|" in line]
+    header = lines[0].split("|")
+    return {row[0]: dict(zip(header, row, strict=True)) for row in (line.split("|") for line in lines[1:])}

@@ -28,7 +28,7 @@ from bhype_core.vm.create import create_vm
 from bhype_snmp import oids
 from bhype_snmp.agent_service import EXTRAS_KEY, start_agent
 
-from .kit import free_udp_port, mib_path
+from .kit import free_udp_port, snmp_v2c, vm_table
 
 COMMUNITY = "agent-B4ckup"
 BUILTINS = [("core_models", models), ("core_storage", storage), ("core_drivers", drivers), ("core_tasks", tasks),
@@ -82,20 +82,11 @@ def hosts():
 
 
 def snmp(tool: str, port: int, *args: str) -> str:
-    """``snmptable``/``snmpget`` (snmpcmd(1)) with BHYPE-MIB loaded, v2c."""
-    argv = [require_program(tool, "snmp"), "-v2c", "-c", COMMUNITY, "-t", "2", "-r", "2", "-M", mib_path(),
-            "-m", "BHYPE-MIB", f"udp:127.0.0.1:{port}", *args]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return snmp_v2c(tool, port, COMMUNITY, *args)
 
 
 def table(port: int) -> dict[str, dict[str, str]]:
-    """bhypeVmTable by VM name (snmptable(1): -Cf separator, -Cl left-aligned)."""
-    lines = [line for line in snmp("snmptable", port, "-Cf", "|", "-Cl", "BHYPE-MIB::bhypeVmTable").splitlines()
-             if "|" in line]
-    header = lines[0].split("|")
-    return {row[0]: dict(zip(header, row, strict=True)) for row in (line.split("|") for line in lines[1:])}
+    return vm_table(port, COMMUNITY)
 
 
 def vm_index(runtime, name: str) -> int:

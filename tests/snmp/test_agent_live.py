@@ -6,7 +6,6 @@ space; a stale snapshot is not served as current."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,12 +20,11 @@ from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.tasks import MemoryReporter, TaskContext
 from bhype_core.testing import make_settings
-from bhype_core.testing.parts import require_program
 from bhype_core.testing.waiting import wait_for
 from bhype_core.vm.create import create_vm
 from bhype_snmp.agent_service import EXTRAS_KEY, start_agent
 
-from .kit import free_udp_port, mib_path
+from .kit import free_udp_port, snmp_v2c, vm_table
 
 COMMUNITY = "agent-L1ve"
 BUILTINS = [("core_models", models), ("core_storage", storage), ("core_drivers", drivers), ("core_tasks", tasks),
@@ -55,20 +53,11 @@ def host():
 
 
 def snmp(tool: str, port: int, *args: str) -> str:
-    """``snmptable``/``snmpget`` (snmpcmd(1)) with BHYPE-MIB loaded, v2c."""
-    argv = [require_program(tool, "snmp"), "-v2c", "-c", COMMUNITY, "-t", "2", "-r", "2", "-M", mib_path(),
-            "-m", "BHYPE-MIB", f"udp:127.0.0.1:{port}", *args]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return snmp_v2c(tool, port, COMMUNITY, *args)
 
 
 def table(port: int) -> dict[str, dict[str, str]]:
-    """bhypeVmTable by VM name (snmptable(1): -Cf separator, -Cl left-aligned)."""
-    lines = [line for line in snmp("snmptable", port, "-Cf", "|", "-Cl", "BHYPE-MIB::bhypeVmTable").splitlines()
-             if "|" in line]
-    header = lines[0].split("|")
-    return {row[0]: dict(zip(header, row, strict=True)) for row in (line.split("|") for line in lines[1:])}
+    return vm_table(port, COMMUNITY)
 
 
 def live(uuid: str, at: float) -> dict:

@@ -50,6 +50,20 @@ def browser():
             launched.close()
 
 
+def admin_page(browser, app, url: str, admin: str):
+    """A browser context and page holding a fresh session of ``admin`` (an admin account),
+    created in the served app's session store (the login itself is tested in tests/auth)."""
+    auth = app.state.auth
+    secret, csrf, now = new_session_secret(), new_csrf_token(), time.time()
+    auth.sessions.create(SessionRecord(session_key(secret), admin, "admin", csrf, now, now, now, "127.0.0.1"))
+    context = browser.new_context()
+    context.add_cookies([{"name": auth.settings.cookie_name, "value": secret, "url": url},
+                         {"name": csrf_cookie_name(auth.settings), "value": csrf, "url": url}])
+    page = context.new_page()
+    page.set_default_timeout(WAIT)
+    return context, page
+
+
 def test_add_test_and_remove_a_manager_in_the_browser(browser, tmp_path, local_user):
     pm = make_plugin_manager(load_entrypoints=True)
     require_webui(pm)
@@ -59,14 +73,7 @@ def test_add_test_and_remove_a_manager_in_the_browser(browser, tmp_path, local_u
     admin = role_account(local_user, runtime)
     config = f"createUser nms SHA-256 {AUTH_KEY} AES {PRIV_KEY}\nauthUser log nms priv\n"
     with snmptrapd(tmp_path, config) as trapd, served_api(runtime) as (app, url):
-        auth = app.state.auth
-        secret, csrf, now = new_session_secret(), new_csrf_token(), time.time()
-        auth.sessions.create(SessionRecord(session_key(secret), admin.name, "admin", csrf, now, now, now, "127.0.0.1"))
-        context = browser.new_context()
-        context.add_cookies([{"name": auth.settings.cookie_name, "value": secret, "url": url},
-                             {"name": csrf_cookie_name(auth.settings), "value": csrf, "url": url}])
-        page = context.new_page()
-        page.set_default_timeout(WAIT)
+        context, page = admin_page(browser, app, url, admin.name)
         page.goto(url + "/ui/snmp")
         assert page.locator("#snmp-no-managers").is_visible()
 
@@ -116,14 +123,7 @@ def test_add_and_remove_an_agent_user_in_the_browser(browser, tmp_path, local_us
     upgrade(runtime)
     admin = role_account(local_user, runtime)
     with served_api(runtime) as (app, url):
-        auth = app.state.auth
-        secret, csrf, now = new_session_secret(), new_csrf_token(), time.time()
-        auth.sessions.create(SessionRecord(session_key(secret), admin.name, "admin", csrf, now, now, now, "127.0.0.1"))
-        context = browser.new_context()
-        context.add_cookies([{"name": auth.settings.cookie_name, "value": secret, "url": url},
-                             {"name": csrf_cookie_name(auth.settings), "value": csrf, "url": url}])
-        page = context.new_page()
-        page.set_default_timeout(WAIT)
+        context, page = admin_page(browser, app, url, admin.name)
         page.goto(url + "/ui/snmp")
         assert page.locator("#snmp-no-agent-users").is_visible()
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -197,3 +198,22 @@ def fresh_zfs_host(zfs_host: ZfsHost) -> ZfsHost:
     """The session's ZFS host with no pools and blank disks."""
     zfs_host.reset()
     return zfs_host
+
+
+def reap_senders(runner: Any, *starts: str) -> None:
+    """End (by pid) what a stopped pipeline left in the guest: a ``zfs send`` whose receiver
+    refused the stream, a receive whose sender was cancelled (and the throttle feeding it).
+    The guest's dropbear keeps such a channel open when the local ssh side is gone, where a
+    real host's local ``zfs send`` dies of the broken pipe and a remote ``zfs receive`` gets
+    end-of-file; either way the receive is interrupted, which is what is tested."""
+    starts = starts or ("zfs send",)
+    for line in runner.run(["ps", "-o", "pid,args"]).stdout.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if pid.isdigit() and args.startswith(starts):
+            runner.run(["kill", pid], check=False)
+
+
+def guest_sha256(runner: Any, path: str) -> str:
+    """The sha256 of ``path`` in the guest (a zvol device: after udev has settled)."""
+    runner.run(["udevadm", "settle"], check=False)
+    return runner.run(["sha256sum", path]).stdout.split()[0]
