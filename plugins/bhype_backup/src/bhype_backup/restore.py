@@ -121,13 +121,7 @@ def restore(context: Any, point: int, vm: str | None = None, confirm: bool = Fal
         return restore_zfs_point(context, row, target, new_name, confirm, disk, datastore)
     endpoint = Endpoint(runtime, target)
     manifest = read_manifest(endpoint, row)
-    disks = [f for f in manifest.files if f.role == "disk"]
-    if disk is not None:
-        disks = [f for f in disks if f.volume == disk]
-        if not disks:
-            raise ValidationErrors([("disk", f"point {point} has no disk {disk!r}")])
-        if new_name is not None:
-            raise ValidationErrors([("disk", "a single disk is restored onto the same VM (leave 'as' out)")])
+    disks = restored_disks(manifest, point, disk, new_name)
     if new_name is not None:
         return _as_new_vm(context, row, endpoint, manifest, new_name, datastore)
     return _onto_same_vm(context, row, endpoint, manifest, disks, confirm, disk is not None)
@@ -236,3 +230,18 @@ def _onto_same_vm(context: Any, row: Any, endpoint: Endpoint, manifest: Manifest
     failures = vm_after(runtime.pm, "restore", ref, context, source=f"point {row.id} on {row.target}")
     return {"point": row.id, "vm": name, "uuid": vm_row.uuid, "restored": restored, "new_vm": False,
             **hook_errors(failures)}
+
+
+def restored_disks(manifest: Any, point: Any, disk: str | None, new_name: str | None) -> list[Any]:
+    """The manifest's disk entries a restore writes: all of them, or only ``disk``.
+
+    :raises ValidationErrors: the point has no such disk, or a single disk is asked for a new VM.
+    """
+    disks = [f for f in manifest.files if f.role == "disk"]
+    if disk is not None:
+        disks = [f for f in disks if f.volume == disk]
+        if not disks:
+            raise ValidationErrors([("disk", f"point {point} has no disk {disk!r}")])
+        if new_name is not None:
+            raise ValidationErrors([("disk", "a single disk is restored onto the same VM (leave 'as' out)")])
+    return disks

@@ -26,7 +26,7 @@ from typing import Any
 
 from bhype_backup import zfs_argv, zfs_source
 from bhype_backup.manifest import FileEntry, Manifest, parse_manifest
-from bhype_backup.restore import RestoreMismatch, _new_spec
+from bhype_backup.restore import RestoreMismatch, _new_spec, restored_disks
 from bhype_backup.zfs_target import ZfsTarget
 from bhype_core.plugin_api import (
     BhypeError,
@@ -58,13 +58,7 @@ def restore_zfs_point(context: Any, row: Any, target: Any, new_name: str | None,
         raise RestoreMismatch(f"the manifest of point {row.id} on target {row.target} changed since it was written")
     manifest = parse_manifest(data)
     job = _Restore(context, row, remote, manifest)
-    disks = [f for f in manifest.files if f.role == "disk"]
-    if disk is not None:
-        disks = [f for f in disks if f.volume == disk]
-        if not disks:
-            raise ValidationErrors([("disk", f"point {row.id} has no disk {disk!r}")])
-        if new_name is not None:
-            raise ValidationErrors([("disk", "a single disk is restored onto the same VM (leave 'as' out)")])
+    disks = restored_disks(manifest, row.id, disk, new_name)
     if new_name is not None:
         return job.as_new(new_name, datastore, keep_identity=False)
     return job.onto_same(disks, confirm, single=disk is not None)
