@@ -270,3 +270,76 @@ def test_zvol_snapshot_to_a_file_target_is_a_sparse_block_copy(world, pools, tmp
     image = files / second["path"] / "disks" / "disk0.img"
     assert hashlib.sha256(image.read_bytes()).hexdigest() == sha(host, device)
     assert snaps(host, "tank/bhype/vms/zb3") == []
+
+
+def test_verify_and_restore_onto_directory_storage(world, pools, tmp_path, plugin_manager):
+    """``backup.verify`` re-reads a ZFS point on the target (zvol and file digests computed
+    there, through temporary clones) and reports a changed snapshot; a restore onto directory
+    storage turns the zvol into a bit-identical sparse image file.
+
+    The mismatch is made honestly: a snapshot cannot change, so the target's ``disk0@SNAP`` is
+    released, destroyed and taken again under the same name after one MiB of the received zvol
+    was overwritten: same name, different GUID and content, as a silently altered copy would be."""
+    import hashlib
+
+    from bhype_backup.verify import verify
+    from bhype_core.hookspecs import hookimpl
+    from bhype_core.plugin_api import TaskFailed, open_datastore
+
+    class Events:
+        def __init__(self) -> None:
+            self.seen: list = []
+
+        @hookimpl
+        def bhype_notify(self, event):
+            self.seen.append(event)
+
+    runtime, host = world, pools
+    events = Events()
+    runtime.pm.register(events, "test-zfs-verify-events")
+    device = make_vm(runtime, host, "zb4", size="32M")
+    write(host, device, 4, seek_mib=2)
+    point = run_backup(task_context(runtime, "backup.run"), "zb4", "zt", "snapshot")
+    uuid, snap = get_point(runtime, point["point"]).vm_uuid, point["path"].split("@")[1]
+    source_sha = sha(host, device)
+    good = verify(task_context(runtime, "backup.verify"), point["point"])
+    assert good == {"point": point["point"], "state": "ok", "problems": []}
+    assert get_point(runtime, point["point"]).verify_state == "ok"
+    # The temporary clones are gone; the chain's properties untouched.
+    assert "bhype-read" not in run(host, "zfs", "list", "-H", "-o", "name", "-r", "bpool").stdout
+    assert "snapdev" not in run(host, "zfs", "get", "-H", "-s", "local", "snapdev", f"bpool/bk/{uuid}/disk0").stdout
+
+    # Onto directory storage: a worker on this machine (local runner), directory datastore "dir".
+    store_root = tmp_path / "dirstore"
+    store_root.mkdir()
+    local_settings = make_settings(tmp_path / "data", core={"platform": "linux"},
+                                   vm={"datastores": {"dir": {"backend": "directory", "path": str(store_root)}},
+                                       "default_datastore": "dir"})
+    local = build_runtime(local_settings, plugin_manager)
+    try:
+        result = restore(task_context(local, "backup.restore"), point["point"], datastore="dir", **{"as": "zb4dir"})
+        assert result["new_vm"] is True and result["datastore"] == "dir" and "disk0" in result["restored"]
+        image = open_datastore(local, "dir").volume_path("zb4dir", "disk0")
+        assert image.stat().st_size == 32 * MIB and image.stat().st_blocks * 512 < 12 * MIB  # sparse
+        assert hashlib.sha256(image.read_bytes()).hexdigest() == source_sha
+        assert (image.parent / "cidata.iso").read_bytes() == b"seed of zb4\n" * 999
+        # A second restore under a taken name is refused and leaves the first alone.
+        with pytest.raises(Exception, match="exists"):
+            restore(task_context(local, "backup.restore"), point["point"], datastore="dir", **{"as": "zb4dir"})
+        assert image.is_file()
+    finally:
+        local.engine.dispose()
+    assert "bhype-copy" not in run(host, "zfs", "list", "-H", "-o", "name", "-r", "bpool").stdout
+
+    # Alter the target's copy: same snapshot name, different content.
+    target_zvol = f"bpool/bk/{uuid}/disk0"
+    run(host, "zfs", "release", "-r", "bhype-backup", f"bpool/bk/{uuid}@{snap}")
+    run(host, "udevadm", "settle")
+    write(host, f"/dev/zvol/{target_zvol}", 1, seek_mib=3)
+    run(host, "zfs", "destroy", f"{target_zvol}@{snap}")
+    run(host, "zfs", "snapshot", f"{target_zvol}@{snap}")
+    with pytest.raises(TaskFailed, match="disk0"):
+        verify(task_context(runtime, "backup.verify"), point["point"])
+    assert get_point(runtime, point["point"]).verify_state == "failed"
+    [mismatch] = [e for e in events.seen if e.kind == "backup.verify_mismatch"]
+    assert mismatch.data["files"] == ["disk0"] and mismatch.data["point"] == point["point"]

@@ -6,8 +6,8 @@ file it lists is re-read from the target and compared with its whole-file sha256
 per-chunk sha256s (``check_file``). A local target is read in place (a symlink is refused:
 the point's files are regular files); an rsync daemon or SSH target is fetched file by file
 with rsync into a scratch directory under the worker's data directory, checked, and removed.
-ZFS targets are refused: a received ZFS stream is checked by the target's own checksums
-(``zpool scrub``), not by re-reading.
+A point on a ZFS target is re-read on the target itself (``bhype_backup.zfs_verify``: each
+zvol and file at the point's snapshot hashed there and compared with the manifest).
 
 The point records ``verify_state`` (``ok``/``failed``) and ``verified_at``; a mismatch is a
 ``backup.verify_mismatch`` event and a failed task naming the files and chunks.
@@ -135,13 +135,15 @@ def verify(context: Any, point: int) -> dict[str, Any]:
         target = db.exec(select(BackupTarget).where(col(BackupTarget.name) == row.target)).first()
     if target is None:
         raise NotFound(f"point {point}'s target {row.target} no longer exists")
-    if target.kind == "zfs":
-        raise ValidationErrors([("point", f"target {target.name} is a ZFS target: its pool checks its own "
-                                          "checksums (zpool scrub); bHype re-reads rsync targets only")])
     set_state(runtime, point, "running")
     context.log(f"verifying point {point} ({row.vm_name}) on {row.target}")
     try:
-        problems = check_point(context, row, Endpoint(runtime, target, context.runner))
+        if target.kind == "zfs":
+            from bhype_backup.zfs_verify import check_zfs_point
+
+            problems = check_zfs_point(context, row, target)
+        else:
+            problems = check_point(context, row, Endpoint(runtime, target, context.runner))
     except BaseException:
         set_state(runtime, point, "none")
         raise
@@ -168,7 +170,7 @@ def verify(context: Any, point: int) -> dict[str, Any]:
 
 def verify_weekly(context: Any) -> dict[str, Any]:
     """``backup.verify_weekly`` (periodic, on by default): queue ``backup.verify`` for the
-    newest complete point of each VM on each rsync target (``[backup_jobs] weekly_verify =
+    newest complete point of each VM on each target (``[backup_jobs] weekly_verify =
     false`` turns it off)."""
     from bhype_backup.models import BackupPoint
     from bhype_core.plugin_api import submit_as_system
@@ -179,9 +181,9 @@ def verify_weekly(context: Any) -> dict[str, Any]:
 
     newest: dict[tuple[str, str], Any] = {}
     with session(context.runtime) as db:
-        rsync_targets = set(db.exec(select(BackupTarget.name).where(col(BackupTarget.kind) != "zfs")).all())
+        known = set(db.exec(select(BackupTarget.name)).all())
         for point in db.exec(select(BackupPoint).where(col(BackupPoint.complete).is_(True))).all():
-            if point.target not in rsync_targets:  # ZFS targets check themselves (zpool scrub)
+            if point.target not in known:  # a target removed since: nothing to re-read
                 continue
             key = (point.vm_uuid, point.target)
             if key not in newest or point.created > newest[key].created:

@@ -11,6 +11,9 @@ Each builder follows its OpenZFS man page (the same commands on FreeBSD and Linu
 * zfs-destroy(8): ``zfs destroy [-r] DATASET@SNAP`` (``-r``: that snapshot of every child too).
 * zfs-receive(8): ``-u`` do not mount, ``-o PROPERTY=VALUE`` set a property on what is received
   (``volmode=dev`` for a restored zvol, as bHype creates them).
+* zfs-clone(8): ``zfs clone -o PROP=VALUE SNAPSHOT CLONE`` — a writable copy of a snapshot
+  sharing all its blocks (``readonly=on`` for a file system read back, ``volmode=dev`` for a
+  zvol: a bare device node, no partition scanning).
 * zfs-send(8) is built by the core (``zfs_send_argv``: ``-v -P -c [-i @BASE]``).
 """
 
@@ -111,6 +114,33 @@ def receive(dataset: str, *, mount: bool = False, properties: dict[str, str] | N
     for key, value in (properties or {}).items():
         argv += ["-o", f"{key}={value}"]
     return [*argv, check_dataset(dataset)]
+
+
+def clone(snapshot: str, dataset: str, properties: dict[str, str]) -> list[str]:
+    """``zfs clone [-o PROP=VALUE]… DATASET@SNAP CLONE`` (zfs-clone(8))."""
+    argv = ["zfs", "clone"]
+    for key, value in properties.items():
+        argv += ["-o", f"{key}={value}"]
+    return [*argv, check_snapshot(snapshot), check_dataset(dataset)]
+
+
+def sha256_argv(platform: str, path: str) -> list[str]:
+    """The digest of ``path`` on a host whose ``uname -s`` is ``platform``: FreeBSD's
+    ``sha256 -q FILE`` (sha256(1), i.e. md5(1): ``-q`` prints the digest only) or GNU
+    coreutils' ``sha256sum -- FILE`` (sha256sum(1): ``DIGEST  FILE``); the first word either way."""
+    if not path.startswith("/"):
+        raise ValidationErrors([("path", f"{path!r} is not an absolute path")])
+    return ["sha256", "-q", path] if platform.strip() == "FreeBSD" else ["sha256sum", "--", path]
+
+
+def parse_sha256(text: str) -> str:
+    """The hex digest of ``sha256_argv`` output.
+
+    :raises ValueError: not a sha256 digest."""
+    word = (text.split() or [""])[0].lower()
+    if len(word) != 64 or any(c not in "0123456789abcdef" for c in word):
+        raise ValueError(f"unexpected sha256 output: {text[:120]!r}")
+    return word
 
 
 def parse_snapshots(text: str) -> list[tuple[str, str]]:

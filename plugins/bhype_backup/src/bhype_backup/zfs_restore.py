@@ -15,6 +15,9 @@ zfs-receive(8)) onto a ZFS datastore (one that streams: ``export-stream``):
   copied, checked and renamed over the VM's. A VM destroyed since is re-created with its
   name and UUID.
 
+* **as a new VM onto directory storage**: zvols copied into sparse image files, files fetched
+  and checked (``bhype_backup.zfs_restore_dir``).
+
 The received snapshot is destroyed afterwards: the restored disks are new data to ZFS, so the
 VM's next backup to that target starts a new chain (a full send, its note says so).
 """
@@ -70,12 +73,15 @@ class _Restore:
         self.runner = context.runtime.runner
         self.chain, _, self.snapshot = row.path.partition("@")
 
-    def _store(self, name: str) -> Any:
+    def _store(self, name: str, *, directory: bool = False) -> Any:
         store = open_datastore(self.context.runtime, name)
-        if StorageCapability.EXPORT_STREAM not in store.capabilities:
-            raise ValidationErrors([("datastore", f"point {self.row.id} is on ZFS target {self.row.target}: it "
-                                                  f"restores onto a ZFS datastore, and {name} is not one")])
-        return store
+        if StorageCapability.EXPORT_STREAM in store.capabilities:
+            return store
+        if directory and hasattr(store, "volume_path") and hasattr(store, "create_vm_dir"):
+            return store  # a directory datastore: zvols become sparse image files (as a new VM)
+        raise ValidationErrors([("datastore", f"point {self.row.id} is on ZFS target {self.row.target}: it "
+                                              f"restores onto a ZFS datastore or as a new VM onto directory "
+                                              f"storage, and {name} is neither")])
 
     def receive(self, relative: str, dataset: str, label: str, *, mount: bool = False,
                 properties: dict[str, str] | None = None) -> None:
@@ -99,9 +105,13 @@ class _Restore:
         if find_vm(runtime, name) is not None:
             raise ValidationErrors([("as", f"a VM named {name!r} exists")])
         store_name = datastore or manifest.vm.get("datastore") or vm_settings(runtime).default_datastore
-        store = self._store(store_name)
-        dataset = store.vm_dataset(name)
+        store = self._store(store_name, directory=not keep_identity)
         owner = str(manifest.vm.get("owner") if keep_identity else (self.context.user or manifest.vm.get("owner")))
+        if StorageCapability.EXPORT_STREAM not in store.capabilities:
+            from bhype_backup.zfs_restore_dir import restore_to_directory
+
+            return restore_to_directory(self.context, self.row, self.remote, manifest, store, store_name, name, owner)
+        dataset = store.vm_dataset(name)
         try:
             self.receive("", dataset, "vm dataset", mount=True)
             for entry in manifest.files:

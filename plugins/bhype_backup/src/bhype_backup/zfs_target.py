@@ -51,6 +51,12 @@ class ZfsTarget:
     def run(self, argv: list[str], *, check: bool = True, timeout: float = 300, input: Any = None) -> Any:
         return self.runner.run(self.argv(argv), check=check, timeout=timeout, input=input)
 
+    def pipe(self, producer: list[str], consumer: list[str], **options: Any) -> Any:
+        """``producer`` on the target | ``consumer`` (on ``to=``, default this machine): the
+        runner's ``pipe`` with the producer through ssh (so the core's ``zvol_to_image`` can
+        read a snapshot here, with this object as its runner)."""
+        return self.runner.pipe(self.argv(producer), consumer, **options)
+
     def dataset(self, relative: str = "") -> str:
         """``ROOT/relative`` (``relative`` may carry ``@snapshot``)."""
         return f"{self.root}/{relative}" if relative else self.root
