@@ -66,3 +66,20 @@ def test_tree_and_holds_parse():
         ("tank/bhype/vms/web1/disk0@bhype-backup-nas.20261207T204512-3", "bhype-backup")]
     with pytest.raises(ValueError):
         zfs_argv.parse_tree("tank/x\tsnapshot\n")
+
+
+def test_clone_and_digest_argv_follow_the_platform():
+    """zfs-clone(8) for reading a point back; sha256(1) ``-q`` on FreeBSD, sha256sum(1) elsewhere."""
+    assert zfs_argv.clone("bpool/bk/u/disk0@s", "bpool/bhype-read-1a2b3c4d", {"volmode": "dev"}) == [
+        "zfs", "clone", "-o", "volmode=dev", "bpool/bk/u/disk0@s", "bpool/bhype-read-1a2b3c4d"]
+    with pytest.raises(ValidationErrors):
+        zfs_argv.clone("bpool/bk/u", "bpool/x", {})  # no snapshot
+    assert zfs_argv.sha256_argv("FreeBSD\n", "/dev/zvol/b/c") == ["sha256", "-q", "/dev/zvol/b/c"]
+    assert zfs_argv.sha256_argv("Linux", "/dev/zvol/b/c") == ["sha256sum", "--", "/dev/zvol/b/c"]
+    with pytest.raises(ValidationErrors):
+        zfs_argv.sha256_argv("Linux", "-r")
+    expected = sample("sha256_q_freebsd.txt").strip()
+    assert zfs_argv.parse_sha256(sample("sha256sum_linux.txt")) == expected
+    assert zfs_argv.parse_sha256(sample("sha256_q_freebsd.txt")) == expected
+    with pytest.raises(ValueError):
+        zfs_argv.parse_sha256("sha256sum: /dev/zvol/x: No such file or directory\n")
