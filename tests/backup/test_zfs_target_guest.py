@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import bhype_backup.jobs_plugin
 import bhype_backup.plugin
 import bhype_zfs.plugin
 from bhype_backup import targets
@@ -272,7 +273,7 @@ def test_zvol_snapshot_to_a_file_target_is_a_sparse_block_copy(world, pools, tmp
     assert snaps(host, "tank/bhype/vms/zb3") == []
 
 
-def test_verify_and_restore_onto_directory_storage(world, pools, tmp_path, plugin_manager):
+def test_verify_and_restore_onto_directory_storage(world, pools, tmp_path, plugin_manager, register_plugin):
     """``backup.verify`` re-reads a ZFS point on the target (zvol and file digests computed
     there, through temporary clones) and reports a changed snapshot; a restore onto directory
     storage turns the zvol into a bit-identical sparse image file.
@@ -283,6 +284,7 @@ def test_verify_and_restore_onto_directory_storage(world, pools, tmp_path, plugi
     import hashlib
 
     from bhype_backup.verify import verify
+    from bhype_core.builtins import storage
     from bhype_core.hookspecs import hookimpl
     from bhype_core.plugin_api import TaskFailed, open_datastore
 
@@ -296,7 +298,9 @@ def test_verify_and_restore_onto_directory_storage(world, pools, tmp_path, plugi
 
     runtime, host = world, pools
     events = Events()
-    runtime.pm.register(events, "test-zfs-verify-events")
+    register_plugin(events, "test-zfs-verify-events")
+    register_plugin(bhype_backup.jobs_plugin, "backup_jobs")  # declares backup.verify_mismatch
+    upgrade(runtime)
     device = make_vm(runtime, host, "zb4", size="32M")
     write(host, device, 4, seek_mib=2)
     point = run_backup(task_context(runtime, "backup.run"), "zb4", "zt", "snapshot")
@@ -315,6 +319,7 @@ def test_verify_and_restore_onto_directory_storage(world, pools, tmp_path, plugi
     local_settings = make_settings(tmp_path / "data", core={"platform": "linux"},
                                    vm={"datastores": {"dir": {"backend": "directory", "path": str(store_root)}},
                                        "default_datastore": "dir"})
+    register_plugin(storage, "core_storage")  # the directory backend
     local = build_runtime(local_settings, plugin_manager)
     try:
         result = restore(task_context(local, "backup.restore"), point["point"], datastore="dir", **{"as": "zb4dir"})
