@@ -1,7 +1,10 @@
-"""Run every benchmark (or the ones named) and print their tables: ``./dev bench [name ...]``.
+"""Run every benchmark (or the ones named) and print their tables:
+``./dev bench [name ...] [--option value ...]``.
 
 Each ``bench_*.py`` beside this file is a script with a ``main()`` that measures and prints
 its own table through :mod:`report`; they run one after another, each in its own process.
+Everything from the first argument that starts with ``-`` on is passed to each named script
+(``./dev bench migrate --scenario warm``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def main(names: list[str]) -> int:
+def split_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(benchmark names, options for each of them): the options start at the first ``-`` argument."""
+    for index, argument in enumerate(argv):
+        if argument.startswith("-"):
+            return argv[:index], argv[index:]
+    return argv, []
+
+
+def main(argv: list[str]) -> int:
+    names, options = split_arguments(argv)
+    if options and not names:
+        print("options are passed to the benchmarks named before them: name one", file=sys.stderr)
+        return 2
     scripts = sorted(HERE.glob("bench_*.py"))
     if names:
         wanted = {n.removeprefix("bench_").removesuffix(".py") for n in names}
@@ -24,7 +39,7 @@ def main(names: list[str]) -> int:
     failed = 0
     for script in scripts:
         print(f"\n# {script.stem}", flush=True)
-        failed += subprocess.run([sys.executable, str(script)], cwd=HERE).returncode != 0
+        failed += subprocess.run([sys.executable, str(script), *options], cwd=HERE).returncode != 0
     return 1 if failed else 0
 
 

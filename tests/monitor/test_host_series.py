@@ -88,3 +88,33 @@ def test_the_api_reads_each_group_hosts_series(vm_monitor_runtime):
         status, body = cpu(host="nope")
         assert status == 404 and "no host named 'nope'" in body["error"]["message"]
         assert cpu(host="x" * 64)[0] == 422
+
+
+def test_the_api_reads_each_group_hosts_live_snapshot(vm_monitor_runtime):
+    """Each group host publishes its own live snapshot (issue 22): ``/current?host=`` reads any."""
+    from bhype_core.plugin_api import publish_live_metrics
+
+    runtime = vm_monitor_runtime(("core_hosts", core_hosts), host={"name": "hv1"})
+    register(runtime)
+    with runtime.engine.begin() as connection:
+        connection.execute(Host.__table__.insert().values(name="hv2", address="hv2", platform="linux",
+                                                          hypervisor="qemu", capacity={}, versions={},
+                                                          task_kinds=[]))
+    now = time.time()
+    publish_live_metrics(runtime, {"at": now, "interval": 10, "host": {"metrics": {"cpu_percent": 11.0}},
+                                   "pools": [], "vms": {}}, ttl=30)
+    hv2 = vm_monitor_runtime(("core_hosts", core_hosts), host={"name": "hv2"})  # the same database
+    publish_live_metrics(hv2, {"at": now, "interval": 10, "host": {"metrics": {"cpu_percent": 22.0}},
+                               "pools": [], "vms": {}}, ttl=30)
+    app = create_app(runtime=runtime)
+    with TestClient(app) as client:
+        headers = token_headers(app, "alice", "operator")
+
+        def cpu(**params):
+            answer = client.get("/api/v1/monitor/current", headers=headers, params=params)
+            return answer.status_code, answer.json()
+
+        assert cpu()[1]["host"]["metrics"]["cpu_percent"] == 11.0  # default: the host answering
+        assert cpu(host="hv2")[1]["host"]["metrics"]["cpu_percent"] == 22.0
+        status, body = cpu(host="nope")
+        assert status == 404 and "no host named 'nope'" in body["error"]["message"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from bhype_core.live_metrics import fact_key, redis_key
 from bhype_core.testing.queue import redis_prefix, redis_url  # noqa: F401  (fixtures)
 from bhype_monitor import live
 from bhype_monitor.settings import MonitorSettings
@@ -19,15 +20,16 @@ def test_live_snapshot_in_redis_expires(vm_monitor_runtime, redis_url, redis_pre
     runtime = vm_monitor_runtime(core={"redis_url": redis_url, "live_metrics_key": f"{redis_prefix}:monitor"})
     assert live.get(runtime) is None
     live.put(runtime, SNAPSHOT, interval=10)
-    assert live.get(runtime) == SNAPSHOT and runtime.facts.get(live.FACT_KEY) is None
-    ttl = redis.Redis.from_url(redis_url).ttl(f"{redis_prefix}:monitor")
+    assert live.get(runtime) == SNAPSHOT and runtime.facts.get(fact_key(runtime)) is None
+    ttl = redis.Redis.from_url(redis_url).ttl(redis_key(runtime))
+    assert redis_key(runtime).startswith(f"{redis_prefix}:monitor:")  # one snapshot per group host
     assert 0 < ttl <= 30  # three missed samples at 10 s: a dead sampler shows as no data
 
 
 def test_live_snapshot_in_the_fact_store(vm_monitor_runtime) -> None:
     runtime = vm_monitor_runtime()
     live.put(runtime, SNAPSHOT, interval=10)
-    assert live.get(runtime) == SNAPSHOT == runtime.facts.get(live.FACT_KEY).value
+    assert live.get(runtime) == SNAPSHOT == runtime.facts.get(fact_key(runtime)).value
 
 
 def test_pool_and_load_alarms_with_hysteresis() -> None:

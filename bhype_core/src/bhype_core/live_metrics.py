@@ -1,10 +1,12 @@
 """Live metrics: the newest snapshot of the host's and every VM's values, published by the
 monitoring sampler each tick and read by whoever serves them (the API, ``/metrics``, SNMP).
 
-Where it lives: in Redis under ``core.live_metrics_key`` when ``core.redis_url`` is set (it
-expires after ``ttl`` seconds, so a dead sampler shows as no data rather than stale data), else
-in the database's fact store under :data:`FACT_KEY` (readable by the API process and any other
-on the same database). The publishing process also keeps it in ``runtime.extras`` (key
+Where it lives: one snapshot per group host (issue 22: hosts sharing Redis and a database must
+not overwrite each other's), in Redis under ``<core.live_metrics_key>:<host>`` when
+``core.redis_url`` is set (it expires after ``ttl`` seconds, so a dead sampler shows as no data
+rather than stale data), else in the database's fact store under ``<FACT_KEY>:<host>``
+(readable by the API process and any other on the same database); the host is
+``[host] name``. The publishing process also keeps it in ``runtime.extras`` (key
 :data:`EXTRAS_KEY`) for readers in the same process. A snapshot replaces the previous one.
 
 The snapshot's shape (a JSON object; every value may be missing while not yet measured)::
@@ -25,6 +27,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bhype_core.hosts.settings import local_host_name
+
 FACT_KEY = "monitor.current"
 EXTRAS_KEY = "monitor.current"
 _CLIENT_KEY = "core.live_metrics.redis"
@@ -42,24 +46,31 @@ def _redis(runtime: Any) -> Any:
     return client
 
 
+def redis_key(runtime: Any, host: str | None = None) -> str:
+    """The Redis key of ``host``'s snapshot (``None``: this process's host)."""
+    return f"{runtime.settings.core.live_metrics_key}:{host or local_host_name(runtime)}"
+
+
+def fact_key(runtime: Any, host: str | None = None) -> str:
+    """The fact-store key of ``host``'s snapshot (``None``: this process's host)."""
+    return f"{FACT_KEY}:{host or local_host_name(runtime)}"
+
+
 def publish_live_metrics(runtime: Any, snapshot: dict[str, Any], ttl: float) -> None:
-    """Replace the live snapshot with ``snapshot`` (the shape in this module's docstring); in
-    Redis it expires after ``ttl`` seconds (at least 30)."""
+    """Replace this host's live snapshot with ``snapshot`` (the shape in this module's
+    docstring); in Redis it expires after ``ttl`` seconds (at least 30)."""
     runtime.extras[EXTRAS_KEY] = snapshot
-    core = runtime.settings.core
-    if core.redis_url:
-        _redis(runtime).set(core.live_metrics_key, json.dumps(snapshot, separators=(",", ":")),
-                            ex=max(30, int(ttl)))
+    if runtime.settings.core.redis_url:
+        _redis(runtime).set(redis_key(runtime), json.dumps(snapshot, separators=(",", ":")), ex=max(30, int(ttl)))
     else:
-        runtime.facts.put(FACT_KEY, snapshot)
+        runtime.facts.put(fact_key(runtime), snapshot)
 
 
-def read_live_metrics(runtime: Any) -> dict[str, Any] | None:
-    """The newest snapshot, or ``None`` before the first publish (or, with Redis, after the
-    publisher stopped for longer than its ``ttl``)."""
-    core = runtime.settings.core
-    if core.redis_url:
-        raw = _redis(runtime).get(core.live_metrics_key)
+def read_live_metrics(runtime: Any, host: str | None = None) -> dict[str, Any] | None:
+    """The newest snapshot of ``host`` (``None``: this process's host), or ``None`` before its
+    first publish (or, with Redis, after its publisher stopped for longer than its ``ttl``)."""
+    if runtime.settings.core.redis_url:
+        raw = _redis(runtime).get(redis_key(runtime, host))
         return json.loads(raw) if raw else None
-    fact = runtime.facts.get(FACT_KEY)
+    fact = runtime.facts.get(fact_key(runtime, host))
     return fact.value if fact else None

@@ -46,9 +46,10 @@ def visible_vms(runtime: Any, principal: Any) -> dict[str, Any]:
     return {row.uuid: row for row in list_vms(runtime, principal)}
 
 
-def current(runtime: Any, principal: Any) -> dict[str, Any]:
-    """The live snapshot cut to what ``principal`` may see (``vms`` by name)."""
-    snapshot = live.get(runtime)
+def current(runtime: Any, principal: Any, host: str | None = None) -> dict[str, Any]:
+    """The live snapshot of ``host`` (``None``: this one) cut to what ``principal`` may see
+    (``vms`` by name)."""
+    snapshot = live.get(runtime, host)
     if snapshot is None:
         return {"at": None, "age_seconds": None, "host": None, "pools": [], "vms": {},
                 "message": "no sample yet: the worker's monitor sampler has not run (is the worker up?)"}
@@ -106,11 +107,21 @@ def make_router() -> APIRouter:
         """Queue ``monitor.probe``: the worker reads the host's load and memory now."""
         return accept_task(runtime, principal, PROBE_KIND, {})
 
+    def known_host(runtime: Any, host: str | None) -> str:
+        name = host or local_host_name(runtime)
+        if host and host != local_host_name(runtime) and all(s.host.name != host for s in group_hosts(runtime)):
+            raise NotFound(f"no host named {host!r} in this group")
+        return name
+
     @router.get("/current")
-    def current_values(runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
-        """The newest sample: host (CPU total and per core, load, memory, swap, disks, NICs,
-        uptime), ZFS pools, and the VMs the caller may see (by name)."""
-        return current(runtime, principal)
+    def current_values(runtime: RuntimeDep, principal: PrincipalDep,
+                       host: str | None = Query(None, max_length=63,
+                                                description="a group host (`bhype hosts`); default: this one")
+                       ) -> dict[str, Any]:
+        """The newest sample of a host (each group host samples its own): host (CPU total and
+        per core, load, memory, swap, disks, NICs, uptime), ZFS pools, and the VMs the caller
+        may see (by name)."""
+        return current(runtime, principal, known_host(runtime, host))
 
     @router.get("/top")
     def top_vms(runtime: RuntimeDep, principal: PrincipalDep,
@@ -131,16 +142,14 @@ def make_router() -> APIRouter:
                     ) -> dict[str, Any]:
         """A host's history: ``t`` (bucket starts) and per metric ``min``/``avg``/``max``; in a
         group, of host ``host`` (each host records its own), else of the host answering."""
-        name = host or local_host_name(runtime)
-        if host and host != local_host_name(runtime) and all(s.host.name != host for s in group_hosts(runtime)):
-            raise NotFound(f"no host named {host!r} in this group")
+        name = known_host(runtime, host)
         return {**read_series(runtime, series_of_host(name), start, end, step, metrics), "host": name}
 
     @router.get("/vms/{name}")
     def vm_current(name: str, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
         """One VM's newest values (404 for a VM the caller may not see)."""
         vm = get_vm(runtime, name, principal)
-        snapshot = live.get(runtime) or {}
+        snapshot = live.get(runtime, vm.host or None) or {}  # its host's sampler measures it
         entry = snapshot.get("vms", {}).get(vm.uuid)
         if entry is None:
             return {"name": vm.name, "uuid": vm.uuid, "state": vm.state, "metrics": {}, "nics": {}, "at": None}

@@ -1,6 +1,7 @@
 """The live snapshot (the newest values of the host and every VM), through the core's live
-metrics seam (``plugin_api.publish_live_metrics``/``read_live_metrics``: Redis under
-``core.live_metrics_key`` when ``core.redis_url`` is set, else the fact store).
+metrics seam (``plugin_api.publish_live_metrics``/``read_live_metrics``: one snapshot per group
+host, in Redis under ``<core.live_metrics_key>:<host>`` when ``core.redis_url`` is set, else the
+fact store).
 
 The worker also keeps it in its own memory (``runtime.extras``) for thresholds and ``/metrics``
 in the same process; the snapshot is replaced each tick, never accumulated.
@@ -12,8 +13,6 @@ from typing import Any
 
 from bhype_core.plugin_api import publish_live_metrics, read_live_metrics
 
-FACT_KEY = "monitor.current"  # the core's fact key (bhype_core.live_metrics.FACT_KEY)
-
 
 def put(runtime: Any, snapshot: dict[str, Any], interval: float) -> None:
     """Publish ``snapshot``; in Redis it expires after three missed ticks (a dead sampler
@@ -21,6 +20,7 @@ def put(runtime: Any, snapshot: dict[str, Any], interval: float) -> None:
     publish_live_metrics(runtime, snapshot, ttl=3 * interval)
 
 
-def get(runtime: Any) -> dict[str, Any] | None:
-    """The newest snapshot, or ``None`` before the first tick (or after the sampler died, with Redis)."""
-    return read_live_metrics(runtime)
+def get(runtime: Any, host: str | None = None) -> dict[str, Any] | None:
+    """The newest snapshot of ``host`` (``None``: this host), or ``None`` before its first tick
+    (or after its sampler died, with Redis)."""
+    return read_live_metrics(runtime, host)

@@ -23,7 +23,15 @@ from typing import Any
 
 import psutil
 
-from bhype_core.plugin_api import DriverCapability, VMSpec, active_driver, find_vm, list_vm_summaries, open_datastore
+from bhype_core.plugin_api import (
+    DriverCapability,
+    VMSpec,
+    active_driver,
+    find_vm,
+    list_vm_summaries,
+    local_host_name,
+    open_datastore,
+)
 from bhype_monitor.host_sample import rate
 
 log = logging.getLogger("bhype.monitor")
@@ -138,7 +146,8 @@ class VMReader:
         self._ticks += 1
         driver = active_driver(self.runtime)
         nics = nics if nics is not None else psutil.net_io_counters(pernic=True)
-        rows = list_vm_summaries(self.runtime)
+        here = (local_host_name(self.runtime), "")  # this group host's VMs: each host samples its own (issue 22)
+        rows = [row for row in list_vm_summaries(self.runtime) if row.host in here]
         seen: set[str] = set()
         out: dict[str, dict[str, Any]] = {}
         self.stopped = []
