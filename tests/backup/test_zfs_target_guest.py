@@ -69,7 +69,8 @@ def world(pools, tmp_path, plugin_manager, register_plugin):
     from bhype_core.builtins import drivers, models, vm_tasks
 
     for plugin, name in ((models, "core_models"), (vm_tasks, "core_vms"), (drivers, "core_drivers"),
-                         (bhype_zfs.plugin, "zfs"), (bhype_backup.plugin, "backup")):
+                         (bhype_zfs.plugin, "zfs"), (bhype_backup.plugin, "backup"),
+                         (bhype_backup.jobs_plugin, "backup_jobs")):  # declares backup.verify_mismatch
         register_plugin(plugin, name)
     runtime = build_runtime(guest_settings(tmp_path / "data", pools), plugin_manager)
     upgrade(runtime)
@@ -299,8 +300,6 @@ def test_verify_and_restore_onto_directory_storage(world, pools, tmp_path, plugi
     runtime, host = world, pools
     events = Events()
     register_plugin(events, "test-zfs-verify-events")
-    register_plugin(bhype_backup.jobs_plugin, "backup_jobs")  # declares backup.verify_mismatch
-    upgrade(runtime)
     device = make_vm(runtime, host, "zb4", size="32M")
     write(host, device, 4, seek_mib=2)
     point = run_backup(task_context(runtime, "backup.run"), "zb4", "zt", "snapshot")
