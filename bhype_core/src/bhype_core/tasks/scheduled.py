@@ -54,8 +54,13 @@ def _next(scheduler: Any) -> tuple[str, str, Any] | None:
     failed pass is retried by the scheduler thread (it never fails the message that triggered it)."""
     try:
         return scheduler.dispatch_now()
-    except Exception:
-        log.exception("pass after a task ended failed; the scheduler thread retries")
+    except Exception as exc:
+        from bhype_core.tasks.outages import first_line, is_outage
+
+        if is_outage(exc):  # the database or Redis is away: the scheduler thread logs the outage once
+            log.info("pass after a task ended: %s; the scheduler thread retries", first_line(exc))
+        else:
+            log.exception("pass after a task ended failed; the scheduler thread retries")
         scheduler.wake()
         return None
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
+from sqlalchemy.exc import OperationalError
 
 from bhype_core.plugin_api import CommandError, detect_platform, local_host_name
 from bhype_monitor import live
@@ -73,8 +74,7 @@ class Monitor:
         self.vms = VMReader(runtime, driver_stats_every=self.settings.slow_every)
         self.history = make_history(runtime, clock) if self.settings.history else None
         self.series = host_series(local_host_name(runtime))
-        if self.history is not None:
-            adopt_single_host_history(runtime, local_host_name(runtime))
+        self.adopted = self.history is None  # the single host's history, taken at the first tick that can
         self.freebsd = detect_platform(runtime.settings.core.platform) == "freebsd"
         self.zfs: dict[str, Any] = {"arc": {}, "pools": []}
         self.alarms = Alarms(lambda: self._fact(ALARMS_FACT), lambda value: runtime.facts.put(ALARMS_FACT, value))
@@ -87,6 +87,12 @@ class Monitor:
     def tick(self) -> dict[str, Any]:
         """One sample of everything; returns the snapshot it published."""
         self.ticks += 1
+        if not self.adopted:
+            try:
+                adopt_single_host_history(self.runtime, local_host_name(self.runtime))
+                self.adopted = True
+            except OperationalError as exc:  # SQLite busy while `bhype serve` starts: the next tick
+                log.warning("monitor: history not adopted yet (%s); trying again next tick", exc.orig)
         nics = psutil.net_io_counters(pernic=True)  # one read for host interfaces and every tap
         host = self.host.read(nics)
         if self.freebsd and self.ticks % self.settings.slow_every == 1:
