@@ -192,12 +192,7 @@ def _onto_same_vm(context: Any, row: Any, endpoint: Endpoint, manifest: Manifest
                   confirm: bool, single: bool) -> dict[str, Any]:
     runtime = context.runtime
     name = manifest.vm["name"]
-    if not confirm:
-        raise ValidationErrors([("confirm", f"restoring point {row.id} replaces the disks of VM {name}: "
-                                            "confirm it (--yes), or restore it as a new VM (--as NAME)")])
-    vm_row = find_vm(runtime, name)
-    if vm_row is not None and vm_row.uuid != manifest.vm["uuid"]:
-        raise Conflict(f"VM {name} is another VM now (UUID {vm_row.uuid}): restore as a new VM")
+    vm_row = same_vm_row(runtime, manifest, row.id, confirm)
     if vm_row is None:  # destroyed meanwhile: re-create it with its name and UUID
         if single:
             raise NotFound(f"VM {name} does not exist any more: restore the whole point")
@@ -245,3 +240,19 @@ def restored_disks(manifest: Any, point: Any, disk: str | None, new_name: str | 
         if new_name is not None:
             raise ValidationErrors([("disk", "a single disk is restored onto the same VM (leave 'as' out)")])
     return disks
+
+
+def same_vm_row(runtime: Any, manifest: Any, point: Any, confirm: bool) -> Any:
+    """The record of the VM a point is restored over (``None`` if it was destroyed meanwhile).
+
+    :raises ValidationErrors: not confirmed (its disks are replaced).
+    :raises Conflict: the name belongs to another VM now.
+    """
+    name = manifest.vm["name"]
+    if not confirm:
+        raise ValidationErrors([("confirm", f"restoring point {point} replaces the disks of VM {name}: "
+                                            "confirm it (--yes), or restore it as a new VM (--as NAME)")])
+    vm_row = find_vm(runtime, name)
+    if vm_row is not None and vm_row.uuid != manifest.vm["uuid"]:
+        raise Conflict(f"VM {name} is another VM now (UUID {vm_row.uuid}): restore as a new VM")
+    return vm_row

@@ -29,7 +29,7 @@ from typing import Any
 
 from bhype_backup import zfs_argv, zfs_source
 from bhype_backup.manifest import FileEntry, Manifest, parse_manifest
-from bhype_backup.restore import RestoreMismatch, _new_spec, restored_disks
+from bhype_backup.restore import RestoreMismatch, _new_spec, restored_disks, same_vm_row
 from bhype_backup.zfs_target import ZfsTarget
 from bhype_core.plugin_api import (
     BhypeError,
@@ -142,12 +142,7 @@ class _Restore:
     def onto_same(self, disks: list[FileEntry], confirm: bool, single: bool) -> dict[str, Any]:
         runtime, manifest = self.context.runtime, self.manifest
         name = manifest.vm["name"]
-        if not confirm:
-            raise ValidationErrors([("confirm", f"restoring point {self.row.id} replaces the disks of VM {name}: "
-                                                "confirm it (--yes), or restore it as a new VM (--as NAME)")])
-        vm_row = find_vm(runtime, name)
-        if vm_row is not None and vm_row.uuid != manifest.vm["uuid"]:
-            raise Conflict(f"VM {name} is another VM now (UUID {vm_row.uuid}): restore as a new VM")
+        vm_row = same_vm_row(runtime, manifest, self.row.id, confirm)
         if vm_row is None:
             if single:
                 raise NotFound(f"VM {name} does not exist any more: restore the whole point")
