@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,11 @@ def stand_ins(runtime, count: int) -> list[subprocess.Popen]:
         for index in range(count):
             name = f"vm{index:05d}"
             vm_dir = store.create_vm_dir(name)
-            process = subprocess.Popen(["sh", "-c", "sleep 100000; :", SUPERVISOR_MODULE, str(vm_dir)])
+            # Its own session (process group), so stopping it ends its ``sleep`` too; no
+            # inherited stdout, so an orphan could never hold the caller's pipe open.
+            process = subprocess.Popen(["sh", "-c", "sleep 100000; :", SUPERVISOR_MODULE, str(vm_dir)],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
             processes.append(process)
             write_json(VMFiles(vm_dir).state, {"state": "running", "supervisor_pid": process.pid,
                                                "hypervisor_pid": None, "detail": "", "restarts": 0})
@@ -75,7 +80,8 @@ def stand_ins(runtime, count: int) -> list[subprocess.Popen]:
     return processes
 
 
-def measure(directory: Path, vms: int, running: int, window: float, settle: float) -> list[dict[str, str]]:
+def measure(directory: Path, vms: int, running: int, window: float, settle: float,
+            profile: Path | None = None) -> list[dict[str, str]]:
     work = directory / f"vms{vms}"
     work.mkdir()
     port, anchor_port = free_port(), free_port()
@@ -92,7 +98,12 @@ def measure(directory: Path, vms: int, running: int, window: float, settle: floa
         processes = stand_ins(runtime, running)
     runtime.engine.dispose()
     bhype = str(Path(sys.executable).with_name("bhype"))
-    server = start([bhype, "--config", str(config), "serve"], work / "serve.log",
+    command = [bhype, "--config", str(config), "serve"]
+    if profile is not None:  # where its CPU goes, sampled over the same window (cpu_sampler.py)
+        profile.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, str(HERE / "cpu_sampler.py"), str(profile / f"serve-{vms}.txt"),
+                   "--delay", str(settle), "--", *command[1:]]
+    server = start(command, work / "serve.log",
                    lambda: answers(f"http://127.0.0.1:{port}/api/v1/health"), "bhype serve")
     anchor_db = f"sqlite:///{work / 'data' / 'bhype.sqlite3'}"
     anchor_api = start([sys.executable, str(HERE / "anchor_vm_list.py"), anchor_db, str(anchor_port)],
@@ -112,7 +123,7 @@ def measure(directory: Path, vms: int, running: int, window: float, settle: floa
         stop(anchor_api)
         stop(anchor_huey)
         for process in processes:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)  # the stand-in and its sleep
             process.wait()
     return rows
 
@@ -123,14 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=60.0, help="seconds after start-up before sampling")
     parser.add_argument("--vms", type=int, default=10000, help="VM records (default 10000)")
     parser.add_argument("--running", type=int, default=200, help="of which running (default 200)")
+    parser.add_argument("--only", type=int, default=None, help="measure only this many VM records (e.g. 0)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="also write where serve's CPU goes (cpu_sampler.py) to DIR/serve-<records>.txt")
     args = parser.parse_args(argv)
     if not sys.platform.startswith("linux"):
         print("bench_rest: reads /proc (Linux only)", file=sys.stderr)
         return 2
     rows = []
     with tempfile.TemporaryDirectory(prefix="bhype-bench-") as directory:
-        for vms in (0, args.vms):
-            rows += measure(Path(directory), vms, args.running, args.window, args.settle)
+        for vms in (0, args.vms) if args.only is None else (args.only,):
+            rows += measure(Path(directory), vms, args.running, args.window, args.settle, args.profile)
     print_table(f"at rest over {args.window:g} s: CPU (mean, peak second) and RSS; anchors idle alongside", rows)
     return 0
 

@@ -10,11 +10,12 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from standins import start_standin, stop_all
+from standins import add_vm_row, start_standin, stop_all
 from starlette.requests import Request
 
 from bhype_core.api.app import create_app
 from bhype_core.errors import ConfigError
+from bhype_core.testing.api_auth import act_as
 from bhype_monitor.metrics import allowed
 from bhype_monitor.sampler import Monitor
 
@@ -86,3 +87,30 @@ def test_the_grafana_dashboard_asks_only_for_metrics_we_serve() -> None:
     queried |= {name for var in dashboard["templating"]["list"]
                 for name in re.findall(r"\bbhype_[a-z0-9_]+", var.get("query", ""))}
     assert queried and queried <= served, queried - served
+
+
+def test_stopped_vms_are_not_sampled_but_shown_from_their_records(vm_monitor_runtime) -> None:
+    """Issue 15: the snapshot carries only the VMs the sampler reads (a host with 10,000
+    stopped records publishes none of them); ``/metrics`` and ``/current`` still list a stopped
+    VM, from its record (not running, its recorded state, no values)."""
+    runtime = vm_monitor_runtime(monitor={"metrics_token_sha256": hashlib.sha256(TOKEN.encode()).hexdigest()})
+    standins = [start_standin(runtime, "web1", "alice")]
+    add_vm_row(runtime, "cold1", "alice", state="stopped")
+    add_vm_row(runtime, "cold2", "bob", state="crashed")
+    try:
+        snapshot = Monitor(runtime).tick()
+        assert set(snapshot["vms"]) == {standins[0].uuid}
+        response = scrape(runtime, {"Authorization": f"Bearer {TOKEN}"})
+        app = create_app(runtime=runtime)
+        act_as(app, "alice", "operator")
+        with TestClient(app) as client:
+            mine = client.get("/api/v1/monitor/current").json()["vms"]
+    finally:
+        stop_all(standins)
+    families = {family.name: family for family in text_string_to_metric_families(response.text)}
+    running = {s.labels["vm"]: (s.labels["owner"], s.value) for s in families["bhype_vm_running"].samples}
+    assert running == {"web1": ("alice", 1.0), "cold1": ("alice", 0.0), "cold2": ("bob", 0.0)}
+    assert {s.labels["vm"] for s in families["bhype_vm_mem_rss"].samples} == {"web1"}
+    assert set(mine) == {"web1", "cold1"}  # bob's stopped VM stays his
+    assert (mine["cold1"]["state"], mine["cold1"]["metrics"]) == ("stopped", {})
+    assert mine["web1"]["state"] == "running" and mine["web1"]["metrics"]["mem_rss"] > 0

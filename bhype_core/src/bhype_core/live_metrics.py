@@ -1,5 +1,8 @@
-"""Live metrics: the newest snapshot of the host's and every VM's values, published by the
-monitoring sampler each tick and read by whoever serves them (the API, ``/metrics``, SNMP).
+"""Live metrics: the newest snapshot of the host's and its active VMs' values, published by
+the monitoring sampler each tick and read by whoever serves them (the API, ``/metrics``, SNMP).
+The snapshot carries only the VMs the sampler reads (issue 15: a host with 10,000 VM records
+and 200 running publishes 200 entries): a VM absent from it has no live values, and its state
+is its record's (``list_vm_summaries``).
 
 Where it lives: one snapshot per group host (issue 22: hosts sharing Redis and a database must
 not overwrite each other's), in Redis under ``<core.live_metrics_key>:<host>`` when

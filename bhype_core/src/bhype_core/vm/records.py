@@ -3,9 +3,11 @@ their own VMs (another's is "not found", never "forbidden"), admins see all."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import or_
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
@@ -62,9 +64,16 @@ def list_vms(db: Session, principal: Any = None, owner: str | None = None) -> li
 SUMMARY_COLUMNS = (VM.id, VM.name, VM.uuid, VM.owner, VM.datastore, VM.state, VM.state_detail, VM.updated, VM.host)
 
 
-def list_vm_summaries(db: Session) -> list[Any]:
-    """Every VM, by name, as rows of :data:`SUMMARY_COLUMNS` (attribute access like a VM)."""
-    return list(db.execute(select_columns(*SUMMARY_COLUMNS).order_by(col(VM.name))).all())  # type: ignore[call-overload]
+def list_vm_summaries(db: Session, states: Collection[str] | None = None, uuids: Collection[str] = ()) -> list[Any]:
+    """Every VM, by name, as rows of :data:`SUMMARY_COLUMNS` (attribute access like a VM);
+    with ``states``, only the VMs in one of them plus those whose UUID is in ``uuids`` (the
+    filter runs in SQL, on the indexed ``state``: a sampler that follows the 200 running VMs of
+    10,000 reads 200 rows, not 10,000)."""
+    query = select_columns(*SUMMARY_COLUMNS).order_by(col(VM.name))  # type: ignore[call-overload]
+    if states is not None:
+        wanted = col(VM.state).in_(list(states))
+        query = query.where(or_(wanted, col(VM.uuid).in_(list(uuids))) if uuids else wanted)
+    return list(db.execute(query).all())
 
 
 def existing_names(db: Session, exclude_id: int | None = None) -> list[str]:

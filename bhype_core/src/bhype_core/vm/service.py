@@ -15,6 +15,8 @@ from bhype_core.vm import records
 from bhype_core.vm.models import VM, VMRef
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from bhype_core.runtime import Runtime
 
 
@@ -42,13 +44,16 @@ def list_vms(runtime: Runtime, principal: Any = None, owner: str | None = None) 
         return records.list_vms(db, principal, owner)
 
 
-def list_vm_summaries(runtime: Runtime) -> list[Any]:
+def list_vm_summaries(runtime: Runtime, states: Collection[str] | None = None,
+                      uuids: Collection[str] = ()) -> list[Any]:
     """Every VM on every host, by name, without its spec: rows with ``id``, ``name``, ``uuid``,
     ``owner``, ``datastore``, ``state``, ``state_detail``, ``updated`` and ``host`` (system work
     that looks at every VM often, e.g. a sampler; fetch a VM's spec with :func:`find_vm` when
-    needed, and keep it while ``updated`` is the same)."""
+    needed, and keep it while ``updated`` is the same). With ``states`` (e.g. ``("starting",
+    "running", "stopping")``), only the VMs in one of those cached states, plus any whose UUID
+    is in ``uuids`` whatever its state (those a sampler still follows), filtered in SQL."""
     with session(runtime) as db:
-        return records.list_vm_summaries(db)
+        return records.list_vm_summaries(db, states, uuids)
 
 
 def vm_ref(runtime: Runtime, vm: VM) -> VMRef:

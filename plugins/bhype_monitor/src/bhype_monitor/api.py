@@ -48,7 +48,7 @@ def visible_vms(runtime: Any, principal: Any) -> dict[str, Any]:
 
 def current(runtime: Any, principal: Any, host: str | None = None) -> dict[str, Any]:
     """The live snapshot of ``host`` (``None``: this one) cut to what ``principal`` may see
-    (``vms`` by name)."""
+    (``vms`` by name; the VMs not sampled are added with their recorded state)."""
     snapshot = live.get(runtime, host)
     if snapshot is None:
         return {"at": None, "age_seconds": None, "host": None, "pools": [], "vms": {},
@@ -56,6 +56,9 @@ def current(runtime: Any, principal: Any, host: str | None = None) -> dict[str, 
     allowed = set(visible_vms(runtime, principal)) if not is_admin(principal) else None
     vms = {vm["name"]: {**vm, "uuid": uuid} for uuid, vm in snapshot.get("vms", {}).items()
            if allowed is None or uuid in allowed}
+    for row in live.idle_vms(runtime, host or local_host_name(runtime), snapshot):
+        if allowed is None or row.uuid in allowed:
+            vms[row.name] = {"name": row.name, "owner": row.owner, "state": row.state, "metrics": {}, "uuid": row.uuid}
     return {"at": snapshot["at"], "age_seconds": round(max(0.0, time.time() - snapshot["at"]), 1),
             "interval": snapshot.get("interval"), "host": snapshot.get("host"),
             "pools": snapshot.get("pools", []), "vms": vms, "message": None}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -48,8 +48,9 @@ NIC_GAUGES = {"rx_bps": "VM NIC received (by the guest), bytes/s", "tx_bps": "VM
 class SnapshotCollector(Collector):
     """Turns one snapshot into metric families (built per scrape: no global registry)."""
 
-    def __init__(self, snapshot: dict[str, Any] | None) -> None:
+    def __init__(self, snapshot: dict[str, Any] | None, idle: Sequence[Any] = ()) -> None:
         self.snapshot = snapshot or {}
+        self.idle = idle  # VMs not sampled (their records: name, owner): bhype_vm_running 0
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         host = (self.snapshot.get("host") or {}).get("metrics", {})
@@ -85,6 +86,8 @@ class SnapshotCollector(Collector):
                 for key, family in nics.items():
                     if values.get(key) is not None:
                         family.add_metric([*labels, nic, values.get("tap") or ""], values[key])
+        for row in self.idle:
+            up.add_metric([row.name, row.owner or ""], 0)
         yield up
         yield from families.values()
         yield from nics.values()
@@ -106,10 +109,11 @@ def allowed(request: Request, settings: Any) -> bool:
     return False
 
 
-def render(snapshot: dict[str, Any] | None) -> bytes:
-    """The exposition text of one snapshot."""
+def render(snapshot: dict[str, Any] | None, idle: Sequence[Any] = ()) -> bytes:
+    """The exposition text of one snapshot (``idle``: the VMs it does not carry, shown as not
+    running)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot))
+    registry.register(SnapshotCollector(snapshot, idle))
     return generate_latest(registry)
 
 
@@ -123,6 +127,8 @@ def make_metrics_router() -> APIRouter:
         if not allowed(request, runtime.settings.section("monitor")):
             raise Forbidden("/metrics needs the configured bearer token or an allowed address "
                             "(monitor.metrics_token_sha256, monitor.metrics_allow)")
-        return Response(render(live.get(runtime)), media_type=CONTENT_TYPE_LATEST)
+        snapshot = live.get(runtime)
+        idle = live.idle_vms(runtime, None, snapshot) if snapshot else []
+        return Response(render(snapshot, idle), media_type=CONTENT_TYPE_LATEST)
 
     return router
