@@ -3,8 +3,9 @@ embedded default) doing nothing, with 0 and 10,000 VM records of which 200 run, 
 uvicorn app and a bare huey consumer idling beside it (the anchors, same run, same window).
 
 The 200 "running" VMs are stand-in processes whose command lines carry the supervisor's
-markers, named by their state files as a supervisor writes them, so the driver reads them as
-running. CPU is sampled from ``/proc/PID/stat`` every second; the window covers two minutely
+markers and the instance name (the hypervisor's), named by their state files as a supervisor
+writes them (as both supervisor and hypervisor), so the driver reads them as running and the
+monitor measures each as a VM. CPU is sampled from ``/proc/PID/stat`` every second; the window covers two minutely
 ``vm.reconcile`` runs (each a Task row: its cost counts). Linux only.
 
 Run: ``./dev bench rest`` or ``.venv/bin/python benchmarks/bench_rest.py [--window S] [--vms V]``.
@@ -31,6 +32,7 @@ from bhype_core.db.migrate import upgrade
 from bhype_core.drivers.state import SUPERVISOR_MODULE, VMFiles, write_json
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
+from bhype_core.spec import instance_name
 from bhype_core.testing.ports import free_port
 from bhype_core.vm.models import VM
 from bhype_core.vm.services import open_datastore
@@ -69,12 +71,15 @@ def stand_ins(runtime, count: int) -> list[subprocess.Popen]:
             vm_dir = store.create_vm_dir(name)
             # Its own session (process group), so stopping it ends its ``sleep`` too; no
             # inherited stdout, so an orphan could never hold the caller's pipe open.
-            process = subprocess.Popen(["sh", "-c", "sleep 100000; :", SUPERVISOR_MODULE, str(vm_dir)],
+            # One process plays both: its command line carries the supervisor's markers and the
+            # instance name (the hypervisor's), so the monitor measures it as a VM each tick.
+            process = subprocess.Popen(["sh", "-c", "sleep 100000; :", SUPERVISOR_MODULE, str(vm_dir),
+                                        instance_name(name)],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL, start_new_session=True)
             processes.append(process)
             write_json(VMFiles(vm_dir).state, {"state": "running", "supervisor_pid": process.pid,
-                                               "hypervisor_pid": None, "detail": "", "restarts": 0})
+                                               "hypervisor_pid": process.pid, "detail": "", "restarts": 0})
             connection.execute(update(VM).where(VM.name == name).values(state="running"))
         connection.execute(update(VM).where(VM.name >= f"vm{count:05d}").values(state="stopped"))
     return processes

@@ -75,13 +75,43 @@ def switches(runtime: Any, host: str) -> list[str]:
 
 
 def templates(runtime: Any) -> list[str]:
-    """Names of the templates this host can build from."""
+    """Names of the templates this host can build from. Parsed again only when the admin
+    directory's ``*.toml`` files changed (names, sizes, modification times): the heartbeat
+    asks every few seconds, and validating every template each time was most of its cost
+    (issue 15)."""
     from bhype_core.vm.services import template_catalog
+    from bhype_core.vm.settings import templates_dir
 
+    signature = _files_signature(Path(templates_dir(runtime)))
+    cached = runtime.extras.get(_TEMPLATES_KEY)
+    if cached is not None and cached[0] == signature:
+        return list(cached[1])
     try:
-        return template_catalog(runtime).names()
+        names = template_catalog(runtime).names()
     except Exception:  # a broken admin template must not stop the registration
         return []
+    runtime.extras[_TEMPLATES_KEY] = (signature, names)
+    return list(names)
+
+
+_TEMPLATES_KEY = "core.capacity.templates"
+
+
+def _files_signature(directory: Path) -> tuple[tuple[str, int, int], ...] | None:
+    """``(name, size, mtime in ns)`` of each ``*.toml`` in ``directory`` (``None``: no such directory)."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError:
+        return None
+    found = []
+    for entry in entries:
+        if entry.name.endswith(".toml"):
+            try:
+                stat = entry.stat()
+            except OSError:
+                continue
+            found.append((entry.name, stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
 
 
 def versions(runtime: Any) -> dict[str, str]:

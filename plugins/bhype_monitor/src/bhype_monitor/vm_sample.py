@@ -3,8 +3,9 @@ RSS, I/O counters, start time) and the VM's taps (one interface-counter read sha
 
 No command and no driver call per VM per tick once a VM's process is known: the driver is asked
 (``status``, which reads the VM's state file) only for a VM whose process is not known yet or
-has gone, and psutil's ``is_running`` (pid plus start time, so a reused pid is not mistaken for
-the VM) keeps the known ones. On FreeBSD the driver's own stats (``bhyvectl --get-stats``,
+has gone: a known one is read each tick (an ended process fails the read) and compared by pid
+plus start time (psutil's ``is_running``, so a reused pid is not mistaken for the VM) every
+``driver_stats_every`` ticks. On FreeBSD the driver's own stats (``bhyvectl --get-stats``,
 ``rctl -u``; the ``live-stats`` capability) add guest counters every ``driver_stats_every``
 ticks. Direction of tap counters: the host side of a tap counts what it *sends* to the guest,
 so guest ``rx`` is the tap's ``bytes_sent`` (reference next-features.md 6).
@@ -40,6 +41,11 @@ ACTIVE_STATES = ("starting", "running", "stopping")
 # The fields of psutil's per-NIC counters, for the ones read from /proc/PID/net/dev.
 NetCounters = namedtuple("NetCounters", "bytes_sent bytes_recv packets_sent packets_recv errin errout dropin dropout")
 TAPS_FILE = "taps.json"  # written by the core at start (network/taps.py): [{"tap": NAME, …}, …]
+
+
+# One read of a VM's process: psutil's cpu_times, memory_info, create_time and io_counters (or None).
+Reading = namedtuple("Reading", "times memory started io")
+GONE = object()  # what VMReader._read answers for a process that has ended
 
 
 @dataclass
@@ -99,6 +105,7 @@ class VMReader:
         self.runtime = runtime
         self.tracked: dict[str, Tracked] = {}
         self.driver_stats_every = driver_stats_every
+        self.identity_every = max(1, driver_stats_every)  # ticks between pid-reuse checks (see _read)
         self._ticks = 0
         self._specs: dict[str, tuple[Any, VMSpec]] = {}
         self._dirs: dict[tuple[str, str], Path] = {}
@@ -160,7 +167,8 @@ class VMReader:
         for row in rows:
             seen.add(row.uuid)
             known = self.tracked.get(row.uuid)
-            if known is not None and not known.process.is_running():
+            reading = self._read(known) if known is not None else None
+            if known is not None and reading is GONE:
                 self.tracked.pop(row.uuid)
                 try:
                     status = driver.status(self._spec(row), self._vm_dir(row))
@@ -173,6 +181,7 @@ class VMReader:
                 known = self._discover(row, driver)
                 if known is not None:
                     self.tracked[row.uuid] = known
+                    reading = self._read(known)
             if known is not None and known.netns is not None:
                 nics_of = self._namespace_nics(known, namespaces)
             else:
@@ -181,10 +190,8 @@ class VMReader:
             if known is not None:
                 entry["state"] = "running" if row.state not in ACTIVE_STATES else row.state
                 entry["cpus"] = known.cpus
-                try:
-                    self._measure(known, entry, nics_of)
-                except psutil.Error:  # ended during the read: the next tick reports it
-                    pass
+                if isinstance(reading, Reading):  # else ended meanwhile (the next tick reports it) or unreadable
+                    self._measure(known, entry, nics_of, reading)
                 if self.driver_stats_every and self._ticks % self.driver_stats_every == 1:
                     self._driver_stats(driver, row, known)
                 entry["metrics"].update(known.extra)
@@ -205,17 +212,35 @@ class VMReader:
                 cache[vm.netns] = {}
         return cache[vm.netns]
 
-    def _measure(self, vm: Tracked, entry: dict[str, Any], nics: dict[str, Any]) -> None:
+    def _read(self, vm: Tracked) -> Reading | object | None:
+        """One read of the VM's process (psutil's ``oneshot``: on Linux ``/proc/PID/stat``,
+        ``statm`` and ``io``); :data:`GONE` once it has ended, ``None`` when it cannot be read.
+
+        An ended process fails the read itself, so no separate liveness check is spent per VM
+        and tick (issue 15: psutil's ``is_running`` re-reads the process to compare its start
+        time, a third of a tick over 200 VMs); that comparison, which catches a pid reused by
+        another process, runs every ``identity_every`` ticks."""
+        try:
+            if self._ticks % self.identity_every == 0 and not vm.process.is_running():
+                return GONE
+            with vm.process.oneshot():
+                times = vm.process.cpu_times()
+                memory = vm.process.memory_info()
+                started = vm.process.create_time()
+                try:
+                    io = vm.process.io_counters()
+                except (psutil.AccessDenied, AttributeError, NotImplementedError):
+                    io = None
+        except psutil.NoSuchProcess:
+            return GONE
+        except psutil.Error:
+            return None
+        return Reading(times, memory, started, io)
+
+    def _measure(self, vm: Tracked, entry: dict[str, Any], nics: dict[str, Any], reading: Reading) -> None:
         now = time.monotonic()
         seconds = now - vm.at if vm.at else 0.0
-        with vm.process.oneshot():
-            times = vm.process.cpu_times()
-            memory = vm.process.memory_info()
-            started = vm.process.create_time()
-            try:
-                io = vm.process.io_counters()
-            except (psutil.AccessDenied, AttributeError, NotImplementedError):
-                io = None
+        times, memory, started, io = reading
         cpu = times.user + times.system
         metrics: dict[str, Any] = {
             "cpu_seconds": round(cpu, 2),
