@@ -49,6 +49,8 @@ class CpuSampler:
         self.last: dict[int, float] = {}
         self.began = time.monotonic()
         self.total = 0.0
+        # Per wall-clock second: its stacks (the report shows the busiest seconds: the spikes).
+        self.seconds: dict[int, collections.Counter[tuple[str, ...]]] = collections.defaultdict(collections.Counter)
 
     def look(self) -> None:
         me = threading.get_ident()
@@ -63,7 +65,9 @@ class CpuSampler:
             before = self.last.get(ident)
             self.last[ident] = used
             if before is not None and used > before:
-                self.stacks[stack(frame)] += used - before
+                frames = stack(frame)
+                self.stacks[frames] += used - before
+                self.seconds[int(time.monotonic() - self.began)][frames] += used - before
                 self.total += used - before
 
     def report(self, path: Path, top: int = 40) -> None:
@@ -83,6 +87,11 @@ class CpuSampler:
         lines += ["", "stacks:"]
         for frames, cpu in self.stacks.most_common(25):
             lines.append(f"{cpu:8.3f} s  " + " ; ".join(frames[-12:]))
+        busiest = sorted(self.seconds.items(), key=lambda item: -sum(item[1].values()))[:3]
+        for second, stacks in busiest:
+            lines += ["", f"second {second}: {100 * sum(stacks.values()):.1f}% of a core"]
+            for frames, cpu in stacks.most_common(8):
+                lines.append(f"{cpu:8.3f} s  " + " ; ".join(frames[-8:]))
         path.write_text("\n".join(lines) + "\n")
 
 

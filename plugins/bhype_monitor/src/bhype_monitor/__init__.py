@@ -1,3 +1,3 @@
 """bHype monitor plugin: host and VM metrics with a retained history."""
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
