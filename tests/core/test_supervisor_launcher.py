@@ -24,7 +24,7 @@ from test_supervisor_bhyve import FAKE, FakeHost, host, make_spec, wait_for  # n
 from bhype_core.drivers.base import VMState
 from bhype_core.drivers.launcher_client import Launcher, launcher_for
 from bhype_core.drivers.proctitle import ROOM
-from bhype_core.drivers.state import ProcessTable, SUPERVISOR_MODULE, supervisor_markers
+from bhype_core.drivers.state import SUPERVISOR_MODULE, ProcessTable, supervisor_markers
 from bhype_core.host.runner import LocalRunner
 
 
