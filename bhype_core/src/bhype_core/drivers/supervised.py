@@ -265,9 +265,12 @@ class SupervisedDriver(HypervisorDriver):
         return HypervisorFailed(text, exit_status=status, detail="\n".join(tail))
 
     def _register(self, instance: str, vm_dir: Path, name: str) -> None:
-        directory = self.run_dir / "instances"
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json(directory / f"{instance}.json", {"driver": self.name, "vm_dir": str(vm_dir), "name": name})
+        entry = self.run_dir / "instances" / f"{instance}.json"
+        record = {"driver": self.name, "vm_dir": str(vm_dir), "name": name}
+        if read_json(entry) == record:
+            return  # started before: one read instead of a directory check and a file written anew
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_json(entry, record)
 
     # -- status ------------------------------------------------------------------------------
 
