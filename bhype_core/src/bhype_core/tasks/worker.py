@@ -124,10 +124,17 @@ def enqueue_start_jobs(runtime: Runtime) -> list[str]:
     return submitted
 
 
-def warm_up_driver(runtime: Runtime) -> None:
-    """Start the driver's supervisor launcher now, so the first VM start does not pay for it
-    (issue 15; ``SupervisedDriver.warm_up``). A host whose driver cannot be built (no
-    hypervisor configured) is no reason to stop the worker: the start task will say why."""
+def warm_up_driver(runtime: Runtime) -> threading.Thread:
+    """Start the driver's supervisor launcher in the background, so the first VM start does not
+    pay for it (issue 15; ``SupervisedDriver.warm_up``) and the worker's start-up does not wait
+    for it. A host whose driver cannot be built (no hypervisor configured) is no reason to stop
+    the worker: the start task will say why."""
+    thread = threading.Thread(target=_warm_up, args=(runtime,), name="bhype-launcher-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_up(runtime: Runtime) -> None:
     try:
         from bhype_core.vm.services import active_driver
 
