@@ -231,3 +231,29 @@ def test_the_title_takes_the_reserved_room_and_refuses_more(tmp_path: Path) -> N
     )
     out = subprocess.run([sys.executable, "-c", script, *[""] * ROOM], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "False"]
+
+
+def test_the_worker_warms_the_launcher_up_at_start(tmp_path: Path) -> None:
+    from bhype_core.builtins import drivers, models, storage, tasks, vm_tasks
+    from bhype_core.drivers.launcher_client import _LAUNCHERS
+    from bhype_core.plugins import make_plugin_manager
+    from bhype_core.runtime import build_runtime
+    from bhype_core.tasks.worker import warm_up_driver
+    from bhype_core.testing import make_settings
+
+    plugins = [("core_models", models), ("core_storage", storage), ("core_drivers", drivers),
+               ("core_tasks", tasks), ("core_vms", vm_tasks)]
+    settings = make_settings(tmp_path / "data", core={"driver": "qemu"}, qemu={"accel": "tcg"})
+    runtime = build_runtime(settings, make_plugin_manager(load_entrypoints=False, plugins=plugins))
+    previous = _LAUNCHERS.pop((os.getpid(), sys.executable), None)  # as in a fresh worker process
+    try:
+        warm_up_driver(runtime).join(30)
+        pid = launcher_for(sys.executable).pid
+        assert pid is not None and cmdline(pid)[:3] == [sys.executable, "-m", "bhype_core.drivers.launcher"]
+    finally:
+        warmed = _LAUNCHERS.pop((os.getpid(), sys.executable), None)
+        if warmed is not None:
+            warmed._close()
+        if previous is not None:
+            _LAUNCHERS[(os.getpid(), sys.executable)] = previous
+        runtime.engine.dispose()
