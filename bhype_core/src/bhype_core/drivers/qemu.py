@@ -71,10 +71,11 @@ class QemuDriver(SupervisedDriver):
         machine: str = "q35",
         cpu_model: str | None = None,
         python: str = sys.executable,
+        launcher: bool = True,
         start_timeout: float = 60.0,
         ovmf: tuple[tuple[str, str], ...] = OVMF_CANDIDATES,
     ) -> None:
-        super().__init__(runner, run_dir=run_dir, python=python, start_timeout=start_timeout)
+        super().__init__(runner, run_dir=run_dir, python=python, start_timeout=start_timeout, launcher=launcher)
         self.binary = binary
         self.accel = accel
         self.machine = machine
