@@ -86,7 +86,7 @@ def stand_ins(runtime, count: int) -> list[subprocess.Popen]:
 
 
 def start_up_done(database: Path, limit: float = 600.0) -> None:
-    """Wait until no task is queued or running (the jobs a worker submits at start), at most
+    """Wait until tasks have run and none is queued or running (the jobs a worker submits at start), at most
     ``limit`` seconds: under load a fixed settle time let the start-up pass into the window."""
     import sqlite3
 
@@ -94,10 +94,14 @@ def start_up_done(database: Path, limit: float = 600.0) -> None:
     while time.monotonic() < deadline:
         connection = sqlite3.connect(database, timeout=30)
         try:
-            busy = connection.execute("SELECT count(*) FROM core_task WHERE state IN ('queued', 'running')").fetchone()
+            busy, done = connection.execute(
+                "SELECT sum(state IN ('queued', 'running')), sum(state NOT IN ('queued', 'running')) FROM core_task"
+            ).fetchone()
+        except sqlite3.OperationalError:  # the table is not there yet
+            busy, done = 1, 0
         finally:
             connection.close()
-        if not busy[0]:
+        if not busy and done:  # the worker submitted its start-up jobs and they all ended
             return
         time.sleep(2.0)
 
