@@ -349,3 +349,25 @@ __all__ += [
     "zfs_guid",
     "replica_receive_argv", "replica_send_argv", "same_snapshot", "send_pass", "take_snapshot", "zvol_to_image",
 ]  # fmt: skip
+
+# --- issue 17 (s9-dirty): dirty-block tracking of a running VM (driver capability
+# ``DIRTY_TRACKING``) and the checked block-range copy a warm move uses with it.
+from bhype_core.drivers.dirty import (  # noqa: E402
+    DirtyTracker,
+    Extent,
+    FinalChanges,
+    TrackingLost,
+    covering_blocks,
+    extent_bytes,
+    merge_extents,
+)
+from bhype_core.transfer.dirty_copy import MANIFEST_DIR as BLOCK_MANIFEST_DIR  # noqa: E402
+from bhype_core.transfer.dirty_copy import PREFIX as BLOCKS_PREFIX  # noqa: E402
+from bhype_core.transfer.dirty_copy import BlockCopy, BlockMap, copy_blocks, ssh_wrap  # noqa: E402
+from bhype_core.transfer.dirty_copy import manifest_digest as block_manifest_digest  # noqa: E402
+
+__all__ += [
+    "BLOCKS_PREFIX", "BLOCK_MANIFEST_DIR", "BlockCopy", "BlockMap", "DirtyTracker", "Extent", "FinalChanges",
+    "TrackingLost", "block_manifest_digest", "copy_blocks", "covering_blocks", "extent_bytes", "merge_extents",
+    "ssh_wrap",
+]  # fmt: skip
