@@ -130,7 +130,7 @@ def type_line(path: str, line: str) -> None:
 def guest_writes(console: str, vm_dir: Path, mark: str, seek_64k: int, count: int) -> None:
     """The guest writes ``count`` × 64 KiB of random data at ``seek_64k`` × 64 KiB of its disk."""
     type_line(console, f"dd if=/dev/urandom of=/dev/vda bs=64k seek={seek_64k} count={count} conv=fsync "
-                       f"2>/dev/null && echo DONE-{mark}")
+                       f"2>/dev/null && echo DONE-''{mark}")  # the echo of the line itself never matches
     wait_for(lambda: f"DONE-{mark}" in serial(vm_dir), f"the guest's write {mark}")
 
 
