@@ -52,7 +52,10 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`Problem`, :class:`Attachments`, and what a driver declares: :class:`DriverCapability`,
   :class:`FirmwareRules`, :data:`SpecCheck`, :class:`VMStats`, :class:`DiskStats`;
   :class:`FrozenDisks` (what ``freeze_disks``/``consistent_point`` hold: a running VM's disks
-  at one instant, capability ``CONSISTENT_POINT``).
+  at one instant, capability ``CONSISTENT_POINT``); :class:`DirtyTracker` (``track_dirty``:
+  the disk extents a running guest wrote between passes, capability ``DIRTY_TRACKING``;
+  :class:`FinalChanges`, :class:`TrackingLost`, :func:`covering_blocks`) and the checked block
+  copy that uses it: :func:`copy_blocks`, :class:`BlockMap`, :func:`block_manifest_digest`.
 * **A plugin's own hooks** (the web UI's extension hooks) — :class:`Catalog` and :func:`collect`
   gather records registered through them, attributed to their plugin, as the core's registry
   does.
