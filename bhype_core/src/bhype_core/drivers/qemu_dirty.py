@@ -92,6 +92,7 @@ class QemuDirtyTracker(DirtyTracker):
         self.generation = 0
         self.lock = threading.Lock()  # the watcher thread and the caller share the monitor
         self.nbd_started = False
+        self.ended = False  # the watcher told QEMU to quit: nothing left to release
 
     def _client(self) -> QMPClient:
         return QMPClient(self.ctl_socket, timeout=CONNECT_TIMEOUT).connect()
@@ -203,12 +204,16 @@ class QemuDirtyTracker(DirtyTracker):
                             client.execute("quit")
                         except QMPClosed:
                             pass  # QEMU closes the monitor as it exits
+                        self.ended = True
                         return
             except QMPError as exc:
                 final.detail = f"QEMU ended before the last changes were read ({exc.message})"
             done.wait(WATCH_INTERVAL)
 
     def close(self) -> None:
+        if self.ended:  # no waiting for a monitor that is gone (it was in the offline window)
+            self.nbd_socket.unlink(missing_ok=True)
+            return
         with self.lock:
             try:
                 client = QMPClient(self.ctl_socket, timeout=5.0).connect()
