@@ -1,5 +1,5 @@
 """The sending end of a block-range copy (:mod:`bhype_core.transfer.dirty_copy`), run on this
-host as ``python -m bhype_core.transfer.block_send PLAN``: reads the planned blocks of an image
+host as ``python …/block_send.py PLAN`` (standard library only): reads the planned blocks of an image
 and writes them on stdout as :mod:`block_receive` records, hashing each (``null``: all zero).
 
 ``PLAN`` (JSON): ``image``, ``block`` (bytes), ``blocks`` (offsets; ``null``: every block
