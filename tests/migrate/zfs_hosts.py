@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,8 +50,6 @@ class LocalHost(BhypeHost):
         return VmApi(self.url, token or self.admin_token)
 
     def _spawn(self, what: str, argv: list[str]) -> Any:
-        import subprocess
-
         env = {k: v for k, v in os.environ.items() if not k.startswith("BHYPE_")}
         env.update(PYTHONUNBUFFERED="1", **self.env)
         with open(self.root / f"{what}.log", "ab") as log_file:
@@ -66,10 +66,16 @@ class LocalHost(BhypeHost):
         self._wait_log("api", "Application startup complete", seen)
 
 
-def guest_sections(zfs_host: Any, pool: str) -> dict[str, dict[str, Any]]:
+def guest_sections(zfs_host: Any, pool: str, control_dir: Path) -> dict[str, dict[str, Any]]:
     """A host's settings: commands on the guest, its ZFS datastore ``<pool>/bhype``; only the
-    core's built-ins, zfs and migrate (other plugins' probes would add SSH sessions to the
-    guest's dropbear, which refuses connections beyond a few at once)."""
+    core's built-ins, zfs and migrate.
+
+    The guest's dropbear drops connections beyond a few unauthenticated ones at once (and a
+    handshake is slow under TCG), so every process of both hosts shares one SSH master
+    connection to it (``ControlPath`` in ``control_dir``: ssh(1) takes the first value of an
+    option, and ``ssh_options`` come before the runner's own). Only how commands reach the
+    guest is shared; the data path (``ssh -i <a's key> … zfs receive``) opens its own
+    connections, as between two real hosts."""
     import importlib.metadata as metadata
 
     keep = {"zfs", "migrate"}
@@ -78,7 +84,7 @@ def guest_sections(zfs_host: Any, pool: str) -> dict[str, dict[str, Any]]:
     return {
         "core": {"platform": "linux", "disabled_plugins": disabled},
         "runner": {"target": zfs_host.target, "ssh_identity": str(zfs_host.identity),
-                   "ssh_options": list(zfs_host.options), "default_timeout": 300},
+                   "ssh_options": [*zfs_host.options, f"ControlPath={control_dir}/%C"], "default_timeout": 300},
         "zfs": {"pool": pool, "platform": "linux"},
         "vm": {"datastores": {"zfs": {"backend": "zfs", "dataset": f"{pool}/bhype"}}, "default_datastore": "zfs"},
         "migrate": {"peer_task_timeout": 600},
@@ -115,6 +121,7 @@ def zfs_hosts(zfs_host: Any) -> Iterator[Callable[[str], LocalHost]]:
     from bhype_core.testing.users import LocalUsers
 
     hosts: list[LocalHost] = []
+    control_dir = Path(tempfile.mkdtemp(prefix="bhz-ssh-"))  # 0700: whoever reaches the socket runs commands
     with LocalUsers() as users:
         roles = Roles(users, users.group(), users.group())
         admin = roles.admin().name
@@ -123,7 +130,7 @@ def zfs_hosts(zfs_host: Any) -> Iterator[Callable[[str], LocalHost]]:
             root = Path(f"/tmp/bhz-{os.getpid()}-{name}")
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir()
-            sections = guest_sections(zfs_host, POOLS[name])
+            sections = guest_sections(zfs_host, POOLS[name], control_dir)
             sections["auth"] = {"backend": "in-process", **roles.auth_section()}
             host = LocalHost(name, "", "127.0.0.1", root, host_config(root, sections), port=free_port())
             host.config.write_text(toml_text(host.raw_config))
@@ -142,6 +149,10 @@ def zfs_hosts(zfs_host: Any) -> Iterator[Callable[[str], LocalHost]]:
                     host.stop(what, timeout=20)
             for host in hosts:
                 shutil.rmtree(host.root, ignore_errors=True)
+            for socket in control_dir.iterdir():  # the shared master (ControlPersist) ends
+                subprocess.run(["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "x"], check=False,
+                               capture_output=True)
+            shutil.rmtree(control_dir, ignore_errors=True)
 
 
 def authorize(zfs_host: Any, public_key: str) -> None:
