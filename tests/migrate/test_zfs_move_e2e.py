@@ -51,8 +51,26 @@ class World:
         out = self.run("zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r", *datasets, check=False).stdout
         return out.split()
 
+    def flaked(self, task: dict[str, Any]) -> bool:
+        """Whether ``task`` failed because a host's runner could not reach the guest at all
+        (ssh exit 255 within a fraction of a second: the guest's dropbear drops connections
+        when it is busy). That is the test bed, not the move: such a move rolled back like any
+        failed one and is tried again (at most twice; any other failure counts)."""
+        message = str((task.get("error") or {}).get("message", ""))
+        return task["state"] == "failed" and f"ssh connection failed ({self.guest.target})" in message
+
+    def task(self, path: str, body: dict[str, Any], expect: str | None = "succeeded") -> dict[str, Any]:
+        for _ in range(3):
+            task = wait_task(self.a, self.a.api().request("POST", path, body), expect=None)
+            if not self.flaked(task):
+                break
+            print(f"retried after the guest's SSH dropped a connection: {task['error']['message']}")
+        if expect is not None:
+            assert task["state"] == expect, task
+        return task
+
     def move(self, expect: str | None = "succeeded", **body: Any) -> dict[str, Any]:
-        return wait_task(self.a, self.a.api().request("POST", "/api/v1/migrate/moves", body), expect=expect)
+        return self.task("/api/v1/migrate/moves", body, expect)
 
     def vm(self, host: Any, name: str) -> dict[str, Any]:
         return host.api().request("GET", f"/api/v1/vms/{name}")
@@ -60,7 +78,7 @@ class World:
     def create(self, name: str, written_mib: int = 8) -> dict[str, Any]:
         """A stopped UEFI VM on a with a 32 MiB zvol holding ``written_mib`` MiB of random data."""
         body = {"name": name, "spec": {"boot": {"mode": "uefi"}, "disks": [{"size": "32M"}], "nics": []}}
-        wait_task(self.a, self.a.api().request("POST", "/api/v1/vms", body))
+        self.task("/api/v1/vms", body)
         device = f"/dev/zvol/tank/bhype/vms/{name}/disk0"
         self.run("udevadm", "settle")
         self.run("dd", "if=/dev/urandom", f"of={device}", "bs=1M", f"count={written_mib}", "seek=4", "conv=fsync")
@@ -123,8 +141,7 @@ def test_cold_zfs_move_registers_on_the_peer_and_removes_the_source(world: World
         world.vm(world.a, "zm1")
     assert not world.exists("tank/bhype/vms/zm1")
     assert [s for s in world.snapshots("tank", "bpool") if MOVE_SNAPSHOT in s] == []
-    moves = world.a.api().request("GET", "/api/v1/migrate/moves")["moves"]
-    assert [m["state"] for m in moves if m["vm_name"] == "zm1"] == ["done"]
+    assert journal_states(world.a, "zm1")[0] == "done"
 
 
 def move_snapshots(world: World) -> list[str]:
@@ -132,6 +149,7 @@ def move_snapshots(world: World) -> list[str]:
 
 
 def journal_states(host: Any, name: str) -> list[str]:
+    """The states of VM ``name``'s moves from ``host``, newest first."""
     return [m["state"] for m in host.api().request("GET", "/api/v1/migrate/moves")["moves"] if m["vm_name"] == name]
 
 
@@ -144,7 +162,7 @@ def test_keep_source_leaves_the_source_stopped_and_marked_moved(world: World) ->
     assert world.vm(world.a, "zm2")["uuid"] == before["uuid"]  # still registered here
     assert world.sha("/dev/zvol/tank/bhype/vms/zm2/disk0") == disk == world.sha("/dev/zvol/bpool/bhype/vms/zm2/disk0")
     assert move_snapshots(world) == []
-    assert journal_states(world.a, "zm2") == ["kept"]
+    assert journal_states(world.a, "zm2")[0] == "kept"
 
 
 def test_a_name_taken_on_the_peer_rolls_back_and_leaves_theirs_alone(world: World) -> None:
@@ -165,7 +183,7 @@ def test_a_name_taken_on_the_peer_rolls_back_and_leaves_theirs_alone(world: Worl
     assert world.vm(world.a, "zm3")["uuid"] == before["uuid"]
     assert world.sha("/dev/zvol/tank/bhype/vms/zm3/disk0") == disk
     assert move_snapshots(world) == []
-    assert journal_states(world.a, "zm3") == ["rolled_back"]
+    assert journal_states(world.a, "zm3")[0] == "rolled_back"
     world.run("zfs", "destroy", "-r", "bpool/bhype/vms/zm3")
 
 
@@ -184,7 +202,7 @@ def test_a_failure_after_the_transfer_destroys_the_copy_and_keeps_the_source(wor
     assert world.vm(world.a, "zm4")["uuid"] == before["uuid"]
     assert world.sha("/dev/zvol/tank/bhype/vms/zm4/disk0") == disk
     assert world.exists("tank/bhype/vms/zm4") and move_snapshots(world) == []
-    assert journal_states(world.a, "zm4") == ["rolled_back"]
+    assert journal_states(world.a, "zm4")[0] == "rolled_back"
 
 
 def test_auto_takes_zfs_toward_a_group_host_that_reports_its_zfs_datastore(world: World) -> None:
