@@ -199,7 +199,7 @@ class Move:
     def zfs(self) -> ZfsPasses:
         """The ZFS data path: the VM's dataset tree here → the peer's dataset, through ssh."""
         source = ZfsEnd(self.context.runner, self.data["zfs_source"])
-        target = peer_end(self.context.runner, self.peer, self.data["zfs_target"])
+        target = peer_end(self.runtime.local_runner, self.peer, self.data["zfs_target"])  # ssh runs where the key is
         return ZfsPasses(self.context, source, target, self.data, self.data["incoming"].removeprefix(INCOMING_PREFIX),
                          on_pass=lambda: self.context.checkpoint(self.data.get("step", "planned"), self.data))
 
