@@ -16,7 +16,7 @@ from bhype_core.db.migrate import upgrade
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
-from bhype_snmp import agent_users, managers
+from bhype_snmp import agent_users, engines, managers
 
 from .kit import require_webui
 
@@ -57,12 +57,12 @@ def client(app, user: str, role: str) -> TestClient:
 def test_admins_see_managers_and_the_engine_id_without_secrets(app):
     page = client(app, "root", "admin").get("/ui/snmp", headers=HTML)
     assert page.status_code == 200
-    engine = managers.engine_id(app[1]).hex()
+    engine = engines.engine_id(app[1]).hex()
     assert f'<code id="snmp-engine-id">0x{engine}</code>' in page.text
     assert "<td>nms1</td><td>192.0.2.7:162</td><td>v2c</td><td>trap</td>" in page.text
     assert "bhype (SHA256/AES, keys set)" in page.text and "community set" in page.text
     assert '<a href="/ui/snmp" aria-current="page">SNMP</a>' in page.text
-    agent_engine = managers.engine_id(app[1], "agent").hex()
+    agent_engine = engines.engine_id(app[1], "agent").hex()
     assert f'<code id="snmp-agent-engine-id">0x{agent_engine}</code>' in page.text and agent_engine != engine
     assert "<td>poller</td><td>SHA512</td><td>AES256</td>" in page.text and "SNMPv2c off (no community)" in page.text
     assert 'data-api="DELETE /api/v1/snmp/agent/users/poller"' in page.text
