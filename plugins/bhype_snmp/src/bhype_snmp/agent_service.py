@@ -36,8 +36,7 @@ def refresh(runtime: Any, agent: Agent, facts: dict[str, Any]) -> int:
     except Exception as exc:  # a backup plugin failed: the column is absent (unknown), never "never"
         log.warning("last backup times not readable: %s", exc)
         backups = None
-    settings = runtime.settings.section("snmp")
-    agent.instrumentation.replace(snapshot(rows, host=host_name(settings.host_name), facts=facts, live=live,
+    agent.instrumentation.replace(snapshot(rows, host=host_name(runtime), facts=facts, live=live,
                                            backups=backups))
     agent.set_users([AgentUser(row.name, row.auth_protocol, row.auth_key, row.priv_protocol, row.priv_key)
                      for row in list_users(runtime)])

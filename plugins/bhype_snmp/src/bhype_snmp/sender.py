@@ -255,7 +255,7 @@ class Sender:
             chosen.append(manager)
         if not chosen:
             return []
-        notification = build(event, host=host_name(self.settings.host_name), web_url=self.settings.web_url,
+        notification = build(event, host=host_name(self.runtime), web_url=self.settings.web_url,
                              vm_uuid=self._vm_uuid(event))
         self._keep_clock(chosen)
         return [(manager, notification) for manager in chosen]
@@ -298,6 +298,6 @@ def send_test(runtime: Any, manager: SnmpManager) -> SendResult:
     """Send ``bhypeTestNotification`` to ``manager`` now, through the process's sender, and wait
     for the outcome (the ``snmp.test`` task): whether an inform was acknowledged, or why not."""
     settings = runtime.settings.section("snmp")
-    notification = test_notification(host=host_name(settings.host_name), web_url=settings.web_url,
+    notification = test_notification(host=host_name(runtime), web_url=settings.web_url,
                                      manager=manager.name)
     return sender_for(runtime).send_now(manager, notification)
