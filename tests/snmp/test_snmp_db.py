@@ -94,3 +94,25 @@ def test_snmp_0003_gives_the_old_engine_ids_to_the_first_host_and_new_ones_to_th
     assert engines.sender_engine_ids(beta) == {"alpha": "80001f880500112233445566778899aabb", "beta": beta_id.hex()}
     beta.engine.dispose()
     runtime.engine.dispose()
+
+
+def test_processes_of_one_host_making_its_engine_id_at_once_get_the_same_one(runtime_on):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlmodel import select
+
+    from bhype_core.plugin_api import session
+    from bhype_snmp.models import SnmpEngine
+
+    first = runtime_on()
+    migrate.upgrade(first)
+    processes = [runtime_on() for _ in range(6)]  # each its own connection pool, as separate processes
+    for runtime in processes:
+        runtime.extras["host.name"] = "h1"
+    with ThreadPoolExecutor(len(processes)) as pool:
+        made = list(pool.map(engines.engine_id, processes))
+    assert len(set(made)) == 1
+    with session(first) as db:
+        assert len(db.exec(select(SnmpEngine).where(SnmpEngine.role == "notify")).all()) == 1
+    for runtime in (first, *processes):
+        runtime.engine.dispose()

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from pysnmp.entity import engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import col, select
 
 from bhype_core.plugin_api import local_host_name, session, utcnow
@@ -76,28 +76,31 @@ def _query(runtime: Any, role: str) -> Any:
     return select(SnmpEngine).where(SnmpEngine.role == role, SnmpEngine.host == local_host_name(runtime))
 
 
-def _row(runtime: Any, role: str) -> SnmpEngine:
+def _row(runtime: Any, role: str, attempts: int = 3) -> SnmpEngine:
     """This host's row of ``role``: the stored one; else the one made before engine IDs were
     per host (``host`` empty: the first host to ask adopts it, so a single host keeps its ID);
-    else a new one. Two processes making it at once: the unique (role, host) keeps one."""
-    with session(runtime) as db:
-        row = db.exec(_query(runtime, role)).first()
-    if row is not None:
-        return row
-    try:
-        with session(runtime, write=True) as db:
-            row = db.exec(_query(runtime, role).with_for_update()).first()
-            if row is None:
-                row = db.exec(select(SnmpEngine).where(SnmpEngine.role == role, SnmpEngine.host == "")
-                              .order_by(col(SnmpEngine.id)).with_for_update()).first()
-                if row is None:
-                    row = SnmpEngine(engine_id=(ENGINE_PREFIX + secrets.token_bytes(12)).hex(), role=role)
-                row.host = local_host_name(runtime)
-                db.add(row)
-            return row
-    except IntegrityError:  # another process of this host made it in between: use that one
+    else a new one. Two processes making it at once: the unique (role, host) keeps one (the
+    other's insert fails, or on MariaDB its gap lock deadlocks; it reads the winner's row)."""
+    for attempt in range(attempts):
         with session(runtime) as db:
-            return db.exec(_query(runtime, role)).one()
+            row = db.exec(_query(runtime, role)).first()
+        if row is not None:
+            return row
+        try:
+            with session(runtime, write=True) as db:
+                row = db.exec(_query(runtime, role).with_for_update()).first()
+                if row is None:
+                    row = db.exec(select(SnmpEngine).where(SnmpEngine.role == role, SnmpEngine.host == "")
+                                  .order_by(col(SnmpEngine.id)).with_for_update()).first()
+                    if row is None:
+                        row = SnmpEngine(engine_id=(ENGINE_PREFIX + secrets.token_bytes(12)).hex(), role=role)
+                    row.host = local_host_name(runtime)
+                    db.add(row)
+                return row
+        except (IntegrityError, OperationalError):  # another process of this host made it in between
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _clock(row: SnmpEngine) -> EngineClock:
