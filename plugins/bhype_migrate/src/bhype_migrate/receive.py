@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bhype_core.plugin_api import (
+    BLOCK_MANIFEST_DIR,
     BhypeError,
     TaskContext,
     UndoAction,
@@ -76,9 +77,10 @@ def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str,
         done[0] += count
         context.progress(min(90.0, 90.0 * done[0] / total), "verifying checksums")
 
-    problems = mismatches(checksums, checksum_tree(source, files, counted))
+    problems = mismatches(checksums, checksum_tree(source, files, counted, expected=checksums))
     if problems:
         raise BhypeError(f"the received files do not match the source: {'; '.join(problems[:10])}")
+    shutil.rmtree(source / BLOCK_MANIFEST_DIR, ignore_errors=True)  # a dirty-block move's hashes: verified
     context.log(f"checksums of {len(files)} file(s) verified")
     name = spec["name"]
     target = _vm_dir(runtime, datastore, name)
