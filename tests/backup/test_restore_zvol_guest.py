@@ -24,7 +24,7 @@ from bhype_backup.restore import RestoreMismatch, restore
 from bhype_backup.restore_disk import sha256_on_datastore
 from bhype_backup.targets import add_target, get_target
 from bhype_core.db.migrate import upgrade
-from bhype_core.plugin_api import ValidationErrors, find_vm
+from bhype_core.plugin_api import ValidationErrors, find_vm, open_datastore
 from bhype_core.runtime import build_runtime
 from bhype_core.tasks import TaskContext
 from bhype_core.testing import make_settings
@@ -150,6 +150,8 @@ def test_file_point_restored_onto_zvols_as_new_vm_and_over_the_same_vm(world, ta
     assert seed == "seed of zr1\n" * 999
     assert run(host, "stat", "-c", "%a", "/tank/bhype/vms/zr1copy/cidata.iso").stdout.strip() == "600"
     assert find_vm(runtime, "zr1copy").uuid != find_vm(runtime, "zr1").uuid
+    store = open_datastore(runtime, "zfs")  # the datastore says what a disk is
+    assert store.volume("zr1copy", "disk0").device is True and store.volume("zr1copy", "disk0").size == 16 * MIB
     # Fresh zvols were written sparsely: about the data, not 24 MiB.
     used = int(run(host, "zfs", "get", "-Hp", "-o", "value", "used", f"{VMS}/zr1copy").stdout)
     assert used < 16 * MIB

@@ -14,7 +14,8 @@ file system.
 * **Datastore on another host**: rsync fetches into a sparse staging file here, checked chunk
   by chunk against the manifest *before* the datastore changes (a damaged point leaves the
   VM's disks as they were); the staged image then goes through the runner's ``pipe``: ``dd
-  if=IMAGE bs=1M`` here into ``dd of=DISK bs=1M conv=notrunc`` there (dd(1), GNU and FreeBSD).
+  if=IMAGE bs=1M`` here into ``dd of=DISK bs=1M conv=notrunc,fsync`` there (dd(1), GNU and
+  FreeBSD 13+; ``fsync`` so a write refused late, a zvol over its quota, fails the copy).
   A freshly created zvol reads as zeros, so there ``conv=sparse`` seeks over all-zero blocks
   instead of writing them; an existing zvol gets every block. A file goes to
   ``.<name>.restore`` (``conv=sparse``, then ``truncate -s SIZE``, truncate(1)) and is moved
@@ -141,10 +142,12 @@ def write_disk(context: Any, endpoint: Endpoint, point: Any, entry: FileEntry, v
 
 
 def push(context: Any, local: Path, remote: str, *, device: bool, sparse: bool, label: str) -> None:
-    """``dd if=LOCAL`` here | ``dd of=REMOTE conv=notrunc[,sparse]`` on the datastore's host."""
+    """``dd if=LOCAL`` here | ``dd of=REMOTE conv=[notrunc,][sparse,]fsync`` on the datastore's host."""
     runtime = context.runtime
-    conv = ",".join(["notrunc"] * device + ["sparse"] * sparse)
-    writer = ["dd", f"of={remote}", f"bs={BLOCK}", *([f"conv={conv}"] if conv else [])]
+    # fsync: a write the datastore refuses late (a zvol over its quota, buffered by the OS)
+    # fails dd here instead of vanishing after a read-back from the cache.
+    conv = ",".join(["notrunc"] * device + ["sparse"] * sparse + ["fsync"])
+    writer = ["dd", f"of={remote}", f"bs={BLOCK}", f"conv={conv}"]
     try:
         result = runtime.local_runner.pipe(["dd", f"if={local}", f"bs={BLOCK}"], writer, to=runtime.runner,
                                            check=False, cancel=context.cancel_requested, timeout=TIMEOUT)
