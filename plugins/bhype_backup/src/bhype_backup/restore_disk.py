@@ -17,7 +17,8 @@ file system.
   if=IMAGE bs=1M`` here into ``dd of=DISK bs=1M conv=notrunc,fsync`` there (dd(1), GNU and
   FreeBSD 13+; ``fsync`` so a write refused late, a zvol over its quota, fails the copy).
   A freshly created zvol reads as zeros, so there ``conv=sparse`` seeks over all-zero blocks
-  instead of writing them; an existing zvol gets every block. A file goes to
+  instead of writing them (where that dd has it: not busybox's); an existing zvol gets every
+  block. A file goes to
   ``.<name>.restore`` (``conv=sparse``, then ``truncate -s SIZE``, truncate(1)) and is moved
   over the disk with ``mv -f``.
 
@@ -146,6 +147,7 @@ def push(context: Any, local: Path, remote: str, *, device: bool, sparse: bool, 
     runtime = context.runtime
     # fsync: a write the datastore refuses late (a zvol over its quota, buffered by the OS)
     # fails dd here instead of vanishing after a read-back from the cache.
+    sparse = sparse and seeks_over_zeros(runtime.runner)
     conv = ",".join(["notrunc"] * device + ["sparse"] * sparse + ["fsync"])
     writer = ["dd", f"of={remote}", f"bs={BLOCK}", f"conv={conv}"]
     try:
@@ -158,6 +160,14 @@ def push(context: Any, local: Path, remote: str, *, device: bool, sparse: bool, 
         raise TransferFailed(error.argv, error.returncode, error.stderr, error.duration,
                              reason=f"{label}: writing {remote} on {runtime.runner.target} failed "
                                     f"(exit {error.returncode}): {error.stderr.strip()[-300:]}")
+
+
+def seeks_over_zeros(runner: Any) -> bool:
+    """Whether dd on the runner's host has ``conv=sparse`` (GNU and FreeBSD do; busybox's
+    does not: every block is then written, and a pool with compression still stores none of
+    the zero ones)."""
+    probe = ["dd", "if=/dev/null", "of=/dev/null", "conv=sparse"]
+    return runner.run(probe, check=False, timeout=60).returncode == 0
 
 
 def hash_argv(runner: Any) -> list[str]:
