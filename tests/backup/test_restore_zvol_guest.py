@@ -144,7 +144,7 @@ def test_file_point_restored_onto_zvols_as_new_vm_and_over_the_same_vm(world, ta
     assert sorted(result["restored"]) == ["cidata.iso", "disk0", "disk1"]
     copies = [f"/dev/zvol/{VMS}/zr1copy/disk0", f"/dev/zvol/{VMS}/zr1copy/disk1"]
     assert [guest_sha256(host.shared_runner, d) for d in copies] == original
-    kinds = run(host, "zfs", "get", "-H", "-o", "value", "type,volsize", f"{VMS}/zr1copy/disk0").stdout.split()
+    kinds = run(host, "zfs", "get", "-Hp", "-o", "value", "type,volsize", f"{VMS}/zr1copy/disk0").stdout.split()
     assert kinds == ["volume", str(16 * MIB)]
     seed = run(host, "cat", "/tank/bhype/vms/zr1copy/cidata.iso").stdout
     assert seed == "seed of zr1\n" * 999
