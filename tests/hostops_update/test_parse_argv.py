@@ -11,7 +11,6 @@ from bhype_core.plugin_api import BhypeError, ValidationErrors
 from bhype_hostops.update import argv
 from bhype_hostops.update.parse import (
     booted,
-    lists_restore,
     next_boot,
     nothing_to_install,
     parse_bectl_list,
@@ -58,14 +57,6 @@ def test_installers_saying_there_is_nothing_to_do() -> None:
     assert nothing_to_install(sample("pkg-upgrade-up-to-date.txt"))
     assert not nothing_to_install(sample("freebsd-update-install-done.txt"))
     assert not nothing_to_install(sample("freebsd-update-pkgbase.txt"))
-
-
-def test_bhyve_usage_lists_restore_only_on_snapshot_builds() -> None:
-    assert lists_restore("Usage: bhyve [-AaCDeHhPSuWwxY]\n       -r: path to checkpoint file\n")
-    assert not lists_restore("Usage: bhyve [-AaCDeHhPSuWwxY]\n       -h: help\n")
-    # The synopsis shows "[-r file]" on every build (usr.sbin/bhyve usage()): not a snapshot build.
-    assert not lists_restore("Usage: bhyve [-AaCDeHhPSuWwxY]\n             [-p vcpu:hostcpu] [-r file] [-s pci] "
-                             "[-U uuid] vmname\n       -h: help\n")
 
 
 def test_argv() -> None:

@@ -69,12 +69,6 @@ def test_a_failing_tool_fails_the_install_with_its_message(platform) -> None:
         platform.install("packages", ["pkg", "upgrade", "-y"], None)
 
 
-def test_suspend_is_detected_not_assumed(platform) -> None:
-    assert platform.can_suspend() is False
-    change(platform, lambda s: s.update(snapshot_bhyve=True))
-    assert platform.can_suspend() is True
-
-
 def test_installer_lines_arrive_while_it_runs(platform, tmp_path) -> None:
     """The stand-in's pkg stops after its first progress line until a gate file exists; only a
     line delivered while the command runs can open it (otherwise the install fails)."""

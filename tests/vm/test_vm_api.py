@@ -121,6 +121,10 @@ def test_bad_create_is_422_naming_fields_and_queues_nothing(client, users, runti
     assert [f["path"] for f in response.json()["error"]["fields"]] == ["template"]
     response = client.post(VMS, json={"name": "ok", "datastore": "nope"}, headers=users["alice"])
     assert [f["path"] for f in response.json()["error"]["fields"]] == ["datastore"]
+    # A misspelt top-level field is refused, not dropped (it would create a VM without its disks).
+    response = client.post(VMS, json={"name": "ok", "overrides": SMALL}, headers=users["alice"])
+    assert response.status_code == 422
+    assert [f["path"] for f in response.json()["error"]["fields"]] == ["body.overrides"]
     assert tasks(runtime) == []
 
 

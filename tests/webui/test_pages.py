@@ -185,3 +185,37 @@ def test_every_confirmation_is_a_whole_sentence(env):
     assert "Destroy VM alice-0000? This cannot be undone." in texts
     for text in texts:
         assert re.fullmatch(r"[A-Z][^\"<>]*[?.]", text), text
+
+
+def test_a_running_vm_offers_suspend_and_a_suspended_one_a_fresh_start(env):
+    from sqlmodel import Session, select
+
+    from bhype_core.tasks import store
+    from bhype_core.vm.models import VM
+
+    (running,) = env.add_vms("alice", 1, prefix="run", state="running")
+    (saved,) = env.add_vms("alice", 1, prefix="saved")
+    with Session(env.runtime.engine) as db:
+        row = db.exec(select(VM).where(VM.name == saved)).one()
+        row.status = {"state": "stopped", "suspended": {"at": "2026-12-08T00:10:00Z", "size": 2**26}}
+        db.add(row)
+        db.commit()
+    client = env.client("alice")
+
+    page = client.get(f"/ui/vms/{running}", headers=HTML).text
+    suspend = re.search(r'<button[^>]*data-api="POST /api/v1/vms/run-0000/suspend"[^>]*>', page)
+    assert suspend and " disabled" not in suspend.group(0)
+    assert "Suspended to disk" not in page
+
+    page = client.get(f"/ui/vms/{saved}", headers=HTML).text
+    assert re.search(r'<button[^>]*data-api="POST /api/v1/vms/saved-0000/suspend"[^>]*disabled', page)
+    assert "Suspended to disk at 2026-12-08T00:10:00Z: Start resumes it where it was." in page
+    fresh = re.search(r'<button[^>]*data-api="POST /api/v1/vms/saved-0000/start\?discard_saved_state=true"[^>]*>', page)
+    assert fresh and " disabled" not in fresh.group(0)
+    assert "Throw away the saved memory of saved-0000 and boot it from its disk?" in html.unescape(fresh.group(0))
+
+    # The button's request is what the API takes: the fresh start is queued with the flag.
+    accepted = client.post(f"/api/v1/vms/{saved}/start?discard_saved_state=true", headers={"X-CSRF-Token": client.csrf})
+    assert accepted.status_code == 202, accepted.text
+    task = store.get_task(env.runtime.engine, accepted.json()["task_id"])
+    assert (task.kind, task.arguments["discard_saved_state"]) == ("vm.start", True)

@@ -101,7 +101,15 @@ def test_kill_9_after_the_first_dataset_is_cloned_is_undone_by_recovery(tank, zf
     config = worker_config(zfs_host, runtime)
     first = start_worker(config, env={FAILPOINTS: "after:zfs clone"})
     victim = service.submit(runtime, Principal("alice", "operator"), "zfs.clone", {"source": "ksrc", "target": "kdst"})
-    assert first.wait(timeout=300) == -signal.SIGKILL, first.log_text()
+    # The failpoint fires only after a *successful* `zfs clone`: a task that ended any other way
+    # leaves the worker idle, so watch the task as well as the process and show both on failure.
+    deadline = time.monotonic() + 300
+    while first.process.poll() is None:
+        task = store.get_task(runtime.engine, victim.id)
+        assert task.state in ("queued", "running"), (task.state, task.error, first.log_text())
+        assert time.monotonic() < deadline, (task.state, task.progress_message, first.log_text())
+        time.sleep(0.5)
+    assert first.process.returncode == -signal.SIGKILL, first.log_text()
     left = datasets(tank, VMS)
     assert f"{VMS}/kdst" in left and any(name.startswith(f"{VMS}/ksrc@clone-") for name in left), left
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from bhype_core.api.accepted import TaskAccepted, accept_task
@@ -43,7 +43,12 @@ TOP_LEVEL = ("name", "template", "owner")
 
 
 class VMCreate(BaseModel):
-    """A new VM: a name, optionally a template, and spec fields (overriding the template's)."""
+    """A new VM: a name, optionally a template, and spec fields (overriding the template's).
+
+    Unknown top-level fields are refused (422), not dropped: a misspelt ``spec`` would
+    otherwise create a VM without the disks the caller asked for."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str
     template: str | None = Field(None, description="template name (GET /api/v1/templates)")

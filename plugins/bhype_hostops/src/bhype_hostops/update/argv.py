@@ -63,9 +63,3 @@ def boot_time() -> list[str]:
     """sysctl(8) ``-n kern.boottime``: when the running kernel booted (``{ sec = N, usec = M }
     …``); a different value after the reboot step proves the host really rebooted."""
     return ["sysctl", "-n", "kern.boottime"]
-
-
-def bhyve_usage() -> list[str]:
-    """bhyve(8) ``-h``: the usage text; it lists ``-r file`` (restore a checkpoint) only on a
-    build with ``BHYVE_SNAPSHOT`` (freebsd-host.md §3.4), the only hosts that can suspend."""
-    return ["bhyve", "-h"]

@@ -76,11 +76,3 @@ def nothing_to_install(output: str) -> bool:
     """Whether an installer said it had nothing to do: freebsd-update(8) ``install`` prints
     ``No updates are available to install.``; pkg-upgrade(8) ``Your packages are up to date.``"""
     return "No updates are available to install." in output or "Your packages are up to date." in output
-
-
-def lists_restore(usage: str) -> bool:
-    """Whether bhyve(8)'s usage describes ``-r`` (``-r: path to checkpoint file``): only builds
-    with ``WITH_BHYVE_SNAPSHOT`` have that line (freebsd-host.md §3.4), so only they can suspend a
-    guest. The synopsis shows ``[-r file]`` on every build (usr.sbin/bhyve ``usage()``), so it
-    does not count. The VM driver asks the same itself (the plan uses its answer)."""
-    return re.search(r"^\s*-r:", usage, re.MULTILINE) is not None

@@ -17,7 +17,6 @@ from bhype_core.plugin_api import BhypeError, CommandError, ConfigError, detect_
 from bhype_hostops.update import argv
 from bhype_hostops.update.parse import (
     BootEnvironment,
-    lists_restore,
     nothing_to_install,
     parse_bectl_list,
     parse_boottime,
@@ -99,11 +98,6 @@ class UpdatePlatform:
         if self.settings.base != "auto":
             return self.settings.base
         return "pkgbase" if self._run(argv.pkg_which_uname(), check=False).returncode == 0 else "freebsd-update"
-
-    def can_suspend(self) -> bool:
-        """Whether this host's bhyve can checkpoint a guest (``bhyve -h`` lists ``-r``)."""
-        result = self._run(argv.bhyve_usage(), check=False)
-        return lists_restore(result.stdout + result.stderr)
 
     def installers(self, base_mode: str) -> list[tuple[str, list[str], dict[str, str] | None]]:
         """The install commands in order: the base system first, then the packages."""

@@ -1,7 +1,7 @@
 """Stand-ins for the FreeBSD tools of the update workflow on a development host.
 
 ``python -m bhype_hostops.update.standin --state DIR TOOL ARGS…`` behaves like ``bectl``,
-``freebsd-update``, ``pkg``, ``shutdown``, ``sysctl`` and ``bhyve -h`` as their man pages and
+``freebsd-update``, ``pkg``, ``shutdown`` and ``sysctl`` as their man pages and
 the project's references document them (the texts below name their source), against a small
 state file ``DIR/state.json`` a test or a developer edits: the boot environments, which one
 the loader boots next, the pending base and package updates, whether the base is packaged.
@@ -29,7 +29,6 @@ DEFAULT_STATE: dict[str, Any] = {
     "boot_sec": 1767607200,
     "version": "14.3-RELEASE-p1",
     "pkgbase": False,
-    "snapshot_bhyve": False,
     "pending": {"base": [], "packages": []},
     "fail": {},  # tool name -> message: that tool fails (exit 1) with this message
     # pkg upgrade prints slowly, like a real download: "pace" seconds between progress lines,
@@ -162,15 +161,6 @@ def _sysctl(state: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
-def _bhyve(state: dict[str, Any], args: list[str]) -> int:
-    # bhyve(8) usage; "-r file" appears only on BHYVE_SNAPSHOT builds (freebsd-host.md §3.4).
-    print("Usage: bhyve [-AaCDeHhPSuWwxY]", file=sys.stderr)
-    print("       -h: help", file=sys.stderr)
-    if state["snapshot_bhyve"]:
-        print("       -r: path to checkpoint file", file=sys.stderr)
-    return 1
-
-
 def _shutdown(state: dict[str, Any], args: list[str], state_dir: Path) -> int:
     if args != ["-r", "now"]:
         print(f"shutdown: stand-in knows only '-r now', not {' '.join(args)!r}", file=sys.stderr)
@@ -202,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if tool == "shutdown":
         return _shutdown(state, rest, state_dir)
-    handlers = {"bectl": _bectl, "freebsd-update": _freebsd_update, "pkg": _pkg, "sysctl": _sysctl, "bhyve": _bhyve}
+    handlers = {"bectl": _bectl, "freebsd-update": _freebsd_update, "pkg": _pkg, "sysctl": _sysctl}
     if tool not in handlers:
         print(f"stand-in: no tool {tool!r}", file=sys.stderr)
         return 127
