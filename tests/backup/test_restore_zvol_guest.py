@@ -121,11 +121,14 @@ def datasets(host, name: str) -> list[str]:
     return result.stdout.split() if result.returncode == 0 else []
 
 
-def stored_file(runtime, tmp_path, point_id: int, volume: str):
+def manifest_files(runtime, tmp_path, point_id: int):
     point = get_point(runtime, point_id)
-    manifest = parse_manifest((tmp_path / "usb" / point.path / "manifest.json").read_bytes())
-    entry = next(f for f in manifest.files if f.volume == volume)
-    return tmp_path / "usb" / point.path / entry.stored, entry
+    return parse_manifest((tmp_path / "usb" / point.path / "manifest.json").read_bytes()).files
+
+
+def stored_file(runtime, tmp_path, point_id: int, volume: str):
+    entry = next(f for f in manifest_files(runtime, tmp_path, point_id) if f.volume == volume)
+    return tmp_path / "usb" / get_point(runtime, point_id).path / entry.stored, entry
 
 
 def test_file_point_restored_onto_zvols_as_new_vm_and_over_the_same_vm(world, tank, tmp_path):
@@ -148,7 +151,9 @@ def test_file_point_restored_onto_zvols_as_new_vm_and_over_the_same_vm(world, ta
     assert kinds == ["volume", str(16 * MIB)]
     seed = run(host, "cat", "/tank/bhype/vms/zr1copy/cidata.iso").stdout
     assert seed == "seed of zr1\n" * 999
-    assert run(host, "stat", "-c", "%a", "/tank/bhype/vms/zr1copy/cidata.iso").stdout.strip() == "600"
+    seed_entry = next(f for f in manifest_files(runtime, tmp_path, point["point"]) if f.original == "cidata.iso")
+    mode = run(host, "stat", "-c", "%a", "/tank/bhype/vms/zr1copy/cidata.iso").stdout.strip()
+    assert int(mode, 8) == int(seed_entry.mode, 8)  # the manifest's mode, set on the datastore's host
     assert find_vm(runtime, "zr1copy").uuid != find_vm(runtime, "zr1").uuid
     store = open_datastore(runtime, "zfs")  # the datastore says what a disk is
     assert store.volume("zr1copy", "disk0").device is True and store.volume("zr1copy", "disk0").size == 16 * MIB
