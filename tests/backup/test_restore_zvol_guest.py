@@ -5,8 +5,9 @@ host would be; the target is a directory on this machine (``runtime.local_runner
 A VM with two zvol disks of known content is backed up (``snapshot`` mode: a block copy of its
 held snapshot, zfs_blocks.py) to the directory target, then restored as a new VM and over the
 same stopped VM (with ``confirm``); the zvols' sha256, read in the guest, equal the originals.
-A damaged point and a datastore out of space (a quota) fail the restore and leave no zvol,
-dataset or VM record of a new VM behind, and a damaged point leaves the old VM's disk as it was.
+A damaged point and a datastore without room for the second zvol (reserved zvols under a
+quota) fail the restore and leave no zvol, dataset or VM record of a new VM behind, and a damaged
+point leaves the old VM's disk as it was.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from bhype_core.runtime import build_runtime
 from bhype_core.tasks import TaskContext
 from bhype_core.testing import make_settings
 from bhype_core.testing.zfs_guest import guest_sha256
-from bhype_core.transfer import TransferFailed
 from bhype_core.vm.create import create_vm
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow]
@@ -37,13 +37,13 @@ MIB = 2**20
 VMS = "tank/bhype/vms"
 
 
-def guest_settings(data_dir, host):
+def guest_settings(data_dir, host, sparse: bool = True):
     """Settings whose runner drives the ZFS guest and whose ``zfs`` datastore is tank/bhype
     (as in tests/zfs/helpers.py)."""
     return make_settings(data_dir, core={"platform": "linux"}, zfs={"pool": "tank", "platform": "linux"},
                          runner={"target": host.target, "ssh_identity": str(host.identity),
                                  "ssh_options": list(host.options), "default_timeout": 300},
-                         vm={"datastores": {"zfs": {"backend": "zfs", "dataset": "tank/bhype"}},
+                         vm={"datastores": {"zfs": {"backend": "zfs", "dataset": "tank/bhype", "sparse": sparse}},
                              "default_datastore": "zfs"})
 
 
@@ -214,14 +214,18 @@ def test_damaged_point_or_full_datastore_leave_nothing_half_created(world, tank,
         handle.seek(MIB + 100)
         handle.write(byte)
 
-    # The datastore runs out of space while the zvols are written: the new VM is removed again.
+    # The datastore has no room for the second zvol (a datastore with reserved, non-sparse zvols
+    # under a quota): the first zvol was created and written, then everything is removed again.
+    full_store = build_runtime(guest_settings(tmp_path / "data", host, sparse=False), runtime.pm)
     used = int(run(host, "zfs", "get", "-Hp", "-o", "value", "used", VMS).stdout)
-    run(host, "zfs", "set", f"quota={used + 4 * MIB}", VMS)
+    run(host, "zfs", "set", f"quota={used + 20 * MIB}", VMS)
     try:
-        with pytest.raises(TransferFailed, match="disk disk0: writing"):
-            restore(task_context(runtime, "backup.restore"), point["point"], **{"as": "zr2full"})
+        with pytest.raises(Exception, match="disk1|quota|space"):
+            restore(task_context(full_store, "backup.restore"), point["point"], **{"as": "zr2full"})
     finally:
         run(host, "zfs", "set", "quota=none", VMS)
+        full_store.runner.close()
+        full_store.engine.dispose()
     assert datasets(host, "zr2full") == []
     assert find_vm(runtime, "zr2full") is None
     # With space again the same point restores as that VM.
