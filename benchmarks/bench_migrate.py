@@ -4,10 +4,11 @@ of a 4 GiB sparse image with 1 GiB written, against copying the same image by ha
 ``rsync -a --sparse`` over the same SSH path (the anchor, same run), as a ratio.
 
 Second table (``--scenario warm``, :mod:`migrate_warm`): the offline window of a warm move of a
-running guest writing 1 MiB/s against a cold move of the same kind of guest, in the same run.
+running guest writing 1 MiB/s, with rsync passes and with QEMU's dirty-block tracking, against a
+cold move of the same kind of guest, in the same run (``--warm-cases cold,rsync,dirty``).
 
 Run: ``./dev bench migrate`` or ``.venv/bin/python benchmarks/bench_migrate.py [--scenario all|cold|warm]
-[--gib 4] [--written 1024] [--warm-gib 4] [--warm-written 256]`` (MiB).
+[--gib 4] [--written 1024] [--warm-gib 4] [--warm-written 256] [--warm-cases cold,rsync,dirty]`` (MiB).
 Needs root. Every byte is checked: the moved and the hand-copied images' SHA-256 against the
 source's. The move's time includes everything bHype does besides the copy (stop, checksums on
 both hosts, registering through the peer's API, removing the source).
@@ -76,6 +77,8 @@ def main() -> int:
     parser.add_argument("--scenario", choices=("all", "cold", "warm"), default="all")
     parser.add_argument("--warm-gib", type=int, default=4, help="disk size of the warm case's guests (GiB)")
     parser.add_argument("--warm-written", type=int, default=256, help="MiB written in them before they start")
+    parser.add_argument("--warm-cases", default="cold,rsync,dirty",
+                        help="which warm-scenario moves run (cold, rsync, dirty; comma-separated)")
     args = parser.parse_args()
     size, written = args.gib * 1024 * MIB, args.written * MIB
     with host_lan() as create:
@@ -103,7 +106,8 @@ def main() -> int:
         if args.scenario != "cold":
             from migrate_warm import warm_case
 
-            warm_rows = warm_case(a, b, wait, fill, args.warm_gib, args.warm_written * MIB)
+            cases = tuple(c for c in args.warm_cases.split(",") if c)
+            warm_rows = warm_case(a, b, wait, fill, args.warm_gib, args.warm_written * MIB, cases)
             print_table(f"warm vs cold move of a running guest writing 1 MiB/s ({args.warm_gib} GiB disk, "
                         f"{args.warm_written} MiB written before; offline = stopped here → registered there, "
                         "every byte checked)", warm_rows)

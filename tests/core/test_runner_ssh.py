@@ -194,3 +194,71 @@ def test_control_socket_fits_even_under_a_deep_temporary_directory(sshd_server, 
     monkeypatch.setattr(tempfile, "tempdir", str(deep))
     runner = sshd_server.runner()
     assert runner.run(["echo", "fits"]).stdout == "fits\n"
+
+
+class DroppingProxy(threading.Thread):
+    """A TCP forwarder to the real sshd that closes its first ``drops`` connections at once, as
+    sshd's MaxStartups or dropbear's per-address limit does with unauthenticated connections."""
+
+    def __init__(self, target_port: int, drops: int) -> None:
+        import socket
+
+        super().__init__(daemon=True)
+        self.target_port, self.drops, self.accepted = target_port, drops, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+
+    def run(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted <= self.drops:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def pump(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(2)
+                except OSError:
+                    pass
+
+
+def test_a_connection_dropped_before_the_login_is_tried_again(sshd_server: SshdServer) -> None:
+    alias = f"HostKeyAlias=[127.0.0.1]:{sshd_server.port}"  # the server's pinned key, reached through the proxy
+    proxy = DroppingProxy(sshd_server.port, drops=2)
+    proxy.start()
+    try:
+        runner = SSHRunner("127.0.0.1", port=proxy.port, user=sshd_server.user, identity=sshd_server.identity,
+                           options=(*sshd_server.ssh_options, alias), control_master=False)
+        assert runner.run(["echo", "through"]).stdout == "through\n"
+        assert proxy.accepted == 3
+    finally:
+        proxy.listener.close()
+
+    always = DroppingProxy(sshd_server.port, drops=10)
+    always.start()
+    try:
+        runner = SSHRunner("127.0.0.1", port=always.port, user=sshd_server.user, identity=sshd_server.identity,
+                           options=(*sshd_server.ssh_options, alias), control_master=False)
+        with pytest.raises(CommandError, match="ssh connection failed") as caught:
+            runner.run(["true"])
+        assert "kex_exchange_identification" in caught.value.stderr
+        assert always.accepted == 3  # three tries, then the error
+    finally:
+        always.listener.close()

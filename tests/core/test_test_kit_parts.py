@@ -100,3 +100,25 @@ def test_a_guest_build_starts_once_however_often_it_is_asked_for() -> None:
     second = guest_builds.start("fake image", builder, run=fake_build)
     assert first is second and first.result(timeout=60) == "fake image built"
     assert guest_builds.result("fake image", builder) == "fake image built" and calls == [builder]
+
+
+def test_a_test_hosts_leftover_processes_are_killed_by_path(tmp_path):
+    # A VM started on a test host outlives its worker (as on a real host); the host's teardown
+    # ends every process naming a path under the host's root, and nothing else.
+    import subprocess
+    import sys
+
+    from bhype_core.testing.second_host import kill_processes_under
+
+    root, other = tmp_path / "host", tmp_path / "hostess"
+    sleeper = "import sys, time; time.sleep(300)"
+    inside = subprocess.Popen([sys.executable, "-c", sleeper, str(root / "ds" / "vms" / "a")])
+    outside = subprocess.Popen([sys.executable, "-c", sleeper, str(other / "ds")])
+    try:
+        assert kill_processes_under(root) == [inside.pid]
+        assert inside.wait(10) == -9
+        assert outside.poll() is None
+    finally:
+        inside.kill()
+        outside.kill()
+        outside.wait(10)

@@ -24,7 +24,7 @@ from bhype_core.testing import make_settings
 from bhype_core.testing.parts import require_program
 from bhype_core.testing.waiting import wait_for
 from bhype_core.vm.create import create_vm
-from bhype_snmp import agent_users, managers
+from bhype_snmp import agent_users, engines
 from bhype_snmp.agent_service import EXTRAS_KEY, start_agent
 
 from .kit import free_udp_port, mib_path
@@ -140,15 +140,15 @@ def test_v2c_and_v3_together_and_the_engine_id_survives_a_restart(host):
     add_user(runtime)
     start_agent(runtime)
     port = runtime.port
-    engine_id = managers.engine_id(runtime, "agent")
-    assert engine_id != managers.engine_id(runtime)  # not the notification sender's (its clock differs)
-    first_boots = runtime.extras[EXTRAS_KEY].boots
+    engine_id = engines.engine_id(runtime, "agent")
+    assert engine_id != engines.engine_id(runtime)  # not the notification sender's (its clock differs)
+    first_boots = runtime.extras[EXTRAS_KEY].clock.boots
     v2c = snmp("snmpget", port, "-v2c", "-c", COMMUNITY)
     assert v2c.returncode == 0 and "hv3" in v2c.stdout, v2c.stderr
 
     runtime.extras[EXTRAS_KEY].stop()
     start_agent(runtime)  # the worker restarted (same database)
-    assert runtime.extras[EXTRAS_KEY].boots == first_boots + 1  # RFC 3414 §2.2.2
+    assert runtime.extras[EXTRAS_KEY].clock.boots == first_boots + 1  # RFC 3414 §2.2.2
     pinned = snmp("snmpget", port, *v3(), "-e", "0x" + engine_id.hex())  # a manager that kept the engine ID
     assert pinned.returncode == 0 and "hv3" in pinned.stdout, pinned.stderr
     # What the manager learnt from the agent's messages (net-snmp's debug token for its engine

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from bhype_core.api.app import create_app
 from bhype_core.testing.api_auth import act_as
-from bhype_snmp import managers
+from bhype_snmp import engines, managers
 
 V3 = {"name": "secure", "host": "nms.example.net", "version": "3", "notify_type": "inform", "user": "bhype",
       "auth_key": "auth-S3cret-phrase", "priv_key": "priv-S3cret-phrase", "auth_protocol": "SHA512",
@@ -100,6 +100,17 @@ def test_status_shows_the_engine_id_it_keeps(client):
     assert first["engine_id"].startswith("80001f8805") and len(first["engine_id"]) == 2 * 17
     assert api.get("/api/v1/snmp/status").json()["engine_id"] == first["engine_id"]
     assert first["agent_enabled"] is False and first["managers"] == 0
+
+
+def test_status_shows_this_hosts_engine_id_and_every_group_hosts(client, snmp_runtime):
+    api = client()
+    here = client.runtime
+    here.extras["host.name"] = "alpha"  # as [host] name = alpha would (a group host)
+    other = snmp_runtime(sections={"host": {"name": "beta"}})  # another host, same database
+    beta_id = engines.engine_id(other).hex()
+    status = api.get("/api/v1/snmp/status").json()
+    assert status["host"] == "alpha" and status["engine_id"] == engines.engine_id(here).hex() != beta_id
+    assert status["sender_engine_ids"] == {"alpha": status["engine_id"], "beta": beta_id}
 
 
 def test_testing_an_unknown_manager_is_404_and_queues_nothing(client):

@@ -23,7 +23,7 @@ AUTH_KEY, PRIV_KEY = "cli-auth-S3cret", "cli-priv-S3cret"
 @pytest.fixture
 def bhype(snmp_runtime, tmp_path, monkeypatch, local_user, capsys):
     """``bhype(*args, user="root")`` → (exit status, stdout, stderr) of one CLI run."""
-    runtime = snmp_runtime(sections={"queue": {"backend": "sqlite"}})
+    runtime = snmp_runtime(sections={"queue": {"backend": "sqlite"}, "host": {"name": "cli-host"}})
     admin = role_account(local_user, runtime).name
     with served_cli(runtime, tmp_path, monkeypatch, ((admin, "admin"), ("olive", "operator")), as_user=admin) as server:
         server["tokens"]["root"] = server["tokens"][admin]
@@ -87,6 +87,7 @@ def test_operators_are_refused_in_one_line(bhype):
 def test_status_prints_the_engine_id(bhype):
     status, out, _ = bhype("snmp", "status")
     assert status == 0 and out.startswith("engine ID: 0x80001f8805") and "agent: off" in out
+    assert out.splitlines()[0].endswith(" (this host, cli-host)")
 
 
 def test_agent_user_add_list_remove_with_keys_from_the_environment(bhype, monkeypatch):

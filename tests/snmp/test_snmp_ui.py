@@ -13,10 +13,12 @@ from bhype_core.api.app import create_app
 from bhype_core.api.cookies import csrf_cookie_name
 from bhype_core.api.session_store import SessionRecord, new_csrf_token, new_session_secret, session_key
 from bhype_core.db.migrate import upgrade
+from bhype_core.plugin_api import local_host_name, session
 from bhype_core.plugins import make_plugin_manager
 from bhype_core.runtime import build_runtime
 from bhype_core.testing import make_settings
-from bhype_snmp import agent_users, managers
+from bhype_snmp import agent_users, engines, managers
+from bhype_snmp.models import SnmpEngine
 
 from .kit import require_webui
 
@@ -57,18 +59,29 @@ def client(app, user: str, role: str) -> TestClient:
 def test_admins_see_managers_and_the_engine_id_without_secrets(app):
     page = client(app, "root", "admin").get("/ui/snmp", headers=HTML)
     assert page.status_code == 200
-    engine = managers.engine_id(app[1]).hex()
+    engine = engines.engine_id(app[1]).hex()
     assert f'<code id="snmp-engine-id">0x{engine}</code>' in page.text
+    assert f"Engine ID of this host (<code>{local_host_name(app[1])}</code>)" in page.text
     assert "<td>nms1</td><td>192.0.2.7:162</td><td>v2c</td><td>trap</td>" in page.text
     assert "bhype (SHA256/AES, keys set)" in page.text and "community set" in page.text
     assert '<a href="/ui/snmp" aria-current="page">SNMP</a>' in page.text
-    agent_engine = managers.engine_id(app[1], "agent").hex()
+    agent_engine = engines.engine_id(app[1], "agent").hex()
     assert f'<code id="snmp-agent-engine-id">0x{agent_engine}</code>' in page.text and agent_engine != engine
     assert "<td>poller</td><td>SHA512</td><td>AES256</td>" in page.text and "SNMPv2c off (no community)" in page.text
     assert 'data-api="DELETE /api/v1/snmp/agent/users/poller"' in page.text
     assert 'data-api-form="POST /api/v1/snmp/agent/users"' in page.text
     for secret in ("ui-S3cret", "ui-auth-S3cret", "ui-priv-S3cret", "ui-agent-A-S3cret", "ui-agent-P-S3cret"):
         assert secret not in page.text
+
+
+def test_the_page_lists_the_engine_ids_of_the_other_group_hosts(app):
+    runtime = app[1]
+    here = engines.engine_id(runtime).hex()
+    with session(runtime, write=True) as db:  # another host of the group made its engine (same database)
+        db.add(SnmpEngine(engine_id="80001f8805" + "ab" * 12, role="notify", host="zz-other"))
+    page = client(app, "root", "admin").get("/ui/snmp", headers=HTML)
+    assert f'<code id="snmp-engine-id">0x{here}</code>' in page.text
+    assert '<code>zz-other</code> <code class="snmp-host-engine-id">0x80001f8805' + "ab" * 12 in page.text
 
 
 def test_operators_neither_see_nor_reach_the_page(app):

@@ -8,7 +8,7 @@ import logging
 import re
 
 from bhype_core.events import Event
-from bhype_snmp import managers
+from bhype_snmp import engines, managers
 from bhype_snmp.sender import send_test, sender_for
 from bhype_snmp.tasks import check_manager
 
@@ -119,7 +119,7 @@ def test_v3_trap_as_the_stored_engine_id_for_a_kind_another_plugin_declares(snmp
                                                                                tmp_path):
     register_plugin(AcmePlugin(), "acme")
     runtime = snmp_runtime()
-    engine = managers.engine_id(runtime).hex()
+    engine = engines.engine_id(runtime).hex()
     # Traps: bHype is the authoritative engine, so snmptrapd knows the user under bHype's engine ID.
     config = f"createUser -e 0x{engine} nms SHA-512 {AUTH_KEY} AES {PRIV_KEY}\nauthUser log nms priv\n"
     with snmptrapd(tmp_path, config) as trapd:

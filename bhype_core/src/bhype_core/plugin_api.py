@@ -52,7 +52,10 @@ What is here, by purpose (``__all__`` is the authoritative list):
   :class:`Problem`, :class:`Attachments`, and what a driver declares: :class:`DriverCapability`,
   :class:`FirmwareRules`, :data:`SpecCheck`, :class:`VMStats`, :class:`DiskStats`;
   :class:`FrozenDisks` (what ``freeze_disks``/``consistent_point`` hold: a running VM's disks
-  at one instant, capability ``CONSISTENT_POINT``).
+  at one instant, capability ``CONSISTENT_POINT``); :class:`DirtyTracker` (``track_dirty``:
+  the disk extents a running guest wrote between passes, capability ``DIRTY_TRACKING``;
+  :class:`FinalChanges`, :class:`TrackingLost`, :func:`covering_blocks`) and the checked block
+  copy that uses it: :func:`copy_blocks`, :class:`BlockMap`, :func:`block_manifest_digest`.
 * **A plugin's own hooks** (the web UI's extension hooks) — :class:`Catalog` and :func:`collect`
   gather records registered through them, attributed to their plugin, as the core's registry
   does.
@@ -348,4 +351,26 @@ __all__ += [
     "ImageCopy", "ZfsEnd", "destroy_snapshot", "destroy_tree", "estimate_send", "parse_send_size", "zfs_exists",
     "zfs_guid",
     "replica_receive_argv", "replica_send_argv", "same_snapshot", "send_pass", "take_snapshot", "zvol_to_image",
+]  # fmt: skip
+
+# --- issue 17 (s9-dirty): dirty-block tracking of a running VM (driver capability
+# ``DIRTY_TRACKING``) and the checked block-range copy a warm move uses with it.
+from bhype_core.drivers.dirty import (  # noqa: E402
+    DirtyTracker,
+    Extent,
+    FinalChanges,
+    TrackingLost,
+    covering_blocks,
+    extent_bytes,
+    merge_extents,
+)
+from bhype_core.transfer.dirty_copy import MANIFEST_DIR as BLOCK_MANIFEST_DIR  # noqa: E402
+from bhype_core.transfer.dirty_copy import PREFIX as BLOCKS_PREFIX  # noqa: E402
+from bhype_core.transfer.dirty_copy import BlockCopy, BlockMap, copy_blocks, ssh_wrap  # noqa: E402
+from bhype_core.transfer.dirty_copy import manifest_digest as block_manifest_digest  # noqa: E402
+
+__all__ += [
+    "BLOCKS_PREFIX", "BLOCK_MANIFEST_DIR", "BlockCopy", "BlockMap", "DirtyTracker", "Extent", "FinalChanges",
+    "TrackingLost", "block_manifest_digest", "copy_blocks", "covering_blocks", "extent_bytes", "merge_extents",
+    "ssh_wrap",
 ]  # fmt: skip

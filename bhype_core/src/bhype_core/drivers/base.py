@@ -18,6 +18,7 @@ from bhype_core.drivers.capabilities import (
     VMStats,
     capability_errors,
 )
+from bhype_core.drivers.dirty import DirtyTracker
 from bhype_core.errors import BhypeError, NotSupported
 from bhype_core.events import Event
 from bhype_core.spec import VMSpec
@@ -306,6 +307,18 @@ class HypervisorDriver(ABC):
         :raises NotSupported: the driver does not declare ``CONSISTENT_POINT``.
         """
         raise NotSupported("a consistent point of a running VM", f"driver {self.name or type(self).__name__}")
+
+    # -- dirty tracking (issue 17) -----------------------------------------------------------
+
+    def track_dirty(self, spec: VMSpec, vm_dir: Path, disk_paths: Sequence[str]) -> DirtyTracker:
+        """A :class:`~bhype_core.drivers.dirty.DirtyTracker` for the running VM's disks
+        (``disk_paths``: each ``spec.disks`` entry's file, in order), not started yet: what a
+        warm move uses to copy only the ranges the guest wrote since its previous pass.
+
+        :raises NotSupported: the driver does not declare ``DIRTY_TRACKING`` (bhyve).
+        :raises Conflict: the VM is not running.
+        """
+        raise NotSupported("dirty-block tracking", f"driver {self.name or type(self).__name__}")
 
     @contextmanager
     def consistent_point(self, spec: VMSpec, vm_dir: Path, disk_paths: Sequence[str]) -> Iterator[FrozenDisks]:

@@ -89,9 +89,10 @@ class BhyveDriver(SupervisedDriver):
         start_grace: float = 1.0,
         start_timeout: float = 120.0,
         python: str = sys.executable,
+        launcher: bool = True,
         bootindex: bool = False,
     ) -> None:
-        super().__init__(runner, run_dir=run_dir, python=python, start_timeout=start_timeout)
+        super().__init__(runner, run_dir=run_dir, python=python, start_timeout=start_timeout, launcher=launcher)
         self.bhyve, self.bhyvectl, self.bhyveload, self.grub_bhyve = bhyve, bhyvectl, bhyveload, grub_bhyve
         self.firmware_dir = Path(firmware_dir)
         self.vmm_dir = Path(vmm_dir)

@@ -30,6 +30,8 @@ class Capability(StrEnum):
     SUSPEND = "suspend"  # suspend to disk and resume (HypervisorDriver.suspend, drivers/saved_state.py)
     # freeze_disks/thaw_disks: a point-in-time copy of a running VM's disks (QEMU: QMP overlays)
     CONSISTENT_POINT = "consistent-point"
+    # track_dirty: which disk ranges a running guest wrote between passes (drivers/dirty.py)
+    DIRTY_TRACKING = "dirty-tracking"
 
 
 SpecCheck = Callable[[Any], list[tuple[str, str]]]

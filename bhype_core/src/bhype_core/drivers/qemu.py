@@ -59,6 +59,7 @@ class QemuDriver(SupervisedDriver):
     capabilities = frozenset({
         Capability.UEFI, Capability.UEFI_CSM, Capability.VNC_UNIX_SOCKET, Capability.SERIAL_CONSOLE,
         Capability.LIVE_STATS, Capability.DISK_STATS, Capability.SUSPEND, Capability.CONSISTENT_POINT,
+        Capability.DIRTY_TRACKING,
     })  # fmt: skip
 
     def __init__(
@@ -71,10 +72,11 @@ class QemuDriver(SupervisedDriver):
         machine: str = "q35",
         cpu_model: str | None = None,
         python: str = sys.executable,
+        launcher: bool = True,
         start_timeout: float = 60.0,
         ovmf: tuple[tuple[str, str], ...] = OVMF_CANDIDATES,
     ) -> None:
-        super().__init__(runner, run_dir=run_dir, python=python, start_timeout=start_timeout)
+        super().__init__(runner, run_dir=run_dir, python=python, start_timeout=start_timeout, launcher=launcher)
         self.binary = binary
         self.accel = accel
         self.machine = machine
@@ -361,3 +363,18 @@ class QemuDriver(SupervisedDriver):
     def thaw_disks(self, spec: VMSpec, vm_dir: Path, frozen: FrozenDisks) -> None:
         """Commit the overlays back and pivot (offline with qemu-img when QEMU is gone)."""
         self._freezer(spec, vm_dir, [str(p) for p in frozen.disks.values()]).thaw(frozen)
+
+    # -- dirty tracking (issue 17) -----------------------------------------------------------
+
+    def track_dirty(self, spec: VMSpec, vm_dir: Path, disk_paths: Any) -> Any:
+        """QMP dirty bitmaps read through QEMU's NBD server (:mod:`bhype_core.drivers.qemu_dirty`).
+
+        :raises Conflict: the VM is not running."""
+        from bhype_core.drivers.qemu_dirty import QemuDirtyTracker
+
+        vm_dir = Path(vm_dir).absolute()
+        if self.status(spec, vm_dir).pid is None:
+            raise Conflict(f"VM {spec.name} is not running: nothing to track")
+        qemu_img = str(Path(self.binary).with_name("qemu-img")) if "/" in self.binary else "qemu-img"
+        return QemuDirtyTracker(self.runner, self.ctl_socket(vm_dir), self.socket_dir(vm_dir) / "nbd-dirty.sock",
+                                disk_paths, qemu_img=qemu_img)

@@ -23,6 +23,7 @@ from bhype_core.drivers.base import (
     VMState,
     VMStatus,
 )
+from bhype_core.drivers.launcher_client import launcher_for
 from bhype_core.drivers.ports import PortAllocator
 from bhype_core.drivers.state import (
     ProcessTable,
@@ -34,6 +35,8 @@ from bhype_core.drivers.state import (
     write_json,
 )
 from bhype_core.errors import CommandError, Conflict, NotSupported
+from bhype_core.host.argv import ArgvError
+from bhype_core.host.runner import LocalRunner
 from bhype_core.safe_files import open_regular
 from bhype_core.spec import VMSpec
 
@@ -65,6 +68,9 @@ class SupervisedDriver(HypervisorDriver):
         (``<data_dir>/run``).
     :param python: interpreter that runs the supervisor (this one by default).
     :param start_timeout: seconds the hypervisor (and loader) may take to get running.
+    :param launcher: fork supervisors from a pre-started launcher process when the runner runs
+        commands on this machine as they are (:mod:`bhype_core.drivers.launcher`; issue 15),
+        instead of exec'ing a fresh interpreter for each; the exec stays the fallback.
     """
 
     name = ""
@@ -73,9 +79,16 @@ class SupervisedDriver(HypervisorDriver):
     vnc_over_tcp = True
 
     def __init__(
-        self, runner: Any, *, run_dir: Path, python: str = sys.executable, start_timeout: float = 120.0
+        self,
+        runner: Any,
+        *,
+        run_dir: Path,
+        python: str = sys.executable,
+        start_timeout: float = 120.0,
+        launcher: bool = True,
     ) -> None:
         self.runner = runner
+        self.launcher = launcher
         self.run_dir = Path(run_dir)
         self.python = python
         self.start_timeout = start_timeout
@@ -190,14 +203,46 @@ class SupervisedDriver(HypervisorDriver):
         even that run out, the daemon (in its own session) may still bring the VM up later:
         power it off so a failed start leaves nothing running.
         """
+        argv = self.supervisor_argv(vm_dir)
+        timeout = 2 * self.start_timeout + 30
         try:
-            return self.runner.run(self.supervisor_argv(vm_dir), timeout=2 * self.start_timeout + 30, check=False)
+            forked = self._fork_launch(argv, vm_dir, timeout)
+            return forked if forked is not None else self.runner.run(argv, timeout=timeout, check=False)
         except CommandError as exc:
             try:
                 self.force_stop(spec, vm_dir)
             except Exception:  # noqa: BLE001 - the launch failure is what the caller must see
                 log.exception("could not stop %s after its launch failed", spec.name)
             raise HypervisorFailed(f"VM {spec.name} did not start: {exc.reason or exc}") from None
+
+    def uses_launcher(self, argv: list[str]) -> bool:
+        """Whether starts go through the launcher: enabled, and the runner runs ``argv`` on this
+        machine unchanged (not over SSH, in a network namespace, or as a dry run)."""
+        if not self.launcher or not isinstance(self.runner, LocalRunner):
+            return False
+        try:
+            return self.runner.local_argv(argv) == argv
+        except ArgvError:
+            return False
+
+    def warm_up(self) -> bool:
+        """Start the launcher ahead of the first VM start (the worker at start-up)."""
+        argv = self.supervisor_argv(self.run_dir)
+        return self.uses_launcher(argv) and launcher_for(self.python).ensure()
+
+    def _fork_launch(self, argv: list[str], vm_dir: Path, timeout: float) -> Any:
+        """The launch through the launcher (audited like a command), or None: exec it."""
+        if not self.uses_launcher(argv):
+            return None
+        started = time.monotonic()
+        try:
+            result = launcher_for(self.python).launch(vm_dir, self.python, timeout)
+        except CommandError as exc:
+            self.runner.audit_external(argv, None, time.monotonic() - started, exc.stderr, error=exc.reason or str(exc))
+            raise
+        if result is not None:
+            self.runner.audit_external(argv, result.returncode, result.duration, result.stderr)
+        return result
 
     def _undo(self, vm_dir: Path, created: list[Path]) -> None:
         self.ports.release(vm_dir)
@@ -220,9 +265,12 @@ class SupervisedDriver(HypervisorDriver):
         return HypervisorFailed(text, exit_status=status, detail="\n".join(tail))
 
     def _register(self, instance: str, vm_dir: Path, name: str) -> None:
-        directory = self.run_dir / "instances"
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json(directory / f"{instance}.json", {"driver": self.name, "vm_dir": str(vm_dir), "name": name})
+        entry = self.run_dir / "instances" / f"{instance}.json"
+        record = {"driver": self.name, "vm_dir": str(vm_dir), "name": name}
+        if read_json(entry) == record:
+            return  # started before: one read instead of a directory check and a file written anew
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_json(entry, record)
 
     # -- status ------------------------------------------------------------------------------
 

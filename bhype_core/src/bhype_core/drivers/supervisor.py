@@ -319,8 +319,21 @@ def _redirect(log: Path) -> None:
     os.close(out)
 
 
-def launch(vm_dir: Path, config: dict[str, Any]) -> int:
-    """Daemonize a supervisor and wait for its verdict on the first start."""
+def _close_fds_but(keep: int) -> None:
+    """Close every descriptor above stderr except ``keep``: a daemon forked by the launcher
+    inherits its sockets (the launcher's end of the worker's channel, the request's
+    connection), which must end with the launcher and the request, never with the VM."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, max(keep + 1, os.sysconf("SC_OPEN_MAX")))
+
+
+def launch_verdict(vm_dir: Path, config: dict[str, Any], *, detached: bool = False) -> dict[str, Any]:
+    """Daemonize a supervisor (fork, setsid, fork) and wait for its verdict on the first
+    start: ``{"ok": true, "pid": N, ...}`` or ``{"ok": false, "message", "exit_status",
+    "stderr_tail"}``. Runs in the exec'd launcher command and in the launcher's handler.
+
+    ``detached``: the caller is a throw-away process that already leads its own session (the
+    launcher's handler), so one fork does: the daemon is re-parented to init when it exits."""
     files = VMFiles(vm_dir)
     for log in (files.supervisor_log, files.hypervisor_log):
         rotate(log)
@@ -330,18 +343,21 @@ def launch(vm_dir: Path, config: dict[str, Any]) -> int:
         code = EX_SOFTWARE
         try:
             os.close(read_fd)
-            os.setsid()  # leave the runner's session: its timeout kills must not reach the VM
-            if os.fork():
-                os._exit(0)
+            if not detached:
+                os.setsid()  # leave the runner's session: its timeout kills must not reach the VM
+                if os.fork():
+                    os._exit(0)
             os.chdir("/")
             _redirect(files.supervisor_log)
+            _close_fds_but(write_fd)
             code = Supervisor(vm_dir, config, ready_fd=write_fd).run()
         except BaseException:
             print(_format_exc(), file=sys.stderr, flush=True)
         finally:
             os._exit(code)
     os.close(write_fd)
-    os.waitpid(child, 0)
+    if not detached:
+        os.waitpid(child, 0)
     data = b""
     with os.fdopen(read_fd, "rb") as pipe:
         while b"\n" not in data:
@@ -355,14 +371,37 @@ def launch(vm_dir: Path, config: dict[str, Any]) -> int:
             verdict = {"ok": False, "message": f"the supervisor ended before reporting; see {files.supervisor_log}"}
         if verdict.get("final"):
             pipe.read()  # the daemon's last word: wait until it has exited (the pipe's end)
-    print(json.dumps(verdict), flush=True)
+    return verdict if isinstance(verdict, dict) else {"ok": False, "message": "the supervisor's verdict is garbled"}
+
+
+def verdict_exit(verdict: dict[str, Any]) -> tuple[int, str]:
+    """The launching command's exit status and stderr for ``verdict`` (what the driver reads)."""
     if verdict.get("ok"):
-        return 0
-    print(verdict.get("message", "start failed"), file=sys.stderr)
-    for line in verdict.get("stderr_tail") or []:
-        print(line, file=sys.stderr)
+        return 0, ""
+    lines = [str(verdict.get("message", "start failed")), *(str(x) for x in verdict.get("stderr_tail") or [])]
     status = verdict.get("exit_status")
-    return status if isinstance(status, int) and 0 < status < 256 else EX_SOFTWARE
+    code = status if isinstance(status, int) and 0 < status < 256 else EX_SOFTWARE
+    return code, "".join(line + "\n" for line in lines)
+
+
+def launch(vm_dir: Path, config: dict[str, Any]) -> int:
+    """Daemonize a supervisor and wait for its verdict on the first start; print it (stdout)
+    and, on failure, the reason and the hypervisor's stderr tail (stderr)."""
+    verdict = launch_verdict(vm_dir, config)
+    print(json.dumps(verdict), flush=True)
+    code, text = verdict_exit(verdict)
+    if text:
+        print(text, file=sys.stderr, end="", flush=True)
+    return code
+
+
+def load_config(vm_dir: Path) -> tuple[Path, dict[str, Any] | None]:
+    """The resolved VM directory and its ``supervisor.json`` (None when missing or invalid)."""
+    vm_dir = vm_dir.resolve()
+    config = read_json(VMFiles(vm_dir).config)
+    if config is None or config.get("kind") not in KINDS:
+        return vm_dir, None
+    return vm_dir, config
 
 
 def _parse(argv: list[str]) -> tuple[Path, bool]:
@@ -397,9 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     # is private to the worker's user: a unix socket others may not write cannot be connected
     # to, so the consoles are reachable only through bHype's bridge (issue 11).
     os.umask(0o077)
-    vm_dir = vm_dir.resolve()
-    config = read_json(VMFiles(vm_dir).config)
-    if config is None or config.get("kind") not in KINDS:
+    vm_dir, config = load_config(vm_dir)
+    if config is None:
         print(f"no valid supervisor.json in {vm_dir}", file=sys.stderr)
         return 2
     if foreground:

@@ -162,6 +162,16 @@ class Runner(ABC):
             result.assert_success()
         return result
 
+    def audit_external(
+        self, argv: Sequence[str], returncode: int | None, duration: float, stderr: str = "", error: str = ""
+    ) -> None:
+        """Audit a command carried out on this runner's host by other means than :meth:`run`
+        (a VM supervisor forked by the pre-started launcher instead of exec'd): the same start
+        and end records, delivered when it has ended."""
+        argv = validate_argv(argv)
+        command_id = self._audit_start(argv)
+        self._audit(argv, returncode, duration, stderr, error=error, command_id=command_id)
+
     def pipe(
         self,
         producer: Sequence[str],

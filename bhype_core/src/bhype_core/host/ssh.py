@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +32,25 @@ from bhype_core.host.runner import (
 # ssh(1): "ssh exits with the exit status of the remote command or with 255 if an error
 # occurred." A remote command exiting 255 is indistinguishable; bHype treats 255 as ssh's own.
 SSH_ERROR_STATUS = 255
+
+# A server that drops a connection before the protocol starts (sshd's MaxStartups, sshd_config(5):
+# "random early drop" of unauthenticated connections; dropbear's fixed limit of unauthenticated
+# connections per address) makes ssh exit 255 with nothing run, saying
+# "kex_exchange_identification: Connection closed by remote host" or
+# "kex_exchange_identification: read: Connection reset by peer" (OpenSSH sshconnect.c; before
+# 8.x "ssh_exchange_identification: "). Nothing later is retried: once the key exchange has
+# begun, a dropped connection may have run the command.
+_DROPPED_BEFORE_LOGIN = re.compile(r"^(?:kex|ssh)_exchange_identification: ", re.MULTILINE)
+CONNECT_RETRY_PAUSES = (0.5, 2.0)  # seconds before the second and the third try
+
+log = logging.getLogger("bhype.host.ssh")
+
+
+def dropped_before_login(result: Result) -> bool:
+    """Whether ssh failed because the server dropped the connection before the login: the
+    remote command never started, so running it again is safe."""
+    return (result.returncode == SSH_ERROR_STATUS and not result.stdout_bytes
+            and _DROPPED_BEFORE_LOGIN.search(result.stderr) is not None)
 
 
 def parse_ssh_target(target: str) -> tuple[str | None, str, int]:
@@ -210,17 +232,24 @@ class SSHRunner(Runner):
         cancel: CancelCheck | None = None,
     ) -> Result:
         command = remote_command(argv, env, cwd)
-        result = run_process(
-            self.ssh_argv(command),
-            timeout=timeout,
-            input=input,
-            env=None,
-            cwd=None,
-            kill_grace=self.kill_grace,
-            display_argv=argv,
-            on_line=on_line,
-            cancel=cancel,
-        )
+        deadline = time.monotonic() + timeout
+        for attempt, pause in enumerate((*CONNECT_RETRY_PAUSES, None)):
+            result = run_process(
+                self.ssh_argv(command),
+                timeout=timeout if attempt == 0 else max(deadline - time.monotonic(), 1.0),
+                input=input,
+                env=None,
+                cwd=None,
+                kill_grace=self.kill_grace,
+                display_argv=argv,
+                on_line=on_line,
+                cancel=cancel,
+            )
+            if pause is None or not dropped_before_login(result) or deadline - time.monotonic() < pause + 1.0:
+                break
+            log.warning("%s dropped the connection before the login (%s): trying again in %.1f s",
+                        self.target, result.stderr.strip().splitlines()[-1], pause)
+            time.sleep(pause)
         self._check_side(result)
         return result
 

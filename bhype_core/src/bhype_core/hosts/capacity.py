@@ -30,8 +30,11 @@ def memory() -> tuple[int, int]:
 
 
 def datastores(runtime: Any) -> dict[str, dict[str, Any]]:
-    """Each configured datastore: its backend, and for directory datastores the free and total
-    bytes of the file system holding it (``None`` where it cannot be measured here)."""
+    """Each configured datastore: its backend, for directory datastores the free and total
+    bytes of the file system holding it (``None`` where it cannot be measured here), for other
+    backends their :meth:`~bhype_core.storage.base.StorageBackend.layout` (a ZFS datastore's
+    ``dataset`` and ``disk_type``: what a move from another host of the group checks)."""
+    from bhype_core.vm.services import open_datastore
     from bhype_core.vm.settings import vm_settings
 
     settings = vm_settings(runtime)
@@ -45,6 +48,11 @@ def datastores(runtime: Any) -> dict[str, dict[str, Any]]:
                 usage = shutil.disk_usage(probe)
                 entry.update(free=usage.free, total=usage.total)
             except OSError:
+                pass
+        else:
+            try:
+                entry.update(open_datastore(runtime, name).layout())
+            except Exception:  # a datastore that cannot be opened must not stop the heartbeat
                 pass
         found[name] = entry
     return found
@@ -95,7 +103,10 @@ def versions(runtime: Any) -> dict[str, str]:
 
 def measure(runtime: Any, host: str) -> dict[str, Any]:
     """The ``capacity`` JSON of ``core_host``."""
+    from bhype_core.vm.settings import vm_settings
+
     total, free = memory()
     return {"cpus": os.cpu_count() or 1, "memory_total": total, "memory_free": free,
+            "default_datastore": vm_settings(runtime).default_datastore,
             "datastores": datastores(runtime), "switches": switches(runtime, host), "templates": templates(runtime),
             "library": library(runtime)}

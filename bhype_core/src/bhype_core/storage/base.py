@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bhype_core.errors import NotFound, NotSupported, ValidationErrors
 from bhype_core.safe_files import copy_fd, open_regular
@@ -128,6 +129,13 @@ class StorageBackend(ABC):
         """
         self.require(StorageCapability.EXPORT_STREAM)
         raise NotImplementedError
+
+    def layout(self) -> dict[str, Any]:
+        """How this datastore keeps VMs, for another host deciding how to send it one (the
+        host registry's ``capacity.datastores``; moves pick ``zfs send`` from it): a ZFS
+        datastore says ``{"dataset": …, "disk_type": "zvol"|"file"}``. Nothing by default.
+        Answered without a host command (the heartbeat calls it)."""
+        return {}
 
     def vm_dataset(self, vm_name: str) -> str:
         """The dataset that holds VM ``vm_name`` (its files and, below it, its zvols): what a

@@ -124,6 +124,27 @@ def enqueue_start_jobs(runtime: Runtime) -> list[str]:
     return submitted
 
 
+def warm_up_driver(runtime: Runtime) -> threading.Thread:
+    """Start the driver's supervisor launcher in the background, so the first VM start does not
+    pay for it (issue 15; ``SupervisedDriver.warm_up``) and the worker's start-up does not wait
+    for it. A host whose driver cannot be built (no hypervisor configured) is no reason to stop
+    the worker: the start task will say why."""
+    thread = threading.Thread(target=_warm_up, args=(runtime,), name="bhype-launcher-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_up(runtime: Runtime) -> None:
+    try:
+        from bhype_core.vm.services import active_driver
+
+        warm = getattr(active_driver(runtime), "warm_up", None)
+        if warm is not None:
+            warm()
+    except Exception as exc:  # noqa: BLE001 - an optimisation only
+        log.debug("no supervisor launcher warm-up: %s: %s", type(exc).__name__, exc)
+
+
 def run_worker(runtime: Runtime, workers: int | None = None) -> None:
     """Run the task scheduler and the consumer in this process until SIGINT or SIGHUP
     (graceful: running tasks finish) or SIGTERM (immediate: running tasks are abandoned and
@@ -138,6 +159,7 @@ def run_worker(runtime: Runtime, workers: int | None = None) -> None:
         log.info("%s", line)
     scheduler = runtime.queue.scheduler.start()
     enqueue_start_jobs(runtime)
+    warm_up_driver(runtime)
     watchers = WatcherThreads(runtime).start()
     samplers = SamplerThreads(runtime).start()
     broker = start_console_broker(runtime)  # root worker + API user: consoles for the API
@@ -197,6 +219,7 @@ def start_in_process_worker(runtime: Runtime, workers: int | None = None) -> InP
     for line in describe(runtime):
         log.info("in-process %s", line)
     enqueue_start_jobs(runtime)
+    warm_up_driver(runtime)
     handle.thread.start()
     handle.watchers = WatcherThreads(runtime).start()
     handle.samplers = SamplerThreads(runtime).start()

@@ -331,12 +331,36 @@ def host_lan() -> Iterator[Callable[..., BhypeHost]]:
                         host.kill("sshd")
                     else:
                         host.stop(what, timeout=20)
+            for host in lan.hosts:  # VMs started there outlive the worker, as on a real host
+                kill_processes_under(host.root)
             for mount in mounts:
                 subprocess.run(["umount", "-l", str(mount)], check=False)
             for host in lan.hosts:
                 shutil.rmtree(host.root, ignore_errors=True)
             for name in reversed(namespaces):
                 subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+def kill_processes_under(root: Path) -> list[int]:
+    """SIGKILL every process whose command line names a path under ``root`` (a test host's VM
+    supervisors and hypervisors, which outlive its worker on purpose); returns their pids."""
+    needle = os.fsencode(f"{root}/")
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in command:
+            pids.append(int(entry))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
 
 
 @pytest.fixture

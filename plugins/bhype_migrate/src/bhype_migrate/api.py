@@ -56,10 +56,14 @@ class MoveRequest(BaseModel):
     start: bool = False
     as_: str | None = Field(None, alias="as", description="a copy's new name (with keep_source)")
     dry_run: bool = False
+    dirty_tracking: bool = Field(True, description="warm moves of QEMU VMs copy only the blocks the guest "
+                                                   "wrote since the previous pass (false: rsync passes)")
 
     def arguments(self) -> dict[str, Any]:
         """The task arguments (checked: a bad one is a 422 before anything is queued)."""
-        options = {"as": self.as_} if self.as_ else {}
+        options: dict[str, Any] = {"as": self.as_} if self.as_ else {}
+        if not self.dirty_tracking:
+            options["dirty_tracking"] = False
         move_options(self.vm, self.to, self.mode, self.transport, self.keep_source, self.start, options)
         return {"vm": self.vm, "to": self.to, "mode": self.mode, "transport": self.transport,
                 "keep_source": self.keep_source, "start": self.start, **options}

@@ -19,6 +19,8 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+from bhype_core.plugin_api import BLOCK_MANIFEST_DIR, BLOCKS_PREFIX, block_manifest_digest
+
 CHUNK = 1 << 20
 
 
@@ -74,7 +76,8 @@ def regular_files(root: Path) -> list[str]:
     """Every regular file below ``root`` (relative, sorted), links and sockets left out."""
     found = []
     for directory, subdirs, names in os.walk(root, followlinks=False):
-        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
+        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))
+                      and not (d == BLOCK_MANIFEST_DIR and directory == str(root))]  # a block copy's hashes
         for name in names:
             path = os.path.join(directory, name)
             if stat.S_ISREG(os.lstat(path).st_mode):
@@ -82,9 +85,19 @@ def regular_files(root: Path) -> list[str]:
     return sorted(found)
 
 
-def checksum_tree(root: Path, files: list[str], on_bytes: Callable[[int], None] | None = None) -> dict[str, str]:
-    """``{relative path: sha256}`` of ``files`` under ``root``."""
-    return {name: sha256_file(root / name, on_bytes) for name in files}
+def checksum_tree(root: Path, files: list[str], on_bytes: Callable[[int], None] | None = None,
+                  expected: dict[str, str] | None = None) -> dict[str, str]:
+    """``{relative path: sha256}`` of ``files`` under ``root``. A file whose ``expected``
+    digest is a ``blocks-sha256:`` one (a dirty-block warm move, ``dirty_move.py``) gets its
+    digest from the per-block hashes the block receiver kept while writing it (read back after
+    each write) instead of reading it all again; no such record: ``"no block hashes"``."""
+    sums = {}
+    for name in files:
+        if (expected or {}).get(name, "").startswith(BLOCKS_PREFIX):
+            sums[name] = block_manifest_digest(root / name) or "no block hashes"
+        else:
+            sums[name] = sha256_file(root / name, on_bytes)
+    return sums
 
 
 def mismatches(expected: dict[str, str], actual: dict[str, str]) -> list[str]:

@@ -118,6 +118,8 @@ class GroupHost:
         capacity = row.capacity or {}
         return {"host": self.name, "platform": row.platform, "driver": row.hypervisor,
                 "migrate_version": (row.versions or {}).get("bhype-migrate"),
+                "default_datastore": capacity.get("default_datastore"),  # with each datastore's
+                # layout (a ZFS dataset and disk type): what `--transport auto` picks zfs from
                 "switches": capacity.get("switches", []), "templates": capacity.get("templates", []),
                 "datastores": [{"name": name, **entry} for name, entry in (capacity.get("datastores") or {}).items()]}
 

@@ -41,6 +41,7 @@ from bhype_core.plugin_api import (
 from bhype_migrate import journal
 from bhype_migrate.checksums import checksum_tree, regular_files
 from bhype_migrate.destination import open_destination
+from bhype_migrate.dirty_move import dirty_path
 from bhype_migrate.facts import INCOMING_PREFIX
 from bhype_migrate.plan import NOT_MOVED, make_plan, move_options, transfer_spec
 from bhype_migrate.settings import migrate_settings
@@ -107,13 +108,15 @@ class Move:
         if not outcome.ok or is_running(self.runtime, name):
             raise BhypeError(f"could not stop VM {name} here: {(outcome.error or {}).get('message', outcome.state)}")
 
-    def receive(self) -> dict[str, Any]:
-        """Checksums here, then ``migrate.receive`` on the peer (it verifies and registers)."""
+    def receive(self, sums: dict[str, str] | None = None) -> dict[str, Any]:
+        """Checksums here (unless given: the dirty-block path kept its disks'), then
+        ``migrate.receive`` on the peer (it verifies and registers)."""
         self.context.progress(80, "checksumming the VM's files")
         from pathlib import Path
 
         root = Path(self.data["source_dir"])
-        sums = checksum_tree(root, regular_files(root))  # as the final copy left them (VM stopped)
+        if sums is None:
+            sums = checksum_tree(root, regular_files(root))  # as the final copy left them (VM stopped)
         body = {"incoming": self.data["incoming"], "datastore": self.data["target_datastore"],
                 "spec": self.data["spec"], "owner": self.data["owner"], "checksums": sums}
         if self.adopts():  # inside a group the VM keeps its one record: the target takes it over
@@ -196,7 +199,7 @@ class Move:
     def zfs(self) -> ZfsPasses:
         """The ZFS data path: the VM's dataset tree here → the peer's dataset, through ssh."""
         source = ZfsEnd(self.context.runner, self.data["zfs_source"])
-        target = peer_end(self.context.runner, self.peer, self.data["zfs_target"])
+        target = peer_end(self.runtime.local_runner, self.peer, self.data["zfs_target"])  # ssh runs where the key is
         return ZfsPasses(self.context, source, target, self.data, self.data["incoming"].removeprefix(INCOMING_PREFIX),
                          on_pass=lambda: self.context.checkpoint(self.data.get("step", "planned"), self.data))
 
@@ -245,6 +248,10 @@ class Move:
     def transfer_rsync(self) -> None:
         """The rsync data path: passes of the VM's directory (warm: while it runs), stop, the
         final pass, checksums, then ``migrate.receive`` on the peer (it verifies and registers)."""
+        dirty = dirty_path(self)  # QEMU tracks the dirty blocks: copy only those (dirty_move.py)
+        if dirty is not None:
+            self.data["target_uuid"] = dirty.run().get("uuid") or self.data.get("target_uuid", "")
+            return
         if self.data["mode"] == "warm" and is_running(self.runtime, self.data["vm"]):
             for attempt in range(1, self.settings.warm_passes + 1):
                 changed = self.copy(f"warm pass {attempt} (VM running)", 0, 60, delta=attempt > 1)
@@ -318,6 +325,7 @@ def move_vm(context: TaskContext, vm: str, to: str, mode: str = "cold", transpor
         "files": plan["files"], "target_datastore": plan["target"]["datastore"],
         "target_root": plan["target"]["root"], "was_running": plan["running"], "step": "planned",
         "source_host": row.host, "source_datastore": row.datastore,
+        "dirty_tracking": bool(options.get("dirty_tracking", True)),
     }
     if plan["transport"] == "zfs":
         data.update({"zfs_source": plan["zfs"]["source"], "zfs_target": plan["zfs"]["target"]})

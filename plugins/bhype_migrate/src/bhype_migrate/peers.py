@@ -57,7 +57,8 @@ def add_peer(context: TaskContext, name: str, url: str, token: str, ssh_host: st
         raise ValidationErrors([("ssh_host", "no SSH host given and none in the URL")])
     facts = VmApi(url.rstrip("/"), token).request("GET", f"{MIGRATE}/info")  # 401/403: not an admin token
     context.log(f"peer {name}: bHype at {url} answers (host {facts.get('host')}, driver {facts.get('driver')})")
-    host_key = pin_host_key(ssh_host, ssh_port, runner=context.runner)
+    # Pinned from this machine, where ssh later uses it (local_runner, not a remote [runner]).
+    host_key = pin_host_key(ssh_host, ssh_port, runner=context.runtime.local_runner)
     _, public_key = secrets.ssh_key(context)
     try:
         secrets.store_token(runtime, name, token)
@@ -103,7 +104,7 @@ def test_peer(context: TaskContext, name: str, vm: str | None = None) -> dict[st
     except BhypeError as exc:
         _check(report, "api", False, f"the API refused or is unreachable: {exc.message}")
     try:
-        result = context.runner.run(peer.ssh("rsync", "--version"), timeout=60)
+        result = context.runtime.local_runner.run(peer.ssh("rsync", "--version"), timeout=60)
         _check(report, "ssh", True, f"ssh and {result.stdout.splitlines()[0] if result.stdout else 'rsync'}")
     except CommandError as exc:
         _check(report, "ssh", False, f"ssh to {peer.row.ssh_user}@{peer.row.ssh_host}:{peer.row.ssh_port} failed: "

@@ -37,8 +37,10 @@ def move_options(vm: str, to: str, mode: str, transport: str, keep_source: bool,
     if transport not in TRANSPORTS:
         errors.add("transport", f"must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
     for name in options:
-        if name != "as":
+        if name not in ("as", "dirty_tracking"):
             errors.add(name, f"vm.move takes no argument {name!r}")
+    if not isinstance(options.get("dirty_tracking", True), bool):
+        errors.add("dirty_tracking", "must be true or false")
     new_name = options.get("as")
     if new_name is not None:
         if not isinstance(new_name, str) or not new_name:

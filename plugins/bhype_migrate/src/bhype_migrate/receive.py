@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bhype_core.plugin_api import (
+    BLOCK_MANIFEST_DIR,
     BhypeError,
     TaskContext,
     UndoAction,
@@ -61,9 +62,7 @@ def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str,
     With ``snapshot`` (``--transport zfs``, between peers) the VM's dataset tree arrived by
     ``zfs receive`` instead: see :func:`receive_dataset`."""
     if snapshot:
-        if give_back is not None:
-            raise ValidationErrors([("snapshot", "zfs moves inside a group are not supported yet; use rsync")])
-        return receive_dataset(context, incoming, datastore, spec, owner, snapshot, guid)
+        return receive_dataset(context, incoming, datastore, spec, owner, snapshot, guid, give_back)
     runtime = context.runtime
     source = incoming_dir(runtime, datastore, incoming)
     if not source.is_dir() or source.is_symlink():
@@ -76,9 +75,10 @@ def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str,
         done[0] += count
         context.progress(min(90.0, 90.0 * done[0] / total), "verifying checksums")
 
-    problems = mismatches(checksums, checksum_tree(source, files, counted))
+    problems = mismatches(checksums, checksum_tree(source, files, counted, expected=checksums))
     if problems:
         raise BhypeError(f"the received files do not match the source: {'; '.join(problems[:10])}")
+    shutil.rmtree(source / BLOCK_MANIFEST_DIR, ignore_errors=True)  # a dirty-block move's hashes: verified
     context.log(f"checksums of {len(files)} file(s) verified")
     name = spec["name"]
     target = _vm_dir(runtime, datastore, name)
@@ -101,11 +101,12 @@ def receive(context: TaskContext, incoming: str, datastore: str, spec: dict[str,
 
 
 def receive_dataset(context: TaskContext, incoming: str, datastore: str, spec: dict[str, Any], owner: str,
-                    snapshot: str, guid: str) -> dict[str, Any]:
+                    snapshot: str, guid: str, give_back: dict[str, str] | None = None) -> dict[str, Any]:
     """Register a VM whose dataset tree a peer sent with ``zfs send | zfs receive -u``: its last
     snapshot ``snapshot`` must be here with the sender's ``guid`` (zfsprops(7): a received
     snapshot keeps it), then the file system is mounted (zfs-mount(8); received unmounted, it
-    holds the UEFI variables) and the VM registered. The peer destroys the copy on a rollback."""
+    holds the UEFI variables) and the VM registered (inside a group, ``give_back``: its one record
+    taken over). The sending host destroys the copy on a rollback."""
     from bhype_core.plugin_api import ZfsEnd, open_datastore, zfs_guid
 
     name = spec["name"]
@@ -117,12 +118,15 @@ def receive_dataset(context: TaskContext, incoming: str, datastore: str, spec: d
     if not guid or found != guid:
         raise BhypeError(f"{end.dataset}@{snapshot} is not here with GUID {guid} (found {found}): not registered")
     context.intent(UNRECEIVE, f"VM {name} received as {end.dataset}", datastore=datastore, incoming=incoming,
-                   name=name, uuid=str(spec.get("uuid", "")), dataset=True)
+                   name=name, uuid=str(spec.get("uuid", "")), dataset=True, give_back=give_back)
     context.runner.run(["zfs", "mount", end.dataset], check=False)  # already mounted (a resumed task) is fine
     mounted = context.runner.run(["zfs", "get", "-H", "-o", "value", "mounted", end.dataset]).stdout.strip()
     if mounted != "yes":
         raise BhypeError(f"{end.dataset} could not be mounted")
-    ref = register_vm(context, datastore, spec, owner)
+    if give_back is not None:
+        ref = adopt_vm(context, name, str(spec.get("uuid", "")), datastore)
+    else:
+        ref = register_vm(context, datastore, spec, owner)
     context.progress(100.0, "registered")
     return {"vm": ref.name, "uuid": str(ref.uuid), "dataset": end.dataset, "snapshot": snapshot,
             "datastore": datastore}
@@ -139,8 +143,20 @@ def _remove_vm(context: TaskContext, datastore: str, name: str, uuid: str) -> st
         if not outcome.ok:
             raise BhypeError(f"could not power off VM {name} here: {outcome.error}")
     unregister_vm(context, name)
-    shutil.rmtree(_vm_dir(context.runtime, datastore, name), ignore_errors=True)
+    _remove_files(context, datastore, name)
     return f"VM {name} ({uuid}) removed"
+
+
+def _remove_files(context: TaskContext, datastore: str, name: str) -> None:
+    """Remove the VM directory a move put here. A received dataset (``--transport zfs``) is on
+    the host the runner reaches, not necessarily this machine: the datastore destroys it
+    (``zfs destroy -r``, with its snapshots)."""
+    if datastore_root(context.runtime, datastore) is None:
+        from bhype_core.plugin_api import open_datastore
+
+        open_datastore(context.runtime, datastore).remove_vm_dir(name)
+    else:
+        shutil.rmtree(_vm_dir(context.runtime, datastore, name), ignore_errors=True)
 
 
 def _give_back(context: TaskContext, datastore: str, name: str, uuid: str, give_back: dict[str, str]) -> str | None:
@@ -154,7 +170,7 @@ def _give_back(context: TaskContext, datastore: str, name: str, uuid: str, give_
         if not outcome.ok:
             raise BhypeError(f"could not power off VM {name} here: {outcome.error}")
     adopt_vm(context, name, uuid, give_back["datastore"], host=give_back["host"])
-    shutil.rmtree(_vm_dir(context.runtime, datastore, name), ignore_errors=True)
+    _remove_files(context, datastore, name)
     return f"VM {name} ({uuid}) given back to host {give_back['host']}; its files here removed"
 
 

@@ -75,6 +75,7 @@ def ssh_key(context: Any) -> tuple[Path, str]:
     if key.is_symlink():
         raise ValidationErrors([("ssh_key", f"{key} is a symlink")])
     if not key.exists():
-        context.runner.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bhype-migrate", "-f", str(key)],
-                           timeout=30)
+        # The key stays on this machine (``local_runner``) even when [runner] drives a remote host.
+        argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bhype-migrate", "-f", str(key)]
+        context.runtime.local_runner.run(argv, timeout=30)
     return key, key.with_suffix(".pub").read_text().strip()

@@ -16,6 +16,10 @@ class MigrateSettings(BaseModel):
     warm_passes: int = Field(5, ge=1, le=50, description="at most this many copies while a warm move's VM runs")
     warm_delta: int = Field(64 * 2**20, ge=0,
                             description="a warm move stops the VM once a pass sent fewer bytes than this")
+    dirty_tracking: bool = Field(True, description="warm moves of VMs whose hypervisor tracks dirty blocks (QEMU) "
+                                                   "copy only the blocks written since the previous pass")
+    remote_python: str = Field("python3", min_length=1, description="Python 3 on the target host (runs the "
+                                                                    "block receiver of a dirty-block warm move)")
     peer_task_timeout: float = Field(3600.0, gt=0, description="seconds to wait for a task on the peer")
     stop_timeout: float | None = Field(None, gt=0, description="graceful stop timeout (default: vm.stop_timeout)")
     # Moves inside a group (issue 22): the data path is SSH to the other host's registered address.

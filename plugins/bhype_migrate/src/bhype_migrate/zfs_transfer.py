@@ -155,7 +155,11 @@ def source_end(runtime: Any, store: Any, vm: str) -> ZfsEnd:
 
 def peer_end(runner: Any, peer: Any, dataset: str) -> ZfsEnd:
     """The copy on the peer: every command through ``ssh`` with bHype's key and the pinned host
-    key (``Peer.ssh``), so ``zfs send`` here pipes into ``ssh peer zfs receive`` there."""
+    key (``Peer.ssh``), so ``zfs send`` here pipes into ``ssh peer zfs receive`` there.
+
+    ``runner`` is the worker's own (``runtime.local_runner``): the key and known_hosts files
+    are on this machine, also when ``[runner]`` drives the datastore's host over SSH (then
+    ``zfs send`` runs there and its stream goes through this machine into the ssh client)."""
     return ZfsEnd(runner, dataset, wrap=lambda argv: peer.ssh(*argv))
 
 

@@ -29,6 +29,7 @@ from pysnmp.entity.rfc3413 import cmdrsp, context
 from pysnmp.proto import rfc1902, rfc1905
 
 from bhype_snmp import oids
+from bhype_snmp.engines import EngineClock, make_engine
 from bhype_snmp.transport import AUTH, PRIV
 
 log = logging.getLogger(__name__)
@@ -92,33 +93,14 @@ class AgentUser:
     priv_key: str = field(repr=False)
 
 
-def make_engine(engine_id: bytes | None, boots: int) -> engine.SnmpEngine:
-    """A pysnmp engine with bHype's stored snmpEngineID and snmpEngineBoots.
-
-    Given an engine ID, pysnmp would keep its own boots counter in ``$TMPDIR/__pysnmp/<id>/``
-    (a directory anyone may plant in /tmp, written by the root worker); the ID is set the way
-    pysnmp's constructor sets it, after the fact, and boots come from the database instead.
-    """
-    snmp = engine.SnmpEngine()
-    if engine_id is not None:
-        builder = snmp.get_mib_builder()
-        (stored_id,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineID")
-        stored_id.syntax = stored_id.syntax.clone(engine_id)
-        snmp.snmpEngineID = stored_id.syntax
-        (stored_boots,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineBoots")
-        stored_boots.syntax = stored_boots.syntax.clone(boots)
-    return snmp
-
-
 class Agent:
     """The UDP responder, in a thread with its own event loop. ``community`` empty: no SNMPv2c
     (v3 users only, :meth:`set_users`)."""
 
-    def __init__(self, host: str, port: int, community: str, engine_id: bytes | None = None,
-                 boots: int = 1) -> None:
+    def __init__(self, host: str, port: int, community: str, clock: EngineClock | None = None) -> None:
         self.address = (host, port)
         self.community = community
-        self.engine_id, self.boots = engine_id, boots
+        self.clock = clock  # this host's agent engine (None: a throw-away engine ID)
         self.users: dict[str, AgentUser] = {}
         self._snmp: engine.SnmpEngine | None = None
         self.instrumentation = SnapshotInstrumentation()
@@ -143,7 +125,7 @@ class Agent:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        snmp = self._snmp = make_engine(self.engine_id, self.boots)
+        snmp = self._snmp = make_engine(self.clock)
         try:
             transport = udp.UdpAsyncioTransport().open_server_mode(self.address)
             config.add_transport(snmp, udp.DOMAIN_NAME, transport)

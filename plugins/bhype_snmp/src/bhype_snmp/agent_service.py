@@ -14,7 +14,7 @@ from bhype_core.plugin_api import last_backup_times, list_vms, read_live_metrics
 from bhype_snmp.agent import Agent, AgentUser
 from bhype_snmp.agent_users import list_users
 from bhype_snmp.agent_values import host_facts, snapshot, vm_rows
-from bhype_snmp.managers import next_boots
+from bhype_snmp.engines import next_boots
 from bhype_snmp.notification import host_name
 from bhype_snmp.settings import split_target
 
@@ -36,8 +36,7 @@ def refresh(runtime: Any, agent: Agent, facts: dict[str, Any]) -> int:
     except Exception as exc:  # a backup plugin failed: the column is absent (unknown), never "never"
         log.warning("last backup times not readable: %s", exc)
         backups = None
-    settings = runtime.settings.section("snmp")
-    agent.instrumentation.replace(snapshot(rows, host=host_name(settings.host_name), facts=facts, live=live,
+    agent.instrumentation.replace(snapshot(rows, host=host_name(runtime), facts=facts, live=live,
                                            backups=backups))
     agent.set_users([AgentUser(row.name, row.auth_protocol, row.auth_key, row.priv_protocol, row.priv_key)
                      for row in list_users(runtime)])
@@ -57,8 +56,8 @@ def start_agent(runtime: Any) -> Callable[[], Any]:
     previous = runtime.extras.pop(EXTRAS_KEY, None)
     if previous is not None:  # the lease came back to this worker: free the port first
         previous.stop()
-    engine_id, boots = next_boots(runtime, "agent")
-    agent = Agent(host, port, community, engine_id=engine_id, boots=boots)
+    clock = next_boots(runtime, "agent")
+    agent = Agent(host, port, community, clock)
     agent.start()
     runtime.extras[EXTRAS_KEY] = agent
     facts = host_facts()
@@ -73,7 +72,7 @@ def start_agent(runtime: Any) -> Callable[[], Any]:
     tick()
     versions = ", ".join(filter(None, ["SNMPv2c" if community else "", f"SNMPv3 ({len(agent.users)} user(s))"]))
     log.info("SNMP agent answering on %s:%d (BHYPE-MIB, read-only, %s, engine ID 0x%s)", host, port, versions,
-             engine_id.hex())
+             clock.engine_id.hex())
     if not community and not agent.users:
         log.warning("the SNMP agent answers nobody yet: no agent_community and no v3 user "
                     "(bhype snmp agent user add)")

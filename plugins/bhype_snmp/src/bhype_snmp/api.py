@@ -10,8 +10,8 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
-from bhype_core.plugin_api import AdminDep, AuthenticatedDep, RuntimeDep, TaskAccepted, accept_task
-from bhype_snmp import agent_users
+from bhype_core.plugin_api import AdminDep, AuthenticatedDep, RuntimeDep, TaskAccepted, accept_task, local_host_name
+from bhype_snmp import agent_users, engines
 from bhype_snmp import managers as store
 from bhype_snmp.agent_users import AgentUserCreate, AgentUserPublic
 from bhype_snmp.managers import ManagerCreate, ManagerPublic
@@ -30,7 +30,9 @@ class MibInstall(BaseModel):
 class SnmpStatus(BaseModel):
     """``GET /api/v1/snmp/status``."""
 
+    host: str
     engine_id: str
+    sender_engine_ids: dict[str, str]
     managers: int
     enabled_managers: int
     agent_enabled: bool
@@ -46,13 +48,16 @@ def make_router() -> APIRouter:
 
     @router.get("/status", response_model=SnmpStatus)
     def status(runtime: RuntimeDep, principal: AdminDep) -> SnmpStatus:
-        """This host's snmpEngineID (v3 receivers of traps need it), manager counts and the agent."""
+        """This host's snmpEngineID (v3 receivers of traps need it: one per host of a group, all
+        of them in ``sender_engine_ids``), manager counts and the agent."""
         rows = store.list_managers(runtime)
         settings = runtime.settings.section("snmp")
-        return SnmpStatus(engine_id=store.engine_id(runtime).hex(), managers=len(rows),
+        here = engines.engine_id(runtime).hex()
+        return SnmpStatus(host=local_host_name(runtime), engine_id=here,
+                          sender_engine_ids=engines.sender_engine_ids(runtime), managers=len(rows),
                           enabled_managers=sum(row.enabled for row in rows), agent_enabled=settings.agent_enabled,
                           agent_address=settings.agent_address,
-                          agent_engine_id=store.engine_id(runtime, "agent").hex(),
+                          agent_engine_id=engines.engine_id(runtime, "agent").hex(),
                           agent_v2c=bool(settings.agent_community.get_secret_value()),
                           agent_users=len(agent_users.list_users(runtime)))
 

@@ -111,11 +111,15 @@ def manager_remove(args: argparse.Namespace) -> int:
 
 
 def snmp_status(args: argparse.Namespace) -> int:
-    """``status [--json]``: the engine ID v3 trap receivers need, and the agent."""
+    """``status [--json]``: the engine IDs v3 trap receivers need (this host's, then the
+    other group hosts'), and the agent."""
     status = api_from(args).request("GET", f"{SNMP}/status")
     if args.json:
         return _print_json(status)
-    print(f"engine ID: 0x{status['engine_id']}")
+    print(f"engine ID: 0x{status['engine_id']} (this host, {status['host']})")
+    for host, engine_id in status["sender_engine_ids"].items():  # a group: each host sends as its own
+        if host != status["host"]:
+            print(f"engine ID of {host}: 0x{engine_id}")
     print(f"managers: {status['managers']} ({status['enabled_managers']} enabled)")
     print(f"agent: {'on ' + status['agent_address'] if status['agent_enabled'] else 'off'}"
           f" (SNMPv2c {'on' if status['agent_v2c'] else 'off'}, {status['agent_users']} v3 user(s))")

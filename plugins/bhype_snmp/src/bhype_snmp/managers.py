@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from sqlmodel import col, select
 
 from bhype_core.plugin_api import NAME_RE, SEVERITIES, Conflict, NotFound, ValidationErrors, session
-from bhype_snmp.models import SnmpEngine, SnmpManager
+from bhype_snmp.models import SnmpManager
 from bhype_snmp.settings import MIN_PASSPHRASE, check_host
 
 # SHA-2 (RFC 7860) authentication and AES privacy (RFC 3826; 192/256 as net-snmp's AES192/AES256,
@@ -17,9 +16,6 @@ from bhype_snmp.settings import MIN_PASSPHRASE, check_host
 AuthProtocol = Literal["SHA224", "SHA256", "SHA384", "SHA512"]
 PrivProtocol = Literal["AES", "AES192", "AES256"]
 Severity = Literal["info", "warning", "error", "critical"]
-# RFC 3411 snmpEngineID, format 5 (octets): 0x80 | enterprise number (the placeholder 8072,
-# net-snmp's, until bHype has a PEN; see oids.py), then 0x05 and 12 random octets.
-ENGINE_PREFIX = bytes.fromhex("80001f88") + b"\x05"
 
 
 class ManagerCreate(BaseModel):
@@ -144,40 +140,6 @@ def delete_manager(runtime: Any, name: str) -> None:
         if row is None:
             raise NotFound(f"no SNMP manager named {name!r}")
         db.delete(row)
-
-
-def engine_id(runtime: Any, role: str = "notify") -> bytes:
-    """This host's snmpEngineID for ``role`` (``notify``: the notification sender; ``agent``:
-    the read-only agent): made on first use, then always the stored one."""
-    return bytes.fromhex(_engine_row(runtime, role).engine_id)
-
-
-def _engine_row(runtime: Any, role: str) -> SnmpEngine:
-    query = select(SnmpEngine).where(SnmpEngine.role == role).order_by(col(SnmpEngine.id))
-    with session(runtime) as db:
-        row = db.exec(query).first()
-    if row is not None:
-        return row
-    with session(runtime, write=True) as db:
-        row = db.exec(query).first()  # another process won?
-        if row is None:
-            row = SnmpEngine(engine_id=(ENGINE_PREFIX + secrets.token_bytes(12)).hex(), role=role)
-            db.add(row)
-        return row
-
-
-def next_boots(runtime: Any, role: str = "agent") -> tuple[bytes, int]:
-    """The engine ID of ``role`` and its snmpEngineBoots for this start: the stored count plus
-    one, stored (RFC 3414 §2.2.2: with a kept engine ID, boots must grow at every start, or
-    managers that saw a later engine time would take the answers for replays)."""
-    with session(runtime, write=True) as db:
-        row = db.exec(select(SnmpEngine).where(SnmpEngine.role == role).order_by(col(SnmpEngine.id))
-                      .with_for_update()).first()
-        if row is None:
-            row = SnmpEngine(engine_id=(ENGINE_PREFIX + secrets.token_bytes(12)).hex(), role=role)
-        row.boots = min(row.boots + 1, 2**31 - 1)  # snmpEngineBoots stops at 2147483647 (RFC 3414)
-        db.add(row)
-        return bytes.fromhex(row.engine_id), row.boots
 
 
 def severity_passes(event_severity: str, minimum: str) -> bool:

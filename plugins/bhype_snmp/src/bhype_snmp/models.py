@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Text
+from sqlalchemy import Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bhype_core.plugin_api import ID, TABLE_OPTIONS, UTCDateTime, utcnow
@@ -41,20 +41,25 @@ class SnmpManager(SQLModel, table=True):
 
 
 class SnmpEngine(SQLModel, table=True):
-    """Table ``snmp_engine``: this host's snmpEngineIDs (RFC 3411), made once and kept, so v3
+    """Table ``snmp_engine``: each host's snmpEngineIDs (RFC 3411), made once and kept, so v3
     receivers configured with one (``createUser -e``) and managers that polled the agent keep
-    working across restarts. One row per ``role``: ``notify`` (the notification sender) and
-    ``agent`` (the read-only agent: its own ID, because timeliness is kept per engine ID and
-    the two engines' clocks differ; ``boots`` is its snmpEngineBoots, RFC 3414 §2.2.2)."""
+    working across restarts. One row per ``host`` (group hosts share the database: a receiver
+    keeps one (boots, time) per engine ID, RFC 3414 §3.2 step 7, and each host has its own
+    clock) and ``role``: ``notify`` (the notification sender) and ``agent`` (the read-only
+    agent: its own ID, because the two engines' clocks differ). ``boots`` is the engine's
+    snmpEngineBoots (RFC 3414 §2.2.2), grown at every start; ``booted`` when it last grew
+    (snmpEngineTime counts from there, the same in every process of the host)."""
 
     __tablename__ = "snmp_engine"  # type: ignore[assignment]
-    __table_args__ = dict(TABLE_OPTIONS)
+    __table_args__ = (UniqueConstraint("role", "host", name="uq_snmp_engine_role_host"), dict(TABLE_OPTIONS))
 
     id: int | None = Field(default=None, primary_key=True, sa_type=ID)
     engine_id: str = Field(max_length=66)  # hex, 5 to 32 octets
     created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     role: str = Field(default="notify", max_length=8)
     boots: int = 0
+    host: str = Field(default="", max_length=63)  # "" only on rows made before snmp_0003 (adopted on first use)
+    booted: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class SnmpAgentUser(SQLModel, table=True):

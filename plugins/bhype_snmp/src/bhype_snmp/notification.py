@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from bhype_core.plugin_api import Event
+from bhype_core.plugin_api import Event, local_host_name
 from bhype_snmp import oids
 
 TEXT_MAX = 255  # DisplayString's SIZE (RFC 2579): longer texts are cut, marked with "…"
@@ -74,9 +73,10 @@ def link_of(web_url: str, vm: str, task_id: int) -> str:
     return f"{base}/ui/"
 
 
-def host_name(configured: str) -> str:
-    """The host name notifications carry: the configured one, else the system's."""
-    return configured or socket.gethostname()
+def host_name(runtime: Any) -> str:
+    """The host name notifications carry: ``[snmp] host_name``, else this host's name in the
+    group (``[host] name``, else the machine's)."""
+    return runtime.settings.section("snmp").host_name or local_host_name(runtime)
 
 
 def build(event: Event, *, host: str, web_url: str = "", vm_uuid: str = "",

@@ -5,6 +5,13 @@ A raising task never waits for the network and never sees a send fail: the queue
 (``[snmp] queue_size``) and an event that does not fit is dropped *and logged*; an inform no
 manager acknowledged is logged with its manager, kind and event id; notifications over a
 manager's rate limit are counted and the count is logged.
+
+One pysnmp engine per process, the sender's: it sends as this host's ``notify`` engine
+(:mod:`bhype_snmp.engines`), its snmpEngineBoots grown at each start of the sender; the
+``snmp.test`` task sends through it too (:meth:`Sender.send_now`), so a process never shows a
+receiver two clocks under one engine ID. Other processes of the host start their own senders
+(growing boots): before a v3 trap the clock is re-read from the database (at most every
+``CLOCK_TTL`` seconds), so every process of the host sends the same (boots, time).
 """
 
 from __future__ import annotations
@@ -19,16 +26,19 @@ from typing import Any
 
 from bhype_core.plugin_api import Event, find_vm
 from bhype_snmp import managers as store
+from bhype_snmp.engines import engine_clock, make_engine, next_boots, set_clock
 from bhype_snmp.models import SnmpManager
-from bhype_snmp.notification import Notification, build, host_name, vm_of
+from bhype_snmp.notification import Notification, build, host_name, test_notification, vm_of
 from bhype_snmp.ratelimit import RateLimiter
-from bhype_snmp.transport import SendResult, new_engine, send
+from bhype_snmp.transport import SendResult, send
 
 log = logging.getLogger(__name__)
 
 EXTRAS_KEY = "snmp.sender"
 MANAGERS_TTL = 2.0  # seconds a manager list is reused (a burst reads the table once)
 MAX_IN_FLIGHT = 64  # notifications on the wire at once
+CLOCK_TTL = 1.0  # seconds the host's engine clock is reused before a v3 trap re-reads it
+START_TIMEOUT = 30.0  # seconds send_now waits for the sender's engine
 _STOP = object()
 
 
@@ -51,6 +61,9 @@ class Sender:
         self._managers: tuple[float, list[SnmpManager]] = (0.0, [])
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
+        self._engine: Any = None
+        self._ready = threading.Event()  # the loop runs and the engine is built
+        self._clock_read = 0.0
         self.sender_thread_id: int | None = None
 
     # -- the raising side -------------------------------------------------------------------
@@ -105,6 +118,22 @@ class Sender:
             self._wake()
             self._thread.join(timeout)
 
+    def send_now(self, manager: SnmpManager, notification: Notification) -> SendResult:
+        """Send ``notification`` to ``manager`` through this process's engine and wait for the
+        outcome (the ``snmp.test`` task; never from the sender's own thread)."""
+        self._start()
+        if not self._ready.wait(START_TIMEOUT) or self._loop is None:
+            return SendResult(manager.name, manager.notify_type, None if manager.notify_type == "trap" else False,
+                              "the SNMP sender did not start (see the log)", 0)
+        waits = manager.timeout * (2 ** (manager.retries + 1) - 1) if manager.notify_type == "inform" else 0
+        future = asyncio.run_coroutine_threadsafe(self._send_one(manager, notification), self._loop)
+        return future.result(waits + START_TIMEOUT)
+
+    async def _send_one(self, manager: SnmpManager, notification: Notification) -> SendResult:
+        self._keep_clock([manager])
+        async with self._slots:
+            return await send(self._engine, manager, notification)
+
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
@@ -123,9 +152,10 @@ class Sender:
 
     async def _main(self) -> None:
         self._wakeup = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        engine = new_engine(store.engine_id(self.runtime))
+        engine = self._engine = self._new_engine()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._loop = asyncio.get_running_loop()
+        self._ready.set()
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:
@@ -153,8 +183,37 @@ class Sender:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
         finally:
+            self._ready.clear()
             self._loop = None
             engine.close_dispatcher()
+
+    def _new_engine(self) -> Any:
+        """This host's notification engine, started (boots + 1); should the database be away,
+        a throw-away engine (v2c and informs still work; v3 traps then reach no receiver: logged)."""
+        try:
+            clock = next_boots(self.runtime, "notify")
+        except Exception:
+            log.exception("SNMP: this host's engine ID could not be read; v3 traps will not be accepted")
+            return make_engine(None)
+        self._clock_read = time.monotonic()
+        log.info("SNMP sender: engine ID 0x%s, snmpEngineBoots %d", clock.engine_id.hex(), clock.boots)
+        return make_engine(clock)
+
+    def _keep_clock(self, managers: list[SnmpManager]) -> None:
+        """Before v3 traps (bHype the authoritative engine): the host's current boots and time,
+        should another process of the host have started its sender since."""
+        if not any(manager.version == "3" and manager.notify_type == "trap" for manager in managers):
+            return
+        if time.monotonic() - self._clock_read < CLOCK_TTL:
+            return
+        try:
+            clock = engine_clock(self.runtime, "notify")
+        except Exception as exc:  # keep the clock we have; the next trap tries again
+            log.warning("SNMP: this host's engine clock could not be read: %s", exc)
+            return
+        self._clock_read = time.monotonic()
+        if bytes(self._engine.snmpEngineID) == clock.engine_id:
+            set_clock(self._engine, clock)
 
     async def _finish(self, sends: list[Any]) -> None:
         try:
@@ -196,8 +255,9 @@ class Sender:
             chosen.append(manager)
         if not chosen:
             return []
-        notification = build(event, host=host_name(self.settings.host_name), web_url=self.settings.web_url,
+        notification = build(event, host=host_name(self.runtime), web_url=self.settings.web_url,
                              vm_uuid=self._vm_uuid(event))
+        self._keep_clock(chosen)
         return [(manager, notification) for manager in chosen]
 
     def _vm_uuid(self, event: Event) -> str:
@@ -235,19 +295,9 @@ def sender_for(runtime: Any) -> Sender:
 
 
 def send_test(runtime: Any, manager: SnmpManager) -> SendResult:
-    """Send ``bhypeTestNotification`` to ``manager`` now and wait for the outcome (the
-    ``snmp.test`` task): whether an inform was acknowledged, or why not."""
-    from bhype_snmp.notification import test_notification
-
+    """Send ``bhypeTestNotification`` to ``manager`` now, through the process's sender, and wait
+    for the outcome (the ``snmp.test`` task): whether an inform was acknowledged, or why not."""
     settings = runtime.settings.section("snmp")
-    notification = test_notification(host=host_name(settings.host_name), web_url=settings.web_url,
+    notification = test_notification(host=host_name(runtime), web_url=settings.web_url,
                                      manager=manager.name)
-
-    async def once() -> SendResult:
-        engine = new_engine(store.engine_id(runtime))
-        try:
-            return await send(engine, manager, notification)
-        finally:
-            engine.close_dispatcher()
-
-    return asyncio.run(once())
+    return sender_for(runtime).send_now(manager, notification)

@@ -69,7 +69,7 @@ class SnmpSettings(Section):
     (``bhype snmp manager add``); this section holds what applies to all of them."""
 
     web_url: str = Field("", description="base URL of the web UI for the link varbind (empty: no link)")
-    host_name: str = Field("", description="the host name sent in notifications (empty: the system's)")
+    host_name: str = Field("", description="host name sent in notifications (empty: [host] name, else the system's)")
     queue_size: int = Field(10000, ge=10, le=1_000_000,
                             description="events waiting to be sent; past it new events are dropped (logged)")
     rate_limit: int = Field(10, ge=0, le=1_000_000,

@@ -64,11 +64,6 @@ class SendResult:
                 "error": self.error, "attempts": self.attempts}
 
 
-def new_engine(engine_id: bytes) -> SnmpEngine:
-    """An SNMP engine with this host's stored snmpEngineID (v3 traps are sent as it)."""
-    return SnmpEngine(snmpEngineID=rfc1902.OctetString(engine_id))
-
-
 def varbinds(notification: Notification) -> list[ObjectType]:
     """``sysUpTime.0`` (hundredths of a second since this process started sending; RFC 3416
     §4.2.6 wants it first), ``snmpTrapOID.0``, then each object's instance (``.0``) with its

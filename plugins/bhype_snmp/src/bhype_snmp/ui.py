@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bhype_core.plugin_api import Assets, Page, UiRequest
-from bhype_snmp import agent_users
+from bhype_core.plugin_api import Assets, Page, UiRequest, local_host_name
+from bhype_snmp import agent_users, engines
 from bhype_snmp import managers as store
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -19,10 +19,11 @@ def page_context(ui: UiRequest) -> dict[str, Any]:
     """What ``snmp_ui/managers.html`` shows (read from the database; no secret in it)."""
     settings = ui.runtime.settings.section("snmp")
     return {"managers": [store.ManagerPublic.of(row).model_dump() for row in store.list_managers(ui.runtime)],
-            "engine_id": store.engine_id(ui.runtime).hex(), "agent_enabled": settings.agent_enabled,
+            "host": local_host_name(ui.runtime), "engine_id": engines.engine_id(ui.runtime).hex(),
+            "sender_engine_ids": engines.sender_engine_ids(ui.runtime), "agent_enabled": settings.agent_enabled,
             "agent_address": settings.agent_address,
             "agent_v2c": bool(settings.agent_community.get_secret_value()),
-            "agent_engine_id": store.engine_id(ui.runtime, "agent").hex(),
+            "agent_engine_id": engines.engine_id(ui.runtime, "agent").hex(),
             "agent_users": [agent_users.AgentUserPublic.of(row).model_dump()
                             for row in agent_users.list_users(ui.runtime)]}
 

@@ -98,6 +98,10 @@ class ZfsStorage(ZfsAdopt, ZfsCapabilities, StorageBackend):
         self.copy_timeout = copy_timeout
         self._mountpoints: dict[str, Path] = {}
 
+    def layout(self) -> dict[str, Any]:
+        """The dataset and disk type (what a ``zfs send`` of a VM here must match)."""
+        return {"dataset": self.dataset, "disk_type": self.options.disk_type}
+
     def __repr__(self) -> str:
         return f"ZfsStorage({self.dataset!r}, datastore={self.datastore!r}, disk_type={self.options.disk_type!r})"
 
