@@ -27,11 +27,18 @@ ProgressCallback = Callable[[int, str], None]
 @dataclass(frozen=True)
 class Volume:
     """A VM disk as the backend holds it: ``path`` is what the hypervisor opens (a file, or
-    a device such as ``/dev/zvol/tank/bhype/vms/web1/disk0``)."""
+    a device such as ``/dev/zvol/tank/bhype/vms/web1/disk0``).
+
+    ``device`` says which, as the backend knows it (never guessed from this machine's file
+    system: the path may be on the host the runner reaches): ``True`` for a block device (a
+    zvol), written in place and never replaced by a rename; ``False`` for an image file.
+    ``path`` is on the datastore's host, the one ``runtime.runner`` reaches.
+    """
 
     name: str
     path: Path
     size: int
+    device: bool = False
 
 
 class StorageBackend(ABC):

@@ -10,11 +10,14 @@
   it (a device disk, a zvol, is written in place with ``--write-devices``). A VM that was
   destroyed meanwhile is re-created with its old name and UUID.
 * **One disk** (``disk``): only that disk of the same VM.
+
+Whether a disk is a device (a zvol) is what the datastore says (``Volume.device``); the disk is
+written and read back where the datastore lives, which may be the host ``[runner]`` reaches
+over SSH (:mod:`bhype_backup.restore_disk`).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,34 +25,25 @@ from typing import Any
 
 from bhype_backup.endpoint import Endpoint
 from bhype_backup.layout import MANIFEST
-from bhype_backup.manifest import CHUNK_SIZE, FileEntry, Manifest, check_file, parse_manifest
+from bhype_backup.manifest import FileEntry, Manifest, parse_manifest
 from bhype_backup.points import get_point
+from bhype_backup.restore_disk import RestoreMismatch, fetch_checked, install_config, write_disk
 from bhype_backup.targets import get_target
 from bhype_core.plugin_api import (
-    BhypeError,
     Conflict,
     NotFound,
     ValidationErrors,
+    Volume,
     find_vm,
     hook_errors,
     is_running,
     open_datastore,
     register_vm,
-    rsync_argv,
-    run_rsync,
-    task_progress,
     vm_after,
     vm_before,
     vm_ref,
     vm_settings,
 )
-
-
-class RestoreMismatch(BhypeError):
-    """A restored file does not match the manifest (the target changed it, or it is damaged)."""
-
-    code = "restore_mismatch"
-    http_status = 409
 
 
 def read_manifest(endpoint: Endpoint, point: Any) -> Manifest:
@@ -60,39 +54,6 @@ def read_manifest(endpoint: Endpoint, point: Any) -> Manifest:
     if hashlib.sha256(data).hexdigest() != point.manifest_sha256:
         raise RestoreMismatch(f"the manifest of point {point.id} on target {point.target} changed since it was written")
     return parse_manifest(data)
-
-
-def _fetch(context: Any, endpoint: Endpoint, point: Any, entry: FileEntry, destination: Path, *,
-           device: bool, label: str, start: float, span: float) -> None:
-    """rsync one stored file to ``destination`` (a new file, or a device written in place) and
-    check every chunk against the manifest."""
-    options = endpoint.rsync_options()
-    options.pop("windows", None)  # the local side is POSIX: modes come from the manifest
-    source = endpoint.url(f"{point.path}/{entry.stored}", directory=False)
-    if device:
-        argv = rsync_argv([source], str(destination), **options, inplace=True, write_devices=True, recursive=False)
-    else:
-        argv = rsync_argv([source], str(destination), **options, inplace=False, sparse=True, recursive=False)
-    run_rsync(context.runner, argv, on_progress=task_progress(context, label, start=start, span=span),
-              cancel=context.cancel_requested, timeout=7 * 24 * 3600)
-    bad = check_file(destination, entry) if not device else _check_device(destination, entry)
-    if bad:
-        raise RestoreMismatch(f"{label}: {len(bad)} chunk(s) differ from the manifest (first at chunk {bad[0]})")
-    if not device:
-        os.chmod(destination, int(entry.mode, 8))
-
-
-def _check_device(path: Path, entry: FileEntry, chunk_size: int = CHUNK_SIZE) -> list[int]:
-    """Compare the first ``entry.size`` bytes of a device with the manifest's chunks."""
-    import hashlib
-
-    bad = []
-    with path.open("rb") as handle:
-        for index, expected in enumerate(entry.chunks):
-            block = handle.read(min(chunk_size, entry.size - index * chunk_size))
-            if hashlib.sha256(block).hexdigest() != expected:
-                bad.append(index)
-    return bad
 
 
 def _new_spec(manifest: Manifest, name: str) -> dict[str, Any]:
@@ -132,6 +93,21 @@ def _config_target(entry: FileEntry) -> str | None:
     return None if entry.stored in ("config/spec.json", "config/metadata.json") else entry.original
 
 
+def _disk_for(store: Any, name: str, entry: FileEntry, create: bool) -> tuple[Volume, bool]:
+    """The disk ``entry`` goes to, and whether it was just created (a new zvol reads as zeros).
+    An existing disk smaller than the backed-up one is grown first (shrinking is refused)."""
+    assert entry.volume is not None
+    if not create:
+        try:
+            volume = store.volume(name, entry.volume)
+        except NotFound:  # the spec names it, the datastore lost it: made anew
+            return store.create_volume(name, entry.volume, entry.size), True
+        if volume.size < entry.size:
+            volume = store.grow_volume(name, entry.volume, entry.size)
+        return volume, False
+    return store.create_volume(name, entry.volume, entry.size), True
+
+
 def _restore_files(context: Any, store: Any, name: str, row: Any, endpoint: Endpoint, manifest: Manifest,
                    disks: list[FileEntry], *, create: bool, with_config: bool) -> list[str]:
     staging = Path(tempfile.mkdtemp(prefix=f"bhype-restore-{row.id}-"))
@@ -140,15 +116,10 @@ def _restore_files(context: Any, store: Any, name: str, row: Any, endpoint: Endp
         total = len(disks) or 1
         for index, entry in enumerate(disks):
             assert entry.volume is not None
-            if create:
-                store.create_volume(name, entry.volume, entry.size)
-            path = Path(store.volume_path(name, entry.volume))
-            device = path.exists() and not path.is_file()
-            target = path if device else path.with_name(f".{path.name}.restore")
-            _fetch(context, endpoint, row, entry, target, device=device, label=f"disk {entry.volume}",
-                   start=5 + 85 * index / total, span=85 / total)
-            if not device:
-                os.replace(target, path)
+            context.check_cancelled()
+            volume, fresh = _disk_for(store, name, entry, create)
+            write_disk(context, endpoint, row, entry, volume, staging, fresh=fresh, label=f"disk {entry.volume}",
+                       start=5 + 85 * index / total, span=85 / total)
             restored.append(entry.volume)
         if with_config:
             for entry in manifest.files:
@@ -156,8 +127,8 @@ def _restore_files(context: Any, store: Any, name: str, row: Any, endpoint: Endp
                 if filename is None:
                     continue
                 local = staging / filename
-                _fetch(context, endpoint, row, entry, local, device=False, label=filename, start=90, span=5)
-                store.install_vm_file(name, local, filename, mode=int(entry.mode, 8))
+                fetch_checked(context, endpoint, row, entry, local, label=filename, start=90, span=5)
+                install_config(context, store, name, local, entry, filename)
                 restored.append(filename)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

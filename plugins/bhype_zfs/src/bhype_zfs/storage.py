@@ -253,7 +253,7 @@ class ZfsStorage(ZfsAdopt, ZfsCapabilities, StorageBackend):
         except BaseException:
             self.host.run(argv.destroy(tools, dataset))  # nothing half-created
             raise
-        return Volume(volume, Path(device), size)
+        return Volume(volume, Path(device), size, device=True)
 
     def wait_for_device(self, device: str, timeout: float = DEVICE_WAIT) -> None:
         """Wait until the zvol's device node exists (OpenZFS creates it asynchronously).
@@ -284,7 +284,7 @@ class ZfsStorage(ZfsAdopt, ZfsCapabilities, StorageBackend):
         else:
             # zfsprops(7): a non-sparse volume's refreservation grows with volsize by itself.
             self.host.run(argv.set_properties(tools, self.volume_dataset(vm_name, volume), {"volsize": str(size)}))
-        return Volume(volume, current.path, size)
+        return Volume(volume, current.path, size, device=current.device)
 
     def delete_volume(self, vm_name: str, volume: str) -> None:
         """Delete a disk (a zvol with its snapshots).
@@ -316,11 +316,11 @@ class ZfsStorage(ZfsAdopt, ZfsCapabilities, StorageBackend):
         except BhypeError as exc:
             if not refused(exc):
                 raise
-            return Volume(volume, Path(argv.zvol_device(tools, dataset)), 0)  # size unknown here
+            return Volume(volume, Path(argv.zvol_device(tools, dataset)), 0, device=True)  # size unknown here
         value = parse_zfs_get(text).get(dataset, {}).get("volsize")
         if value is None or value.value is None:
             raise Conflict(f"{dataset} is not a volume (no volsize)")
-        return Volume(volume, Path(argv.zvol_device(tools, dataset)), int(value.value))
+        return Volume(volume, Path(argv.zvol_device(tools, dataset)), int(value.value), device=True)
 
     def copy_volume(
         self, src_vm: str, volume: str, dst_vm: str, dst_volume: str, progress: ProgressCallback | None = None
@@ -343,7 +343,7 @@ class ZfsStorage(ZfsAdopt, ZfsCapabilities, StorageBackend):
         finally:
             self.host.run(argv.destroy_snapshots(self.host.tools, src, [snap]))
         self.wait_for_device(argv.zvol_device(self.host.tools, dst))
-        return Volume(dst_volume, Path(argv.zvol_device(self.host.tools, dst)), source.size)
+        return Volume(dst_volume, Path(argv.zvol_device(self.host.tools, dst)), source.size, device=True)
 
     # ---------------------------------------------------------------------------------------
     # ISOs

@@ -60,7 +60,7 @@ class ZfsAdopt:
         device = argv.zvol_device(tools, new)
         self.wait_for_device(device)  # type: ignore[attr-defined]
         size = props.get("volsize")
-        return Volume(volume, Path(device), int(size.value) if size and size.value else 0)
+        return Volume(volume, Path(device), int(size.value) if size and size.value else 0, device=True)
 
     def release_volume(self, vm_name: str, volume: str, source: str) -> None:
         """Rename the zvol back to ``source``'s dataset; nothing to do when it is not here."""
